@@ -1,0 +1,38 @@
+"""iu-cutter: cut long knowledge-base documents into addressable information units.
+
+``__execution_enabled__`` is the live-execution switch: False unless an operator
+turns it on (``cutter.mode.enable_execution()`` or the CLI's
+``--enable-execution``). While it is off, ``Mode.LIVE`` is refused before
+anything is touched.
+"""
+
+__execution_enabled__ = False
+
+from cutter.approvals import GatePolicy
+from cutter.errors import (
+    ApprovalConsumedAlready,
+    CutterError,
+    GateRefusal,
+    ProductionExecutionNotAuthorized,
+    StopApprovalRequired,
+    StopCode,
+)
+from cutter.mode import Mode
+from cutter.runner import Runner, RunnerConfig
+from cutter.sidecar import Sidecar
+from cutter.states import RunState
+
+__all__ = [
+    "ApprovalConsumedAlready",
+    "CutterError",
+    "GatePolicy",
+    "GateRefusal",
+    "Mode",
+    "ProductionExecutionNotAuthorized",
+    "RunState",
+    "Runner",
+    "RunnerConfig",
+    "Sidecar",
+    "StopApprovalRequired",
+    "StopCode",
+]

@@ -1,0 +1,78 @@
+"""The approval rules of a sovereign gate (pure): is this approval valid for this
+pause? Raises the ``GateRefusal`` that says why not; returns the use to record."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from cutter.errors import (
+    ApprovalExpired,
+    ApprovalStale,
+    ApprovalWrongGate,
+    ApprovalWrongRun,
+    DuplicateApprover,
+    SelfApprovalRefused,
+    StopApprovalRequired,
+)
+from cutter.kbdocs import Approval
+from cutter.sidecar import ApprovalUse, GateRecord, Sidecar
+from cutter.walk import Gate
+
+
+@dataclass(frozen=True, slots=True)
+class GatePolicy:
+    """Who may approve and for how long an approval is good."""
+
+    approval_ttl: timedelta = timedelta(hours=24)
+    allow_self_approval: bool = False
+    required_approvals: int = 1
+
+
+def check_approval(
+    sidecar: Sidecar,
+    gate: GateRecord,
+    approval: Approval,
+    approval_kb_id: str,
+    *,
+    now: datetime,
+    policy: GatePolicy,
+    peer: str | None,
+) -> ApprovalUse:
+    run_id = sidecar.run_id
+    if approval.run_id != run_id:
+        raise ApprovalWrongRun(run_id, f"approval {approval_kb_id} is for run {approval.run_id}")
+    if approval.gate is not gate.gate:
+        raise ApprovalWrongGate(
+            run_id, f"approval {approval_kb_id} is for {approval.gate}, run waits at {gate.gate}"
+        )
+    if approval.request_digest != gate.request_digest or approval.nonce != gate.nonce:
+        raise ApprovalStale(
+            run_id, f"approval {approval_kb_id} answers another request than the one open"
+        )
+    if approval.issued_at < gate.opened_at:
+        raise ApprovalStale(run_id, f"approval {approval_kb_id} was issued before the gate opened")
+    if approval.issued_at > now + timedelta(minutes=5):
+        raise ApprovalStale(run_id, f"approval {approval_kb_id} is issued in the future")
+    if now - approval.issued_at > policy.approval_ttl:
+        raise ApprovalExpired(
+            run_id, f"approval {approval_kb_id} expired (ttl {policy.approval_ttl})"
+        )
+    if approval.approver == sidecar.started_by and not policy.allow_self_approval:
+        raise SelfApprovalRefused(
+            run_id, f"{approval.approver} started this run and may not approve it"
+        )
+    if approval.approver in gate.approvers:
+        raise DuplicateApprover(run_id, f"{approval.approver} already approved this gate")
+    if gate.gate is Gate.SG_2 and approval.review_decision_id is None:
+        raise StopApprovalRequired(
+            run_id, f"SG_2 approval {approval_kb_id} carries no review_decision_id"
+        )
+    return ApprovalUse(
+        approval_kb_id=approval_kb_id,
+        approver=approval.approver,
+        decision=approval.decision,
+        peer=peer,
+        consumed_at=now,
+        review_decision_id=approval.review_decision_id,
+    )

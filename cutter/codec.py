@@ -1,0 +1,32 @@
+"""One typed decoder per stored kind, built once. Decoding failures become
+``CorruptRecord`` naming where the bytes came from."""
+
+from __future__ import annotations
+
+import msgspec
+
+from cutter.errors import CorruptRecord, one_line
+from cutter.kbdocs import KBDoc
+from cutter.sidecar import Sidecar
+
+_encoder = msgspec.json.Encoder()
+_kb_decoder: msgspec.json.Decoder[KBDoc] = msgspec.json.Decoder(KBDoc)
+_sidecar_decoder = msgspec.json.Decoder(Sidecar)
+
+
+def encode(value: object) -> bytes:
+    return _encoder.encode(value)
+
+
+def decode_kb_doc(data: bytes, location: str) -> KBDoc:
+    try:
+        return _kb_decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise CorruptRecord(location, one_line(str(exc))) from exc
+
+
+def decode_sidecar(data: bytes, location: str) -> Sidecar:
+    try:
+        return _sidecar_decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise CorruptRecord(location, one_line(str(exc))) from exc

@@ -1,0 +1,258 @@
+"""Stop codes and the exception tree.
+
+Every error a client or a KB doc can see carries a stable ``code``, a one-line
+``message`` and, where something unexpected happened, an ``error_id`` that the
+structured log expands into the full story. No traceback ever leaves the process.
+
+    CutterError
+    ├── InputError                       bad input; nothing was changed
+    │   ├── InvalidIdentifier
+    │   ├── CorruptRecord                a stored file or row cannot be decoded
+    │   ├── UnknownRun
+    │   ├── UnknownDocument              (raised by ports; the walk turns it into a stop)
+    │   └── RunNotResumable
+    ├── ProductionExecutionNotAuthorized
+    ├── Refusal                          a command was refused; the run is unchanged
+    │   ├── RunNotAbortable
+    │   ├── KillSwitchEngaged
+    │   └── GateRefusal                  an approval does not release the gate
+    │       ├── StopApprovalRequired
+    │       ├── ApprovalNotFound
+    │       ├── ApprovalInvalid
+    │       ├── ApprovalWrongRun
+    │       ├── ApprovalWrongGate
+    │       ├── ApprovalStale
+    │       ├── ApprovalExpired
+    │       ├── SelfApprovalRefused
+    │       ├── DuplicateApprover
+    │       └── ApprovalConsumedAlready
+    └── PhaseStop                        a phase body ends the run with a stop code
+        ├── StopDocumentUnknown
+        ├── StopPlanInvalid
+        ├── StopGrantMissing
+        ├── StopVerifyFailed
+        └── StopContractViolated
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from typing import ClassVar
+
+
+class StopCode(enum.StrEnum):
+    """Why a run stopped. Part of the interface: never renamed, only added to."""
+
+    APPROVAL_REQUIRED = "STOP_APPROVAL_REQUIRED"
+    APPROVAL_REJECTED = "STOP_APPROVAL_REJECTED"
+    DOCUMENT_UNKNOWN = "STOP_DOCUMENT_UNKNOWN"
+    DRIFT = "STOP_DRIFT"
+    PLAN_INVALID = "STOP_PLAN_INVALID"
+    GRANT_MISSING = "STOP_GRANT_MISSING"
+    VERIFY_FAILED = "STOP_VERIFY_FAILED"
+    CONTRACT_VIOLATED = "STOP_CONTRACT_VIOLATED"
+    PHASE_FAILED = "STOP_PHASE_FAILED"
+    OPERATOR_ABORT = "STOP_OPERATOR_ABORT"
+    KILL_SWITCH = "STOP_KILL_SWITCH"
+
+
+def new_error_id() -> str:
+    """A short random id that ties a one-line error to its full log event."""
+    return secrets.token_hex(6)
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """Collapse whitespace and cut to ``limit`` characters: messages are one line."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+class CutterError(Exception):
+    """Root of every error iu-cutter raises on purpose."""
+
+    code: ClassVar[str] = "E_CUTTER"
+
+    def __init__(self, message: str) -> None:
+        self.message = one_line(message)
+        super().__init__(self.message)
+
+
+class InputError(CutterError):
+    code = "E_INPUT"
+
+
+class InvalidIdentifier(InputError):
+    code = "E_INVALID_ID"
+
+    def __init__(self, kind: str, reason: str) -> None:
+        self.kind = kind
+        super().__init__(f"invalid {kind}: {reason}")
+
+
+class CorruptRecord(InputError):
+    code = "E_CORRUPT_RECORD"
+
+    def __init__(self, location: str, reason: str) -> None:
+        self.location = location
+        super().__init__(f"corrupt record {location}: {reason}")
+
+
+class UnknownRun(InputError):
+    code = "E_UNKNOWN_RUN"
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"no run {run_id}")
+
+
+class UnknownDocument(InputError):
+    code = "E_UNKNOWN_DOCUMENT"
+
+    def __init__(self, doc_id: str) -> None:
+        self.doc_id = doc_id
+        super().__init__(f"no document {doc_id}")
+
+
+class RunNotResumable(InputError):
+    code = "E_RUN_NOT_RESUMABLE"
+
+    def __init__(self, run_id: str, state: str) -> None:
+        self.run_id = run_id
+        self.state = state
+        super().__init__(f"run {run_id} is {state} and cannot be resumed")
+
+
+class ProductionExecutionNotAuthorized(CutterError):
+    code = "E_EXECUTION_NOT_AUTHORIZED"
+
+    def __init__(self) -> None:
+        super().__init__("Mode.LIVE refused: live execution is not enabled")
+
+
+class Refusal(CutterError):
+    """A command on a run was refused; the run stays exactly as it was."""
+
+    code = "E_REFUSED"
+
+    def __init__(self, run_id: str, message: str) -> None:
+        self.run_id = run_id
+        super().__init__(message)
+
+
+class RunNotAbortable(Refusal):
+    code = "E_RUN_NOT_ABORTABLE"
+
+
+class KillSwitchEngaged(Refusal):
+    code = StopCode.KILL_SWITCH.value
+
+
+class GateRefusal(Refusal):
+    """An approval does not release the gate the run waits at."""
+
+    code = "E_GATE_REFUSED"
+
+
+class StopApprovalRequired(GateRefusal):
+    code = StopCode.APPROVAL_REQUIRED.value
+
+
+class ApprovalNotFound(GateRefusal):
+    code = "APPROVAL_NOT_FOUND"
+
+
+class ApprovalInvalid(GateRefusal):
+    code = "APPROVAL_INVALID"
+
+
+class ApprovalWrongRun(GateRefusal):
+    code = "APPROVAL_WRONG_RUN"
+
+
+class ApprovalWrongGate(GateRefusal):
+    code = "APPROVAL_WRONG_GATE"
+
+
+class ApprovalStale(GateRefusal):
+    code = "APPROVAL_STALE"
+
+
+class ApprovalExpired(GateRefusal):
+    code = "APPROVAL_EXPIRED"
+
+
+class SelfApprovalRefused(GateRefusal):
+    code = "APPROVAL_SELF"
+
+
+class DuplicateApprover(GateRefusal):
+    code = "APPROVAL_DUPLICATE_APPROVER"
+
+
+class ApprovalConsumedAlready(GateRefusal):
+    code = "APPROVAL_CONSUMED_ALREADY"
+
+    def __init__(self, run_id: str, approval_kb_id: str) -> None:
+        self.approval_kb_id = approval_kb_id
+        super().__init__(run_id, f"approval {approval_kb_id} was consumed already")
+
+
+def refusal(run_id: str, code: str, message: str, approval_kb_id: str | None = None) -> Refusal:
+    """Rebuild the typed refusal an actor replied with as a code and a message."""
+    if code == ApprovalConsumedAlready.code and approval_kb_id is not None:
+        return ApprovalConsumedAlready(run_id, approval_kb_id)
+    for cls in _REFUSALS:
+        if cls.code == code:
+            return cls(run_id, message)
+    return Refusal(run_id, message)
+
+
+_REFUSALS: tuple[type[Refusal], ...] = (
+    RunNotAbortable,
+    KillSwitchEngaged,
+    StopApprovalRequired,
+    ApprovalNotFound,
+    ApprovalInvalid,
+    ApprovalWrongRun,
+    ApprovalWrongGate,
+    ApprovalStale,
+    ApprovalExpired,
+    SelfApprovalRefused,
+    DuplicateApprover,
+)
+
+
+class PhaseStop(CutterError):
+    """Raised by a phase body: the run stops with ``stop_code``; nothing leaks."""
+
+    stop_code: ClassVar[StopCode] = StopCode.PHASE_FAILED
+
+    @property
+    def code_value(self) -> str:
+        return self.stop_code.value
+
+
+class StopDocumentUnknown(PhaseStop):
+    code = StopCode.DOCUMENT_UNKNOWN.value
+    stop_code = StopCode.DOCUMENT_UNKNOWN
+
+
+class StopPlanInvalid(PhaseStop):
+    code = StopCode.PLAN_INVALID.value
+    stop_code = StopCode.PLAN_INVALID
+
+
+class StopGrantMissing(PhaseStop):
+    code = StopCode.GRANT_MISSING.value
+    stop_code = StopCode.GRANT_MISSING
+
+
+class StopVerifyFailed(PhaseStop):
+    code = StopCode.VERIFY_FAILED.value
+    stop_code = StopCode.VERIFY_FAILED
+
+
+class StopContractViolated(PhaseStop):
+    code = StopCode.CONTRACT_VIOLATED.value
+    stop_code = StopCode.CONTRACT_VIOLATED

@@ -1,0 +1,229 @@
+"""The gatekeeper: opens sovereign gates, and alone decides whether an approval
+releases one — validation, drift comparison, exactly-once consumption."""
+
+from __future__ import annotations
+
+from typing import Any, assert_never
+
+import msgspec
+
+from actors import Actor, Context
+from cutter.approvals import GatePolicy, check_approval
+from cutter.drift import compare
+from cutter.errors import (
+    ApprovalConsumedAlready,
+    ApprovalInvalid,
+    ApprovalNotFound,
+    CorruptRecord,
+    GateRefusal,
+    StopApprovalRequired,
+    StopCode,
+    new_error_id,
+)
+from cutter.ids import new_nonce
+from cutter.kbdocs import (
+    Approval,
+    ApprovalRefusal,
+    Decision,
+    RequestSubject,
+    SovereignRequest,
+    refusal_doc_id,
+    request_doc_id,
+)
+from cutter.messages import (
+    ApprovalConsumed,
+    ApprovalRefused,
+    ConsumeApproval,
+    DriftDetected,
+    GatekeeperCommand,
+    GatekeeperReply,
+    GateOpened,
+    OpenGate,
+)
+from cutter.observe import observe
+from cutter.phases import Services
+from cutter.recorder import RunRecorder
+from cutter.sidecar import GateRecord, Sidecar, StopInfo, replace_gate
+from cutter.states import RunState
+from cutter.walk import GATE_STATE, Gate, Pin
+
+
+class Gatekeeper(Actor[GatekeeperCommand, GatekeeperReply]):
+    def __init__(self, services: Services, recorder: RunRecorder, policy: GatePolicy) -> None:
+        self.services = services
+        self.recorder = recorder
+        self.policy = policy
+
+    async def receive(self, message: GatekeeperCommand, ctx: Context) -> GatekeeperReply:
+        match message:
+            case OpenGate():
+                return await self._open(message)
+            case ConsumeApproval():
+                return await self._consume(message, ctx)
+            case _:
+                assert_never(message)
+
+    async def _open(self, message: OpenGate) -> GateOpened:
+        sidecar, gate = message.sidecar, message.gate
+        pins = sidecar.pins
+        subject = RequestSubject(
+            run_id=sidecar.run_id,
+            gate=gate,
+            mode=sidecar.mode,
+            doc_id=sidecar.doc_id,
+            started_by=sidecar.started_by,
+            source_version_id=str(pins[Pin.SOURCE_VERSION_ID]),
+            source_sha=str(pins[Pin.SOURCE_SHA]),
+            manifest_digest=str(pins[Pin.MANIFEST_DIGEST]),
+            iu_count=int(pins[Pin.IU_COUNT]),
+            writer_digest=str(pins[Pin.WRITER_DIGEST]),
+            verify_result_id=str(pins[Pin.VERIFY_RESULT_ID]) if gate is Gate.SG_2 else None,
+            nonce=new_nonce(),
+            opened_at=self.services.clock(),
+        )
+        kb_id = request_doc_id(sidecar.run_id, gate)
+        digest = subject.request_digest
+        await self.services.kb.put(
+            kb_id,
+            SovereignRequest(
+                run_id=sidecar.run_id,
+                subject=subject,
+                request_digest=digest,
+                required_approvals=self.policy.required_approvals,
+            ),
+        )
+        record = GateRecord(
+            gate=gate,
+            request_kb_id=kb_id,
+            request_digest=digest,
+            nonce=subject.nonce,
+            opened_at=subject.opened_at,
+            required_approvals=self.policy.required_approvals,
+        )
+        after = await self.recorder.move(
+            sidecar,
+            GATE_STATE[gate],
+            stop=StopInfo(code=StopCode.APPROVAL_REQUIRED, message=f"waiting for {gate} approval"),
+            gates=(*sidecar.gates, record),
+        )
+        self.recorder.log.info(
+            "gate_opened", gate=gate.value, request_kb_id=kb_id, request_digest=digest
+        )
+        return GateOpened(sidecar=after)
+
+    async def _consume(self, message: ConsumeApproval, ctx: Context) -> GatekeeperReply:
+        sidecar = message.sidecar
+        gate = sidecar.pending_gate
+        kb_id = message.approval_kb_id
+        if gate is None:
+            raise RuntimeError(f"run {sidecar.run_id} is {sidecar.state}, not at a gate")
+        try:
+            if kb_id is None:
+                raise StopApprovalRequired(sidecar.run_id, f"{gate.gate} needs an approval kb_id")
+            approval = await self._load_approval(sidecar.run_id, kb_id)
+            recovering = await self._check_unconsumed(sidecar, gate, kb_id)
+            use = check_approval(
+                sidecar,
+                gate,
+                approval,
+                kb_id,
+                now=self.services.clock(),
+                policy=self.policy,
+                peer=message.peer,
+            )
+        except GateRefusal as exc:
+            return await self._refuse(sidecar, gate.gate, kb_id, exc, message.peer)
+        if use.decision is Decision.APPROVE:
+            drift = compare(sidecar.pins, await observe(self.services, sidecar, gate.gate))
+            if drift:
+                self.recorder.log.warning(
+                    "drift_detected",
+                    gate=gate.gate.value,
+                    approval_kb_id=kb_id,
+                    drift=[{"pin": d.pin, "before": d.before, "after": d.after} for d in drift],
+                )
+                return DriftDetected(items=drift)
+        advanced = msgspec.structs.replace(gate, uses=(*gate.uses, use))
+        changes: dict[str, Any] = {"gates": replace_gate(sidecar, advanced)}
+        target = RunState.RUNNING if advanced.satisfied else None
+        if target is not None:
+            changes["stop"] = None
+        try:
+            if recovering:
+                after = (
+                    await self.recorder.move(sidecar, target, **changes)
+                    if target
+                    else await self.recorder.amend(sidecar, **changes)
+                )
+            else:
+                after = await self.recorder.consume(sidecar, use, target, **changes)
+        except ApprovalConsumedAlready as exc:
+            return await self._refuse(sidecar, gate.gate, kb_id, exc, message.peer)
+        self.recorder.log.info(
+            "approval_consumed",
+            gate=gate.gate.value,
+            approval_kb_id=kb_id,
+            approver=use.approver,
+            peer=use.peer,
+            decision=use.decision.value,
+            recovered=recovering,
+        )
+        if advanced.satisfied or advanced.rejected:
+            self.recorder.log.info("gate_closed", gate=gate.gate.value, decision=use.decision.value)
+        return ApprovalConsumed(sidecar=after)
+
+    async def _load_approval(self, run_id: str, kb_id: str) -> Approval:
+        try:
+            doc = await self.services.kb.get(kb_id)
+        except KeyError:
+            raise ApprovalNotFound(run_id, f"no approval at {kb_id}") from None
+        except CorruptRecord as exc:
+            raise ApprovalInvalid(
+                run_id, f"approval {kb_id} cannot be read: {exc.message}"
+            ) from exc
+        if not isinstance(doc, Approval):
+            raise ApprovalNotFound(run_id, f"{kb_id} is a {type(doc).__name__}, not an approval")
+        return doc
+
+    async def _check_unconsumed(self, sidecar: Sidecar, gate: GateRecord, kb_id: str) -> bool:
+        """Refuse a consumed approval; True when this run consumed it but crashed
+        before recording the advance (the consumption is then completed, not repeated)."""
+        holder = await self.recorder.store.consumed_by(kb_id)
+        if holder is None:
+            return False
+        recorded = any(u.approval_kb_id == kb_id for g in sidecar.gates for u in g.uses)
+        if holder == sidecar.run_id and not recorded:
+            return True
+        raise ApprovalConsumedAlready(sidecar.run_id, kb_id)
+
+    async def _refuse(
+        self,
+        sidecar: Sidecar,
+        gate: Gate,
+        kb_id: str | None,
+        exc: GateRefusal,
+        peer: str | None,
+    ) -> ApprovalRefused:
+        error_id = new_error_id()
+        safe_id = kb_id
+        await self.services.kb.put(
+            refusal_doc_id(sidecar.run_id, error_id),
+            ApprovalRefusal(
+                run_id=sidecar.run_id,
+                gate=gate,
+                approval_kb_id=safe_id,
+                code=exc.code,
+                message=exc.message,
+                peer=peer,
+                at=self.services.clock(),
+            ),
+        )
+        self.recorder.log.warning(
+            "approval_refused",
+            gate=gate.value,
+            approval_kb_id=safe_id,
+            code=exc.code,
+            reason=exc.message,
+            error_id=error_id,
+        )
+        return ApprovalRefused(code=exc.code, message=exc.message, approval_kb_id=safe_id)

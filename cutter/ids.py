@@ -1,0 +1,61 @@
+"""Identifier validation: hostile ids are refused before they reach a path or a query."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from cutter.errors import InvalidIdentifier
+
+MAX_ID_LENGTH = 128
+MAX_KB_ID_LENGTH = 512
+MAX_KB_ID_SEGMENTS = 8
+
+_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
+_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def _check_text(kind: str, value: object, limit: int) -> str:
+    if not isinstance(value, str):
+        raise InvalidIdentifier(kind, f"expected a string, got {type(value).__name__}")
+    if not value:
+        raise InvalidIdentifier(kind, "empty")
+    if len(value) > limit:
+        raise InvalidIdentifier(kind, f"longer than {limit} characters")
+    return value
+
+
+def check_token(kind: str, value: object) -> str:
+    """A flat id (document, run, approver): letters, digits and ``_ . : -``, no ``..``."""
+    text = _check_text(kind, value, MAX_ID_LENGTH)
+    if not _TOKEN.fullmatch(text) or ".." in text:
+        raise InvalidIdentifier(kind, f"{text[:40]!r} has characters outside [A-Za-z0-9_.:-]")
+    return text
+
+
+def check_doc_id(value: object) -> str:
+    return check_token("doc_id", value)
+
+
+def check_run_id(value: object) -> str:
+    return check_token("run_id", value)
+
+
+def check_kb_id(value: object) -> str:
+    """A KB address: up to 8 ``/``-separated segments of ``[A-Za-z0-9_.-]``, none ``..``."""
+    text = _check_text("kb_id", value, MAX_KB_ID_LENGTH)
+    segments = text.split("/")
+    if len(segments) > MAX_KB_ID_SEGMENTS:
+        raise InvalidIdentifier("kb_id", f"more than {MAX_KB_ID_SEGMENTS} segments")
+    for segment in segments:
+        if not _SEGMENT.fullmatch(segment) or ".." in segment:
+            raise InvalidIdentifier("kb_id", f"bad segment {segment[:40]!r}")
+    return text
+
+
+def new_run_id() -> str:
+    return "run-" + secrets.token_hex(8)
+
+
+def new_nonce() -> str:
+    return secrets.token_hex(16)

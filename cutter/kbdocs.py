@@ -1,0 +1,149 @@
+"""Documents the orchestrator writes to or reads from the knowledge base.
+
+One closed tagged union, ``KBDoc``, decoded strictly at the KB boundary.
+Approvals come from outside (reviewers' scripts), so every field is checked.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+import msgspec
+
+from cutter.canonical import digest
+from cutter.errors import StopCode
+from cutter.mode import Mode
+from cutter.records import Candidate, Manifest
+from cutter.walk import Gate, Phase, Pin, PinValue
+
+
+class Doc(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="type"):
+    run_id: str
+
+
+class PhaseDoc(Doc, frozen=True, tag="phase"):
+    phase: Phase
+    ordinal: int
+    mode: Mode
+    passed_at: datetime
+    pins_added: dict[Pin, PinValue]
+    note: str = ""
+    candidates: tuple[Candidate, ...] = ()
+    manifest: Manifest | None = None
+
+
+class RequestSubject(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Exactly what a gate authorises; the request digest is taken over this."""
+
+    run_id: str
+    gate: Gate
+    mode: Mode
+    doc_id: str
+    started_by: str
+    source_version_id: str
+    source_sha: str
+    manifest_digest: str
+    iu_count: int
+    writer_digest: str
+    verify_result_id: str | None
+    nonce: str
+    opened_at: datetime
+
+    @property
+    def request_digest(self) -> str:
+        return digest(self)
+
+
+class SovereignRequest(Doc, frozen=True, tag="sovereign_request"):
+    subject: RequestSubject
+    request_digest: str
+    required_approvals: int
+
+
+class Decision(enum.StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+
+
+class Approval(Doc, frozen=True, tag="approval"):
+    gate: Gate
+    request_digest: str
+    nonce: str
+    decision: Decision
+    approver: str
+    reason: str
+    issued_at: datetime
+    review_decision_id: str | None = None
+
+
+class ApprovalRefusal(Doc, frozen=True, tag="approval_refusal"):
+    gate: Gate
+    approval_kb_id: str | None
+    code: str
+    message: str
+    peer: str | None
+    at: datetime
+
+
+class StopDoc(Doc, frozen=True, tag="stop"):
+    doc_id: str
+    code: StopCode
+    message: str
+    error_id: str | None
+    at: datetime
+
+
+class CloseoutReport(Doc, frozen=True, tag="closeout_report"):
+    doc_id: str
+    mode: Mode
+    pins: dict[Pin, PinValue]
+    phase_docs: tuple[str, ...]
+    approvals: tuple[str, ...]
+    closed_at: datetime
+
+
+class RunsIndexEntry(Doc, frozen=True, tag="runs_index_entry"):
+    doc_id: str
+    mode: Mode
+    state: str
+    iu_count: int
+    change_set_id: str
+    closeout_kb_id: str
+    closed_at: datetime
+
+
+KBDoc = (
+    PhaseDoc
+    | SovereignRequest
+    | Approval
+    | ApprovalRefusal
+    | StopDoc
+    | CloseoutReport
+    | RunsIndexEntry
+)
+
+
+# Where each document lives. One place, so every store agrees.
+def phase_doc_id(run_id: str, phase: Phase, ordinal: int) -> str:
+    return f"runs/{run_id}/phases/{ordinal:02d}-{phase.value}"
+
+
+def request_doc_id(run_id: str, gate: Gate) -> str:
+    return f"runs/{run_id}/gates/{gate.value}/request"
+
+
+def refusal_doc_id(run_id: str, error_id: str) -> str:
+    return f"runs/{run_id}/refusals/{error_id}"
+
+
+def stop_doc_id(run_id: str) -> str:
+    return f"runs/{run_id}/stop"
+
+
+def closeout_doc_id(run_id: str) -> str:
+    return f"runs/{run_id}/closeout"
+
+
+def runs_index_id(run_id: str) -> str:
+    return f"runs-index/{run_id}"

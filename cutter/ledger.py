@@ -1,0 +1,77 @@
+"""Ledger v2 envelopes and the hash chain (pure; storage is a port).
+
+``entry_hash = sha256(prev_hash ‖ canonical(envelope))`` where ``prev_hash`` is
+the 32 raw bytes of the previous entry's hash (32 zero bytes for the first).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import msgspec
+
+from cutter.canonical import canonical
+
+GENESIS_HASH = "00" * 32
+
+
+class Envelope(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="kind"
+):
+    run_id: str
+    doc_id: str
+    sv_id: str
+    change_set_id: str
+
+
+class CutEnvelope(Envelope, frozen=True, tag="cut"):
+    manifest_digest: str
+    iu_count: int
+
+
+class RollbackEnvelope(Envelope, frozen=True, tag="rollback"):
+    backup_id: str
+    reason: str
+
+
+LedgerEnvelope = CutEnvelope | RollbackEnvelope
+
+
+class LedgerEntry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    seq: int
+    prev_hash: str
+    entry_hash: str
+    envelope: LedgerEnvelope
+
+
+def chain_hash(prev_hash: str, envelope: LedgerEnvelope) -> str:
+    return hashlib.sha256(bytes.fromhex(prev_hash) + canonical(envelope)).hexdigest()
+
+
+def next_entry(head: LedgerEntry | None, envelope: LedgerEnvelope) -> LedgerEntry:
+    prev = head.entry_hash if head else GENESIS_HASH
+    seq = head.seq + 1 if head else 0
+    return LedgerEntry(
+        seq=seq, prev_hash=prev, entry_hash=chain_hash(prev, envelope), envelope=envelope
+    )
+
+
+class ChainBroken(Exception):
+    def __init__(self, seq: int, reason: str) -> None:
+        self.seq = seq
+        super().__init__(f"ledger entry {seq}: {reason}")
+
+
+def verify_chain(entries: Sequence[LedgerEntry]) -> str:
+    """Check every link; return the head hash or raise ``ChainBroken`` naming the entry."""
+    prev = GENESIS_HASH
+    for expected_seq, entry in enumerate(entries):
+        if entry.seq != expected_seq:
+            raise ChainBroken(entry.seq, f"expected seq {expected_seq}")
+        if entry.prev_hash != prev:
+            raise ChainBroken(entry.seq, "prev_hash does not match the previous entry")
+        if chain_hash(prev, entry.envelope) != entry.entry_hash:
+            raise ChainBroken(entry.seq, "entry_hash does not match its contents")
+        prev = entry.entry_hash
+    return prev

@@ -1,0 +1,108 @@
+"""The messages the run's actors exchange: one closed tagged union per mailbox.
+
+Commands are imperative (``Walk``, ``RunPhase``, ``OpenGate``, ``ConsumeApproval``),
+replies and events past tense (``PhasePassed``, ``ApprovalConsumed``, ``DriftDetected``).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from cutter.errors import StopCode
+from cutter.sidecar import DriftItem, Sidecar
+from cutter.walk import Gate, Phase, Pin, PinValue
+
+
+class Message(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="kind"
+):
+    pass
+
+
+# --- run supervisor ---------------------------------------------------------
+class Walk(Message, frozen=True, tag="walk"):
+    """Walk the run from where it stands to its next stop, using an approval if at a gate."""
+
+    approval_kb_id: str | None = None
+    peer: str | None = None
+
+
+class Abort(Message, frozen=True, tag="abort"):
+    reason: str
+    by: str
+
+
+SupervisorCommand = Walk | Abort
+
+
+class WalkStopped(Message, frozen=True, tag="walk_stopped"):
+    sidecar: Sidecar
+
+
+class Refused(Message, frozen=True, tag="refused"):
+    """The command was refused; the run is unchanged."""
+
+    code: str
+    message: str
+    approval_kb_id: str | None = None
+
+
+SupervisorReply = WalkStopped | Refused
+
+
+# --- phase actors -----------------------------------------------------------
+class RunPhase(Message, frozen=True, tag="run_phase"):
+    sidecar: Sidecar
+    replay: bool = False  # re-apply a dry run's writes into a fresh sandbox; no phase doc
+
+
+class PhasePassed(Message, frozen=True, tag="phase_passed"):
+    phase: Phase
+    pins: dict[Pin, PinValue]
+    kb_id: str | None
+
+
+class PhaseFailed(Message, frozen=True, tag="phase_failed"):
+    phase: Phase
+    code: StopCode
+    message: str
+    error_id: str
+
+
+PhaseReply = PhasePassed | PhaseFailed
+
+
+# --- gatekeeper -------------------------------------------------------------
+class OpenGate(Message, frozen=True, tag="open_gate"):
+    sidecar: Sidecar
+    gate: Gate
+
+
+class ConsumeApproval(Message, frozen=True, tag="consume_approval"):
+    sidecar: Sidecar
+    approval_kb_id: str | None
+    peer: str | None = None
+
+
+GatekeeperCommand = OpenGate | ConsumeApproval
+
+
+class GateOpened(Message, frozen=True, tag="gate_opened"):
+    sidecar: Sidecar
+
+
+class ApprovalConsumed(Message, frozen=True, tag="approval_consumed"):
+    sidecar: Sidecar
+
+
+class ApprovalRefused(Message, frozen=True, tag="approval_refused"):
+    code: str
+    message: str
+    approval_kb_id: str | None
+
+
+class DriftDetected(Message, frozen=True, tag="drift_detected"):
+    items: tuple[DriftItem, ...]
+
+
+GatekeeperReply = GateOpened | ApprovalConsumed | ApprovalRefused | DriftDetected

@@ -1,0 +1,30 @@
+"""Re-read what a run's pins describe, for the drift comparison at a gate."""
+
+from __future__ import annotations
+
+from cutter.errors import UnknownDocument
+from cutter.phases.context import Services, load_manifest
+from cutter.plan import verify_result_id
+from cutter.sidecar import Sidecar
+from cutter.walk import Gate, Pin, PinValue
+
+MISSING = "<missing>"
+
+
+async def observe(services: Services, sidecar: Sidecar, gate: Gate) -> dict[Pin, PinValue]:
+    observed: dict[Pin, PinValue] = {}
+    try:
+        version = await services.target.sources.current(sidecar.doc_id)
+        observed[Pin.SOURCE_VERSION_ID] = version.sv_id
+        observed[Pin.SOURCE_SHA] = version.sha256
+    except UnknownDocument:
+        observed[Pin.SOURCE_VERSION_ID] = MISSING
+        observed[Pin.SOURCE_SHA] = MISSING
+    manifest = await load_manifest(services.kb, sidecar)
+    observed[Pin.MANIFEST_DIGEST] = manifest.digest if manifest else MISSING
+    observed[Pin.WRITER_DIGEST] = (await services.grants.writer_grants()).writer_digest
+    if gate is Gate.SG_2:
+        change_set_id = str(sidecar.pins[Pin.CHANGE_SET_ID])
+        rows = await services.target.ius.change_set(change_set_id)
+        observed[Pin.VERIFY_RESULT_ID] = verify_result_id(change_set_id, rows)
+    return observed

@@ -1,0 +1,55 @@
+"""closeout: the closeout report, the runs-index entry, the final pins."""
+
+from __future__ import annotations
+
+from cutter.errors import StopVerifyFailed
+from cutter.kbdocs import CloseoutReport, RunsIndexEntry, closeout_doc_id, runs_index_id
+from cutter.phases.context import PhaseContext, PhaseOutput
+from cutter.states import RunState
+from cutter.walk import PHASES, Phase, Pin
+
+
+async def closeout(ctx: PhaseContext) -> PhaseOutput:
+    sidecar = ctx.sidecar
+    kb = ctx.services.kb
+    earlier = [p for p in PHASES if p is not Phase.CLOSEOUT]
+    missing = [p.value for p in earlier if p not in sidecar.phase_docs]
+    for phase in earlier:
+        if phase in sidecar.phase_docs:
+            try:
+                await kb.get(sidecar.phase_docs[phase])
+            except KeyError:
+                missing.append(phase.value)
+    if missing:
+        raise StopVerifyFailed(f"phase docs missing from the KB: {', '.join(missing)}")
+    now = ctx.services.clock()
+    report_id = closeout_doc_id(sidecar.run_id)
+    await kb.put(
+        report_id,
+        CloseoutReport(
+            run_id=sidecar.run_id,
+            doc_id=sidecar.doc_id,
+            mode=sidecar.mode,
+            pins=dict(sidecar.pins),
+            phase_docs=tuple(sidecar.phase_docs[p] for p in earlier),
+            approvals=tuple(u.approval_kb_id for g in sidecar.gates for u in g.uses),
+            closed_at=now,
+        ),
+    )
+    await kb.put(
+        runs_index_id(sidecar.run_id),
+        RunsIndexEntry(
+            run_id=sidecar.run_id,
+            doc_id=sidecar.doc_id,
+            mode=sidecar.mode,
+            state=RunState.CLOSEOUT_REPORTED.value,
+            iu_count=int(sidecar.pins[Pin.LIFECYCLE_ENACTED_COUNT]),
+            change_set_id=str(sidecar.pins[Pin.CHANGE_SET_ID]),
+            closeout_kb_id=report_id,
+            closed_at=now,
+        ),
+    )
+    return PhaseOutput(
+        pins={Pin.ALL_PHASE_DOCS_UPLOADED: True, Pin.SIDECAR_STATE_FINAL: "success"},
+        note=f"closeout report {report_id}",
+    )

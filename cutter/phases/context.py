@@ -1,0 +1,78 @@
+"""What a phase body gets: the run's sidecar and the services it may use."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from cutter.canonical import sha256_hex
+from cutter.errors import StopVerifyFailed
+from cutter.kbdocs import PhaseDoc
+from cutter.ports import Discoverer, GrantProbe, KnowledgeBase, Target
+from cutter.records import Candidate, Manifest
+from cutter.sidecar import Sidecar
+from cutter.walk import Phase, Pin, PinValue
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """The ports a walk segment uses; ``target`` is a sandbox in a dry run."""
+
+    target: Target
+    kb: KnowledgeBase
+    discoverer: Discoverer
+    grants: GrantProbe
+    clock: Clock
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseOutput:
+    pins: dict[Pin, PinValue]
+    note: str = ""
+    candidates: tuple[Candidate, ...] = ()
+    manifest: Manifest | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseContext:
+    sidecar: Sidecar
+    services: Services
+    _cache: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str:
+        return self.sidecar.run_id
+
+    def pin_str(self, pin: Pin) -> str:
+        return str(self.sidecar.pins[pin])
+
+    async def source_bytes(self) -> bytes:
+        """The pinned source version's bytes, checked against the pinned sha."""
+        data = await self.services.target.sources.content(self.pin_str(Pin.SOURCE_VERSION_ID))
+        if sha256_hex(data) != self.pin_str(Pin.SOURCE_SHA):
+            raise StopVerifyFailed("source bytes no longer match the pinned source_sha")
+        return data
+
+    async def manifest(self) -> Manifest:
+        """The cut plan from the cutplan phase doc, checked against the pinned digest."""
+        manifest = await load_manifest(self.services.kb, self.sidecar)
+        if manifest is None or manifest.digest != self.pin_str(Pin.MANIFEST_DIGEST):
+            raise StopVerifyFailed("stored manifest does not match the pinned manifest_digest")
+        return manifest
+
+
+async def load_manifest(kb: KnowledgeBase, sidecar: Sidecar) -> Manifest | None:
+    kb_id = sidecar.phase_docs.get(Phase.CUTPLAN)
+    if kb_id is None:
+        return None
+    try:
+        doc = await kb.get(kb_id)
+    except KeyError:
+        return None
+    return doc.manifest if isinstance(doc, PhaseDoc) else None
+
+
+PhaseBody = Callable[[PhaseContext], Awaitable[PhaseOutput]]

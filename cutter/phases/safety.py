@@ -1,0 +1,35 @@
+"""pre_write_backup and grant_probe: make the cut reversible and prove it is allowed."""
+
+from __future__ import annotations
+
+from cutter.errors import StopGrantMissing
+from cutter.phases.context import PhaseContext, PhaseOutput
+from cutter.records import REQUIRED_GRANTS, Backup
+from cutter.walk import Pin
+
+
+async def pre_write_backup(ctx: PhaseContext) -> PhaseOutput:
+    ius = ctx.services.target.ius
+    rows = await ius.rows(ctx.sidecar.doc_id)
+    backup = Backup(doc_id=ctx.sidecar.doc_id, rows=tuple(rows))
+    backup_id = await ius.save_backup(backup)
+    return PhaseOutput(
+        pins={Pin.BACKUP_ID: backup_id}, note=f"{len(rows)} existing IU rows backed up"
+    )
+
+
+async def grant_probe(ctx: PhaseContext) -> PhaseOutput:
+    grants = await ctx.services.grants.writer_grants()
+    held = set(grants.grants)
+    missing = sorted(set(REQUIRED_GRANTS) - held)
+    if missing:
+        raise StopGrantMissing(f"writer {grants.writer} lacks {', '.join(missing)}")
+    extra = sorted(held - set(REQUIRED_GRANTS))
+    if extra:
+        raise StopGrantMissing(
+            f"writer {grants.writer} holds more than it needs: {', '.join(extra)}"
+        )
+    return PhaseOutput(
+        pins={Pin.WRITER_DIGEST: grants.writer_digest},
+        note=f"writer {grants.writer} holds exactly {', '.join(grants.grants)}",
+    )

@@ -1,0 +1,34 @@
+"""structural_verify and write_verify: read back what leg A wrote and check it."""
+
+from __future__ import annotations
+
+from cutter.errors import StopVerifyFailed
+from cutter.phases.context import PhaseContext, PhaseOutput
+from cutter.plan import structural_problems, verify_result_id, write_problems
+from cutter.walk import Pin
+
+
+async def structural_verify(ctx: PhaseContext) -> PhaseOutput:
+    manifest = await ctx.manifest()
+    data = await ctx.source_bytes()
+    rows = await ctx.services.target.ius.change_set(ctx.pin_str(Pin.CHANGE_SET_ID))
+    problems = structural_problems(manifest, rows, data)
+    if problems:
+        raise StopVerifyFailed("structural verify: " + "; ".join(problems[:3]))
+    return PhaseOutput(
+        pins={Pin.STRUCTURAL_VERIFIED: True},
+        note=f"{len(rows)} IUs tile {len(data)} source bytes exactly",
+    )
+
+
+async def write_verify(ctx: PhaseContext) -> PhaseOutput:
+    manifest = await ctx.manifest()
+    change_set_id = ctx.pin_str(Pin.CHANGE_SET_ID)
+    rows = await ctx.services.target.ius.change_set(change_set_id)
+    problems = write_problems(manifest, rows)
+    if problems:
+        raise StopVerifyFailed("write verify: " + "; ".join(problems[:3]))
+    return PhaseOutput(
+        pins={Pin.VERIFY_RESULT_ID: verify_result_id(change_set_id, rows)},
+        note=f"{len(rows)} IUs read back equal the plan",
+    )

@@ -1,0 +1,127 @@
+"""Ports: what the walk needs from the world. Each has an embedded implementation
+(``cutter.stores``) and, for production, a PostgreSQL one.
+
+The *target* ports (sources, IUs, ledger) hold the production data a cut
+changes; a dry run wraps them in a sandbox that is thrown away. The KB and the
+run store are the orchestrator's own records and are written in both modes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from cutter.kbdocs import KBDoc
+from cutter.ledger import LedgerEntry, LedgerEnvelope
+from cutter.records import Backup, Candidate, IURow, SourceVersion, WriterGrants
+from cutter.sidecar import ApprovalUse, Sidecar
+
+
+class Discoverer(Protocol):
+    def discover(self, data: bytes) -> Sequence[Candidate]:
+        """Candidates in source order; pure and deterministic for the same bytes."""
+        ...
+
+
+class SourceRepository(Protocol):
+    async def current(self, doc_id: str) -> SourceVersion:
+        """The document's current version; raises ``UnknownDocument``."""
+        ...
+
+    async def content(self, sv_id: str) -> bytes: ...
+
+    async def mark_cut(self, sv_id: str, change_set_id: str) -> None:
+        """Record that a version was cut by a change set (idempotent)."""
+        ...
+
+    async def cut_by(self, sv_id: str) -> str | None: ...
+
+
+class IUStore(Protocol):
+    async def rows(self, doc_id: str) -> list[IURow]:
+        """Every IU row of a document, ordered by (sv_id, ordinal)."""
+        ...
+
+    async def change_set(self, change_set_id: str) -> list[IURow]:
+        """The rows a change set wrote, ordered by ordinal."""
+        ...
+
+    async def write_staged(self, rows: Sequence[IURow]) -> int:
+        """Insert staged rows; rows already present unchanged are skipped. Returns rows added."""
+        ...
+
+    async def enact(self, change_set_id: str) -> int:
+        """Staged rows of the change set become active, the document's other active rows
+        superseded. Idempotent; returns how many rows of the change set are active."""
+        ...
+
+    async def save_backup(self, backup: Backup) -> str: ...
+
+    async def load_backup(self, backup_id: str) -> Backup: ...
+
+    async def restore(self, backup: Backup) -> None:
+        """Put the document's rows back exactly as the backup holds them."""
+        ...
+
+
+class Ledger(Protocol):
+    async def append(self, envelope: LedgerEnvelope) -> LedgerEntry:
+        """Append once: an envelope equal to a stored one returns that entry."""
+        ...
+
+    async def entries(self) -> list[LedgerEntry]: ...
+
+
+class GrantProbe(Protocol):
+    async def writer_grants(self) -> WriterGrants:
+        """What the writer identity may do, read without writing anything."""
+        ...
+
+
+class KnowledgeBase(Protocol):
+    async def put(self, kb_id: str, doc: KBDoc) -> None:
+        """Write a document atomically (a replay with the same content is a no-op)."""
+        ...
+
+    async def get(self, kb_id: str) -> KBDoc:
+        """Raises ``KeyError`` when absent and ``CorruptRecord`` when undecodable."""
+        ...
+
+    async def list(self, prefix: str) -> list[str]: ...
+
+
+class RunStore(Protocol):
+    async def load(self, run_id: str) -> Sidecar:
+        """Raises ``UnknownRun`` or ``CorruptRecord`` (naming the file or row)."""
+        ...
+
+    async def save(self, sidecar: Sidecar) -> None: ...
+
+    async def save_consuming(self, sidecar: Sidecar, use: ApprovalUse) -> None:
+        """Consume ``use.approval_kb_id`` and save ``sidecar`` as one step.
+
+        Raises ``ApprovalConsumedAlready`` when the approval was consumed before,
+        by any process, and then saves nothing."""
+        ...
+
+    async def consumed_by(self, approval_kb_id: str) -> str | None:
+        """The run that consumed an approval, if any."""
+        ...
+
+    async def run_ids(self) -> list[str]: ...
+
+
+class KillSwitch(Protocol):
+    async def engaged(self) -> bool:
+        """True when live runs must stop; fails closed (unreadable counts as engaged)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The production data a cut changes."""
+
+    sources: SourceRepository
+    ius: IUStore
+    ledger: Ledger

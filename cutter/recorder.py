@@ -1,0 +1,53 @@
+"""The single place a run's state changes, is persisted, and is logged."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cutter.logs import Logger
+from cutter.phases.context import Clock
+from cutter.ports import RunStore
+from cutter.sidecar import ApprovalUse, Sidecar, amend, transition
+from cutter.states import RunState
+
+
+class RunRecorder:
+    def __init__(self, store: RunStore, clock: Clock, log: Logger) -> None:
+        self.store = store
+        self.clock = clock
+        self.log = log
+
+    async def move(self, sidecar: Sidecar, target: RunState, **changes: Any) -> Sidecar:
+        """Transition (checked), persist, then log ``run_state_changed``."""
+        after = transition(sidecar, target, at=self.clock(), **changes)
+        await self.store.save(after)
+        self._logged(sidecar, after)
+        return after
+
+    async def amend(self, sidecar: Sidecar, **changes: Any) -> Sidecar:
+        """Persist a change that keeps the state (pins, phase docs)."""
+        after = amend(sidecar, at=self.clock(), **changes)
+        await self.store.save(after)
+        return after
+
+    async def consume(
+        self, sidecar: Sidecar, use: ApprovalUse, target: RunState | None, **changes: Any
+    ) -> Sidecar:
+        """Consume an approval and persist the run's advance in one store step."""
+        at = self.clock()
+        if target is None:
+            after = amend(sidecar, at=at, **changes)
+        else:
+            after = transition(sidecar, target, at=at, **changes)
+        await self.store.save_consuming(after, use)
+        self._logged(sidecar, after)
+        return after
+
+    def _logged(self, before: Sidecar, after: Sidecar) -> None:
+        if before.state is not after.state:
+            self.log.info(
+                "run_state_changed",
+                from_state=before.state.value,
+                to_state=after.state.value,
+                stop_code=after.stop_code,
+            )

@@ -1,0 +1,117 @@
+"""Records of the target store: source versions, candidates, the cut plan, IU rows, backups.
+
+All frozen msgspec Structs; ``forbid_unknown_fields`` where a value is read back
+from storage, so a stored record from another format fails loudly.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import msgspec
+
+from cutter.canonical import digest, sha256_hex
+
+
+class Record(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Base of every stored record."""
+
+
+class SourceVersion(Record, frozen=True):
+    doc_id: str
+    sd_id: str
+    sv_id: str
+    sha256: str
+    size: int
+
+
+class Candidate(Record, frozen=True):
+    """A boundary a discoverer found: a labelled byte region of the source."""
+
+    label: str
+    start: int
+    end: int
+    kind: str = "unit"  # "unit", "preamble" or "trailer"
+
+
+class PlannedIU(Record, frozen=True):
+    iu_id: str
+    ordinal: int
+    label: str
+    kind: str
+    start: int
+    end: int
+    region_sha: str
+
+
+class Manifest(Record, frozen=True):
+    """The cut plan: the ordered IUs that tile one source version."""
+
+    doc_id: str
+    sv_id: str
+    source_sha: str
+    source_size: int
+    ius: tuple[PlannedIU, ...]
+
+    @property
+    def digest(self) -> str:
+        return digest(self)
+
+
+class IUState(enum.StrEnum):
+    STAGED = "staged"
+    ACTIVE = "active"
+    SUPERSEDED = "superseded"
+
+
+class IURow(Record, frozen=True):
+    iu_id: str
+    doc_id: str
+    sv_id: str
+    ordinal: int
+    label: str
+    kind: str
+    start: int
+    end: int
+    region_sha: str
+    body: str
+    state: IUState
+    change_set_id: str
+
+
+class Backup(Record, frozen=True):
+    """Every IU row of a document as it was before a cut, to roll back to."""
+
+    doc_id: str
+    rows: tuple[IURow, ...]
+
+    @property
+    def backup_id(self) -> str:
+        return "bk-" + digest(self)[:32]
+
+
+class WriterGrants(Record, frozen=True):
+    writer: str
+    grants: tuple[str, ...]  # sorted
+
+    @property
+    def writer_digest(self) -> str:
+        return digest(self)
+
+
+# What a writer must hold to cut: no more, no less.
+REQUIRED_GRANTS: tuple[str, ...] = (
+    "iu:insert",
+    "iu:update",
+    "ledger:append",
+    "source:update",
+)
+
+
+def region_sha(data: bytes, start: int, end: int) -> str:
+    return sha256_hex(data[start:end])
+
+
+def iu_id_for(doc_id: str, label: str, occurrence: int) -> str:
+    """Stable id: the same document and label give the same id across versions."""
+    return "iu-" + sha256_hex(f"{doc_id}\x00{label}\x00{occurrence}".encode())[:32]

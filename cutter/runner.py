@@ -1,0 +1,190 @@
+"""The runner: the API async harnesses, the CLI and the daemon drive runs through.
+
+``cut`` walks a new run to its first stop; ``resume`` continues a paused one with
+an approval; both return the run's sidecar. A refused resume raises the typed
+``GateRefusal`` that says why and leaves the run as it was.
+
+    async with Runner(config) as runner:
+        sidecar = await runner.cut("doc-1")
+        sidecar = await runner.resume(sidecar.run_id, approval_kb_id)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+
+import anyio
+
+from actors import ActorCrashed, ActorSystem
+from cutter.approvals import GatePolicy
+from cutter.errors import RunNotResumable, StopCode, refusal
+from cutter.ids import check_doc_id, check_kb_id, check_run_id, check_token, new_run_id
+from cutter.messages import Abort, Refused, SupervisorCommand, Walk, WalkStopped
+from cutter.mode import Mode, require_mode_allowed
+from cutter.phases import Services
+from cutter.phases.context import Clock
+from cutter.ports import Discoverer, GrantProbe, KillSwitch, KnowledgeBase, RunStore, Target
+from cutter.sidecar import Sidecar, StopInfo, transition
+from cutter.states import TERMINAL, RunState
+from cutter.stores.sandbox import sandbox
+from cutter.supervisor import RunDeps, RunSupervisor
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerConfig:
+    target: Target
+    kb: KnowledgeBase
+    run_store: RunStore
+    discoverer: Discoverer
+    grants: GrantProbe
+    kill_switch: KillSwitch
+    policy: GatePolicy = field(default_factory=GatePolicy)
+    clock: Clock = utc_now
+    phase_timeout: float = 300.0
+
+
+class Runner:
+    def __init__(self, config: RunnerConfig) -> None:
+        self.config = config
+        self._system: ActorSystem | None = None
+        self._locks: dict[str, anyio.Lock] = {}
+
+    async def __aenter__(self) -> Runner:
+        self._system = ActorSystem("cutter")
+        await self._system.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        system, self._system = self._system, None
+        if system is not None:
+            await system.__aexit__(exc_type, exc, tb)
+
+    # --- the API ------------------------------------------------------------
+    async def cut(
+        self,
+        doc_id: str,
+        mode: Mode = Mode.DRY_RUN,
+        *,
+        started_by: str = "operator",
+        batch_id: str | None = None,
+    ) -> Sidecar:
+        """Start a run for ``doc_id`` and walk it to its first stop."""
+        require_mode_allowed(mode)
+        now = self.config.clock()
+        sidecar = Sidecar(
+            run_id=new_run_id(),
+            doc_id=check_doc_id(doc_id),
+            mode=mode,
+            started_by=check_token("started_by", started_by),
+            batch_id=None if batch_id is None else check_token("batch_id", batch_id),
+            created_at=now,
+            updated_at=now,
+            state=RunState.CREATED,
+        )
+        await self.config.run_store.save(sidecar)
+        return await self._drive(sidecar.run_id, Walk())
+
+    async def cut_batch(
+        self, doc_ids: Sequence[str], mode: Mode = Mode.DRY_RUN, *, started_by: str = "operator"
+    ) -> list[Sidecar]:
+        """One run per document, walked concurrently, each to its own first stop."""
+        require_mode_allowed(mode)
+        for doc_id in doc_ids:
+            check_doc_id(doc_id)
+        batch_id = "batch-" + new_run_id().removeprefix("run-")
+        results: dict[int, Sidecar] = {}
+
+        async def one(index: int, doc_id: str) -> None:
+            results[index] = await self.cut(doc_id, mode, started_by=started_by, batch_id=batch_id)
+
+        async with anyio.create_task_group() as tg:
+            for index, doc_id in enumerate(doc_ids):
+                tg.start_soon(one, index, doc_id)
+        return [results[i] for i in range(len(doc_ids))]
+
+    async def resume(
+        self, run_id: str, approval_kb_id: str | None = None, *, peer: str | None = None
+    ) -> Sidecar:
+        """Continue a paused run; at a gate, ``approval_kb_id`` names the approval."""
+        sidecar = await self.status(run_id)
+        require_mode_allowed(sidecar.mode)
+        if approval_kb_id is not None:
+            check_kb_id(approval_kb_id)
+        if sidecar.state in TERMINAL:
+            raise RunNotResumable(run_id, sidecar.state.value)
+        return await self._drive(run_id, Walk(approval_kb_id=approval_kb_id, peer=peer))
+
+    async def abort(self, run_id: str, *, reason: str, by: str) -> Sidecar:
+        """End a paused run, rolling back a live run's writes."""
+        sidecar = await self.status(run_id)
+        return await self._drive(sidecar.run_id, Abort(reason=reason, by=check_token("by", by)))
+
+    async def status(self, run_id: str) -> Sidecar:
+        return await self.config.run_store.load(check_run_id(run_id))
+
+    async def runs(self) -> list[Sidecar]:
+        return [await self.config.run_store.load(r) for r in await self.config.run_store.run_ids()]
+
+    # --- driving a segment ----------------------------------------------------
+    async def _drive(self, run_id: str, command: SupervisorCommand) -> Sidecar:
+        if self._system is None:
+            raise RuntimeError("use the runner inside 'async with Runner(...)'")
+        lock = self._locks.setdefault(run_id, anyio.Lock())
+        async with lock:
+            sidecar = await self.config.run_store.load(run_id)
+            supervisor = RunSupervisor(sidecar, self._deps(sidecar.mode))
+            ref = await self._system.spawn(supervisor, run_id)
+            try:
+                reply = await ref.ask(command, timeout=self.config.phase_timeout * 16)
+            except ActorCrashed as exc:
+                return await self._crashed(run_id, exc)
+            finally:
+                await ref.stop()
+        match reply:
+            case WalkStopped():
+                return reply.sidecar
+            case Refused():
+                raise refusal(run_id, reply.code, reply.message, reply.approval_kb_id)
+
+    def _deps(self, mode: Mode) -> RunDeps:
+        c = self.config
+        target = sandbox(c.target) if mode is Mode.DRY_RUN else c.target
+        return RunDeps(
+            services=Services(
+                target=target, kb=c.kb, discoverer=c.discoverer, grants=c.grants, clock=c.clock
+            ),
+            run_store=c.run_store,
+            kill_switch=c.kill_switch,
+            policy=c.policy,
+            phase_timeout=c.phase_timeout,
+        )
+
+    async def _crashed(self, run_id: str, exc: ActorCrashed) -> Sidecar:
+        """The supervisor itself failed (a bug): end the run with a clean stop."""
+        sidecar = await self.config.run_store.load(run_id)
+        if sidecar.state in TERMINAL:
+            return sidecar
+        failed = transition(
+            sidecar,
+            RunState.FAILED,
+            at=self.config.clock(),
+            stop=StopInfo(
+                code=StopCode.PHASE_FAILED,
+                message=f"run supervisor failed unexpectedly ({exc.error_type})",
+                error_id=exc.error_id,
+            ),
+        )
+        await self.config.run_store.save(failed)
+        return failed

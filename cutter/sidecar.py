@@ -1,0 +1,121 @@
+"""The sidecar: the persisted state of one run, the single source of truth for resume.
+
+``transition`` is the only way a sidecar's state changes; it checks the table
+in ``cutter.states``. Everything here is pure.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from cutter.errors import StopCode
+from cutter.kbdocs import Decision
+from cutter.mode import Mode
+from cutter.states import AWAITING, RunState, check_transition
+from cutter.walk import Gate, Phase, Pin, PinValue
+
+SIDECAR_SCHEMA = 1
+
+
+class Struct(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class StopInfo(Struct, frozen=True):
+    code: StopCode
+    message: str
+    error_id: str | None = None
+
+
+class ApprovalUse(Struct, frozen=True):
+    """An approval consumed at a gate: who declared it, who actually spoke, when."""
+
+    approval_kb_id: str
+    approver: str
+    decision: Decision
+    peer: str | None
+    consumed_at: datetime
+    review_decision_id: str | None = None
+
+
+class GateRecord(Struct, frozen=True):
+    gate: Gate
+    request_kb_id: str
+    request_digest: str
+    nonce: str
+    opened_at: datetime
+    required_approvals: int
+    uses: tuple[ApprovalUse, ...] = ()
+
+    @property
+    def approvers(self) -> frozenset[str]:
+        return frozenset(u.approver for u in self.uses)
+
+    @property
+    def rejected(self) -> bool:
+        return any(u.decision is Decision.REJECT for u in self.uses)
+
+    @property
+    def satisfied(self) -> bool:
+        return not self.rejected and len(self.approvers) >= self.required_approvals
+
+
+class DriftItem(Struct, frozen=True):
+    pin: str
+    before: str
+    after: str
+
+
+class Sidecar(Struct, frozen=True, kw_only=True):
+    schema: int = SIDECAR_SCHEMA
+    run_id: str
+    doc_id: str
+    mode: Mode
+    started_by: str
+    batch_id: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    state: RunState
+    stop: StopInfo | None = None
+    phases_passed: tuple[Phase, ...] = ()
+    pins: dict[Pin, PinValue] = {}
+    phase_docs: dict[Phase, str] = {}
+    gates: tuple[GateRecord, ...] = ()
+    drift: tuple[DriftItem, ...] = ()
+
+    @property
+    def stop_code(self) -> str | None:
+        return self.stop.code.value if self.stop else None
+
+    @property
+    def pending_gate(self) -> GateRecord | None:
+        """The gate this run waits at, if it waits at one."""
+        if self.state in AWAITING and self.gates:
+            return self.gates[-1]
+        return None
+
+    def gate(self, gate: Gate) -> GateRecord | None:
+        for record in self.gates:
+            if record.gate is gate:
+                return record
+        return None
+
+
+def transition(sidecar: Sidecar, target: RunState, *, at: datetime, **changes: Any) -> Sidecar:
+    """A new sidecar in ``target`` state (checked against the table) with ``changes``."""
+    check_transition(sidecar.state, target)
+    return msgspec.structs.replace(sidecar, state=target, updated_at=at, **changes)
+
+
+def amend(sidecar: Sidecar, *, at: datetime, **changes: Any) -> Sidecar:
+    """A new sidecar in the same state with ``changes`` (pins, phase docs, gate uses)."""
+    if "state" in changes:
+        raise ValueError("use transition() to change state")
+    return msgspec.structs.replace(sidecar, updated_at=at, **changes)
+
+
+def replace_gate(sidecar: Sidecar, record: GateRecord) -> tuple[GateRecord, ...]:
+    return tuple(record if g.gate is record.gate else g for g in sidecar.gates)

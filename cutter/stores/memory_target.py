@@ -1,0 +1,135 @@
+"""In-memory target stores: source versions, IU rows, ledger, writer grants.
+
+They hold the production data of the embedded default and of tests. Values
+are frozen Structs, so nothing a caller holds can change what is stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import msgspec
+
+from cutter.canonical import sha256_hex
+from cutter.errors import StopVerifyFailed, UnknownDocument
+from cutter.ledger import LedgerEntry, LedgerEnvelope, next_entry
+from cutter.records import REQUIRED_GRANTS, Backup, IURow, IUState, SourceVersion, WriterGrants
+
+
+class InMemorySources:
+    def __init__(self) -> None:
+        self._current: dict[str, SourceVersion] = {}
+        self._content: dict[str, bytes] = {}
+        self._cut_by: dict[str, str] = {}
+
+    def publish(
+        self, doc_id: str, data: bytes, *, sv_id: str, sd_id: str | None = None
+    ) -> SourceVersion:
+        """Store ``data`` as the document's new current version."""
+        version = SourceVersion(
+            doc_id=doc_id,
+            sd_id=sd_id or f"sd-{doc_id}",
+            sv_id=sv_id,
+            sha256=sha256_hex(data),
+            size=len(data),
+        )
+        self._current[doc_id] = version
+        self._content[sv_id] = bytes(data)
+        return version
+
+    async def current(self, doc_id: str) -> SourceVersion:
+        try:
+            return self._current[doc_id]
+        except KeyError:
+            raise UnknownDocument(doc_id) from None
+
+    async def content(self, sv_id: str) -> bytes:
+        return self._content[sv_id]
+
+    async def mark_cut(self, sv_id: str, change_set_id: str) -> None:
+        self._cut_by.setdefault(sv_id, change_set_id)
+
+    async def cut_by(self, sv_id: str) -> str | None:
+        return self._cut_by.get(sv_id)
+
+
+def _key(row: IURow) -> tuple[str, str, int]:
+    return (row.doc_id, row.sv_id, row.ordinal)
+
+
+class InMemoryIUStore:
+    def __init__(self, rows: Iterable[IURow] = ()) -> None:
+        self._rows: dict[tuple[str, str, int], IURow] = {_key(r): r for r in rows}
+        self._backups: dict[str, Backup] = {}
+
+    async def rows(self, doc_id: str) -> list[IURow]:
+        return sorted((r for r in self._rows.values() if r.doc_id == doc_id), key=_key)
+
+    async def change_set(self, change_set_id: str) -> list[IURow]:
+        found = (r for r in self._rows.values() if r.change_set_id == change_set_id)
+        return sorted(found, key=lambda r: r.ordinal)
+
+    async def write_staged(self, rows: Sequence[IURow]) -> int:
+        for row in rows:
+            held = self._rows.get(_key(row))
+            if held is not None and held.change_set_id != row.change_set_id:
+                raise StopVerifyFailed(
+                    f"IU {row.doc_id}/{row.sv_id}#{row.ordinal} belongs to change set "
+                    f"{held.change_set_id}"
+                )
+        added = [r for r in rows if _key(r) not in self._rows]
+        for row in added:
+            self._rows[_key(row)] = row
+        return len(added)
+
+    async def enact(self, change_set_id: str) -> int:
+        mine = [r for r in self._rows.values() if r.change_set_id == change_set_id]
+        if not mine:
+            return 0
+        doc_id = mine[0].doc_id
+        for key, row in list(self._rows.items()):
+            if row.change_set_id == change_set_id:
+                self._rows[key] = msgspec.structs.replace(row, state=IUState.ACTIVE)
+            elif row.doc_id == doc_id and row.state is IUState.ACTIVE:
+                self._rows[key] = msgspec.structs.replace(row, state=IUState.SUPERSEDED)
+        return len(mine)
+
+    async def save_backup(self, backup: Backup) -> str:
+        self._backups[backup.backup_id] = backup
+        return backup.backup_id
+
+    async def load_backup(self, backup_id: str) -> Backup:
+        return self._backups[backup_id]
+
+    async def restore(self, backup: Backup) -> None:
+        for key in [k for k, r in self._rows.items() if r.doc_id == backup.doc_id]:
+            del self._rows[key]
+        for row in backup.rows:
+            self._rows[_key(row)] = row
+
+
+class InMemoryLedger:
+    def __init__(self) -> None:
+        self._entries: list[LedgerEntry] = []
+
+    async def append(self, envelope: LedgerEnvelope) -> LedgerEntry:
+        for entry in self._entries:
+            if entry.envelope == envelope:
+                return entry
+        entry = next_entry(self._entries[-1] if self._entries else None, envelope)
+        self._entries.append(entry)
+        return entry
+
+    async def entries(self) -> list[LedgerEntry]:
+        return list(self._entries)
+
+
+class StaticGrantProbe:
+    """A writer identity with a fixed set of grants (all the cut needs, by default)."""
+
+    def __init__(self, writer: str = "cutter_writer", grants: Iterable[str] = REQUIRED_GRANTS):
+        self.writer = writer
+        self.grants = tuple(sorted(set(grants)))
+
+    async def writer_grants(self) -> WriterGrants:
+        return WriterGrants(writer=self.writer, grants=self.grants)

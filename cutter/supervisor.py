@@ -1,0 +1,294 @@
+"""The run supervisor: one per run and walk segment. It spawns one actor per
+phase and one gatekeeper, walks the run to its next stop, and ends the run with a
+clean stop code when a child fails — the process never crashes.
+
+A segment ends at every stop (a gate, a halt, the end), and the supervisor and
+its children stop with it: a paused run holds its sidecar and nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import assert_never
+
+from actors import Actor, ActorCrashed, ActorRef, ChildFailed, Context
+from cutter.approvals import GatePolicy
+from cutter.errors import (
+    KillSwitchEngaged,
+    RunNotAbortable,
+    StopCode,
+    StopContractViolated,
+    new_error_id,
+)
+from cutter.gatekeeper import Gatekeeper
+from cutter.kbdocs import StopDoc, stop_doc_id
+from cutter.logs import Logger, get_logger
+from cutter.messages import (
+    Abort,
+    ApprovalConsumed,
+    ApprovalRefused,
+    ConsumeApproval,
+    DriftDetected,
+    GatekeeperCommand,
+    GatekeeperReply,
+    GateOpened,
+    OpenGate,
+    PhaseFailed,
+    PhasePassed,
+    PhaseReply,
+    Refused,
+    RunPhase,
+    SupervisorCommand,
+    SupervisorReply,
+    Walk,
+    WalkStopped,
+)
+from cutter.mode import Mode
+from cutter.phase_actor import PhaseActor
+from cutter.phases import Services, rollback
+from cutter.ports import KillSwitch, RunStore
+from cutter.recorder import RunRecorder
+from cutter.sidecar import Sidecar, StopInfo
+from cutter.states import AWAITING, RunState
+from cutter.walk import (
+    GATE_AFTER,
+    PHASES,
+    SANDBOX_REPLAY,
+    Phase,
+    check_inputs,
+    check_outputs,
+    next_phase,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RunDeps:
+    """Everything one walk segment needs; ``services.target`` is already a sandbox
+    for a dry run."""
+
+    services: Services
+    run_store: RunStore
+    kill_switch: KillSwitch
+    policy: GatePolicy
+    phase_timeout: float
+
+
+class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
+    def __init__(self, sidecar: Sidecar, deps: RunDeps) -> None:
+        self.sidecar = sidecar
+        self.deps = deps
+        self.log: Logger = get_logger(run_id=sidecar.run_id, doc_id=sidecar.doc_id)
+        self.recorder = RunRecorder(deps.run_store, deps.services.clock, self.log)
+        self.phases: dict[Phase, ActorRef[RunPhase, PhaseReply]] = {}
+        self.gatekeeper: ActorRef[GatekeeperCommand, GatekeeperReply] | None = None
+
+    async def started(self, ctx: Context) -> None:
+        self.gatekeeper = await ctx.spawn(
+            Gatekeeper(self.deps.services, self.recorder, self.deps.policy), "gatekeeper"
+        )
+        for phase in PHASES:
+            self.phases[phase] = await ctx.spawn(PhaseActor(phase, self.deps.services), phase.value)
+
+    async def on_child_failed(self, failure: ChildFailed, ctx: Context) -> None:
+        # The ask to the child has already raised ActorCrashed and stopped the run;
+        # this is the supervision record of it.
+        self.log.error(
+            "child_failed",
+            child=failure.child,
+            error_id=failure.error_id,
+            error_type=failure.error_type,
+        )
+
+    async def receive(self, message: SupervisorCommand, ctx: Context) -> SupervisorReply:
+        match message:
+            case Walk():
+                return await self._walk(message)
+            case Abort():
+                return await self._abort(message)
+            case _:
+                assert_never(message)
+
+    # --- the walk -----------------------------------------------------------
+    async def _walk(self, message: Walk) -> SupervisorReply:
+        sc = self.sidecar
+        if sc.mode is Mode.DRY_RUN and not await self._replay_sandbox():
+            return WalkStopped(sidecar=self.sidecar)
+        sc = self.sidecar
+        if sc.state is RunState.CREATED:
+            sc = await self.recorder.move(sc, RunState.RUNNING)
+        elif sc.state in AWAITING:
+            reply = await self._pass_gate(sc, message)
+            if reply is not None:
+                return reply
+            sc = self.sidecar
+            if sc.state is not RunState.RUNNING:
+                return WalkStopped(sidecar=sc)
+        elif sc.state is RunState.HALTED:
+            if await self.deps.kill_switch.engaged():
+                return Refused(code=KillSwitchEngaged.code, message="the kill switch is engaged")
+            sc = await self.recorder.move(sc, RunState.RUNNING, stop=None)
+        self.sidecar = sc
+        await self._advance()
+        return WalkStopped(sidecar=self.sidecar)
+
+    async def _pass_gate(self, sc: Sidecar, message: Walk) -> SupervisorReply | None:
+        gate = sc.pending_gate
+        assert gate is not None
+        if not (gate.satisfied or gate.rejected):
+            reply = await self._ask_gatekeeper(
+                ConsumeApproval(
+                    sidecar=sc, approval_kb_id=message.approval_kb_id, peer=message.peer
+                )
+            )
+            match reply:
+                case ApprovalRefused():
+                    return Refused(
+                        code=reply.code, message=reply.message, approval_kb_id=reply.approval_kb_id
+                    )
+                case DriftDetected():
+                    named = ", ".join(d.pin for d in reply.items)
+                    await self._stop(
+                        RunState.FAILED, StopCode.DRIFT, f"drift in {named}", drift=reply.items
+                    )
+                    return WalkStopped(sidecar=self.sidecar)
+                case ApprovalConsumed():
+                    sc = self.sidecar = reply.sidecar
+                case GateOpened():
+                    raise RuntimeError("gatekeeper answered ConsumeApproval with GateOpened")
+                case _:
+                    assert_never(reply)
+        gate = sc.pending_gate
+        if gate is not None and gate.rejected:
+            await self._undo("rejected at " + gate.gate.value)
+            await self._stop(RunState.REJECTED, StopCode.APPROVAL_REJECTED, f"{gate.gate} rejected")
+        elif gate is not None and gate.satisfied:
+            # The approval was consumed but the advance not recorded (crash): finish it.
+            self.sidecar = await self.recorder.move(sc, RunState.RUNNING, stop=None)
+        return None
+
+    async def _advance(self) -> None:
+        while (phase := next_phase(self.sidecar.phases_passed)) is not None:
+            if self.sidecar.mode is Mode.LIVE and await self.deps.kill_switch.engaged():
+                await self._stop(RunState.HALTED, StopCode.KILL_SWITCH, "kill switch engaged")
+                return
+            if not await self._run_phase(phase):
+                return
+            gate = GATE_AFTER.get(phase)
+            if gate is not None:
+                reply = await self._ask_gatekeeper(OpenGate(sidecar=self.sidecar, gate=gate))
+                if not isinstance(reply, GateOpened):
+                    raise RuntimeError(f"gatekeeper answered OpenGate with {type(reply).__name__}")
+                self.sidecar = reply.sidecar
+                return
+        self.sidecar = await self.recorder.move(self.sidecar, RunState.CLOSEOUT_REPORTED)
+
+    async def _run_phase(self, phase: Phase) -> bool:
+        sc = self.sidecar
+        try:
+            check_inputs(phase, sc.pins)
+        except StopContractViolated as exc:
+            await self._stop(RunState.FAILED, exc.stop_code, exc.message, error_id=new_error_id())
+            return False
+        self.log.info("phase_started", phase=phase.value)
+        reply = await self._ask_phase(phase, RunPhase(sidecar=sc))
+        if isinstance(reply, PhaseFailed):
+            self.log.warning(
+                "phase_failed", phase=phase.value, code=reply.code.value, error_id=reply.error_id
+            )
+            await self._stop(RunState.FAILED, reply.code, reply.message, error_id=reply.error_id)
+            return False
+        try:
+            check_outputs(phase, sc.pins, reply.pins)
+        except StopContractViolated as exc:
+            error_id = new_error_id()
+            self.log.warning("phase_failed", phase=phase.value, code=exc.code, error_id=error_id)
+            await self._stop(RunState.FAILED, exc.stop_code, exc.message, error_id=error_id)
+            return False
+        phase_docs = dict(sc.phase_docs)
+        if reply.kb_id is not None:
+            phase_docs[phase] = reply.kb_id
+        self.sidecar = await self.recorder.amend(
+            sc,
+            pins={**sc.pins, **reply.pins},
+            phases_passed=(*sc.phases_passed, phase),
+            phase_docs=phase_docs,
+        )
+        self.log.info("phase_passed", phase=phase.value, pins=sorted(p.value for p in reply.pins))
+        return True
+
+    async def _replay_sandbox(self) -> bool:
+        """A dry run's sandbox is new each segment: re-apply its earlier writes."""
+        for phase in PHASES:
+            if phase in SANDBOX_REPLAY and phase in self.sidecar.phases_passed:
+                reply = await self._ask_phase(phase, RunPhase(sidecar=self.sidecar, replay=True))
+                pins = self.sidecar.pins
+                if isinstance(reply, PhasePassed) and all(
+                    pins.get(p) == v for p, v in reply.pins.items()
+                ):
+                    continue
+                await self._stop(
+                    RunState.FAILED,
+                    StopCode.VERIFY_FAILED,
+                    f"dry-run replay of {phase} did not reproduce its pins",
+                )
+                return False
+        return True
+
+    # --- children -----------------------------------------------------------
+    async def _ask_phase(self, phase: Phase, message: RunPhase) -> PhaseReply:
+        try:
+            return await self.phases[phase].ask(message, timeout=self.deps.phase_timeout)
+        except ActorCrashed as exc:
+            return PhaseFailed(
+                phase=phase,
+                code=StopCode.PHASE_FAILED,
+                message=f"{phase} failed unexpectedly ({exc.error_type})",
+                error_id=exc.error_id,
+            )
+
+    async def _ask_gatekeeper(self, message: GatekeeperCommand) -> GatekeeperReply:
+        assert self.gatekeeper is not None
+        return await self.gatekeeper.ask(message, timeout=self.deps.phase_timeout)
+
+    # --- stops ----------------------------------------------------------------
+    async def _abort(self, message: Abort) -> SupervisorReply:
+        state = self.sidecar.state
+        if state not in AWAITING and state is not RunState.HALTED:
+            return Refused(
+                code=RunNotAbortable.code,
+                message=f"run is {state}; only a paused run can be aborted",
+            )
+        await self._undo(f"aborted by {message.by}: {message.reason}")
+        await self._stop(
+            RunState.ABORTED, StopCode.OPERATOR_ABORT, f"aborted by {message.by}: {message.reason}"
+        )
+        return WalkStopped(sidecar=self.sidecar)
+
+    async def _undo(self, reason: str) -> None:
+        """Roll back a live run's writes; a dry run's sandbox is simply thrown away."""
+        if self.sidecar.mode is Mode.LIVE:
+            await rollback(self.deps.services.target, self.sidecar, reason)
+
+    async def _stop(
+        self,
+        state: RunState,
+        code: StopCode,
+        message: str,
+        *,
+        error_id: str | None = None,
+        **changes: object,
+    ) -> None:
+        stop = StopInfo(code=code, message=message, error_id=error_id)
+        self.sidecar = await self.recorder.move(self.sidecar, state, stop=stop, **changes)
+        services = self.deps.services
+        await services.kb.put(
+            stop_doc_id(self.sidecar.run_id),
+            StopDoc(
+                run_id=self.sidecar.run_id,
+                doc_id=self.sidecar.doc_id,
+                code=code,
+                message=stop.message,
+                error_id=error_id,
+                at=services.clock(),
+            ),
+        )
