@@ -1,0 +1,331 @@
+"""File-backed stores: the knowledge base, the run store and the kill switch.
+
+Layout (give the KB and the run store different roots: KB ids start ``runs/``
+too, and the two must never read each other's files)::
+
+    <kb root>/<seg>/<seg>/<last>.json        one KB doc per file
+    <run root>/runs/<run_id>.json            one sidecar per run
+    <run root>/consumed/<encoded id>.json    one record per consumed approval
+    <kill switch path>                       engaged while the file exists
+
+Every id is validated before a path is built, and the built path must resolve
+inside the root. Writes are atomic (``cutter.stores.atomic``); blocking file
+work runs in a worker thread. Reads never repair: an undecodable file raises
+``CorruptRecord`` naming it and is left exactly as found.
+
+KB ids map to paths one to one because a segment other than the last may not
+end in ``.json`` (``a.json/b`` would need a directory where ``a`` keeps its
+file); both KB implementations refuse such ids.
+
+Consumed approvals. An approval KB id contains ``/``, so its journal file is
+named by replacing each ``/`` with ``~`` (a character no KB id may contain,
+hence reversible and collision-free). A name longer than 200 characters
+becomes its first 130 characters, ``~~`` and the sha256 of the id; ``~~``
+cannot occur in a plain name (empty segments are invalid), so the two forms
+never collide, and the record inside names the full id, which is checked on
+read. The record is created with ``O_CREAT|O_EXCL``: across any number of
+processes exactly one creates it, and that create is the commit point of
+``save_consuming``. The sidecar is saved after it. A crash between the two
+steps leaves a journal record for a run whose sidecar still waits at the gate
+without the use: the approval stays consumed (it can never be used twice) and
+the caller reconciles by asking ``consumed_by`` — when it names the same run,
+the resume may record the use and carry on.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio.to_thread
+import msgspec
+
+from cutter import codec
+from cutter.canonical import sha256_hex
+from cutter.errors import (
+    ApprovalConsumedAlready,
+    CorruptRecord,
+    InvalidIdentifier,
+    UnknownRun,
+    one_line,
+)
+from cutter.ids import check_kb_id, check_run_id
+from cutter.kbdocs import KBDoc
+from cutter.sidecar import ApprovalUse, Sidecar
+from cutter.stores.atomic import create_exclusive, read_bytes, remove, write_atomic
+
+SUFFIX = ".json"
+_MAX_PLAIN_NAME = 200
+_HASHED_HEAD = 130
+
+
+# -- rules both the file stores and the in-memory stores apply -----------------------
+
+
+def check_store_kb_id(kb_id: object) -> str:
+    """``check_kb_id`` plus: no segment but the last may end in ``.json``."""
+    text = check_kb_id(kb_id)
+    for segment in text.split("/")[:-1]:
+        if segment.endswith(SUFFIX):
+            raise InvalidIdentifier("kb_id", f"inner segment {segment[:40]!r} ends in {SUFFIX}")
+    return text
+
+
+def is_store_kb_id(kb_id: str) -> bool:
+    try:
+        check_store_kb_id(kb_id)
+    except InvalidIdentifier:
+        return False
+    return True
+
+
+def encode_kb_doc(kb_id: str, doc: KBDoc) -> bytes:
+    """The stored bytes of ``doc``; refuses (``CorruptRecord``) what ``get`` could not read."""
+    data = codec.encode(doc)
+    codec.decode_kb_doc(data, f"{kb_id} (refused, not written)")
+    return data
+
+
+def encode_sidecar(sidecar: Sidecar) -> bytes:
+    """The stored bytes of ``sidecar``; refuses what ``load`` could not read."""
+    run_id = check_run_id(sidecar.run_id)
+    data = codec.encode(sidecar)
+    codec.decode_sidecar(data, f"run {run_id} (refused, not written)")
+    return data
+
+
+def under_prefix(kb_id: str, prefix: str) -> bool:
+    """``list`` semantics: the prefix doc itself and every doc below it ("" is all)."""
+    return not prefix or kb_id == prefix or kb_id.startswith(prefix + "/")
+
+
+def _inside(root: Path, path: Path, kind: str) -> Path:
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise InvalidIdentifier(kind, "resolves outside the store root")
+    return path
+
+
+# -- knowledge base -------------------------------------------------------------------
+
+
+class FileKnowledgeBase:
+    """``KnowledgeBase`` with one JSON file per doc at ``root / (kb_id + ".json")``."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = Path(root)
+
+    @property
+    def root(self) -> Path:
+        return self._root
+
+    def path_of(self, kb_id: str) -> Path:
+        """Where the doc ``kb_id`` lives (validated; the file need not exist)."""
+        *dirs, last = check_store_kb_id(kb_id).split("/")
+        return _inside(self._root, self._root.joinpath(*dirs, last + SUFFIX), "kb_id")
+
+    async def put(self, kb_id: str, doc: KBDoc) -> None:
+        await anyio.to_thread.run_sync(self._put, kb_id, doc)
+
+    async def get(self, kb_id: str) -> KBDoc:
+        return await anyio.to_thread.run_sync(self._get, kb_id)
+
+    def _put(self, kb_id: str, doc: KBDoc) -> None:
+        path = self.path_of(kb_id)
+        data = encode_kb_doc(kb_id, doc)
+        if read_bytes(path) == data:
+            return
+        write_atomic(path, data)
+
+    def _get(self, kb_id: str) -> KBDoc:
+        path = self.path_of(kb_id)
+        data = read_bytes(path)
+        if data is None:
+            raise KeyError(kb_id)
+        return codec.decode_kb_doc(data, str(path))
+
+    def _list(self, prefix: str) -> builtins.list[str]:
+        if prefix:
+            found = [prefix] if self.path_of(prefix).is_file() else []
+            base = _inside(self._root, self._root.joinpath(*prefix.split("/")), "kb_id")
+        else:
+            found, base = [], self._root
+        for dirpath, _dirnames, filenames in os.walk(base):
+            parts = Path(dirpath).relative_to(self._root).parts
+            for name in filenames:
+                if name.endswith(SUFFIX):
+                    kb_id = "/".join((*parts, name[: -len(SUFFIX)]))
+                    if is_store_kb_id(kb_id):
+                        found.append(kb_id)
+        return sorted(found)
+
+    async def list(self, prefix: str) -> builtins.list[str]:
+        """Sorted ids of the doc ``prefix`` and the docs below it; ``""`` lists all."""
+        return await anyio.to_thread.run_sync(self._list, prefix)
+
+
+# -- run store ------------------------------------------------------------------------
+
+
+class ConsumedApproval(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One consumed-approval journal record."""
+
+    approval_kb_id: str
+    run_id: str
+    consumed_at: datetime
+
+
+_journal_decoder = msgspec.json.Decoder(ConsumedApproval)
+
+
+def journal_name(approval_kb_id: str) -> str:
+    """The journal file name of an approval id (see the module docstring)."""
+    plain = check_store_kb_id(approval_kb_id).replace("/", "~")
+    if len(plain) > _MAX_PLAIN_NAME:
+        plain = plain[:_HASHED_HEAD] + "~~" + sha256_hex(approval_kb_id.encode())
+    return plain + SUFFIX
+
+
+class FileRunStore:
+    """``RunStore`` with sidecars under ``root/runs`` and the journal under ``root/consumed``."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = Path(root)
+        self._runs = self._root / "runs"
+        self._consumed = self._root / "consumed"
+
+    @property
+    def root(self) -> Path:
+        return self._root
+
+    def sidecar_path(self, run_id: str) -> Path:
+        return _inside(self._root, self._runs / (check_run_id(run_id) + SUFFIX), "run_id")
+
+    def journal_path(self, approval_kb_id: str) -> Path:
+        return _inside(self._root, self._consumed / journal_name(approval_kb_id), "kb_id")
+
+    async def load(self, run_id: str) -> Sidecar:
+        return await anyio.to_thread.run_sync(self._load, run_id)
+
+    async def save(self, sidecar: Sidecar) -> None:
+        await anyio.to_thread.run_sync(self._save, sidecar)
+
+    async def save_consuming(self, sidecar: Sidecar, use: ApprovalUse) -> None:
+        await anyio.to_thread.run_sync(self._save_consuming, sidecar, use)
+
+    async def consumed_by(self, approval_kb_id: str) -> str | None:
+        return await anyio.to_thread.run_sync(self._consumed_by, approval_kb_id)
+
+    async def run_ids(self) -> list[str]:
+        return await anyio.to_thread.run_sync(self._run_ids)
+
+    def _load(self, run_id: str) -> Sidecar:
+        path = self.sidecar_path(run_id)
+        data = read_bytes(path)
+        if data is None:
+            raise UnknownRun(run_id)
+        sidecar = codec.decode_sidecar(data, str(path))
+        if sidecar.run_id != run_id:
+            raise CorruptRecord(str(path), f"holds run {sidecar.run_id[:40]!r}")
+        return sidecar
+
+    def _save(self, sidecar: Sidecar) -> None:
+        data = encode_sidecar(sidecar)
+        write_atomic(self.sidecar_path(sidecar.run_id), data)
+
+    def _save_consuming(self, sidecar: Sidecar, use: ApprovalUse) -> None:
+        data = encode_sidecar(sidecar)
+        path = self.sidecar_path(sidecar.run_id)
+        journal = self.journal_path(use.approval_kb_id)
+        record = codec.encode(
+            ConsumedApproval(
+                approval_kb_id=use.approval_kb_id,
+                run_id=sidecar.run_id,
+                consumed_at=use.consumed_at,
+            )
+        )
+        if not create_exclusive(journal, record):
+            raise ApprovalConsumedAlready(sidecar.run_id, use.approval_kb_id)
+        write_atomic(path, data)
+
+    def _consumed_by(self, approval_kb_id: str) -> str | None:
+        path = self.journal_path(approval_kb_id)
+        data = read_bytes(path)
+        if data is None:
+            return None
+        try:
+            record = _journal_decoder.decode(data)
+            check_run_id(record.run_id)
+        except (msgspec.DecodeError, InvalidIdentifier) as exc:
+            raise CorruptRecord(str(path), one_line(str(exc))) from exc
+        if record.approval_kb_id != approval_kb_id:
+            raise CorruptRecord(str(path), f"names {record.approval_kb_id[:60]!r}")
+        return record.run_id
+
+    def _run_ids(self) -> list[str]:
+        try:
+            names = os.listdir(self._runs)
+        except FileNotFoundError:
+            return []
+        found: list[str] = []
+        for name in names:
+            if name.endswith(SUFFIX):
+                try:
+                    found.append(check_run_id(name[: -len(SUFFIX)]))
+                except InvalidIdentifier:
+                    continue
+        return sorted(found)
+
+
+# -- kill switch ----------------------------------------------------------------------
+
+
+class KillSwitchNote(msgspec.Struct, frozen=True, kw_only=True):
+    reason: str
+    engaged_at: datetime
+
+
+class FileKillSwitch:
+    """``KillSwitch``: engaged while ``path`` exists. Fails closed: when the state
+    cannot be read (any error but "not found") it reports engaged."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = Path(path)
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    async def engaged(self) -> bool:
+        try:
+            return await anyio.to_thread.run_sync(self._engaged)
+        except Exception:
+            return True
+
+    async def engage(self, reason: str) -> None:
+        """Engage (idempotent); the file records the reason and the time."""
+        note = KillSwitchNote(reason=one_line(reason), engaged_at=datetime.now(UTC))
+        await anyio.to_thread.run_sync(write_atomic, self._path, codec.encode(note))
+
+    async def release(self) -> None:
+        """Release (idempotent). Raises when the file cannot be removed."""
+        await anyio.to_thread.run_sync(remove, self._path)
+
+    def _engaged(self) -> bool:
+        try:
+            os.stat(self._path)
+        except FileNotFoundError:
+            return False
+        except (OSError, ValueError):
+            return True
+        return True
+
+
+if TYPE_CHECKING:  # the stores satisfy the ports (checked by mypy, free at run time)
+    from cutter.ports import KillSwitch, KnowledgeBase, RunStore
+
+    _kb: KnowledgeBase = FileKnowledgeBase(Path())
+    _runs: RunStore = FileRunStore(Path())
+    _switch: KillSwitch = FileKillSwitch(Path())

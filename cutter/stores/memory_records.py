@@ -1,0 +1,92 @@
+"""In-memory knowledge base and run store: the file stores' semantics, in dicts.
+
+Values are kept as their encoded bytes and decoded on every read, exactly as
+the file stores do, so this fake refuses what they refuse (hostile ids, values
+that would not decode) and no caller ever shares mutable state with it. Every
+method passes a checkpoint first, so callers see the same interleavings (and
+cancellation points) as with a store that really waits.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import TYPE_CHECKING
+
+from anyio.lowlevel import checkpoint
+
+from cutter import codec
+from cutter.errors import ApprovalConsumedAlready, UnknownRun
+from cutter.ids import check_run_id
+from cutter.kbdocs import KBDoc
+from cutter.sidecar import ApprovalUse, Sidecar
+from cutter.stores.files import check_store_kb_id, encode_kb_doc, encode_sidecar, under_prefix
+
+
+class InMemoryKnowledgeBase:
+    def __init__(self) -> None:
+        self._docs: dict[str, bytes] = {}
+
+    async def put(self, kb_id: str, doc: KBDoc) -> None:
+        await checkpoint()
+        kb_id = check_store_kb_id(kb_id)
+        self._docs[kb_id] = encode_kb_doc(kb_id, doc)
+
+    async def get(self, kb_id: str) -> KBDoc:
+        await checkpoint()
+        kb_id = check_store_kb_id(kb_id)
+        try:
+            data = self._docs[kb_id]
+        except KeyError:
+            raise KeyError(kb_id) from None
+        return codec.decode_kb_doc(data, f"memory:{kb_id}")
+
+    async def list(self, prefix: str) -> builtins.list[str]:
+        """Sorted ids of the doc ``prefix`` and the docs below it; ``""`` lists all."""
+        await checkpoint()
+        if prefix:
+            check_store_kb_id(prefix)
+        return sorted(k for k in self._docs if under_prefix(k, prefix))
+
+
+class InMemoryRunStore:
+    def __init__(self) -> None:
+        self._sidecars: dict[str, bytes] = {}
+        self._consumed: dict[str, str] = {}
+
+    async def load(self, run_id: str) -> Sidecar:
+        await checkpoint()
+        run_id = check_run_id(run_id)
+        try:
+            data = self._sidecars[run_id]
+        except KeyError:
+            raise UnknownRun(run_id) from None
+        return codec.decode_sidecar(data, f"memory:runs/{run_id}")
+
+    async def save(self, sidecar: Sidecar) -> None:
+        await checkpoint()
+        self._sidecars[sidecar.run_id] = encode_sidecar(sidecar)
+
+    async def save_consuming(self, sidecar: Sidecar, use: ApprovalUse) -> None:
+        await checkpoint()
+        data = encode_sidecar(sidecar)
+        kb_id = check_store_kb_id(use.approval_kb_id)
+        # Check and set with no await in between: atomic within the event loop.
+        if kb_id in self._consumed:
+            raise ApprovalConsumedAlready(sidecar.run_id, kb_id)
+        self._consumed[kb_id] = sidecar.run_id
+        self._sidecars[sidecar.run_id] = data
+
+    async def consumed_by(self, approval_kb_id: str) -> str | None:
+        await checkpoint()
+        return self._consumed.get(check_store_kb_id(approval_kb_id))
+
+    async def run_ids(self) -> list[str]:
+        await checkpoint()
+        return sorted(self._sidecars)
+
+
+if TYPE_CHECKING:  # the stores satisfy the ports (checked by mypy, free at run time)
+    from cutter.ports import KnowledgeBase, RunStore
+
+    _kb: KnowledgeBase = InMemoryKnowledgeBase()
+    _runs: RunStore = InMemoryRunStore()
