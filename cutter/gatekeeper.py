@@ -188,7 +188,13 @@ class Gatekeeper(Actor[GatekeeperCommand, GatekeeperReply]):
     async def _check_unconsumed(self, sidecar: Sidecar, gate: GateRecord, kb_id: str) -> bool:
         """Refuse a consumed approval; True when this run consumed it but crashed
         before recording the advance (the consumption is then completed, not repeated)."""
-        holder = await self.recorder.store.consumed_by(kb_id)
+        try:
+            holder = await self.recorder.store.consumed_by(kb_id)
+        except CorruptRecord as exc:
+            # Whether it was consumed cannot be known: fail closed.
+            raise ApprovalInvalid(
+                sidecar.run_id, f"consumption record of {kb_id} is unreadable: {exc.message}"
+            ) from exc
         if holder is None:
             return False
         recorded = any(u.approval_kb_id == kb_id for g in sidecar.gates for u in g.uses)

@@ -141,6 +141,8 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
                 )
             )
             match reply:
+                case None:
+                    return WalkStopped(sidecar=self.sidecar)
                 case ApprovalRefused():
                     return Refused(
                         code=reply.code, message=reply.message, approval_kb_id=reply.approval_kb_id
@@ -176,6 +178,8 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
             gate = GATE_AFTER.get(phase)
             if gate is not None:
                 reply = await self._ask_gatekeeper(OpenGate(sidecar=self.sidecar, gate=gate))
+                if reply is None:
+                    return
                 if not isinstance(reply, GateOpened):
                     raise RuntimeError(f"gatekeeper answered OpenGate with {type(reply).__name__}")
                 self.sidecar = reply.sidecar
@@ -246,9 +250,21 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
                 error_id=exc.error_id,
             )
 
-    async def _ask_gatekeeper(self, message: GatekeeperCommand) -> GatekeeperReply:
+    async def _ask_gatekeeper(self, message: GatekeeperCommand) -> GatekeeperReply | None:
+        """The gatekeeper's reply, or None when it crashed and the run was stopped."""
         assert self.gatekeeper is not None
-        return await self.gatekeeper.ask(message, timeout=self.deps.phase_timeout)
+        try:
+            return await self.gatekeeper.ask(message, timeout=self.deps.phase_timeout)
+        except ActorCrashed as exc:
+            # It may have persisted an advance before failing: stop from the stored truth.
+            self.sidecar = await self.deps.run_store.load(self.sidecar.run_id)
+            await self._stop(
+                RunState.FAILED,
+                StopCode.PHASE_FAILED,
+                f"gatekeeper failed unexpectedly ({exc.error_type})",
+                error_id=exc.error_id,
+            )
+            return None
 
     # --- stops ----------------------------------------------------------------
     async def _abort(self, message: Abort) -> SupervisorReply:
