@@ -1,0 +1,73 @@
+"""The architecture stays visible: public APIs are deliberate, decisions are pure."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Values and decisions: plain functions over frozen values, no I/O framework.
+PURE_MODULES = [
+    "approvals",
+    "canonical",
+    "codec",
+    "drift",
+    "errors",
+    "ids",
+    "kbdocs",
+    "ledger",
+    "mode",
+    "plan",
+    "records",
+    "sidecar",
+    "states",
+    "walk",
+]
+IMPURE_ROOTS = {"anyio", "asyncpg", "asyncio", "trio", "actors", "structlog"}
+
+
+def imported_roots(path: Path) -> set[str]:
+    roots: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+@pytest.mark.parametrize("name", PURE_MODULES)
+def test_decision_modules_import_no_io_framework(name: str) -> None:
+    roots = imported_roots(ROOT / "cutter" / f"{name}.py")
+    assert not roots & IMPURE_ROOTS, f"cutter/{name}.py imports {sorted(roots & IMPURE_ROOTS)}"
+
+
+@pytest.mark.parametrize("package", ["cutter", "actors"])
+def test_public_api_is_sorted_and_real(package: str) -> None:
+    module = importlib.import_module(package)
+    exported = list(module.__all__)
+    # isort-style, as ruff's RUF022 keeps it: CONSTANTS first, then the rest.
+    assert exported == sorted(exported, key=lambda n: (not n.isupper(), n))
+    assert len(set(exported)) == len(exported)
+    for name in exported:
+        assert getattr(module, name) is not None
+
+
+def test_cutter_exports_the_seed_surface() -> None:
+    import cutter
+
+    for name in [
+        "Mode",
+        "Runner",
+        "StopApprovalRequired",
+        "ApprovalConsumedAlready",
+        "ProductionExecutionNotAuthorized",
+        "StopCode",
+        "RunState",
+    ]:
+        assert name in cutter.__all__
+    assert cutter.__execution_enabled__ is False
