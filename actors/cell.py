@@ -1,0 +1,267 @@
+"""The runtime behind one actor: its mailbox, its message loop and its life cycle.
+
+Life of an actor (all of it inside one task, in its parent's task group):
+
+1. ``started`` runs, then the spawner is released (``TaskGroup.start`` handshake).
+2. The loop handles one envelope at a time until the mailbox's send side is closed and
+   the buffer is drained (orderly stop), or a hook raises (failure).
+3. The mailbox is closed; asks still queued get ActorStopped; children are stopped, last
+   spawned first; ``stopping`` runs.
+4. ``actor_stopped`` is logged and, after a failure, the parent is told (``ChildFailed``).
+
+A hard stop cancels the actor's cancel scope: the step it was in is abandoned, its
+children are cancelled with it, and ``stopping`` still runs under a shielded deadline.
+"""
+
+from __future__ import annotations
+
+from contextlib import suppress
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import anyio
+import structlog
+from anyio import BrokenResourceError, ClosedResourceError, EndOfStream, WouldBlock
+from anyio.abc import TaskGroup, TaskStatus
+from structlog.typing import FilteringBoundLogger
+
+from actors.context import Context
+from actors.envelope import Envelope, Ok
+from actors.errors import ActorCrashed, ActorStopped
+from actors.messages import ChildFailed, describe_failure, new_error_id
+from actors.parent import Parent, check_child_name
+from actors.ref import DEFAULT_STOP_TIMEOUT, ActorRef
+
+if TYPE_CHECKING:
+    from actors.actor import Actor
+
+M = TypeVar("M")
+R = TypeVar("R")
+
+CLEANUP_TIMEOUT = 5.0
+"""Shielded deadline for the cleanup that still awaits after a cancellation."""
+
+_logger = structlog.get_logger("actors")
+
+
+async def start_actor(
+    task_group: TaskGroup,
+    parent: Parent,
+    registry: dict[str, ActorRef[Any, Any]],
+    actor: Actor[M, R],
+    name: str,
+) -> ActorRef[M, R]:
+    """Start `actor` in `task_group` under `parent`; return once its `started` hook ran."""
+    check_child_name(parent, registry, name)
+    cell = ActorCell(actor, name, parent, registry)
+    registry[name] = cell.ref
+    try:
+        await task_group.start(cell.run, name=f"actor {cell.name}")
+    except BaseException:
+        cell.discard()
+        raise
+    return cell.ref
+
+
+class ActorCell(Generic[M, R]):
+    """Runtime state of one actor. Internal: applications use ActorRef and Context."""
+
+    def __init__(
+        self,
+        actor: Actor[M, R],
+        short_name: str,
+        parent: Parent,
+        registry: dict[str, ActorRef[Any, Any]],
+    ) -> None:
+        self.actor = actor
+        self.short_name = short_name
+        self.name = f"{parent.name}/{short_name}"
+        self.parent = parent
+        self.log: FilteringBoundLogger = _logger.bind(actor=self.name)
+        self.child_refs: dict[str, ActorRef[Any, Any]] = {}
+        self.ref: ActorRef[M, R] = ActorRef(self)
+        self.ctx = Context(self)
+        self._registry = registry
+        self._scope = anyio.CancelScope()
+        self._done = anyio.Event()
+        self._task_group: TaskGroup | None = None
+        self._task_id: int | None = None
+        self._current: Envelope | None = None
+        self._started = False
+        self._stopping_ran = False
+        self._outbox, self._inbox = anyio.create_memory_object_stream[Envelope](actor.mailbox_size)
+
+    @property
+    def finished(self) -> bool:
+        return self._done.is_set()
+
+    # -- used by ActorRef ------------------------------------------------------------
+
+    async def enqueue(self, envelope: Envelope) -> None:
+        try:
+            await self._outbox.send(envelope)
+        except (ClosedResourceError, BrokenResourceError):
+            raise ActorStopped(self.name) from None
+
+    async def stop(self, grace: float) -> None:
+        if self._done.is_set():
+            return
+        self._outbox.close()  # no new messages; the loop ends once the buffer is drained
+        if anyio.get_current_task().id == self._task_id:
+            return  # stopping itself: it cannot wait for its own end
+        with anyio.move_on_after(grace):
+            await self._done.wait()
+        if not self._done.is_set():
+            self._scope.cancel()
+            await self._done.wait()
+
+    # -- used by Context ---------------------------------------------------------------
+
+    async def spawn_child(self, actor: Actor[Any, Any], name: str) -> ActorRef[Any, Any]:
+        if self._task_group is None:
+            raise ActorStopped(self.name)
+        return await start_actor(self._task_group, self, self.child_refs, actor, name)
+
+    # -- Parent protocol ---------------------------------------------------------------
+
+    # Reports travel through the mailbox, in order with other messages. If this actor is
+    # itself stopping, its mailbox is closed and the report is dropped (already logged).
+
+    def _report_failure_nowait(self, failure: ChildFailed) -> bool:
+        try:
+            self._outbox.send_nowait(Envelope(failure, system=True))
+        except WouldBlock:
+            return False
+        except (ClosedResourceError, BrokenResourceError):
+            pass
+        return True
+
+    async def _report_failure(self, failure: ChildFailed) -> None:
+        with suppress(ClosedResourceError, BrokenResourceError):
+            await self._outbox.send(Envelope(failure, system=True))
+
+    # -- the actor's task --------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[ActorRef[M, R]]) -> None:
+        self._task_id = anyio.get_current_task().id
+        failure: ChildFailed | None = None
+        spawn_error: ActorCrashed | None = None
+        reason = "cancelled"
+        try:
+            with self._scope:
+                async with anyio.create_task_group() as task_group:
+                    self._task_group = task_group
+                    try:
+                        await self.actor.started(self.ctx)
+                    except Exception as exc:
+                        failure = self._fail(exc)
+                        spawn_error = ActorCrashed(self.name, failure.error_id, failure.error_type)
+                    else:
+                        self._started = True
+                        self.log.info("actor_started")
+                        task_status.started(self.ref)
+                        failure = await self._serve()
+                    self._outbox.close()
+                    self._reject_queued()
+                    self._task_group = None  # no new children from here on
+                    await self._stop_children()
+                    stopping_failure = await self._run_stopping()
+                    if failure is None:
+                        failure = stopping_failure
+                    reason = "failed" if failure is not None else "stopped"
+        finally:
+            self._task_group = None
+            if not self._stopping_ran:
+                with anyio.move_on_after(CLEANUP_TIMEOUT, shield=True):
+                    late_failure = await self._run_stopping()
+                    if failure is None:
+                        failure = late_failure
+            undelivered = self._finish(reason, failure if spawn_error is None else None)
+        if spawn_error is not None:
+            raise spawn_error  # reaches the spawner through TaskGroup.start
+        if not self._started:
+            raise ActorStopped(self.name)  # hard-stopped during `started`
+        if undelivered is not None:
+            await self.parent._report_failure(undelivered)  # parent's mailbox was full
+
+    async def _serve(self) -> ChildFailed | None:
+        """Handle envelopes one at a time; return the failure that ended the loop, if any."""
+        async for envelope in self._inbox:
+            # Stays set if a cancellation interrupts the handler, so `_finish` can still
+            # answer the asker (ActorStopped) instead of leaving it to its timeout.
+            self._current = envelope
+            outcome: Ok | None = None
+            try:
+                if envelope.system:
+                    await self.actor.on_child_failed(envelope.message, self.ctx)
+                else:
+                    outcome = Ok(await self.actor.receive(envelope.message, self.ctx))
+            except Exception as exc:
+                self._current = None
+                failure = self._fail(exc)
+                envelope.resolve(ActorCrashed(self.name, failure.error_id, failure.error_type))
+                return failure
+            self._current = None
+            if outcome is not None:
+                envelope.resolve(outcome)
+        return None
+
+    def _fail(self, exc: Exception) -> ChildFailed:
+        """Record a failure: log it with its traceback and stop taking messages at once."""
+        self._outbox.close()
+        error_id = new_error_id()
+        self.log.error(
+            "actor_failed", error_id=error_id, error_type=type(exc).__name__, exc_info=exc
+        )
+        return describe_failure(self.name, exc, error_id)
+
+    def _reject_queued(self) -> None:
+        """Answer every ask still in the mailbox with ActorStopped; drop the rest."""
+        while True:
+            try:
+                envelope = self._inbox.receive_nowait()
+            except (EndOfStream, WouldBlock, ClosedResourceError):
+                return
+            envelope.resolve(ActorStopped(self.name))
+
+    async def _stop_children(self) -> None:
+        for child in reversed(list(self.child_refs.values())):
+            await child.stop(timeout=DEFAULT_STOP_TIMEOUT)
+
+    async def _run_stopping(self) -> ChildFailed | None:
+        if not self._started or self._stopping_ran:
+            return None
+        self._stopping_ran = True
+        try:
+            await self.actor.stopping(self.ctx)
+        except Exception as exc:
+            return self._fail(exc)
+        return None
+
+    def _finish(self, reason: str, failure: ChildFailed | None) -> ChildFailed | None:
+        """Synchronous last step: close everything, release waiters, unregister, report.
+
+        The failure report is handed over before the actor counts as stopped whenever
+        the parent can take it at once, so `stopped` implies `system.failures` is up to
+        date; returns the report if it still has to wait for room in the parent's mailbox.
+        """
+        self._outbox.close()
+        if self._current is not None:
+            self._current.resolve(ActorStopped(self.name))
+            self._current = None
+        self._reject_queued()
+        self._inbox.close()
+        if self._registry.get(self.short_name) is self.ref:
+            del self._registry[self.short_name]
+        if failure is not None and self.parent._report_failure_nowait(failure):
+            failure = None
+        self._done.set()
+        self.log.info("actor_stopped", reason=reason)
+        return failure
+
+    def discard(self) -> None:
+        """Clean up after a spawn that failed (idempotent; `run` may never have started)."""
+        self._outbox.close()
+        self._reject_queued()
+        self._inbox.close()
+        if self._registry.get(self.short_name) is self.ref:
+            del self._registry[self.short_name]

@@ -1,0 +1,77 @@
+"""`ActorRef`: the handle through which everybody else talks to an actor."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Generic, TypeVar, cast
+
+import anyio
+
+from actors.envelope import Envelope, Ok, Outcome
+from actors.errors import ActorStopped, AskTimeout
+
+if TYPE_CHECKING:
+    from actors.cell import ActorCell
+
+M = TypeVar("M")
+R = TypeVar("R")
+
+DEFAULT_STOP_TIMEOUT = 5.0
+
+
+class ActorRef(Generic[M, R]):
+    """Send messages to, ask, or stop one actor. Cheap to copy around; never blocks on its own."""
+
+    __slots__ = ("_cell", "name")
+
+    def __init__(self, cell: ActorCell[M, R]) -> None:
+        self._cell = cell
+        self.name: str = cell.name
+
+    def __repr__(self) -> str:
+        return f"<ActorRef {self.name!r}{' stopped' if self.stopped else ''}>"
+
+    @property
+    def stopped(self) -> bool:
+        """True once the actor has finished (stopped orderly, failed or been cancelled)."""
+        return self._cell.finished
+
+    async def tell(self, message: M) -> None:
+        """Enqueue `message`; waits while the mailbox is full.
+
+        Raises ActorStopped if the actor has stopped, failed, or is stopping.
+        """
+        await self._cell.enqueue(Envelope(message))
+
+    async def ask(self, message: M, *, timeout: float) -> R:  # noqa: ASYNC109 - public API
+        """Enqueue `message` and wait for the value `receive` returns for it.
+
+        The timeout covers both the wait for mailbox space and the wait for the reply.
+        Raises AskTimeout, ActorCrashed (the actor failed on this very message) or
+        ActorStopped (it stopped before answering). A reply arriving after the timeout
+        is dropped.
+        """
+        reply_send, reply_receive = anyio.create_memory_object_stream[Outcome](1)
+        # The asker closes both ends whatever happens; the actor closes its end after
+        # answering. Either order is fine, so nothing leaks and late replies vanish.
+        with reply_send, reply_receive:
+            try:
+                with anyio.fail_after(timeout):
+                    await self._cell.enqueue(Envelope(message, reply_send))
+                    outcome = await reply_receive.receive()
+            except TimeoutError:
+                raise AskTimeout(self.name, timeout) from None
+            except anyio.EndOfStream:
+                raise ActorStopped(self.name) from None
+        if isinstance(outcome, Ok):
+            return cast(R, outcome.value)
+        raise outcome
+
+    async def stop(self, *, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:  # noqa: ASYNC109
+        """Stop orderly and wait until the actor has finished.
+
+        Messages already in the mailbox are handled first (senders still waiting for
+        room get ActorStopped), then children are stopped (last spawned first), then
+        `stopping` runs. Past `timeout` the actor is cancelled (hard stop). Idempotent.
+        Called from the actor's own task, it only requests the stop and returns.
+        """
+        await self._cell.stop(timeout)
