@@ -1,0 +1,93 @@
+"""A crash at a persisted point, then a restart, ends where an uninterrupted run ends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import structlog
+
+import cutter
+from cutter import Mode, RunState
+from cutter.errors import ApprovalConsumedAlready
+from cutter.kbdocs import Decision
+from cutter.sidecar import ApprovalUse, Sidecar
+from cutter.walk import Phase
+from tests._harness import (
+    DOC_ID,
+    OPERATOR,
+    REVIEWER,
+    build_runner,
+    write_sg1_approval,
+    write_sg2_approval,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_consumption_interrupted_before_the_sidecar_is_recovered(tmp_path: Path) -> None:
+    rig = build_runner(tmp_path)
+    async with rig.runner:
+        at_sg1 = await rig.runner.cut(DOC_ID, started_by=OPERATOR)
+        sg1 = await write_sg1_approval(rig, at_sg1.run_id)
+    # The process died after the journal record (the commit point) and before the
+    # sidecar's advance: the journal names the run, the sidecar still waits.
+    use = ApprovalUse(
+        approval_kb_id=sg1,
+        approver=REVIEWER,
+        decision=Decision.APPROVE,
+        peer=None,
+        consumed_at=rig.clock(),
+    )
+    await rig.run_store.save_consuming(at_sg1, use)
+    assert await rig.run_store.consumed_by(sg1) == at_sg1.run_id
+    assert await rig.run_store.load(at_sg1.run_id) == at_sg1
+
+    fresh = rig.reopen()
+    async with fresh.runner:
+        with structlog.testing.capture_logs() as logs:
+            at_sg2 = await fresh.runner.resume(at_sg1.run_id, sg1)
+        assert at_sg2.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION
+        consumed = [e for e in logs if e["event"] == "approval_consumed"]
+        assert [e["recovered"] for e in consumed] == [True]
+        # still exactly once: the recovered approval cannot be used again
+        with pytest.raises(ApprovalConsumedAlready):
+            await fresh.runner.resume(at_sg1.run_id, sg1)
+
+
+async def test_walk_resumes_from_the_last_persisted_phase_with_the_same_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cutter, "__execution_enabled__", True)
+    rig = build_runner(tmp_path)
+    saved: list[Sidecar] = []
+    original_save = rig.run_store.save
+
+    async def recording_save(sidecar: Sidecar) -> None:
+        saved.append(sidecar)
+        await original_save(sidecar)
+
+    monkeypatch.setattr(rig.run_store, "save", recording_save)
+    async with rig.runner:
+        sc = await rig.runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)
+        uninterrupted = await rig.runner.resume(sc.run_id, await write_sg1_approval(rig, sc.run_id))
+    rows_after = await rig.store.rows(DOC_ID)
+    ledger_after = await rig.ledger.entries()
+
+    # Crash right after leg B was persisted: put that sidecar back as the latest.
+    mid = next(s for s in saved if s.phases_passed and s.phases_passed[-1] is Phase.LEG_B_RECORD)
+    assert mid.state is RunState.RUNNING
+    await original_save(mid)
+    fresh = rig.reopen()
+    async with fresh.runner:
+        resumed = await fresh.runner.resume(sc.run_id)
+    assert resumed.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION
+    assert resumed.phases_passed == uninterrupted.phases_passed
+    assert resumed.pins == uninterrupted.pins
+    # the replayed phases wrote nothing twice
+    assert await rig.store.rows(DOC_ID) == rows_after
+    assert await rig.ledger.entries() == ledger_after
+    async with fresh.runner:
+        done = await fresh.runner.resume(sc.run_id, await write_sg2_approval(fresh, sc.run_id))
+    assert done.state is RunState.CLOSEOUT_REPORTED
+    assert [r.state for r in await rig.store.rows(DOC_ID)] == ["active"] * 12
