@@ -8,13 +8,16 @@ from datetime import datetime, timedelta
 
 from cutter.errors import (
     ApprovalExpired,
+    ApprovalInvalid,
     ApprovalStale,
     ApprovalWrongGate,
     ApprovalWrongRun,
     DuplicateApprover,
+    InvalidIdentifier,
     SelfApprovalRefused,
     StopApprovalRequired,
 )
+from cutter.ids import check_token
 from cutter.kbdocs import Approval
 from cutter.sidecar import ApprovalUse, GateRecord, Sidecar
 from cutter.walk import Gate
@@ -40,6 +43,7 @@ def check_approval(
     peer: str | None,
 ) -> ApprovalUse:
     run_id = sidecar.run_id
+    check_well_formed(run_id, approval, approval_kb_id)
     if approval.run_id != run_id:
         raise ApprovalWrongRun(run_id, f"approval {approval_kb_id} is for run {approval.run_id}")
     if approval.gate is not gate.gate:
@@ -76,3 +80,16 @@ def check_approval(
         consumed_at=now,
         review_decision_id=approval.review_decision_id,
     )
+
+
+def check_well_formed(run_id: str, approval: Approval, approval_kb_id: str) -> None:
+    """Approvals come from outside: every field the rules compare must be well formed,
+    or ``"ann "`` would slip past the self-approval rule as someone else."""
+    try:
+        check_token("approver", approval.approver)
+        if approval.review_decision_id is not None:
+            check_token("review_decision_id", approval.review_decision_id)
+    except InvalidIdentifier as exc:
+        raise ApprovalInvalid(run_id, f"approval {approval_kb_id}: {exc.message}") from exc
+    if approval.issued_at.utcoffset() is None:
+        raise ApprovalInvalid(run_id, f"approval {approval_kb_id}: issued_at has no timezone")

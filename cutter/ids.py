@@ -42,7 +42,8 @@ def check_run_id(value: object) -> str:
 
 
 def check_kb_id(value: object) -> str:
-    """A KB address: up to 8 ``/``-separated segments of ``[A-Za-z0-9_.-]``, none ``..``."""
+    """A KB address: up to 8 ``/``-separated segments of ``[A-Za-z0-9_.-]``, none ``..``,
+    none but the last ending in ``.json``."""
     text = _check_text("kb_id", value, MAX_KB_ID_LENGTH)
     segments = text.split("/")
     if len(segments) > MAX_KB_ID_SEGMENTS:
@@ -50,6 +51,11 @@ def check_kb_id(value: object) -> str:
     for segment in segments:
         if not _SEGMENT.fullmatch(segment) or ".." in segment:
             raise InvalidIdentifier("kb_id", f"bad segment {segment[:40]!r}")
+    for segment in segments[:-1]:
+        # A file store keeps ``a/b`` in ``a/b.json``; ``a/b.json/c`` would need a
+        # directory there, so one doc could shadow another.
+        if segment.endswith(".json"):
+            raise InvalidIdentifier("kb_id", f"inner segment {segment[:40]!r} ends in .json")
     return text
 
 

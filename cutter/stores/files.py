@@ -65,23 +65,6 @@ _HASHED_HEAD = 130
 # -- rules both the file stores and the in-memory stores apply -----------------------
 
 
-def check_store_kb_id(kb_id: object) -> str:
-    """``check_kb_id`` plus: no segment but the last may end in ``.json``."""
-    text = check_kb_id(kb_id)
-    for segment in text.split("/")[:-1]:
-        if segment.endswith(SUFFIX):
-            raise InvalidIdentifier("kb_id", f"inner segment {segment[:40]!r} ends in {SUFFIX}")
-    return text
-
-
-def is_store_kb_id(kb_id: str) -> bool:
-    try:
-        check_store_kb_id(kb_id)
-    except InvalidIdentifier:
-        return False
-    return True
-
-
 def encode_kb_doc(kb_id: str, doc: KBDoc) -> bytes:
     """The stored bytes of ``doc``; refuses (``CorruptRecord``) what ``get`` could not read."""
     data = codec.encode(doc)
@@ -123,7 +106,7 @@ class FileKnowledgeBase:
 
     def path_of(self, kb_id: str) -> Path:
         """Where the doc ``kb_id`` lives (validated; the file need not exist)."""
-        *dirs, last = check_store_kb_id(kb_id).split("/")
+        *dirs, last = check_kb_id(kb_id).split("/")
         return _inside(self._root, self._root.joinpath(*dirs, last + SUFFIX), "kb_id")
 
     async def put(self, kb_id: str, doc: KBDoc) -> None:
@@ -157,7 +140,7 @@ class FileKnowledgeBase:
             for name in filenames:
                 if name.endswith(SUFFIX):
                     kb_id = "/".join((*parts, name[: -len(SUFFIX)]))
-                    if is_store_kb_id(kb_id):
+                    if is_kb_id(kb_id):
                         found.append(kb_id)
         return sorted(found)
 
@@ -182,7 +165,7 @@ _journal_decoder = msgspec.json.Decoder(ConsumedApproval)
 
 def journal_name(approval_kb_id: str) -> str:
     """The journal file name of an approval id (see the module docstring)."""
-    plain = check_store_kb_id(approval_kb_id).replace("/", "~")
+    plain = check_kb_id(approval_kb_id).replace("/", "~")
     if len(plain) > _MAX_PLAIN_NAME:
         plain = plain[:_HASHED_HEAD] + "~~" + sha256_hex(approval_kb_id.encode())
     return plain + SUFFIX
@@ -329,3 +312,11 @@ if TYPE_CHECKING:  # the stores satisfy the ports (checked by mypy, free at run 
     _kb: KnowledgeBase = FileKnowledgeBase(Path())
     _runs: RunStore = FileRunStore(Path())
     _switch: KillSwitch = FileKillSwitch(Path())
+
+
+def is_kb_id(kb_id: str) -> bool:
+    try:
+        check_kb_id(kb_id)
+    except InvalidIdentifier:
+        return False
+    return True

@@ -16,10 +16,10 @@ from anyio.lowlevel import checkpoint
 
 from cutter import codec
 from cutter.errors import ApprovalConsumedAlready, UnknownRun
-from cutter.ids import check_run_id
+from cutter.ids import check_kb_id, check_run_id
 from cutter.kbdocs import KBDoc
 from cutter.sidecar import ApprovalUse, Sidecar
-from cutter.stores.files import check_store_kb_id, encode_kb_doc, encode_sidecar, under_prefix
+from cutter.stores.files import encode_kb_doc, encode_sidecar, under_prefix
 
 
 class InMemoryKnowledgeBase:
@@ -28,12 +28,12 @@ class InMemoryKnowledgeBase:
 
     async def put(self, kb_id: str, doc: KBDoc) -> None:
         await checkpoint()
-        kb_id = check_store_kb_id(kb_id)
+        kb_id = check_kb_id(kb_id)
         self._docs[kb_id] = encode_kb_doc(kb_id, doc)
 
     async def get(self, kb_id: str) -> KBDoc:
         await checkpoint()
-        kb_id = check_store_kb_id(kb_id)
+        kb_id = check_kb_id(kb_id)
         try:
             data = self._docs[kb_id]
         except KeyError:
@@ -44,7 +44,7 @@ class InMemoryKnowledgeBase:
         """Sorted ids of the doc ``prefix`` and the docs below it; ``""`` lists all."""
         await checkpoint()
         if prefix:
-            check_store_kb_id(prefix)
+            check_kb_id(prefix)
         return sorted(k for k in self._docs if under_prefix(k, prefix))
 
 
@@ -69,7 +69,7 @@ class InMemoryRunStore:
     async def save_consuming(self, sidecar: Sidecar, use: ApprovalUse) -> None:
         await checkpoint()
         data = encode_sidecar(sidecar)
-        kb_id = check_store_kb_id(use.approval_kb_id)
+        kb_id = check_kb_id(use.approval_kb_id)
         # Check and set with no await in between: atomic within the event loop.
         if kb_id in self._consumed:
             raise ApprovalConsumedAlready(sidecar.run_id, kb_id)
@@ -78,7 +78,7 @@ class InMemoryRunStore:
 
     async def consumed_by(self, approval_kb_id: str) -> str | None:
         await checkpoint()
-        return self._consumed.get(check_store_kb_id(approval_kb_id))
+        return self._consumed.get(check_kb_id(approval_kb_id))
 
     async def run_ids(self) -> list[str]:
         await checkpoint()
