@@ -86,5 +86,11 @@ class ActorSystem:
         finally:
             task_group.cancel_scope.cancel()
             self._task_group = None
-            suppress = await task_group.__aexit__(exc_type, exc, tb)
+            if isinstance(exc, Exception):
+                # The body's own error: close the group without it, so it leaves the
+                # `async with` as itself rather than wrapped in an ExceptionGroup.
+                await task_group.__aexit__(None, None, None)
+                suppress = None
+            else:
+                suppress = await task_group.__aexit__(exc_type, exc, tb)
         return suppress

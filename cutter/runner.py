@@ -127,8 +127,12 @@ class Runner:
         return await self._drive(run_id, Walk(approval_kb_id=approval_kb_id, peer=peer))
 
     async def abort(self, run_id: str, *, reason: str, by: str) -> Sidecar:
-        """End a paused run, rolling back a live run's writes."""
+        """End a paused run, rolling back a live run's writes.
+
+        Rolling back rewrites production rows, so aborting a live run needs live
+        execution enabled, like any other step of it."""
         sidecar = await self.status(run_id)
+        require_mode_allowed(sidecar.mode)
         return await self._drive(sidecar.run_id, Abort(reason=reason, by=check_token("by", by)))
 
     async def status(self, run_id: str) -> Sidecar:

@@ -19,6 +19,7 @@ from cutter.errors import (
     StopCode,
     StopContractViolated,
     new_error_id,
+    one_line,
 )
 from cutter.gatekeeper import Gatekeeper
 from cutter.kbdocs import StopDoc, stop_doc_id
@@ -294,7 +295,7 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
         error_id: str | None = None,
         **changes: object,
     ) -> None:
-        stop = StopInfo(code=code, message=message, error_id=error_id)
+        stop = StopInfo(code=code, message=one_line(message), error_id=error_id)
         self.sidecar = await self.recorder.move(self.sidecar, state, stop=stop, **changes)
         services = self.deps.services
         await services.kb.put(
