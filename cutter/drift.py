@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from cutter.sidecar import DriftItem
-from cutter.walk import Pin, PinValue
+from cutter.walk import Pin, PinValue, same_pin
 
 
 def compare(
@@ -15,5 +15,5 @@ def compare(
     return tuple(
         DriftItem(pin=pin.value, before=str(before.get(pin)), after=str(value))
         for pin, value in sorted(observed.items())
-        if before.get(pin) != value
+        if pin not in before or not same_pin(before[pin], value)
     )

@@ -62,7 +62,10 @@ def new_error_id() -> str:
     return secrets.token_hex(6)
 
 
-def one_line(text: str, limit: int = 400) -> str:
+MESSAGE_LIMIT = 400  # long enough to name a file under a deep state directory
+
+
+def one_line(text: str, limit: int = MESSAGE_LIMIT) -> str:
     """Collapse whitespace and cut to ``limit`` characters: messages are one line."""
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"

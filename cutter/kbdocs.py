@@ -22,7 +22,7 @@ class Doc(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True,
     run_id: str
 
 
-class PhaseDoc(Doc, frozen=True, tag="phase"):
+class PhaseDoc(Doc, frozen=True, kw_only=True, tag="phase"):
     phase: Phase
     ordinal: int
     mode: Mode
@@ -55,7 +55,7 @@ class RequestSubject(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         return digest(self)
 
 
-class SovereignRequest(Doc, frozen=True, tag="sovereign_request"):
+class SovereignRequest(Doc, frozen=True, kw_only=True, tag="sovereign_request"):
     subject: RequestSubject
     request_digest: str
     required_approvals: int
@@ -66,7 +66,7 @@ class Decision(enum.StrEnum):
     REJECT = "reject"
 
 
-class Approval(Doc, frozen=True, tag="approval"):
+class Approval(Doc, frozen=True, kw_only=True, tag="approval"):
     gate: Gate
     request_digest: str
     nonce: str
@@ -77,7 +77,7 @@ class Approval(Doc, frozen=True, tag="approval"):
     review_decision_id: str | None = None
 
 
-class ApprovalRefusal(Doc, frozen=True, tag="approval_refusal"):
+class ApprovalRefusal(Doc, frozen=True, kw_only=True, tag="approval_refusal"):
     gate: Gate
     approval_kb_id: str | None
     code: str
@@ -86,7 +86,7 @@ class ApprovalRefusal(Doc, frozen=True, tag="approval_refusal"):
     at: datetime
 
 
-class StopDoc(Doc, frozen=True, tag="stop"):
+class StopDoc(Doc, frozen=True, kw_only=True, tag="stop"):
     doc_id: str
     code: StopCode
     message: str
@@ -94,7 +94,7 @@ class StopDoc(Doc, frozen=True, tag="stop"):
     at: datetime
 
 
-class CloseoutReport(Doc, frozen=True, tag="closeout_report"):
+class CloseoutReport(Doc, frozen=True, kw_only=True, tag="closeout_report"):
     doc_id: str
     mode: Mode
     pins: dict[Pin, PinValue]
@@ -103,7 +103,7 @@ class CloseoutReport(Doc, frozen=True, tag="closeout_report"):
     closed_at: datetime
 
 
-class RunsIndexEntry(Doc, frozen=True, tag="runs_index_entry"):
+class RunsIndexEntry(Doc, frozen=True, kw_only=True, tag="runs_index_entry"):
     doc_id: str
     mode: Mode
     state: str

@@ -25,12 +25,12 @@ class Envelope(
     change_set_id: str
 
 
-class CutEnvelope(Envelope, frozen=True, tag="cut"):
+class CutEnvelope(Envelope, frozen=True, kw_only=True, tag="cut"):
     manifest_digest: str
     iu_count: int
 
 
-class RollbackEnvelope(Envelope, frozen=True, tag="rollback"):
+class RollbackEnvelope(Envelope, frozen=True, kw_only=True, tag="rollback"):
     backup_id: str
     reason: str
 
@@ -64,14 +64,15 @@ class ChainBroken(Exception):
 
 
 def verify_chain(entries: Sequence[LedgerEntry]) -> str:
-    """Check every link; return the head hash or raise ``ChainBroken`` naming the entry."""
+    """Check every link; return the head hash or raise ``ChainBroken`` naming the
+    position of the first entry that does not hold."""
     prev = GENESIS_HASH
-    for expected_seq, entry in enumerate(entries):
-        if entry.seq != expected_seq:
-            raise ChainBroken(entry.seq, f"expected seq {expected_seq}")
+    for position, entry in enumerate(entries):
+        if entry.seq != position:
+            raise ChainBroken(position, f"expected seq {position}, stored {entry.seq}")
         if entry.prev_hash != prev:
-            raise ChainBroken(entry.seq, "prev_hash does not match the previous entry")
+            raise ChainBroken(position, "prev_hash does not match the previous entry")
         if chain_hash(prev, entry.envelope) != entry.entry_hash:
-            raise ChainBroken(entry.seq, "entry_hash does not match its contents")
+            raise ChainBroken(position, "entry_hash does not match its contents")
         prev = entry.entry_hash
     return prev

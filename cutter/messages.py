@@ -20,14 +20,14 @@ class Message(
 
 
 # --- run supervisor ---------------------------------------------------------
-class Walk(Message, frozen=True, tag="walk"):
+class Walk(Message, frozen=True, kw_only=True, tag="walk"):
     """Walk the run from where it stands to its next stop, using an approval if at a gate."""
 
     approval_kb_id: str | None = None
     peer: str | None = None
 
 
-class Abort(Message, frozen=True, tag="abort"):
+class Abort(Message, frozen=True, kw_only=True, tag="abort"):
     reason: str
     by: str
 
@@ -35,11 +35,11 @@ class Abort(Message, frozen=True, tag="abort"):
 SupervisorCommand = Walk | Abort
 
 
-class WalkStopped(Message, frozen=True, tag="walk_stopped"):
+class WalkStopped(Message, frozen=True, kw_only=True, tag="walk_stopped"):
     sidecar: Sidecar
 
 
-class Refused(Message, frozen=True, tag="refused"):
+class Refused(Message, frozen=True, kw_only=True, tag="refused"):
     """The command was refused; the run is unchanged."""
 
     code: str
@@ -51,18 +51,18 @@ SupervisorReply = WalkStopped | Refused
 
 
 # --- phase actors -----------------------------------------------------------
-class RunPhase(Message, frozen=True, tag="run_phase"):
+class RunPhase(Message, frozen=True, kw_only=True, tag="run_phase"):
     sidecar: Sidecar
     replay: bool = False  # re-apply a dry run's writes into a fresh sandbox; no phase doc
 
 
-class PhasePassed(Message, frozen=True, tag="phase_passed"):
+class PhasePassed(Message, frozen=True, kw_only=True, tag="phase_passed"):
     phase: Phase
     pins: dict[Pin, PinValue]
     kb_id: str | None
 
 
-class PhaseFailed(Message, frozen=True, tag="phase_failed"):
+class PhaseFailed(Message, frozen=True, kw_only=True, tag="phase_failed"):
     phase: Phase
     code: StopCode
     message: str
@@ -73,12 +73,12 @@ PhaseReply = PhasePassed | PhaseFailed
 
 
 # --- gatekeeper -------------------------------------------------------------
-class OpenGate(Message, frozen=True, tag="open_gate"):
+class OpenGate(Message, frozen=True, kw_only=True, tag="open_gate"):
     sidecar: Sidecar
     gate: Gate
 
 
-class ConsumeApproval(Message, frozen=True, tag="consume_approval"):
+class ConsumeApproval(Message, frozen=True, kw_only=True, tag="consume_approval"):
     sidecar: Sidecar
     approval_kb_id: str | None
     peer: str | None = None
@@ -87,21 +87,21 @@ class ConsumeApproval(Message, frozen=True, tag="consume_approval"):
 GatekeeperCommand = OpenGate | ConsumeApproval
 
 
-class GateOpened(Message, frozen=True, tag="gate_opened"):
+class GateOpened(Message, frozen=True, kw_only=True, tag="gate_opened"):
     sidecar: Sidecar
 
 
-class ApprovalConsumed(Message, frozen=True, tag="approval_consumed"):
+class ApprovalConsumed(Message, frozen=True, kw_only=True, tag="approval_consumed"):
     sidecar: Sidecar
 
 
-class ApprovalRefused(Message, frozen=True, tag="approval_refused"):
+class ApprovalRefused(Message, frozen=True, kw_only=True, tag="approval_refused"):
     code: str
     message: str
     approval_kb_id: str | None
 
 
-class DriftDetected(Message, frozen=True, tag="drift_detected"):
+class DriftDetected(Message, frozen=True, kw_only=True, tag="drift_detected"):
     items: tuple[DriftItem, ...]
 
 

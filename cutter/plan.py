@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cutter.canonical import sha256_hex
+from cutter.canonical import digest, sha256_hex
 from cutter.errors import StopPlanInvalid
 from cutter.records import Candidate, IURow, IUState, Manifest, PlannedIU, SourceVersion, iu_id_for
 
 
 def regions_digest(candidates: Sequence[Candidate]) -> str:
     """One digest over every candidate region (the ``region_sha`` pin of mark)."""
-    text = "\n".join(f"{c.kind}\t{c.label}\t{c.start}\t{c.end}" for c in candidates)
-    return sha256_hex(text.encode())
+    return digest(tuple(candidates))
 
 
 def tiling_problems(spans: Sequence[tuple[int, int]], size: int) -> list[str]:

@@ -17,7 +17,7 @@ class Record(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     """Base of every stored record."""
 
 
-class SourceVersion(Record, frozen=True):
+class SourceVersion(Record, frozen=True, kw_only=True):
     doc_id: str
     sd_id: str
     sv_id: str
@@ -25,7 +25,7 @@ class SourceVersion(Record, frozen=True):
     size: int
 
 
-class Candidate(Record, frozen=True):
+class Candidate(Record, frozen=True, kw_only=True):
     """A boundary a discoverer found: a labelled byte region of the source."""
 
     label: str
@@ -34,7 +34,7 @@ class Candidate(Record, frozen=True):
     kind: str = "unit"  # "unit", "preamble" or "trailer"
 
 
-class PlannedIU(Record, frozen=True):
+class PlannedIU(Record, frozen=True, kw_only=True):
     iu_id: str
     ordinal: int
     label: str
@@ -44,7 +44,7 @@ class PlannedIU(Record, frozen=True):
     region_sha: str
 
 
-class Manifest(Record, frozen=True):
+class Manifest(Record, frozen=True, kw_only=True):
     """The cut plan: the ordered IUs that tile one source version."""
 
     doc_id: str
@@ -64,7 +64,7 @@ class IUState(enum.StrEnum):
     SUPERSEDED = "superseded"
 
 
-class IURow(Record, frozen=True):
+class IURow(Record, frozen=True, kw_only=True):
     iu_id: str
     doc_id: str
     sv_id: str
@@ -79,7 +79,7 @@ class IURow(Record, frozen=True):
     change_set_id: str
 
 
-class Backup(Record, frozen=True):
+class Backup(Record, frozen=True, kw_only=True):
     """Every IU row of a document as it was before a cut, to roll back to."""
 
     doc_id: str
@@ -90,7 +90,7 @@ class Backup(Record, frozen=True):
         return "bk-" + digest(self)[:32]
 
 
-class WriterGrants(Record, frozen=True):
+class WriterGrants(Record, frozen=True, kw_only=True):
     writer: str
     grants: tuple[str, ...]  # sorted
 

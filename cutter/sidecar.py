@@ -24,13 +24,13 @@ class Struct(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     pass
 
 
-class StopInfo(Struct, frozen=True):
+class StopInfo(Struct, frozen=True, kw_only=True):
     code: StopCode
     message: str
     error_id: str | None = None
 
 
-class ApprovalUse(Struct, frozen=True):
+class ApprovalUse(Struct, frozen=True, kw_only=True):
     """An approval consumed at a gate: who declared it, who actually spoke, when."""
 
     approval_kb_id: str
@@ -41,7 +41,7 @@ class ApprovalUse(Struct, frozen=True):
     review_decision_id: str | None = None
 
 
-class GateRecord(Struct, frozen=True):
+class GateRecord(Struct, frozen=True, kw_only=True):
     gate: Gate
     request_kb_id: str
     request_digest: str
@@ -63,7 +63,7 @@ class GateRecord(Struct, frozen=True):
         return not self.rejected and len(self.approvers) >= self.required_approvals
 
 
-class DriftItem(Struct, frozen=True):
+class DriftItem(Struct, frozen=True, kw_only=True):
     pin: str
     before: str
     after: str

@@ -4,8 +4,10 @@
         AWAITING_LIFECYCLE_AUTHORIZATION ──▶ RUNNING ──▶ CLOSEOUT_REPORTED
 
 From RUNNING a run may also end FAILED (a phase stop, drift) or be HALTED by
-the kill switch (resumable). A run waiting at a gate may be REJECTED, ABORTED,
-or end FAILED with ``STOP_DRIFT`` when its pins no longer hold.
+the kill switch (resumable, or FAILED if it cannot be). A run waiting at a gate
+may be REJECTED, ABORTED, or end FAILED with ``STOP_DRIFT`` when its pins no
+longer hold. RUNNING → ABORTED is for an abort that reaches a walking run at
+its next phase boundary (the daemon).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ TRANSITIONS: dict[RunState, frozenset[RunState]] = {
     RunState.AWAITING_LIFECYCLE_AUTHORIZATION: frozenset(
         {RunState.RUNNING, RunState.REJECTED, RunState.ABORTED, RunState.FAILED}
     ),
-    RunState.HALTED: frozenset({RunState.RUNNING, RunState.ABORTED}),
+    RunState.HALTED: frozenset({RunState.RUNNING, RunState.ABORTED, RunState.FAILED}),
     RunState.CLOSEOUT_REPORTED: frozenset(),
     RunState.REJECTED: frozenset(),
     RunState.ABORTED: frozenset(),

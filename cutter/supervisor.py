@@ -59,6 +59,7 @@ from cutter.walk import (
     check_inputs,
     check_outputs,
     next_phase,
+    same_pin,
 )
 
 
@@ -228,7 +229,7 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
                 reply = await self._ask_phase(phase, RunPhase(sidecar=self.sidecar, replay=True))
                 pins = self.sidecar.pins
                 if isinstance(reply, PhasePassed) and all(
-                    pins.get(p) == v for p, v in reply.pins.items()
+                    p in pins and same_pin(pins[p], v) for p, v in reply.pins.items()
                 ):
                     continue
                 await self._stop(

@@ -90,23 +90,37 @@ CONTRACTS: Mapping[Phase, Contract] = {
     Phase.PRE_WRITE_BACKUP: _c({Pin.MANIFEST_DIGEST}, {Pin.BACKUP_ID}),
     Phase.GRANT_PROBE: _c({Pin.MANIFEST_DIGEST}, {Pin.WRITER_DIGEST}),
     Phase.CUT_LEG_A: _c(
-        {Pin.MANIFEST_DIGEST, Pin.BACKUP_ID, Pin.WRITER_DIGEST}, {Pin.CHANGE_SET_ID}
+        {
+            Pin.SOURCE_VERSION_ID,
+            Pin.SOURCE_SHA,
+            Pin.MANIFEST_DIGEST,
+            Pin.BACKUP_ID,
+            Pin.WRITER_DIGEST,
+        },
+        {Pin.CHANGE_SET_ID},
     ),
     Phase.STRUCTURAL_VERIFY: _c(
-        {Pin.MANIFEST_DIGEST, Pin.CHANGE_SET_ID, Pin.SOURCE_SHA}, {Pin.STRUCTURAL_VERIFIED}
+        {Pin.SOURCE_VERSION_ID, Pin.SOURCE_SHA, Pin.MANIFEST_DIGEST, Pin.CHANGE_SET_ID},
+        {Pin.STRUCTURAL_VERIFIED},
     ),
     Phase.LEG_B_RECORD: _c({Pin.MANIFEST_DIGEST, Pin.CHANGE_SET_ID}, {Pin.MANIFEST_ENVELOPE_ID}),
     Phase.WRITE_VERIFY: _c(
         {Pin.MANIFEST_DIGEST, Pin.CHANGE_SET_ID, Pin.MANIFEST_ENVELOPE_ID}, {Pin.VERIFY_RESULT_ID}
     ),
     Phase.LIFECYCLE_ENACT: _c(
-        {Pin.CHANGE_SET_ID, Pin.VERIFY_RESULT_ID},
+        {Pin.SOURCE_VERSION_ID, Pin.CHANGE_SET_ID, Pin.VERIFY_RESULT_ID, Pin.IU_COUNT},
         {Pin.LIFECYCLE_ENACTED, Pin.LIFECYCLE_ENACTED_COUNT},
     ),
     Phase.CLOSEOUT: _c(
-        {Pin.LIFECYCLE_ENACTED}, {Pin.ALL_PHASE_DOCS_UPLOADED, Pin.SIDECAR_STATE_FINAL}
+        {Pin.CHANGE_SET_ID, Pin.LIFECYCLE_ENACTED, Pin.LIFECYCLE_ENACTED_COUNT},
+        {Pin.ALL_PHASE_DOCS_UPLOADED, Pin.SIDECAR_STATE_FINAL},
     ),
 }
+
+
+def same_pin(a: PinValue, b: PinValue) -> bool:
+    """Equal and of the same type: ``True`` is not the pin ``1``."""
+    return type(a) is type(b) and a == b
 
 
 def next_phase(passed: tuple[Phase, ...]) -> Phase | None:
@@ -132,6 +146,6 @@ def check_outputs(
     extra = sorted(produced.keys() - contract.produces)
     if extra:
         raise StopContractViolated(f"{phase} produced undeclared pins: {', '.join(extra)}")
-    changed = sorted(p for p, v in produced.items() if p in pins and pins[p] != v)
+    changed = sorted(p for p, v in produced.items() if p in pins and not same_pin(pins[p], v))
     if changed:
         raise StopContractViolated(f"{phase} would change write-once pins: {', '.join(changed)}")

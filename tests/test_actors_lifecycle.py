@@ -283,11 +283,14 @@ async def test_system_exit_stops_everything_and_never_hangs() -> None:
 
 
 async def test_an_error_of_the_body_leaves_the_system_unwrapped() -> None:
-    ref: ActorRef[str, str] | None = None
-    with pytest.raises(LookupError) as caught:
+    refs: list[ActorRef[str, str]] = []
+
+    async def body() -> None:
         async with ActorSystem("s") as system:
-            ref = await system.spawn(Echo(), "echo")
+            refs.append(await system.spawn(Echo(), "echo"))
             raise LookupError("the caller's own error")
+
+    with pytest.raises(LookupError) as caught:
+        await body()
     assert type(caught.value) is LookupError  # not an ExceptionGroup
-    assert ref is not None
-    assert ref.stopped
+    assert refs[0].stopped

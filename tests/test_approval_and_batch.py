@@ -13,6 +13,7 @@ import pytest
 import cutter
 from cutter import Mode, RunState, StopCode
 from cutter.errors import (
+    MESSAGE_LIMIT,
     ApprovalConsumedAlready,
     ApprovalWrongRun,
     InvalidIdentifier,
@@ -287,4 +288,4 @@ class TestApprovalAndBatch:
             assert message.startswith(f"aborted by {OPERATOR}: wrong document")
             assert "\n" not in message
             assert "\r" not in message
-            assert len(message) <= 200
+            assert len(message) <= MESSAGE_LIMIT

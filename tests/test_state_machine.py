@@ -49,6 +49,7 @@ LEGAL: frozenset[tuple[RunState, RunState]] = frozenset(
         (S.AWAITING_LIFECYCLE_AUTHORIZATION, S.FAILED),
         (S.HALTED, S.RUNNING),
         (S.HALTED, S.ABORTED),
+        (S.HALTED, S.FAILED),  # e.g. the supervisor crashed while halted
     }
 )
 ALL_PAIRS = list(itertools.product(RunState, RunState))

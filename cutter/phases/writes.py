@@ -5,6 +5,7 @@ Each is idempotent: run twice, it writes nothing new and returns the same pins.
 
 from __future__ import annotations
 
+from cutter.errors import StopVerifyFailed
 from cutter.ledger import CutEnvelope, RollbackEnvelope
 from cutter.phases.context import PhaseContext, PhaseOutput
 from cutter.plan import change_set_id_for, staged_rows
@@ -46,6 +47,9 @@ async def lifecycle_enact(ctx: PhaseContext) -> PhaseOutput:
     change_set_id = ctx.pin_str(Pin.CHANGE_SET_ID)
     target = ctx.services.target
     count = await target.ius.enact(change_set_id)
+    planned = int(ctx.sidecar.pins[Pin.IU_COUNT])
+    if count != planned:
+        raise StopVerifyFailed(f"{count} IUs enacted, {planned} planned")
     await target.sources.mark_cut(ctx.pin_str(Pin.SOURCE_VERSION_ID), change_set_id)
     return PhaseOutput(
         pins={Pin.LIFECYCLE_ENACTED: True, Pin.LIFECYCLE_ENACTED_COUNT: count},
