@@ -17,6 +17,7 @@ from pathlib import Path
 from cutter.approvals import GatePolicy
 from cutter.kbdocs import Approval, Decision
 from cutter.ports import Target
+from cutter.records import IURow, IUState
 from cutter.runner import Runner, RunnerConfig
 from cutter.stores.files import FileKillSwitch, FileKnowledgeBase, FileRunStore
 from cutter.stores.memory_target import (
@@ -170,3 +171,25 @@ async def write_sg1_approval(rig: Rig, run_id: str, **fields: object) -> str:
 async def write_sg2_approval(rig: Rig, run_id: str, **fields: object) -> str:
     fields.setdefault("review_decision_id", f"review-{run_id}")
     return await write_approval(rig, run_id, Gate.SG_2, **fields)  # type: ignore[arg-type]
+
+
+# A row an earlier cut of DOC_ID left active: what a live cut backs up and supersedes.
+OLD_ROW = IURow(
+    iu_id="iu-older-cut-0",
+    doc_id=DOC_ID,
+    sv_id="sv-charter-001-v0",
+    ordinal=0,
+    label="Article 1",
+    kind="unit",
+    start=0,
+    end=3,
+    region_sha="ab" * 32,
+    body="old",
+    state=IUState.ACTIVE,
+    change_set_id="cs-older-cut",
+)
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` with its bytes: "nothing was written" is equality."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}

@@ -22,17 +22,18 @@ from cutter.errors import (
 )
 from cutter.kbdocs import ApprovalRefusal, Decision, StopDoc, stop_doc_id
 from cutter.ledger import CutEnvelope, RollbackEnvelope, verify_chain
-from cutter.records import IURow, IUState
 from cutter.sidecar import Sidecar
 from cutter.stores.memory_target import InMemoryIUStore, InMemorySources
 from cutter.walk import Gate, Pin
 from tests._harness import (
     DOC_ID,
+    OLD_ROW,
     OPERATOR,
     REVIEWER,
     Rig,
     build_runner,
     seed_discoverer,
+    tree,
     write_sg1_approval,
     write_sg2_approval,
 )
@@ -40,21 +41,6 @@ from tests._harness import (
 pytestmark = pytest.mark.anyio
 
 BATCH_DOCS = ("doc-charter-a", "doc-charter-b", "doc-charter-c")
-
-OLD_ROW = IURow(
-    iu_id="iu-older-cut-0",
-    doc_id=DOC_ID,
-    sv_id="sv-charter-001-v0",
-    ordinal=0,
-    label="Article 1",
-    kind="unit",
-    start=0,
-    end=3,
-    region_sha="ab" * 32,
-    body="old",
-    state=IUState.ACTIVE,
-    change_set_id="cs-older-cut",
-)
 
 
 def batch_rig(tmp_path: Path) -> Rig:
@@ -64,10 +50,6 @@ def batch_rig(tmp_path: Path) -> Rig:
     for doc_id in BATCH_DOCS:
         sources.publish(doc_id, disc.source, sv_id=f"sv-{doc_id}-v1")
     return build_runner(tmp_path, disc=disc, sources=sources)
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 async def walk_to_closeout(rig: Rig, run_id: str) -> Sidecar:

@@ -33,43 +33,25 @@ from cutter.errors import (
 )
 from cutter.kbdocs import ApprovalRefusal, Decision, PhaseDoc, SovereignRequest, request_doc_id
 from cutter.ledger import CutEnvelope, RollbackEnvelope, verify_chain
-from cutter.records import REQUIRED_GRANTS, Backup, IURow, IUState
+from cutter.records import REQUIRED_GRANTS, Backup, IUState
 from cutter.sidecar import Sidecar
 from cutter.stores.memory_target import InMemoryIUStore
 from cutter.walk import PHASES, Gate, Phase, Pin
 from tests._harness import (
     DOC_ID,
+    OLD_ROW,
     OPERATOR,
     REVIEWER,
     REVIEWER_2,
     Rig,
     build_runner,
+    tree,
     write_approval,
     write_sg1_approval,
     write_sg2_approval,
 )
 
 pytestmark = pytest.mark.anyio
-
-OLD_ROW = IURow(
-    iu_id="iu-older-cut-0",
-    doc_id=DOC_ID,
-    sv_id="sv-charter-001-v0",
-    ordinal=0,
-    label="Article 1",
-    kind="unit",
-    start=0,
-    end=3,
-    region_sha="ab" * 32,
-    body="old",
-    state=IUState.ACTIVE,
-    change_set_id="cs-older-cut",
-)
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    """Every file under ``root`` with its bytes: "nothing was written" is equality."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 async def refusal_ids(rig: Rig, run_id: str) -> set[str]:

@@ -30,6 +30,7 @@ from tests._harness import (
     OPERATOR,
     SV_ID,
     build_runner,
+    tree,
     write_sg1_approval,
     write_sg2_approval,
 )
@@ -37,10 +38,6 @@ from tests._harness import (
 pytestmark = pytest.mark.anyio
 
 HOSTILE_IDS = ["../x", "a/b", "\x00", "x" * 300, ""]
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 async def boom(ctx: PhaseContext) -> PhaseOutput:

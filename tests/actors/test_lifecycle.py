@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator
 from typing import TypeAlias
 
 import anyio
@@ -13,18 +11,6 @@ from structlog.testing import capture_logs
 from actors import Actor, ActorCrashed, ActorRef, ActorStopped, ActorSystem, Context
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture(autouse=True)
-def _collect_leaks() -> Iterator[None]:
-    """Collect garbage inside the test, so an unclosed stream's ResourceWarning fails it."""
-    yield
-    gc.collect()
 
 
 class Echo(Actor[str, str]):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -23,18 +21,6 @@ from actors import (
 )
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture(autouse=True)
-def _collect_leaks() -> Iterator[None]:
-    """Collect garbage inside the test, so an unclosed stream's ResourceWarning fails it."""
-    yield
-    gc.collect()
 
 
 def failed_events(logs: list[EventDict]) -> list[EventDict]:
