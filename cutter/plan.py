@@ -84,16 +84,12 @@ def staged_rows(manifest: Manifest, data: bytes, change_set_id: str) -> list[IUR
             start=iu.start,
             end=iu.end,
             region_sha=iu.region_sha,
-            body=data[iu.start : iu.end].decode("utf-8", errors="surrogateescape"),
+            body=data[iu.start : iu.end],
             state=IUState.STAGED,
             change_set_id=change_set_id,
         )
         for iu in manifest.ius
     ]
-
-
-def body_bytes(row: IURow) -> bytes:
-    return row.body.encode("utf-8", errors="surrogateescape")
 
 
 def structural_problems(manifest: Manifest, rows: Sequence[IURow], data: bytes) -> list[str]:
@@ -102,7 +98,7 @@ def structural_problems(manifest: Manifest, rows: Sequence[IURow], data: bytes) 
     ordinals = [r.ordinal for r in rows]
     if ordinals != list(range(len(rows))):
         problems.append("ordinals are not dense from 0")
-    if b"".join(body_bytes(r) for r in rows) != data:
+    if b"".join(r.body for r in rows) != data:
         problems.append("concatenated IU bodies do not reproduce the source bytes")
     if len(rows) != len(manifest.ius):
         problems.append(f"{len(rows)} IUs written, {len(manifest.ius)} planned")
@@ -126,7 +122,7 @@ def write_problems(manifest: Manifest, rows: Sequence[IURow]) -> list[str]:
         )
         if got != want:
             problems.append(f"IU {planned.ordinal} differs from the plan")
-        elif sha256_hex(body_bytes(row)) != planned.region_sha:
+        elif sha256_hex(row.body) != planned.region_sha:
             problems.append(f"IU {planned.ordinal} body does not hash to its region_sha")
     return problems
 

@@ -74,7 +74,7 @@ class IURow(Record, frozen=True, kw_only=True):
     start: int
     end: int
     region_sha: str
-    body: str
+    body: bytes  # the region's exact bytes, whatever they hold
     state: IUState
     change_set_id: str
 

@@ -184,7 +184,7 @@ OLD_ROW = IURow(
     start=0,
     end=3,
     region_sha="ab" * 32,
-    body="old",
+    body=b"old",
     state=IUState.ACTIVE,
     change_set_id="cs-older-cut",
 )

@@ -195,7 +195,7 @@ def shifted(index: int, *, start_by: int = 0, end_by: int = 0) -> list[Candidate
     return cands
 
 
-def older_row(ordinal: int, *, doc_id: str = DOC_ID, body: str = "old text") -> IURow:
+def older_row(ordinal: int, *, doc_id: str = DOC_ID, body: bytes = b"old text") -> IURow:
     """An active row of an earlier cut of ``doc_id``."""
     data = body.encode()
     return IURow(
@@ -393,7 +393,7 @@ class TestBackupPhase:
         first = await backup_id([older_row(0), older_row(1)])
         assert first.startswith("bk-")
         assert first == await backup_id([older_row(0), older_row(1)])
-        assert first != await backup_id([older_row(0), older_row(1, body="new text")])
+        assert first != await backup_id([older_row(0), older_row(1, body=b"new text")])
         assert first != await backup_id([older_row(0)])
         assert first != await backup_id([])
 
@@ -561,7 +561,7 @@ class TestWriteVerifyPhase:
         await bench.run_until(Phase.WRITE_VERIFY)
         key, row = sorted(bench.stored().items())[4]
         bench.stored()[key] = msgspec.structs.replace(
-            row, body="Forged text.", region_sha=hashlib.sha256(b"Forged text.").hexdigest()
+            row, body=b"Forged text.", region_sha=hashlib.sha256(b"Forged text.").hexdigest()
         )
         with pytest.raises(StopVerifyFailed, match="IU 4 differs from the plan"):
             await bench.run(Phase.WRITE_VERIFY)
@@ -639,7 +639,9 @@ class TestStructuralVerifyPhase:
         bench = make_bench()
         await bench.run_until(Phase.STRUCTURAL_VERIFY)
         key, row = sorted(bench.stored().items())[0]
-        bench.stored()[key] = msgspec.structs.replace(row, body=row.body.replace("Article", "Art."))
+        bench.stored()[key] = msgspec.structs.replace(
+            row, body=row.body.replace(b"Article", b"Art.")
+        )
         with pytest.raises(StopVerifyFailed, match="do not reproduce the source"):
             await bench.run(Phase.STRUCTURAL_VERIFY)
 
