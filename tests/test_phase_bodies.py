@@ -197,7 +197,7 @@ def shifted(index: int, *, start_by: int = 0, end_by: int = 0) -> list[Candidate
 
 def older_row(ordinal: int, *, doc_id: str = DOC_ID, body: bytes = b"old text") -> IURow:
     """An active row of an earlier cut of ``doc_id``."""
-    data = body.encode()
+    data = body
     return IURow(
         iu_id=f"iu-old-{doc_id}-{ordinal}",
         doc_id=doc_id,
@@ -448,7 +448,7 @@ class TestCutLegAPhase:
             assert (row.doc_id, row.sv_id) == (DOC_ID, SV_ID)
             assert (row.iu_id, row.ordinal, row.label) == (iu.iu_id, iu.ordinal, iu.label)
             assert (row.start, row.end, row.region_sha) == (iu.start, iu.end, iu.region_sha)
-            assert row.body.encode() == source[iu.start : iu.end]
+            assert row.body == source[iu.start : iu.end]
 
     async def test_a_replay_writes_nothing_new_and_returns_the_same_change_set(self) -> None:
         bench = make_bench()

@@ -168,7 +168,7 @@ class TestRunner:
         assert len(rows) == 12
         assert all(r.state is IUState.ACTIVE for r in rows)
         assert [r.ordinal for r in rows] == list(range(12))
-        assert b"".join(r.body.encode() for r in rows) == rig.disc.source
+        assert b"".join(r.body for r in rows) == rig.disc.source
         assert {r.change_set_id for r in rows} == {sc.pins[Pin.CHANGE_SET_ID]}
         entries = await rig.ledger.entries()
         assert verify_chain(entries) == entries[-1].entry_hash
