@@ -99,11 +99,21 @@ class WriterGrants(Record, frozen=True, kw_only=True):
         return digest(self)
 
 
-# What a writer must hold to cut: no more, no less.
+# The privileges a grant probe reports: every (table, privilege) pair of the
+# target tables, named "<table>:<privilege>".
+GRANT_TABLES: dict[str, str] = {"iu": "ius", "ledger": "ledger", "source": "source_versions"}
+GRANT_PRIVILEGES: tuple[str, ...] = ("select", "insert", "update", "delete", "truncate")
+
+# What a writer must hold to cut: no more, no less. The ledger is append-only
+# (no update, delete or truncate); rollback deletes the cut's IU rows.
 REQUIRED_GRANTS: tuple[str, ...] = (
+    "iu:delete",
     "iu:insert",
+    "iu:select",
     "iu:update",
-    "ledger:append",
+    "ledger:insert",
+    "ledger:select",
+    "source:select",
     "source:update",
 )
 

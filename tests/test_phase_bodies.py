@@ -426,9 +426,9 @@ class TestGrantProbePhase:
         assert caught.value.stop_code is StopCode.GRANT_MISSING
 
     async def test_one_grant_too_many_stops(self) -> None:
-        bench = make_bench(grants=[*REQUIRED_GRANTS, "iu:delete"])
+        bench = make_bench(grants=[*REQUIRED_GRANTS, "ledger:delete"])
         await bench.run_until(Phase.GRANT_PROBE)
-        with pytest.raises(StopGrantMissing, match="more than it needs: iu:delete"):
+        with pytest.raises(StopGrantMissing, match="more than it needs: ledger:delete"):
             await bench.run(Phase.GRANT_PROBE)
 
 
