@@ -11,6 +11,7 @@ structured log expands into the full story. No traceback ever leaves the process
     │   ├── UnknownRun
     │   ├── UnknownDocument              (raised by ports; the walk turns it into a stop)
     │   └── RunNotResumable
+    ├── DocumentBusy                     another run holds the document
     ├── ProductionExecutionNotAuthorized
     ├── Refusal                          a command was refused; the run is unchanged
     │   ├── RunNotAbortable
@@ -124,6 +125,17 @@ class RunNotResumable(InputError):
         self.run_id = run_id
         self.state = state
         super().__init__(f"run {run_id} is {state} and cannot be resumed")
+
+
+class DocumentBusy(CutterError):
+    """Another run is walking this document right now; one cut per document at a time."""
+
+    code = "STOP_DOCUMENT_BUSY"
+
+    def __init__(self, doc_id: str, holder: str) -> None:
+        self.doc_id = doc_id
+        self.holder = holder
+        super().__init__(f"document {doc_id} is being cut by {holder}")
 
 
 class ProductionExecutionNotAuthorized(CutterError):

@@ -7,6 +7,7 @@ the 32 raw bytes of the previous entry's hash (32 zero bytes for the first).
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 
 import msgspec
@@ -14,6 +15,7 @@ import msgspec
 from cutter.canonical import canonical
 
 GENESIS_HASH = "00" * 32
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 class Envelope(
@@ -76,3 +78,35 @@ def verify_chain(entries: Sequence[LedgerEntry]) -> str:
             raise ChainBroken(position, "entry_hash does not match its contents")
         prev = entry.entry_hash
     return prev
+
+
+def verify_stored(rows: Sequence[tuple[int, str, str, bytes]]) -> str:
+    """Check a ledger as stored: ``(seq, prev_hash, entry_hash, envelope_bytes)`` rows.
+
+    The hash is checked over the stored bytes themselves, and those bytes must be
+    the canonical encoding of what they decode to, so any changed byte is found."""
+    prev = GENESIS_HASH
+    for position, (seq, prev_hash, entry_hash, data) in enumerate(rows):
+        if seq != position:
+            raise ChainBroken(position, f"expected seq {position}, stored {seq}")
+        if prev_hash != prev:
+            raise ChainBroken(position, "prev_hash does not match the previous entry")
+        if not _HEX64.fullmatch(entry_hash):
+            raise ChainBroken(position, "entry_hash is not 64 lowercase hex digits")
+        if hashlib.sha256(bytes.fromhex(prev) + data).hexdigest() != entry_hash:
+            raise ChainBroken(position, "entry_hash does not match the stored envelope bytes")
+        try:
+            envelope = decode_envelope(data)
+        except msgspec.DecodeError as exc:
+            raise ChainBroken(position, "the stored envelope does not decode") from exc
+        if canonical(envelope) != data:
+            raise ChainBroken(position, "the stored envelope is not in canonical form")
+        prev = entry_hash
+    return prev
+
+
+_envelope_decoder: msgspec.json.Decoder[LedgerEnvelope] = msgspec.json.Decoder(LedgerEnvelope)
+
+
+def decode_envelope(data: bytes) -> LedgerEnvelope:
+    return _envelope_decoder.decode(data)

@@ -9,6 +9,7 @@ run store are the orchestrator's own records and are written in both modes.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -115,6 +116,12 @@ class RunStore(Protocol):
 class KillSwitch(Protocol):
     async def engaged(self) -> bool:
         """True when live runs must stop; fails closed (unreadable counts as engaged)."""
+        ...
+
+
+class DocumentLocks(Protocol):
+    def hold(self, doc_id: str, run_id: str) -> AbstractAsyncContextManager[None]:
+        """Hold the document for one walk segment; ``DocumentBusy`` names the holder."""
         ...
 
 

@@ -26,9 +26,18 @@ from cutter.messages import Abort, Refused, SupervisorCommand, Walk, WalkStopped
 from cutter.mode import Mode, require_mode_allowed
 from cutter.phases import Services
 from cutter.phases.context import Clock
-from cutter.ports import Discoverer, GrantProbe, KillSwitch, KnowledgeBase, RunStore, Target
+from cutter.ports import (
+    Discoverer,
+    DocumentLocks,
+    GrantProbe,
+    KillSwitch,
+    KnowledgeBase,
+    RunStore,
+    Target,
+)
 from cutter.sidecar import Sidecar, StopInfo, transition
 from cutter.states import TERMINAL, RunState
+from cutter.stores.locks import InProcessDocumentLocks
 from cutter.stores.sandbox import sandbox
 from cutter.supervisor import RunDeps, RunSupervisor
 
@@ -48,6 +57,7 @@ class RunnerConfig:
     policy: GatePolicy = field(default_factory=GatePolicy)
     clock: Clock = utc_now
     phase_timeout: float = 300.0
+    locks: DocumentLocks = field(default_factory=InProcessDocumentLocks)
 
 
 class Runner:
@@ -93,8 +103,7 @@ class Runner:
             updated_at=now,
             state=RunState.CREATED,
         )
-        await self.config.run_store.save(sidecar)
-        return await self._drive(sidecar.run_id, Walk())
+        return await self._drive(sidecar, Walk(), new=True)
 
     async def cut_batch(
         self, doc_ids: Sequence[str], mode: Mode = Mode.DRY_RUN, *, started_by: str = "operator"
@@ -124,7 +133,7 @@ class Runner:
             check_kb_id(approval_kb_id)
         if sidecar.state in TERMINAL:
             raise RunNotResumable(run_id, sidecar.state.value)
-        return await self._drive(run_id, Walk(approval_kb_id=approval_kb_id, peer=peer))
+        return await self._drive(sidecar, Walk(approval_kb_id=approval_kb_id, peer=peer))
 
     async def abort(self, run_id: str, *, reason: str, by: str) -> Sidecar:
         """End a paused run, rolling back a live run's writes.
@@ -133,7 +142,7 @@ class Runner:
         execution enabled, like any other step of it."""
         sidecar = await self.status(run_id)
         require_mode_allowed(sidecar.mode)
-        return await self._drive(sidecar.run_id, Abort(reason=reason, by=check_token("by", by)))
+        return await self._drive(sidecar, Abort(reason=reason, by=check_token("by", by)))
 
     async def status(self, run_id: str) -> Sidecar:
         return await self.config.run_store.load(check_run_id(run_id))
@@ -142,11 +151,18 @@ class Runner:
         return [await self.config.run_store.load(r) for r in await self.config.run_store.run_ids()]
 
     # --- driving a segment ----------------------------------------------------
-    async def _drive(self, run_id: str, command: SupervisorCommand) -> Sidecar:
+    async def _drive(
+        self, known: Sidecar, command: SupervisorCommand, *, new: bool = False
+    ) -> Sidecar:
+        """Walk one segment of a run while holding its document; ``new`` runs are
+        saved only once the document is theirs, so a busy document leaves no run."""
         if self._system is None:
             raise RuntimeError("use the runner inside 'async with Runner(...)'")
+        run_id = known.run_id
         lock = self._locks.setdefault(run_id, anyio.Lock())
-        async with lock:
+        async with lock, self.config.locks.hold(known.doc_id, run_id):
+            if new:
+                await self.config.run_store.save(known)
             sidecar = await self.config.run_store.load(run_id)
             supervisor = RunSupervisor(sidecar, self._deps(sidecar.mode))
             ref = await self._system.spawn(supervisor, run_id)

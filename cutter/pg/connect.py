@@ -1,0 +1,60 @@
+"""Connections: a DSN that does not answer fails within seconds with a clear error."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import asyncpg
+
+from cutter.errors import CutterError, StopGrantMissing
+
+CONNECT_TIMEOUT = 5.0
+
+
+class StoreUnavailable(CutterError):
+    code = "E_STORE_UNAVAILABLE"
+
+
+async def connect(dsn: str, *, connect_timeout: float = CONNECT_TIMEOUT) -> asyncpg.Connection:
+    try:
+        return await asyncpg.connect(dsn, timeout=connect_timeout)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise StoreUnavailable(f"cannot connect to PostgreSQL: {_describe(exc)}") from exc
+
+
+async def create_pool(
+    dsn: str, *, min_size: int = 1, max_size: int = 10, connect_timeout: float = CONNECT_TIMEOUT
+) -> asyncpg.Pool:
+    try:
+        pool = await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size, timeout=connect_timeout
+        )
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise StoreUnavailable(f"cannot connect to PostgreSQL: {_describe(exc)}") from exc
+    assert pool is not None
+    return pool
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"
+
+
+class RecordRefused(CutterError):
+    """The database refused a value (e.g. NUL in text): nothing was written."""
+
+    code = "E_RECORD_REFUSED"
+
+
+@contextlib.contextmanager
+def domain_errors(what: str) -> Iterator[None]:
+    """Map asyncpg's errors to domain errors at the adapter boundary."""
+    try:
+        yield
+    except asyncpg.InsufficientPrivilegeError as exc:
+        raise StopGrantMissing(f"{what}: the writer lacks a privilege ({exc})") from exc
+    except asyncpg.DataError as exc:
+        raise RecordRefused(f"{what}: {exc}") from exc
+    except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as exc:
+        raise StoreUnavailable(f"{what}: {_describe(exc)}") from exc

@@ -1,0 +1,111 @@
+"""PostgreSQL stores for the orchestrator's own records: KB docs, runs, consumed
+approvals, and the kill switch.
+
+Consuming an approval is one conditional ``INSERT … ON CONFLICT DO NOTHING
+RETURNING`` inside the transaction that saves the advanced sidecar: zero rows
+means another run or process consumed it first, and nothing is saved.
+"""
+
+from __future__ import annotations
+
+import builtins
+
+import asyncpg
+
+from cutter import codec
+from cutter.errors import ApprovalConsumedAlready, UnknownRun
+from cutter.ids import check_kb_id, check_run_id
+from cutter.kbdocs import KBDoc
+from cutter.pg import queries as q
+from cutter.pg.connect import domain_errors
+from cutter.sidecar import ApprovalUse, Sidecar
+from cutter.stores.files import encode_kb_doc, encode_sidecar
+
+
+class PgKnowledgeBase:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def put(self, kb_id: str, doc: KBDoc) -> None:
+        kb_id = check_kb_id(kb_id)
+        data = encode_kb_doc(kb_id, doc)
+        with domain_errors("KB put"):
+            await self.pool.execute(q.KB_PUT, kb_id, data)
+
+    async def get(self, kb_id: str) -> KBDoc:
+        kb_id = check_kb_id(kb_id)
+        with domain_errors("KB get"):
+            data = await self.pool.fetchval(q.KB_GET, kb_id)
+        if data is None:
+            raise KeyError(kb_id)
+        return codec.decode_kb_doc(bytes(data), f"kb_docs/{kb_id}")
+
+    async def list(self, prefix: str) -> builtins.list[str]:
+        if prefix:
+            check_kb_id(prefix)
+        with domain_errors("KB list"):
+            return [r["kb_id"] for r in await self.pool.fetch(q.KB_LIST, prefix)]
+
+
+class PgRunStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def load(self, run_id: str) -> Sidecar:
+        run_id = check_run_id(run_id)
+        with domain_errors("run load"):
+            data = await self.pool.fetchval(q.RUN_LOAD, run_id)
+        if data is None:
+            raise UnknownRun(run_id)
+        return codec.decode_sidecar(bytes(data), f"runs/{run_id}")
+
+    async def save(self, sidecar: Sidecar) -> None:
+        data = encode_sidecar(sidecar)
+        with domain_errors("run save"):
+            await self.pool.execute(
+                q.RUN_SAVE, sidecar.run_id, sidecar.doc_id, sidecar.state.value, data
+            )
+
+    async def save_consuming(self, sidecar: Sidecar, use: ApprovalUse) -> None:
+        kb_id = check_kb_id(use.approval_kb_id)
+        data = encode_sidecar(sidecar)
+        with domain_errors("consume approval"):
+            async with self.pool.acquire() as conn, conn.transaction():
+                won = await conn.fetchval(q.CONSUME, kb_id, sidecar.run_id, use.consumed_at)
+                if won is None:
+                    raise ApprovalConsumedAlready(sidecar.run_id, kb_id)
+                await conn.execute(
+                    q.RUN_SAVE, sidecar.run_id, sidecar.doc_id, sidecar.state.value, data
+                )
+
+    async def consumed_by(self, approval_kb_id: str) -> str | None:
+        kb_id = check_kb_id(approval_kb_id)
+        with domain_errors("consumption lookup"):
+            value = await self.pool.fetchval(q.CONSUMED_BY, kb_id)
+        return None if value is None else str(value)
+
+    async def run_ids(self) -> builtins.list[str]:
+        with domain_errors("run list"):
+            return [r["run_id"] for r in await self.pool.fetch(q.RUN_IDS)]
+
+
+class PgKillSwitch:
+    """Engaged unless the database positively says it is not: it fails closed."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def engaged(self) -> bool:
+        try:
+            value = await self.pool.fetchval(q.KILL_SWITCH_STATE)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            return True
+        return value is not False
+
+    async def engage(self, reason: str) -> None:
+        with domain_errors("engage kill switch"):
+            await self.pool.execute(q.KILL_SWITCH_SET, True, reason)
+
+    async def release(self) -> None:
+        with domain_errors("release kill switch"):
+            await self.pool.execute(q.KILL_SWITCH_SET, False, "")

@@ -1,0 +1,255 @@
+"""PostgreSQL target stores: source versions, IU rows, backups, ledger, writer grants."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+import msgspec
+
+from cutter.canonical import canonical, sha256_hex
+from cutter.errors import CorruptRecord, StopVerifyFailed, UnknownDocument
+from cutter.ledger import LedgerEntry, LedgerEnvelope, decode_envelope, next_entry, verify_stored
+from cutter.pg import queries as q
+from cutter.pg.connect import domain_errors
+from cutter.records import (
+    GRANT_PRIVILEGES,
+    GRANT_TABLES,
+    Backup,
+    IURow,
+    IUState,
+    SourceVersion,
+    WriterGrants,
+)
+
+_backup_decoder = msgspec.json.Decoder(Backup)
+_encoder = msgspec.json.Encoder()
+
+
+class PgSourceRepository:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def current(self, doc_id: str) -> SourceVersion:
+        with domain_errors("source lookup"):
+            row = await self.pool.fetchrow(q.CURRENT_VERSION, doc_id)
+        if row is None:
+            raise UnknownDocument(doc_id)
+        return SourceVersion(
+            doc_id=row["doc_id"],
+            sd_id=row["sd_id"],
+            sv_id=row["sv_id"],
+            sha256=row["sha256"],
+            size=row["size"],
+        )
+
+    async def content(self, sv_id: str) -> bytes:
+        with domain_errors("source content"):
+            data = await self.pool.fetchval(q.VERSION_CONTENT, sv_id)
+        if data is None:
+            raise CorruptRecord(f"source_versions/{sv_id}", "no such version")
+        return bytes(data)
+
+    async def mark_cut(self, sv_id: str, change_set_id: str) -> None:
+        with domain_errors("mark source cut"):
+            await self.pool.execute(q.MARK_CUT, sv_id, change_set_id)
+
+    async def cut_by(self, sv_id: str) -> str | None:
+        with domain_errors("source cut_by"):
+            value = await self.pool.fetchval(q.CUT_BY, sv_id)
+        return None if value is None else str(value)
+
+
+async def publish(
+    conn: asyncpg.Connection | asyncpg.Pool, doc_id: str, data: bytes, *, sd_id: str | None = None
+) -> SourceVersion:
+    """Store ``data`` as the document's current version (an ingest step, not the writer's).
+
+    The version id is derived from the document and the bytes, so publishing the
+    same bytes twice is one version."""
+    sha = sha256_hex(data)
+    sv_id = "sv-" + sha256_hex(f"{doc_id}\x00{sha}".encode())[:24]
+    version = SourceVersion(
+        doc_id=doc_id, sd_id=sd_id or f"sd-{doc_id}", sv_id=sv_id, sha256=sha, size=len(data)
+    )
+    with domain_errors("publish source version"):
+        await conn.execute(q.UPSERT_DOCUMENT, doc_id, version.sd_id)
+        await conn.execute(q.INSERT_VERSION, sv_id, doc_id, sha, len(data), data)
+        await conn.execute(q.SET_CURRENT, doc_id, sv_id)
+    return version
+
+
+def _row(record: asyncpg.Record) -> IURow:
+    try:
+        return IURow(
+            iu_id=record["iu_id"],
+            doc_id=record["doc_id"],
+            sv_id=record["sv_id"],
+            ordinal=record["ordinal"],
+            label=record["label"],
+            kind=record["kind"],
+            start=record["start_byte"],
+            end=record["end_byte"],
+            region_sha=record["region_sha"],
+            body=bytes(record["body"]),
+            state=IUState(record["state"]),
+            change_set_id=record["change_set_id"],
+        )
+    except ValueError as exc:
+        where = f"ius/{record['doc_id']}/{record['sv_id']}/{record['ordinal']}"
+        raise CorruptRecord(where, str(exc)) from exc
+
+
+def _tuple(row: IURow) -> tuple[object, ...]:
+    return (
+        row.doc_id,
+        row.sv_id,
+        row.ordinal,
+        row.iu_id,
+        row.label,
+        row.kind,
+        row.start,
+        row.end,
+        row.region_sha,
+        row.body,
+        row.state.value,
+        row.change_set_id,
+    )
+
+
+class PgIUStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def rows(self, doc_id: str) -> list[IURow]:
+        with domain_errors("read IUs"):
+            return [_row(r) for r in await self.pool.fetch(q.DOC_ROWS, doc_id)]
+
+    async def change_set(self, change_set_id: str) -> list[IURow]:
+        with domain_errors("read change set"):
+            return [_row(r) for r in await self.pool.fetch(q.CHANGE_SET_ROWS, change_set_id)]
+
+    async def write_staged(self, rows: Sequence[IURow]) -> int:
+        """One transaction: COPY into a staging table, insert what is new, refuse conflicts."""
+        with domain_errors("leg A write"):
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute(q.STAGE_TABLE)
+                await conn.copy_records_to_table(
+                    "iu_stage", records=[_tuple(r) for r in rows], columns=q.IU_COLUMNS
+                )
+                conflict = await conn.fetchrow(q.STAGE_CONFLICTS)
+                if conflict is not None:
+                    raise StopVerifyFailed(
+                        f"IU {conflict['doc_id']}/{conflict['sv_id']}#{conflict['ordinal']} "
+                        f"belongs to change set {conflict['change_set_id']}"
+                    )
+                status = await conn.execute(q.INSERT_STAGED)
+        return int(status.split()[-1])
+
+    async def enact(self, change_set_id: str) -> int:
+        with domain_errors("lifecycle enact"):
+            async with self.pool.acquire() as conn, conn.transaction():
+                doc_id = await conn.fetchval(q.CHANGE_SET_DOC, change_set_id)
+                if doc_id is None:
+                    return 0
+                await conn.execute(q.SUPERSEDE_OTHERS, doc_id, change_set_id)
+                await conn.execute(q.ACTIVATE, change_set_id)
+                return int(await conn.fetchval(q.COUNT_ACTIVE, change_set_id))
+
+    async def save_backup(self, backup: Backup) -> str:
+        with domain_errors("save backup"):
+            await self.pool.execute(
+                q.INSERT_BACKUP, backup.backup_id, backup.doc_id, _encoder.encode(backup)
+            )
+        return backup.backup_id
+
+    async def load_backup(self, backup_id: str) -> Backup:
+        with domain_errors("load backup"):
+            payload = await self.pool.fetchval(q.LOAD_BACKUP, backup_id)
+        if payload is None:
+            raise CorruptRecord(f"backups/{backup_id}", "no such backup")
+        try:
+            backup = _backup_decoder.decode(payload)
+        except msgspec.DecodeError as exc:
+            raise CorruptRecord(f"backups/{backup_id}", str(exc)) from exc
+        if backup.backup_id != backup_id:
+            raise CorruptRecord(f"backups/{backup_id}", "payload does not match its id")
+        return backup
+
+    async def restore(self, backup: Backup) -> None:
+        with domain_errors("restore backup"):
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute(q.DELETE_DOC_ROWS, backup.doc_id)
+                if backup.rows:
+                    await conn.copy_records_to_table(
+                        "ius", records=[_tuple(r) for r in backup.rows], columns=q.IU_COLUMNS
+                    )
+
+
+def _entry(record: asyncpg.Record) -> LedgerEntry:
+    try:
+        envelope = decode_envelope(bytes(record["envelope"]))
+    except msgspec.DecodeError as exc:
+        raise CorruptRecord(f"ledger/{record['seq']}", str(exc)) from exc
+    return LedgerEntry(
+        seq=record["seq"],
+        prev_hash=record["prev_hash"],
+        entry_hash=record["entry_hash"],
+        envelope=envelope,
+    )
+
+
+class PgLedger:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def append(self, envelope: LedgerEnvelope) -> LedgerEntry:
+        data = canonical(envelope)
+        envelope_sha = sha256_hex(data)
+        with domain_errors("ledger append"):
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute(q.LEDGER_LOCK)
+                same = await conn.fetchrow(q.LEDGER_BY_ENVELOPE, envelope_sha)
+                if same is not None:
+                    return _entry(same)
+                head = await conn.fetchrow(q.LEDGER_HEAD)
+                entry = next_entry(_entry(head) if head is not None else None, envelope)
+                await conn.execute(
+                    q.LEDGER_INSERT,
+                    entry.seq,
+                    entry.prev_hash,
+                    entry.entry_hash,
+                    data,
+                    envelope_sha,
+                )
+        return entry
+
+    async def entries(self) -> list[LedgerEntry]:
+        with domain_errors("ledger read"):
+            return [_entry(r) for r in await self.pool.fetch(q.LEDGER_ALL)]
+
+    async def verify(self) -> str:
+        """Verify the chain over the stored bytes; the head hash, or ``ChainBroken``."""
+        with domain_errors("ledger verify"):
+            rows = await self.pool.fetch(q.LEDGER_ALL)
+        return verify_stored(
+            [(r["seq"], r["prev_hash"], r["entry_hash"], bytes(r["envelope"])) for r in rows]
+        )
+
+
+class PgGrantProbe:
+    """Reads the writer's privileges from the catalog; writes nothing."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def writer_grants(self) -> WriterGrants:
+        held: list[str] = []
+        with domain_errors("grant probe"):
+            async with self.pool.acquire() as conn:
+                writer = await conn.fetchval(q.WHO_AM_I)
+                for short, table in GRANT_TABLES.items():
+                    for privilege in GRANT_PRIVILEGES:
+                        if await conn.fetchval(q.HAS_PRIVILEGE, table, privilege.upper()):
+                            held.append(f"{short}:{privilege}")
+        return WriterGrants(writer=str(writer), grants=tuple(sorted(held)))
