@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import click
@@ -37,23 +37,87 @@ def main() -> None:
     """Cut long knowledge-base documents into addressable information units, safely."""
 
 
+DSN_HELP = "PostgreSQL DSN (libpq URI or key=value); the login must own the schema."
+
+
 @main.command()
 @click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path(".cutter-demo"),
     show_default=True,
-    help="Where the KB docs and run sidecars are written.",
+    help="Where the embedded KB docs and run sidecars are written.",
 )
-@click.option("--live", is_flag=True, help="Enable execution and commit to the embedded target.")
-def demo(state_dir: Path, live: bool) -> None:
+@click.option("--live", is_flag=True, help="Enable execution and commit to the target.")
+@click.option("--dsn", default=None, help="Run on PostgreSQL instead. " + DSN_HELP)
+def demo(state_dir: Path, live: bool, dsn: str | None) -> None:
     """Cut the bundled sample charter through both gates with scripted approvals."""
     from cutter.demo import run_demo
 
     configure_transitions()
-    try:
-        sidecar = anyio.run(run_demo, state_dir, live)
-    except CutterError as exc:
-        raise click.ClickException(f"{exc.code}: {exc.message}") from None
+    sidecar = _run(run_demo, state_dir, live, dsn)
     if sidecar.stop_code is not None:
         sys.exit(1)
+
+
+@main.group()
+def db() -> None:
+    """Manage the PostgreSQL schema, roles and source documents."""
+
+
+@db.command()
+@click.option("--dsn", required=True, help=DSN_HELP)
+def migrate(dsn: str) -> None:
+    """Apply every schema migration not yet applied (safe to repeat, or run concurrently)."""
+    from cutter.pg.migrate import migrate as run_migrations
+    from cutter.pg.migrate import schema_version
+
+    applied = _run(run_migrations, dsn)
+    version = _run(schema_version, dsn)
+    click.echo(f"applied {applied or 'nothing'}; schema version {version}")
+
+
+@db.command()
+@click.option("--dsn", required=True, help=DSN_HELP)
+@click.option("--writer", default="cutter_writer", show_default=True)
+@click.option("--reader", default="cutter_reader", show_default=True)
+@click.option("--login", is_flag=True, help="Create the roles with LOGIN (default NOLOGIN).")
+def roles(dsn: str, writer: str, reader: str, login: bool) -> None:
+    """Create the least-privilege writer and the reader role, or re-grant them exactly."""
+    from cutter.pg.roles import create_roles
+
+    _run(lambda: create_roles(dsn, writer=writer, reader=reader, login=login))
+    click.echo(f"roles {writer} (writer) and {reader} (reader) hold exactly their grants")
+
+
+@db.command("add-document")
+@click.option("--dsn", required=True, help=DSN_HELP)
+@click.argument("doc_id")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def add_document(dsn: str, doc_id: str, path: Path) -> None:
+    """Store FILE's exact bytes as DOC_ID's current source version."""
+    from cutter.ids import check_doc_id
+    from cutter.pg.connect import connect
+    from cutter.pg.target import publish
+
+    data = path.read_bytes()
+
+    async def add() -> str:
+        conn = await connect(dsn)
+        try:
+            return (await publish(conn, check_doc_id(doc_id), data)).sv_id
+        finally:
+            await conn.close()
+
+    click.echo(f"{doc_id} is now at version {_run(add)}")
+
+
+T = TypeVar("T")
+
+
+def _run(func: Callable[..., Awaitable[T]], *args: object) -> T:
+    """Run ``func`` and turn a CutterError into a one-line error and exit code 1."""
+    try:
+        return anyio.run(func, *args)
+    except CutterError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.message}") from None

@@ -1,8 +1,11 @@
-"""``cutter demo``: cut the bundled sample charter end to end on the embedded
-stores, approving both gates with a scripted reviewer, printing each transition."""
+"""``cutter demo``: cut the bundled sample charter end to end — on the embedded
+stores, or on PostgreSQL with ``--dsn`` — approving both gates with a scripted
+reviewer and printing each transition."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 
@@ -35,47 +38,58 @@ def sample_bytes() -> bytes:
     return resources.files("cutter").joinpath("samples/garden-charter.md").read_bytes()
 
 
-async def run_demo(state_dir: Path, live: bool) -> Sidecar:
+@asynccontextmanager
+async def embedded(state_dir: Path) -> AsyncIterator[tuple[RunnerConfig, str]]:
     sources = InMemorySources()
     sources.publish(DOC_ID, sample_bytes(), sv_id=f"{DOC_ID}-v1")
-    ius = InMemoryIUStore()
     kb = FileKnowledgeBase(state_dir / "kb")
-    config = RunnerConfig(
-        target=Target(sources=sources, ius=ius, ledger=InMemoryLedger()),
-        kb=kb,
-        run_store=FileRunStore(state_dir / "runs"),
-        discoverer=LineHeadingDiscoverer(),
-        grants=StaticGrantProbe(),
-        kill_switch=FileKillSwitch(state_dir / "kill-switch"),
+    yield (
+        RunnerConfig(
+            target=Target(sources=sources, ius=InMemoryIUStore(), ledger=InMemoryLedger()),
+            kb=kb,
+            run_store=FileRunStore(state_dir / "runs"),
+            discoverer=LineHeadingDiscoverer(),
+            grants=StaticGrantProbe(),
+            kill_switch=FileKillSwitch(state_dir / "kill-switch"),
+        ),
+        f"files under {kb.root}",
     )
+
+
+@asynccontextmanager
+async def on_postgres(dsn: str) -> AsyncIterator[tuple[RunnerConfig, str]]:
+    """Migrate, create the roles, publish the sample, and act as the writer role."""
+    from cutter.pg.connect import connect
+    from cutter.pg.migrate import migrate
+    from cutter.pg.roles import create_roles
+    from cutter.pg.stores import pg_config
+    from cutter.pg.target import publish
+
+    await migrate(dsn)
+    await create_roles(dsn)
+    conn = await connect(dsn)
+    try:
+        await publish(conn, DOC_ID, sample_bytes())
+    finally:
+        await conn.close()
+    async with pg_config(dsn, LineHeadingDiscoverer()) as config:
+        yield config, "rows of the kb_docs table"
+
+
+async def run_demo(state_dir: Path, live: bool, dsn: str | None) -> Sidecar:
     if live:
         enable_execution()  # the operator asked for it with --live
     mode = Mode.LIVE if live else Mode.DRY_RUN
-    async with Runner(config) as runner:
-        click.echo(f"cutting {DOC_ID} ({mode.value}) with state in {state_dir}")
+    stores = embedded(state_dir) if dsn is None else on_postgres(dsn)
+    async with stores as (config, where), Runner(config) as runner:
+        click.echo(
+            f"cutting {DOC_ID} ({mode.value}) on {'PostgreSQL' if dsn else 'embedded stores'}"
+        )
         sidecar = await runner.cut(DOC_ID, mode, started_by=OPERATOR)
         while sidecar.pending_gate is not None:
-            gate = sidecar.pending_gate
-            approval_id = f"approvals/{sidecar.run_id}/{gate.gate.value}"
-            await kb.put(
-                approval_id,
-                Approval(
-                    run_id=sidecar.run_id,
-                    gate=gate.gate,
-                    request_digest=gate.request_digest,
-                    nonce=gate.nonce,
-                    decision=Decision.APPROVE,
-                    approver=REVIEWER,
-                    reason="scripted approval of the demo",
-                    issued_at=utc_now(),
-                    review_decision_id=f"review-{sidecar.run_id}"
-                    if gate.gate is Gate.SG_2
-                    else None,
-                ),
-            )
-            click.echo(f"  {REVIEWER} approves {gate.gate.value}: {approval_id}")
-            sidecar = await runner.resume(sidecar.run_id, approval_id)
-        manifest = await load_manifest(kb, sidecar)
+            sidecar = await runner.resume(sidecar.run_id, await approve(config, sidecar))
+        manifest = await load_manifest(config.kb, sidecar)
+        active = [r for r in await config.target.ius.rows(DOC_ID) if r.state == "active"]
     click.echo(f"\nrun {sidecar.run_id} ended {sidecar.state.value}")
     if manifest is not None:
         table = Table("#", "label", "kind", "bytes", "region_sha", title="information units")
@@ -85,9 +99,31 @@ async def run_demo(state_dir: Path, live: bool) -> Sidecar:
             )
         Console().print(table)
     if live:
-        active = [r for r in await ius.rows(DOC_ID) if r.state == "active"]
-        click.echo(f"\n{len(active)} IUs active in the (in-memory) target store")
+        click.echo(f"\n{len(active)} IUs of {DOC_ID} are active in the target store")
     else:
         click.echo("\ndry run: nothing was committed to the target store (use --live to commit)")
-    click.echo(f"KB docs of this run: {kb.path_of(f'runs/{sidecar.run_id}/closeout').parent}")
+    click.echo(f"KB docs of this run: runs/{sidecar.run_id}/… in {where}")
     return sidecar
+
+
+async def approve(config: RunnerConfig, sidecar: Sidecar) -> str:
+    """The scripted reviewer: answer exactly the request the run waits on."""
+    gate = sidecar.pending_gate
+    assert gate is not None
+    approval_id = f"approvals/{sidecar.run_id}/{gate.gate.value}"
+    await config.kb.put(
+        approval_id,
+        Approval(
+            run_id=sidecar.run_id,
+            gate=gate.gate,
+            request_digest=gate.request_digest,
+            nonce=gate.nonce,
+            decision=Decision.APPROVE,
+            approver=REVIEWER,
+            reason="scripted approval of the demo",
+            issued_at=utc_now(),
+            review_decision_id=f"review-{sidecar.run_id}" if gate.gate is Gate.SG_2 else None,
+        ),
+    )
+    click.echo(f"  {REVIEWER} approves {gate.gate.value}: {approval_id}")
+    return approval_id

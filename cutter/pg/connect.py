@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -20,20 +22,46 @@ async def connect(dsn: str, *, connect_timeout: float = CONNECT_TIMEOUT) -> asyn
     try:
         return await asyncpg.connect(dsn, timeout=connect_timeout)
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise StoreUnavailable(f"cannot connect to PostgreSQL: {_describe(exc)}") from exc
+        raise StoreUnavailable(
+            f"cannot connect to PostgreSQL at {redacted(dsn)}: {_describe(exc)}"
+        ) from exc
 
 
 async def create_pool(
-    dsn: str, *, min_size: int = 1, max_size: int = 10, connect_timeout: float = CONNECT_TIMEOUT
+    dsn: str,
+    *,
+    role: str | None = None,
+    min_size: int = 1,
+    max_size: int = 10,
+    connect_timeout: float = CONNECT_TIMEOUT,
 ) -> asyncpg.Pool:
+    """A pool whose sessions act as ``role`` (``SET ROLE`` at connect) when given."""
+    settings = {"role": role} if role else None
     try:
         pool = await asyncpg.create_pool(
-            dsn, min_size=min_size, max_size=max_size, timeout=connect_timeout
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=connect_timeout,
+            server_settings=settings,
         )
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise StoreUnavailable(f"cannot connect to PostgreSQL: {_describe(exc)}") from exc
+        raise StoreUnavailable(
+            f"cannot connect to PostgreSQL at {redacted(dsn)}: {_describe(exc)}"
+        ) from exc
     assert pool is not None
     return pool
+
+
+def redacted(dsn: str) -> str:
+    """The DSN without its password, fit for an error message."""
+    parts = urlsplit(dsn)
+    if parts.scheme not in ("postgres", "postgresql"):
+        return re.sub(r"password\s*=\s*\S+", "password=***", dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _describe(exc: BaseException) -> str:

@@ -39,7 +39,7 @@ class PgDocumentLocks:
             with domain_errors("document unlock"):
                 await conn.execute(q.DOC_UNLOCK, doc_id)
         finally:
-            with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
+            with anyio.move_on_after(CLOSE_TIMEOUT, shield=True) as closing:
                 await conn.close()
-            if not conn.is_closed():
+            if closing.cancelled_caught:
                 conn.terminate()
