@@ -30,8 +30,11 @@ async def pg_config(
     max_connections: int = 10,
 ) -> AsyncIterator[RunnerConfig]:
     """Stores on the database at ``dsn``, every session acting as ``role`` (the writer
-    identity the grant probe checks). ``role=None`` uses the DSN's own user."""
-    pool = await create_pool(dsn, role=role, max_size=max_connections)
+    identity the grant probe checks). ``role=None`` uses the DSN's own user.
+
+    The pool connects lazily: a command refused up front (``Mode.LIVE`` while
+    execution is off, a hostile id) never opens a connection."""
+    pool = await create_pool(dsn, role=role, min_size=0, max_size=max_connections)
     try:
         yield RunnerConfig(
             target=Target(
