@@ -2,7 +2,8 @@
 
 The canonical encoding of a value is msgspec's JSON encoding of a Struct: fields
 in declaration order, no whitespace, UTF-8, integers as JSON integers,
-timestamps as RFC 3339 in UTC, bytes as base64. Digests are lowercase hex
+timestamps as RFC 3339 with the offset they carry (the clock gives UTC), bytes as
+base64. Digests are lowercase hex
 sha256 over those bytes. Change a Struct's fields and every digest changes: the
 struct definitions are part of the format (docs/ledger.md).
 """

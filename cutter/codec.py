@@ -21,12 +21,12 @@ def encode(value: object) -> bytes:
 def decode_kb_doc(data: bytes, location: str) -> KBDoc:
     try:
         return _kb_decoder.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise CorruptRecord(location, one_line(str(exc))) from exc
 
 
 def decode_sidecar(data: bytes, location: str) -> Sidecar:
     try:
         return _sidecar_decoder.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise CorruptRecord(location, one_line(str(exc))) from exc

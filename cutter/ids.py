@@ -65,3 +65,19 @@ def new_run_id() -> str:
 
 def new_nonce() -> str:
     return secrets.token_hex(16)
+
+
+MAX_TEXT_LENGTH = 2000
+
+
+def check_text(kind: str, value: object, limit: int = MAX_TEXT_LENGTH) -> str:
+    """Free text an operator gives (a reason): a string that encodes as UTF-8."""
+    if not isinstance(value, str):
+        raise InvalidIdentifier(kind, f"expected a string, got {type(value).__name__}")
+    if len(value) > limit:
+        raise InvalidIdentifier(kind, f"longer than {limit} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidIdentifier(kind, "is not valid Unicode text (lone surrogate)") from None
+    return value

@@ -97,7 +97,7 @@ def verify_stored(rows: Sequence[tuple[int, str, str, bytes]]) -> str:
             raise ChainBroken(position, "entry_hash does not match the stored envelope bytes")
         try:
             envelope = decode_envelope(data)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             raise ChainBroken(position, "the stored envelope does not decode") from exc
         if canonical(envelope) != data:
             raise ChainBroken(position, "the stored envelope is not in canonical form")

@@ -21,7 +21,14 @@ import anyio
 from actors import ActorCrashed, ActorSystem
 from cutter.approvals import GatePolicy
 from cutter.errors import RunNotResumable, StopCode, refusal
-from cutter.ids import check_doc_id, check_kb_id, check_run_id, check_token, new_run_id
+from cutter.ids import (
+    check_doc_id,
+    check_kb_id,
+    check_run_id,
+    check_text,
+    check_token,
+    new_run_id,
+)
 from cutter.messages import Abort, Refused, SupervisorCommand, Walk, WalkStopped
 from cutter.mode import Mode, require_mode_allowed
 from cutter.phases import Services
@@ -142,7 +149,8 @@ class Runner:
         execution enabled, like any other step of it."""
         sidecar = await self.status(run_id)
         require_mode_allowed(sidecar.mode)
-        return await self._drive(sidecar, Abort(reason=reason, by=check_token("by", by)))
+        command = Abort(reason=check_text("reason", reason), by=check_token("by", by))
+        return await self._drive(sidecar, command)
 
     async def status(self, run_id: str) -> Sidecar:
         return await self.config.run_store.load(check_run_id(run_id))

@@ -170,7 +170,7 @@ class PgIUStore:
             raise CorruptRecord(f"backups/{backup_id}", "no such backup")
         try:
             backup = _backup_decoder.decode(payload)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             raise CorruptRecord(f"backups/{backup_id}", str(exc)) from exc
         if backup.backup_id != backup_id:
             raise CorruptRecord(f"backups/{backup_id}", "payload does not match its id")
@@ -189,7 +189,7 @@ class PgIUStore:
 def _entry(record: asyncpg.Record) -> LedgerEntry:
     try:
         envelope = decode_envelope(bytes(record["envelope"]))
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise CorruptRecord(f"ledger/{record['seq']}", str(exc)) from exc
     return LedgerEntry(
         seq=record["seq"],
