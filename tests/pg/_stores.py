@@ -1,0 +1,333 @@
+"""Shared helpers of the PostgreSQL adapter tests: both implementations behind one face,
+record builders, and a few admin statements.
+
+``open_target`` / ``open_records`` give the in-memory fakes or the PostgreSQL stores
+(every statement as ``cutter_writer``) with the same methods, plus the few operations
+a test needs that the ports do not offer (publishing a source version, writing garbage
+over a stored record). Every pool opened here is closed on exit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from cutter.canonical import sha256_hex
+from cutter.kbdocs import Approval, Decision, PhaseDoc, request_doc_id
+from cutter.ledger import CutEnvelope, LedgerEnvelope, RollbackEnvelope
+from cutter.mode import Mode
+from cutter.pg.connect import create_pool
+from cutter.pg.records import PgKnowledgeBase, PgRunStore
+from cutter.pg.target import PgIUStore, PgLedger, PgSourceRepository, publish
+from cutter.ports import IUStore, KnowledgeBase, Ledger, RunStore, SourceRepository
+from cutter.records import IURow, IUState, SourceVersion
+from cutter.sidecar import ApprovalUse, GateRecord, Sidecar
+from cutter.states import RunState
+from cutter.stores.memory_records import InMemoryKnowledgeBase, InMemoryRunStore
+from cutter.stores.memory_target import InMemoryIUStore, InMemoryLedger, InMemorySources
+from cutter.walk import Gate, Phase, Pin
+from tests.pg.conftest import PgDatabase
+
+WRITER = "cutter_writer"
+ADMIN_TIMEOUT_S = 10.0
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+BACKENDS = ["memory", "pg"]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Which implementation a contract test runs on; ``db`` is set for ``"pg"``."""
+
+    kind: str
+    db: PgDatabase | None = None
+
+    @property
+    def pg(self) -> PgDatabase:
+        assert self.db is not None, "a PostgreSQL-only helper was used on the memory backend"
+        return self.db
+
+
+# -- admin statements -----------------------------------------------------------------
+
+
+async def admin_execute(dsn: str, *statements: str) -> None:
+    conn = await asyncpg.connect(dsn, timeout=ADMIN_TIMEOUT_S)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def admin_fetch(dsn: str, query: str, *args: object) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(dsn, timeout=ADMIN_TIMEOUT_S)
+    try:
+        return list(await conn.fetch(query, *args))
+    finally:
+        await conn.close()
+
+
+async def admin_fetchval(dsn: str, query: str, *args: object) -> Any:
+    conn = await asyncpg.connect(dsn, timeout=ADMIN_TIMEOUT_S)
+    try:
+        return await conn.fetchval(query, *args)
+    finally:
+        await conn.close()
+
+
+async def table_snapshot(dsn: str, table: str) -> list[tuple[Any, ...]]:
+    """Every row of ``table`` (a fixed, trusted name), in a stable order."""
+    rows = await admin_fetch(dsn, f"SELECT * FROM {table} ORDER BY 1")
+    return [tuple(r.values()) for r in rows]
+
+
+# -- target stores --------------------------------------------------------------------
+
+
+@dataclass
+class TargetUnderTest:
+    kind: str
+    sources: SourceRepository
+    ius: IUStore
+    ledger: Ledger
+    publish: Callable[[str, bytes], Awaitable[SourceVersion]]
+    db: PgDatabase | None
+
+
+@asynccontextmanager
+async def open_target(backend: Backend) -> AsyncIterator[TargetUnderTest]:
+    if backend.kind == "memory":
+        sources = InMemorySources()
+
+        async def publish_memory(doc_id: str, data: bytes) -> SourceVersion:
+            sv_id = f"sv-{doc_id}-{sha256_hex(data)[:16]}"
+            return sources.publish(doc_id, data, sv_id=sv_id)
+
+        yield TargetUnderTest(
+            "memory", sources, InMemoryIUStore(), InMemoryLedger(), publish_memory, None
+        )
+        return
+    db = backend.pg
+    pool = await create_pool(db.writer_dsn, role=WRITER, min_size=0, max_size=4)
+    admin = await create_pool(db.admin_dsn, min_size=0, max_size=2)
+    try:
+
+        async def publish_pg(doc_id: str, data: bytes) -> SourceVersion:
+            # Publishing is an ingest step: the writer may not insert source versions.
+            return await publish(admin, doc_id, data)
+
+        yield TargetUnderTest(
+            "pg",
+            PgSourceRepository(pool),
+            PgIUStore(pool),
+            PgLedger(pool),
+            publish_pg,
+            db,
+        )
+    finally:
+        await admin.close()
+        await pool.close()
+
+
+# -- record stores --------------------------------------------------------------------
+
+
+@dataclass
+class RecordsUnderTest:
+    kind: str
+    kb: KnowledgeBase
+    runs: RunStore
+    corrupt_kb: Callable[[str, bytes], Awaitable[None]]
+    corrupt_run: Callable[[str, bytes], Awaitable[None]]
+    db: PgDatabase | None
+
+
+@asynccontextmanager
+async def open_records(backend: Backend) -> AsyncIterator[RecordsUnderTest]:
+    if backend.kind == "memory":
+        kb, runs = InMemoryKnowledgeBase(), InMemoryRunStore()
+
+        async def corrupt_kb_memory(kb_id: str, data: bytes) -> None:
+            assert kb_id in kb._docs
+            kb._docs[kb_id] = data
+
+        async def corrupt_run_memory(run_id: str, data: bytes) -> None:
+            assert run_id in runs._sidecars
+            runs._sidecars[run_id] = data
+
+        yield RecordsUnderTest("memory", kb, runs, corrupt_kb_memory, corrupt_run_memory, None)
+        return
+    db = backend.pg
+    pool = await create_pool(db.writer_dsn, role=WRITER, min_size=0, max_size=4)
+    try:
+
+        async def corrupt_kb_pg(kb_id: str, data: bytes) -> None:
+            conn = await asyncpg.connect(db.admin_dsn, timeout=ADMIN_TIMEOUT_S)
+            try:
+                status = await conn.execute(
+                    "UPDATE kb_docs SET doc = $2 WHERE kb_id = $1", kb_id, data
+                )
+            finally:
+                await conn.close()
+            assert status == "UPDATE 1"
+
+        async def corrupt_run_pg(run_id: str, data: bytes) -> None:
+            conn = await asyncpg.connect(db.admin_dsn, timeout=ADMIN_TIMEOUT_S)
+            try:
+                status = await conn.execute(
+                    "UPDATE runs SET sidecar = $2 WHERE run_id = $1", run_id, data
+                )
+            finally:
+                await conn.close()
+            assert status == "UPDATE 1"
+
+        yield RecordsUnderTest(
+            "pg", PgKnowledgeBase(pool), PgRunStore(pool), corrupt_kb_pg, corrupt_run_pg, db
+        )
+    finally:
+        await pool.close()
+
+
+# -- builders -------------------------------------------------------------------------
+
+
+def article_source(n: int = 4, *, tag: str = "") -> bytes:
+    return b"".join(
+        f"Article {i}{tag}\n\nThe text of article {i}, with \u00fcn\u00efcode.\n\n".encode()
+        for i in range(1, n + 1)
+    )
+
+
+def cut(
+    version: SourceVersion,
+    data: bytes,
+    change_set_id: str,
+    *,
+    parts: int = 3,
+    state: IUState = IUState.STAGED,
+    ordinals: Sequence[int] | None = None,
+) -> list[IURow]:
+    """IU rows tiling ``data`` in ``parts`` regions, in ordinal order."""
+    assert len(data) >= parts
+    size = len(data) // parts
+    bounds = [i * size for i in range(parts)] + [len(data)]
+    numbers = list(ordinals) if ordinals is not None else list(range(parts))
+    rows: list[IURow] = []
+    for i in range(parts):
+        start, end = bounds[i], bounds[i + 1]
+        body = data[start:end]
+        rows.append(
+            IURow(
+                iu_id=f"iu-{version.doc_id}-{numbers[i]}",
+                doc_id=version.doc_id,
+                sv_id=version.sv_id,
+                ordinal=numbers[i],
+                label=f"Article {numbers[i] + 1}",
+                kind="unit",
+                start=start,
+                end=end,
+                region_sha=hashlib.sha256(body).hexdigest(),
+                body=body,
+                state=state,
+                change_set_id=change_set_id,
+            )
+        )
+    return rows
+
+
+def envelopes() -> list[LedgerEnvelope]:
+    return [
+        CutEnvelope(
+            run_id="run-a",
+            doc_id="doc-1",
+            sv_id="sv-1",
+            change_set_id="cs-a",
+            manifest_digest="0123456789abcdef" * 4,
+            iu_count=12,
+        ),
+        RollbackEnvelope(
+            run_id="run-a",
+            doc_id="doc-1",
+            sv_id="sv-1",
+            change_set_id="cs-a",
+            backup_id="bk-a",
+            reason="rejected at SG_2 \u2014 \u00fcn\u00efcode and \x00 NUL",
+        ),
+        CutEnvelope(
+            run_id="run-b",
+            doc_id="doc-2",
+            sv_id="sv-2",
+            change_set_id="cs-b",
+            manifest_digest="fedcba9876543210" * 4,
+            iu_count=3,
+        ),
+    ]
+
+
+def sidecar(run_id: str = "run-a", *, started_by: str = "operator") -> Sidecar:
+    gate = GateRecord(
+        gate=Gate.SG_1,
+        request_kb_id=request_doc_id(run_id, Gate.SG_1),
+        request_digest="d" * 64,
+        nonce="n" * 32,
+        opened_at=T0,
+        required_approvals=1,
+    )
+    return Sidecar(
+        run_id=run_id,
+        doc_id="doc-1",
+        mode=Mode.DRY_RUN,
+        started_by=started_by,
+        created_at=T0,
+        updated_at=T0,
+        state=RunState.AWAITING_CUT_AUTHORIZATION,
+        phases_passed=(Phase.SOURCE_PIN, Phase.MARK),
+        pins={Pin.SOURCE_SHA: "ab" * 32, Pin.SOURCE_SIZE: 120},
+        gates=(gate,),
+    )
+
+
+def approval_use(approval_kb_id: str) -> ApprovalUse:
+    return ApprovalUse(
+        approval_kb_id=approval_kb_id,
+        approver="alice",
+        decision=Decision.APPROVE,
+        peer=None,
+        consumed_at=T0 + timedelta(minutes=5),
+    )
+
+
+def phase_doc(run_id: str = "run-a", *, note: str = "pinned") -> PhaseDoc:
+    return PhaseDoc(
+        run_id=run_id,
+        phase=Phase.SOURCE_PIN,
+        ordinal=0,
+        mode=Mode.DRY_RUN,
+        passed_at=T0,
+        pins_added={Pin.SOURCE_SHA: "ab" * 32, Pin.SOURCE_SIZE: 120},
+        note=note,
+    )
+
+
+def approval_doc(run_id: str = "run-a") -> Approval:
+    return Approval(
+        run_id=run_id,
+        gate=Gate.SG_1,
+        request_digest="d" * 64,
+        nonce="n" * 32,
+        decision=Decision.APPROVE,
+        approver="alice",
+        reason="looks right",
+        issued_at=T0,
+    )
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(4)}"

@@ -1,0 +1,743 @@
+"""Contract tests of every adapter operation, over the in-memory fakes and PostgreSQL.
+
+Each contract test runs twice (``memory`` and ``pg``) with the same assertions, so the
+fake cannot drift from what PostgreSQL does. The PostgreSQL side runs every statement
+as ``cutter_writer`` on a fresh migrated database. What only PostgreSQL has (the grant
+probe, the kill switch, process-wide document locks) is tested on its own below.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+from collections.abc import AsyncIterator
+
+import anyio
+import asyncpg
+import msgspec
+import pytest
+
+from cutter.errors import (
+    ApprovalConsumedAlready,
+    CorruptRecord,
+    DocumentBusy,
+    StopVerifyFailed,
+    UnknownDocument,
+    UnknownRun,
+)
+from cutter.ledger import GENESIS_HASH, chain_hash, next_entry, verify_chain
+from cutter.pg.connect import StoreUnavailable, create_pool
+from cutter.pg.locks import PgDocumentLocks
+from cutter.pg.records import PgKillSwitch
+from cutter.pg.target import PgGrantProbe, PgLedger
+from cutter.records import REQUIRED_GRANTS, Backup, IUState
+from cutter.stores.locks import InProcessDocumentLocks
+from cutter.stores.memory_target import StaticGrantProbe
+from tests.pg._stores import (
+    BACKENDS,
+    WRITER,
+    Backend,
+    RecordsUnderTest,
+    TargetUnderTest,
+    admin_execute,
+    admin_fetch,
+    admin_fetchval,
+    approval_doc,
+    approval_use,
+    article_source,
+    cut,
+    envelopes,
+    open_records,
+    open_target,
+    phase_doc,
+    sidecar,
+)
+from tests.pg.conftest import PgDatabase
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> Backend:
+    if request.param == "pg":
+        return Backend("pg", request.getfixturevalue("pg_db"))
+    return Backend("memory")
+
+
+@pytest.fixture
+async def target(backend: Backend) -> AsyncIterator[TargetUnderTest]:
+    async with open_target(backend) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def records(backend: Backend) -> AsyncIterator[RecordsUnderTest]:
+    async with open_records(backend) as opened:
+        yield opened
+
+
+# == SourceRepository =================================================================
+
+
+async def test_current_is_the_published_version(target: TargetUnderTest) -> None:
+    data = article_source()
+    published = await target.publish("doc-1", data)
+    current = await target.sources.current("doc-1")
+    assert current == published
+    assert (current.doc_id, current.sd_id) == ("doc-1", "sd-doc-1")
+    assert current.sha256 == hashlib.sha256(data).hexdigest()
+    assert current.size == len(data)
+
+
+async def test_current_of_an_unknown_document_is_unknown_document(
+    target: TargetUnderTest,
+) -> None:
+    await target.publish("doc-1", article_source())
+    with pytest.raises(UnknownDocument) as caught:
+        await target.sources.current("doc-2")
+    assert caught.value.doc_id == "doc-2"
+    assert caught.value.code == "E_UNKNOWN_DOCUMENT"
+
+
+async def test_content_is_the_exact_bytes(target: TargetUnderTest) -> None:
+    data = bytes(range(256)) * 3 + b"\x00\xff\xfe trailing \x00"
+    version = await target.publish("doc-1", data)
+    assert await target.sources.content(version.sv_id) == data
+
+
+async def test_a_new_version_becomes_current_and_the_old_one_stays_readable(
+    target: TargetUnderTest,
+) -> None:
+    old_data, new_data = article_source(tag=" v1"), article_source(tag=" v2")
+    old = await target.publish("doc-1", old_data)
+    new = await target.publish("doc-1", new_data)
+    assert new.sv_id != old.sv_id
+    assert new.sha256 != old.sha256
+    assert await target.sources.current("doc-1") == new
+    assert await target.sources.content(old.sv_id) == old_data
+    assert await target.sources.content(new.sv_id) == new_data
+
+
+async def test_publishing_one_document_leaves_another_alone(target: TargetUnderTest) -> None:
+    one = await target.publish("doc-1", article_source(tag=" one"))
+    await target.publish("doc-2", article_source(tag=" two"))
+    assert await target.sources.current("doc-1") == one
+
+
+async def test_mark_cut_is_idempotent_and_the_first_writer_wins(target: TargetUnderTest) -> None:
+    version = await target.publish("doc-1", article_source(tag=" v1"))
+    other = await target.publish("doc-1", article_source(tag=" v2"))
+    assert await target.sources.cut_by(version.sv_id) is None
+    await target.sources.mark_cut(version.sv_id, "cs-first")
+    assert await target.sources.cut_by(version.sv_id) == "cs-first"
+    await target.sources.mark_cut(version.sv_id, "cs-first")
+    assert await target.sources.cut_by(version.sv_id) == "cs-first"
+    await target.sources.mark_cut(version.sv_id, "cs-second")
+    assert await target.sources.cut_by(version.sv_id) == "cs-first"
+    assert await target.sources.cut_by(other.sv_id) is None
+
+
+# == IUStore ==========================================================================
+
+
+async def test_write_staged_returns_the_rows_added_and_a_replay_adds_none(
+    target: TargetUnderTest,
+) -> None:
+    data = article_source(6)
+    version = await target.publish("doc-1", data)
+    rows = cut(version, data, "cs-a", parts=5)
+    assert await target.ius.write_staged(rows[:3]) == 3
+    assert await target.ius.write_staged(rows[:3]) == 0
+    assert await target.ius.write_staged(rows) == 2  # a replay that goes further
+    assert await target.ius.write_staged(rows) == 0
+    assert await target.ius.rows("doc-1") == rows
+    assert await target.ius.change_set("cs-a") == rows
+
+
+async def test_write_staged_of_nothing_adds_nothing(target: TargetUnderTest) -> None:
+    assert await target.ius.write_staged([]) == 0
+    assert await target.ius.rows("doc-1") == []
+
+
+async def test_a_row_of_another_change_set_refuses_the_whole_batch(
+    target: TargetUnderTest,
+) -> None:
+    data = article_source(6)
+    version = await target.publish("doc-1", data)
+    other_data = article_source(3, tag=" other")
+    other_doc = await target.publish("doc-2", other_data)
+    held = cut(version, data, "cs-a", parts=4)
+    assert await target.ius.write_staged(held[:2]) == 2
+
+    theirs = cut(version, data, "cs-b", parts=4)  # same keys, another change set
+    batch = [*cut(other_doc, other_data, "cs-b", parts=3), *theirs[2:], theirs[1]]
+    with pytest.raises(StopVerifyFailed) as caught:
+        await target.ius.write_staged(batch)
+    assert "cs-a" in str(caught.value)
+    assert caught.value.code == "STOP_VERIFY_FAILED"
+
+    # Nothing of the batch: not the rows before or after the conflict, nor another doc's.
+    assert await target.ius.rows("doc-1") == held[:2]
+    assert await target.ius.rows("doc-2") == []
+    assert await target.ius.change_set("cs-b") == []
+    assert await target.ius.change_set("cs-a") == held[:2]
+
+
+async def test_a_changed_row_of_the_same_change_set_is_refused_not_skipped(
+    target: TargetUnderTest,
+) -> None:
+    """ "Rows already present unchanged are skipped" (cutter/ports.py): a row present
+    with another region under the same change set is a conflict, not a replay."""
+    data = article_source(6)
+    version = await target.publish("doc-1", data)
+    rows = cut(version, data, "cs-a", parts=3)
+    assert await target.ius.write_staged(rows) == 3
+    shifted = cut(version, data, "cs-a", parts=2)  # ordinals 0, 1 with other regions
+    with pytest.raises(StopVerifyFailed):
+        await target.ius.write_staged(shifted)
+    assert await target.ius.rows("doc-1") == rows
+
+
+async def test_rows_are_ordered_by_version_then_ordinal_and_change_sets_by_ordinal(
+    target: TargetUnderTest,
+) -> None:
+    data_a, data_b = article_source(12, tag=" a"), article_source(12, tag=" b")
+    va = await target.publish("doc-1", data_a)
+    vb = await target.publish("doc-1", data_b)
+    first, second = sorted([va, vb], key=lambda v: v.sv_id)
+    order = [10, 2, 11, 0, 1, 3, 9, 4, 5, 6, 7, 8]
+    rows_a = cut(va, data_a, "cs-a", parts=12, ordinals=order)
+    rows_b = cut(vb, data_b, "cs-b", parts=12, ordinals=order)
+    other_data = article_source(3, tag=" other")
+    other = cut(await target.publish("doc-2", other_data), other_data, "cs-c")
+    # Written in an order that is neither.
+    assert await target.ius.write_staged([*rows_b[6:], *other, *rows_a[::-1]]) == 21
+    assert await target.ius.write_staged(rows_b[:6]) == 6
+
+    by_ordinal_a = sorted(rows_a, key=lambda r: r.ordinal)
+    by_ordinal_b = sorted(rows_b, key=lambda r: r.ordinal)
+    expected = {va.sv_id: by_ordinal_a, vb.sv_id: by_ordinal_b}
+    assert await target.ius.rows("doc-1") == expected[first.sv_id] + expected[second.sv_id]
+    assert [r.ordinal for r in await target.ius.change_set("cs-a")] == list(range(12))
+    assert await target.ius.change_set("cs-a") == by_ordinal_a
+    assert await target.ius.change_set("cs-b") == by_ordinal_b
+    assert await target.ius.rows("doc-2") == other
+    assert await target.ius.change_set("cs-unknown") == []
+    assert await target.ius.rows("doc-unknown") == []
+
+
+async def test_enact_activates_the_change_set_and_supersedes_the_docs_other_rows(
+    target: TargetUnderTest,
+) -> None:
+    old_data, new_data = article_source(4, tag=" v1"), article_source(5, tag=" v2")
+    old = await target.publish("doc-1", old_data)
+    old_rows = cut(old, old_data, "cs-old", parts=3)
+    assert await target.ius.write_staged(old_rows) == 3
+    assert await target.ius.enact("cs-old") == 3
+    other_data = article_source(3, tag=" other")
+    other_rows = cut(await target.publish("doc-2", other_data), other_data, "cs-other")
+    await target.ius.write_staged(other_rows)
+    assert await target.ius.enact("cs-other") == 3
+
+    new = await target.publish("doc-1", new_data)
+    new_rows = cut(new, new_data, "cs-new", parts=4)
+    assert await target.ius.write_staged(new_rows) == 4
+    assert {r.state for r in await target.ius.change_set("cs-new")} == {IUState.STAGED}
+    assert {r.state for r in await target.ius.change_set("cs-old")} == {IUState.ACTIVE}
+
+    assert await target.ius.enact("cs-new") == 4
+    after = await target.ius.change_set("cs-new")
+    assert after == [msgspec.structs.replace(r, state=IUState.ACTIVE) for r in new_rows]
+    superseded = [msgspec.structs.replace(r, state=IUState.SUPERSEDED) for r in old_rows]
+    assert await target.ius.change_set("cs-old") == superseded
+    # Another document's active rows are not touched.
+    assert {r.state for r in await target.ius.rows("doc-2")} == {IUState.ACTIVE}
+
+    snapshot = await target.ius.rows("doc-1")
+    assert await target.ius.enact("cs-new") == 4  # idempotent
+    assert await target.ius.rows("doc-1") == snapshot
+    assert await target.ius.enact("cs-unknown") == 0
+    assert await target.ius.rows("doc-1") == snapshot
+
+
+async def test_backup_round_trip_restores_exactly(target: TargetUnderTest) -> None:
+    old_data, new_data = article_source(4, tag=" v1"), article_source(5, tag=" v2")
+    old = await target.publish("doc-1", old_data)
+    await target.ius.write_staged(cut(old, old_data, "cs-old", parts=3))
+    await target.ius.enact("cs-old")
+    staged_data = article_source(2, tag=" staged")
+    staged = await target.publish("doc-1", staged_data)
+    await target.ius.write_staged(cut(staged, staged_data, "cs-staged", parts=2))
+    other_data = article_source(3, tag=" other")
+    other_rows = cut(await target.publish("doc-2", other_data), other_data, "cs-other")
+    await target.ius.write_staged(other_rows)
+
+    before = await target.ius.rows("doc-1")
+    assert {r.state for r in before} == {IUState.ACTIVE, IUState.STAGED}
+    backup = Backup(doc_id="doc-1", rows=tuple(before))
+    assert await target.ius.save_backup(backup) == backup.backup_id
+    assert await target.ius.save_backup(backup) == backup.backup_id  # idempotent
+
+    new = await target.publish("doc-1", new_data)
+    await target.ius.write_staged(cut(new, new_data, "cs-new", parts=4))
+    await target.ius.enact("cs-new")
+    assert await target.ius.rows("doc-1") != before
+
+    loaded = await target.ius.load_backup(backup.backup_id)
+    assert loaded == backup
+    await target.ius.restore(loaded)
+    assert await target.ius.rows("doc-1") == before
+    assert await target.ius.change_set("cs-new") == []
+    assert await target.ius.rows("doc-2") == other_rows
+
+
+async def test_restoring_an_empty_backup_deletes_the_documents_rows(
+    target: TargetUnderTest,
+) -> None:
+    empty = Backup(doc_id="doc-1", rows=())
+    await target.ius.save_backup(empty)
+    data = article_source(4)
+    await target.ius.write_staged(cut(await target.publish("doc-1", data), data, "cs-a"))
+    other_data = article_source(3, tag=" other")
+    other_rows = cut(await target.publish("doc-2", other_data), other_data, "cs-other")
+    await target.ius.write_staged(other_rows)
+
+    await target.ius.restore(await target.ius.load_backup(empty.backup_id))
+    assert await target.ius.rows("doc-1") == []
+    assert await target.ius.change_set("cs-a") == []
+    assert await target.ius.rows("doc-2") == other_rows
+
+
+# == Ledger ===========================================================================
+
+
+async def test_appends_chain_from_genesis(target: TargetUnderTest) -> None:
+    expected = []
+    head = None
+    for envelope in envelopes():
+        head = next_entry(head, envelope)
+        expected.append(head)
+
+    appended = [await target.ledger.append(e) for e in envelopes()]
+    assert appended == expected
+    assert [e.seq for e in appended] == [0, 1, 2]
+    assert appended[0].prev_hash == GENESIS_HASH
+    for before, entry in zip([None, *appended], appended, strict=False):
+        prev = before.entry_hash if before else GENESIS_HASH
+        assert entry.prev_hash == prev
+        assert entry.entry_hash == chain_hash(prev, entry.envelope)
+    assert await target.ledger.entries() == expected
+    assert verify_chain(await target.ledger.entries()) == expected[-1].entry_hash
+    if isinstance(target.ledger, PgLedger):
+        assert await target.ledger.verify() == expected[-1].entry_hash
+
+
+async def test_an_envelope_appended_twice_is_one_entry(target: TargetUnderTest) -> None:
+    first, second, third = envelopes()
+    one = await target.ledger.append(first)
+    assert await target.ledger.append(first) == one
+    two = await target.ledger.append(second)
+    assert await target.ledger.append(first) == one  # also once others followed
+    assert await target.ledger.append(second) == two
+    three = await target.ledger.append(third)
+    assert await target.ledger.entries() == [one, two, three]
+    if target.db is not None:
+        assert await admin_fetchval(target.db.admin_dsn, "SELECT count(*) FROM ledger") == 3
+
+
+async def test_an_empty_ledger_verifies_to_genesis(target: TargetUnderTest) -> None:
+    assert await target.ledger.entries() == []
+    assert verify_chain([]) == GENESIS_HASH
+    if isinstance(target.ledger, PgLedger):
+        assert await target.ledger.verify() == GENESIS_HASH
+
+
+# == KnowledgeBase ====================================================================
+
+
+async def test_kb_put_then_get_round_trips(records: RecordsUnderTest) -> None:
+    docs = {
+        "runs/run-1/phases/00-source_pin": phase_doc("run-1", note="n\u00fcl \x00 and \u2028"),
+        "runs/run-1/gates/SG_1/approvals/alice": approval_doc("run-1"),
+    }
+    for kb_id, doc in docs.items():
+        await records.kb.put(kb_id, doc)
+    for kb_id, doc in docs.items():
+        assert await records.kb.get(kb_id) == doc
+
+
+async def test_kb_put_replaces_and_a_replay_changes_nothing(records: RecordsUnderTest) -> None:
+    kb_id = "runs/run-1/phases/00-source_pin"
+    await records.kb.put(kb_id, phase_doc("run-1", note="first"))
+    await records.kb.put(kb_id, phase_doc("run-1", note="second"))
+    assert await records.kb.get(kb_id) == phase_doc("run-1", note="second")
+    await records.kb.put(kb_id, phase_doc("run-1", note="second"))
+    assert await records.kb.get(kb_id) == phase_doc("run-1", note="second")
+    assert await records.kb.list("") == [kb_id]
+
+
+async def test_kb_list_takes_whole_segments_as_the_prefix(records: RecordsUnderTest) -> None:
+    ids = [
+        "runs/run-1",
+        "runs/run-1/phases/00-source_pin",
+        "runs/run-1/phases/01-mark",
+        "runs/run-1-b/x",
+        "runs/run-10",
+        "runs/run-10/phases/00-source_pin",
+        "runs/run-1_c",
+        "runs/Run-1/y",
+        "runs",
+        "runs-index/run-1",
+    ]
+    for kb_id in ids:
+        await records.kb.put(kb_id, phase_doc())
+    assert await records.kb.list("runs/run-1") == [
+        "runs/run-1",
+        "runs/run-1/phases/00-source_pin",
+        "runs/run-1/phases/01-mark",
+    ]
+    assert await records.kb.list("runs/run-10") == [
+        "runs/run-10",
+        "runs/run-10/phases/00-source_pin",
+    ]
+    assert await records.kb.list("runs/run-1/phases") == [
+        "runs/run-1/phases/00-source_pin",
+        "runs/run-1/phases/01-mark",
+    ]
+    assert await records.kb.list("runs") == sorted(i for i in ids if i != "runs-index/run-1")
+    assert await records.kb.list("") == sorted(ids)
+    assert await records.kb.list("runs/run") == []
+    assert await records.kb.list("nothing") == []
+
+
+async def test_kb_get_of_a_missing_doc_is_key_error(records: RecordsUnderTest) -> None:
+    await records.kb.put("runs/run-1", phase_doc())
+    with pytest.raises(KeyError) as caught:
+        await records.kb.get("runs/run-2")
+    assert caught.value.args == ("runs/run-2",)
+
+
+GARBAGE = [
+    pytest.param(b"\xde\xad\xbe\xef", id="binary"),
+    pytest.param(b"", id="empty"),
+    pytest.param(b'{"type": "phase", "run_id": "run-1"', id="truncated"),
+    pytest.param(b'{"type": "nonsense", "run_id": "run-1"}', id="unknown-tag"),
+    pytest.param(b"[1, 2, 3]", id="wrong-shape"),
+    pytest.param(b'"\xff\xfe"', id="invalid-utf8"),
+]
+
+
+@pytest.mark.parametrize("garbage", GARBAGE)
+async def test_kb_get_of_corrupt_bytes_is_corrupt_record_naming_the_id(
+    records: RecordsUnderTest, garbage: bytes
+) -> None:
+    kb_id = "runs/run-1/phases/00-source_pin"
+    await records.kb.put(kb_id, phase_doc("run-1"))
+    await records.kb.put("runs/run-2", phase_doc("run-2"))
+    await records.corrupt_kb(kb_id, garbage)
+    with pytest.raises(CorruptRecord) as caught:
+        await records.kb.get(kb_id)
+    assert kb_id in caught.value.location
+    assert kb_id in str(caught.value)
+    assert caught.value.code == "E_CORRUPT_RECORD"
+    assert await records.kb.get("runs/run-2") == phase_doc("run-2")  # the rest still reads
+
+
+# == RunStore =========================================================================
+
+
+async def test_run_save_then_load_round_trips_and_save_replaces(
+    records: RecordsUnderTest,
+) -> None:
+    await records.runs.save(sidecar("run-b"))
+    await records.runs.save(sidecar("run-a"))
+    assert await records.runs.load("run-a") == sidecar("run-a")
+    assert await records.runs.load("run-b") == sidecar("run-b")
+    await records.runs.save(sidecar("run-a", started_by="someone else"))
+    assert await records.runs.load("run-a") == sidecar("run-a", started_by="someone else")
+    assert await records.runs.run_ids() == ["run-a", "run-b"]
+
+
+async def test_loading_an_unknown_run_is_unknown_run(records: RecordsUnderTest) -> None:
+    await records.runs.save(sidecar("run-a"))
+    with pytest.raises(UnknownRun) as caught:
+        await records.runs.load("run-z")
+    assert caught.value.run_id == "run-z"
+    assert await records.runs.run_ids() == ["run-a"]
+
+
+async def test_an_approval_is_consumed_once_and_the_loser_saves_nothing(
+    records: RecordsUnderTest,
+) -> None:
+    approval = "runs/run-a/gates/SG_1/approvals/alice"
+    assert await records.runs.consumed_by(approval) is None
+    await records.runs.save(sidecar("run-a"))
+    advanced = sidecar("run-a", started_by="advanced")
+    await records.runs.save_consuming(advanced, approval_use(approval))
+    assert await records.runs.load("run-a") == advanced
+    assert await records.runs.consumed_by(approval) == "run-a"
+
+    # The same run again, and another run: both refused, neither sidecar saved.
+    with pytest.raises(ApprovalConsumedAlready):
+        await records.runs.save_consuming(
+            sidecar("run-a", started_by="second"), approval_use(approval)
+        )
+    with pytest.raises(ApprovalConsumedAlready) as caught:
+        await records.runs.save_consuming(sidecar("run-b"), approval_use(approval))
+    assert approval in str(caught.value)
+    assert await records.runs.load("run-a") == advanced
+    with pytest.raises(UnknownRun):
+        await records.runs.load("run-b")
+    assert await records.runs.consumed_by(approval) == "run-a"
+    assert await records.runs.run_ids() == ["run-a"]
+
+    # Another approval is its own.
+    other = "runs/run-b/gates/SG_1/approvals/bob"
+    await records.runs.save_consuming(sidecar("run-b"), approval_use(other))
+    assert await records.runs.consumed_by(other) == "run-b"
+    assert await records.runs.consumed_by(approval) == "run-a"
+
+
+async def test_concurrent_consumers_of_one_approval_have_one_winner(
+    records: RecordsUnderTest,
+) -> None:
+    approval = "runs/run-0/gates/SG_1/approvals/alice"
+    outcomes: dict[str, str] = {}
+
+    async def consume(run_id: str) -> None:
+        try:
+            await records.runs.save_consuming(sidecar(run_id), approval_use(approval))
+        except ApprovalConsumedAlready:
+            outcomes[run_id] = "refused"
+        else:
+            outcomes[run_id] = "won"
+
+    async with anyio.create_task_group() as tg:
+        for i in range(8):
+            tg.start_soon(consume, f"run-{i}")
+    winners = [run for run, outcome in outcomes.items() if outcome == "won"]
+    assert len(outcomes) == 8
+    assert len(winners) == 1
+    assert await records.runs.consumed_by(approval) == winners[0]
+    assert await records.runs.run_ids() == winners
+
+
+@pytest.mark.parametrize("garbage", GARBAGE)
+async def test_loading_a_corrupt_sidecar_is_corrupt_record_naming_the_run(
+    records: RecordsUnderTest, garbage: bytes
+) -> None:
+    await records.runs.save(sidecar("run-a"))
+    await records.runs.save(sidecar("run-b"))
+    await records.corrupt_run("run-a", garbage)
+    with pytest.raises(CorruptRecord) as caught:
+        await records.runs.load("run-a")
+    assert "run-a" in caught.value.location
+    assert "run-a" in str(caught.value)
+    assert await records.runs.load("run-b") == sidecar("run-b")
+
+
+# == GrantProbe =======================================================================
+
+
+async def test_the_writer_holds_exactly_the_required_grants(backend: Backend) -> None:
+    if backend.kind == "memory":
+        grants = await StaticGrantProbe().writer_grants()
+    else:
+        pool = await create_pool(backend.pg.writer_dsn, role=WRITER, min_size=0)
+        try:
+            grants = await PgGrantProbe(pool).writer_grants()
+        finally:
+            await pool.close()
+    assert grants.writer == WRITER
+    assert grants.grants == REQUIRED_GRANTS
+
+
+async def test_any_login_acts_as_the_writer_through_the_pool_role(pg_db: PgDatabase) -> None:
+    pool = await create_pool(pg_db.admin_dsn, role=WRITER, min_size=0)
+    try:
+        grants = await PgGrantProbe(pool).writer_grants()
+    finally:
+        await pool.close()
+    assert grants.writer == WRITER
+    assert grants.grants == REQUIRED_GRANTS
+
+
+async def test_the_superuser_holds_more_than_the_writer_needs(pg_db: PgDatabase) -> None:
+    pool = await create_pool(pg_db.admin_dsn, role=None, min_size=0)
+    try:
+        grants = await PgGrantProbe(pool).writer_grants()
+    finally:
+        await pool.close()
+    assert grants.writer == "postgres"
+    assert set(grants.grants) > set(REQUIRED_GRANTS)
+    assert {"ledger:update", "ledger:delete", "ledger:truncate"} <= set(grants.grants)
+    assert list(grants.grants) == sorted(grants.grants)
+
+
+async def test_a_revoked_privilege_is_missing_from_the_probe(pg_db: PgDatabase) -> None:
+    await admin_execute(pg_db.admin_dsn, "REVOKE UPDATE ON ius FROM cutter_writer")
+    pool = await create_pool(pg_db.writer_dsn, role=WRITER, min_size=0)
+    try:
+        grants = await PgGrantProbe(pool).writer_grants()
+    finally:
+        await pool.close()
+    assert "iu:update" not in grants.grants
+    assert set(grants.grants) == set(REQUIRED_GRANTS) - {"iu:update"}
+
+
+async def test_an_extra_privilege_shows_in_the_probe(pg_db: PgDatabase) -> None:
+    await admin_execute(pg_db.admin_dsn, "GRANT UPDATE ON ledger TO cutter_writer")
+    pool = await create_pool(pg_db.writer_dsn, role=WRITER, min_size=0)
+    try:
+        grants = await PgGrantProbe(pool).writer_grants()
+    finally:
+        await pool.close()
+    assert set(grants.grants) == {*REQUIRED_GRANTS, "ledger:update"}
+
+
+# == KillSwitch =======================================================================
+
+
+@pytest.fixture
+async def writer_pool(pg_db: PgDatabase) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(pg_db.writer_dsn, role=WRITER, min_size=0, max_size=2)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def test_the_kill_switch_is_released_after_migrate_and_engages_and_releases(
+    pg_db: PgDatabase, writer_pool: asyncpg.Pool
+) -> None:
+    switch = PgKillSwitch(writer_pool)
+    assert await switch.engaged() is False
+    await switch.engage("maintenance window")
+    assert await switch.engaged() is True
+    row = (await admin_fetch(pg_db.admin_dsn, "SELECT engaged, reason FROM kill_switch"))[0]
+    assert (row["engaged"], row["reason"]) == (True, "maintenance window")
+    await switch.engage("again")  # idempotent
+    assert await switch.engaged() is True
+    await switch.release()
+    assert await switch.engaged() is False
+    await switch.release()
+    assert await switch.engaged() is False
+    assert await admin_fetchval(pg_db.admin_dsn, "SELECT count(*) FROM kill_switch") == 1
+
+
+async def test_the_kill_switch_is_engaged_when_its_pool_is_closed(pg_db: PgDatabase) -> None:
+    pool = await create_pool(pg_db.writer_dsn, role=WRITER, min_size=0)
+    switch = PgKillSwitch(pool)
+    assert await switch.engaged() is False
+    await pool.close()
+    assert await switch.engaged() is True
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        pytest.param("DROP TABLE kill_switch", id="table-dropped"),
+        pytest.param("REVOKE SELECT ON kill_switch FROM cutter_writer", id="no-select"),
+        pytest.param("DELETE FROM kill_switch", id="row-missing"),
+        pytest.param(
+            "ALTER TABLE kill_switch ALTER COLUMN engaged DROP NOT NULL;"
+            " UPDATE kill_switch SET engaged = NULL",
+            id="null",
+        ),
+    ],
+)
+async def test_the_kill_switch_fails_closed_when_its_state_cannot_be_read(
+    pg_db: PgDatabase, writer_pool: asyncpg.Pool, statement: str
+) -> None:
+    switch = PgKillSwitch(writer_pool)
+    assert await switch.engaged() is False
+    await admin_execute(pg_db.admin_dsn, statement)
+    assert await switch.engaged() is True
+
+
+# == Document locks ===================================================================
+
+
+@pytest.fixture
+def locks(backend: Backend) -> InProcessDocumentLocks | PgDocumentLocks:
+    if backend.kind == "memory":
+        return InProcessDocumentLocks()
+    return PgDocumentLocks(backend.pg.writer_dsn)
+
+
+async def test_a_held_document_is_busy_for_another_run_and_free_after(
+    locks: InProcessDocumentLocks | PgDocumentLocks,
+) -> None:
+    async with locks.hold("doc-1", "run-alpha"):
+        with pytest.raises(DocumentBusy) as caught:
+            async with locks.hold("doc-1", "run-beta"):
+                pytest.fail("a second run held a busy document")
+        assert caught.value.doc_id == "doc-1"
+        assert "run-alpha" in caught.value.holder
+        assert "run-alpha" in str(caught.value)
+        assert "run-beta" not in str(caught.value)
+        assert caught.value.code == "STOP_DOCUMENT_BUSY"
+        async with locks.hold("doc-2", "run-beta"):
+            pass  # another document is free
+    async with locks.hold("doc-1", "run-beta"):
+        pass  # free again once the first run let go
+
+
+async def test_a_lock_is_released_when_its_holder_raises(
+    locks: InProcessDocumentLocks | PgDocumentLocks,
+) -> None:
+    with pytest.raises(RuntimeError, match="phase failed"):
+        async with locks.hold("doc-1", "run-alpha"):
+            raise RuntimeError("phase failed")
+    async with locks.hold("doc-1", "run-beta"):
+        pass
+
+
+async def _holder_pid(admin_dsn: str, run_id: str) -> int:
+    rows = await admin_fetch(
+        admin_dsn,
+        "SELECT pid FROM pg_stat_activity WHERE application_name = $1",
+        f"iu-cutter {run_id}",
+    )
+    assert len(rows) == 1, rows
+    return int(rows[0]["pid"])
+
+
+async def test_document_busy_names_the_holders_session_and_pid(pg_db: PgDatabase) -> None:
+    locks = PgDocumentLocks(pg_db.writer_dsn)
+    async with locks.hold("doc-1", "run-alpha"):
+        pid = await _holder_pid(pg_db.admin_dsn, "run-alpha")
+        with pytest.raises(DocumentBusy) as caught:
+            async with locks.hold("doc-1", "run-beta"):
+                pytest.fail("a second run held a busy document")
+    message = str(caught.value)
+    assert "iu-cutter run-alpha" in message
+    assert re.search(rf"\bpid {pid}\b", message), message
+
+
+async def test_two_processes_worth_of_stores_share_the_lock(pg_db: PgDatabase) -> None:
+    """Two lock objects (as two processes would have) see each other's locks."""
+    mine, theirs = PgDocumentLocks(pg_db.writer_dsn), PgDocumentLocks(pg_db.admin_dsn)
+    async with mine.hold("doc-1", "run-alpha"):
+        with pytest.raises(DocumentBusy, match="run-alpha"):
+            async with theirs.hold("doc-1", "run-beta"):
+                pytest.fail("a second run held a busy document")
+
+
+async def test_a_lock_dies_with_its_connection(pg_db: PgDatabase) -> None:
+    locks = PgDocumentLocks(pg_db.writer_dsn)
+    reacquired = False
+    with contextlib.suppress(StoreUnavailable):  # the holder may learn it lost its session
+        async with locks.hold("doc-1", "run-alpha"):
+            pid = await _holder_pid(pg_db.admin_dsn, "run-alpha")
+            with pytest.raises(DocumentBusy):
+                async with locks.hold("doc-1", "run-beta"):
+                    pytest.fail("a second run held a busy document")
+            # Waits (up to 5 s) until the backend is gone, and with it its locks.
+            assert await admin_fetchval(
+                pg_db.admin_dsn, "SELECT pg_terminate_backend($1, 5000)", pid
+            )
+            async with locks.hold("doc-1", "run-beta"):
+                reacquired = True  # free although the first holder never let go
+    assert reacquired
