@@ -197,9 +197,12 @@ class Gatekeeper(Actor[GatekeeperCommand, GatekeeperReply]):
             ) from exc
         if holder is None:
             return False
-        recorded = any(u.approval_kb_id == kb_id for g in sidecar.gates for u in g.uses)
-        if holder == sidecar.run_id and not recorded:
-            return True
+        if holder == sidecar.run_id and not _records(sidecar, kb_id):
+            # Crash between the journal record and the sidecar — or a second resumer
+            # holding a stale sidecar. Only the stored sidecar can tell them apart.
+            stored = await self.recorder.store.load(sidecar.run_id)
+            if stored == sidecar:
+                return True
         raise ApprovalConsumedAlready(sidecar.run_id, kb_id)
 
     async def _refuse(
@@ -233,3 +236,7 @@ class Gatekeeper(Actor[GatekeeperCommand, GatekeeperReply]):
             error_id=error_id,
         )
         return ApprovalRefused(code=exc.code, message=exc.message, approval_kb_id=safe_id)
+
+
+def _records(sidecar: Sidecar, kb_id: str) -> bool:
+    return any(u.approval_kb_id == kb_id for g in sidecar.gates for u in g.uses)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import msgspec
 
@@ -80,28 +81,45 @@ def verify_chain(entries: Sequence[LedgerEntry]) -> str:
     return prev
 
 
-def verify_stored(rows: Sequence[tuple[int, str, str, bytes]]) -> str:
-    """Check a ledger as stored: ``(seq, prev_hash, entry_hash, envelope_bytes)`` rows.
+class StoredEntry(NamedTuple):
+    """A ledger entry as a store keeps it: the envelope as its canonical bytes."""
 
-    The hash is checked over the stored bytes themselves, and those bytes must be
-    the canonical encoding of what they decode to, so any changed byte is found."""
+    seq: int
+    prev_hash: str
+    entry_hash: str
+    envelope: bytes
+    envelope_sha: str | None = None  # a store's index of the envelope, when it keeps one
+
+
+def verify_stored(rows: Sequence[StoredEntry]) -> str:
+    """Check a ledger as stored and return its head hash, or raise ``ChainBroken``
+    naming the position of the first entry that does not hold.
+
+    The hash is checked over the stored bytes themselves, those bytes must be the
+    canonical encoding of what they decode to, and a stored envelope index must
+    match them, so any changed byte is found."""
     prev = GENESIS_HASH
-    for position, (seq, prev_hash, entry_hash, data) in enumerate(rows):
-        if seq != position:
-            raise ChainBroken(position, f"expected seq {position}, stored {seq}")
-        if prev_hash != prev:
+    for position, row in enumerate(rows):
+        if row.seq != position:
+            raise ChainBroken(position, f"expected seq {position}, stored {row.seq}")
+        if row.prev_hash != prev:
             raise ChainBroken(position, "prev_hash does not match the previous entry")
-        if not _HEX64.fullmatch(entry_hash):
+        if not _HEX64.fullmatch(row.entry_hash):
             raise ChainBroken(position, "entry_hash is not 64 lowercase hex digits")
-        if hashlib.sha256(bytes.fromhex(prev) + data).hexdigest() != entry_hash:
+        if hashlib.sha256(bytes.fromhex(prev) + row.envelope).hexdigest() != row.entry_hash:
             raise ChainBroken(position, "entry_hash does not match the stored envelope bytes")
+        if (
+            row.envelope_sha is not None
+            and hashlib.sha256(row.envelope).hexdigest() != row.envelope_sha
+        ):
+            raise ChainBroken(position, "envelope_sha does not match the stored envelope")
         try:
-            envelope = decode_envelope(data)
+            envelope = decode_envelope(row.envelope)
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             raise ChainBroken(position, "the stored envelope does not decode") from exc
-        if canonical(envelope) != data:
+        if canonical(envelope) != row.envelope:
             raise ChainBroken(position, "the stored envelope is not in canonical form")
-        prev = entry_hash
+        prev = row.entry_hash
     return prev
 
 

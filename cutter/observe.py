@@ -5,6 +5,7 @@ from __future__ import annotations
 from cutter.errors import UnknownDocument
 from cutter.phases.context import Services, load_manifest
 from cutter.plan import verify_result_id
+from cutter.records import Backup
 from cutter.sidecar import Sidecar
 from cutter.walk import Gate, Pin, PinValue
 
@@ -23,6 +24,9 @@ async def observe(services: Services, sidecar: Sidecar, gate: Gate) -> dict[Pin,
     manifest = await load_manifest(services.kb, sidecar)
     observed[Pin.MANIFEST_DIGEST] = manifest.digest if manifest else MISSING
     observed[Pin.WRITER_DIGEST] = (await services.grants.writer_grants()).writer_digest
+    if gate is Gate.SG_1:
+        rows = await services.target.ius.rows(sidecar.doc_id)
+        observed[Pin.BACKUP_ID] = Backup(doc_id=sidecar.doc_id, rows=tuple(rows)).backup_id
     if gate is Gate.SG_2:
         change_set_id = str(sidecar.pins[Pin.CHANGE_SET_ID])
         rows = await services.target.ius.change_set(change_set_id)

@@ -101,12 +101,22 @@ class WriterGrants(Record, frozen=True, kw_only=True):
 
 # The privileges a grant probe reports: every (table, privilege) pair of the
 # target tables, named "<table>:<privilege>".
-GRANT_TABLES: dict[str, str] = {"iu": "ius", "ledger": "ledger", "source": "source_versions"}
+GRANT_TABLES: dict[str, str] = {
+    "backup": "backups",
+    "document": "documents",
+    "iu": "ius",
+    "ledger": "ledger",
+    "source": "source_versions",
+}
 GRANT_PRIVILEGES: tuple[str, ...] = ("select", "insert", "update", "delete", "truncate")
 
 # What a writer must hold to cut: no more, no less. The ledger is append-only
-# (no update, delete or truncate); rollback deletes the cut's IU rows.
+# (no update, delete or truncate), and so are backups; rollback deletes the cut's
+# IU rows.
 REQUIRED_GRANTS: tuple[str, ...] = (
+    "backup:insert",
+    "backup:select",
+    "document:select",
     "iu:delete",
     "iu:insert",
     "iu:select",

@@ -9,7 +9,7 @@ import pytest
 
 from cutter.codec import decode_kb_doc, decode_sidecar
 from cutter.errors import CorruptRecord, InvalidIdentifier
-from cutter.ledger import ChainBroken, verify_stored
+from cutter.ledger import ChainBroken, StoredEntry, verify_stored
 from tests._harness import DOC_ID, OPERATOR, build_runner, tree
 
 BAD_UTF8 = [
@@ -36,7 +36,7 @@ def test_invalid_utf8_in_a_stored_ledger_envelope_breaks_the_chain() -> None:
     data = b'{"kind":"cut","run_id":"\xc3"}'
     entry_hash = hashlib.sha256(bytes(32) + data).hexdigest()
     with pytest.raises(ChainBroken) as caught:
-        verify_stored([(0, "00" * 32, entry_hash, data)])
+        verify_stored([StoredEntry(0, "00" * 32, entry_hash, data)])
     assert caught.value.seq == 0
 
 

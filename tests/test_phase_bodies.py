@@ -376,11 +376,15 @@ class TestBackupPhase:
         theirs = older_row(0, doc_id=OTHER_DOC)
         bench = make_bench(rows=[*mine, theirs])
         out = await bench.run_through(Phase.PRE_WRITE_BACKUP)
-        backup = await bench.ius.load_backup(str(out.pins[Pin.BACKUP_ID]))
+        backup_id = str(out.pins[Pin.BACKUP_ID])
+        with pytest.raises(KeyError):  # nothing is written before grant_probe and SG_1
+            await bench.ius.load_backup(backup_id)
+        await bench.run(Phase.GRANT_PROBE)
+        await bench.run(Phase.CUT_LEG_A)
+        backup = await bench.ius.load_backup(backup_id)  # leg A stores it before writing
         assert backup.doc_id == DOC_ID
         assert list(backup.rows) == mine
         assert out.pins == {Pin.BACKUP_ID: backup.backup_id}
-        assert len(bench.stored()) == 3, "a backup writes no IU rows"
 
     async def test_backup_id_is_derived_from_content(self) -> None:
         async def backup_id(rows: list[IURow]) -> str:
@@ -469,16 +473,21 @@ class TestCutLegAPhase:
         assert len(set(ids)) == 3
 
     async def test_refuses_a_row_owned_by_another_change_set(self) -> None:
-        bench = make_bench()
+        squatter = msgspec.structs.replace(older_row(3), sv_id=SV_ID, change_set_id="cs-squatter")
+        bench = make_bench(rows=[squatter])
         await bench.run_until(Phase.CUT_LEG_A)
-        manifest = await bench.manifest()
-        squatter = msgspec.structs.replace(
-            older_row(3), sv_id=SV_ID, iu_id=manifest.ius[3].iu_id, change_set_id="cs-squatter"
-        )
-        await bench.ius.write_staged([squatter])
         with pytest.raises(StopVerifyFailed, match="cs-squatter"):
             await bench.run(Phase.CUT_LEG_A)
         assert list(bench.stored().values()) == [squatter], "nothing half-written"
+
+    async def test_refuses_when_the_rows_changed_since_the_snapshot(self) -> None:
+        bench = make_bench()
+        await bench.run_until(Phase.CUT_LEG_A)
+        newcomer = older_row(0)
+        await bench.ius.write_staged([newcomer])
+        with pytest.raises(StopVerifyFailed, match="changed since they were snapshotted"):
+            await bench.run(Phase.CUT_LEG_A)
+        assert list(bench.stored().values()) == [newcomer], "nothing written"
 
     async def test_refuses_a_stored_manifest_that_no_longer_matches_the_pin(self) -> None:
         bench = make_bench()

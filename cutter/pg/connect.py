@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -18,10 +19,13 @@ class StoreUnavailable(CutterError):
     code = "E_STORE_UNAVAILABLE"
 
 
+_CONNECT_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
 async def connect(dsn: str, *, connect_timeout: float = CONNECT_TIMEOUT) -> asyncpg.Connection:
     try:
         return await asyncpg.connect(dsn, timeout=connect_timeout)
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except _CONNECT_ERRORS as exc:
         raise StoreUnavailable(
             f"cannot connect to PostgreSQL at {redacted(dsn)}: {_describe(exc)}"
         ) from exc
@@ -35,20 +39,29 @@ async def create_pool(
     max_size: int = 10,
     connect_timeout: float = CONNECT_TIMEOUT,
 ) -> asyncpg.Pool:
-    """A pool whose sessions act as ``role`` (``SET ROLE`` at connect) when given."""
+    """A pool whose sessions act as ``role`` (``SET ROLE`` at connect) when given.
+
+    Every connection it opens, lazily too, fails as ``StoreUnavailable`` naming
+    the target (password redacted)."""
+    target = redacted(dsn)
+
+    async def open_connection(*args: Any, **kwargs: Any) -> asyncpg.Connection:
+        try:
+            return await asyncpg.connect(*args, **kwargs)
+        except _CONNECT_ERRORS as exc:
+            raise StoreUnavailable(
+                f"cannot connect to PostgreSQL at {target}: {_describe(exc)}"
+            ) from exc
+
     settings = {"role": role} if role else None
-    try:
-        pool = await asyncpg.create_pool(
-            dsn,
-            min_size=min_size,
-            max_size=max_size,
-            timeout=connect_timeout,
-            server_settings=settings,
-        )
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise StoreUnavailable(
-            f"cannot connect to PostgreSQL at {redacted(dsn)}: {_describe(exc)}"
-        ) from exc
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        timeout=connect_timeout,
+        server_settings=settings,
+        connect=open_connection,
+    )
     assert pool is not None
     return pool
 
@@ -84,5 +97,7 @@ def domain_errors(what: str) -> Iterator[None]:
         raise StopGrantMissing(f"{what}: the writer lacks a privilege ({exc})") from exc
     except asyncpg.DataError as exc:
         raise RecordRefused(f"{what}: {exc}") from exc
+    except UnicodeEncodeError as exc:
+        raise RecordRefused(f"{what}: text that is not valid Unicode ({exc.reason})") from exc
     except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as exc:
         raise StoreUnavailable(f"{what}: {_describe(exc)}") from exc

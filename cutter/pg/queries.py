@@ -73,7 +73,7 @@ LEDGER_INSERT = """
 INSERT INTO ledger (seq, prev_hash, entry_hash, envelope, envelope_sha)
 VALUES ($1, $2, $3, $4, $5)
 """
-LEDGER_ALL = "SELECT seq, prev_hash, entry_hash, envelope FROM ledger ORDER BY seq"
+LEDGER_ALL = "SELECT seq, prev_hash, entry_hash, envelope, envelope_sha FROM ledger ORDER BY seq"
 
 # --- grants -----------------------------------------------------------------
 WHO_AM_I = "SELECT current_user"

@@ -9,7 +9,14 @@ import msgspec
 
 from cutter.canonical import canonical, sha256_hex
 from cutter.errors import CorruptRecord, StopVerifyFailed, UnknownDocument
-from cutter.ledger import LedgerEntry, LedgerEnvelope, decode_envelope, next_entry, verify_stored
+from cutter.ledger import (
+    LedgerEntry,
+    LedgerEnvelope,
+    StoredEntry,
+    decode_envelope,
+    next_entry,
+    verify_stored,
+)
 from cutter.pg import queries as q
 from cutter.pg.connect import domain_errors
 from cutter.records import (
@@ -233,7 +240,16 @@ class PgLedger:
         with domain_errors("ledger verify"):
             rows = await self.pool.fetch(q.LEDGER_ALL)
         return verify_stored(
-            [(r["seq"], r["prev_hash"], r["entry_hash"], bytes(r["envelope"])) for r in rows]
+            [
+                StoredEntry(
+                    r["seq"],
+                    r["prev_hash"],
+                    r["entry_hash"],
+                    bytes(r["envelope"]),
+                    r["envelope_sha"],
+                )
+                for r in rows
+            ]
         )
 
 

@@ -8,13 +8,20 @@ from cutter.records import REQUIRED_GRANTS, Backup
 from cutter.walk import Pin
 
 
+async def snapshot(ctx: PhaseContext) -> Backup:
+    """Every IU row of the document as it stands: what a rollback restores."""
+    rows = await ctx.services.target.ius.rows(ctx.sidecar.doc_id)
+    return Backup(doc_id=ctx.sidecar.doc_id, rows=tuple(rows))
+
+
 async def pre_write_backup(ctx: PhaseContext) -> PhaseOutput:
-    ius = ctx.services.target.ius
-    rows = await ius.rows(ctx.sidecar.doc_id)
-    backup = Backup(doc_id=ctx.sidecar.doc_id, rows=tuple(rows))
-    backup_id = await ius.save_backup(backup)
+    """Pin the snapshot by its content-addressed id, writing nothing: nothing may be
+    written before grant_probe and SG_1. Leg A stores this exact snapshot (it must
+    still hash to the pin) before its first write."""
+    backup = await snapshot(ctx)
     return PhaseOutput(
-        pins={Pin.BACKUP_ID: backup_id}, note=f"{len(rows)} existing IU rows backed up"
+        pins={Pin.BACKUP_ID: backup.backup_id},
+        note=f"{len(backup.rows)} existing IU rows snapshotted",
     )
 
 

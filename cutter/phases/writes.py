@@ -8,6 +8,7 @@ from __future__ import annotations
 from cutter.errors import StopVerifyFailed
 from cutter.ledger import CutEnvelope, RollbackEnvelope
 from cutter.phases.context import PhaseContext, PhaseOutput
+from cutter.phases.safety import snapshot
 from cutter.plan import change_set_id_for, staged_rows
 from cutter.ports import Target
 from cutter.sidecar import Sidecar
@@ -18,7 +19,14 @@ async def cut_leg_a(ctx: PhaseContext) -> PhaseOutput:
     manifest = await ctx.manifest()
     data = await ctx.source_bytes()
     change_set_id = change_set_id_for(ctx.run_id, manifest.digest)
-    added = await ctx.services.target.ius.write_staged(staged_rows(manifest, data, change_set_id))
+    ius = ctx.services.target.ius
+    if not await ius.change_set(change_set_id):
+        # First write of this cut: store the pinned snapshot, still exactly as pinned.
+        backup = await snapshot(ctx)
+        if backup.backup_id != ctx.pin_str(Pin.BACKUP_ID):
+            raise StopVerifyFailed("the document's IU rows changed since they were snapshotted")
+        await ius.save_backup(backup)
+    added = await ius.write_staged(staged_rows(manifest, data, change_set_id))
     return PhaseOutput(
         pins={Pin.CHANGE_SET_ID: change_set_id},
         note=f"{added} staged IUs written ({len(manifest.ius) - added} already present)",

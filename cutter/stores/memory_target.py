@@ -72,7 +72,9 @@ class InMemoryIUStore:
     async def write_staged(self, rows: Sequence[IURow]) -> int:
         for row in rows:
             held = self._rows.get(_key(row))
-            if held is not None and held.change_set_id != row.change_set_id:
+            if held is not None and (
+                held.change_set_id != row.change_set_id or held.region_sha != row.region_sha
+            ):
                 raise StopVerifyFailed(
                     f"IU {row.doc_id}/{row.sv_id}#{row.ordinal} belongs to change set "
                     f"{held.change_set_id}"
