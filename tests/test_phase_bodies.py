@@ -17,6 +17,7 @@ import msgspec
 import pytest
 
 from cutter.errors import (
+    CorruptRecord,
     StopCode,
     StopDocumentUnknown,
     StopGrantMissing,
@@ -377,7 +378,7 @@ class TestBackupPhase:
         bench = make_bench(rows=[*mine, theirs])
         out = await bench.run_through(Phase.PRE_WRITE_BACKUP)
         backup_id = str(out.pins[Pin.BACKUP_ID])
-        with pytest.raises(KeyError):  # nothing is written before grant_probe and SG_1
+        with pytest.raises(CorruptRecord):  # nothing is written before grant_probe and SG_1
             await bench.ius.load_backup(backup_id)
         await bench.run(Phase.GRANT_PROBE)
         await bench.run(Phase.CUT_LEG_A)

@@ -1,4 +1,7 @@
-"""Every SQL statement the adapters run, in one place. Parameters only."""
+"""Every SQL statement the adapters run, in one place. Parameters only.
+
+Text orders use ``COLLATE "C"`` (code point order), as Python sorts, whatever the
+database's default collation."""
 
 from __future__ import annotations
 
@@ -36,7 +39,7 @@ IU_COLUMNS = (
     "change_set_id",
 )
 _IU_SELECT = "SELECT " + ", ".join(IU_COLUMNS) + " FROM ius"
-DOC_ROWS = _IU_SELECT + " WHERE doc_id = $1 ORDER BY sv_id, ordinal"
+DOC_ROWS = _IU_SELECT + ' WHERE doc_id = $1 ORDER BY sv_id COLLATE "C", ordinal'
 CHANGE_SET_ROWS = _IU_SELECT + " WHERE change_set_id = $1 ORDER BY ordinal"
 STAGE_TABLE = "CREATE TEMP TABLE iu_stage (LIKE ius INCLUDING DEFAULTS) ON COMMIT DROP"
 INSERT_STAGED = """
@@ -89,7 +92,7 @@ KB_GET = "SELECT doc FROM kb_docs WHERE kb_id = $1"
 KB_LIST = """
 SELECT kb_id FROM kb_docs
 WHERE $1 = '' OR kb_id = $1 OR starts_with(kb_id, $1 || '/')
-ORDER BY kb_id
+ORDER BY kb_id COLLATE "C"
 """
 
 # --- runs ---------------------------------------------------------------------
@@ -100,7 +103,7 @@ SET doc_id = EXCLUDED.doc_id, state = EXCLUDED.state, sidecar = EXCLUDED.sidecar
     updated_at = now()
 """
 RUN_LOAD = "SELECT sidecar FROM runs WHERE run_id = $1"
-RUN_IDS = "SELECT run_id FROM runs ORDER BY run_id"
+RUN_IDS = 'SELECT run_id FROM runs ORDER BY run_id COLLATE "C"'
 CONSUME = """
 INSERT INTO consumed_approvals (approval_kb_id, run_id, consumed_at) VALUES ($1, $2, $3)
 ON CONFLICT (approval_kb_id) DO NOTHING

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 import msgspec
 
 from cutter.canonical import sha256_hex
-from cutter.errors import StopVerifyFailed, UnknownDocument
+from cutter.errors import CorruptRecord, StopVerifyFailed, UnknownDocument
 from cutter.ledger import LedgerEntry, LedgerEnvelope, next_entry
 from cutter.records import REQUIRED_GRANTS, Backup, IURow, IUState, SourceVersion, WriterGrants
 
@@ -44,10 +44,14 @@ class InMemorySources:
             raise UnknownDocument(doc_id) from None
 
     async def content(self, sv_id: str) -> bytes:
-        return self._content[sv_id]
+        try:
+            return self._content[sv_id]
+        except KeyError:
+            raise CorruptRecord(f"source_versions/{sv_id}", "no such version") from None
 
     async def mark_cut(self, sv_id: str, change_set_id: str) -> None:
-        self._cut_by.setdefault(sv_id, change_set_id)
+        if sv_id in self._content:
+            self._cut_by.setdefault(sv_id, change_set_id)
 
     async def cut_by(self, sv_id: str) -> str | None:
         return self._cut_by.get(sv_id)
@@ -101,7 +105,10 @@ class InMemoryIUStore:
         return backup.backup_id
 
     async def load_backup(self, backup_id: str) -> Backup:
-        return self._backups[backup_id]
+        try:
+            return self._backups[backup_id]
+        except KeyError:
+            raise CorruptRecord(f"backups/{backup_id}", "no such backup") from None
 
     async def restore(self, backup: Backup) -> None:
         for key in [k for k, r in self._rows.items() if r.doc_id == backup.doc_id]:

@@ -138,6 +138,20 @@ async def test_mark_cut_is_idempotent_and_the_first_writer_wins(target: TargetUn
     assert await target.sources.cut_by(other.sv_id) is None
 
 
+async def test_unknown_versions_read_as_corrupt_and_mark_cut_ignores_them(
+    target: TargetUnderTest,
+) -> None:
+    with pytest.raises(CorruptRecord, match="sv-nobody"):
+        await target.sources.content("sv-nobody")
+    await target.sources.mark_cut("sv-nobody", "cs-x")
+    assert await target.sources.cut_by("sv-nobody") is None
+
+
+async def test_an_unknown_backup_reads_as_corrupt(target: TargetUnderTest) -> None:
+    with pytest.raises(CorruptRecord, match="bk-nobody"):
+        await target.ius.load_backup("bk-nobody")
+
+
 # == IUStore ==========================================================================
 
 
