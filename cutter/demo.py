@@ -91,6 +91,8 @@ async def run_demo(state_dir: Path, live: bool, dsn: str | None) -> Sidecar:
         manifest = await load_manifest(config.kb, sidecar)
         active = [r for r in await config.target.ius.rows(DOC_ID) if r.state == "active"]
     click.echo(f"\nrun {sidecar.run_id} ended {sidecar.state.value}")
+    if sidecar.stop is not None:
+        click.echo(f"  {sidecar.stop.code.value}: {sidecar.stop.message}")
     if manifest is not None:
         table = Table("#", "label", "kind", "bytes", "region_sha", title="information units")
         for iu in manifest.ius:

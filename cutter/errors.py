@@ -29,6 +29,7 @@ structured log expands into the full story. No traceback ever leaves the process
     │       └── ApprovalConsumedAlready
     └── PhaseStop                        a phase body ends the run with a stop code
         ├── StopDocumentUnknown
+        ├── StopAlreadyCut
         ├── StopPlanInvalid
         ├── StopGrantMissing
         ├── StopVerifyFailed
@@ -48,6 +49,7 @@ class StopCode(enum.StrEnum):
     APPROVAL_REQUIRED = "STOP_APPROVAL_REQUIRED"
     APPROVAL_REJECTED = "STOP_APPROVAL_REJECTED"
     DOCUMENT_UNKNOWN = "STOP_DOCUMENT_UNKNOWN"
+    ALREADY_CUT = "STOP_ALREADY_CUT"
     DRIFT = "STOP_DRIFT"
     PLAN_INVALID = "STOP_PLAN_INVALID"
     GRANT_MISSING = "STOP_GRANT_MISSING"
@@ -251,6 +253,11 @@ class PhaseStop(CutterError):
 class StopDocumentUnknown(PhaseStop):
     code = StopCode.DOCUMENT_UNKNOWN.value
     stop_code = StopCode.DOCUMENT_UNKNOWN
+
+
+class StopAlreadyCut(PhaseStop):
+    code = StopCode.ALREADY_CUT.value
+    stop_code = StopCode.ALREADY_CUT
 
 
 class StopPlanInvalid(PhaseStop):

@@ -282,3 +282,25 @@ class TestTransitionLog:
             ("run_state_changed", "CLOSEOUT_REPORTED"),
         ]
         assert seen == expected
+
+
+class TestAlreadyCutStop:
+    async def test_a_version_already_cut_stops_at_source_pin_before_any_gate(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(cutter, "__execution_enabled__", True)
+        rig = build_runner(tmp_path)
+        async with rig.runner:
+            sc = await rig.runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)
+            sc = await rig.runner.resume(sc.run_id, await write_sg1_approval(rig, sc.run_id))
+            sc = await rig.runner.resume(sc.run_id, await write_sg2_approval(rig, sc.run_id))
+            assert sc.state is RunState.CLOSEOUT_REPORTED
+            rows = await rig.store.rows(DOC_ID)
+            again = await rig.runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)
+        assert again.state is RunState.FAILED
+        assert again.stop_code == "STOP_ALREADY_CUT"
+        assert again.stop is not None
+        assert str(sc.pins[Pin.CHANGE_SET_ID]) in again.stop.message
+        assert again.phases_passed == ()
+        assert again.gates == ()
+        assert await rig.store.rows(DOC_ID) == rows

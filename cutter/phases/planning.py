@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cutter.errors import StopDocumentUnknown, StopPlanInvalid, UnknownDocument
+from cutter.errors import StopAlreadyCut, StopDocumentUnknown, StopPlanInvalid, UnknownDocument
 from cutter.phases.context import PhaseContext, PhaseOutput
 from cutter.plan import build_manifest, regions_digest
 from cutter.walk import Pin
@@ -13,6 +13,12 @@ async def source_pin(ctx: PhaseContext) -> PhaseOutput:
         version = await ctx.services.target.sources.current(ctx.sidecar.doc_id)
     except UnknownDocument as exc:
         raise StopDocumentUnknown(f"document {ctx.sidecar.doc_id} is not in the KB") from exc
+    cut_by = await ctx.services.target.sources.cut_by(version.sv_id)
+    if cut_by is not None:
+        raise StopAlreadyCut(
+            f"version {version.sv_id} of {version.doc_id} was cut by change set {cut_by}; "
+            "publish a new version to cut it again"
+        )
     return PhaseOutput(
         pins={
             Pin.SOURCE_VERSION_ID: version.sv_id,
