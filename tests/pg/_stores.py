@@ -2,7 +2,8 @@
 record builders, and a few admin statements.
 
 ``open_target`` / ``open_records`` give the in-memory fakes or the PostgreSQL stores
-(every statement as ``cutter_writer``) with the same methods, plus the few operations
+(every statement as ``cutter_writer``) with the same methods, and ``open_target`` also
+the file stores (under a temporary directory removed on exit), plus the few operations
 a test needs that the ports do not offer (publishing a source version, writing garbage
 over a stored record). Every pool opened here is closed on exit.
 """
@@ -11,10 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -30,6 +33,7 @@ from cutter.ports import IUStore, KnowledgeBase, Ledger, RunStore, SourceReposit
 from cutter.records import IURow, IUState, SourceVersion
 from cutter.sidecar import ApprovalUse, GateRecord, Sidecar
 from cutter.states import RunState
+from cutter.stores.file_target import FileIUStore, FileLedger, FileSources
 from cutter.stores.memory_records import InMemoryKnowledgeBase, InMemoryRunStore
 from cutter.stores.memory_target import InMemoryIUStore, InMemoryLedger, InMemorySources
 from cutter.walk import Gate, Phase, Pin
@@ -39,11 +43,13 @@ WRITER = "cutter_writer"
 ADMIN_TIMEOUT_S = 10.0
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 BACKENDS = ["memory", "pg"]
+TARGET_BACKENDS = [*BACKENDS, "files"]  # the file record stores have tests/test_file_stores.py
 
 
 @dataclass(frozen=True)
 class Backend:
-    """Which implementation a contract test runs on; ``db`` is set for ``"pg"``."""
+    """Which implementation a contract test runs on (``"memory"``, ``"pg"`` or, for the
+    target stores, ``"files"``); ``db`` is set for ``"pg"``."""
 
     kind: str
     db: PgDatabase | None = None
@@ -113,6 +119,23 @@ async def open_target(backend: Backend) -> AsyncIterator[TargetUnderTest]:
         yield TargetUnderTest(
             "memory", sources, InMemoryIUStore(), InMemoryLedger(), publish_memory, None
         )
+        return
+    if backend.kind == "files":
+        with tempfile.TemporaryDirectory(prefix="cutter-target-") as tmp:
+            root = Path(tmp)
+            files = FileSources(root / "sources")
+
+            async def publish_files(doc_id: str, data: bytes) -> SourceVersion:
+                return await files.publish(doc_id, data)
+
+            yield TargetUnderTest(
+                "files",
+                files,
+                FileIUStore(root / "ius"),
+                FileLedger(root / "ledger"),
+                publish_files,
+                None,
+            )
         return
     db = backend.pg
     pool = await create_pool(db.writer_dsn, role=WRITER, min_size=0, max_size=4)

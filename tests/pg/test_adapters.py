@@ -1,7 +1,8 @@
 """Contract tests of every adapter operation, over the in-memory fakes and PostgreSQL.
 
 Each contract test runs twice (``memory`` and ``pg``) with the same assertions, so the
-fake cannot drift from what PostgreSQL does. The PostgreSQL side runs every statement
+fake cannot drift from what PostgreSQL does; the target contracts run a third time over
+the durable file stores (``files``). The PostgreSQL side runs every statement
 as ``cutter_writer`` on a fresh migrated database. What only PostgreSQL has (the grant
 probe, the kill switch, process-wide document locks) is tested on its own below.
 """
@@ -32,10 +33,12 @@ from cutter.pg.locks import PgDocumentLocks
 from cutter.pg.records import PgKillSwitch
 from cutter.pg.target import PgGrantProbe, PgLedger
 from cutter.records import REQUIRED_GRANTS, Backup, IUState
+from cutter.stores.file_target import FileLedger
 from cutter.stores.locks import InProcessDocumentLocks
 from cutter.stores.memory_target import StaticGrantProbe
 from tests.pg._stores import (
     BACKENDS,
+    TARGET_BACKENDS,
     WRITER,
     Backend,
     RecordsUnderTest,
@@ -65,9 +68,16 @@ def backend(request: pytest.FixtureRequest) -> Backend:
     return Backend("memory")
 
 
+@pytest.fixture(params=TARGET_BACKENDS)
+def target_backend(request: pytest.FixtureRequest) -> Backend:
+    if request.param == "pg":
+        return Backend("pg", request.getfixturevalue("pg_db"))
+    return Backend(request.param)
+
+
 @pytest.fixture
-async def target(backend: Backend) -> AsyncIterator[TargetUnderTest]:
-    async with open_target(backend) as opened:
+async def target(target_backend: Backend) -> AsyncIterator[TargetUnderTest]:
+    async with open_target(target_backend) as opened:
         yield opened
 
 
@@ -343,7 +353,7 @@ async def test_appends_chain_from_genesis(target: TargetUnderTest) -> None:
         assert entry.entry_hash == chain_hash(prev, entry.envelope)
     assert await target.ledger.entries() == expected
     assert verify_chain(await target.ledger.entries()) == expected[-1].entry_hash
-    if isinstance(target.ledger, PgLedger):
+    if isinstance(target.ledger, PgLedger | FileLedger):
         assert await target.ledger.verify() == expected[-1].entry_hash
 
 
@@ -363,7 +373,7 @@ async def test_an_envelope_appended_twice_is_one_entry(target: TargetUnderTest) 
 async def test_an_empty_ledger_verifies_to_genesis(target: TargetUnderTest) -> None:
     assert await target.ledger.entries() == []
     assert verify_chain([]) == GENESIS_HASH
-    if isinstance(target.ledger, PgLedger):
+    if isinstance(target.ledger, PgLedger | FileLedger):
         assert await target.ledger.verify() == GENESIS_HASH
 
 
