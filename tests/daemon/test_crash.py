@@ -1,0 +1,343 @@
+"""Crash and restart of the real daemon on the embedded file stores.
+
+Every failpoint of a LIVE walk (each phase's ``before:``/``after:``, ``leg_a:mid``,
+``leg_a:written``, ``enact:mid``) makes the daemon ``os._exit(137)`` there, exactly
+like ``kill -9``. The test then restarts it without the failpoint, lets it recover,
+finishes whatever approvals remain, and compares the final state with one
+uninterrupted walk: same IUs, same ledger (verified, same entries), same KB docs,
+exactly two consumed approvals, every sidecar and KB doc decoding. Also: SIGTERM in
+the middle of a phase drains (exit 0, run RUNNING on disk, a restart continues it),
+and a kill -9 while a run waits at a gate leaves it waiting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import shutil
+import signal
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+import pytest
+
+from cutter.client import DaemonUnavailable
+from cutter.failpoints import ENV as FAILPOINT_ENV
+from cutter.kbdocs import phase_doc_id
+from cutter.protocol import Error, Resume, RunSummary
+from cutter.states import RunState
+from cutter.stores.file_target import FileIUStore, FileLedger
+from cutter.stores.files import FileKnowledgeBase, FileRunStore
+from cutter.walk import PHASES, Gate, Phase
+from tests.daemon._drive import (
+    DOC_ID,
+    OnDisk,
+    WatchedDaemon,
+    add_document,
+    approve,
+    ask,
+    expected_kb_docs,
+    final_state,
+    finish,
+    journal,
+    launch,
+    list_runs,
+    start_run,
+    status,
+    walk_until_death,
+)
+from tests.daemon.conftest import DaemonProcess
+
+LIVE = "--enable-execution"
+
+# Every failpoint, in the order a walk reaches them.
+_INSIDE = {Phase.CUT_LEG_A: ("leg_a:mid", "leg_a:written"), Phase.LIFECYCLE_ENACT: ("enact:mid",)}
+FAILPOINTS: tuple[str, ...] = tuple(
+    point
+    for phase in PHASES
+    for point in (f"before:{phase.value}", *_INSIDE.get(phase, ()), f"after:{phase.value}")
+)
+
+# Where the run must be once a restarted daemon has recovered it, by the step of the
+# walk the failpoint killed the daemon in (0 start, 1 SG_1's approval, 2 SG_2's).
+AFTER_RESTART = {
+    0: RunState.AWAITING_CUT_AUTHORIZATION,
+    1: RunState.AWAITING_LIFECYCLE_AUTHORIZATION,
+    2: RunState.CLOSEOUT_REPORTED,
+}
+
+
+def phase_of(point: str) -> Phase:
+    if point.startswith("leg_a:"):
+        return Phase.CUT_LEG_A
+    if point.startswith("enact:"):
+        return Phase.LIFECYCLE_ENACT
+    return Phase(point.split(":", 1)[1])
+
+
+def step_of(point: str) -> int:
+    """The command a failpoint kills the daemon in: the walk to SG_1 runs in ``start``,
+    to SG_2 in SG_1's approval, to the end in SG_2's."""
+    index = PHASES.index(phase_of(point))
+    if index < PHASES.index(Phase.CUT_LEG_A):
+        return 0
+    return 1 if index < PHASES.index(Phase.LIFECYCLE_ENACT) else 2
+
+
+def test_the_matrix_covers_every_failpoint() -> None:
+    assert len(FAILPOINTS) == 2 * len(PHASES) + 3 == 25
+    assert len(set(FAILPOINTS)) == 25
+    assert [step_of(p) for p in ("after:grant_probe", "before:cut_leg_a", "leg_a:mid")] == [0, 1, 1]
+    assert [step_of(p) for p in ("after:write_verify", "enact:mid", "after:closeout")] == [1, 2, 2]
+
+
+# -- fixtures -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A state directory holding the sample document and nothing else, to copy."""
+    state = tmp_path_factory.mktemp("published") / "state"
+    add_document(state_dir=state)
+    return state
+
+
+def fresh_state(published: Path, tmp_path: Path) -> Path:
+    state = tmp_path / "state"
+    shutil.copytree(published, state)
+    return state
+
+
+@contextlib.contextmanager
+def reaped(daemons: list[DaemonProcess]) -> Iterator[list[DaemonProcess]]:
+    try:
+        yield daemons
+    finally:
+        for daemon in daemons:
+            daemon.kill()
+
+
+def _consumed_reader(state: Path) -> Callable[[], Awaitable[list[str]]]:
+    async def consumed() -> list[str]:
+        return [record.approval_kb_id for record in journal(state)]
+
+    return consumed
+
+
+@pytest.fixture(scope="module")
+def reference(published: Path, tmp_path_factory: pytest.TempPathFactory) -> OnDisk:
+    """One uninterrupted LIVE walk through the daemon, to closeout."""
+    state = tmp_path_factory.mktemp("reference") / "state"
+    shutil.copytree(published, state)
+
+    async def walk() -> OnDisk:
+        with reaped([]) as started:
+            daemon = await anyio.to_thread.run_sync(launch, state, LIVE)
+            started.append(daemon)
+            run = await start_run(daemon.socket)
+            assert run.state is RunState.AWAITING_CUT_AUTHORIZATION
+            run, resent = await finish(daemon.socket, run, _consumed_reader(state))
+            assert run.state is RunState.CLOSEOUT_REPORTED
+            assert resent == 1
+            assert await anyio.to_thread.run_sync(daemon.stop) == 0
+        return await final_state(state, run.run_id)
+
+    on_disk = anyio.run(walk)
+    final = on_disk.final
+    assert final.state is RunState.CLOSEOUT_REPORTED
+    assert final.stop_code is None
+    assert final.phases_passed == PHASES
+    assert len(final.ius) == 7
+    assert {row[-1] for row in final.ius} == {"active"}
+    assert [entry[1] for entry in final.ledger] == ["CutEnvelope"]
+    assert final.source_cut
+    assert final.kb_docs == expected_kb_docs()
+    assert final.consumed == ("approvals/<run>/SG_1", "approvals/<run>/SG_2")
+    assert on_disk.refusal_codes == ("APPROVAL_CONSUMED_ALREADY",)
+    return on_disk
+
+
+async def _launch(
+    state: Path, daemons: list[DaemonProcess], *, failpoint: str | None = None
+) -> WatchedDaemon:
+    env = {FAILPOINT_ENV: failpoint} if failpoint is not None else None
+    daemon: WatchedDaemon = await anyio.to_thread.run_sync(
+        functools.partial(launch, state, LIVE, env=env)
+    )
+    daemons.append(daemon)
+    return daemon
+
+
+async def _recovered(daemon: WatchedDaemon, run_id: str) -> RunSummary:
+    """The run once the restarted daemon has walked it to its next stop."""
+    if run_id in daemon.recovering():
+        await anyio.to_thread.run_sync(daemon.wait_stopped, run_id)
+    return await status(daemon.socket, run_id)
+
+
+# -- kill -9 at every failpoint -------------------------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("point", FAILPOINTS)
+async def test_kill_9_at_failpoint_then_restart_ends_as_an_uninterrupted_walk(
+    point: str,
+    published: Path,
+    reference: OnDisk,
+    tmp_path: Path,
+    daemons: list[DaemonProcess],
+) -> None:
+    state = fresh_state(published, tmp_path)
+    armed = await _launch(state, daemons, failpoint=point)
+    died_in = await walk_until_death(armed.socket)
+    assert died_in == step_of(point), f"{point} killed the daemon in step {died_in}"
+    # Already dead: kill() only reaps it. 137 is the failpoint's os._exit, not our signal.
+    assert await anyio.to_thread.run_sync(armed.kill) == 137
+
+    # What the crash left: one run, mid-walk, its sidecar whole.
+    run_store = FileRunStore(state / "runs")
+    (run_id,) = await run_store.run_ids()
+    crashed = await run_store.load(run_id)
+    assert crashed.state in (RunState.CREATED, RunState.RUNNING), crashed.state
+
+    restarted = await _launch(state, daemons)
+    assert [r.run_id for r in await list_runs(restarted.socket)] == [run_id]
+    assert restarted.recovering() == [run_id]
+    run = await _recovered(restarted, run_id)
+    rows = await FileIUStore(state / "target" / "ius").rows(DOC_ID)
+    if died_in == 0:
+        # Nothing may be written before SG_1 is approved, crash or not.
+        assert rows == [], f"{len(rows)} IU rows written without an SG_1 approval"
+        assert await FileLedger(state / "target" / "ledger").entries() == []
+    if died_in <= 1:
+        # Nothing may go live before SG_2 is approved, crash or not.
+        active = [r.iu_id for r in rows if r.state != "staged"]
+        assert active == [], f"{len(active)} IUs enacted without an SG_2 approval"
+    assert run.state is AFTER_RESTART[died_in], (run.state, run.stop_code, run.stop_message)
+
+    run, resent = await finish(restarted.socket, run, _consumed_reader(state))
+    assert run.state is RunState.CLOSEOUT_REPORTED, (run.stop_code, run.stop_message)
+    for record in journal(state):  # a closed run takes no approval, consumed or not
+        reply = await _resend(restarted, run_id, record.approval_kb_id)
+        assert reply.code == "E_RUN_NOT_RESUMABLE", reply
+    assert await anyio.to_thread.run_sync(restarted.stop) == 0
+
+    on_disk = await final_state(state, run_id)
+    assert on_disk.final == reference.final
+    assert len(on_disk.consumed_ids) == 2
+    assert on_disk.refusal_codes == ("APPROVAL_CONSUMED_ALREADY",) * resent
+
+
+async def _resend(daemon: WatchedDaemon, run_id: str, approval_kb_id: str) -> Error:
+    reply = await ask(daemon.socket, Resume(run_id=run_id, approval_kb_id=approval_kb_id))
+    assert isinstance(reply, Error), reply
+    return reply
+
+
+# -- kill -9 at a gate ------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_kill_9_while_waiting_at_a_gate_leaves_the_run_waiting(
+    published: Path, reference: OnDisk, tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    state = fresh_state(published, tmp_path)
+    first = await _launch(state, daemons)
+    run = await start_run(first.socket)
+    assert run.state is RunState.AWAITING_CUT_AUTHORIZATION
+    assert await anyio.to_thread.run_sync(first.kill) == -signal.SIGKILL
+
+    second = await _launch(state, daemons)
+    assert second.recovering() == []
+    waiting = await status(second.socket, run.run_id)
+    assert (waiting.state, waiting.waiting) == (run.state, run.waiting)
+    # The approval a reviewer prepared before the restart still answers the request.
+    run = (await approve(second.socket, run)).run
+    assert run.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION
+    run, _ = await finish(second.socket, run, _consumed_reader(state))
+    assert run.state is RunState.CLOSEOUT_REPORTED
+    assert await anyio.to_thread.run_sync(second.stop) == 0
+    assert (await final_state(state, run.run_id)).final == reference.final
+
+
+# -- SIGTERM in the middle of a phase -----------------------------------------------------------
+
+
+def _hold_phase_doc(fifo: Path, daemon: WatchedDaemon, entered: threading.Event) -> None:
+    """Hold the walk inside a phase: its phase doc's path is a FIFO, and the KB reads the
+    path before writing it, so the phase blocks until the FIFO's writer closes. Opening
+    the writer end returns once the daemon is blocked there; then SIGTERM, and the walk
+    is let go only once the daemon has logged that it drains."""
+    with open(fifo, "wb"):
+        entered.set()
+        daemon.process.send_signal(signal.SIGTERM)
+        daemon.wait_named("daemon_draining")
+
+
+@pytest.mark.anyio
+async def test_sigterm_mid_phase_drains_and_a_restart_continues_the_walk(
+    published: Path, reference: OnDisk, tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    state = fresh_state(published, tmp_path)
+    daemon = await _launch(state, daemons)
+    run = await start_run(daemon.socket)
+    assert run.state is RunState.AWAITING_CUT_AUTHORIZATION
+
+    held = Phase.STRUCTURAL_VERIFY
+    kb = FileKnowledgeBase(state / "kb")
+    fifo = kb.path_of(phase_doc_id(run.run_id, held, PHASES.index(held) + 1))
+    fifo.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(fifo)
+    entered = threading.Event()
+    answers: list[object] = []
+
+    async def approve_sg1() -> None:
+        try:
+            answers.append((await approve(daemon.socket, run)).run)
+        except DaemonUnavailable as exc:
+            answers.append(exc)  # drained before it could answer
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(approve_sg1)
+            with anyio.fail_after(60):
+                await anyio.to_thread.run_sync(
+                    _hold_phase_doc, fifo, daemon, entered, abandon_on_cancel=True
+                )
+    finally:
+        if not entered.is_set():  # never reached the phase: unblock the opener
+            with contextlib.suppress(OSError):
+                os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+    # SIGTERM was sent already (a second one would find the default handler back).
+    assert await anyio.to_thread.run_sync(functools.partial(daemon.process.wait, 60)) == 0
+    await anyio.to_thread.run_sync(daemon.kill)  # only reaps: closes its pipe
+    (answer,) = answers
+    if isinstance(answer, RunSummary):
+        assert answer.state is RunState.RUNNING
+
+    # The phase finished, the walk stopped at the boundary after it, still RUNNING.
+    on_disk = await FileRunStore(state / "runs").load(run.run_id)
+    assert on_disk.state is RunState.RUNNING
+    assert on_disk.phases_passed == PHASES[: PHASES.index(held) + 1]
+    assert fifo.is_file()
+    assert not fifo.is_fifo()
+    await kb.get(phase_doc_id(run.run_id, held, PHASES.index(held) + 1))
+    paused = daemon.logged("walk_paused")
+    assert [(e["run_id"], e["phase"]) for e in paused] == [(run.run_id, "leg_b_record")]
+    assert not [e for e in daemon.logged("phase_started") if e.get("phase") == "leg_b_record"]
+    assert daemon.logged("daemon_stopped")
+
+    restarted = await _launch(state, daemons)
+    assert restarted.recovering() == [run.run_id]
+    run = await _recovered(restarted, run.run_id)
+    assert run.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION
+    assert run.waiting is not None
+    assert run.waiting.gate is Gate.SG_2
+    run, _ = await finish(restarted.socket, run, _consumed_reader(state))
+    assert run.state is RunState.CLOSEOUT_REPORTED
+    assert await anyio.to_thread.run_sync(restarted.stop) == 0
+    assert (await final_state(state, run.run_id)).final == reference.final

@@ -1,0 +1,352 @@
+"""End to end: the real daemon as a subprocess, driven only through its socket (with
+``cutter.client.Client`` and ``scripts/approve``) or its stdin/stdout, walking runs
+through both sovereign gates to closeout on the embedded file stores."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import anyio
+import anyio.to_thread
+import pytest
+
+from cutter.kbdocs import Decision, phase_doc_id
+from cutter.mode import Mode
+from cutter.protocol import (
+    PROTOCOL_VERSION,
+    Accepted,
+    ApprovalStored,
+    Error,
+    ListRuns,
+    Ping,
+    Pong,
+    Resume,
+    RunInfo,
+    RunList,
+    RunSummary,
+    Start,
+    StatusOf,
+    decode_reply,
+)
+from cutter.states import RunState
+from cutter.stores.files import FileKnowledgeBase, FileRunStore
+from cutter.walk import PHASES, Gate, Phase
+from tests.daemon._drive import (
+    DOC_ID,
+    OPERATOR,
+    REVIEWER,
+    ROOT,
+    StdioDaemon,
+    WatchedDaemon,
+    add_document,
+    approval_for,
+    approve,
+    ask,
+    expect,
+    expected_kb_docs,
+    final_state,
+    launch,
+    list_runs,
+    start_run,
+    status,
+)
+from tests.daemon.conftest import DaemonProcess
+
+APPROVE_SCRIPT = ROOT / "scripts" / "approve"
+LIVE = "--enable-execution"
+
+
+async def _launch(state: Path, daemons: list[DaemonProcess], *args: str) -> WatchedDaemon:
+    daemon = await anyio.to_thread.run_sync(functools.partial(launch, state, *args))
+    daemons.append(daemon)
+    return daemon
+
+
+def _check_first_stop(run: RunSummary) -> None:
+    assert run.state is RunState.AWAITING_CUT_AUTHORIZATION
+    assert run.stop_code == "STOP_APPROVAL_REQUIRED"
+    assert run.phases_passed == 5
+    assert run.waiting is not None
+    assert run.waiting.gate is Gate.SG_1
+    assert run.waiting.request_kb_id == f"runs/{run.run_id}/gates/SG_1/request"
+    assert (run.waiting.approvals, run.waiting.required_approvals) == (0, 1)
+
+
+# -- the socket --------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_socket_live_walk_through_both_gates_to_closeout(
+    tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    state = tmp_path / "state"
+    add_document(state_dir=state)
+    daemon = await _launch(state, daemons, LIVE)
+    socket = daemon.socket
+    assert expect(await ask(socket, Ping(id="p")), Pong) == Pong(id="p", protocol=PROTOCOL_VERSION)
+
+    run = await start_run(socket, Mode.LIVE)
+    _check_first_stop(run)
+    assert run.mode is Mode.LIVE
+    assert run.started_by == OPERATOR
+    waiting = expect(
+        await ask(socket, ListRuns(state=RunState.AWAITING_CUT_AUTHORIZATION)), RunList
+    ).runs
+    assert [(r.run_id, r.waiting) for r in waiting] == [(run.run_id, run.waiting)]
+
+    # The starter may not approve their own run; the run stays where it was.
+    refused = await ask(socket, approval_for(run, approver=OPERATOR))
+    assert isinstance(refused, Error)
+    assert refused.code == "APPROVAL_SELF"
+    assert await status(socket, run.run_id) == run
+
+    first = await approve(socket, run)
+    assert first.approval_kb_id.startswith(f"approvals/{run.run_id}/SG_1-")
+    at_sg2 = first.run
+    assert at_sg2.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION
+    assert at_sg2.phases_passed == 9
+    assert at_sg2.waiting is not None
+    assert at_sg2.waiting.gate is Gate.SG_2
+
+    # The SG_1 approval, sent again, is consumed already.
+    again = await ask(socket, Resume(run_id=run.run_id, approval_kb_id=first.approval_kb_id))
+    assert isinstance(again, Error)
+    assert again.code == "APPROVAL_CONSUMED_ALREADY"
+
+    done = (await approve(socket, at_sg2)).run
+    assert done.state is RunState.CLOSEOUT_REPORTED
+    assert (done.stop_code, done.waiting, done.phases_passed) == (None, None, 11)
+    assert [r.state for r in await list_runs(socket)] == [RunState.CLOSEOUT_REPORTED]
+    assert await anyio.to_thread.run_sync(daemon.stop) == 0
+
+    consumed = [e for e in daemon.logged("approval_consumed") if e["run_id"] == run.run_id]
+    assert [e["gate"] for e in consumed] == ["SG_1", "SG_2"]
+    assert daemon.logged("daemon_stopped")
+    on_disk = await final_state(state, run.run_id)
+    final = on_disk.final
+    assert final.state is RunState.CLOSEOUT_REPORTED
+    assert final.phases_passed == PHASES
+    assert len(final.ius) == 7
+    assert {row[-1] for row in final.ius} == {"active"}
+    assert [entry[1] for entry in final.ledger] == ["CutEnvelope"]
+    assert final.source_cut
+    assert final.kb_docs == expected_kb_docs()
+    assert len(on_disk.consumed_ids) == 2
+    assert on_disk.refusal_codes == ("APPROVAL_CONSUMED_ALREADY", "APPROVAL_SELF")
+
+
+@pytest.mark.anyio
+async def test_socket_dry_run_walks_to_closeout_and_commits_nothing(
+    tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    state = tmp_path / "state"
+    add_document(state_dir=state)
+    daemon = await _launch(state, daemons)  # execution not enabled
+
+    socket = daemon.socket
+    refused = await ask(socket, Start(doc_id=DOC_ID, started_by=OPERATOR, mode=Mode.LIVE))
+    assert isinstance(refused, Error)
+    assert refused.code == "E_EXECUTION_NOT_AUTHORIZED"
+    assert await list_runs(socket) == ()
+
+    run = await start_run(socket, Mode.DRY_RUN)
+    _check_first_stop(run)
+    run = (await approve(socket, run)).run
+    assert run.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION
+    run = (await approve(socket, run)).run
+    assert run.state is RunState.CLOSEOUT_REPORTED
+    assert run.mode is Mode.DRY_RUN
+    assert await anyio.to_thread.run_sync(daemon.stop) == 0
+
+    on_disk = await final_state(state, run.run_id)
+    assert on_disk.final.state is RunState.CLOSEOUT_REPORTED
+    assert on_disk.final.phases_passed == PHASES
+    assert (on_disk.final.ius, on_disk.final.ledger) == ((), ())
+    assert not on_disk.final.source_cut
+    assert on_disk.final.kb_docs == expected_kb_docs()
+    assert len(on_disk.consumed_ids) == 2
+
+
+@pytest.mark.anyio
+async def test_socket_reject_at_sg2_rolls_the_live_writes_back(
+    tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    state = tmp_path / "state"
+    add_document(state_dir=state)
+    daemon = await _launch(state, daemons, LIVE)
+    run = await start_run(daemon.socket)
+    run = (await approve(daemon.socket, run)).run
+    assert run.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION
+    run = (await approve(daemon.socket, run, decision=Decision.REJECT)).run
+    assert run.state is RunState.REJECTED
+    assert run.stop_code == "STOP_APPROVAL_REJECTED"
+    assert await anyio.to_thread.run_sync(daemon.stop) == 0
+
+    on_disk = await final_state(state, run.run_id)
+    assert on_disk.final.ius == ()  # the backup held no rows
+    assert [entry[1] for entry in on_disk.final.ledger] == ["CutEnvelope", "RollbackEnvelope"]
+    assert not on_disk.final.source_cut
+
+
+@pytest.mark.anyio
+async def test_approve_script_releases_both_gates(
+    tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    if not APPROVE_SCRIPT.is_file():
+        pytest.skip("scripts/approve is not in the tree yet")
+    state = tmp_path / "state"
+    add_document(state_dir=state)
+    daemon = await _launch(state, daemons, LIVE)
+    run = await start_run(daemon.socket)
+    for gate, after in (
+        (Gate.SG_1, RunState.AWAITING_LIFECYCLE_AUTHORIZATION),
+        (Gate.SG_2, RunState.CLOSEOUT_REPORTED),
+    ):
+        args = [run.run_id, "--approver", REVIEWER, "--reason", "plan checked"]
+        if gate is Gate.SG_2:
+            args += ["--review-decision-id", f"review-{run.run_id}"]
+        done = await anyio.to_thread.run_sync(
+            functools.partial(_run_approve_script, *args, "--socket", str(daemon.socket), "--json")
+        )
+        assert done.returncode == 0, done.stderr.decode(errors="replace")
+        stored = expect(decode_reply(done.stdout.strip().splitlines()[-1]), ApprovalStored)
+        assert stored.approval_kb_id.startswith(f"approvals/{run.run_id}/{gate.value}-")
+        assert stored.run.state is after
+        run = await status(daemon.socket, run.run_id)
+        assert run.state is after
+    assert await anyio.to_thread.run_sync(daemon.stop) == 0
+    on_disk = await final_state(state, run.run_id)
+    assert on_disk.final.kb_docs == expected_kb_docs()
+    assert len(on_disk.consumed_ids) == 2
+
+
+def _run_approve_script(*args: str) -> subprocess.CompletedProcess[bytes]:
+    # With this interpreter: the script's "#!/usr/bin/env python3" may find one
+    # without the project's dependencies.
+    return subprocess.run(
+        [sys.executable, str(APPROVE_SCRIPT), *args],
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+
+
+# -- stdin/stdout ------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def stdio_daemon(state: Path, *args: str) -> Iterator[StdioDaemon]:
+    daemon = StdioDaemon(state, *args)
+    try:
+        yield daemon
+    finally:
+        daemon.close()
+
+
+def test_stdio_live_walk_to_closeout(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    add_document(state_dir=state)
+    with stdio_daemon(state, LIVE) as daemon:
+        assert expect(daemon.request(Ping(id="1")), Pong).id == "1"
+        # A malformed frame gets an Error, and the daemon keeps serving.
+        daemon.send_raw(b"{not json\n")
+        bad = expect(daemon.receive(), Error)
+        assert bad.code == "E_BAD_FRAME"
+        daemon.send_raw(b'{"v": 99, "cmd": "ping"}\n')
+        assert expect(daemon.receive(), Error).code == "E_PROTOCOL_VERSION"
+
+        start = Start(id="2", doc_id=DOC_ID, started_by=OPERATOR, mode=Mode.LIVE)
+        run = expect(daemon.request(start), RunInfo).run
+        _check_first_stop(run)
+        stored = expect(daemon.request(approval_for(run)), ApprovalStored)
+        assert stored.run.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION
+        stored = expect(daemon.request(approval_for(stored.run)), ApprovalStored)
+        assert stored.run.state is RunState.CLOSEOUT_REPORTED
+        listed = expect(daemon.request(ListRuns(id="3")), RunList).runs
+        assert [(r.run_id, r.state) for r in listed] == [(run.run_id, RunState.CLOSEOUT_REPORTED)]
+        assert daemon.close() == 0
+    (started,) = daemon.logged("daemon_started")
+    assert started["transport"] == "stdio"
+    assert daemon.logged("daemon_stopped")
+
+    on_disk = anyio.run(final_state, state, run.run_id)
+    assert on_disk.final.state is RunState.CLOSEOUT_REPORTED
+    assert len(on_disk.final.ius) == 7
+    assert {row[-1] for row in on_disk.final.ius} == {"active"}
+    assert on_disk.final.kb_docs == expected_kb_docs()
+    assert len(on_disk.consumed_ids) == 2
+
+
+def test_stdio_end_of_input_drains_a_walk_and_a_restart_continues_it(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    add_document(state_dir=state)
+    held = Phase.STRUCTURAL_VERIFY
+    with stdio_daemon(state, LIVE) as daemon:
+        start = Start(doc_id=DOC_ID, started_by=OPERATOR, mode=Mode.LIVE)
+        run = expect(daemon.request(start), RunInfo).run
+        # Hold the walk inside structural_verify: its phase doc's path is a FIFO the KB
+        # reads before it writes, so the phase blocks until the FIFO's writer closes.
+        kb = FileKnowledgeBase(state / "kb")
+        fifo = kb.path_of(phase_doc_id(run.run_id, held, PHASES.index(held) + 1))
+        os.mkfifo(fifo)
+        stored = expect(daemon.request(approval_for(run, resume=False)), ApprovalStored)
+        assert stored.run.state is RunState.AWAITING_CUT_AUTHORIZATION
+        resume = Resume(run_id=run.run_id, approval_kb_id=stored.approval_kb_id, wait=False)
+        assert expect(daemon.request(resume), Accepted).run_id == run.run_id
+        with _opened_when_read(fifo):
+            daemon.close_stdin()  # end of input while the walk is inside the phase
+            daemon.wait_named("daemon_draining")
+        assert daemon.close() == 0
+    paused = daemon.logged("walk_paused")
+    assert [(e["run_id"], e["phase"]) for e in paused] == [(run.run_id, "leg_b_record")]
+
+    sidecar = anyio.run(FileRunStore(state / "runs").load, run.run_id)
+    assert sidecar.state is RunState.RUNNING
+    assert sidecar.phases_passed == PHASES[: PHASES.index(held) + 1]
+
+    with stdio_daemon(state, LIVE) as daemon:
+        assert daemon.wait_named("run_recovering")["run_id"] == run.run_id
+        daemon.wait_stopped(run.run_id)
+        run = expect(daemon.request(StatusOf(run_id=run.run_id)), RunInfo).run
+        assert run.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION
+        stored = expect(daemon.request(approval_for(run)), ApprovalStored)
+        assert stored.run.state is RunState.CLOSEOUT_REPORTED
+        assert daemon.close() == 0
+    on_disk = anyio.run(final_state, state, run.run_id)
+    assert len(on_disk.final.ius) == 7
+    assert on_disk.final.kb_docs == expected_kb_docs()
+    assert len(on_disk.consumed_ids) == 2
+
+
+@contextlib.contextmanager
+def _opened_when_read(fifo: Path) -> Iterator[None]:
+    """Open ``fifo``'s writer end, which returns once the daemon opens it to read;
+    closing it on exit lets the daemon's read finish (empty)."""
+    handles: list[BinaryIO] = []
+
+    def open_writer() -> None:
+        handles.append(open(fifo, "wb"))  # noqa: SIM115 - closed below
+
+    opener = threading.Thread(target=open_writer, daemon=True)
+    opener.start()
+    opener.join(timeout=60)
+    if opener.is_alive():  # nobody read it: open the reader end to free the thread
+        with contextlib.suppress(OSError):
+            os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+        opener.join()
+        raise AssertionError("the walk never reached the held phase")
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.close()
