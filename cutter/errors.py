@@ -12,9 +12,12 @@ structured log expands into the full story. No traceback ever leaves the process
     │   ├── UnknownDocument              (raised by ports; the walk turns it into a stop)
     │   └── RunNotResumable
     ├── DocumentBusy                     another run holds the document
+    ├── ShuttingDown                     the runner is draining
     ├── ProductionExecutionNotAuthorized
     ├── Refusal                          a command was refused; the run is unchanged
     │   ├── RunNotAbortable
+    │   ├── RunNotAtGate
+    │   ├── RunChanged
     │   ├── KillSwitchEngaged
     │   └── GateRefusal                  an approval does not release the gate
     │       ├── StopApprovalRequired
@@ -129,6 +132,15 @@ class RunNotResumable(InputError):
         super().__init__(f"run {run_id} is {state} and cannot be resumed")
 
 
+class ShuttingDown(CutterError):
+    """The runner is draining: it takes no new command."""
+
+    code = "E_SHUTTING_DOWN"
+
+    def __init__(self) -> None:
+        super().__init__("shutting down: no new commands are taken")
+
+
 class DocumentBusy(CutterError):
     """Another run is walking this document right now; one cut per document at a time."""
 
@@ -159,6 +171,16 @@ class Refusal(CutterError):
 
 class RunNotAbortable(Refusal):
     code = "E_RUN_NOT_ABORTABLE"
+
+
+class RunChanged(Refusal):
+    """The stored run is not the one this walk holds: another walker moved it."""
+
+    code = "E_RUN_CHANGED"
+
+
+class RunNotAtGate(Refusal):
+    code = "E_RUN_NOT_AT_GATE"
 
 
 class KillSwitchEngaged(Refusal):
@@ -227,6 +249,8 @@ def refusal(run_id: str, code: str, message: str, approval_kb_id: str | None = N
 
 _REFUSALS: tuple[type[Refusal], ...] = (
     RunNotAbortable,
+    RunNotAtGate,
+    RunChanged,
     KillSwitchEngaged,
     StopApprovalRequired,
     ApprovalNotFound,

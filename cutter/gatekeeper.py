@@ -16,6 +16,8 @@ from cutter.errors import (
     ApprovalNotFound,
     CorruptRecord,
     GateRefusal,
+    Refusal,
+    RunChanged,
     StopApprovalRequired,
     StopCode,
     new_error_id,
@@ -159,6 +161,13 @@ class Gatekeeper(Actor[GatekeeperCommand, GatekeeperReply]):
                 after = await self.recorder.consume(sidecar, use, target, **changes)
         except ApprovalConsumedAlready as exc:
             return await self._refuse(sidecar, gate.gate, kb_id, exc, message.peer)
+        except RunChanged as exc:
+            # Another resumer moved the run first; if it used this very approval,
+            # that is the precise answer.
+            raced: Refusal = exc
+            if await self.recorder.store.consumed_by(kb_id) is not None:
+                raced = ApprovalConsumedAlready(sidecar.run_id, kb_id)
+            return await self._refuse(sidecar, gate.gate, kb_id, raced, message.peer)
         self.recorder.log.info(
             "approval_consumed",
             gate=gate.gate.value,
@@ -210,7 +219,7 @@ class Gatekeeper(Actor[GatekeeperCommand, GatekeeperReply]):
         sidecar: Sidecar,
         gate: Gate,
         kb_id: str | None,
-        exc: GateRefusal,
+        exc: Refusal,
         peer: str | None,
     ) -> ApprovalRefused:
         error_id = new_error_id()

@@ -11,6 +11,7 @@ from typing import Any, TextIO
 
 import msgspec
 import structlog
+from structlog.typing import Processor
 
 Logger = Any  # structlog's BoundLogger is dynamically typed
 
@@ -36,11 +37,13 @@ def _serialize(value: Any, **_: Any) -> str:
     return _json.encode(msgspec.to_builtins(value, enc_hook=str, str_keys=True)).decode()
 
 
-def configure_json(stream: TextIO | None = None) -> None:
-    """JSON lines, one event a line, to ``stream`` (stdout by default)."""
+def configure_json(stream: TextIO | None = None, *, tap: Processor | None = None) -> None:
+    """JSON lines, one event a line, to ``stream`` (stdout by default). ``tap`` sees
+    every event before it is rendered (the daemon's watchers)."""
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            *([tap] if tap else []),
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.dict_tracebacks,

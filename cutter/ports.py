@@ -119,6 +119,12 @@ class KillSwitch(Protocol):
         ...
 
 
+class KillSwitchControl(KillSwitch, Protocol):
+    async def engage(self, reason: str) -> None: ...
+
+    async def release(self) -> None: ...
+
+
 class DocumentLocks(Protocol):
     def hold(self, doc_id: str, run_id: str) -> AbstractAsyncContextManager[None]:
         """Hold the document for one walk segment; ``DocumentBusy`` names the holder."""

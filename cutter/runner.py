@@ -20,7 +20,7 @@ import anyio
 
 from actors import ActorCrashed, ActorSystem
 from cutter.approvals import GatePolicy
-from cutter.errors import RunNotResumable, StopCode, refusal
+from cutter.errors import RunNotResumable, ShuttingDown, StopCode, refusal
 from cutter.ids import (
     check_doc_id,
     check_kb_id,
@@ -72,6 +72,8 @@ class Runner:
         self.config = config
         self._system: ActorSystem | None = None
         self._locks: dict[str, anyio.Lock] = {}
+        self._aborts: dict[str, Abort] = {}
+        self._draining = False
 
     async def __aenter__(self) -> Runner:
         self._system = ActorSystem("cutter")
@@ -96,12 +98,14 @@ class Runner:
         *,
         started_by: str = "operator",
         batch_id: str | None = None,
+        run_id: str | None = None,
     ) -> Sidecar:
-        """Start a run for ``doc_id`` and walk it to its first stop."""
+        """Start a run for ``doc_id`` and walk it to its first stop. ``run_id`` lets a
+        caller that must name the run before it exists (the daemon) choose it."""
         require_mode_allowed(mode)
         now = self.config.clock()
         sidecar = Sidecar(
-            run_id=new_run_id(),
+            run_id=new_run_id() if run_id is None else check_run_id(run_id),
             doc_id=check_doc_id(doc_id),
             mode=mode,
             started_by=check_token("started_by", started_by),
@@ -117,6 +121,8 @@ class Runner:
     ) -> list[Sidecar]:
         """One run per document, walked concurrently, each to its own first stop."""
         require_mode_allowed(mode)
+        if self._draining:
+            raise ShuttingDown()
         for doc_id in doc_ids:
             check_doc_id(doc_id)
         batch_id = "batch-" + new_run_id().removeprefix("run-")
@@ -150,7 +156,31 @@ class Runner:
         sidecar = await self.status(run_id)
         require_mode_allowed(sidecar.mode)
         command = Abort(reason=check_text("reason", reason), by=check_token("by", by))
-        return await self._drive(sidecar, command)
+        # A walking run sees the request at its next phase boundary; a paused one
+        # is aborted as soon as this call holds it.
+        self._aborts[sidecar.run_id] = command
+        try:
+            return await self._drive(sidecar, command)
+        finally:
+            self._aborts.pop(sidecar.run_id, None)
+
+    def drain(self) -> None:
+        """Stop at the next phase boundary: walks pause (still RUNNING) and new
+        commands are refused. The next runner on the same stores continues them."""
+        self._draining = True
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    async def recover(self) -> list[Sidecar]:
+        """Continue every run a previous process left mid-walk (CREATED or RUNNING),
+        from its last completed phase; paused and halted runs stay as they are."""
+        resumed: list[Sidecar] = []
+        for sidecar in await self.runs():
+            if sidecar.state in (RunState.CREATED, RunState.RUNNING):
+                resumed.append(await self.resume(sidecar.run_id))
+        return resumed
 
     async def status(self, run_id: str) -> Sidecar:
         return await self.config.run_store.load(check_run_id(run_id))
@@ -166,13 +196,21 @@ class Runner:
         saved only once the document is theirs, so a busy document leaves no run."""
         if self._system is None:
             raise RuntimeError("use the runner inside 'async with Runner(...)'")
+        if self._draining:
+            raise ShuttingDown()
         run_id = known.run_id
         lock = self._locks.setdefault(run_id, anyio.Lock())
         async with lock, self.config.locks.hold(known.doc_id, run_id):
             if new:
                 await self.config.run_store.save(known)
             sidecar = await self.config.run_store.load(run_id)
-            supervisor = RunSupervisor(sidecar, self._deps(sidecar.mode))
+            if (
+                isinstance(command, Abort)
+                and sidecar.state is RunState.ABORTED
+                and known.state is not RunState.ABORTED
+            ):
+                return sidecar  # the walking segment honoured this abort
+            supervisor = RunSupervisor(sidecar, self._deps(sidecar))
             ref = await self._system.spawn(supervisor, run_id)
             try:
                 reply = await ref.ask(command, timeout=self.config.phase_timeout * 16)
@@ -186,9 +224,10 @@ class Runner:
             case Refused():
                 raise refusal(run_id, reply.code, reply.message, reply.approval_kb_id)
 
-    def _deps(self, mode: Mode) -> RunDeps:
+    def _deps(self, sidecar: Sidecar) -> RunDeps:
         c = self.config
-        target = sandbox(c.target) if mode is Mode.DRY_RUN else c.target
+        run_id = sidecar.run_id
+        target = sandbox(c.target) if sidecar.mode is Mode.DRY_RUN else c.target
         return RunDeps(
             services=Services(
                 target=target, kb=c.kb, discoverer=c.discoverer, grants=c.grants, clock=c.clock
@@ -197,6 +236,8 @@ class Runner:
             kill_switch=c.kill_switch,
             policy=c.policy,
             phase_timeout=c.phase_timeout,
+            pause_requested=lambda: self._draining,
+            abort_requested=lambda: self._aborts.get(run_id),
         )
 
     async def _crashed(self, run_id: str, exc: ActorCrashed) -> Sidecar:

@@ -15,7 +15,7 @@ from cutter.errors import StopCode
 from cutter.kbdocs import Decision
 from cutter.mode import Mode
 from cutter.states import AWAITING, RunState, check_transition
-from cutter.walk import Gate, Phase, Pin, PinValue
+from cutter.walk import Gate, Phase, Pin, PinValue, gates_due
 
 SIDECAR_SCHEMA = 1
 
@@ -119,3 +119,12 @@ def amend(sidecar: Sidecar, *, at: datetime, **changes: Any) -> Sidecar:
 
 def replace_gate(sidecar: Sidecar, record: GateRecord) -> tuple[GateRecord, ...]:
     return tuple(record if g.gate is record.gate else g for g in sidecar.gates)
+
+
+def gate_due(sidecar: Sidecar) -> Gate | None:
+    """The gate this run must stop at before its next phase, if any."""
+    return gates_due(
+        sidecar.phases_passed,
+        satisfied=frozenset(g.gate for g in sidecar.gates if g.satisfied),
+        opened=frozenset(g.gate for g in sidecar.gates),
+    )

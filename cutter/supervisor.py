@@ -8,19 +8,24 @@ its children stop with it: a paused run holds its sidecar and nothing else.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import assert_never
 
 from actors import Actor, ActorCrashed, ActorRef, ChildFailed, Context
 from cutter.approvals import GatePolicy
 from cutter.errors import (
+    ApprovalConsumedAlready,
     KillSwitchEngaged,
+    RunChanged,
     RunNotAbortable,
+    RunNotAtGate,
     StopCode,
     StopContractViolated,
     new_error_id,
     one_line,
 )
+from cutter.failpoints import failpoint
 from cutter.gatekeeper import Gatekeeper
 from cutter.kbdocs import StopDoc, stop_doc_id
 from cutter.logs import Logger, get_logger
@@ -49,12 +54,12 @@ from cutter.phase_actor import PhaseActor
 from cutter.phases import Services, rollback
 from cutter.ports import KillSwitch, RunStore
 from cutter.recorder import RunRecorder
-from cutter.sidecar import Sidecar, StopInfo
+from cutter.sidecar import Sidecar, StopInfo, gate_due
 from cutter.states import AWAITING, RunState
 from cutter.walk import (
-    GATE_AFTER,
     PHASES,
     SANDBOX_REPLAY,
+    Gate,
     Phase,
     check_inputs,
     check_outputs,
@@ -63,16 +68,27 @@ from cutter.walk import (
 )
 
 
+def _never() -> bool:
+    return False
+
+
+def _no_abort() -> Abort | None:
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class RunDeps:
     """Everything one walk segment needs; ``services.target`` is already a sandbox
-    for a dry run."""
+    for a dry run. ``pause_requested`` and ``abort_requested`` are asked at every
+    phase boundary (a draining daemon; an operator aborting a walking run)."""
 
     services: Services
     run_store: RunStore
     kill_switch: KillSwitch
     policy: GatePolicy
     phase_timeout: float
+    pause_requested: Callable[[], bool] = _never
+    abort_requested: Callable[[], Abort | None] = _no_abort
 
 
 class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
@@ -102,17 +118,43 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
         )
 
     async def receive(self, message: SupervisorCommand, ctx: Context) -> SupervisorReply:
-        match message:
-            case Walk():
-                return await self._walk(message)
-            case Abort():
-                return await self._abort(message)
-            case _:
-                assert_never(message)
+        try:
+            match message:
+                case Walk():
+                    return await self._walk(message)
+                case Abort():
+                    return await self._abort(message)
+                case _:
+                    assert_never(message)
+        except RunChanged as exc:
+            self.log.warning("walk_refused", code=exc.code, reason=exc.message)
+            kb_id = message.approval_kb_id if isinstance(message, Walk) else None
+            if kb_id is not None and await self.deps.run_store.consumed_by(kb_id) is not None:
+                # Raced by another resumer that used this approval first.
+                return Refused(
+                    code=ApprovalConsumedAlready.code,
+                    message=f"approval {kb_id} was consumed already",
+                    approval_kb_id=kb_id,
+                )
+            return Refused(code=exc.code, message=exc.message)
 
     # --- the walk -----------------------------------------------------------
     async def _walk(self, message: Walk) -> SupervisorReply:
         sc = self.sidecar
+        if message.approval_kb_id is not None and sc.state not in AWAITING:
+            # An approval only ever releases a waiting gate. Refusing it here also
+            # keeps a second resumer from walking a run another process advanced.
+            kb_id = message.approval_kb_id
+            if await self.deps.run_store.consumed_by(kb_id) is not None:
+                return Refused(
+                    code=ApprovalConsumedAlready.code,
+                    message=f"approval {kb_id} was consumed already",
+                    approval_kb_id=kb_id,
+                )
+            return Refused(
+                code=RunNotAtGate.code,
+                message=f"run is {sc.state}, not waiting at a gate; approval {kb_id} not used",
+            )
         if sc.mode is Mode.DRY_RUN and not await self._replay_sandbox():
             return WalkStopped(sidecar=self.sidecar)
         sc = self.sidecar
@@ -171,22 +213,49 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
         return None
 
     async def _advance(self) -> None:
-        while (phase := next_phase(self.sidecar.phases_passed)) is not None:
+        """Walk phase by phase. Before every phase, the gates behind the run must have
+        been passed: a gate whose phase passed but which was never opened (a crash
+        between the two) is opened now — never walked past."""
+        while True:
+            try:
+                due = gate_due(self.sidecar)
+            except StopContractViolated as exc:
+                await self._stop(
+                    RunState.FAILED, exc.stop_code, exc.message, error_id=new_error_id()
+                )
+                return
+            if due is not None:
+                await self._open_gate(due)
+                return
+            phase = next_phase(self.sidecar.phases_passed)
+            if phase is None:
+                break
+            abort = self.deps.abort_requested()
+            if abort is not None:
+                await self._undo(f"aborted by {abort.by}: {abort.reason}")
+                await self._stop(
+                    RunState.ABORTED,
+                    StopCode.OPERATOR_ABORT,
+                    f"aborted by {abort.by}: {abort.reason}",
+                )
+                return
+            if self.deps.pause_requested():
+                self.log.info("walk_paused", phase=phase.value, reason="draining")
+                return  # still RUNNING: the next start of the runner continues it
             if self.sidecar.mode is Mode.LIVE and await self.deps.kill_switch.engaged():
                 await self._stop(RunState.HALTED, StopCode.KILL_SWITCH, "kill switch engaged")
                 return
             if not await self._run_phase(phase):
                 return
-            gate = GATE_AFTER.get(phase)
-            if gate is not None:
-                reply = await self._ask_gatekeeper(OpenGate(sidecar=self.sidecar, gate=gate))
-                if reply is None:
-                    return
-                if not isinstance(reply, GateOpened):
-                    raise RuntimeError(f"gatekeeper answered OpenGate with {type(reply).__name__}")
-                self.sidecar = reply.sidecar
-                return
         self.sidecar = await self.recorder.move(self.sidecar, RunState.CLOSEOUT_REPORTED)
+
+    async def _open_gate(self, gate: Gate) -> None:
+        reply = await self._ask_gatekeeper(OpenGate(sidecar=self.sidecar, gate=gate))
+        if reply is None:
+            return
+        if not isinstance(reply, GateOpened):
+            raise RuntimeError(f"gatekeeper answered OpenGate with {type(reply).__name__}")
+        self.sidecar = reply.sidecar
 
     async def _run_phase(self, phase: Phase) -> bool:
         sc = self.sidecar
@@ -195,6 +264,7 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
         except StopContractViolated as exc:
             await self._stop(RunState.FAILED, exc.stop_code, exc.message, error_id=new_error_id())
             return False
+        failpoint(f"before:{phase.value}")
         self.log.info("phase_started", phase=phase.value)
         reply = await self._ask_phase(phase, RunPhase(sidecar=sc))
         if isinstance(reply, PhaseFailed):
@@ -220,6 +290,7 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
             phase_docs=phase_docs,
         )
         self.log.info("phase_passed", phase=phase.value, pins=sorted(p.value for p in reply.pins))
+        failpoint(f"after:{phase.value}")
         return True
 
     async def _replay_sandbox(self) -> bool:

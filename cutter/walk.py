@@ -149,3 +149,19 @@ def check_outputs(
     changed = sorted(p for p, v in produced.items() if p in pins and not same_pin(pins[p], v))
     if changed:
         raise StopContractViolated(f"{phase} would change write-once pins: {', '.join(changed)}")
+
+
+def gates_due(
+    passed: tuple[Phase, ...], *, satisfied: frozenset[Gate], opened: frozenset[Gate]
+) -> Gate | None:
+    """The gate a run must stop at before its next phase, or None to walk on.
+
+    A gate stands after a phase; once that phase passed, the run may not go on
+    until the gate was opened and satisfied. Pure: callers pass what the sidecar
+    records."""
+    for phase, gate in GATE_AFTER.items():
+        if phase in passed and gate not in satisfied:
+            if gate in opened:
+                raise StopContractViolated(f"{gate} is open but not satisfied on a walking run")
+            return gate
+    return None

@@ -91,3 +91,35 @@ async def test_walk_resumes_from_the_last_persisted_phase_with_the_same_result(
         done = await fresh.runner.resume(sc.run_id, await write_sg2_approval(fresh, sc.run_id))
     assert done.state is RunState.CLOSEOUT_REPORTED
     assert [r.state for r in await rig.store.rows(DOC_ID)] == ["active"] * 12
+
+
+async def test_a_crash_between_a_gate_phase_and_its_gate_never_walks_past_the_gate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """grant_probe's pins persisted, the process died before SG_1 opened: recovery
+    must open SG_1, not run leg A without an approval."""
+    monkeypatch.setattr(cutter, "__execution_enabled__", True)
+    rig = build_runner(tmp_path)
+    saved: list[Sidecar] = []
+    original_save = rig.run_store.save
+
+    async def recording_save(sidecar: Sidecar) -> None:
+        saved.append(sidecar)
+        await original_save(sidecar)
+
+    monkeypatch.setattr(rig.run_store, "save", recording_save)
+    async with rig.runner:
+        sc = await rig.runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)
+    probed = next(
+        s
+        for s in saved
+        if s.phases_passed[-1:] == (Phase.GRANT_PROBE,) and s.state is RunState.RUNNING
+    )
+    assert probed.gates == ()
+    await original_save(probed)  # the crash: the gate was never opened
+    fresh = rig.reopen()
+    async with fresh.runner:
+        recovered = await fresh.runner.recover()
+    assert [r.state for r in recovered] == [RunState.AWAITING_CUT_AUTHORIZATION]
+    assert recovered[0].phases_passed == sc.phases_passed
+    assert await rig.store.rows(DOC_ID) == []

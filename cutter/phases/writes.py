@@ -6,6 +6,7 @@ Each is idempotent: run twice, it writes nothing new and returns the same pins.
 from __future__ import annotations
 
 from cutter.errors import StopVerifyFailed
+from cutter.failpoints import failpoint
 from cutter.ledger import CutEnvelope, RollbackEnvelope
 from cutter.phases.context import PhaseContext, PhaseOutput
 from cutter.phases.safety import snapshot
@@ -26,7 +27,9 @@ async def cut_leg_a(ctx: PhaseContext) -> PhaseOutput:
         if backup.backup_id != ctx.pin_str(Pin.BACKUP_ID):
             raise StopVerifyFailed("the document's IU rows changed since they were snapshotted")
         await ius.save_backup(backup)
+    failpoint("leg_a:mid")
     added = await ius.write_staged(staged_rows(manifest, data, change_set_id))
+    failpoint("leg_a:written")
     return PhaseOutput(
         pins={Pin.CHANGE_SET_ID: change_set_id},
         note=f"{added} staged IUs written ({len(manifest.ius) - added} already present)",
@@ -55,6 +58,7 @@ async def lifecycle_enact(ctx: PhaseContext) -> PhaseOutput:
     change_set_id = ctx.pin_str(Pin.CHANGE_SET_ID)
     target = ctx.services.target
     count = await target.ius.enact(change_set_id)
+    failpoint("enact:mid")
     planned = int(ctx.sidecar.pins[Pin.IU_COUNT])
     if count != planned:
         raise StopVerifyFailed(f"{count} IUs enacted, {planned} planned")

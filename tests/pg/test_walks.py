@@ -255,7 +255,9 @@ async def test_leg_a_replayed_after_a_crash_writes_nothing_new(
         before_leg_a = next(
             s
             for s in saved
-            if s.state is RunState.RUNNING and s.phases_passed[-1:] == (Phase.GRANT_PROBE,)
+            if s.state is RunState.RUNNING
+            and s.phases_passed[-1:] == (Phase.GRANT_PROBE,)
+            and s.gate(Gate.SG_1) is not None  # approved, not merely probed
         )
         await original_save(before_leg_a)
         replayed = await runner.resume(sc.run_id)

@@ -1,0 +1,5 @@
+"""python -m cutter: the same as the cutter command."""
+
+from cutter.cli import main
+
+main()

@@ -1,0 +1,86 @@
+"""A client of the daemon's socket: one request, one reply; or a stream of events.
+
+async with Client(socket_path) as client:
+    reply = await client.request(StatusOf(run_id="run-…"))
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import TracebackType
+
+import anyio
+from anyio.abc import SocketStream
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from cutter.errors import CutterError
+from cutter.protocol import (
+    MAX_FRAME_BYTES,
+    AnyCommand,
+    AnyReply,
+    Error,
+    Event,
+    Watch,
+    decode_reply,
+    encode,
+)
+
+
+class DaemonUnavailable(CutterError):
+    code = "E_DAEMON_UNAVAILABLE"
+
+
+class Client:
+    def __init__(self, socket_path: Path) -> None:
+        self.socket_path = socket_path
+        self._stream: SocketStream | None = None
+        self._buffered: BufferedByteReceiveStream | None = None
+
+    async def __aenter__(self) -> Client:
+        try:
+            self._stream = await anyio.connect_unix(self.socket_path)
+        except OSError as exc:
+            raise DaemonUnavailable(f"no daemon answers on {self.socket_path}: {exc}") from exc
+        self._buffered = BufferedByteReceiveStream(self._stream)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._stream is not None:
+            await self._stream.aclose()
+
+    async def request(self, command: AnyCommand) -> AnyReply:
+        await self._send(command)
+        return await self._receive()
+
+    async def watch(self, command: Watch) -> AsyncIterator[Event | Error]:
+        await self._send(command)
+        while True:
+            reply = await self._receive()
+            if not isinstance(reply, Event | Error):
+                raise DaemonUnavailable(f"unexpected {type(reply).__name__} in a watch")
+            yield reply
+            if isinstance(reply, Error):
+                return
+
+    async def _send(self, command: AnyCommand) -> None:
+        assert self._stream is not None, "use 'async with Client(...)'"
+        try:
+            await self._stream.send(encode(command))
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            raise DaemonUnavailable(f"the daemon closed the connection: {exc}") from exc
+
+    async def _receive(self) -> AnyReply:
+        assert self._buffered is not None
+        try:
+            line = await self._buffered.receive_until(b"\n", MAX_FRAME_BYTES)
+        except (anyio.IncompleteRead, anyio.EndOfStream, anyio.BrokenResourceError) as exc:
+            raise DaemonUnavailable("the daemon closed the connection") from exc
+        if len(line) > MAX_FRAME_BYTES:
+            raise DaemonUnavailable(f"a reply longer than {MAX_FRAME_BYTES} bytes")
+        return decode_reply(line)

@@ -1,0 +1,1 @@
+"""The long-running daemon: commands over a stream, many runs at once."""

@@ -1,0 +1,221 @@
+"""The daemon's command handling: one method per command, each a typed reply.
+
+Every command that touches a run runs as a job in the daemon's task group, not
+in the connection's task: a client that vanishes mid-command cannot leave it
+half-applied — the job finishes, only its answer is lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar, assert_never
+
+import anyio
+from anyio.abc import TaskGroup
+
+from cutter.daemon.bus import EventBus, Subscription
+from cutter.errors import CutterError, new_error_id
+from cutter.ids import (
+    check_doc_id,
+    check_kb_id,
+    check_run_id,
+    check_text,
+    check_token,
+    new_run_id,
+)
+from cutter.kbdocs import Approval
+from cutter.logs import Logger, get_logger
+from cutter.mode import require_mode_allowed
+from cutter.ports import KillSwitchControl
+from cutter.protocol import (
+    AbortRun,
+    Accepted,
+    AnyCommand,
+    ApprovalStored,
+    Error,
+    Event,
+    KillSwitchState,
+    ListRuns,
+    Ping,
+    Pong,
+    Reply,
+    Resume,
+    RunInfo,
+    RunList,
+    RunSummary,
+    SetKillSwitch,
+    Shutdown,
+    ShuttingDown,
+    Start,
+    StatusOf,
+    SubmitApproval,
+    Watch,
+)
+from cutter.runner import Runner
+
+T = TypeVar("T")
+
+
+@dataclass
+class Daemon:
+    runner: Runner
+    kill_switch: KillSwitchControl
+    bus: EventBus
+    jobs: TaskGroup
+    stop_requested: anyio.Event = field(default_factory=anyio.Event)
+    log: Logger = field(default_factory=lambda: get_logger(component="daemon"))
+
+    async def job(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run ``work`` in the daemon's task group and wait for its result."""
+        done = anyio.Event()
+        outcome: list[T] = []
+        failure: list[BaseException] = []
+
+        async def run() -> None:
+            try:
+                outcome.append(await work())
+            except Exception as exc:
+                failure.append(exc)
+            finally:
+                done.set()
+
+        self.jobs.start_soon(run)
+        await done.wait()
+        if failure:
+            raise failure[0]
+        return outcome[0]
+
+    def background(self, work: Callable[[], Awaitable[object]], what: str) -> None:
+        """Run ``work`` in the daemon's task group; nobody waits for it."""
+
+        async def run() -> None:
+            try:
+                await work()
+            except CutterError as exc:
+                self.log.info("background_command_refused", what=what, code=exc.code)
+            except Exception:
+                self.log.exception("background_command_failed", what=what, error_id=new_error_id())
+
+        self.jobs.start_soon(run)
+
+    async def handle(self, command: AnyCommand, peer: str | None) -> Reply:
+        """Answer one command; a refusal or a bug becomes an Error reply."""
+        self.log.info("command_received", cmd=type(command).__name__, id=command.id, peer=peer)
+        try:
+            return await self._dispatch(command, peer)
+        except CutterError as exc:
+            return Error(id=command.id, code=exc.code, message=exc.message)
+        except Exception:
+            error_id = new_error_id()
+            self.log.exception("command_failed", id=command.id, error_id=error_id)
+            return Error(
+                id=command.id, code="E_INTERNAL", message="internal error", error_id=error_id
+            )
+
+    async def _dispatch(self, command: AnyCommand, peer: str | None) -> Reply:
+        runner = self.runner
+        match command:
+            case Ping():
+                return Pong(id=command.id)
+            case Start():
+                # Everything a background start could refuse is checked before Accepted.
+                require_mode_allowed(command.mode)
+                check_doc_id(command.doc_id)
+                check_token("started_by", command.started_by)
+                run_id = new_run_id()
+
+                async def cut() -> RunSummary:
+                    sidecar = await runner.cut(
+                        command.doc_id,
+                        command.mode,
+                        started_by=command.started_by,
+                        run_id=run_id,
+                    )
+                    return RunSummary.of(sidecar)
+
+                if not command.wait:
+                    self.background(cut, f"start {run_id}")
+                    return Accepted(id=command.id, run_id=run_id)
+                return RunInfo(id=command.id, run=await self.job(cut))
+            case StatusOf():
+                return RunInfo(
+                    id=command.id, run=RunSummary.of(await runner.status(command.run_id))
+                )
+            case ListRuns():
+                runs = [RunSummary.of(s) for s in await runner.runs()]
+                if command.state is not None:
+                    runs = [r for r in runs if r.state is command.state]
+                return RunList(id=command.id, runs=tuple(runs))
+            case SubmitApproval():
+                return await self._approve(command, peer)
+            case Resume():
+                run_id = (await runner.status(command.run_id)).run_id  # E_UNKNOWN_RUN now
+                approval = (
+                    None if command.approval_kb_id is None else check_kb_id(command.approval_kb_id)
+                )
+
+                async def resume() -> RunSummary:
+                    return RunSummary.of(await runner.resume(run_id, approval, peer=peer))
+
+                if not command.wait:
+                    self.background(resume, f"resume {run_id}")
+                    return Accepted(id=command.id, run_id=run_id)
+                return RunInfo(id=command.id, run=await self.job(resume))
+            case AbortRun():
+                run_id = check_run_id(command.run_id)
+                sidecar = await self.job(
+                    lambda: runner.abort(run_id, reason=command.reason, by=command.by)
+                )
+                return RunInfo(id=command.id, run=RunSummary.of(sidecar))
+            case SetKillSwitch():
+                if command.engage:
+                    await self.kill_switch.engage(check_text("reason", command.reason))
+                else:
+                    await self.kill_switch.release()
+                self.log.info("kill_switch_set", engaged=command.engage, peer=peer)
+                return KillSwitchState(id=command.id, engaged=await self.kill_switch.engaged())
+            case Shutdown():
+                self.log.info("shutdown_requested", peer=peer)
+                self.stop_requested.set()
+                return ShuttingDown(id=command.id)
+            case Watch():
+                raise RuntimeError("watch is a stream: the transport calls watch()")
+            case _:
+                assert_never(command)
+
+    async def _approve(self, command: SubmitApproval, peer: str | None) -> Reply:
+        run_id = check_run_id(command.run_id)
+        sidecar = await self.runner.status(run_id)
+        serial = new_run_id().removeprefix("run-")
+        kb_id = check_kb_id(f"approvals/{run_id}/{command.gate.value}-{serial}")
+        approval = Approval(
+            run_id=run_id,
+            gate=command.gate,
+            request_digest=command.request_digest,
+            nonce=command.nonce,
+            decision=command.decision,
+            approver=check_token("approver", command.approver),
+            reason=check_text("reason", command.reason),
+            issued_at=self.runner.config.clock(),
+            review_decision_id=command.review_decision_id,
+        )
+        await self.runner.config.kb.put(kb_id, approval)
+        self.log.info("approval_submitted", run_id=run_id, approval_kb_id=kb_id, peer=peer)
+        if command.resume:
+            sidecar = await self.job(lambda: self.runner.resume(run_id, kb_id, peer=peer))
+        return ApprovalStored(id=command.id, approval_kb_id=kb_id, run=RunSummary.of(sidecar))
+
+    async def watch(self, command: Watch) -> AsyncIterator[Event]:
+        """Transition events as they happen, until the watcher goes or lags."""
+        run_id = None if command.run_id is None else check_run_id(command.run_id)
+        subscription = self.bus.subscribe(run_id)
+        try:
+            async for event in subscription.receive:
+                yield event
+        finally:
+            self.bus.unsubscribe(subscription)
+
+    def watcher_dropped(self, subscription: Subscription) -> None:
+        """The bus dropped a watcher that fell behind: say so now, not when it leaves."""
+        self.log.info("watcher_dropped", run_id=subscription.run_id, reason="lagged")

@@ -1,0 +1,184 @@
+"""Byte streams to the daemon: a Unix socket (owner-only) and stdin/stdout.
+
+One connection reads newline-delimited frames of at most ``MAX_FRAME_BYTES``;
+each gets one reply frame, in order. A malformed frame gets an Error and the
+connection goes on; an oversize frame gets an Error and the connection is
+closed (the rest of it cannot be trusted to be a frame boundary).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import socket
+import struct
+import sys
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+import msgspec
+from anyio.abc import ByteStream, SocketAttribute, TaskStatus
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from cutter.daemon.service import Daemon
+from cutter.errors import CutterError
+from cutter.protocol import MAX_FRAME_BYTES, BadFrame, Error, Frame, Watch, decode_command, encode
+
+_GONE = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
+
+
+_TOO_LARGE = Error(code="E_FRAME_TOO_LARGE", message=f"a frame is {MAX_FRAME_BYTES} bytes at most")
+# A watcher that takes no event for this long is dropped: it must never hold a task.
+WATCH_SEND_TIMEOUT = 10.0
+
+
+async def send(stream: ByteStream, frame: Frame, *, deadline: float | None = None) -> bool:
+    """Send one frame; False when the client has gone (or missed the deadline)."""
+    with anyio.move_on_after(deadline) as scope:
+        try:
+            await stream.send(encode(frame))
+        except _GONE:
+            return False
+    return not scope.cancelled_caught
+
+
+async def serve_stream(stream: ByteStream, daemon: Daemon, peer: str | None) -> None:
+    """Answer the frames of one connection until it closes."""
+    buffered = BufferedByteReceiveStream(stream)
+    async with stream:
+        while True:
+            try:
+                line = await buffered.receive_until(b"\n", MAX_FRAME_BYTES)
+            except anyio.DelimiterNotFound:
+                await send(stream, _TOO_LARGE)
+                return
+            except (anyio.IncompleteRead, *_GONE):
+                return
+            if len(line) > MAX_FRAME_BYTES:  # the newline came in the same read as the excess
+                await send(stream, _TOO_LARGE)
+                return
+            if not line.strip():
+                continue
+            try:
+                command = decode_command(line)
+            except BadFrame as exc:
+                if not await send(stream, Error(code=exc.code, message=exc.message)):
+                    return
+                continue
+            if isinstance(command, Watch):
+                await _watch(stream, buffered, daemon, command)
+                return
+            if not await send(stream, await daemon.handle(command, peer)):
+                return
+
+
+async def _watch(
+    stream: ByteStream, buffered: BufferedByteReceiveStream, daemon: Daemon, command: Watch
+) -> None:
+    """Stream events until the watcher lags, or closes its end."""
+    async with anyio.create_task_group() as tg:
+
+        async def until_closed() -> None:
+            try:
+                while await buffered.receive():
+                    pass
+            except (anyio.IncompleteRead, *_GONE):
+                pass
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(until_closed)
+        try:
+            async for event in daemon.watch(command):
+                framed = msgspec.structs.replace(event, id=command.id)
+                if not await send(stream, framed, deadline=WATCH_SEND_TIMEOUT):
+                    break
+            else:
+                lagged = Error(
+                    id=command.id, code="E_WATCH_LAGGED", message="watcher fell behind; dropped"
+                )
+                await send(stream, lagged, deadline=WATCH_SEND_TIMEOUT)
+        except CutterError as exc:
+            await send(stream, Error(id=command.id, code=exc.code, message=exc.message))
+        tg.cancel_scope.cancel()
+
+
+def peer_of(stream: ByteStream) -> str | None:
+    """Who is at the other end of a Unix socket, from the kernel (SO_PEERCRED)."""
+    raw = stream.extra(SocketAttribute.raw_socket, None)
+    if raw is None or not hasattr(socket, "SO_PEERCRED"):
+        return None
+    try:
+        creds = raw.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return None
+    pid, uid, _ = struct.unpack("3i", creds)
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = "?"
+    return f"uid={uid}({name}) pid={pid}"
+
+
+async def serve_socket(
+    path: Path, daemon: Daemon, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    """Listen on a Unix socket only its owner may use; serve clients concurrently."""
+    await _claim(path)
+    old_umask = os.umask(0o177)
+    try:
+        listener = await anyio.create_unix_listener(path)
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, 0o600)
+    async with listener, anyio.create_task_group() as tg:
+        task_status.started()
+        while True:
+            stream = await listener.accept()
+            tg.start_soon(serve_stream, stream, daemon, peer_of(stream))
+
+
+async def _claim(path: Path) -> None:
+    """Remove a stale socket file; refuse when a daemon answers on it."""
+    if not await anyio.Path(path).exists():
+        return
+    try:
+        stream = await anyio.connect_unix(path)
+    except OSError:
+        await anyio.Path(path).unlink()
+        return
+    await stream.aclose()
+    raise CutterError(f"a daemon is already listening on {path}")
+
+
+class StdioStream(ByteStream):
+    """stdin/stdout as one byte stream. A read blocked in its worker thread is
+    abandoned on cancel, so a signal can stop a daemon whose stdin stays open."""
+
+    def __init__(self, stdin_fd: int, stdout_fd: int) -> None:
+        self._in = stdin_fd
+        self._out = stdout_fd
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        data = await anyio.to_thread.run_sync(os.read, self._in, max_bytes, abandon_on_cancel=True)
+        if not data:
+            raise anyio.EndOfStream
+        return data
+
+    async def send(self, item: bytes) -> None:
+        view = memoryview(item)
+        while view:
+            written = await anyio.to_thread.run_sync(os.write, self._out, view)
+            view = view[written:]
+
+    async def send_eof(self) -> None:
+        os.close(self._out)
+
+    async def aclose(self) -> None:
+        pass  # the process owns its standard streams
+
+
+async def serve_stdio(daemon: Daemon) -> None:
+    """Frames on stdin, replies on stdout (for a process supervisor, and tests)."""
+    stream = StdioStream(sys.stdin.fileno(), sys.stdout.fileno())
+    await serve_stream(stream, daemon, f"stdio uid={os.getuid()}")

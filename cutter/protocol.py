@@ -1,0 +1,255 @@
+"""The daemon's wire protocol, version 1: newline-delimited msgspec JSON frames.
+
+Every client frame is one ``Command`` (tagged by ``cmd``) and is answered by one
+``Reply`` (tagged by ``reply``) echoing its ``id``; ``watch`` is answered by a
+stream of ``Event`` frames instead. Frames are decoded once, strictly, at the
+edge: anything else gets an ``Error`` frame and changes nothing. See
+docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+from cutter.kbdocs import Decision
+from cutter.mode import Mode
+from cutter.sidecar import Sidecar
+from cutter.states import RunState
+from cutter.walk import Gate
+
+PROTOCOL_VERSION = 1
+MAX_FRAME_BYTES = 1 << 20  # a longer frame is refused and its connection closed
+
+
+class Frame(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    v: int = PROTOCOL_VERSION
+    id: str | None = None  # the client's correlation id, echoed in the reply
+
+
+# --- commands -------------------------------------------------------------------
+class Command(Frame, frozen=True, kw_only=True, tag_field="cmd"):
+    pass
+
+
+class Ping(Command, frozen=True, kw_only=True, tag="ping"):
+    pass
+
+
+class Start(Command, frozen=True, kw_only=True, tag="start"):
+    doc_id: str
+    started_by: str
+    mode: Mode = Mode.DRY_RUN
+    wait: bool = True  # answer at the run's first stop, or at once with Accepted
+
+
+class StatusOf(Command, frozen=True, kw_only=True, tag="status"):
+    run_id: str
+
+
+class ListRuns(Command, frozen=True, kw_only=True, tag="runs"):
+    state: RunState | None = None
+
+
+class SubmitApproval(Command, frozen=True, kw_only=True, tag="approve"):
+    """Store a reviewer's decision as an Approval KB doc and, by default, resume with it."""
+
+    run_id: str
+    gate: Gate
+    request_digest: str
+    nonce: str
+    decision: Decision
+    approver: str
+    reason: str
+    review_decision_id: str | None = None
+    resume: bool = True
+
+
+class Resume(Command, frozen=True, kw_only=True, tag="resume"):
+    run_id: str
+    approval_kb_id: str | None = None
+    wait: bool = True
+
+
+class AbortRun(Command, frozen=True, kw_only=True, tag="abort"):
+    run_id: str
+    reason: str
+    by: str
+
+
+class Watch(Command, frozen=True, kw_only=True, tag="watch"):
+    run_id: str | None = None  # None: every run
+
+
+class SetKillSwitch(Command, frozen=True, kw_only=True, tag="kill_switch"):
+    engage: bool
+    reason: str = ""
+
+
+class Shutdown(Command, frozen=True, kw_only=True, tag="shutdown"):
+    pass
+
+
+AnyCommand = (
+    Ping
+    | Start
+    | StatusOf
+    | ListRuns
+    | SubmitApproval
+    | Resume
+    | AbortRun
+    | Watch
+    | SetKillSwitch
+    | Shutdown
+)
+
+
+# --- replies ---------------------------------------------------------------------
+class GateWait(msgspec.Struct, frozen=True, kw_only=True):
+    """What a paused run waits for: the request an approval must answer."""
+
+    gate: Gate
+    since: datetime
+    request_kb_id: str
+    request_digest: str
+    nonce: str
+    approvals: int
+    required_approvals: int
+
+
+class RunSummary(msgspec.Struct, frozen=True, kw_only=True):
+    run_id: str
+    doc_id: str
+    mode: Mode
+    state: RunState
+    started_by: str
+    stop_code: str | None
+    stop_message: str | None
+    phases_passed: int
+    waiting: GateWait | None
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, sidecar: Sidecar) -> RunSummary:
+        gate = sidecar.pending_gate
+        return cls(
+            run_id=sidecar.run_id,
+            doc_id=sidecar.doc_id,
+            mode=sidecar.mode,
+            state=sidecar.state,
+            started_by=sidecar.started_by,
+            stop_code=sidecar.stop_code,
+            stop_message=sidecar.stop.message if sidecar.stop else None,
+            phases_passed=len(sidecar.phases_passed),
+            waiting=None
+            if gate is None
+            else GateWait(
+                gate=gate.gate,
+                since=gate.opened_at,
+                request_kb_id=gate.request_kb_id,
+                request_digest=gate.request_digest,
+                nonce=gate.nonce,
+                approvals=len(gate.uses),
+                required_approvals=gate.required_approvals,
+            ),
+            updated_at=sidecar.updated_at,
+        )
+
+
+class Reply(Frame, frozen=True, kw_only=True, tag_field="reply"):
+    pass
+
+
+class Pong(Reply, frozen=True, kw_only=True, tag="pong"):
+    protocol: int = PROTOCOL_VERSION
+
+
+class RunInfo(Reply, frozen=True, kw_only=True, tag="run"):
+    run: RunSummary
+
+
+class Accepted(Reply, frozen=True, kw_only=True, tag="accepted"):
+    """The command was taken and goes on in the daemon; follow it with status or watch."""
+
+    run_id: str
+
+
+class RunList(Reply, frozen=True, kw_only=True, tag="runs"):
+    runs: tuple[RunSummary, ...]
+
+
+class ApprovalStored(Reply, frozen=True, kw_only=True, tag="approval_stored"):
+    approval_kb_id: str
+    run: RunSummary
+
+
+class KillSwitchState(Reply, frozen=True, kw_only=True, tag="kill_switch"):
+    engaged: bool
+
+
+class ShuttingDown(Reply, frozen=True, kw_only=True, tag="shutting_down"):
+    pass
+
+
+class Event(Reply, frozen=True, kw_only=True, tag="event"):
+    """One transition of a run, as the structured log records it."""
+
+    event: str
+    run_id: str
+    at: datetime
+    detail: dict[str, str | int | bool | None] = {}
+
+
+class Error(Reply, frozen=True, kw_only=True, tag="error"):
+    code: str
+    message: str
+    error_id: str | None = None
+
+
+AnyReply = (
+    Pong
+    | RunInfo
+    | Accepted
+    | RunList
+    | ApprovalStored
+    | KillSwitchState
+    | ShuttingDown
+    | Event
+    | Error
+)
+
+_command_decoder: msgspec.json.Decoder[AnyCommand] = msgspec.json.Decoder(AnyCommand)
+_reply_decoder: msgspec.json.Decoder[AnyReply] = msgspec.json.Decoder(AnyReply)
+_encoder = msgspec.json.Encoder()
+
+
+class BadFrame(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        self.message = message
+        super().__init__(message)
+
+
+def decode_command(line: bytes) -> AnyCommand:
+    """One frame (without its newline) → a Command, or ``BadFrame`` saying why not."""
+    try:
+        command = _command_decoder.decode(line)
+    except msgspec.ValidationError as exc:
+        raise BadFrame("E_BAD_FRAME", f"invalid command: {exc}") from exc
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise BadFrame("E_BAD_FRAME", "not a JSON frame") from exc
+    if command.v != PROTOCOL_VERSION:
+        raise BadFrame(
+            "E_PROTOCOL_VERSION", f"protocol version {command.v} is not {PROTOCOL_VERSION}"
+        )
+    return command
+
+
+def decode_reply(line: bytes) -> AnyReply:
+    return _reply_decoder.decode(line)
+
+
+def encode(frame: Frame) -> bytes:
+    """One frame with its newline. msgspec JSON escapes newlines inside strings."""
+    return _encoder.encode(frame) + b"\n"
