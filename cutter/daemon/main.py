@@ -93,10 +93,17 @@ async def open_stores(
 async def serve(options: DaemonOptions, log_stream: TextIO) -> int:
     bus = EventBus()
     configure_json(log_stream, tap=bus.processor)
-    log = get_logger(component="daemon")
     if options.enable_execution:
         enable_execution()
     await anyio.Path(options.state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Handlers stay installed until the very end: a second SIGTERM during the drain
+    # must not kill the daemon half-way (a supervisor escalates with SIGKILL).
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        return await _serve(options, bus, signals)
+
+
+async def _serve(options: DaemonOptions, bus: EventBus, signals: AsyncIterator[int]) -> int:
+    log = get_logger(component="daemon")
     async with (
         open_stores(options) as (config, kill_switch),
         Runner(config) as runner,
@@ -105,7 +112,7 @@ async def serve(options: DaemonOptions, log_stream: TextIO) -> int:
         daemon = Daemon(runner, kill_switch, bus, jobs)
         bus.on_drop = daemon.watcher_dropped
         async with anyio.create_task_group() as intake:
-            intake.start_soon(_signals, daemon)
+            intake.start_soon(_signals, daemon, signals)
             if options.stdio:
                 intake.start_soon(_stdio_then_stop, daemon)
             else:
@@ -133,12 +140,10 @@ async def serve(options: DaemonOptions, log_stream: TextIO) -> int:
     return 0
 
 
-async def _signals(daemon: Daemon) -> None:
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for signum in signals:
-            daemon.log.info("signal_received", signal=signal.Signals(signum).name)
-            daemon.stop_requested.set()
-            return
+async def _signals(daemon: Daemon, signals: AsyncIterator[int]) -> None:
+    async for signum in signals:
+        daemon.log.info("signal_received", signal=signal.Signals(signum).name)
+        daemon.stop_requested.set()
 
 
 async def _stdio_then_stop(daemon: Daemon) -> None:
