@@ -121,3 +121,7 @@ def _run(func: Callable[..., Awaitable[T]], *args: object) -> T:
         return anyio.run(func, *args)
     except CutterError as exc:
         raise click.ClickException(f"{exc.code}: {exc.message}") from None
+
+from cutter.cli_client import register  # noqa: E402  (the subcommands that talk to a daemon)
+
+register(main)
