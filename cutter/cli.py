@@ -60,6 +60,55 @@ def demo(state_dir: Path, live: bool, dsn: str | None) -> None:
         sys.exit(1)
 
 
+@main.command()
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".cutter"),
+    show_default=True,
+    help="Sidecars, KB docs, the target stores (without --dsn) and daemon.sock.",
+)
+@click.option("--dsn", default=None, help="Keep every store in PostgreSQL. " + DSN_HELP)
+@click.option("--stdio", is_flag=True, help="Serve frames on stdin/stdout instead of a socket.")
+@click.option(
+    "--log",
+    "log_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="JSON log lines to this file (default: stdout; required with --stdio).",
+)
+@click.option("--allow-self-approval", is_flag=True, help="Let a run's starter approve it.")
+@click.option("--required-approvals", type=click.IntRange(1, 10), default=1, show_default=True)
+@click.option("--enable-execution", is_flag=True, help="Allow Mode.LIVE runs.")
+def daemon(
+    state_dir: Path,
+    dsn: str | None,
+    stdio: bool,
+    log_path: Path | None,
+    allow_self_approval: bool,
+    required_approvals: int,
+    enable_execution: bool,
+) -> None:
+    """Run the daemon: commands over a Unix socket (or stdio), many runs at once."""
+    from cutter.daemon.main import DaemonOptions, run
+
+    if stdio and log_path is None:
+        raise click.UsageError("--stdio needs --log FILE: stdout carries the protocol")
+    options = DaemonOptions(
+        state_dir=state_dir,
+        dsn=dsn,
+        stdio=stdio,
+        log_path=log_path,
+        allow_self_approval=allow_self_approval,
+        required_approvals=required_approvals,
+        enable_execution=enable_execution,
+    )
+    try:
+        sys.exit(run(options))
+    except CutterError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.message}") from None
+
+
 @main.group()
 def db() -> None:
     """Manage the PostgreSQL schema, roles and source documents."""
@@ -90,26 +139,40 @@ def roles(dsn: str, writer: str, reader: str, login: bool) -> None:
     click.echo(f"roles {writer} (writer) and {reader} (reader) hold exactly their grants")
 
 
-@db.command("add-document")
-@click.option("--dsn", required=True, help=DSN_HELP)
+@main.command("add-document")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".cutter"),
+    show_default=True,
+    help="The embedded stores' directory (ignored with --dsn).",
+)
+@click.option("--dsn", default=None, help="Add it to PostgreSQL instead. " + DSN_HELP)
 @click.argument("doc_id")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def add_document(dsn: str, doc_id: str, path: Path) -> None:
+def add_document(state_dir: Path, dsn: str | None, doc_id: str, path: Path) -> None:
     """Store FILE's exact bytes as DOC_ID's current source version."""
     from cutter.ids import check_doc_id
-    from cutter.pg.connect import connect
-    from cutter.pg.target import publish
 
     data = path.read_bytes()
 
     async def add() -> str:
+        checked = check_doc_id(doc_id)
+        if dsn is None:
+            from cutter.stores.file_target import FileSources
+
+            sources = FileSources(state_dir / "target" / "sources")
+            return (await sources.publish(checked, data)).sv_id
+        from cutter.pg.connect import connect
+        from cutter.pg.target import publish
+
         conn = await connect(dsn)
         try:
-            return (await publish(conn, check_doc_id(doc_id), data)).sv_id
+            return (await publish(conn, checked, data)).sv_id
         finally:
             await conn.close()
 
-    click.echo(f"{doc_id} is now at version {_run(add)}")
+    click.echo(f"{doc_id} is now at version {_run(add)} ({len(data)} bytes)")
 
 
 T = TypeVar("T")
@@ -121,6 +184,7 @@ def _run(func: Callable[..., Awaitable[T]], *args: object) -> T:
         return anyio.run(func, *args)
     except CutterError as exc:
         raise click.ClickException(f"{exc.code}: {exc.message}") from None
+
 
 from cutter.cli_client import register  # noqa: E402  (the subcommands that talk to a daemon)
 

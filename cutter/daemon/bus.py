@@ -86,4 +86,8 @@ _SKIP = frozenset({"event", "run_id", "timestamp", "level", "exc_info"})
 def _plain(value: object) -> str | int | bool | None:
     if value is None or isinstance(value, bool | int | str):
         return value
+    if isinstance(value, list | tuple):
+        return ",".join(str(_plain(v)) for v in value)
+    if isinstance(value, dict):
+        return ",".join(f"{k}={_plain(v)}" for k, v in value.items())
     return str(value)

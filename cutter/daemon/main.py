@@ -95,7 +95,9 @@ async def serve(options: DaemonOptions, log_stream: TextIO) -> int:
     configure_json(log_stream, tap=bus.processor)
     if options.enable_execution:
         enable_execution()
-    await anyio.Path(options.state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+    state_dir = anyio.Path(options.state_dir)
+    await state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    await state_dir.chmod(0o700)  # the socket's directory is the owner's alone
     # Handlers stay installed until the very end: a second SIGTERM during the drain
     # must not kill the daemon half-way (a supervisor escalates with SIGKILL).
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

@@ -176,8 +176,8 @@ class Daemon:
                 self.log.info("kill_switch_set", engaged=command.engage, peer=peer)
                 return KillSwitchState(id=command.id, engaged=await self.kill_switch.engaged())
             case Shutdown():
+                # The transport sets stop_requested once this reply is on its way.
                 self.log.info("shutdown_requested", peer=peer)
-                self.stop_requested.set()
                 return ShuttingDown(id=command.id)
             case Watch():
                 raise RuntimeError("watch is a stream: the transport calls watch()")

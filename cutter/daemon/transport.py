@@ -23,7 +23,16 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from cutter.daemon.service import Daemon
 from cutter.errors import CutterError
-from cutter.protocol import MAX_FRAME_BYTES, BadFrame, Error, Frame, Watch, decode_command, encode
+from cutter.protocol import (
+    MAX_FRAME_BYTES,
+    BadFrame,
+    Error,
+    Frame,
+    ShuttingDown,
+    Watch,
+    decode_command,
+    encode,
+)
 
 _GONE = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
 
@@ -69,7 +78,12 @@ async def serve_stream(stream: ByteStream, daemon: Daemon, peer: str | None) -> 
             if isinstance(command, Watch):
                 await _watch(stream, buffered, daemon, command)
                 return
-            if not await send(stream, await daemon.handle(command, peer)):
+            reply = await daemon.handle(command, peer)
+            sent = await send(stream, reply)
+            if isinstance(reply, ShuttingDown):
+                daemon.stop_requested.set()  # after the answer, so the client gets it
+                return
+            if not sent:
                 return
 
 
