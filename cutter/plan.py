@@ -56,6 +56,8 @@ def build_manifest(
                 start=cand.start,
                 end=cand.end,
                 region_sha=sha256_hex(data[cand.start : cand.end]),
+                number=cand.number,
+                path=cand.path,
             )
         )
     return Manifest(

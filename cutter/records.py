@@ -26,12 +26,18 @@ class SourceVersion(Record, frozen=True, kw_only=True):
 
 
 class Candidate(Record, frozen=True, kw_only=True):
-    """A boundary a discoverer found: a labelled byte region of the source."""
+    """A boundary a discoverer found: a labelled byte region of the source.
+
+    ``label`` is the heading as written; ``number`` its normalised form (``44``,
+    ``12a``, ``88-1``) when it has one; ``path`` the enclosing structure, outermost
+    first (e.g. ``("Phần thứ nhất", "Chương I", "Mục 1")``)."""
 
     label: str
     start: int
     end: int
     kind: str = "unit"  # "unit", "preamble" or "trailer"
+    number: str | None = None
+    path: tuple[str, ...] = ()
 
 
 class PlannedIU(Record, frozen=True, kw_only=True):
@@ -42,6 +48,8 @@ class PlannedIU(Record, frozen=True, kw_only=True):
     start: int
     end: int
     region_sha: str
+    number: str | None = None
+    path: tuple[str, ...] = ()
 
 
 class Manifest(Record, frozen=True, kw_only=True):
