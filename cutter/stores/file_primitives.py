@@ -1,0 +1,61 @@
+"""Steps the file-backed target stores share (``cutter.stores.file_target``).
+
+A write-once create, a check that a built path stays inside its store's root,
+and a decode that turns an unreadable file into ``CorruptRecord`` naming it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import msgspec
+
+from cutter.errors import CorruptRecord, InvalidIdentifier, one_line
+from cutter.stores.atomic import TEMP_SUFFIX, fsync_dir, make_dirs
+
+S = TypeVar("S")
+
+
+def create_once(path: Path, data: bytes) -> bool:
+    """Create ``path`` holding ``data`` unless the name exists; True when this call did.
+
+    The bytes are complete and fsynced in a temp file before ``os.link`` gives
+    them the name (the link fails when the name exists, in any process), so the
+    name never holds a partial file."""
+    directory = path.parent
+    make_dirs(directory)
+    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp_name, path)
+        except FileExistsError:
+            return False
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+    fsync_dir(directory)
+    return True
+
+
+def inside_root(root: Path, path: Path, kind: str) -> Path:
+    """``path``, unless it resolves outside ``root`` (``InvalidIdentifier``)."""
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise InvalidIdentifier(kind, "resolves outside the store root")
+    return path
+
+
+def decode_record(decode: Callable[[bytes], S], data: bytes, where: Path | str) -> S:
+    """``decode(data)``; undecodable bytes are ``CorruptRecord`` naming ``where``."""
+    try:
+        return decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise CorruptRecord(str(where), one_line(str(exc), 200)) from exc
