@@ -38,6 +38,25 @@ def main() -> None:
 
 
 DSN_HELP = "PostgreSQL DSN (libpq URI or key=value); the login must own the schema."
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def store_options(state_dir_help: str) -> Callable[[F], F]:
+    """--state-dir (the embedded stores) and --dsn (PostgreSQL instead)."""
+
+    def decorate(func: F) -> F:
+        func = click.option(
+            "--dsn", default=None, help="Use PostgreSQL instead of files. " + DSN_HELP
+        )(func)
+        return click.option(
+            "--state-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=Path(".cutter"),
+            show_default=True,
+            help=state_dir_help,
+        )(func)
+
+    return decorate
 
 
 @main.command()
@@ -61,14 +80,7 @@ def demo(state_dir: Path, live: bool, dsn: str | None) -> None:
 
 
 @main.command()
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path(".cutter"),
-    show_default=True,
-    help="Sidecars, KB docs, the target stores (without --dsn) and daemon.sock.",
-)
-@click.option("--dsn", default=None, help="Keep every store in PostgreSQL. " + DSN_HELP)
+@store_options("Sidecars, KB docs, the target stores (without --dsn) and daemon.sock.")
 @click.option("--stdio", is_flag=True, help="Serve frames on stdin/stdout instead of a socket.")
 @click.option(
     "--log",
@@ -140,14 +152,7 @@ def roles(dsn: str, writer: str, reader: str, login: bool) -> None:
 
 
 @main.command("add-document")
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path(".cutter"),
-    show_default=True,
-    help="The embedded stores' directory (ignored with --dsn).",
-)
-@click.option("--dsn", default=None, help="Add it to PostgreSQL instead. " + DSN_HELP)
+@store_options("The embedded stores' directory (ignored with --dsn).")
 @click.argument("doc_id")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def add_document(state_dir: Path, dsn: str | None, doc_id: str, path: Path) -> None:
