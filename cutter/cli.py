@@ -192,5 +192,7 @@ def _run(func: Callable[..., Awaitable[T]], *args: object) -> T:
 
 
 from cutter.cli_client import register  # noqa: E402  (the subcommands that talk to a daemon)
+from cutter.cli_plan import register as register_plan  # noqa: E402
 
 register(main)
+register_plan(main)

@@ -13,7 +13,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from cutter.discovery import LineHeadingDiscoverer
+from cutter.discovery import TextDiscoverer
 from cutter.kbdocs import Approval, Decision
 from cutter.mode import Mode, enable_execution
 from cutter.phases.context import load_manifest
@@ -48,7 +48,7 @@ async def embedded(state_dir: Path) -> AsyncIterator[tuple[RunnerConfig, str]]:
             target=Target(sources=sources, ius=InMemoryIUStore(), ledger=InMemoryLedger()),
             kb=kb,
             run_store=FileRunStore(state_dir / "runs"),
-            discoverer=LineHeadingDiscoverer(),
+            discoverer=TextDiscoverer(),
             grants=StaticGrantProbe(),
             kill_switch=FileKillSwitch(state_dir / "kill-switch"),
         ),
@@ -72,7 +72,7 @@ async def on_postgres(dsn: str) -> AsyncIterator[tuple[RunnerConfig, str]]:
         await publish(conn, DOC_ID, sample_bytes())
     finally:
         await conn.close()
-    async with pg_config(dsn, LineHeadingDiscoverer()) as config:
+    async with pg_config(dsn, TextDiscoverer()) as config:
         yield config, "rows of the kb_docs table"
 
 

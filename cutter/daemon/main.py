@@ -24,7 +24,7 @@ from cutter.approvals import GatePolicy
 from cutter.daemon.bus import EventBus
 from cutter.daemon.service import Daemon
 from cutter.daemon.transport import serve_socket, serve_stdio
-from cutter.discovery import LineHeadingDiscoverer
+from cutter.discovery import TextDiscoverer
 from cutter.logs import configure_json, get_logger
 from cutter.mode import enable_execution
 from cutter.ports import KillSwitchControl, Target
@@ -63,7 +63,7 @@ def embedded_config(state_dir: Path, policy: GatePolicy) -> tuple[RunnerConfig, 
         ),
         kb=FileKnowledgeBase(state_dir / "kb"),
         run_store=FileRunStore(state_dir / "runs"),
-        discoverer=LineHeadingDiscoverer(),
+        discoverer=TextDiscoverer(),
         grants=StaticGrantProbe(),
         kill_switch=kill_switch,
         policy=policy,
@@ -85,7 +85,7 @@ async def open_stores(
     from cutter.pg.records import PgKillSwitch
     from cutter.pg.stores import pg_config
 
-    async with pg_config(options.dsn, LineHeadingDiscoverer(), policy=policy) as config:
+    async with pg_config(options.dsn, TextDiscoverer(), policy=policy) as config:
         assert isinstance(config.kill_switch, PgKillSwitch)
         yield config, config.kill_switch
 

@@ -32,6 +32,7 @@ import msgspec
 
 from cutter.canonical import sha256_hex
 from cutter.client import Client, DaemonUnavailable
+from cutter.discovery import TextDiscoverer
 from cutter.failpoints import ENV as FAILPOINT_ENV
 from cutter.kbdocs import ApprovalRefusal, Decision, PhaseDoc
 from cutter.ledger import CutEnvelope
@@ -60,6 +61,8 @@ from cutter.walk import PHASES, Gate, Phase, Pin
 from tests.daemon.conftest import ROOT, START_TIMEOUT, DaemonProcess
 
 SAMPLE = ROOT / "cutter" / "samples" / "garden-charter.md"
+# How many IUs the default discoverer cuts the sample into (preamble and trailer included).
+SAMPLE_UNITS = len(TextDiscoverer().discover(SAMPLE.read_bytes()))
 DOC_ID = "garden-charter"
 OPERATOR = "operator-ann"
 REVIEWER = "reviewer-bob"

@@ -35,6 +35,7 @@ from cutter.stores.files import FileKnowledgeBase, FileRunStore
 from cutter.walk import PHASES, Gate, Phase
 from tests.daemon._drive import (
     DOC_ID,
+    SAMPLE_UNITS,
     OnDisk,
     WatchedDaemon,
     add_document,
@@ -151,7 +152,7 @@ def reference(published: Path, tmp_path_factory: pytest.TempPathFactory) -> OnDi
     assert final.state is RunState.CLOSEOUT_REPORTED
     assert final.stop_code is None
     assert final.phases_passed == PHASES
-    assert len(final.ius) == 7
+    assert len(final.ius) == SAMPLE_UNITS
     assert {row[-1] for row in final.ius} == {"active"}
     assert [entry[1] for entry in final.ledger] == ["CutEnvelope"]
     assert final.source_cut

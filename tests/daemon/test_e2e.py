@@ -44,6 +44,7 @@ from tests.daemon._drive import (
     OPERATOR,
     REVIEWER,
     ROOT,
+    SAMPLE_UNITS,
     StdioDaemon,
     WatchedDaemon,
     add_document,
@@ -134,7 +135,7 @@ async def test_socket_live_walk_through_both_gates_to_closeout(
     final = on_disk.final
     assert final.state is RunState.CLOSEOUT_REPORTED
     assert final.phases_passed == PHASES
-    assert len(final.ius) == 7
+    assert len(final.ius) == SAMPLE_UNITS
     assert {row[-1] for row in final.ius} == {"active"}
     assert [entry[1] for entry in final.ledger] == ["CutEnvelope"]
     assert final.source_cut
@@ -281,7 +282,7 @@ def test_stdio_live_walk_to_closeout(tmp_path: Path) -> None:
 
     on_disk = anyio.run(final_state, state, run.run_id)
     assert on_disk.final.state is RunState.CLOSEOUT_REPORTED
-    assert len(on_disk.final.ius) == 7
+    assert len(on_disk.final.ius) == SAMPLE_UNITS
     assert {row[-1] for row in on_disk.final.ius} == {"active"}
     assert on_disk.final.kb_docs == expected_kb_docs()
     assert len(on_disk.consumed_ids) == 2
@@ -323,7 +324,7 @@ def test_stdio_end_of_input_drains_a_walk_and_a_restart_continues_it(tmp_path: P
         assert stored.run.state is RunState.CLOSEOUT_REPORTED
         assert daemon.close() == 0
     on_disk = anyio.run(final_state, state, run.run_id)
-    assert len(on_disk.final.ius) == 7
+    assert len(on_disk.final.ius) == SAMPLE_UNITS
     assert on_disk.final.kb_docs == expected_kb_docs()
     assert len(on_disk.consumed_ids) == 2
 

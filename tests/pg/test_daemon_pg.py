@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 
 from cutter import codec
-from cutter.discovery import LineHeadingDiscoverer
+from cutter.discovery import TextDiscoverer
 from cutter.failpoints import ENV as FAILPOINT_ENV
 from cutter.kbdocs import ApprovalRefusal, PhaseDoc
 from cutter.ledger import CutEnvelope, StoredEntry, decode_envelope, verify_stored
@@ -43,7 +43,7 @@ from tests.pg.conftest import PgDatabase
 pytestmark = pytest.mark.anyio
 
 LIVE = "--enable-execution"
-UNITS = len(LineHeadingDiscoverer().discover(SAMPLE.read_bytes()))
+UNITS = len(TextDiscoverer().discover(SAMPLE.read_bytes()))
 
 
 @pytest.fixture
@@ -115,7 +115,7 @@ async def _check_closed(dsn: str, run_id: str) -> list[str]:
         )
         for r in records
     ]
-    assert len(rows) == UNITS == 7
+    assert len(rows) == UNITS
     assert {r.state for r in rows} == {IUState.ACTIVE}
     assert {(r.doc_id, r.change_set_id) for r in rows} == {(DOC_ID, change_set_id)}
     docs = {

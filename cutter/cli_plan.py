@@ -1,0 +1,103 @@
+"""``cutter plan FILE``: the units a cut would make, without starting a run.
+
+An operator checks a document before cutting it: ordinal, label, normalised
+number, structure path, byte range, size, region sha prefix, and the
+discoverer's warnings. ``--json`` prints the same as one JSON object.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import msgspec
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from cutter.canonical import sha256_hex
+from cutter.records import Manifest, SourceVersion
+
+
+class PlanReport(msgspec.Struct, frozen=True, kw_only=True):
+    file: str
+    profile: str
+    size: int
+    sha256: str
+    manifest: Manifest
+    warnings: tuple[str, ...]
+
+
+def plan_file(path: Path, data: bytes, profile_name: str | None) -> PlanReport:
+    from cutter.discovery import PROFILES, discover
+    from cutter.plan import build_manifest
+
+    profile = None if profile_name is None else PROFILES[profile_name]
+    found = discover(data, profile)
+    doc_id = "plan"
+    version = SourceVersion(
+        doc_id=doc_id,
+        sd_id=f"sd-{doc_id}",
+        sv_id="sv-plan",
+        sha256=sha256_hex(data),
+        size=len(data),
+    )
+    return PlanReport(
+        file=str(path),
+        profile=found.profile,
+        size=len(data),
+        sha256=version.sha256,
+        manifest=build_manifest(version, data, found.candidates),
+        warnings=found.warnings,
+    )
+
+
+def show(report: PlanReport) -> None:
+    console = Console()
+    table = Table(title=f"{report.file}: {len(report.manifest.ius)} units ({report.profile})")
+    table.add_column("#", justify="right", no_wrap=True, min_width=3)
+    table.add_column("label", no_wrap=True, overflow="ellipsis", max_width=34)
+    table.add_column("number", no_wrap=True, min_width=6)
+    table.add_column("structure", no_wrap=True, overflow="ellipsis", max_width=24)
+    table.add_column("bytes", no_wrap=True)
+    table.add_column("size", justify="right", no_wrap=True, min_width=6)
+    table.add_column("region_sha", no_wrap=True)
+    for iu in report.manifest.ius:
+        table.add_row(
+            str(iu.ordinal),
+            escape(iu.label) if iu.kind == "unit" else escape(f"[{iu.kind}]"),
+            iu.number or "",
+            escape(" > ".join(iu.path)),
+            f"{iu.start}-{iu.end}",
+            str(iu.end - iu.start),
+            iu.region_sha[:12],
+        )
+    console.print(table)
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+
+
+def register(group: click.Group) -> None:
+    from cutter.discovery import PROFILES
+
+    @group.command()
+    @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    @click.option(
+        "--profile",
+        type=click.Choice(sorted(PROFILES)),
+        default=None,
+        help="How to find units (default: inferred from the document).",
+    )
+    @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of a table.")
+    def plan(path: Path, profile: str | None, as_json: bool) -> None:
+        """Show the units a cut of FILE would make, without starting a run."""
+        from cutter.errors import CutterError
+
+        try:
+            report = plan_file(path, path.read_bytes(), profile)
+        except CutterError as exc:
+            raise click.ClickException(f"{exc.code}: {exc.message}") from None
+        if as_json:
+            click.echo(msgspec.json.encode(report).decode())
+        else:
+            show(report)

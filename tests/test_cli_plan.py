@@ -1,0 +1,70 @@
+"""``cutter plan FILE``: an operator's check of a document before a cut."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cutter.cli import main
+
+CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+SAMPLE = Path(__file__).resolve().parents[1] / "cutter" / "samples" / "garden-charter.md"
+
+
+def corpus(name: str) -> Path:
+    path = CORPUS / name
+    if not path.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"the corpus is missing: {path}")
+        pytest.skip(f"the corpus is not beside the repository: {path}")
+    return path
+
+
+def plan(*args: str) -> dict[str, object]:
+    result = CliRunner().invoke(main, ["plan", "--json", *args])
+    assert result.exit_code == 0, result.output
+    data: dict[str, object] = json.loads(result.stdout)
+    return data
+
+
+def test_the_json_plan_tiles_the_file_and_names_each_unit() -> None:
+    report = plan(str(SAMPLE))
+    ius = report["manifest"]["ius"]  # type: ignore[index]
+    data = SAMPLE.read_bytes()
+    assert report["size"] == len(data)
+    assert b"".join(data[iu["start"] : iu["end"]] for iu in ius) == data
+    assert [iu["kind"] for iu in ius] == ["preamble", *["unit"] * 6, "trailer"]
+    assert [iu["number"] for iu in ius if iu["kind"] == "unit"] == ["1", "2", "3", "4", "5", "6"]
+
+
+def test_a_real_statute_plans_to_its_ground_truth_with_structure() -> None:
+    report = plan(str(corpus("vn-bo-luat-dan-su-2015.txt")))
+    units = [iu for iu in report["manifest"]["ius"] if iu["kind"] == "unit"]  # type: ignore[index]
+    assert len(units) == 689
+    assert units[0]["label"] == "Điều 1. Phạm vi điều chỉnh"
+    assert units[0]["path"][:2] == ["Phần thứ nhất", "Chương I"]
+    assert units[-1]["number"] == "689"
+    assert report["profile"] == "vietnamese"
+
+
+def test_the_table_shows_units_and_warnings() -> None:
+    result = CliRunner().invoke(
+        main, ["plan", str(corpus("fr-constitution-1958.txt"))], env={"COLUMNS": "160"}
+    )
+    assert result.exit_code == 0, result.output
+    assert "ARTICLE 89." in result.stdout
+    assert "warning:" in result.stdout  # this edition repeats and skips article numbers
+
+
+def test_an_explicit_profile_is_used() -> None:
+    assert plan("--profile", "plain", str(SAMPLE))["profile"] == "plain"
+
+
+def test_an_unknown_profile_is_a_usage_error() -> None:
+    result = CliRunner().invoke(main, ["plan", "--profile", "klingon", str(SAMPLE)])
+    assert result.exit_code == 2
+    assert "klingon" in result.output
