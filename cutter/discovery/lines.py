@@ -1,5 +1,6 @@
-"""A line-anchored heading discoverer: each line matching the unit pattern starts
-a unit that runs to the next one; text before the first is the preamble.
+"""The line-anchored heading discoverer the first releases used (kept until its callers
+move to ``TextDiscoverer``): each line matching the unit pattern starts a unit that
+runs to the next one; text before the first is the preamble.
 
 Regions are byte offsets into the exact stored bytes and tile them.
 """

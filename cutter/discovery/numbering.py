@@ -140,12 +140,20 @@ def numbering_warnings(
     previous: tuple[str, int, tuple[int, SuffixKey]] | None = None
     start: tuple[int, SuffixKey] | None
     end: tuple[int, SuffixKey] | None
+    plain = -2  # the previous number when it was a plain integer, so n + 1 is quick
     for number, at in units:
         if number is None:
             continue
         if number.isdigit():
-            start = end = (int(number), ())
+            value = int(number)
+            if value == plain + 1:
+                plain = value
+                previous = (number, at, (value, ()))
+                continue
+            plain = value
+            start = end = (value, ())
         else:
+            plain = -2
             first, _, last = number.partition("..")
             start = sort_key(first)
             end = sort_key(last) if last else start

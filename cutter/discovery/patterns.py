@@ -26,7 +26,10 @@ from cutter.discovery.numbering import DIGIT_NUMERAL, NUMERAL
 
 UPPER = "A-ZÀ-ÖØ-ÞĐ"
 ATX_PREFIX = r"#{1,6}[ \t]+"
-_RANGE_WORDS = r"(?:und|bis|and|to|through|à|au|et|và|đến|[-\u2013\u2014])"
+# Dashes: hyphen, en dash, em dash, put in the patterns as characters (not as the
+# escape ``\u2013``) so that every built-in pattern also compiles as a bytes pattern.
+DASHES = "[-\u2013\u2014]"  # not a raw string: the characters themselves
+_RANGE_WORDS = rf"(?:und|bis|and|to|through|à|au|et|và|đến|{DASHES})"
 
 # Family keywords, each with the blank (or period) that separates it from the number.
 FAMILIES: dict[str, str] = {
@@ -41,7 +44,7 @@ FAMILIES: dict[str, str] = {
 }
 
 # Nothing after the number, or a separator and a title.
-STRICT_TAIL = r"(?:[ \t]*[.:]?[ \t]*$|[ \t]*(?:[.:]|[-\u2013\u2014])[ \t]*\S.*$)"
+STRICT_TAIL = rf"(?:[ \t]*[.:]?[ \t]*$|[ \t]*(?:[.:]|{DASHES})[ \t]*\S.*$)"
 LOOSE_TAIL = rf"[ \t]+(?P<loose>[{UPPER}][^.;!?\n]*?)(?<!,)[ \t]*$"
 PLAIN_TAIL = rf"(?:{STRICT_TAIL}|{LOOSE_TAIL})"
 # Behind an ATX marker: anything that does not glue a word to the number.
@@ -49,9 +52,7 @@ ATX_TAIL = r"(?:[^\w\n].*)?$"
 # Structural headings: a label alone, a colon or dash and a title, or ". TITLE IN CAPITALS"
 # (so "Section 1.  All legislative Powers …", a section sharing its line with its body,
 # is not a heading).
-GROUP_TAIL = (
-    r"(?:[ \t]*[.:]?[ \t]*$|[ \t]*(?::|[-\u2013\u2014])[ \t]*\S.*$|[ \t]*\.[ \t]+[^a-z\n]*$)"
-)
+GROUP_TAIL = rf"(?:[ \t]*[.:]?[ \t]*$|[ \t]*(?::|{DASHES})[ \t]*\S.*$|[ \t]*\.[ \t]+[^a-z\n]*$)"
 
 
 def _numbered(keyword: str, numeral: str) -> str:

@@ -175,7 +175,7 @@ def scan(text: str, profile: Profile) -> list[Hit]:
     size = len(text)
     for match in chain([head] if head is not None else [], matches):
         start = match.end()  # 0 for the head: its lookahead consumes nothing either
-        name = match.lastgroup or ""
+        name = match.lastgroup
         if name == "fence" or fence:
             mark = match.group(f"fence{SEP}mark") if name == "fence" else ""
             if not fence:
@@ -196,6 +196,8 @@ def scan(text: str, profile: Profile) -> list[Hit]:
             state.last_hit = start
         elif name == "setext":
             state.setext(match.group(f"setext{SEP}mark"), start)
+        elif name is None:
+            continue
         elif match.end(name) > end:  # ran past its line: match the line alone
             state.add_alone(name, text[start:end], (start, end))
         else:

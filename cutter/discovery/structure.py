@@ -13,12 +13,13 @@ the warnings.
 
 from __future__ import annotations
 
+from bisect import bisect_right, insort
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cutter.discovery.combine import Scanner
 from cutter.discovery.numbering import numbering_warnings
-from cutter.discovery.scan import Hit, clean_label
+from cutter.discovery.scan import Hit
 
 _TOC_RUN = 3
 _SHOWN = 12
@@ -93,12 +94,23 @@ def _trailer(units: Sequence[Hit], text: str, trailer: Scanner, limit: int) -> i
     return None
 
 
+class _LineNumbers:
+    """1-based line numbers of character offsets, counting from the nearest known one."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.known = [(0, 1)]  # (offset, line), ascending
+
+    def __call__(self, at: int) -> int:
+        offset, line = self.known[bisect_right(self.known, (at, 0)) - 1]
+        line += self.text.count("\n", offset, at)
+        insort(self.known, (at, line))
+        return line
+
+
 def outline(hits: Sequence[Hit], text: str, trailer: Scanner | None) -> Outline:
     """Units with paths, the trailer's start and the warnings, from the heading lines."""
-
-    def line_of(at: int) -> int:
-        return text.count("\n", 0, at) + 1
-
+    line_of = _LineNumbers(text)
     warnings: list[str] = []
     stop = next((hit for hit in hits if hit.kind == "stop"), None)
     limit = len(text) + 1
@@ -109,7 +121,7 @@ def outline(hits: Sequence[Hit], text: str, trailer: Scanner | None) -> Outline:
             lines = ", ".join(str(line_of(hit.start)) for hit in after[:_SHOWN])
             warnings.append(
                 f"{len(after)} unit headings after the stop line {line_of(stop.start)} "
-                f"({clean_label(stop.label)!r}) are not units: lines {lines}"
+                f"({stop.label!r}) are not units: lines {lines}"
                 + (", …" if len(after) > _SHOWN else "")
             )
         hits = [hit for hit in hits if hit.start < stop.start]
