@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from cutter.cli import main
+from tests.discovery.corpus import CORPUS, document
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 SAMPLE = Path(__file__).resolve().parents[1] / "cutter" / "samples" / "garden-charter.md"
 
 
 def corpus(name: str) -> Path:
-    path = CORPUS / name
-    if not path.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the corpus is missing: {path}")
-        pytest.skip(f"the corpus is not beside the repository: {path}")
-    return path
+    document(name)  # fails under CI when the corpus is missing, else skips
+    return CORPUS / name
 
 
 def plan(*args: str) -> dict[str, object]:

@@ -1,7 +1,7 @@
 """Snapshot tests of planning and writing against golden files in tests/golden/.
 
 Three snapshots, each for the bundled sample ``cutter/samples/garden-charter.md``
-(cut by ``LineHeadingDiscoverer``) and for the seeded 12-article source
+(cut by the default ``TextDiscoverer``) and for the seeded 12-article source
 (``InMemoryDiscoverer.seeded(12)``):
 
 - ``cutplan-*``: the Manifest ``build_manifest`` produces, with its digest;
@@ -39,7 +39,7 @@ import msgspec
 import pytest
 
 from cutter.canonical import canonical, sha256_hex
-from cutter.discovery import LineHeadingDiscoverer
+from cutter.discovery import TextDiscoverer
 from cutter.kbdocs import PhaseDoc, phase_doc_id
 from cutter.mode import Mode
 from cutter.phases import BODIES, PhaseContext, PhaseOutput, Services
@@ -154,7 +154,7 @@ def sample_source() -> Source:
     data = resources.files("cutter").joinpath("samples/garden-charter.md").read_bytes()
     sources = InMemorySources()
     version = sources.publish("garden-charter", data, sv_id="garden-charter-v1")
-    return Source("garden-charter", version, data, LineHeadingDiscoverer(), sources)
+    return Source("garden-charter", version, data, TextDiscoverer(), sources)
 
 
 def seeded_source() -> Source:
@@ -247,6 +247,7 @@ SAMPLE_LABELS = [
     "Article 4. The Council",
     "Article 5. Water and Tools",
     "Article 6. Amendments",
+    "trailer",
 ]
 
 
@@ -264,18 +265,18 @@ class TestCutplanSnapshot:
         manifest = planned(SOURCES[name]())
         golden(f"cutplan-{name}", {"manifest": manifest, "manifest_digest": manifest.digest})
 
-    def test_the_sample_plans_a_preamble_and_six_articles_that_tile_it(self) -> None:
+    def test_the_sample_plans_a_preamble_six_articles_and_a_trailer_that_tile_it(self) -> None:
         source = sample_source()
         manifest = planned(source)
         assert [iu.label for iu in manifest.ius] == SAMPLE_LABELS
-        assert [iu.kind for iu in manifest.ius] == ["preamble"] + ["unit"] * 6
-        assert [iu.ordinal for iu in manifest.ius] == list(range(7))
+        assert [iu.kind for iu in manifest.ius] == ["preamble"] + ["unit"] * 6 + ["trailer"]
+        assert [iu.ordinal for iu in manifest.ius] == list(range(8))
         assert_tiles([(iu.start, iu.end) for iu in manifest.ius], len(source.data))
         assert manifest.source_size == len(source.data) == 1163
         assert manifest.source_sha == sha256_hex(source.data)
         for iu in manifest.ius:
             assert iu.region_sha == sha256_hex(source.data[iu.start : iu.end])
-        assert len({iu.iu_id for iu in manifest.ius}) == 7
+        assert len({iu.iu_id for iu in manifest.ius}) == 8
         assert manifest.digest == sha256_hex(canonical(manifest))
 
     def test_the_seeded_source_plans_twelve_articles_that_tile_it(self) -> None:
@@ -359,17 +360,18 @@ class TestDryRunMarkSnapshot:
         )
 
     @pytest.mark.anyio
-    async def test_the_sample_marks_seven_tiling_candidates_pinned_by_region_sha(self) -> None:
+    async def test_the_sample_marks_eight_tiling_candidates_pinned_by_region_sha(self) -> None:
         source = sample_source()
         out = (await DryRun.start(source).through(Phase.MARK))[Phase.MARK]
         assert [c.label for c in out.candidates] == SAMPLE_LABELS
         assert_tiles([(c.start, c.end) for c in out.candidates], len(source.data))
-        assert out.pins[Pin.CANDIDATE_COUNT] == 7
+        assert out.pins[Pin.CANDIDATE_COUNT] == 8
         assert out.pins[Pin.REGION_SHA] == regions_digest(out.candidates)
         assert out.pins[Pin.REGION_SHA] == sha256_hex(canonical(out.candidates))
         text = source.data.decode("utf-8")
-        for c in out.candidates[1:]:
+        for c in out.candidates[1:-1]:
             assert source.data[c.start : c.end].decode("utf-8").startswith(c.label + "\n")
+        assert source.data[out.candidates[-1].start :].startswith(b"Signed for the assembly")
         assert text[: out.candidates[0].end].startswith("# Charter of the Riverside")
 
 

@@ -56,13 +56,11 @@ forms outside U+0300-U+036F (e.g. Hangul jamo) are not composed.
 
 from cutter.discovery.engine import Discovery, TextDiscoverer, discover
 from cutter.discovery.infer import infer_profile
-from cutter.discovery.lines import LineHeadingDiscoverer
 from cutter.discovery.profiles import PROFILES, Profile, markdown_profile, plain_profile
 
 __all__ = [
     "PROFILES",
     "Discovery",
-    "LineHeadingDiscoverer",
     "Profile",
     "TextDiscoverer",
     "discover",

@@ -9,7 +9,6 @@ import cutter.discovery
 from cutter.discovery import (
     PROFILES,
     Discovery,
-    LineHeadingDiscoverer,
     Profile,
     TextDiscoverer,
     discover,
@@ -355,8 +354,3 @@ def test_public_api_is_sorted_and_real() -> None:
     exported = list(cutter.discovery.__all__)
     assert exported == sorted(exported, key=lambda n: (not n.isupper(), n))
     assert all(getattr(cutter.discovery, name) is not None for name in exported)
-
-
-def test_the_line_heading_discoverer_is_still_importable() -> None:
-    found = LineHeadingDiscoverer().discover(b"intro\nArticle 1 Purpose\nx\n")
-    assert [c.label for c in found] == ["preamble", "Article 1 Purpose"]
