@@ -12,6 +12,7 @@ Nothing here is asserted: the tests stay functional.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import platform
 import re
@@ -97,7 +98,162 @@ def bench_discovery(repetitions: int) -> Figure:
     )
 
 
-BENCHMARKS: dict[str, Callable[[int], Figure]] = {"discovery": bench_discovery}
+ROUND_TRIPS = 2000
+
+
+def bench_ask(repetitions: int) -> Figure:
+    """An ask round trip through the actor runtime, against a bare request/response
+    over two anyio memory object streams."""
+    import anyio
+
+    from actors import Actor, ActorSystem, Context
+
+    class Echo(Actor[int, int]):
+        async def receive(self, message: int, ctx: Context) -> int:
+            return message
+
+    async def actor_round_trips() -> float:
+        async with ActorSystem("bench") as system:
+            ref = await system.spawn(Echo(), "echo")
+            start = time.perf_counter()
+            for i in range(ROUND_TRIPS):
+                await ref.ask(i, timeout=5)
+            return (time.perf_counter() - start) / ROUND_TRIPS
+
+    async def bare_round_trips() -> float:
+        to_server, server_in = anyio.create_memory_object_stream[int](16)
+        to_client, client_in = anyio.create_memory_object_stream[int](16)
+
+        async def server() -> None:
+            async with server_in, to_client:
+                async for message in server_in:
+                    await to_client.send(message)
+
+        async with anyio.create_task_group() as tg, to_server, client_in:
+            tg.start_soon(server)
+            start = time.perf_counter()
+            for i in range(ROUND_TRIPS):
+                await to_server.send(i)
+                await client_in.receive()
+            elapsed = (time.perf_counter() - start) / ROUND_TRIPS
+            await to_server.aclose()
+        return elapsed
+
+    value = [anyio.run(actor_round_trips) * 1e6 for _ in range(repetitions)]
+    base = [anyio.run(bare_round_trips) * 1e6 for _ in range(repetitions)]
+    return Figure(
+        name="ask",
+        unit="us",
+        value=Sample.of(value),
+        floor=Sample.of(base),
+        ratio=statistics.median(value) / statistics.median(base),
+        target="<= 1.3x the floor",
+        note=f"{ROUND_TRIPS} sequential round trips per repetition, asyncio",
+    )
+
+
+def bench_walk(repetitions: int) -> Figure:
+    """One full 11-phase walk through both gates, 12 IUs, in-memory stores, against
+    11 bare request/response hops plus one structlog JSON event per transition."""
+    import anyio
+    import structlog
+
+    from cutter.kbdocs import Approval, Decision
+    from cutter.ports import Target
+    from cutter.runner import Runner, RunnerConfig, utc_now
+    from cutter.stores.memory_records import InMemoryKnowledgeBase, InMemoryRunStore
+    from cutter.stores.memory_target import (
+        InMemoryIUStore,
+        InMemoryLedger,
+        InMemorySources,
+        StaticGrantProbe,
+    )
+    from cutter.stores.seeded import InMemoryDiscoverer
+    from cutter.walk import Gate
+
+    transitions = 36  # the events of a full walk (tests/test_e2e.py pins them)
+
+    class Off:
+        async def engaged(self) -> bool:
+            return False
+
+    async def walk() -> float:
+        disc = InMemoryDiscoverer.seeded(12)
+        sources = InMemorySources()
+        sources.publish("doc", disc.source, sv_id="sv-1")
+        kb = InMemoryKnowledgeBase()
+        config = RunnerConfig(
+            target=Target(sources=sources, ius=InMemoryIUStore(), ledger=InMemoryLedger()),
+            kb=kb,
+            run_store=InMemoryRunStore(),
+            discoverer=disc,
+            grants=StaticGrantProbe(),
+            kill_switch=Off(),
+        )
+        async with Runner(config) as runner:
+            start = time.perf_counter()
+            sc = await runner.cut("doc", started_by="ann")
+            for gate in (Gate.SG_1, Gate.SG_2):
+                pending = sc.pending_gate
+                assert pending is not None
+                kb_id = f"approvals/{sc.run_id}/{gate.value}"
+                await kb.put(
+                    kb_id,
+                    Approval(
+                        run_id=sc.run_id,
+                        gate=gate,
+                        request_digest=pending.request_digest,
+                        nonce=pending.nonce,
+                        decision=Decision.APPROVE,
+                        approver="bob",
+                        reason="bench",
+                        issued_at=utc_now(),
+                        review_decision_id="rv" if gate is Gate.SG_2 else None,
+                    ),
+                )
+                sc = await runner.resume(sc.run_id, kb_id)
+            return time.perf_counter() - start
+
+    async def floor() -> float:
+        log = structlog.get_logger("bench")
+        to_server, server_in = anyio.create_memory_object_stream[int](16)
+        to_client, client_in = anyio.create_memory_object_stream[int](16)
+
+        async def server() -> None:
+            async with server_in, to_client:
+                async for message in server_in:
+                    await to_client.send(message)
+
+        async with anyio.create_task_group() as tg, to_server, client_in:
+            tg.start_soon(server)
+            start = time.perf_counter()
+            for i in range(11):
+                await to_server.send(i)
+                await client_in.receive()
+            for i in range(transitions):
+                log.info("run_state_changed", run_id="run-x", transition=i)
+            elapsed = time.perf_counter() - start
+            await to_server.aclose()
+        return elapsed
+
+    value = [anyio.run(walk) * 1e3 for _ in range(repetitions)]
+    base = [anyio.run(floor) * 1e3 for _ in range(repetitions)]
+    return Figure(
+        name="walk",
+        unit="ms",
+        value=Sample.of(value),
+        floor=Sample.of(base),
+        ratio=statistics.median(value) / statistics.median(base),
+        target="<= 2x the floor",
+        note="cut + two resumes, 12 IUs, dry run, in-memory stores",
+    )
+
+
+BENCHMARKS: dict[str, Callable[[int], Figure]] = {
+    "discovery": bench_discovery,
+    "ask": bench_ask,
+    "walk": bench_walk,
+}
 
 
 def main() -> int:
@@ -107,6 +263,9 @@ def main() -> int:
     parser.add_argument("--only", choices=sorted(BENCHMARKS), action="append")
     args = parser.parse_args()
     repetitions = 5 if args.quick else 15
+    from cutter.logs import configure_json
+
+    configure_json(io.StringIO())  # every figure renders its JSON log events, into memory
     figures = [BENCHMARKS[name](repetitions) for name in args.only or BENCHMARKS]
     header = ("figure", "median", "min", "max", "floor", "ratio")
     print("{:<12} {:>12} {:>10} {:>10} {:>12} {:>7}  target".format(*header))
