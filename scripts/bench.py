@@ -101,6 +101,32 @@ def bench_discovery(repetitions: int) -> Figure:
 ROUND_TRIPS = 2000
 
 
+async def bare_hops(count: int, then: Callable[[], None] | None = None) -> float:
+    """Seconds for ``count`` request/response hops over two anyio memory object
+    streams (the floor of ``ask`` and of the walk), plus ``then`` if given."""
+    import anyio
+
+    to_server, server_in = anyio.create_memory_object_stream[int](16)
+    to_client, client_in = anyio.create_memory_object_stream[int](16)
+
+    async def server() -> None:
+        async with server_in, to_client:
+            async for message in server_in:
+                await to_client.send(message)
+
+    async with anyio.create_task_group() as tg, to_server, client_in:
+        tg.start_soon(server)
+        start = time.perf_counter()
+        for i in range(count):
+            await to_server.send(i)
+            await client_in.receive()
+        if then is not None:
+            then()
+        elapsed = time.perf_counter() - start
+        await to_server.aclose()
+    return elapsed
+
+
 def bench_ask(repetitions: int) -> Figure:
     """An ask round trip through the actor runtime, against a bare request/response
     over two anyio memory object streams."""
@@ -120,27 +146,8 @@ def bench_ask(repetitions: int) -> Figure:
                 await ref.ask(i, timeout=5)
             return (time.perf_counter() - start) / ROUND_TRIPS
 
-    async def bare_round_trips() -> float:
-        to_server, server_in = anyio.create_memory_object_stream[int](16)
-        to_client, client_in = anyio.create_memory_object_stream[int](16)
-
-        async def server() -> None:
-            async with server_in, to_client:
-                async for message in server_in:
-                    await to_client.send(message)
-
-        async with anyio.create_task_group() as tg, to_server, client_in:
-            tg.start_soon(server)
-            start = time.perf_counter()
-            for i in range(ROUND_TRIPS):
-                await to_server.send(i)
-                await client_in.receive()
-            elapsed = (time.perf_counter() - start) / ROUND_TRIPS
-            await to_server.aclose()
-        return elapsed
-
     value = [anyio.run(actor_round_trips) * 1e6 for _ in range(repetitions)]
-    base = [anyio.run(bare_round_trips) * 1e6 for _ in range(repetitions)]
+    base = [anyio.run(bare_hops, ROUND_TRIPS) / ROUND_TRIPS * 1e6 for _ in range(repetitions)]
     return Figure(
         name="ask",
         unit="us",
@@ -214,30 +221,13 @@ def bench_walk(repetitions: int) -> Figure:
                 sc = await runner.resume(sc.run_id, kb_id)
             return time.perf_counter() - start
 
-    async def floor() -> float:
+    def log_events() -> None:
         log = structlog.get_logger("bench")
-        to_server, server_in = anyio.create_memory_object_stream[int](16)
-        to_client, client_in = anyio.create_memory_object_stream[int](16)
-
-        async def server() -> None:
-            async with server_in, to_client:
-                async for message in server_in:
-                    await to_client.send(message)
-
-        async with anyio.create_task_group() as tg, to_server, client_in:
-            tg.start_soon(server)
-            start = time.perf_counter()
-            for i in range(11):
-                await to_server.send(i)
-                await client_in.receive()
-            for i in range(transitions):
-                log.info("run_state_changed", run_id="run-x", transition=i)
-            elapsed = time.perf_counter() - start
-            await to_server.aclose()
-        return elapsed
+        for i in range(transitions):
+            log.info("run_state_changed", run_id="run-x", transition=i)
 
     value = [anyio.run(walk) * 1e3 for _ in range(repetitions)]
-    base = [anyio.run(floor) * 1e3 for _ in range(repetitions)]
+    base = [anyio.run(bare_hops, 11, log_events) * 1e3 for _ in range(repetitions)]
     return Figure(
         name="walk",
         unit="ms",
