@@ -86,7 +86,8 @@ async def publish(
     return version
 
 
-def _row(record: asyncpg.Record) -> IURow:
+def row_from_record(record: asyncpg.Record) -> IURow:
+    """An ``ius`` row as read from the database (the columns of ``queries.IU_COLUMNS``)."""
     try:
         return IURow(
             iu_id=record["iu_id"],
@@ -130,11 +131,13 @@ class PgIUStore:
 
     async def rows(self, doc_id: str) -> list[IURow]:
         with domain_errors("read IUs"):
-            return [_row(r) for r in await self.pool.fetch(q.DOC_ROWS, doc_id)]
+            return [row_from_record(r) for r in await self.pool.fetch(q.DOC_ROWS, doc_id)]
 
     async def change_set(self, change_set_id: str) -> list[IURow]:
         with domain_errors("read change set"):
-            return [_row(r) for r in await self.pool.fetch(q.CHANGE_SET_ROWS, change_set_id)]
+            return [
+                row_from_record(r) for r in await self.pool.fetch(q.CHANGE_SET_ROWS, change_set_id)
+            ]
 
     async def write_staged(self, rows: Sequence[IURow]) -> int:
         """One transaction: COPY into a staging table, insert what is new, refuse conflicts."""

@@ -19,7 +19,8 @@ from cutter.failpoints import ENV as FAILPOINT_ENV
 from cutter.kbdocs import ApprovalRefusal, PhaseDoc
 from cutter.ledger import CutEnvelope, StoredEntry, decode_envelope, verify_stored
 from cutter.mode import Mode
-from cutter.records import IURow, IUState
+from cutter.pg.target import row_from_record
+from cutter.records import IUState
 from cutter.states import RunState
 from cutter.walk import PHASES, Phase, Pin
 from tests.daemon._drive import (
@@ -98,23 +99,7 @@ async def _check_closed(dsn: str, run_id: str) -> list[str]:
         "SELECT doc_id, sv_id, ordinal, iu_id, label, kind, start_byte, end_byte, region_sha,"
         " body, state, change_set_id FROM ius ORDER BY doc_id, sv_id, ordinal",
     )
-    rows = [
-        IURow(
-            iu_id=r["iu_id"],
-            doc_id=r["doc_id"],
-            sv_id=r["sv_id"],
-            ordinal=r["ordinal"],
-            label=r["label"],
-            kind=r["kind"],
-            start=r["start_byte"],
-            end=r["end_byte"],
-            region_sha=r["region_sha"],
-            body=bytes(r["body"]),
-            state=IUState(r["state"]),
-            change_set_id=r["change_set_id"],
-        )
-        for r in records
-    ]
+    rows = [row_from_record(r) for r in records]
     assert len(rows) == UNITS
     assert {r.state for r in rows} == {IUState.ACTIVE}
     assert {(r.doc_id, r.change_set_id) for r in rows} == {(DOC_ID, change_set_id)}
