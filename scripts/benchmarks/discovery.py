@@ -1,0 +1,42 @@
+"""Discovery on the largest corpus document, against one ``re.finditer`` pass of
+the same profile's unit pattern over the same (decoded) text."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from benchmarks.common import CORPUS, Figure, compared, timed
+
+
+def largest_corpus_document() -> Path:
+    files = [p for p in CORPUS.iterdir() if p.name != "SOURCES.md"]
+    return max(files, key=lambda p: p.stat().st_size)
+
+
+def run(repetitions: int) -> Figure:
+    from cutter.discovery import discover, infer_profile
+
+    path = largest_corpus_document()
+    data = path.read_bytes()
+    profile = infer_profile(data)
+    pattern = re.compile(profile.unit, re.MULTILINE)
+    megabytes = len(data) / 1e6
+
+    def floor() -> object:
+        return sum(1 for _ in pattern.finditer(data.decode("utf-8", "surrogateescape")))
+
+    def work() -> object:
+        return discover(data, profile)
+
+    units = sum(1 for c in discover(data, profile).candidates if c.kind == "unit")
+    return compared(
+        "discovery",
+        "MB/s",
+        [megabytes / t for t in timed(work, repetitions)],
+        [megabytes / t for t in timed(floor, repetitions)],
+        target=">= 0.5x the floor's MB/s",
+        limit=0.5,
+        higher_is_better=True,
+        note=f"{path.name}, {len(data):,} bytes, {units} units, profile {profile.name}",
+    )

@@ -1,0 +1,109 @@
+"""One full 11-phase walk through both gates, 12 IUs, in-memory stores, against
+11 bare request/response hops plus one structlog JSON event per transition."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from benchmarks.common import Figure, bare_hops, compared
+
+if TYPE_CHECKING:
+    from cutter.runner import Runner, RunnerConfig
+    from cutter.sidecar import Sidecar
+
+TRANSITIONS = 36  # the transition events of a full walk (tests/test_e2e.py pins them)
+IUS = 12
+
+
+class KillSwitchOff:
+    async def engaged(self) -> bool:
+        return False
+
+
+async def approve_and_resume(runner: Runner, config: RunnerConfig, sc: Sidecar) -> Sidecar:
+    """What a scripted reviewer does at each gate: approve exactly the pending
+    request as a second person, then resume. Returns the run at its final stop."""
+    from cutter.kbdocs import Approval, Decision
+    from cutter.runner import utc_now
+    from cutter.walk import Gate
+
+    while (pending := sc.pending_gate) is not None:
+        gate = pending.gate
+        kb_id = f"approvals/{sc.run_id}/{gate.value}"
+        await config.kb.put(
+            kb_id,
+            Approval(
+                run_id=sc.run_id,
+                gate=gate,
+                request_digest=pending.request_digest,
+                nonce=pending.nonce,
+                decision=Decision.APPROVE,
+                approver="reviewer",
+                reason="bench",
+                issued_at=utc_now(),
+                review_decision_id="rv" if gate is Gate.SG_2 else None,
+            ),
+        )
+        sc = await runner.resume(sc.run_id, kb_id)
+    return sc
+
+
+def memory_config() -> RunnerConfig:
+    from cutter.ports import Target
+    from cutter.runner import RunnerConfig
+    from cutter.stores.memory_records import InMemoryKnowledgeBase, InMemoryRunStore
+    from cutter.stores.memory_target import (
+        InMemoryIUStore,
+        InMemoryLedger,
+        InMemorySources,
+        StaticGrantProbe,
+    )
+    from cutter.stores.seeded import InMemoryDiscoverer
+
+    disc = InMemoryDiscoverer.seeded(IUS)
+    sources = InMemorySources()
+    sources.publish("doc", disc.source, sv_id="sv-1")
+    return RunnerConfig(
+        target=Target(sources=sources, ius=InMemoryIUStore(), ledger=InMemoryLedger()),
+        kb=InMemoryKnowledgeBase(),
+        run_store=InMemoryRunStore(),
+        discoverer=disc,
+        grants=StaticGrantProbe(),
+        kill_switch=KillSwitchOff(),
+    )
+
+
+async def one_walk() -> float:
+    from cutter.runner import Runner
+    from cutter.states import RunState
+
+    config = memory_config()
+    async with Runner(config) as runner:
+        start = time.perf_counter()
+        sc = await runner.cut("doc", started_by="operator")
+        sc = await approve_and_resume(runner, config, sc)
+        elapsed = time.perf_counter() - start
+    assert sc.state is RunState.CLOSEOUT_REPORTED, sc.state
+    return elapsed
+
+
+def run(repetitions: int) -> Figure:
+    import anyio
+    import structlog
+
+    def log_events() -> None:
+        log = structlog.get_logger("bench")
+        for i in range(TRANSITIONS):
+            log.info("run_state_changed", run_id="run-x", transition=i)
+
+    anyio.run(one_walk)  # warm up
+    return compared(
+        "walk",
+        "ms",
+        [anyio.run(one_walk) * 1e3 for _ in range(repetitions)],
+        [anyio.run(bare_hops, 11, log_events) * 1e3 for _ in range(repetitions)],
+        target="<= 2x the floor",
+        limit=2.0,
+        note=f"cut + two resumes, {IUS} IUs, dry run, in-memory stores",
+    )
