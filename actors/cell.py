@@ -22,6 +22,7 @@ import anyio
 import structlog
 from anyio import BrokenResourceError, ClosedResourceError, EndOfStream, WouldBlock
 from anyio.abc import TaskGroup, TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from structlog.typing import FilteringBoundLogger
 
 from actors.context import Context
@@ -76,7 +77,7 @@ class ActorCell(Generic[M, R]):
         self.short_name = short_name
         self.name = f"{parent.name}/{short_name}"
         self.parent = parent
-        self.log: FilteringBoundLogger = _logger.bind(actor=self.name)
+        self._log: FilteringBoundLogger | None = None
         self.child_refs: dict[str, ActorRef[Any, Any]] = {}
         self.ref: ActorRef[M, R] = ActorRef(self)
         self.ctx = Context(self)
@@ -88,13 +89,32 @@ class ActorCell(Generic[M, R]):
         self._current: Envelope | None = None
         self._started = False
         self._stopping_ran = False
-        self._outbox, self._inbox = anyio.create_memory_object_stream[Envelope](actor.mailbox_size)
+        self._outbox: MemoryObjectSendStream[Envelope]
+        self._inbox: MemoryObjectReceiveStream[Envelope]
+        self._outbox, self._inbox = anyio.create_memory_object_stream(actor.mailbox_size)
+
+    @property
+    def log(self) -> FilteringBoundLogger:
+        """The ``actors`` logger bound with this actor's name, made on first use."""
+        if self._log is None:
+            self._log = _logger.bind(actor=self.name)
+        return self._log
 
     @property
     def finished(self) -> bool:
         return self._done.is_set()
 
     # -- used by ActorRef ------------------------------------------------------------
+
+    def offer(self, envelope: Envelope) -> bool:
+        """Enqueue without waiting; False when the mailbox is full."""
+        try:
+            self._outbox.send_nowait(envelope)
+        except WouldBlock:
+            return False
+        except (ClosedResourceError, BrokenResourceError):
+            raise ActorStopped(self.name) from None
+        return True
 
     async def enqueue(self, envelope: Envelope) -> None:
         try:
@@ -157,7 +177,7 @@ class ActorCell(Generic[M, R]):
                         spawn_error = ActorCrashed(self.name, failure.error_id, failure.error_type)
                     else:
                         self._started = True
-                        self.log.info("actor_started")
+                        self.log.debug("actor_started")
                         task_status.started(self.ref)
                         failure = await self._serve()
                     self._outbox.close()
@@ -185,7 +205,19 @@ class ActorCell(Generic[M, R]):
 
     async def _serve(self) -> ChildFailed | None:
         """Handle envelopes one at a time; return the failure that ended the loop, if any."""
-        async for envelope in self._inbox:
+        inbox = self._inbox
+        while True:
+            # A buffered envelope is taken without a schedule point; the wait for the
+            # next one is the loop's schedule point.
+            try:
+                envelope = inbox.receive_nowait()
+            except WouldBlock:
+                try:
+                    envelope = await inbox.receive()
+                except EndOfStream:
+                    return None
+            except EndOfStream:
+                return None
             # Stays set if a cancellation interrupts the handler, so `_finish` can still
             # answer the asker (ActorStopped) instead of leaving it to its timeout.
             self._current = envelope
@@ -203,7 +235,6 @@ class ActorCell(Generic[M, R]):
             self._current = None
             if outcome is not None:
                 envelope.resolve(outcome)
-        return None
 
     def _fail(self, exc: Exception) -> ChildFailed:
         """Record a failure: log it with its traceback and stop taking messages at once."""
@@ -255,7 +286,7 @@ class ActorCell(Generic[M, R]):
         if failure is not None and self.parent._report_failure_nowait(failure):
             failure = None
         self._done.set()
-        self.log.info("actor_stopped", reason=reason)
+        self.log.debug("actor_stopped", reason=reason)
         return failure
 
     def discard(self) -> None:

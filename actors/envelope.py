@@ -1,15 +1,14 @@
-"""Mailbox items: a message plus, for an ask, the one-shot stream its reply goes back on."""
+"""Mailbox items: a message plus, for an ask, the one-shot slot its reply goes into."""
 
 from __future__ import annotations
 
-from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any, TypeAlias
-
-from anyio import BrokenResourceError, ClosedResourceError, WouldBlock
-from anyio.streams.memory import MemoryObjectSendStream
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from actors.errors import ActorError
+
+if TYPE_CHECKING:
+    from actors.reply import Reply
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,16 +31,14 @@ class Envelope:
     """
 
     message: Any
-    reply_to: MemoryObjectSendStream[Outcome] | None = None
+    reply_to: Reply | None = None
     system: bool = False
 
     def resolve(self, outcome: Outcome) -> None:
-        """Answer the asker, if there is one still listening, and close the reply stream.
+        """Answer the asker, if there is one still listening.
 
-        Safe to call more than once and after the asker gave up (a timed-out ask closed
-        both ends of its stream): the late reply is dropped without error.
+        Safe to call more than once and after the asker gave up (its ask timed out
+        or was cancelled): the late reply is dropped without error.
         """
-        if self.reply_to is None:
-            return
-        with self.reply_to, suppress(ClosedResourceError, BrokenResourceError, WouldBlock):
-            self.reply_to.send_nowait(outcome)
+        if self.reply_to is not None:
+            self.reply_to.resolve(outcome)

@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
 import anyio
 
-from actors.envelope import Envelope, Ok, Outcome
-from actors.errors import ActorStopped, AskTimeout
+from actors.envelope import Envelope, Ok
+from actors.errors import AskTimeout
+from actors.reply import new_reply
 
 if TYPE_CHECKING:
     from actors.cell import ActorCell
@@ -48,22 +49,27 @@ class ActorRef(Generic[M, R]):
         The timeout covers both the wait for mailbox space and the wait for the reply.
         Raises AskTimeout, ActorCrashed (the actor failed on this very message) or
         ActorStopped (it stopped before answering). A reply arriving after the timeout
-        is dropped.
+        is dropped. With room in the mailbox the message is enqueued at once; the
+        wait for the reply is the call's schedule point.
         """
-        reply_send, reply_receive = anyio.create_memory_object_stream[Outcome](1)
-        # The asker closes both ends whatever happens; the actor closes its end after
-        # answering. Either order is fine, so nothing leaks and late replies vanish.
-        with reply_send, reply_receive:
+        cell = self._cell
+        reply = new_reply()
+        envelope = Envelope(message, reply)
+        if not cell.offer(envelope):  # the mailbox is full: wait for room, on the clock
+            start = anyio.current_time()
             try:
                 with anyio.fail_after(timeout):
-                    await self._cell.enqueue(Envelope(message, reply_send))
-                    outcome = await reply_receive.receive()
+                    await cell.enqueue(envelope)
             except TimeoutError:
                 raise AskTimeout(self.name, timeout) from None
-            except anyio.EndOfStream:
-                raise ActorStopped(self.name) from None
+            remaining = max(0.0, timeout - (anyio.current_time() - start))
+        else:
+            remaining = timeout
+        outcome = await reply.wait(remaining)
         if isinstance(outcome, Ok):
             return cast(R, outcome.value)
+        if outcome is None:
+            raise AskTimeout(self.name, timeout)
         raise outcome
 
     async def stop(self, *, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:  # noqa: ASYNC109

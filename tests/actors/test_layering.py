@@ -38,12 +38,17 @@ def test_actors_never_imports_cutter() -> None:
     assert {name: found for name, found in offenders.items() if found} == {}
 
 
+# The one backend-specific module: an ask's reply slot is a loop future on asyncio,
+# because anyio's portable slot costs more than the rest of the round trip.
+BACKEND_FAST_PATHS = {"reply.py": ["asyncio"]}
+
+
 def test_actors_never_imports_asyncio_or_trio_directly() -> None:
     offenders = {
         path.name: sorted(n for n in imported_modules(path) if top_level(n) in {"asyncio", "trio"})
         for path in MODULES
     }
-    assert {name: found for name, found in offenders.items() if found} == {}
+    assert {name: found for name, found in offenders.items() if found} == BACKEND_FAST_PATHS
 
 
 def test_public_surface() -> None:

@@ -164,3 +164,26 @@ async def test_full_mailbox_makes_tell_wait_until_the_actor_takes_one() -> None:
                 await third_sent.wait()
         await ref.stop()
     assert actor.finished == ["wait", "second", "third"]
+
+
+async def test_a_cancelled_ask_drops_its_reply_and_the_actor_serves_on() -> None:
+    gate = anyio.Event()
+    actor = Gated(gate)
+    with capture_logs() as logs:
+        async with ActorSystem() as system:
+            ref = await system.spawn(actor, "gated")
+            with anyio.CancelScope() as scope:
+                async with anyio.create_task_group() as tg:
+
+                    async def cancel_once_handling() -> None:
+                        await actor.entered.wait()
+                        scope.cancel()
+
+                    tg.start_soon(cancel_once_handling)
+                    await ref.ask("wait", timeout=5)
+            assert scope.cancelled_caught
+
+            gate.set()  # the reply now goes to an asker that was cancelled
+            assert await ref.ask("ping", timeout=5) == "done ping"
+            assert actor.finished == ["wait", "ping"]
+    assert [e for e in logs if e["event"] == "actor_failed"] == []
