@@ -6,6 +6,7 @@ is the set of events that record a transition of a run (tests assert their order
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any, TextIO
 
@@ -50,6 +51,7 @@ def configure_json(stream: TextIO | None = None, *, tap: Processor | None = None
             structlog.processors.JSONRenderer(serializer=_serialize),
         ],
         logger_factory=structlog.PrintLoggerFactory(stream or sys.stdout),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
         cache_logger_on_first_use=False,
     )
 
