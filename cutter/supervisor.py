@@ -2,15 +2,18 @@
 phase and one gatekeeper, walks the run to its next stop, and ends the run with a
 clean stop code when a child fails — the process never crashes.
 
-A segment ends at every stop (a gate, a halt, the end), and the supervisor and
-its children stop with it: a paused run holds its sidecar and nothing else.
+Children are spawned when the segment first needs them (a phase's actor when the
+walk reaches the phase, the gatekeeper at the first gate command), so a segment
+pays only for the phases it walks. A segment ends at every stop (a gate, a halt,
+the end), and the supervisor and its children stop with it: a paused run holds
+its sidecar and nothing else.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import assert_never
+from typing import TypeVar, assert_never
 
 from actors import Actor, ActorCrashed, ActorRef, ChildFailed, Context
 from cutter.approvals import GatePolicy
@@ -67,6 +70,9 @@ from cutter.walk import (
     same_pin,
 )
 
+M = TypeVar("M")
+R = TypeVar("R")
+
 
 def _never() -> bool:
     return False
@@ -99,13 +105,10 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
         self.recorder = RunRecorder(deps.run_store, deps.services.clock, self.log)
         self.phases: dict[Phase, ActorRef[RunPhase, PhaseReply]] = {}
         self.gatekeeper: ActorRef[GatekeeperCommand, GatekeeperReply] | None = None
+        self.ctx: Context | None = None
 
     async def started(self, ctx: Context) -> None:
-        self.gatekeeper = await ctx.spawn(
-            Gatekeeper(self.deps.services, self.recorder, self.deps.policy), "gatekeeper"
-        )
-        for phase in PHASES:
-            self.phases[phase] = await ctx.spawn(PhaseActor(phase, self.deps.services), phase.value)
+        self.ctx = ctx  # for spawning children on demand
 
     async def on_child_failed(self, failure: ChildFailed, ctx: Context) -> None:
         # The ask to the child has already raised ActorCrashed and stopped the run;
@@ -314,7 +317,11 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
     # --- children -----------------------------------------------------------
     async def _ask_phase(self, phase: Phase, message: RunPhase) -> PhaseReply:
         try:
-            return await self.phases[phase].ask(message, timeout=self.deps.phase_timeout)
+            ref = self.phases.get(phase)
+            if ref is None:
+                actor = PhaseActor(phase, self.deps.services)
+                ref = self.phases[phase] = await self._spawn(actor, phase.value)
+            return await ref.ask(message, timeout=self.deps.phase_timeout)
         except ActorCrashed as exc:
             return PhaseFailed(
                 phase=phase,
@@ -325,7 +332,9 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
 
     async def _ask_gatekeeper(self, message: GatekeeperCommand) -> GatekeeperReply | None:
         """The gatekeeper's reply, or None when it crashed and the run was stopped."""
-        assert self.gatekeeper is not None
+        if self.gatekeeper is None:
+            actor = Gatekeeper(self.deps.services, self.recorder, self.deps.policy)
+            self.gatekeeper = await self._spawn(actor, "gatekeeper")
         try:
             return await self.gatekeeper.ask(message, timeout=self.deps.phase_timeout)
         except ActorCrashed as exc:
@@ -338,6 +347,10 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
                 error_id=exc.error_id,
             )
             return None
+
+    async def _spawn(self, actor: Actor[M, R], name: str) -> ActorRef[M, R]:
+        assert self.ctx is not None, "children are spawned once the supervisor started"
+        return await self.ctx.spawn(actor, name)
 
     # --- stops ----------------------------------------------------------------
     async def _abort(self, message: Abort) -> SupervisorReply:
