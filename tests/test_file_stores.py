@@ -593,6 +593,35 @@ async def test_kb_escape_through_a_symlink_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
+async def test_run_store_escape_through_a_symlink_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "run-a.json").write_bytes(codec.encode(sidecar("run-a")))
+    root = tmp_path / "state"
+    (root / "runs").mkdir(parents=True)
+    (root / "runs" / "run-a.json").symlink_to(outside / "run-a.json")
+    (root / "consumed").symlink_to(outside, target_is_directory=True)
+    store = FileRunStore(root)
+    with pytest.raises(InvalidIdentifier, match="outside"):
+        await store.load("run-a")
+    with pytest.raises(InvalidIdentifier, match="outside"):
+        await store.consumed_by(APPROVAL_ID)
+
+
+@pytest.mark.anyio
+async def test_symlinks_that_stay_inside_the_root_are_followed(tmp_path: Path) -> None:
+    root = tmp_path / "state"
+    store = FileRunStore(root)
+    await store.save(sidecar("run-a"))
+    (root / "elsewhere").mkdir()
+    (root / "runs").rename(root / "elsewhere" / "runs")
+    (root / "runs").symlink_to(root / "elsewhere" / "runs", target_is_directory=True)
+    assert (await store.load("run-a")).run_id == "run-a"
+    with pytest.raises(UnknownRun):
+        await store.load("run-b")
+
+
+@pytest.mark.anyio
 async def test_listing_skips_temp_and_stray_files(tmp_path: Path) -> None:
     kb = FileKnowledgeBase(tmp_path)
     await kb.put("runs/run-a/stop", stop_doc())
