@@ -63,15 +63,14 @@ def inside_root(root: Path, path: Path, kind: str) -> Path:
 
 
 def _no_symlink_below(root: Path, path: Path) -> bool:
-    try:
-        parts = path.relative_to(root).parts
-    except ValueError:
+    base, full = str(root), str(path)  # strings: pathlib's parsing cost more than the lstats
+    if not full.startswith(base + os.sep):
         return False
-    if ".." in parts:
-        return False
-    current = str(root)
-    for part in parts:
-        current = os.path.join(current, part)
+    current = base
+    for part in full[len(base) + 1 :].split(os.sep):
+        if part == "..":
+            return False
+        current += os.sep + part
         try:
             mode = os.lstat(current).st_mode
         except FileNotFoundError:
