@@ -14,6 +14,7 @@ codec (``cutter.protocol``), so that they cost less than the daemon they measure
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -67,8 +68,8 @@ def run(repetitions: int) -> Figure:
         limit=5000,
         note=(
             f"{CLIENTS} connections x {COMMANDS} status commands, one in flight each, "
-            f"{RUNS} dry runs at SG_1, file stores; clients in this process (asyncio "
-            "streams), so on few cores they compete with the daemon for CPU"
+            f"{RUNS} dry runs at SG_1, file stores; the clients run in this process and "
+            f"compete with the daemon for the {os.cpu_count()} CPUs"
         ),
     )
 
