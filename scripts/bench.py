@@ -28,17 +28,17 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
 from benchmarks.common import Figure  # noqa: E402
 
-FIGURES = ("ask", "walk", "discovery")
+FIGURES = ("ask", "walk", "discovery", "daemon")
 
 
 def print_table(figures: list[Figure]) -> None:
     header = ("figure", "median", "min", "max", "floor", "ratio", "")
-    print("{:<10} {:>13} {:>10} {:>10} {:>10} {:>7} {:<4} target".format(*header))
+    print("{:<10} {:>15} {:>10} {:>10} {:>10} {:>7} {:<4} target".format(*header))
     for f in figures:
         floor = f"{f.floor.median:.2f}" if f.floor else "-"
         ratio = f"{f.ratio:.2f}x" if f.ratio is not None else "-"
         print(
-            f"{f.name:<10} {f.value.median:>9.2f} {f.unit:<3} {f.value.min:>10.2f} "
+            f"{f.name:<10} {f.value.median:>9.2f} {f.unit:<5} {f.value.min:>10.2f} "
             f"{f.value.max:>10.2f} {floor:>10} {ratio:>7} {'met' if f.met else 'MISS':<4} "
             f"{f.target}"
         )

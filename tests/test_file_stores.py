@@ -47,6 +47,7 @@ from cutter.mode import Mode
 from cutter.ports import KnowledgeBase, RunStore
 from cutter.sidecar import ApprovalUse, GateRecord, Sidecar
 from cutter.states import RunState
+from cutter.stores.file_primitives import inside_root
 from cutter.stores.files import (
     FileKillSwitch,
     FileKnowledgeBase,
@@ -590,6 +591,55 @@ async def test_kb_escape_through_a_symlink_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidIdentifier, match="outside"):
         await kb.put("runs/run-a/stop", stop_doc())
     assert list(outside.iterdir()) == []
+
+
+@pytest.mark.anyio
+async def test_run_store_escape_through_a_symlink_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "run-a.json").write_bytes(codec.encode(sidecar("run-a")))
+    root = tmp_path / "state"
+    (root / "runs").mkdir(parents=True)
+    (root / "runs" / "run-a.json").symlink_to(outside / "run-a.json")
+    (root / "consumed").symlink_to(outside, target_is_directory=True)
+    store = FileRunStore(root)
+    with pytest.raises(InvalidIdentifier, match="outside"):
+        await store.load("run-a")
+    with pytest.raises(InvalidIdentifier, match="outside"):
+        await store.consumed_by(APPROVAL_ID)
+
+
+@pytest.mark.anyio
+async def test_symlinks_that_stay_inside_the_root_are_followed(tmp_path: Path) -> None:
+    root = tmp_path / "state"
+    store = FileRunStore(root)
+    await store.save(sidecar("run-a"))
+    (root / "elsewhere").mkdir()
+    (root / "runs").rename(root / "elsewhere" / "runs")
+    (root / "runs").symlink_to(root / "elsewhere" / "runs", target_is_directory=True)
+    assert (await store.load("run-a")).run_id == "run-a"
+    with pytest.raises(UnknownRun):
+        await store.load("run-b")
+
+
+def test_inside_root_decides_as_resolving_both_paths_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "state"
+    (root / "runs").mkdir(parents=True)
+    (root / "up").symlink_to(tmp_path, target_is_directory=True)
+    (root / "self").symlink_to(root / "runs", target_is_directory=True)
+    inside = [root / "runs" / "a.json", root / "missing" / "a.json", root / "self" / "a.json"]
+    outside = [root / ".." / "a.json", root / "up" / "a.json", root / "runs" / ".." / ".." / "a"]
+    for path in inside:
+        assert inside_root(root, path, "run_id") == path
+    for path in outside:
+        with pytest.raises(InvalidIdentifier, match="outside"):
+            inside_root(root, path, "run_id")
+    monkeypatch.chdir(tmp_path)  # a relative root, as --state-dir .cutter gives
+    assert inside_root(Path("state"), Path("state/runs/a.json"), "run_id")
+    with pytest.raises(InvalidIdentifier, match="outside"):
+        inside_root(Path("state"), Path("state/up/a.json"), "run_id")
 
 
 @pytest.mark.anyio

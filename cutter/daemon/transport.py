@@ -44,6 +44,12 @@ WATCH_SEND_TIMEOUT = 10.0
 
 async def send(stream: ByteStream, frame: Frame, *, deadline: float | None = None) -> bool:
     """Send one frame; False when the client has gone (or missed the deadline)."""
+    if deadline is None:  # a reply: no cancel scope to build and tear down per frame
+        try:
+            await stream.send(encode(frame))
+        except _GONE:
+            return False
+        return True
     with anyio.move_on_after(deadline) as scope:
         try:
             await stream.send(encode(frame))

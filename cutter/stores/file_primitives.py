@@ -1,13 +1,15 @@
 """Steps the file-backed target stores share (``cutter.stores.file_target``).
 
-A write-once create, a check that a built path stays inside its store's root,
-and a decode that turns an unreadable file into ``CorruptRecord`` naming it.
+A write-once create, a check that a built path stays inside its store's root
+(the run store and the KB use it too), and a decode that turns an unreadable
+file into ``CorruptRecord`` naming it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -47,10 +49,37 @@ def create_once(path: Path, data: bytes) -> bool:
 
 
 def inside_root(root: Path, path: Path, kind: str) -> Path:
-    """``path``, unless it resolves outside ``root`` (``InvalidIdentifier``)."""
-    if not path.resolve().is_relative_to(root.resolve()):
+    """``path``, unless it resolves outside ``root`` (``InvalidIdentifier``).
+
+    The stores build ``path`` below ``root`` from validated segments (none ``..``),
+    so only a symlink below ``root`` can take it elsewhere. When no component below
+    ``root`` is one, ``path`` resolves to the resolved ``root`` plus the same
+    segments, which is inside: one ``lstat`` per segment proves it, instead of
+    resolving both paths from ``/`` on every read. Anything else (a symlink, a
+    component that cannot be examined) is resolved in full, as before."""
+    if not (_no_symlink_below(root, path) or path.resolve().is_relative_to(root.resolve())):
         raise InvalidIdentifier(kind, "resolves outside the store root")
     return path
+
+
+def _no_symlink_below(root: Path, path: Path) -> bool:
+    base, full = str(root), str(path)  # strings: pathlib's parsing cost more than the lstats
+    if not full.startswith(base + os.sep):
+        return False
+    current = base
+    for part in full[len(base) + 1 :].split(os.sep):
+        if part == "..":
+            return False
+        current += os.sep + part
+        try:
+            mode = os.lstat(current).st_mode
+        except FileNotFoundError:
+            return True  # nothing from here down exists, so nothing is a link
+        except OSError:
+            return False
+        if stat.S_ISLNK(mode):
+            return False
+    return True
 
 
 def decode_record(decode: Callable[[bytes], S], data: bytes, where: Path | str) -> S:

@@ -1,4 +1,5 @@
-"""What every figure shares: samples, the figure record, timing, the bare-hop floor."""
+"""What every figure shares: samples, the figure record (beside a floor, or
+absolute), timing, the bare-hop floor."""
 
 from __future__ import annotations
 
@@ -50,6 +51,22 @@ def compared(
     ratio = statistics.median(value) / statistics.median(floor)
     met = ratio >= limit if higher_is_better else ratio <= limit
     return Figure(name, unit, Sample.of(value), Sample.of(floor), ratio, target, met, note)
+
+
+def absolute(
+    name: str,
+    unit: str,
+    value: list[float],
+    *,
+    target: str,
+    limit: float,
+    higher_is_better: bool = True,
+    note: str = "",
+) -> Figure:
+    """A figure with no floor: its median checked against ``limit`` in its own unit."""
+    median = statistics.median(value)
+    met = median >= limit if higher_is_better else median <= limit
+    return Figure(name, unit, Sample.of(value), None, None, target, met, note)
 
 
 def timed(work: Callable[[], object], repetitions: int) -> list[float]:
