@@ -15,6 +15,7 @@ children are cancelled with it, and ``stopping`` still runs under a shielded dea
 
 from __future__ import annotations
 
+import math
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -31,6 +32,7 @@ from actors.errors import ActorCrashed, ActorStopped
 from actors.messages import ChildFailed, describe_failure, new_error_id
 from actors.parent import Parent, check_child_name
 from actors.ref import DEFAULT_STOP_TIMEOUT, ActorRef
+from actors.reply import Reply, new_reply
 
 if TYPE_CHECKING:
     from actors.actor import Actor
@@ -42,6 +44,7 @@ CLEANUP_TIMEOUT = 5.0
 """Shielded deadline for the cleanup that still awaits after a cancellation."""
 
 _logger = structlog.get_logger("actors")
+_FINISHED = Ok(None)
 
 
 async def start_actor(
@@ -83,7 +86,8 @@ class ActorCell(Generic[M, R]):
         self.ctx = Context(self)
         self._registry = registry
         self._scope = anyio.CancelScope()
-        self._done = anyio.Event()
+        self._done = False
+        self._stop_waiters: list[Reply] = []
         self._task_group: TaskGroup | None = None
         self._task_id: int | None = None
         self._current: Envelope | None = None
@@ -102,7 +106,7 @@ class ActorCell(Generic[M, R]):
 
     @property
     def finished(self) -> bool:
-        return self._done.is_set()
+        return self._done
 
     # -- used by ActorRef ------------------------------------------------------------
 
@@ -123,16 +127,26 @@ class ActorCell(Generic[M, R]):
             raise ActorStopped(self.name) from None
 
     async def stop(self, grace: float) -> None:
-        if self._done.is_set():
+        if self._done:
             return
         self._outbox.close()  # no new messages; the loop ends once the buffer is drained
         if anyio.get_current_task().id == self._task_id:
             return  # stopping itself: it cannot wait for its own end
-        with anyio.move_on_after(grace):
-            await self._done.wait()
-        if not self._done.is_set():
-            self._scope.cancel()
-            await self._done.wait()
+        if await self._finished_within(grace):
+            return
+        self._scope.cancel()
+        await self._finished_within(math.inf)
+
+    async def _finished_within(self, seconds: float) -> bool:
+        """Wait for the actor's end, up to ``seconds``; True once it has ended.
+
+        A one-shot reply slot per waiter (``actors.reply``) rather than an event
+        under a cancel scope: a segment of a cutter walk stops a dozen actors."""
+        if self._done:
+            return True
+        waiter = new_reply()
+        self._stop_waiters.append(waiter)
+        return await waiter.wait(seconds) is not None
 
     # -- used by Context ---------------------------------------------------------------
 
@@ -285,7 +299,10 @@ class ActorCell(Generic[M, R]):
             del self._registry[self.short_name]
         if failure is not None and self.parent._report_failure_nowait(failure):
             failure = None
-        self._done.set()
+        self._done = True
+        waiters, self._stop_waiters = self._stop_waiters, []
+        for waiter in waiters:
+            waiter.resolve(_FINISHED)
         self.log.debug("actor_stopped", reason=reason)
         return failure
 
