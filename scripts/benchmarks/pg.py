@@ -185,7 +185,7 @@ def run(repetitions: int) -> Figure:
     import anyio
 
     values, floors = anyio.run(measure, repetitions)
-    where = f"${DSN_ENV}" if os.environ.get(DSN_ENV) else "TempCluster (fsync off)"
+    where = f"${DSN_ENV}" if os.environ.get(DSN_ENV) else "a TempCluster (fsync off)"
     return compared(
         "pg",
         "ms",
@@ -194,9 +194,9 @@ def run(repetitions: int) -> Figure:
         target="<= 2x the floor",
         limit=2.0,
         note=(
-            f"live, {IUS:,} IUs ({len(document()):,} bytes of ## Article N), phase_started "
-            f"{FIRST} to phase_passed {LAST} (phase docs, sidecar saves included); floor: "
-            f"copy_records_to_table of the same rows into an empty LIKE ius INCLUDING ALL "
-            f"table; fresh database per repetition, {where}, value and floor on the same server"
+            f"live, {IUS:,} IUs ({len(document()) / 1e6:.1f} MB of ## Article N), phase_started "
+            f"{FIRST} to phase_passed {LAST} (phase docs, sidecar saves included); floor: COPY "
+            f"of the same rows into an empty LIKE ius INCLUDING ALL table (its indexes and "
+            f"checks, not its foreign key); a fresh database per repetition on {where}"
         ),
     )
