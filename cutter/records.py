@@ -1,7 +1,11 @@
 """Records of the target store: source versions, candidates, the cut plan, IU rows, backups.
 
 All frozen msgspec Structs; ``forbid_unknown_fields`` where a value is read back
-from storage, so a stored record from another format fails loudly.
+from storage, so a stored record from another format fails loudly. None is tracked
+by the garbage collector (``gc=False``): their fields are strings, numbers, bytes
+and tuples of records, which cannot form a cycle, and a cut of 10,000 IUs makes
+tens of thousands of them (plans, rows written, rows read back), each of which
+would otherwise count towards the next collection.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import msgspec
 from cutter.canonical import digest, sha256_hex
 
 
-class Record(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class Record(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, gc=False):
     """Base of every stored record."""
 
 

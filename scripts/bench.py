@@ -28,7 +28,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
 from benchmarks.common import Figure  # noqa: E402
 
-FIGURES = ("ask", "walk", "discovery", "daemon")
+FIGURES = ("ask", "walk", "pg", "discovery", "daemon")
 
 
 def print_table(figures: list[Figure]) -> None:

@@ -24,6 +24,8 @@ VALUES ($1, $2, $3, $4, $5) ON CONFLICT (sv_id) DO NOTHING
 SET_CURRENT = "UPDATE documents SET current_sv_id = $2 WHERE doc_id = $1"
 
 # --- IUs --------------------------------------------------------------------
+IU_TABLE = "ius"  # COPY targets are names, not statements
+STAGE_NAME = "iu_stage"
 IU_COLUMNS = (
     "doc_id",
     "sv_id",

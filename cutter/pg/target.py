@@ -86,8 +86,13 @@ async def publish(
     return version
 
 
+# IUState(text) costs more than the rest of a row together; verify reads 10,000 rows.
+_STATES: dict[str, IUState] = {s.value: s for s in IUState}
+
+
 def row_from_record(record: asyncpg.Record) -> IURow:
     """An ``ius`` row as read from the database (the columns of ``queries.IU_COLUMNS``)."""
+    state = _STATES.get(record["state"])
     try:
         return IURow(
             iu_id=record["iu_id"],
@@ -100,7 +105,7 @@ def row_from_record(record: asyncpg.Record) -> IURow:
             end=record["end_byte"],
             region_sha=record["region_sha"],
             body=bytes(record["body"]),
-            state=IUState(record["state"]),
+            state=IUState(record["state"]) if state is None else state,
             change_set_id=record["change_set_id"],
         )
     except ValueError as exc:
@@ -140,12 +145,28 @@ class PgIUStore:
             ]
 
     async def write_staged(self, rows: Sequence[IURow]) -> int:
-        """One transaction: COPY into a staging table, insert what is new, refuse conflicts."""
+        """One transaction: COPY into a staging table, insert what is new, refuse conflicts.
+
+        The first write of a cut finds none of its rows, so it first tries a COPY straight
+        into ``ius`` under a savepoint (no staging table, no ``ON CONFLICT``). A row the
+        table refuses (one that is there already, for a replay or a conflict; one a check
+        rejects) or a value it cannot take rolls the savepoint back, and the staging path
+        decides exactly as it would have alone."""
+        records = [_tuple(r) for r in rows]
         with domain_errors("leg A write"):
             async with self.pool.acquire() as conn, conn.transaction():
+                try:
+                    async with conn.transaction():
+                        await conn.copy_records_to_table(
+                            q.IU_TABLE, records=records, columns=q.IU_COLUMNS
+                        )
+                except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError):
+                    pass  # rolled back to the savepoint: the staging path decides
+                else:
+                    return len(records)
                 await conn.execute(q.STAGE_TABLE)
                 await conn.copy_records_to_table(
-                    "iu_stage", records=[_tuple(r) for r in rows], columns=q.IU_COLUMNS
+                    q.STAGE_NAME, records=records, columns=q.IU_COLUMNS
                 )
                 conflict = await conn.fetchrow(q.STAGE_CONFLICTS)
                 if conflict is not None:
@@ -192,7 +213,7 @@ class PgIUStore:
                 await conn.execute(q.DELETE_DOC_ROWS, backup.doc_id)
                 if backup.rows:
                     await conn.copy_records_to_table(
-                        "ius", records=[_tuple(r) for r in backup.rows], columns=q.IU_COLUMNS
+                        q.IU_TABLE, records=[_tuple(r) for r in backup.rows], columns=q.IU_COLUMNS
                     )
 
 

@@ -19,7 +19,7 @@ from cutter.walk import Pin
 async def cut_leg_a(ctx: PhaseContext) -> PhaseOutput:
     manifest = await ctx.manifest()
     data = await ctx.source_bytes()
-    change_set_id = change_set_id_for(ctx.run_id, manifest.digest)
+    change_set_id = change_set_id_for(ctx.run_id, ctx.pin_str(Pin.MANIFEST_DIGEST))
     ius = ctx.services.target.ius
     if not await ius.change_set(change_set_id):
         # First write of this cut: store the pinned snapshot, still exactly as pinned.
@@ -44,7 +44,7 @@ async def leg_b_record(ctx: PhaseContext) -> PhaseOutput:
             doc_id=manifest.doc_id,
             sv_id=manifest.sv_id,
             change_set_id=ctx.pin_str(Pin.CHANGE_SET_ID),
-            manifest_digest=manifest.digest,
+            manifest_digest=ctx.pin_str(Pin.MANIFEST_DIGEST),
             iu_count=len(manifest.ius),
         )
     )

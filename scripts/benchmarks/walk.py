@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from benchmarks.common import Figure, bare_hops, compared
 
 if TYPE_CHECKING:
+    from cutter.ports import KnowledgeBase
     from cutter.runner import Runner, RunnerConfig
     from cutter.sidecar import Sidecar
 
@@ -21,31 +22,38 @@ class KillSwitchOff:
         return False
 
 
-async def approve_and_resume(runner: Runner, config: RunnerConfig, sc: Sidecar) -> Sidecar:
-    """What a scripted reviewer does at each gate: approve exactly the pending
-    request as a second person, then resume. Returns the run at its final stop."""
+async def approve(kb: KnowledgeBase, sc: Sidecar) -> str:
+    """What a scripted reviewer does at a gate: approve exactly the pending request
+    as a second person. Returns the approval's kb_id."""
     from cutter.kbdocs import Approval, Decision
     from cutter.runner import utc_now
     from cutter.walk import Gate
 
-    while (pending := sc.pending_gate) is not None:
-        gate = pending.gate
-        kb_id = f"approvals/{sc.run_id}/{gate.value}"
-        await config.kb.put(
-            kb_id,
-            Approval(
-                run_id=sc.run_id,
-                gate=gate,
-                request_digest=pending.request_digest,
-                nonce=pending.nonce,
-                decision=Decision.APPROVE,
-                approver="reviewer",
-                reason="bench",
-                issued_at=utc_now(),
-                review_decision_id="rv" if gate is Gate.SG_2 else None,
-            ),
-        )
-        sc = await runner.resume(sc.run_id, kb_id)
+    pending = sc.pending_gate
+    assert pending is not None, f"run {sc.run_id} is {sc.state}, not at a gate"
+    gate = pending.gate
+    kb_id = f"approvals/{sc.run_id}/{gate.value}"
+    await kb.put(
+        kb_id,
+        Approval(
+            run_id=sc.run_id,
+            gate=gate,
+            request_digest=pending.request_digest,
+            nonce=pending.nonce,
+            decision=Decision.APPROVE,
+            approver="reviewer",
+            reason="bench",
+            issued_at=utc_now(),
+            review_decision_id="rv" if gate is Gate.SG_2 else None,
+        ),
+    )
+    return kb_id
+
+
+async def approve_and_resume(runner: Runner, config: RunnerConfig, sc: Sidecar) -> Sidecar:
+    """Approve each gate the run stops at and resume it. Returns the run at its final stop."""
+    while sc.pending_gate is not None:
+        sc = await runner.resume(sc.run_id, await approve(config.kb, sc))
     return sc
 
 

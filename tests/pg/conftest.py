@@ -89,6 +89,17 @@ async def _execute(dsn: str, *statements: str) -> None:
         await conn.close()
 
 
+async def migrate_with_roles(dsn: str) -> None:
+    """Migrate the database at ``dsn`` (a superuser's) and create or re-grant the writer
+    and reader login roles: what every test database holds. ``scripts/benchmarks/pg.py``
+    prepares its databases with it too."""
+    from cutter.pg.migrate import migrate
+    from cutter.pg.roles import create_roles
+
+    await migrate(dsn)
+    await create_roles(dsn, writer=WRITER, reader=READER, login=True)
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
     """The session's server: ``$CUTTER_TEST_DSN``, else a private cluster stopped at the end."""
@@ -117,9 +128,6 @@ def pg_server() -> Iterator[PgServer]:
 @pytest.fixture(scope="session")
 def pg_template(pg_server: PgServer) -> Iterator[str]:
     """``cutter_template``, migrated, with both roles granted; nobody may connect to it."""
-    from cutter.pg.migrate import migrate
-    from cutter.pg.roles import create_roles
-
     admin, template = pg_server.admin_dsn("postgres"), _quote_ident(TEMPLATE)
     drop = [
         f"ALTER DATABASE {template} WITH IS_TEMPLATE false",
@@ -138,9 +146,7 @@ def pg_template(pg_server: PgServer) -> Iterator[str]:
     async def build() -> None:
         await drop_if_exists()
         await _execute(admin, f"CREATE DATABASE {template}")
-        dsn = pg_server.admin_dsn(TEMPLATE)
-        await migrate(dsn)
-        await create_roles(dsn, writer=WRITER, reader=READER, login=True)
+        await migrate_with_roles(pg_server.admin_dsn(TEMPLATE))
         # A template nobody can connect to is one CREATE DATABASE ... TEMPLATE can always copy.
         await _execute(
             admin, f"ALTER DATABASE {template} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false"
