@@ -592,6 +592,37 @@ async def test_kb_escape_through_a_symlink_is_refused(tmp_path: Path) -> None:
     assert list(outside.iterdir()) == []
 
 
+@pytest.mark.parametrize("depth", [1, 2, 3])
+@pytest.mark.parametrize("points_inside", [True, False])
+@pytest.mark.parametrize("root_is_a_symlink", [True, False])
+def test_the_confinement_check_answers_as_resolving_both_paths_would(
+    tmp_path: Path, depth: int, points_inside: bool, root_is_a_symlink: bool
+) -> None:
+    """``inside_root`` skips ``Path.resolve`` unless a component below the root is a
+    symlink; wherever the link sits and whatever it points at, the answer is the same."""
+    real_root = tmp_path / "real-kb"
+    (real_root / "elsewhere").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    root = real_root
+    if root_is_a_symlink:
+        root = tmp_path / "kb"
+        root.symlink_to(real_root, target_is_directory=True)
+    segments = ["runs", "run-a", "gates", "SG_1"][:depth]
+    (root.joinpath(*segments[:-1])).mkdir(parents=True, exist_ok=True)
+    target = real_root / "elsewhere" if points_inside else outside
+    root.joinpath(*segments).symlink_to(target, target_is_directory=True)
+    kb = FileKnowledgeBase(root)
+    kb_id = "/".join(["runs", "run-a", "gates", "SG_1", "request"])
+    resolved_inside = kb.root.joinpath(*kb_id.split("/")).with_suffix(".json").resolve()
+    assert resolved_inside.is_relative_to(root.resolve()) is points_inside
+    if points_inside:
+        assert kb.path_of(kb_id) == root.joinpath(*kb_id.split("/")).with_suffix(".json")
+    else:
+        with pytest.raises(InvalidIdentifier, match="outside"):
+            kb.path_of(kb_id)
+
+
 @pytest.mark.anyio
 async def test_listing_skips_temp_and_stray_files(tmp_path: Path) -> None:
     kb = FileKnowledgeBase(tmp_path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -47,10 +48,35 @@ def create_once(path: Path, data: bytes) -> bool:
 
 
 def inside_root(root: Path, path: Path, kind: str) -> Path:
-    """``path``, unless it resolves outside ``root`` (``InvalidIdentifier``)."""
-    if not path.resolve().is_relative_to(root.resolve()):
+    """``path``, unless it resolves outside ``root`` (``InvalidIdentifier``).
+
+    Stores build paths as ``root`` joined with validated id segments (never
+    ``..``), so such a path can leave the root only through a symlink below it.
+    Those few components are ``lstat``-ed; only when one is a symlink, or the path
+    is not plainly below ``root``, are both resolved and compared. The answer is
+    ``path.resolve().is_relative_to(root.resolve())`` in every case, without
+    resolving every component of both on every access.
+    """
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        parts = (os.pardir,)
+    plainly_below = os.pardir not in parts and not _symlink_below(root, parts)
+    if not plainly_below and not path.resolve().is_relative_to(root.resolve()):
         raise InvalidIdentifier(kind, "resolves outside the store root")
     return path
+
+
+def _symlink_below(root: Path, parts: tuple[str, ...]) -> bool:
+    current = os.fspath(root)
+    for part in parts:
+        current = os.path.join(current, part)
+        try:
+            if stat.S_ISLNK(os.lstat(current).st_mode):
+                return True
+        except OSError:  # missing (or unreadable): realpath stops resolving here too
+            return False
+    return False
 
 
 def decode_record(decode: Callable[[bytes], S], data: bytes, where: Path | str) -> S:

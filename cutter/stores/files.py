@@ -56,6 +56,7 @@ from cutter.ids import check_kb_id, check_run_id
 from cutter.kbdocs import KBDoc
 from cutter.sidecar import ApprovalUse, Sidecar
 from cutter.stores.atomic import create_exclusive, read_bytes, remove, write_atomic
+from cutter.stores.file_primitives import inside_root
 
 SUFFIX = ".json"
 _MAX_PLAIN_NAME = 200
@@ -85,12 +86,6 @@ def under_prefix(kb_id: str, prefix: str) -> bool:
     return not prefix or kb_id == prefix or kb_id.startswith(prefix + "/")
 
 
-def _inside(root: Path, path: Path, kind: str) -> Path:
-    if not path.resolve().is_relative_to(root.resolve()):
-        raise InvalidIdentifier(kind, "resolves outside the store root")
-    return path
-
-
 # -- knowledge base -------------------------------------------------------------------
 
 
@@ -107,7 +102,7 @@ class FileKnowledgeBase:
     def path_of(self, kb_id: str) -> Path:
         """Where the doc ``kb_id`` lives (validated; the file need not exist)."""
         *dirs, last = check_kb_id(kb_id).split("/")
-        return _inside(self._root, self._root.joinpath(*dirs, last + SUFFIX), "kb_id")
+        return inside_root(self._root, self._root.joinpath(*dirs, last + SUFFIX), "kb_id")
 
     async def put(self, kb_id: str, doc: KBDoc) -> None:
         await anyio.to_thread.run_sync(self._put, kb_id, doc)
@@ -132,7 +127,7 @@ class FileKnowledgeBase:
     def _list(self, prefix: str) -> builtins.list[str]:
         if prefix:
             found = [prefix] if self.path_of(prefix).is_file() else []
-            base = _inside(self._root, self._root.joinpath(*prefix.split("/")), "kb_id")
+            base = inside_root(self._root, self._root.joinpath(*prefix.split("/")), "kb_id")
         else:
             found, base = [], self._root
         for dirpath, _dirnames, filenames in os.walk(base):
@@ -184,10 +179,10 @@ class FileRunStore:
         return self._root
 
     def sidecar_path(self, run_id: str) -> Path:
-        return _inside(self._root, self._runs / (check_run_id(run_id) + SUFFIX), "run_id")
+        return inside_root(self._root, self._runs / (check_run_id(run_id) + SUFFIX), "run_id")
 
     def journal_path(self, approval_kb_id: str) -> Path:
-        return _inside(self._root, self._consumed / journal_name(approval_kb_id), "kb_id")
+        return inside_root(self._root, self._consumed / journal_name(approval_kb_id), "kb_id")
 
     async def load(self, run_id: str) -> Sidecar:
         return await anyio.to_thread.run_sync(self._load, run_id)
