@@ -47,6 +47,8 @@ from cutter.mode import Mode
 from cutter.ports import KnowledgeBase, RunStore
 from cutter.sidecar import ApprovalUse, GateRecord, Sidecar
 from cutter.states import RunState
+from cutter.stores.atomic import create_exclusive, write_atomic
+from cutter.stores.file_primitives import create_once
 from cutter.stores.files import (
     FileKillSwitch,
     FileKnowledgeBase,
@@ -670,6 +672,26 @@ async def test_failed_write_keeps_old_content_and_no_temp(tmp_path: Path) -> Non
         with pytest.raises(OSError, match="No space"):
             await kb.put("runs/run-a/stop", msgspec.structs.replace(stop_doc(), message="new"))
     assert kb.path_of("runs/run-a/stop").read_bytes() == before
+    assert temp_files(tmp_path) == []
+
+
+def test_short_writes_are_completed_in_new_directories(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The primitives write with ``os.write``, which may write less than asked; each
+    makes the directory it writes into when, and only when, it is missing."""
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, bytes(data[:3])))
+    data = b"0123456789" * 5
+    write_atomic(tmp_path / "a" / "b" / "replaced.json", data)
+    write_atomic(tmp_path / "a" / "b" / "replaced.json", data[::-1])
+    assert create_exclusive(tmp_path / "c" / "exclusive.json", data)
+    assert not create_exclusive(tmp_path / "c" / "exclusive.json", b"other")
+    assert create_once(tmp_path / "d" / "e" / "once.json", data)
+    assert not create_once(tmp_path / "d" / "e" / "once.json", b"other")
+    assert (tmp_path / "a" / "b" / "replaced.json").read_bytes() == data[::-1]
+    assert (tmp_path / "c" / "exclusive.json").read_bytes() == data
+    assert (tmp_path / "d" / "e" / "once.json").read_bytes() == data
     assert temp_files(tmp_path) == []
 
 
