@@ -6,6 +6,7 @@
 Prints a table and writes the same figures as JSON: for each, the median of at
 least 5 repetitions with min and max, the floor's, and their ratio. Absolute
 times drift on shared machines; ratios to a floor measured alongside do not.
+A figure whose target is absolute (runs/s, KiB) has no floor.
 Nothing here is asserted: the tests stay functional. One module per figure
 under ``scripts/benchmarks/``, whose ``run`` returns a figure or several.
 """

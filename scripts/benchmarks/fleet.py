@@ -76,7 +76,10 @@ def alive() -> Counter[str]:
     return kinds
 
 
-def snapshot(runner: Runner) -> dict[str, int]:
+async def snapshot(runner: Runner) -> dict[str, int]:
+    import anyio
+
+    await anyio.wait_all_tasks_blocked()  # let done callbacks drop what they refer to
     gc.collect()
     return {
         "rss_kib": vm_rss_kib(),
@@ -96,7 +99,7 @@ async def fleet(state: Path, runs: int) -> dict[str, Any]:
     config = file_config(state)
     await file_walk(config, "warm-up")
     async with Runner(config) as runner:
-        before = snapshot(runner)
+        before = await snapshot(runner)
         start = time.perf_counter()
         paused = await runner.cut_batch([f"doc-{i}" for i in range(runs)])
         cut = time.perf_counter() - start
@@ -104,7 +107,7 @@ async def fleet(state: Path, runs: int) -> dict[str, Any]:
         assert states == {RunState.AWAITING_CUT_AUTHORIZATION: runs}, states
         run_ids = [sc.run_id for sc in paused]
         del paused  # the reviewer reads each run back: measure what the runner holds
-        at_gate = snapshot(runner)
+        at_gate = await snapshot(runner)
         ended: Counter[RunState] = Counter()
 
         async def review(run_id: str) -> None:
