@@ -210,8 +210,9 @@ def run(repetitions: int) -> Figure:
         target="<= 1.5x the floor",
         limit=1.5,
         note=(
-            f"cut + two resumes, {IUS} IUs, dry run, FileKnowledgeBase + FileRunStore + "
-            f"file target, fsync on, {where}; a walk does {census.describe()}; "
+            f"cut + two resumes, {IUS} IUs, dry run (the file target is read; its writes "
+            f"stay in the run's sandbox), FileKnowledgeBase + FileRunStore, fsync on, "
+            f"{where}; a walk does {census.describe()}; "
             f"floor: those {len(census.writes)} writes, same paths and sizes, each temp + "
             "fsync + rename + directory fsync, directories made beforehand"
         ),
