@@ -47,7 +47,8 @@ from cutter.mode import Mode
 from cutter.ports import KnowledgeBase, RunStore
 from cutter.sidecar import ApprovalUse, GateRecord, Sidecar
 from cutter.states import RunState
-from cutter.stores.file_primitives import inside_root
+from cutter.stores.atomic import create_exclusive, write_atomic
+from cutter.stores.file_primitives import create_once, inside_root
 from cutter.stores.files import (
     FileKillSwitch,
     FileKnowledgeBase,
@@ -593,6 +594,37 @@ async def test_kb_escape_through_a_symlink_is_refused(tmp_path: Path) -> None:
     assert list(outside.iterdir()) == []
 
 
+@pytest.mark.parametrize("depth", [1, 2, 3])
+@pytest.mark.parametrize("points_inside", [True, False])
+@pytest.mark.parametrize("root_is_a_symlink", [True, False])
+def test_the_confinement_check_answers_as_resolving_both_paths_would(
+    tmp_path: Path, depth: int, points_inside: bool, root_is_a_symlink: bool
+) -> None:
+    """``inside_root`` skips ``Path.resolve`` unless a component below the root is a
+    symlink; wherever the link sits and whatever it points at, the answer is the same."""
+    real_root = tmp_path / "real-kb"
+    (real_root / "elsewhere").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    root = real_root
+    if root_is_a_symlink:
+        root = tmp_path / "kb"
+        root.symlink_to(real_root, target_is_directory=True)
+    segments = ["runs", "run-a", "gates", "SG_1"][:depth]
+    (root.joinpath(*segments[:-1])).mkdir(parents=True, exist_ok=True)
+    target = real_root / "elsewhere" if points_inside else outside
+    root.joinpath(*segments).symlink_to(target, target_is_directory=True)
+    kb = FileKnowledgeBase(root)
+    kb_id = "/".join(["runs", "run-a", "gates", "SG_1", "request"])
+    resolved_inside = kb.root.joinpath(*kb_id.split("/")).with_suffix(".json").resolve()
+    assert resolved_inside.is_relative_to(root.resolve()) is points_inside
+    if points_inside:
+        assert kb.path_of(kb_id) == root.joinpath(*kb_id.split("/")).with_suffix(".json")
+    else:
+        with pytest.raises(InvalidIdentifier, match="outside"):
+            kb.path_of(kb_id)
+
+
 @pytest.mark.anyio
 async def test_run_store_escape_through_a_symlink_is_refused(tmp_path: Path) -> None:
     outside = tmp_path / "outside"
@@ -689,6 +721,26 @@ async def test_failed_write_keeps_old_content_and_no_temp(tmp_path: Path) -> Non
         with pytest.raises(OSError, match="No space"):
             await kb.put("runs/run-a/stop", msgspec.structs.replace(stop_doc(), message="new"))
     assert kb.path_of("runs/run-a/stop").read_bytes() == before
+    assert temp_files(tmp_path) == []
+
+
+def test_short_writes_are_completed_in_new_directories(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The primitives write with ``os.write``, which may write less than asked; each
+    makes the directory it writes into when, and only when, it is missing."""
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, bytes(data[:3])))
+    data = b"0123456789" * 5
+    write_atomic(tmp_path / "a" / "b" / "replaced.json", data)
+    write_atomic(tmp_path / "a" / "b" / "replaced.json", data[::-1])
+    assert create_exclusive(tmp_path / "c" / "exclusive.json", data)
+    assert not create_exclusive(tmp_path / "c" / "exclusive.json", b"other")
+    assert create_once(tmp_path / "d" / "e" / "once.json", data)
+    assert not create_once(tmp_path / "d" / "e" / "once.json", b"other")
+    assert (tmp_path / "a" / "b" / "replaced.json").read_bytes() == data[::-1]
+    assert (tmp_path / "c" / "exclusive.json").read_bytes() == data
+    assert (tmp_path / "d" / "e" / "once.json").read_bytes() == data
     assert temp_files(tmp_path) == []
 
 

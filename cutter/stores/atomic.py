@@ -14,11 +14,18 @@ among any number of processes exactly one succeeds.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-import tempfile
+import secrets
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 TEMP_SUFFIX = ".tmp"
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_TEMP_ATTEMPTS = 100
+_EXCLUSIVE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+T = TypeVar("T")
 
 
 def fsync_dir(directory: Path) -> None:
@@ -45,22 +52,56 @@ def make_dirs(directory: Path) -> None:
         fsync_dir(path.parent)
 
 
+def _in_its_directory(path: Path, create: Callable[[], T]) -> T:
+    """``create()`` (a file in ``path``'s directory); when it finds the directory
+    missing, ``make_dirs`` it and create again. A write into an existing directory,
+    the usual case, so costs no system call for the directory."""
+    try:
+        return create()
+    except FileNotFoundError:
+        make_dirs(path.parent)
+        return create()
+
+
+def open_temp(path: Path) -> tuple[int, str]:
+    """A new, empty temp file beside ``path`` (``.<name>.<random>.tmp``, mode 0600),
+    open for writing: its descriptor and name."""
+    return _in_its_directory(path, lambda: _create_temp(path))
+
+
+def _create_temp(path: Path) -> tuple[int, str]:
+    prefix = os.path.join(path.parent, f".{path.name}.")
+    for _ in range(_TEMP_ATTEMPTS):
+        name = f"{prefix}{secrets.token_hex(6)}{TEMP_SUFFIX}"
+        try:
+            return os.open(name, _TEMP_FLAGS, 0o600), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no unused temporary name", f"{prefix}*{TEMP_SUFFIX}")
+
+
+def write_fsynced(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd``, fsync it, and close it (also when that fails)."""
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data``: temp file, fsync, ``os.replace``, fsync the directory."""
-    directory = path.parent
-    make_dirs(directory)
-    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    fd, tmp_name = open_temp(path)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        write_fsynced(fd, data)
         os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
         raise
-    fsync_dir(directory)
+    fsync_dir(path.parent)
 
 
 def create_exclusive(path: Path, data: bytes) -> bool:
@@ -71,22 +112,17 @@ def create_exclusive(path: Path, data: bytes) -> bool:
     consumes nothing (a crash in that window leaves a short file, which readers
     report as corrupt and which still blocks any second create: fail closed).
     """
-    directory = path.parent
-    make_dirs(directory)
     try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        fd = _in_its_directory(path, lambda: os.open(path, _EXCLUSIVE_FLAGS, 0o644))
     except FileExistsError:
         return False
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        write_fsynced(fd, data)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(path)
         raise
-    fsync_dir(directory)
+    fsync_dir(path.parent)
     return True
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -18,7 +17,7 @@ from typing import TypeVar
 import msgspec
 
 from cutter.errors import CorruptRecord, InvalidIdentifier, one_line
-from cutter.stores.atomic import TEMP_SUFFIX, fsync_dir, make_dirs
+from cutter.stores.atomic import fsync_dir, open_temp, write_fsynced
 
 S = TypeVar("S")
 
@@ -29,14 +28,9 @@ def create_once(path: Path, data: bytes) -> bool:
     The bytes are complete and fsynced in a temp file before ``os.link`` gives
     them the name (the link fails when the name exists, in any process), so the
     name never holds a partial file."""
-    directory = path.parent
-    make_dirs(directory)
-    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    fd, tmp_name = open_temp(path)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        write_fsynced(fd, data)
         try:
             os.link(tmp_name, path)
         except FileExistsError:
@@ -44,7 +38,7 @@ def create_once(path: Path, data: bytes) -> bool:
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
-    fsync_dir(directory)
+    fsync_dir(path.parent)
     return True
 
 

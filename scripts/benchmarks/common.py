@@ -1,9 +1,10 @@
 """What every figure shares: samples, the figure record (beside a floor, or
-absolute), timing, the bare-hop floor."""
+absolute), timing, the bare-hop floor, scratch directories beside the repository."""
 
 from __future__ import annotations
 
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,6 +12,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"
+
+
+def scratch_dir(name: str) -> tempfile.TemporaryDirectory[str]:
+    """A temporary directory inside the repository, so on its filesystem (not a
+    tmpfs): what fsync costs there is what the embedded stores pay."""
+    return tempfile.TemporaryDirectory(dir=ROOT, prefix=f".bench-{name}-")
 
 
 @dataclass(frozen=True)
@@ -56,17 +63,17 @@ def compared(
 def absolute(
     name: str,
     unit: str,
-    value: list[float],
+    values: list[float],
     *,
     target: str,
     limit: float,
     higher_is_better: bool = True,
     note: str = "",
 ) -> Figure:
-    """A figure with no floor: its median checked against ``limit`` in its own unit."""
-    median = statistics.median(value)
+    """A figure with no floor: the median checked against ``limit`` itself."""
+    median = statistics.median(values)
     met = median >= limit if higher_is_better else median <= limit
-    return Figure(name, unit, Sample.of(value), None, None, target, met, note)
+    return Figure(name, unit, Sample.of(values), None, None, target, met, note)
 
 
 def timed(work: Callable[[], object], repetitions: int) -> list[float]:
