@@ -6,8 +6,10 @@ never releases two runs, and rejecting one run leaves the others as they were.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+import anyio
 import pytest
 
 import cutter
@@ -22,8 +24,10 @@ from cutter.errors import (
 )
 from cutter.kbdocs import ApprovalRefusal, Decision, StopDoc, stop_doc_id
 from cutter.ledger import CutEnvelope, RollbackEnvelope, verify_chain
+from cutter.records import WriterGrants
+from cutter.runner import Runner
 from cutter.sidecar import Sidecar
-from cutter.stores.memory_target import InMemoryIUStore, InMemorySources
+from cutter.stores.memory_target import InMemoryIUStore, InMemorySources, StaticGrantProbe
 from cutter.walk import Gate, Pin
 from tests._harness import (
     DOC_ID,
@@ -271,3 +275,48 @@ class TestApprovalAndBatch:
             assert "\n" not in message
             assert "\r" not in message
             assert len(message) <= MESSAGE_LIMIT
+
+
+class HeldProbe:
+    """A grant probe that holds every caller until released, counting them."""
+
+    def __init__(self) -> None:
+        self.inside = 0
+        self.most_inside = 0
+        self.release = anyio.Event()
+
+    async def writer_grants(self) -> WriterGrants:
+        self.inside += 1
+        self.most_inside = max(self.most_inside, self.inside)
+        try:
+            await self.release.wait()
+        finally:
+            self.inside -= 1
+        return await StaticGrantProbe().writer_grants()
+
+
+async def test_a_batch_walks_at_most_max_walking_segments_at_once(tmp_path: Path) -> None:
+    rig = batch_rig(tmp_path)
+    probe = HeldProbe()
+    runner = Runner(dataclasses.replace(rig.runner.config, grants=probe, max_walking=2))
+    async with runner, anyio.create_task_group() as tg:
+        results: list[Sidecar] = []
+
+        async def batch() -> None:
+            results.extend(await runner.cut_batch(BATCH_DOCS, started_by=OPERATOR))
+
+        tg.start_soon(batch)
+        await anyio.wait_all_tasks_blocked()  # two walks wait in the probe, one for a turn
+        assert probe.inside == 2
+        assert len(await rig.run_store.run_ids()) == 2  # the third run does not exist yet
+        probe.release.set()
+    assert probe.most_inside == 2
+    assert [sc.state for sc in results] == [RunState.AWAITING_CUT_AUTHORIZATION] * 3
+    assert runner._locks == {}  # no per-run state is left behind
+
+
+async def test_max_walking_below_one_is_refused(tmp_path: Path) -> None:
+    rig = batch_rig(tmp_path)
+    runner = Runner(dataclasses.replace(rig.runner.config, max_walking=0))
+    with pytest.raises(ValueError, match="max_walking"):
+        await runner.__aenter__()
