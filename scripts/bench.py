@@ -49,7 +49,11 @@ def print_table(figures: list[Figure]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="5 repetitions, under a minute")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="5 repetitions, fewer runs in the fleet, about a minute",
+    )
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
     parser.add_argument("--only", choices=FIGURES, action="append", help="repeatable")
     args = parser.parse_args()
@@ -60,7 +64,7 @@ def main() -> int:
     figures: list[Figure] = []
     for name in args.only or FIGURES:
         module = importlib.import_module(f"benchmarks.{name}")
-        produced: Figure | list[Figure] = module.run(repetitions)
+        produced: Figure | list[Figure] = module.run(repetitions, args.quick)
         figures.extend(produced if isinstance(produced, list) else [produced])
     print_table(figures)
     if args.out:

@@ -1,2 +1,2 @@
 """The figures of ``scripts/bench.py``: one module per figure, each with
-``run(repetitions) -> Figure``. ``common`` holds what they share."""
+``run(repetitions, quick) -> Figure`` (or a list). ``common`` holds what they share."""

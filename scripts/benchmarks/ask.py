@@ -10,7 +10,7 @@ from benchmarks.common import Figure, bare_hops, compared
 ROUND_TRIPS = 2000
 
 
-def run(repetitions: int) -> Figure:
+def run(repetitions: int, quick: bool) -> Figure:
     import anyio
 
     from actors import Actor, ActorSystem, Context

@@ -34,7 +34,7 @@ START_TIMEOUT = 30.0
 STOP_TIMEOUT = 60.0
 
 
-def run(repetitions: int) -> Figure:
+def run(repetitions: int, quick: bool) -> Figure:
     with tempfile.TemporaryDirectory(prefix="cutter-bench-") as tmp:
         state_dir = Path(tmp) / "state"
         log_path = Path(tmp) / "daemon.jsonl"

@@ -14,7 +14,7 @@ def largest_corpus_document() -> Path:
     return max(files, key=lambda p: p.stat().st_size)
 
 
-def run(repetitions: int) -> Figure:
+def run(repetitions: int, quick: bool) -> Figure:
     from cutter.discovery import discover, infer_profile
 
     path = largest_corpus_document()

@@ -184,7 +184,7 @@ def filesystem(path: Path) -> str:
     return f"{best[1]} ({best[2]})"
 
 
-def run(repetitions: int) -> Figure:
+def run(repetitions: int, quick: bool) -> Figure:
     import anyio
 
     with scratch_dir("files") as tmp:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from cutter.runner import Runner
 
 RUNS = 1000
+QUICK_RUNS = 200  # --quick: the figure's shape in seconds; the full run is 1,000
 
 
 def vm_rss_kib() -> int:
@@ -151,17 +152,18 @@ def spread(values: list[float]) -> str:
     return f"{statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f})"
 
 
-def run(repetitions: int) -> list[Figure]:
+def run(repetitions: int, quick: bool) -> list[Figure]:
     import anyio
 
+    runs = QUICK_RUNS if quick else RUNS
     with scratch_dir("fleet") as tmp:
         template = Path(tmp) / "template"
-        anyio.run(publish, file_config(template), [f"doc-{i}" for i in range(RUNS)] + ["warm-up"])
+        anyio.run(publish, file_config(template), [f"doc-{i}" for i in range(runs)] + ["warm-up"])
         results = []
         for i in range(repetitions):
             state = Path(tmp) / f"repetition-{i}"
             shutil.copytree(template, state, copy_function=os.link)  # write-once or replaced
-            results.append(one_repetition(state, RUNS))
+            results.append(one_repetition(state, runs))
             shutil.rmtree(state)
     rates = [r["runs"] / (r["cut_s"] + r["review_s"]) for r in results]
     per_run = [(r["at_gate"]["rss_kib"] - r["before"]["rss_kib"]) / r["runs"] for r in results]
@@ -180,7 +182,7 @@ def run(repetitions: int) -> list[Figure]:
             target=">= 100 runs/s",
             limit=100,
             note=(
-                f"{RUNS} runs, dry run, file stores (fsync on), each repetition a fresh "
+                f"{runs} runs, dry run, file stores (fsync on), each repetition a fresh "
                 f"process: cut_batch to SG_1 ({spread(cut_share)}% of the time), then a "
                 "scripted reviewer approves and resumes every run at once through SG_2 to "
                 f"closeout; peak RSS {spread(peak)} MiB"
@@ -194,7 +196,7 @@ def run(repetitions: int) -> list[Figure]:
             limit=50,
             higher_is_better=False,
             note=(
-                f"(VmRSS with {RUNS} runs paused at SG_1 - VmRSS before) / {RUNS}, after "
+                f"(VmRSS with {runs} runs paused at SG_1 - VmRSS before) / {runs}, after "
                 "gc.collect(); before -> paused: registered actors "
                 f"{counts('actors')}, asyncio tasks {counts('tasks')}, actor cells alive "
                 f"{counts('actor cells')}, memory streams alive {counts('memory streams')}, "

@@ -181,7 +181,7 @@ async def measure(repetitions: int) -> tuple[list[float], list[float]]:
         structlog.configure(**saved_logging)
 
 
-def run(repetitions: int) -> Figure:
+def run(repetitions: int, quick: bool) -> Figure:
     import anyio
 
     values, floors = anyio.run(measure, repetitions)

@@ -96,7 +96,7 @@ async def one_walk() -> float:
     return elapsed
 
 
-def run(repetitions: int) -> Figure:
+def run(repetitions: int, quick: bool) -> Figure:
     import anyio
     import structlog
 
