@@ -252,6 +252,20 @@ async def test_rows_are_ordered_by_version_then_ordinal_and_change_sets_by_ordin
     assert await target.ius.rows("doc-unknown") == []
 
 
+@pytest.mark.parametrize("parts", [1000, 1001])
+async def test_a_read_back_of_many_rows_is_every_row_in_order(
+    target: TargetUnderTest, parts: int
+) -> None:
+    """More rows than the PostgreSQL store reads per round trip (``READ_BATCH``, 500):
+    an exact multiple of it and one more, in ordinal order, none lost or repeated."""
+    data = article_source(parts)
+    version = await target.publish("doc-1", data)
+    rows = cut(version, data, "cs-a", parts=parts)
+    assert await target.ius.write_staged(rows[::-1]) == parts
+    assert await target.ius.change_set("cs-a") == rows
+    assert await target.ius.rows("doc-1") == rows
+
+
 async def test_enact_activates_the_change_set_and_supersedes_the_docs_other_rows(
     target: TargetUnderTest,
 ) -> None:
