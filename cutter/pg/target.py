@@ -187,21 +187,20 @@ class PgIUStore:
         table refuses (one that is there already, for a replay or a conflict; one a check
         rejects) or a value it cannot take rolls the savepoint back, and the staging path
         decides exactly as it would have alone."""
-        records = [_tuple(r) for r in rows]
         with domain_errors("leg A write"):
             async with self.pool.acquire() as conn, conn.transaction():
                 try:
                     async with conn.transaction():
                         await conn.copy_records_to_table(
-                            q.IU_TABLE, records=records, columns=q.IU_COLUMNS
+                            q.IU_TABLE, records=map(_tuple, rows), columns=q.IU_COLUMNS
                         )
                 except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError):
                     pass  # rolled back to the savepoint: the staging path decides
                 else:
-                    return len(records)
+                    return len(rows)
                 await conn.execute(q.STAGE_TABLE)
                 await conn.copy_records_to_table(
-                    q.STAGE_NAME, records=records, columns=q.IU_COLUMNS
+                    q.STAGE_NAME, records=map(_tuple, rows), columns=q.IU_COLUMNS
                 )
                 conflict = await conn.fetchrow(q.STAGE_CONFLICTS)
                 if conflict is not None:
