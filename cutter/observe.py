@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cutter.errors import UnknownDocument
-from cutter.phases.context import Services, load_manifest
+from cutter.phases.context import Services, load_manifest, manifest_digest
 from cutter.plan import verify_result_id
 from cutter.records import Backup
 from cutter.sidecar import Sidecar
@@ -22,7 +22,7 @@ async def observe(services: Services, sidecar: Sidecar, gate: Gate) -> dict[Pin,
         observed[Pin.SOURCE_VERSION_ID] = MISSING
         observed[Pin.SOURCE_SHA] = MISSING
     manifest = await load_manifest(services.kb, sidecar)
-    observed[Pin.MANIFEST_DIGEST] = manifest.digest if manifest else MISSING
+    observed[Pin.MANIFEST_DIGEST] = manifest_digest(manifest) if manifest else MISSING
     observed[Pin.WRITER_DIGEST] = (await services.grants.writer_grants()).writer_digest
     if gate is Gate.SG_1:
         rows = await services.target.ius.rows(sidecar.doc_id)

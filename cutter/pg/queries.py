@@ -91,6 +91,7 @@ ON CONFLICT (kb_id) DO UPDATE SET doc = EXCLUDED.doc, updated_at = now()
 WHERE kb_docs.doc IS DISTINCT FROM EXCLUDED.doc
 """
 KB_GET = "SELECT doc FROM kb_docs WHERE kb_id = $1"
+KB_SHA256 = "SELECT sha256(doc) FROM kb_docs WHERE kb_id = $1"
 KB_LIST = """
 SELECT kb_id FROM kb_docs
 WHERE $1 = '' OR kb_id = $1 OR starts_with(kb_id, $1 || '/')

@@ -27,6 +27,7 @@ from cutter.errors import (
     UnknownDocument,
     UnknownRun,
 )
+from cutter.kbdocs import PhaseDoc
 from cutter.ledger import GENESIS_HASH, chain_hash, next_entry, verify_chain
 from cutter.pg.connect import StoreUnavailable, create_pool
 from cutter.pg.locks import PgDocumentLocks
@@ -251,6 +252,20 @@ async def test_rows_are_ordered_by_version_then_ordinal_and_change_sets_by_ordin
     assert await target.ius.rows("doc-unknown") == []
 
 
+@pytest.mark.parametrize("parts", [1000, 1001])
+async def test_a_read_back_of_many_rows_is_every_row_in_order(
+    target: TargetUnderTest, parts: int
+) -> None:
+    """More rows than the PostgreSQL store reads per round trip (``READ_BATCH``, 500):
+    an exact multiple of it and one more, in ordinal order, none lost or repeated."""
+    data = article_source(parts)
+    version = await target.publish("doc-1", data)
+    rows = cut(version, data, "cs-a", parts=parts)
+    assert await target.ius.write_staged(rows[::-1]) == parts
+    assert await target.ius.change_set("cs-a") == rows
+    assert await target.ius.rows("doc-1") == rows
+
+
 async def test_enact_activates_the_change_set_and_supersedes_the_docs_other_rows(
     target: TargetUnderTest,
 ) -> None:
@@ -440,6 +455,41 @@ async def test_kb_get_of_a_missing_doc_is_key_error(records: RecordsUnderTest) -
     with pytest.raises(KeyError) as caught:
         await records.kb.get("runs/run-2")
     assert caught.value.args == ("runs/run-2",)
+
+
+async def test_kb_get_of_a_large_doc_reads_what_is_stored_now_every_time(
+    records: RecordsUnderTest,
+) -> None:
+    """A doc past the PostgreSQL KB's cache threshold (``CACHE_MIN_BYTES``) read twice,
+    then changed, corrupted and deleted behind the store's back: every ``get`` returns
+    what the stored bytes decode to now, or raises as decoding them would."""
+    kb_id = "runs/run-1/phases/03-cutplan"
+    big = msgspec.structs.replace(phase_doc("run-1"), note="x" * (100 * 1024))
+    other = msgspec.structs.replace(phase_doc("run-1"), note="y" * (100 * 1024))
+    await records.kb.put(kb_id, big)
+    first = await records.kb.get(kb_id)
+    assert first == big
+    assert isinstance(first, PhaseDoc)
+    first.pins_added.clear()  # what one caller does to its doc, no other caller sees
+    assert await records.kb.get(kb_id) == big
+    if records.db is not None:  # the second get was answered from the cache
+        assert kb_id in records.kb._decoded  # type: ignore[attr-defined]
+    await records.corrupt_kb(kb_id, msgspec.json.encode(other))
+    assert await records.kb.get(kb_id) == other
+    assert await records.kb.get(kb_id) == other
+    await records.kb.put(kb_id, big)
+    assert await records.kb.get(kb_id) == big
+    await records.corrupt_kb(kb_id, b'{"type": "phase", "run_id": "run-1"')
+    with pytest.raises(CorruptRecord):
+        await records.kb.get(kb_id)
+    await records.kb.put(kb_id, big)
+    assert await records.kb.get(kb_id) == big
+    if records.db is not None:
+        await admin_execute(records.db.admin_dsn, "DELETE FROM kb_docs")
+    else:
+        records.kb._docs.clear()  # type: ignore[attr-defined]
+    with pytest.raises(KeyError):
+        await records.kb.get(kb_id)
 
 
 GARBAGE = [

@@ -22,12 +22,12 @@ import pytest
 from click.testing import CliRunner
 
 from cutter.cli import main
-from cutter.errors import CutterError, InvalidIdentifier
+from cutter.errors import CorruptRecord, CutterError, InvalidIdentifier
 from cutter.pg.connect import RecordRefused, StoreUnavailable, connect, create_pool
 from cutter.pg.locks import PgDocumentLocks
 from cutter.pg.records import PgKillSwitch, PgKnowledgeBase, PgRunStore
-from cutter.pg.target import PgSourceRepository
-from cutter.records import IURow
+from cutter.pg.target import PgSourceRepository, row_from_record
+from cutter.records import IURow, IUState
 from tests.pg._stores import (
     BACKENDS,
     WRITER,
@@ -460,3 +460,14 @@ async def test_the_tables_survive_the_classic_injection_as_data(pg_db: PgDatabas
         (True, reason)
     ]
     assert [row[0] for row in await table_snapshot(pg_db.admin_dsn, "kb_docs")] == ["runs/run-a"]
+
+
+def test_a_row_with_a_state_no_iu_can_have_reads_as_corrupt_naming_the_row() -> None:
+    """``row_from_record`` unpacks ``IU_COLUMNS`` by position; a state outside
+    ``IUState`` (the table's CHECK keeps it out, so this is a record from elsewhere)
+    is ``CorruptRecord`` naming the row."""
+    record = ("doc-1", "sv-1", 7, "iu-1", "Article 8", "unit", 0, 3, "ab" * 32, b"abc")
+    with pytest.raises(CorruptRecord) as caught:
+        row_from_record((*record, "retired", "cs-1"))  # type: ignore[arg-type]
+    assert caught.value.location == "ius/doc-1/sv-1/7"
+    assert row_from_record((*record, "staged", "cs-1")).state is IUState.STAGED  # type: ignore[arg-type]
