@@ -49,7 +49,7 @@ from cutter.stores.locks import InProcessDocumentLocks
 from cutter.stores.sandbox import sandbox
 from cutter.supervisor import RunDeps, RunSupervisor
 
-MAX_WALKING = 64
+MAX_WALKING = 32
 """Walk segments in flight at once; more wait their turn. A segment in flight holds
 a supervisor, its children and their mailboxes (about 200 KiB at its peak), a
 paused run only its sidecar. On two cores more segments at once add no speed,
