@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     from cutter.runner import Runner
 
 RUNS = 1000
-QUICK_RUNS = 200  # --quick: the figure's shape in seconds; the full run is 1,000
+QUICK_RUNS = 150  # --quick: the figure's shape within the minute; the full run is 1,000
+REPETITIONS = 5  # at most: a repetition of 1,000 runs takes most of a minute
 
 
 def vm_rss_kib() -> int:
@@ -160,7 +161,7 @@ def run(repetitions: int, quick: bool) -> list[Figure]:
         template = Path(tmp) / "template"
         anyio.run(publish, file_config(template), [f"doc-{i}" for i in range(runs)] + ["warm-up"])
         results = []
-        for i in range(repetitions):
+        for i in range(min(repetitions, REPETITIONS)):
             state = Path(tmp) / f"repetition-{i}"
             shutil.copytree(template, state, copy_function=os.link)  # write-once or replaced
             results.append(one_repetition(state, runs))
