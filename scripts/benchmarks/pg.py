@@ -69,25 +69,10 @@ class PhaseSpan:
 @asynccontextmanager
 async def server() -> AsyncIterator[PgServer]:
     """``$CUTTER_BENCH_DSN``, else a private cluster, stopped whatever happens."""
-    from tests.pg.cluster import SUPERUSER, TempCluster, find_bindir
-    from tests.pg.conftest import PgServer
+    from tests.pg.conftest import running_server
 
-    external = os.environ.get(DSN_ENV)
-    if external:
-        yield PgServer(base_dsn=external, cluster=None)
-        return
-    bindir = find_bindir()
-    if bindir is None:
-        raise RuntimeError(
-            f"no PostgreSQL server binaries (initdb, pg_ctl, postgres): install Debian's "
-            f"postgresql package, or set {DSN_ENV} to a superuser DSN"
-        )
-    cluster = TempCluster(bindir)
-    cluster.start()
-    try:
-        yield PgServer(base_dsn=cluster.dsn(user=SUPERUSER), cluster=cluster)
-    finally:
-        cluster.stop()
+    with running_server(os.environ.get(DSN_ENV), DSN_ENV) as pg:
+        yield pg
 
 
 @asynccontextmanager

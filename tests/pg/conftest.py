@@ -16,6 +16,7 @@ import asyncio
 import os
 import secrets
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -100,29 +101,43 @@ async def migrate_with_roles(dsn: str) -> None:
     await create_roles(dsn, writer=WRITER, reader=READER, login=True)
 
 
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[PgServer]:
-    """The session's server: ``$CUTTER_TEST_DSN``, else a private cluster stopped at the end."""
-    external = os.environ.get(DSN_ENV)
-    if external:
-        yield PgServer(base_dsn=external, cluster=None)
+class NoServerBinaries(RuntimeError):
+    """Neither a DSN nor the server binaries to start a private cluster."""
+
+
+@contextmanager
+def running_server(external_dsn: str | None, dsn_env: str) -> Iterator[PgServer]:
+    """The server ``external_dsn`` names, else a private cluster stopped on exit.
+    The tests and ``scripts/benchmarks/pg.py`` both start theirs here."""
+    if external_dsn:
+        yield PgServer(base_dsn=external_dsn, cluster=None)
         return
     bindir = find_bindir()
     if bindir is None:
-        message = (
+        raise NoServerBinaries(
             "no PostgreSQL server binaries (initdb, pg_ctl, postgres) under `pg_config --bindir`"
-            f" or /usr/lib/postgresql/*/bin: install Debian's postgresql package, or set {DSN_ENV}"
+            f" or /usr/lib/postgresql/*/bin: install Debian's postgresql package, or set {dsn_env}"
             " to a superuser DSN"
         )
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
     cluster = TempCluster(bindir)
     cluster.start()
     try:
         yield PgServer(base_dsn=cluster.dsn(user=SUPERUSER), cluster=cluster)
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """The session's server: ``$CUTTER_TEST_DSN``, else a private cluster stopped at the end."""
+    with ExitStack() as stack:
+        try:
+            pg = stack.enter_context(running_server(os.environ.get(DSN_ENV), DSN_ENV))
+        except NoServerBinaries as exc:
+            if os.environ.get("CI") == "true":
+                pytest.fail(str(exc))
+            pytest.skip(str(exc))
+        yield pg
 
 
 @pytest.fixture(scope="session")
