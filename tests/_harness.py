@@ -15,10 +15,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cutter.approvals import GatePolicy
-from cutter.kbdocs import Approval, Decision
+from cutter.kbdocs import Approval, Decision, phase_doc_id, request_doc_id
+from cutter.mode import Mode
 from cutter.ports import Target
 from cutter.records import IURow, IUState
 from cutter.runner import Runner, RunnerConfig
+from cutter.sidecar import GateRecord, Sidecar
+from cutter.states import RunState
 from cutter.stores.files import FileKillSwitch, FileKnowledgeBase, FileRunStore
 from cutter.stores.memory_target import (
     InMemoryIUStore,
@@ -27,7 +30,7 @@ from cutter.stores.memory_target import (
     StaticGrantProbe,
 )
 from cutter.stores.seeded import InMemoryDiscoverer
-from cutter.walk import Gate
+from cutter.walk import Gate, Phase, Pin
 
 DOC_ID = "doc-charter-001"
 SD_ID = "sd-charter-001"
@@ -193,3 +196,34 @@ OLD_ROW = IURow(
 def tree(root: Path) -> dict[str, bytes]:
     """Every file under ``root`` with its bytes: "nothing was written" is equality."""
     return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+PAUSED_AT = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def paused_sidecar(
+    run_id: str = "run-a", *, started_by: str = "operator", at: datetime = PAUSED_AT
+) -> Sidecar:
+    """A run paused at SG_1 after two phases: the record the store contract tests save,
+    load and consume against (file, in-memory and PostgreSQL stores alike)."""
+    gate = GateRecord(
+        gate=Gate.SG_1,
+        request_kb_id=request_doc_id(run_id, Gate.SG_1),
+        request_digest="d" * 64,
+        nonce="n" * 32,
+        opened_at=at,
+        required_approvals=1,
+    )
+    return Sidecar(
+        run_id=run_id,
+        doc_id="doc-1",
+        mode=Mode.DRY_RUN,
+        started_by=started_by,
+        created_at=at,
+        updated_at=at,
+        state=RunState.AWAITING_CUT_AUTHORIZATION,
+        phases_passed=(Phase.SOURCE_PIN, Phase.MARK),
+        pins={Pin.SOURCE_SHA: "ab" * 32, Pin.SOURCE_SIZE: 120},
+        phase_docs={Phase.SOURCE_PIN: phase_doc_id(run_id, Phase.SOURCE_PIN, 0)},
+        gates=(gate,),
+    )

@@ -45,7 +45,7 @@ from cutter.kbdocs import (
 )
 from cutter.mode import Mode
 from cutter.ports import KnowledgeBase, RunStore
-from cutter.sidecar import ApprovalUse, GateRecord, Sidecar
+from cutter.sidecar import ApprovalUse
 from cutter.states import RunState
 from cutter.stores.atomic import create_exclusive, write_atomic
 from cutter.stores.file_primitives import create_once, inside_root
@@ -57,6 +57,7 @@ from cutter.stores.files import (
 )
 from cutter.stores.memory_records import InMemoryKnowledgeBase, InMemoryRunStore
 from cutter.walk import Gate, Phase, Pin
+from tests._harness import paused_sidecar as sidecar
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -64,30 +65,6 @@ APPROVAL_ID = "runs/run-a/gates/SG_1/approvals/alice"
 
 
 # -- builders ---------------------------------------------------------------------------
-
-
-def sidecar(run_id: str = "run-a", *, note: str = "", at: datetime = T0) -> Sidecar:
-    gate = GateRecord(
-        gate=Gate.SG_1,
-        request_kb_id=request_doc_id(run_id, Gate.SG_1),
-        request_digest="d" * 64,
-        nonce="n" * 32,
-        opened_at=at,
-        required_approvals=1,
-    )
-    return Sidecar(
-        run_id=run_id,
-        doc_id="doc-1",
-        mode=Mode.DRY_RUN,
-        started_by="operator" + note,
-        created_at=at,
-        updated_at=at,
-        state=RunState.AWAITING_CUT_AUTHORIZATION,
-        phases_passed=(Phase.SOURCE_PIN, Phase.MARK),
-        pins={Pin.SOURCE_SHA: "ab" * 32, Pin.SOURCE_SIZE: 120},
-        phase_docs={Phase.SOURCE_PIN: phase_doc_id(run_id, Phase.SOURCE_PIN, 0)},
-        gates=(gate,),
-    )
 
 
 def use(approval_kb_id: str = APPROVAL_ID) -> ApprovalUse:
@@ -375,7 +352,7 @@ async def test_save_consuming_consumes_once(run_case: RunCase) -> None:
 
     # The same run again, with a changed sidecar: refused, and nothing overwritten.
     with pytest.raises(ApprovalConsumedAlready):
-        await store.save_consuming(sidecar("run-a", note="-changed"), use())
+        await store.save_consuming(sidecar("run-a", started_by="operator-changed"), use())
     assert await store.load("run-a") == first
     assert await store.run_ids() == ["run-a"]
     assert await store.consumed_by(APPROVAL_ID) == "run-a"
@@ -696,7 +673,7 @@ async def test_writes_leave_no_temp_files(tmp_path: Path) -> None:
     store = FileRunStore(tmp_path / "store")
     for n in range(3):
         await kb.put("runs/run-a/stop", msgspec.structs.replace(stop_doc(), message=f"m{n}"))
-        await store.save(sidecar(note=str(n)))
+        await store.save(sidecar(started_by=f"operator{n}"))
     await store.save_consuming(sidecar("run-b"), use())
     switch = FileKillSwitch(tmp_path / "switch" / "KILL")
     await switch.engage("test")

@@ -23,7 +23,7 @@ from typing import Any
 import asyncpg
 
 from cutter.canonical import sha256_hex
-from cutter.kbdocs import Approval, Decision, PhaseDoc, request_doc_id
+from cutter.kbdocs import Approval, Decision, PhaseDoc
 from cutter.ledger import CutEnvelope, LedgerEnvelope, RollbackEnvelope
 from cutter.mode import Mode
 from cutter.pg.connect import create_pool
@@ -31,8 +31,7 @@ from cutter.pg.records import PgKnowledgeBase, PgRunStore
 from cutter.pg.target import PgIUStore, PgLedger, PgSourceRepository, publish
 from cutter.ports import IUStore, KnowledgeBase, Ledger, RunStore, SourceRepository
 from cutter.records import IURow, IUState, SourceVersion
-from cutter.sidecar import ApprovalUse, GateRecord, Sidecar
-from cutter.states import RunState
+from cutter.sidecar import ApprovalUse
 from cutter.stores.file_target import FileIUStore, FileLedger, FileSources
 from cutter.stores.memory_records import InMemoryKnowledgeBase, InMemoryRunStore
 from cutter.stores.memory_target import InMemoryIUStore, InMemoryLedger, InMemorySources
@@ -292,29 +291,6 @@ def envelopes() -> list[LedgerEnvelope]:
             iu_count=3,
         ),
     ]
-
-
-def sidecar(run_id: str = "run-a", *, started_by: str = "operator") -> Sidecar:
-    gate = GateRecord(
-        gate=Gate.SG_1,
-        request_kb_id=request_doc_id(run_id, Gate.SG_1),
-        request_digest="d" * 64,
-        nonce="n" * 32,
-        opened_at=T0,
-        required_approvals=1,
-    )
-    return Sidecar(
-        run_id=run_id,
-        doc_id="doc-1",
-        mode=Mode.DRY_RUN,
-        started_by=started_by,
-        created_at=T0,
-        updated_at=T0,
-        state=RunState.AWAITING_CUT_AUTHORIZATION,
-        phases_passed=(Phase.SOURCE_PIN, Phase.MARK),
-        pins={Pin.SOURCE_SHA: "ab" * 32, Pin.SOURCE_SIZE: 120},
-        gates=(gate,),
-    )
 
 
 def approval_use(approval_kb_id: str) -> ApprovalUse:

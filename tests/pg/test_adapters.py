@@ -37,6 +37,7 @@ from cutter.records import REQUIRED_GRANTS, Backup, IUState
 from cutter.stores.file_target import FileLedger
 from cutter.stores.locks import InProcessDocumentLocks
 from cutter.stores.memory_target import StaticGrantProbe
+from tests._harness import paused_sidecar as sidecar
 from tests.pg._stores import (
     BACKENDS,
     TARGET_BACKENDS,
@@ -55,7 +56,6 @@ from tests.pg._stores import (
     open_records,
     open_target,
     phase_doc,
-    sidecar,
 )
 from tests.pg.conftest import PgDatabase
 

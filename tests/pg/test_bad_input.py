@@ -28,6 +28,7 @@ from cutter.pg.locks import PgDocumentLocks
 from cutter.pg.records import PgKillSwitch, PgKnowledgeBase, PgRunStore
 from cutter.pg.target import PgSourceRepository, row_from_record
 from cutter.records import IURow, IUState
+from tests._harness import paused_sidecar as sidecar
 from tests.pg._stores import (
     BACKENDS,
     WRITER,
@@ -38,7 +39,6 @@ from tests.pg._stores import (
     cut,
     open_target,
     phase_doc,
-    sidecar,
     table_snapshot,
 )
 from tests.pg.conftest import PgDatabase
