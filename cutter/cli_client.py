@@ -65,6 +65,19 @@ def login_name() -> str:
 
 
 # --- the subcommands ----------------------------------------------------------------------
+def walk(target: Target, command: Start | Resume, doing: str) -> None:
+    """Send a command that walks a run: with ``wait`` off, say how to follow it;
+    otherwise show the run at its next stop."""
+    if not command.wait:
+        accepted = target.request(command, Accepted)
+        if target.as_json:
+            target.frame(accepted)
+        else:
+            click.echo(f"{accepted.run_id} {doing}; follow it with: cutter watch {accepted.run_id}")
+        return
+    show_run(target, target.request(command, RunInfo))
+
+
 @click.command()
 @daemon_options
 def ping(socket_path: Path, as_json: bool) -> None:
@@ -91,14 +104,7 @@ def start(
     command = Start(
         doc_id=doc_id, started_by=by, mode=Mode.LIVE if live else Mode.DRY_RUN, wait=not no_wait
     )
-    if no_wait:
-        accepted = target.request(command, Accepted)
-        if as_json:
-            target.frame(accepted)
-        else:
-            click.echo(f"{accepted.run_id} started; follow it with: cutter watch {accepted.run_id}")
-        return
-    show_run(target, target.request(command, RunInfo))
+    walk(target, command, "started")
 
 
 @click.command()
@@ -163,14 +169,7 @@ def resume(
     """Continue a paused or halted run (at a gate: with a stored approval)."""
     target = Target(socket_path, as_json)
     command = Resume(run_id=run_id, approval_kb_id=approval_kb_id, wait=not no_wait)
-    if no_wait:
-        accepted = target.request(command, Accepted)
-        if as_json:
-            target.frame(accepted)
-        else:
-            click.echo(f"{accepted.run_id} resuming; follow it with: cutter watch {run_id}")
-        return
-    show_run(target, target.request(command, RunInfo))
+    walk(target, command, "resuming")
 
 
 @click.command()
