@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+import anyio.to_thread
 import click
 import structlog
 
-from cutter.errors import CutterError
+from cutter.errors import CutterError, StateDirBusy
 from cutter.logs import TRANSITION_EVENTS
 
 
@@ -30,6 +31,25 @@ def configure_transitions() -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stdout),
         cache_logger_on_first_use=False,
     )
+
+
+EXIT_ERROR = 1  # a typed error (CODE: message on stderr)
+EXIT_STATE_DIR_BUSY = 3  # another live process owns the state directory (click uses 2)
+
+
+class CommandFailed(click.ClickException):
+    """One ``Error: CODE: message`` line on stderr and exit code 1; never a traceback."""
+
+    exit_code = EXIT_ERROR
+
+
+class StateDirOwned(CommandFailed):
+    exit_code = EXIT_STATE_DIR_BUSY
+
+
+def failed(exc: CutterError) -> CommandFailed:
+    kind = StateDirOwned if isinstance(exc, StateDirBusy) else CommandFailed
+    return kind(f"{exc.code}: {exc.message}")
 
 
 @click.group()
@@ -118,7 +138,7 @@ def daemon(
     try:
         sys.exit(run(options))
     except CutterError as exc:
-        raise click.ClickException(f"{exc.code}: {exc.message}") from None
+        raise failed(exc) from None
 
 
 @main.group()
@@ -156,7 +176,10 @@ def roles(dsn: str, writer: str, reader: str, login: bool) -> None:
 @click.argument("doc_id")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def add_document(state_dir: Path, dsn: str | None, doc_id: str, path: Path) -> None:
-    """Store FILE's exact bytes as DOC_ID's current source version."""
+    """Store FILE's exact bytes as DOC_ID's current source version.
+
+    Safe while a daemon owns the state directory: the daemon's runs pinned the
+    version they cut, and a gate stops a run whose document changed (STOP_DRIFT)."""
     from cutter.ids import check_doc_id
 
     data = path.read_bytes()
@@ -165,7 +188,10 @@ def add_document(state_dir: Path, dsn: str | None, doc_id: str, path: Path) -> N
         checked = check_doc_id(doc_id)
         if dsn is None:
             from cutter.stores.file_target import FileSources
+            from cutter.stores.owner import make_state_dir
 
+            # A path below a regular file: one line, not a traceback.
+            await anyio.to_thread.run_sync(make_state_dir, state_dir)
             sources = FileSources(state_dir / "target" / "sources")
             return (await sources.publish(checked, data)).sv_id
         from cutter.pg.connect import connect
@@ -184,11 +210,12 @@ T = TypeVar("T")
 
 
 def _run(func: Callable[..., Awaitable[T]], *args: object) -> T:
-    """Run ``func`` and turn a CutterError into a one-line error and exit code 1."""
+    """Run ``func`` and turn a CutterError into a one-line error and exit code 1 (3 when
+    the state directory is owned by another process)."""
     try:
         return anyio.run(func, *args)
     except CutterError as exc:
-        raise click.ClickException(f"{exc.code}: {exc.message}") from None
+        raise failed(exc) from None
 
 
 from cutter.cli_client import register  # noqa: E402  (the subcommands that talk to a daemon)

@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 
+import anyio
+import anyio.to_thread
 import click
 from rich.console import Console
 from rich.table import Table
@@ -27,6 +29,7 @@ from cutter.stores.memory_target import (
     InMemorySources,
     StaticGrantProbe,
 )
+from cutter.stores.owner import claim
 from cutter.walk import Gate
 
 DOC_ID = "garden-charter"
@@ -40,20 +43,23 @@ def sample_bytes() -> bytes:
 
 @asynccontextmanager
 async def embedded(state_dir: Path) -> AsyncIterator[tuple[RunnerConfig, str]]:
-    sources = InMemorySources()
-    sources.publish(DOC_ID, sample_bytes(), sv_id=f"{DOC_ID}-v1")
-    kb = FileKnowledgeBase(state_dir / "kb")
-    yield (
-        RunnerConfig(
-            target=Target(sources=sources, ius=InMemoryIUStore(), ledger=InMemoryLedger()),
-            kb=kb,
-            run_store=FileRunStore(state_dir / "runs"),
-            discoverer=TextDiscoverer(),
-            grants=StaticGrantProbe(),
-            kill_switch=FileKillSwitch(state_dir / "kill-switch"),
-        ),
-        f"files under {kb.root}",
-    )
+    """The demo's stores. It owns ``state_dir`` first, as a daemon does: its runs and
+    KB docs are files there, which a daemon on the same directory would write too."""
+    with await anyio.to_thread.run_sync(claim, state_dir, "cutter demo"):
+        sources = InMemorySources()
+        sources.publish(DOC_ID, sample_bytes(), sv_id=f"{DOC_ID}-v1")
+        kb = FileKnowledgeBase(state_dir / "kb")
+        yield (
+            RunnerConfig(
+                target=Target(sources=sources, ius=InMemoryIUStore(), ledger=InMemoryLedger()),
+                kb=kb,
+                run_store=FileRunStore(state_dir / "runs"),
+                discoverer=TextDiscoverer(),
+                grants=StaticGrantProbe(),
+                kill_switch=FileKillSwitch(state_dir / "kill-switch"),
+            ),
+            f"files under {kb.root}",
+        )
 
 
 @asynccontextmanager

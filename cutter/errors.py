@@ -10,8 +10,10 @@ structured log expands into the full story. No traceback ever leaves the process
     │   ├── CorruptRecord                a stored file or row cannot be decoded
     │   ├── UnknownRun
     │   ├── UnknownDocument              (raised by ports; the walk turns it into a stop)
-    │   └── RunNotResumable
+    │   ├── RunNotResumable
+    │   └── StateDirUnusable             a state directory cannot be created or locked
     ├── DocumentBusy                     another run holds the document
+    ├── StateDirBusy                     another process owns the state directory
     ├── ShuttingDown                     the runner is draining
     ├── ProductionExecutionNotAuthorized
     ├── Refusal                          a command was refused; the run is unchanged
@@ -130,6 +132,32 @@ class RunNotResumable(InputError):
         self.run_id = run_id
         self.state = state
         super().__init__(f"run {run_id} is {state} and cannot be resumed")
+
+
+class StateDirUnusable(InputError):
+    """A state directory that cannot be created, opened or locked (a path below a
+    regular file, no permission, a lock file that is a symlink…)."""
+
+    code = "E_STATE_DIR_UNUSABLE"
+
+    def __init__(self, state_dir: str, reason: str) -> None:
+        self.state_dir = state_dir
+        super().__init__(f"state directory {state_dir} cannot be used: {reason}")
+
+
+class StateDirBusy(CutterError):
+    """Another live process owns the state directory (``cutter.stores.owner``)."""
+
+    code = "E_STATE_DIR_BUSY"
+
+    def __init__(self, state_dir: str, held: str, pid: int | None, holder: str | None) -> None:
+        self.state_dir = state_dir
+        self.held = held  # the lock file (or the socket) the owner holds
+        self.pid = pid  # None when the owner has not written its pid yet
+        self.holder = holder
+        who = f"pid {pid}" if pid is not None else "a process whose pid is not known yet"
+        what = f" ({holder})" if holder else ""
+        super().__init__(f"state directory {state_dir} is owned by {who}{what}, which holds {held}")
 
 
 class ShuttingDown(CutterError):

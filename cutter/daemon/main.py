@@ -1,10 +1,13 @@
 """``cutter daemon``: assemble the stores, recover runs, serve, drain on a signal.
 
-Start-up: open the stores (files under the state directory, or PostgreSQL),
-continue every run a previous process left mid-walk, then serve. SIGTERM,
-SIGINT and the ``shutdown`` command take the same path: stop taking commands,
-let each walk finish the phase it is in and persist (it stays RUNNING, so the
-next start continues it), close, exit 0. One log line says started, one stopped.
+Start-up: own the state directory (``cutter.stores.owner``: an exclusive lock on
+``<state_dir>/owner.pid`` for the process's life, whatever the transport, so a
+second daemon is refused before it opens anything), open the stores (files
+under the state directory, or PostgreSQL), continue every run a previous
+process left mid-walk, then serve. SIGTERM, SIGINT and the ``shutdown``
+command take the same path: stop taking commands, let each walk finish the
+phase it is in and persist (it stays RUNNING, so the next start continues it),
+close, exit 0. One log line says started, one stopped.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import anyio
 from cutter.approvals import GatePolicy
 from cutter.daemon.bus import EventBus
 from cutter.daemon.service import Daemon
-from cutter.daemon.transport import serve_socket, serve_stdio
+from cutter.daemon.transport import claim_socket, serve_socket, serve_stdio
 from cutter.discovery import TextDiscoverer
 from cutter.logs import configure_json, get_logger
 from cutter.mode import enable_execution
@@ -32,6 +35,7 @@ from cutter.runner import Runner, RunnerConfig
 from cutter.states import RunState
 from cutter.stores.files import FileKillSwitch, FileKnowledgeBase, FileRunStore
 from cutter.stores.memory_target import StaticGrantProbe
+from cutter.stores.owner import claim
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +51,11 @@ class DaemonOptions:
     @property
     def socket_path(self) -> Path:
         return self.state_dir / "daemon.sock"
+
+    @property
+    def holder(self) -> str:
+        """What the owner lock says this process is, to a daemon it refuses."""
+        return "cutter daemon --stdio" if self.stdio else f"cutter daemon on {self.socket_path}"
 
 
 def embedded_config(state_dir: Path, policy: GatePolicy) -> tuple[RunnerConfig, KillSwitchControl]:
@@ -95,9 +104,8 @@ async def serve(options: DaemonOptions, log_stream: TextIO) -> int:
     configure_json(log_stream, tap=bus.processor)
     if options.enable_execution:
         enable_execution()
-    state_dir = anyio.Path(options.state_dir)
-    await state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    await state_dir.chmod(0o700)  # the socket's directory is the owner's alone
+    # run() made the directory and owns it; the socket's directory is the owner's alone.
+    await anyio.Path(options.state_dir).chmod(0o700)
     # Handlers stay installed until the very end: a second SIGTERM during the drain
     # must not kill the daemon half-way (a supervisor escalates with SIGKILL).
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -106,6 +114,8 @@ async def serve(options: DaemonOptions, log_stream: TextIO) -> int:
 
 async def _serve(options: DaemonOptions, bus: EventBus, signals: AsyncIterator[int]) -> int:
     log = get_logger(component="daemon")
+    if not options.stdio:
+        await claim_socket(options.socket_path)  # before anything starts: a refusal is one line
     async with (
         open_stores(options) as (config, kill_switch),
         Runner(config) as runner,
@@ -154,7 +164,11 @@ async def _stdio_then_stop(daemon: Daemon) -> None:
 
 
 def run(options: DaemonOptions) -> int:
-    if options.log_path is None:
-        return anyio.run(serve, options, sys.stdout)
-    with options.log_path.open("a", encoding="utf-8", buffering=1) as log_stream:
-        return anyio.run(serve, options, log_stream)
+    """Serve until stopped; ``StateDirBusy`` (nothing opened, nothing written) when
+    another process owns the state directory. The lock is held until the return,
+    or until the kernel drops it with the process."""
+    with claim(options.state_dir, options.holder):
+        if options.log_path is None:
+            return anyio.run(serve, options, sys.stdout)
+        with options.log_path.open("a", encoding="utf-8", buffering=1) as log_stream:
+            return anyio.run(serve, options, log_stream)

@@ -22,7 +22,7 @@ from anyio.abc import ByteStream, SocketAttribute, TaskStatus
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from cutter.daemon.service import Daemon
-from cutter.errors import CutterError
+from cutter.errors import CutterError, StateDirBusy
 from cutter.protocol import (
     MAX_FRAME_BYTES,
     BadFrame,
@@ -123,8 +123,8 @@ async def _watch(
         tg.cancel_scope.cancel()
 
 
-def peer_of(stream: ByteStream) -> str | None:
-    """Who is at the other end of a Unix socket, from the kernel (SO_PEERCRED)."""
+def peer_credentials(stream: ByteStream) -> tuple[int, int] | None:
+    """The (pid, uid) at the other end of a Unix socket, from the kernel (SO_PEERCRED)."""
     raw = stream.extra(SocketAttribute.raw_socket, None)
     if raw is None or not hasattr(socket, "SO_PEERCRED"):
         return None
@@ -133,6 +133,15 @@ def peer_of(stream: ByteStream) -> str | None:
     except OSError:
         return None
     pid, uid, _ = struct.unpack("3i", creds)
+    return pid, uid
+
+
+def peer_of(stream: ByteStream) -> str | None:
+    """Who is at the other end of a Unix socket, as the log and approvals name it."""
+    creds = peer_credentials(stream)
+    if creds is None:
+        return None
+    pid, uid = creds
     try:
         name = pwd.getpwuid(uid).pw_name
     except KeyError:
@@ -143,8 +152,8 @@ def peer_of(stream: ByteStream) -> str | None:
 async def serve_socket(
     path: Path, daemon: Daemon, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
 ) -> None:
-    """Listen on a Unix socket only its owner may use; serve clients concurrently."""
-    await _claim(path)
+    """Listen on a Unix socket only its owner may use; serve clients concurrently.
+    ``claim_socket(path)`` first: the name must be free."""
     old_umask = os.umask(0o177)
     try:
         listener = await anyio.create_unix_listener(path)
@@ -158,8 +167,12 @@ async def serve_socket(
             tg.start_soon(serve_stream, stream, daemon, peer_of(stream))
 
 
-async def _claim(path: Path) -> None:
-    """Remove a stale socket file; refuse when a daemon answers on it."""
+async def claim_socket(path: Path) -> None:
+    """Remove a stale socket file; ``StateDirBusy`` when a process answers on it.
+
+    The state directory's owner lock (``cutter.stores.owner``) keeps every other
+    cutter daemon out already, so a socket file found here is left by a dead one,
+    unless a process that takes no such lock listens on it: that one is named."""
     if not await anyio.Path(path).exists():
         return
     try:
@@ -167,8 +180,10 @@ async def _claim(path: Path) -> None:
     except OSError:
         await anyio.Path(path).unlink()
         return
-    await stream.aclose()
-    raise CutterError(f"a daemon is already listening on {path}")
+    async with stream:
+        creds = peer_credentials(stream)
+    pid = creds[0] if creds is not None else None
+    raise StateDirBusy(str(path.parent), str(path), pid, "a process listening on the socket")
 
 
 class StdioStream(ByteStream):

@@ -52,8 +52,11 @@ is left exactly as found; a write that would have to read it refuses the same
 way and writes nothing. Every id is validated (``cutter.ids``) before a path is
 built from it; a hostile one raises ``InvalidIdentifier`` and touches nothing.
 
-Concurrency. One process (the daemon) writes these stores; many of its
-coroutines may call them at once. Each store serialises its writers with an
+Concurrency. One process (the daemon) writes these stores, which the state
+directory's owner lock enforces (``cutter.stores.owner``); the one exception is
+``publish`` from ``cutter add-document``, safe from another process because it
+only creates write-once files and replaces one pointer. Many of the owner's
+coroutines may call the stores at once. Each store serialises its writers with an
 ``anyio.Lock`` held across the worker thread that does the blocking work, so
 two appends or two batches cannot lose an update. Use one instance per root in
 a process. Readers take no lock: a reader that read the old HEAD and finds its
