@@ -30,7 +30,15 @@ class SourceRepository(Protocol):
         """The document's current version; raises ``UnknownDocument``."""
         ...
 
-    async def content(self, sv_id: str) -> bytes: ...
+    async def content(self, sv_id: str) -> bytes:
+        """The version's bytes, checked against its recorded sha256 (``CorruptRecord``)."""
+        ...
+
+    async def stored_sha(self, sv_id: str) -> str | None:
+        """sha256 of the bytes stored for the version as they are now, not the hash
+        recorded beside them; None when the bytes are gone. What drift compares with
+        the pinned ``source_sha``."""
+        ...
 
     async def mark_cut(self, sv_id: str, change_set_id: str) -> None:
         """Record that a version was cut by a change set (idempotent)."""

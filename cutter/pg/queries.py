@@ -12,6 +12,7 @@ FROM documents d JOIN source_versions v ON v.sv_id = d.current_sv_id
 WHERE d.doc_id = $1
 """
 VERSION_CONTENT = "SELECT content FROM source_versions WHERE sv_id = $1"
+VERSION_STORED_SHA = "SELECT encode(sha256(content), 'hex') FROM source_versions WHERE sv_id = $1"
 MARK_CUT = "UPDATE source_versions SET cut_by = $2 WHERE sv_id = $1 AND cut_by IS NULL"
 CUT_BY = "SELECT cut_by FROM source_versions WHERE sv_id = $1"
 UPSERT_DOCUMENT = """
