@@ -118,6 +118,11 @@ class RunStore(Protocol):
         """The run that consumed an approval, if any."""
         ...
 
+    async def consumed_for(self, run_id: str) -> list[str]:
+        """The approvals ``run_id`` consumed, sorted: start-up recovery compares them
+        with the uses its sidecar records, to finish a consumption a crash cut short."""
+        ...
+
     async def run_ids(self) -> list[str]: ...
 
 

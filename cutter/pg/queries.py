@@ -114,6 +114,10 @@ ON CONFLICT (approval_kb_id) DO NOTHING
 RETURNING approval_kb_id
 """
 CONSUMED_BY = "SELECT run_id FROM consumed_approvals WHERE approval_kb_id = $1"
+CONSUMED_FOR = """
+SELECT approval_kb_id FROM consumed_approvals WHERE run_id = $1
+ORDER BY approval_kb_id COLLATE "C"
+"""
 
 # --- kill switch and document locks -------------------------------------------
 KILL_SWITCH_STATE = "SELECT engaged FROM kill_switch WHERE id"
