@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from cutter.canonical import sha256_hex
 from cutter.errors import (
     ApprovalExpired,
     ApprovalInvalid,
@@ -18,9 +19,26 @@ from cutter.errors import (
     StopApprovalRequired,
 )
 from cutter.ids import check_token
-from cutter.kbdocs import Approval
+from cutter.kbdocs import Approval, Decision
 from cutter.sidecar import ApprovalUse, GateRecord, Sidecar
 from cutter.walk import Gate
+
+
+def decision_kb_id(
+    run_id: str,
+    gate: Gate,
+    request_digest: str,
+    nonce: str,
+    approver: str,
+    decision: Decision,
+) -> str:
+    """Where a reviewer's decision is stored: named by what makes it that decision —
+    this approver's approve or reject of this run's request (its digest and the nonce
+    of this opening of the gate). A retry of the same decision (the connection
+    dropped, the daemon restarted) names the same approval, so it is consumed at
+    most once; reason and time are not part of the name."""
+    key = "\x00".join((run_id, gate.value, request_digest, nonce, approver, decision.value))
+    return f"approvals/{run_id}/{gate.value}-{sha256_hex(key.encode())[:24]}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,9 +14,10 @@ from typing import Any, TypeVar
 
 import click
 
+from cutter.approvals import decision_kb_id
 from cutter.cli_connect import ClientFailure, Target, daemon_options, expect
 from cutter.cli_render import console, run_table, show_run
-from cutter.client import Client
+from cutter.client import Client, DaemonUnavailable
 from cutter.kbdocs import Decision
 from cutter.protocol import ApprovalStored, RunInfo, RunSummary, StatusOf, SubmitApproval
 from cutter.walk import Gate
@@ -69,7 +70,23 @@ async def approve_gate(
     command = approval_for(run, given)
     if show is not None:
         show(run)
-    return expect(await client.request(command), ApprovalStored)
+    try:
+        reply = await client.request(command)
+    except DaemonUnavailable as exc:
+        kb_id = decision_kb_id(
+            command.run_id,
+            command.gate,
+            command.request_digest,
+            command.nonce,
+            command.approver,
+            command.decision,
+        )
+        raise DaemonUnavailable(
+            f"{exc.message}; the decision may have been stored and used as {kb_id}: see "
+            f"`cutter status {command.run_id}` (the same decision sent again is used at "
+            "most once)"
+        ) from exc
+    return expect(reply, ApprovalStored)
 
 
 def approval_options(func: F) -> F:
@@ -114,6 +131,11 @@ def stored_headline(reply: ApprovalStored, given: ApprovalInput) -> str:
     if not given.resume:
         after = f"not resumed: cutter resume {reply.run.run_id} --approval {reply.approval_kb_id}"
     verb = "approved" if given.decision is Decision.APPROVE else "rejected"
+    if reply.replayed:
+        return (
+            f"{given.approver} {verb} before: this decision was already used as "
+            f"{reply.approval_kb_id} and was not used again; {after}"
+        )
     return f"{given.approver} {verb}: stored as {reply.approval_kb_id}; {after}"
 
 

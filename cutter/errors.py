@@ -31,7 +31,8 @@ structured log expands into the full story. No traceback ever leaves the process
     │       ├── ApprovalExpired
     │       ├── SelfApprovalRefused
     │       ├── DuplicateApprover
-    │       └── ApprovalConsumedAlready
+    │       ├── ApprovalConsumedAlready
+    │       └── ApprovalRecoveryPending
     └── PhaseStop                        a phase body ends the run with a stop code
         ├── StopDocumentUnknown
         ├── StopAlreadyCut
@@ -265,6 +266,13 @@ class ApprovalConsumedAlready(GateRefusal):
         super().__init__(run_id, f"approval {approval_kb_id} was consumed already")
 
 
+class ApprovalRecoveryPending(GateRefusal):
+    """Another approval this run consumed before a crash is not yet recorded: it is
+    finished first (start-up recovery, or a resume with it), never passed by."""
+
+    code = "APPROVAL_RECOVERY_PENDING"
+
+
 def refusal(run_id: str, code: str, message: str, approval_kb_id: str | None = None) -> Refusal:
     """Rebuild the typed refusal an actor replied with as a code and a message."""
     if code == ApprovalConsumedAlready.code and approval_kb_id is not None:
@@ -289,6 +297,7 @@ _REFUSALS: tuple[type[Refusal], ...] = (
     ApprovalExpired,
     SelfApprovalRefused,
     DuplicateApprover,
+    ApprovalRecoveryPending,
 )
 
 

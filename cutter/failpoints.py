@@ -3,11 +3,14 @@
 Inert unless the environment variable ``CUTTER_FAILPOINT`` names a point when
 the process starts; then reaching that point ends the process with
 ``os._exit(137)`` — no cleanup, no flush, exactly like ``kill -9`` there.
+``NAME@N`` dies the N-th time the point is reached (``NAME`` is ``NAME@1``).
 
 Points: ``before:<phase>`` (a phase about to run), ``after:<phase>`` (its pins
 persisted), ``leg_a:mid`` (backup stored, rows not yet written),
 ``leg_a:written`` (rows written, pins not yet persisted), ``enact:mid`` (rows
-active, source not yet marked cut).
+active, source not yet marked cut), ``consume:journaled`` (the file run store
+recorded an approval consumed, the run's advance not yet saved; ``@1`` at SG_1,
+``@2`` at SG_2 of a one-approver walk).
 """
 
 from __future__ import annotations
@@ -15,9 +18,23 @@ from __future__ import annotations
 import os
 
 ENV = "CUTTER_FAILPOINT"
-_armed = os.environ.get(ENV)
+
+
+def _parse(value: str | None) -> tuple[str, int] | None:
+    if not value:
+        return None
+    name, _, nth = value.partition("@")
+    return name, int(nth) if nth.isdigit() and int(nth) > 0 else 1
+
+
+_armed = _parse(os.environ.get(ENV))
+_reached = 0
 
 
 def failpoint(name: str) -> None:
-    if _armed is not None and _armed == name:
+    global _reached
+    if _armed is None or _armed[0] != name:
+        return
+    _reached += 1
+    if _reached == _armed[1]:
         os._exit(137)

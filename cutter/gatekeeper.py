@@ -14,6 +14,7 @@ from cutter.errors import (
     ApprovalConsumedAlready,
     ApprovalInvalid,
     ApprovalNotFound,
+    ApprovalRecoveryPending,
     CorruptRecord,
     GateRefusal,
     Refusal,
@@ -205,8 +206,15 @@ class Gatekeeper(Actor[GatekeeperCommand, GatekeeperReply]):
                 sidecar.run_id, f"consumption record of {kb_id} is unreadable: {exc.message}"
             ) from exc
         if holder is None:
+            for pending in await self.recorder.store.consumed_for(sidecar.run_id):
+                if pending not in sidecar.approvals_used:
+                    raise ApprovalRecoveryPending(
+                        sidecar.run_id,
+                        f"approval {pending} was consumed by this run before a crash and is "
+                        "not yet recorded: resume with it (a daemon does at start-up) first",
+                    )
             return False
-        if holder == sidecar.run_id and not _records(sidecar, kb_id):
+        if holder == sidecar.run_id and kb_id not in sidecar.approvals_used:
             # Crash between the journal record and the sidecar — or a second resumer
             # holding a stale sidecar. Only the stored sidecar can tell them apart.
             stored = await self.recorder.store.load(sidecar.run_id)
@@ -245,7 +253,3 @@ class Gatekeeper(Actor[GatekeeperCommand, GatekeeperReply]):
             error_id=error_id,
         )
         return ApprovalRefused(code=exc.code, message=exc.message, approval_kb_id=safe_id)
-
-
-def _records(sidecar: Sidecar, kb_id: str) -> bool:
-    return any(u.approval_kb_id == kb_id for g in sidecar.gates for u in g.uses)

@@ -13,14 +13,17 @@ MISSING = "<missing>"
 
 
 async def observe(services: Services, sidecar: Sidecar, gate: Gate) -> dict[Pin, PinValue]:
+    """What the pins describe, read again now. The source is hashed from its stored
+    bytes, not taken from the hash recorded beside them: a byte changed in place
+    is drift even when the record still carries the old hash."""
     observed: dict[Pin, PinValue] = {}
+    sources = services.target.sources
     try:
-        version = await services.target.sources.current(sidecar.doc_id)
-        observed[Pin.SOURCE_VERSION_ID] = version.sv_id
-        observed[Pin.SOURCE_SHA] = version.sha256
+        observed[Pin.SOURCE_VERSION_ID] = (await sources.current(sidecar.doc_id)).sv_id
     except UnknownDocument:
         observed[Pin.SOURCE_VERSION_ID] = MISSING
-        observed[Pin.SOURCE_SHA] = MISSING
+    stored_sha = await sources.stored_sha(str(sidecar.pins[Pin.SOURCE_VERSION_ID]))
+    observed[Pin.SOURCE_SHA] = MISSING if stored_sha is None else stored_sha
     manifest = await load_manifest(services.kb, sidecar)
     observed[Pin.MANIFEST_DIGEST] = manifest_digest(manifest) if manifest else MISSING
     observed[Pin.WRITER_DIGEST] = (await services.grants.writer_grants()).writer_digest

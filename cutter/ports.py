@@ -30,7 +30,15 @@ class SourceRepository(Protocol):
         """The document's current version; raises ``UnknownDocument``."""
         ...
 
-    async def content(self, sv_id: str) -> bytes: ...
+    async def content(self, sv_id: str) -> bytes:
+        """The version's bytes, checked against its recorded sha256 (``CorruptRecord``)."""
+        ...
+
+    async def stored_sha(self, sv_id: str) -> str | None:
+        """sha256 of the bytes stored for the version as they are now, not the hash
+        recorded beside them; None when the bytes are gone. What drift compares with
+        the pinned ``source_sha``."""
+        ...
 
     async def mark_cut(self, sv_id: str, change_set_id: str) -> None:
         """Record that a version was cut by a change set (idempotent)."""
@@ -108,6 +116,11 @@ class RunStore(Protocol):
 
     async def consumed_by(self, approval_kb_id: str) -> str | None:
         """The run that consumed an approval, if any."""
+        ...
+
+    async def consumed_for(self, run_id: str) -> list[str]:
+        """The approvals ``run_id`` consumed, sorted: start-up recovery compares them
+        with the uses its sidecar records, to finish a consumption a crash cut short."""
         ...
 
     async def run_ids(self) -> list[str]: ...

@@ -180,8 +180,12 @@ class RunList(Reply, frozen=True, kw_only=True, tag="runs"):
 
 
 class ApprovalStored(Reply, frozen=True, kw_only=True, tag="approval_stored"):
+    """``replayed``: this decision had been received and used before (a retry); it was
+    not used again, and ``run`` is the run as it is now."""
+
     approval_kb_id: str
     run: RunSummary
+    replayed: bool = False
 
 
 class KillSwitchState(Reply, frozen=True, kw_only=True, tag="kill_switch"):

@@ -44,7 +44,7 @@ from cutter.ports import (
     Target,
 )
 from cutter.sidecar import Sidecar, StopInfo, transition
-from cutter.states import TERMINAL, RunState
+from cutter.states import AWAITING, TERMINAL, RunState
 from cutter.stores.locks import InProcessDocumentLocks
 from cutter.stores.sandbox import sandbox
 from cutter.supervisor import RunDeps, RunSupervisor
@@ -67,6 +67,15 @@ class _RunLock:
 
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     users: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Unfinished:
+    """A run a previous process left half-done, and the approval to finish consuming."""
+
+    run_id: str
+    state: RunState
+    approval_kb_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,13 +204,26 @@ class Runner:
         return self._draining
 
     async def recover(self) -> list[Sidecar]:
-        """Continue every run a previous process left mid-walk (CREATED or RUNNING),
-        from its last completed phase; paused and halted runs stay as they are."""
-        resumed: list[Sidecar] = []
+        """Finish what a previous process left half-done (see ``unfinished``), each run
+        to its next stop; paused and halted runs stay as they are."""
+        return [await self.resume(w.run_id, w.approval_kb_id) for w in await self.unfinished()]
+
+    async def unfinished(self) -> list[Unfinished]:
+        """What a previous process left half-done: runs mid-walk (CREATED, RUNNING),
+        continued from their last completed phase; and runs waiting at a gate with
+        an approval consumed but not recorded (a crash between the consumption and
+        the save of the run's advance), finished with that same approval — never a
+        second one."""
+        found: list[Unfinished] = []
         for sidecar in await self.runs():
             if sidecar.state in (RunState.CREATED, RunState.RUNNING):
-                resumed.append(await self.resume(sidecar.run_id))
-        return resumed
+                found.append(Unfinished(sidecar.run_id, sidecar.state))
+            elif sidecar.state in AWAITING:
+                for kb_id in await self.config.run_store.consumed_for(sidecar.run_id):
+                    if kb_id not in sidecar.approvals_used:
+                        found.append(Unfinished(sidecar.run_id, sidecar.state, kb_id))
+                        break  # one at a time: the resume records it, a restart the next
+        return found
 
     async def status(self, run_id: str) -> Sidecar:
         return await self.config.run_store.load(check_run_id(run_id))

@@ -97,6 +97,11 @@ class Sidecar(Struct, frozen=True, kw_only=True):
             return self.gates[-1]
         return None
 
+    @property
+    def approvals_used(self) -> frozenset[str]:
+        """The kb_ids of every approval this run recorded as used, at any gate."""
+        return frozenset(u.approval_kb_id for g in self.gates for u in g.uses)
+
     def gate(self, gate: Gate) -> GateRecord | None:
         for record in self.gates:
             if record.gate is gate:

@@ -363,6 +363,22 @@ async def test_save_consuming_consumes_once(run_case: RunCase) -> None:
 
 
 @pytest.mark.anyio
+async def test_consumed_for_lists_a_runs_consumptions(run_case: RunCase) -> None:
+    store = run_case.store
+    assert await store.consumed_for("run-a") == []
+    await store.save_consuming(sidecar("run-a"), use())
+    other = APPROVAL_ID.replace("alice", "bob")
+    assert await store.consumed_for("run-a") == [APPROVAL_ID]  # read before it grows
+    await store.save_consuming(sidecar("run-b"), use(other))
+    third = APPROVAL_ID.replace("alice", "cy")
+    await store.save_consuming(sidecar("run-a"), use(third))
+    assert await store.consumed_for("run-a") == sorted([APPROVAL_ID, third])
+    assert await store.consumed_for("run-b") == [other]
+    assert await run_case.reopen().consumed_for("run-a") == sorted([APPROVAL_ID, third])
+    assert await store.consumed_for("run-c") == []
+
+
+@pytest.mark.anyio
 async def test_concurrent_consumers_in_one_process(run_case: RunCase) -> None:
     store = run_case.store
     won: dict[str, list[str]] = {}

@@ -9,7 +9,7 @@ import structlog
 
 import cutter
 from cutter import Mode, RunState
-from cutter.errors import ApprovalConsumedAlready
+from cutter.errors import ApprovalConsumedAlready, ApprovalRecoveryPending
 from cutter.kbdocs import Decision
 from cutter.sidecar import ApprovalUse, Sidecar
 from cutter.walk import Phase
@@ -17,6 +17,8 @@ from tests._harness import (
     DOC_ID,
     OPERATOR,
     REVIEWER,
+    REVIEWER_2,
+    Rig,
     build_runner,
     write_sg1_approval,
     write_sg2_approval,
@@ -53,6 +55,55 @@ async def test_consumption_interrupted_before_the_sidecar_is_recovered(tmp_path:
         # still exactly once: the recovered approval cannot be used again
         with pytest.raises(ApprovalConsumedAlready):
             await fresh.runner.resume(at_sg1.run_id, sg1)
+
+
+async def _consumed_then_crashed(rig: Rig) -> tuple[Sidecar, str]:
+    """A run at SG_1 whose approval was consumed by a process that died before it
+    saved the run's advance: the journal names the run, the sidecar still waits."""
+    async with rig.runner:
+        at_sg1 = await rig.runner.cut(DOC_ID, started_by=OPERATOR)
+        sg1 = await write_sg1_approval(rig, at_sg1.run_id)
+    use = ApprovalUse(
+        approval_kb_id=sg1,
+        approver=REVIEWER,
+        decision=Decision.APPROVE,
+        peer=None,
+        consumed_at=rig.clock(),
+    )
+    await rig.run_store.save_consuming(at_sg1, use)
+    return at_sg1, sg1
+
+
+async def test_recover_finishes_a_consumption_a_crash_cut_short(tmp_path: Path) -> None:
+    at_sg1, sg1 = await _consumed_then_crashed(build_runner(tmp_path))
+    fresh = build_runner(tmp_path).reopen()
+    async with fresh.runner:
+        unfinished = await fresh.runner.unfinished()
+        assert [(u.run_id, u.approval_kb_id) for u in unfinished] == [(at_sg1.run_id, sg1)]
+        (at_sg2,) = await fresh.runner.recover()
+        assert await fresh.runner.unfinished() == []
+    assert at_sg2.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION
+    sg1_gate = at_sg2.gates[0]
+    assert [(u.approval_kb_id, u.approver) for u in sg1_gate.uses] == [(sg1, REVIEWER)]
+    assert await fresh.run_store.consumed_for(at_sg1.run_id) == [sg1]
+
+
+async def test_another_approval_waits_until_the_cut_short_consumption_is_finished(
+    tmp_path: Path,
+) -> None:
+    at_sg1, sg1 = await _consumed_then_crashed(build_runner(tmp_path))
+    fresh = build_runner(tmp_path).reopen()
+    async with fresh.runner:
+        second = await write_sg1_approval(fresh, at_sg1.run_id, approver=REVIEWER_2)
+        with pytest.raises(ApprovalRecoveryPending) as refused:
+            await fresh.runner.resume(at_sg1.run_id, second)
+        assert sg1 in refused.value.message
+        assert await fresh.runner.status(at_sg1.run_id) == at_sg1
+        assert await fresh.run_store.consumed_by(second) is None
+        (at_sg2,) = await fresh.runner.recover()
+    assert at_sg2.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION
+    assert [u.approval_kb_id for u in at_sg2.gates[0].uses] == [sg1]
+    assert await fresh.run_store.consumed_for(at_sg1.run_id) == [sg1]
 
 
 async def test_walk_resumes_from_the_last_persisted_phase_with_the_same_result(

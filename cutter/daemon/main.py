@@ -3,8 +3,9 @@
 Start-up: own the state directory (``cutter.stores.owner``: an exclusive lock on
 ``<state_dir>/owner.pid`` for the process's life, whatever the transport, so a
 second daemon is refused before it opens anything), open the stores (files
-under the state directory, or PostgreSQL), continue every run a previous
-process left mid-walk, then serve. SIGTERM, SIGINT and the ``shutdown``
+under the state directory, or PostgreSQL), finish what a previous process left
+half-done (runs mid-walk, and an approval consumed just before a crash,
+``Runner.unfinished``), then serve. SIGTERM, SIGINT and the ``shutdown``
 command take the same path: stop taking commands, let each walk finish the
 phase it is in and persist (it stays RUNNING, so the next start continues it),
 close, exit 0. One log line says started, one stopped.
@@ -32,7 +33,6 @@ from cutter.logs import configure_json, get_logger
 from cutter.mode import enable_execution
 from cutter.ports import KillSwitchControl, Target
 from cutter.runner import Runner, RunnerConfig
-from cutter.states import RunState
 from cutter.stores.files import FileKillSwitch, FileKnowledgeBase, FileRunStore
 from cutter.stores.memory_target import StaticGrantProbe
 from cutter.stores.owner import claim
@@ -129,13 +129,17 @@ async def _serve(options: DaemonOptions, bus: EventBus, signals: AsyncIterator[i
                 intake.start_soon(_stdio_then_stop, daemon)
             else:
                 await intake.start(serve_socket, options.socket_path, daemon)
-            for sidecar in await runner.runs():
-                if sidecar.state in (RunState.CREATED, RunState.RUNNING):
-                    log.info("run_recovering", run_id=sidecar.run_id, state=sidecar.state.value)
-                    daemon.background(
-                        functools.partial(runner.resume, sidecar.run_id),
-                        f"recover {sidecar.run_id}",
-                    )
+            for unfinished in await runner.unfinished():
+                log.info(
+                    "run_recovering",
+                    run_id=unfinished.run_id,
+                    state=unfinished.state.value,
+                    approval_kb_id=unfinished.approval_kb_id,
+                )
+                daemon.background(
+                    functools.partial(runner.resume, unfinished.run_id, unfinished.approval_kb_id),
+                    f"recover {unfinished.run_id}",
+                )
             log.info(
                 "daemon_started",
                 state_dir=str(options.state_dir),

@@ -14,8 +14,9 @@ from typing import TypeVar, assert_never
 import anyio
 from anyio.abc import TaskGroup
 
+from cutter.approvals import decision_kb_id
 from cutter.daemon.bus import EventBus, Subscription
-from cutter.errors import CutterError, new_error_id
+from cutter.errors import ApprovalConsumedAlready, CutterError, new_error_id
 from cutter.ids import (
     check_doc_id,
     check_kb_id,
@@ -53,6 +54,7 @@ from cutter.protocol import (
     Watch,
 )
 from cutter.runner import Runner
+from cutter.sidecar import Sidecar
 
 T = TypeVar("T")
 
@@ -185,26 +187,59 @@ class Daemon:
                 assert_never(command)
 
     async def _approve(self, command: SubmitApproval, peer: str | None) -> Reply:
+        """Store the decision where its identity names it (``decision_kb_id``) and resume.
+
+        A retry of the same decision (the client lost the connection, the daemon was
+        killed and restarted) finds the same approval: one not yet consumed is stored
+        afresh and used; one this run consumed is never used twice — the consumption
+        is finished if a crash cut it short, or the reply says ``replayed``."""
+        runner = self.runner
         run_id = check_run_id(command.run_id)
-        sidecar = await self.runner.status(run_id)
-        serial = new_run_id().removeprefix("run-")
-        kb_id = check_kb_id(f"approvals/{run_id}/{command.gate.value}-{serial}")
-        approval = Approval(
-            run_id=run_id,
-            gate=command.gate,
-            request_digest=command.request_digest,
-            nonce=command.nonce,
-            decision=command.decision,
-            approver=check_token("approver", command.approver),
-            reason=check_text("reason", command.reason),
-            issued_at=self.runner.config.clock(),
-            review_decision_id=command.review_decision_id,
+        sidecar = await runner.status(run_id)
+        approver = check_token("approver", command.approver)
+        kb_id = check_kb_id(
+            decision_kb_id(
+                run_id,
+                command.gate,
+                command.request_digest,
+                command.nonce,
+                approver,
+                command.decision,
+            )
         )
-        await self.runner.config.kb.put(kb_id, approval)
-        self.log.info("approval_submitted", run_id=run_id, approval_kb_id=kb_id, peer=peer)
-        if command.resume:
-            sidecar = await self.job(lambda: self.runner.resume(run_id, kb_id, peer=peer))
+        holder = await runner.config.run_store.consumed_by(kb_id)
+        if holder is None:
+            approval = Approval(
+                run_id=run_id,
+                gate=command.gate,
+                request_digest=command.request_digest,
+                nonce=command.nonce,
+                decision=command.decision,
+                approver=approver,
+                reason=check_text("reason", command.reason),
+                issued_at=runner.config.clock(),
+                review_decision_id=command.review_decision_id,
+            )
+            await runner.config.kb.put(kb_id, approval)
+            self.log.info("approval_submitted", run_id=run_id, approval_kb_id=kb_id, peer=peer)
+        elif kb_id in sidecar.approvals_used or not command.resume:
+            return self._replayed(command, kb_id, sidecar)
+        if not command.resume:
+            return ApprovalStored(id=command.id, approval_kb_id=kb_id, run=RunSummary.of(sidecar))
+        try:
+            sidecar = await self.job(lambda: runner.resume(run_id, kb_id, peer=peer))
+        except ApprovalConsumedAlready:
+            # Raced by a resume with this same decision (start-up recovery, a retry).
+            if await runner.config.run_store.consumed_by(kb_id) != run_id:
+                raise
+            return self._replayed(command, kb_id, await runner.status(run_id))
         return ApprovalStored(id=command.id, approval_kb_id=kb_id, run=RunSummary.of(sidecar))
+
+    def _replayed(self, command: SubmitApproval, kb_id: str, sidecar: Sidecar) -> ApprovalStored:
+        self.log.info("approval_replayed", run_id=sidecar.run_id, approval_kb_id=kb_id)
+        return ApprovalStored(
+            id=command.id, approval_kb_id=kb_id, run=RunSummary.of(sidecar), replayed=True
+        )
 
     async def watch(self, command: Watch) -> AsyncIterator[Event]:
         """Transition events as they happen, until the watcher goes or lags."""

@@ -12,6 +12,7 @@ FROM documents d JOIN source_versions v ON v.sv_id = d.current_sv_id
 WHERE d.doc_id = $1
 """
 VERSION_CONTENT = "SELECT content FROM source_versions WHERE sv_id = $1"
+VERSION_STORED_SHA = "SELECT encode(sha256(content), 'hex') FROM source_versions WHERE sv_id = $1"
 MARK_CUT = "UPDATE source_versions SET cut_by = $2 WHERE sv_id = $1 AND cut_by IS NULL"
 CUT_BY = "SELECT cut_by FROM source_versions WHERE sv_id = $1"
 UPSERT_DOCUMENT = """
@@ -113,6 +114,10 @@ ON CONFLICT (approval_kb_id) DO NOTHING
 RETURNING approval_kb_id
 """
 CONSUMED_BY = "SELECT run_id FROM consumed_approvals WHERE approval_kb_id = $1"
+CONSUMED_FOR = """
+SELECT approval_kb_id FROM consumed_approvals WHERE run_id = $1
+ORDER BY approval_kb_id COLLATE "C"
+"""
 
 # --- kill switch and document locks -------------------------------------------
 KILL_SWITCH_STATE = "SELECT engaged FROM kill_switch WHERE id"

@@ -130,6 +130,11 @@ class PgRunStore:
             value = await self.pool.fetchval(q.CONSUMED_BY, kb_id)
         return None if value is None else str(value)
 
+    async def consumed_for(self, run_id: str) -> builtins.list[str]:
+        run_id = check_run_id(run_id)
+        with domain_errors("consumption lookup"):
+            return [r["approval_kb_id"] for r in await self.pool.fetch(q.CONSUMED_FOR, run_id)]
+
     async def run_ids(self) -> builtins.list[str]:
         with domain_errors("run list"):
             return [r["run_id"] for r in await self.pool.fetch(q.RUN_IDS)]

@@ -57,6 +57,12 @@ class PgSourceRepository:
             raise CorruptRecord(f"source_versions/{sv_id}", "no such version")
         return bytes(data)
 
+    async def stored_sha(self, sv_id: str) -> str | None:
+        # Hashed by the server: the bytes do not cross the wire to be compared.
+        with domain_errors("source stored sha"):
+            value = await self.pool.fetchval(q.VERSION_STORED_SHA, sv_id)
+        return None if value is None else str(value)
+
     async def mark_cut(self, sv_id: str, change_set_id: str) -> None:
         with domain_errors("mark source cut"):
             await self.pool.execute(q.MARK_CUT, sv_id, change_set_id)

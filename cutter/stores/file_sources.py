@@ -84,6 +84,9 @@ class FileSources:
     async def content(self, sv_id: str) -> bytes:
         return await anyio.to_thread.run_sync(self._content, sv_id)
 
+    async def stored_sha(self, sv_id: str) -> str | None:
+        return await anyio.to_thread.run_sync(self._stored_sha, sv_id)
+
     async def mark_cut(self, sv_id: str, change_set_id: str) -> None:
         async with self._lock:
             await anyio.to_thread.run_sync(self._mark_cut, sv_id, change_set_id)
@@ -153,6 +156,10 @@ class FileSources:
         if len(data) != version.size or sha256_hex(data) != version.sha256:
             raise CorruptRecord(str(bytes_path), "does not match the version's sha256")
         return data
+
+    def _stored_sha(self, sv_id: str) -> str | None:
+        data = read_bytes(self.bytes_path(sv_id))
+        return None if data is None else sha256_hex(data)
 
     def _mark_cut(self, sv_id: str, change_set_id: str) -> None:
         path = self.cut_path(sv_id)

@@ -30,13 +30,17 @@ processes exactly one creates it, and that create is the commit point of
 steps leaves a journal record for a run whose sidecar still waits at the gate
 without the use: the approval stays consumed (it can never be used twice) and
 the caller reconciles by asking ``consumed_by`` — when it names the same run,
-the resume may record the use and carry on.
+the resume may record the use and carry on. Start-up recovery finds such runs
+with ``consumed_for``: the journal is read once per store and indexed by run
+(one process owns a state directory, so the index only grows by this store's
+own consumptions).
 """
 
 from __future__ import annotations
 
 import builtins
 import os
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,6 +58,7 @@ from cutter.errors import (
     UnknownRun,
     one_line,
 )
+from cutter.failpoints import failpoint
 from cutter.ids import check_kb_id, check_run_id
 from cutter.kbdocs import KBDoc
 from cutter.sidecar import ApprovalUse, Sidecar
@@ -175,6 +180,8 @@ class FileRunStore:
         self._root = Path(root)
         self._runs = self._root / "runs"
         self._consumed = self._root / "consumed"
+        self._by_run: dict[str, set[str]] | None = None  # the journal by run, once read
+        self._index_lock = threading.Lock()
 
     @property
     def root(self) -> Path:
@@ -206,6 +213,10 @@ class FileRunStore:
     async def consumed_by(self, approval_kb_id: str) -> str | None:
         return await anyio.to_thread.run_sync(self._consumed_by, approval_kb_id)
 
+    async def consumed_for(self, run_id: str) -> list[str]:
+        run_id = check_run_id(run_id)
+        return await anyio.to_thread.run_sync(self._consumed_for, run_id)
+
     async def run_ids(self) -> list[str]:
         return await anyio.to_thread.run_sync(self._run_ids)
 
@@ -236,7 +247,39 @@ class FileRunStore:
         )
         if not create_exclusive(journal, record):
             raise ApprovalConsumedAlready(sidecar.run_id, use.approval_kb_id)
+        with self._index_lock:
+            if self._by_run is not None:
+                self._by_run.setdefault(sidecar.run_id, set()).add(use.approval_kb_id)
+        failpoint("consume:journaled")
         write_atomic(path, data)
+
+    def _consumed_for(self, run_id: str) -> list[str]:
+        with self._index_lock:
+            if self._by_run is None:
+                self._by_run = self._read_journal()
+            return sorted(self._by_run.get(run_id, ()))
+
+    def _read_journal(self) -> dict[str, set[str]]:
+        try:
+            names = sorted(os.listdir(self._consumed))
+        except FileNotFoundError:
+            return {}
+        by_run: dict[str, set[str]] = {}
+        for name in names:
+            path = self._consumed / name
+            data = read_bytes(path)
+            if data is None or not name.endswith(SUFFIX):
+                continue
+            try:
+                record = _journal_decoder.decode(data)
+                check_run_id(record.run_id)
+                check_kb_id(record.approval_kb_id)
+            except (msgspec.DecodeError, InvalidIdentifier) as exc:
+                raise CorruptRecord(str(path), one_line(str(exc))) from exc
+            if journal_name(record.approval_kb_id) != name:
+                raise CorruptRecord(str(path), f"names {record.approval_kb_id[:60]!r}")
+            by_run.setdefault(record.run_id, set()).add(record.approval_kb_id)
+        return by_run
 
     def _consumed_by(self, approval_kb_id: str) -> str | None:
         path = self.journal_path(approval_kb_id)

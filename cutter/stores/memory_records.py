@@ -80,6 +80,10 @@ class InMemoryRunStore:
         await checkpoint()
         return self._consumed.get(check_kb_id(approval_kb_id))
 
+    async def consumed_for(self, run_id: str) -> list[str]:
+        await checkpoint()
+        return sorted(k for k, holder in self._consumed.items() if holder == run_id)
+
     async def run_ids(self) -> list[str]:
         await checkpoint()
         return sorted(self._sidecars)

@@ -49,6 +49,10 @@ class InMemorySources:
         except KeyError:
             raise CorruptRecord(f"source_versions/{sv_id}", "no such version") from None
 
+    async def stored_sha(self, sv_id: str) -> str | None:
+        data = self._content.get(sv_id)
+        return None if data is None else sha256_hex(data)
+
     async def mark_cut(self, sv_id: str, change_set_id: str) -> None:
         if sv_id in self._content:
             self._cut_by.setdefault(sv_id, change_set_id)

@@ -23,6 +23,9 @@ class OverlaySources:
     async def content(self, sv_id: str) -> bytes:
         return await self._base.content(sv_id)
 
+    async def stored_sha(self, sv_id: str) -> str | None:
+        return await self._base.stored_sha(sv_id)
+
     async def mark_cut(self, sv_id: str, change_set_id: str) -> None:
         self._cut_by.setdefault(sv_id, change_set_id)
 

@@ -24,12 +24,14 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 import pytest
+from click.testing import CliRunner
 
+from cutter.cli import main
 from cutter.client import DaemonUnavailable
 from cutter.failpoints import ENV as FAILPOINT_ENV
 from cutter.kbdocs import phase_doc_id
-from cutter.protocol import Error, Resume, RunSummary
-from cutter.states import RunState
+from cutter.protocol import ApprovalStored, Error, Resume, RunSummary
+from cutter.states import AWAITING, RunState
 from cutter.stores.file_target import FileIUStore, FileLedger
 from cutter.stores.files import FileKnowledgeBase, FileRunStore
 from cutter.walk import PHASES, Gate, Phase
@@ -39,6 +41,7 @@ from tests.daemon._drive import (
     OnDisk,
     WatchedDaemon,
     add_document,
+    approval_for,
     approve,
     ask,
     expected_kb_docs,
@@ -55,12 +58,19 @@ from tests.daemon.conftest import DaemonProcess
 
 LIVE = "--enable-execution"
 
-# Every failpoint, in the order a walk reaches them.
+# Every failpoint, in the order a walk reaches them. An approval's consumption is
+# recorded before the walk past its gate: "consume:journaled" is SG_1's, "@2" SG_2's.
 _INSIDE = {Phase.CUT_LEG_A: ("leg_a:mid", "leg_a:written"), Phase.LIFECYCLE_ENACT: ("enact:mid",)}
+_CONSUMED = {Phase.CUT_LEG_A: "consume:journaled", Phase.LIFECYCLE_ENACT: "consume:journaled@2"}
 FAILPOINTS: tuple[str, ...] = tuple(
     point
     for phase in PHASES
-    for point in (f"before:{phase.value}", *_INSIDE.get(phase, ()), f"after:{phase.value}")
+    for point in (
+        *((_CONSUMED[phase],) if phase in _CONSUMED else ()),
+        f"before:{phase.value}",
+        *_INSIDE.get(phase, ()),
+        f"after:{phase.value}",
+    )
 )
 
 # Where the run must be once a restarted daemon has recovered it, by the step of the
@@ -73,6 +83,10 @@ AFTER_RESTART = {
 
 
 def phase_of(point: str) -> Phase:
+    """The phase a failpoint is in, or the first phase after the gate it is at."""
+    for phase, consumed in _CONSUMED.items():
+        if point == consumed:
+            return phase
     if point.startswith("leg_a:"):
         return Phase.CUT_LEG_A
     if point.startswith("enact:"):
@@ -90,10 +104,11 @@ def step_of(point: str) -> int:
 
 
 def test_the_matrix_covers_every_failpoint() -> None:
-    assert len(FAILPOINTS) == 2 * len(PHASES) + 3 == 25
-    assert len(set(FAILPOINTS)) == 25
+    assert len(FAILPOINTS) == 2 * len(PHASES) + 5 == 27
+    assert len(set(FAILPOINTS)) == 27
     assert [step_of(p) for p in ("after:grant_probe", "before:cut_leg_a", "leg_a:mid")] == [0, 1, 1]
     assert [step_of(p) for p in ("after:write_verify", "enact:mid", "after:closeout")] == [1, 2, 2]
+    assert [step_of(p) for p in ("consume:journaled", "consume:journaled@2")] == [1, 2]
 
 
 # -- fixtures -----------------------------------------------------------------------------
@@ -199,11 +214,18 @@ async def test_kill_9_at_failpoint_then_restart_ends_as_an_uninterrupted_walk(
     # Already dead: kill() only reaps it. 137 is the failpoint's os._exit, not our signal.
     assert await anyio.to_thread.run_sync(armed.kill) == 137
 
-    # What the crash left: one run, mid-walk, its sidecar whole.
+    # What the crash left: one run, mid-walk, its sidecar whole — or, killed between an
+    # approval's consumption and the save of the advance, still waiting at the gate
+    # with the approval consumed and not recorded.
     run_store = FileRunStore(state / "runs")
     (run_id,) = await run_store.run_ids()
     crashed = await run_store.load(run_id)
-    assert crashed.state in (RunState.CREATED, RunState.RUNNING), crashed.state
+    if point.startswith("consume:"):
+        assert crashed.state in AWAITING, crashed.state
+        unrecorded = set(await run_store.consumed_for(run_id)) - crashed.approvals_used
+        assert len(unrecorded) == 1, unrecorded
+    else:
+        assert crashed.state in (RunState.CREATED, RunState.RUNNING), crashed.state
 
     restarted = await _launch(state, daemons)
     assert [r.run_id for r in await list_runs(restarted.socket)] == [run_id]
@@ -237,6 +259,66 @@ async def _resend(daemon: WatchedDaemon, run_id: str, approval_kb_id: str) -> Er
     reply = await ask(daemon.socket, Resume(run_id=run_id, approval_kb_id=approval_kb_id))
     assert isinstance(reply, Error), reply
     return reply
+
+
+# -- kill -9 between an approval's consumption and the run's advance ---------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("nth", [1, 2])
+async def test_a_reviewers_retry_after_a_kill_at_consumption_is_the_same_decision(
+    nth: int, published: Path, reference: OnDisk, tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    """The daemon dies right after it recorded the approval consumed (the issue's
+    "kill -9 10-30 ms after command_received"). The restart finishes the advance
+    with that approval; the reviewer's client saw only the hang-up and sends the
+    same decision again: it is recognised, not consumed a second time."""
+    state = fresh_state(published, tmp_path)
+    armed = await _launch(state, daemons, failpoint=f"consume:journaled@{nth}")
+    run = await start_run(armed.socket)
+    if nth == 2:
+        run = (await approve(armed.socket, run)).run
+    decision = approval_for(run)  # what the reviewer's client sends, and sends again
+    with pytest.raises(DaemonUnavailable):
+        await ask(armed.socket, decision)
+    assert await anyio.to_thread.run_sync(armed.kill) == 137
+    consumed = [r.approval_kb_id for r in journal(state)]
+    assert len(consumed) == nth
+
+    restarted = await _launch(state, daemons)
+    assert restarted.recovering() == [run.run_id]
+    advanced = await _recovered(restarted, run.run_id)
+    assert advanced.state is AFTER_RESTART[nth], (advanced.stop_code, advanced.stop_message)
+    retried = await ask(restarted.socket, decision)
+    assert isinstance(retried, ApprovalStored), retried
+    assert retried.replayed
+    assert retried.approval_kb_id == consumed[-1]
+    assert retried.run == await status(restarted.socket, run.run_id)
+    assert [r.approval_kb_id for r in journal(state)] == consumed  # nothing new consumed
+
+    run, _ = await finish(restarted.socket, retried.run, _consumed_reader(state))
+    assert run.state is RunState.CLOSEOUT_REPORTED
+    assert await anyio.to_thread.run_sync(restarted.stop) == 0
+    on_disk = await final_state(state, run.run_id)
+    assert on_disk.final == reference.final
+    assert len(on_disk.consumed_ids) == 2
+
+
+def test_a_reviewer_whose_daemon_died_is_told_where_the_decision_went(
+    published: Path, tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    state = fresh_state(published, tmp_path)
+    armed = launch(state, LIVE, env={FAILPOINT_ENV: "consume:journaled"})
+    daemons.append(armed)
+    run = anyio.run(start_run, armed.socket)
+    argv = ["approve", run.run_id, "--approver", "reviewer-bob", "--reason", "plan checked"]
+    result = CliRunner().invoke(main, [*argv, "--socket", str(armed.socket)])
+    assert result.exit_code == 2, result.output
+    (record,) = journal(state)
+    assert result.stderr.startswith("E_DAEMON_UNAVAILABLE: ")
+    assert f"stored and used as {record.approval_kb_id}" in result.stderr
+    assert f"cutter status {run.run_id}" in result.stderr
+    assert "Traceback" not in result.output
 
 
 # -- kill -9 at a gate ------------------------------------------------------------------------

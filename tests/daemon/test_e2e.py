@@ -54,6 +54,7 @@ from tests.daemon._drive import (
     expect,
     expected_kb_docs,
     final_state,
+    journal,
     launch,
     list_runs,
     start_run,
@@ -174,6 +175,30 @@ async def test_socket_dry_run_walks_to_closeout_and_commits_nothing(
     assert not on_disk.final.source_cut
     assert on_disk.final.kb_docs == expected_kb_docs()
     assert len(on_disk.consumed_ids) == 2
+
+
+@pytest.mark.anyio
+async def test_the_same_decision_sent_twice_is_used_once(
+    tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    state = tmp_path / "state"
+    add_document(state_dir=state)
+    daemon = await _launch(state, daemons)
+    run = await start_run(daemon.socket, Mode.DRY_RUN)
+    decision = approval_for(run)
+    first = expect(await ask(daemon.socket, decision), ApprovalStored)
+    assert (first.replayed, first.run.state) == (False, RunState.AWAITING_LIFECYCLE_AUTHORIZATION)
+    again = expect(await ask(daemon.socket, decision), ApprovalStored)
+    assert again.replayed
+    assert again.approval_kb_id == first.approval_kb_id
+    assert again.run == first.run
+    # Another reviewer's decision on the same request is another approval: its own id,
+    # and (the gate having passed) not used.
+    other = await ask(daemon.socket, approval_for(run, approver="reviewer-cy"))
+    assert isinstance(other, Error)
+    assert other.code == "APPROVAL_WRONG_GATE"
+    assert [r.approval_kb_id for r in journal(state)] == [first.approval_kb_id]
+    assert await anyio.to_thread.run_sync(daemon.stop) == 0
 
 
 @pytest.mark.anyio

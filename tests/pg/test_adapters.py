@@ -571,6 +571,9 @@ async def test_an_approval_is_consumed_once_and_the_loser_saves_nothing(
     await records.runs.save_consuming(sidecar("run-b"), approval_use(other))
     assert await records.runs.consumed_by(other) == "run-b"
     assert await records.runs.consumed_by(approval) == "run-a"
+    assert await records.runs.consumed_for("run-a") == [approval]
+    assert await records.runs.consumed_for("run-b") == [other]
+    assert await records.runs.consumed_for("run-c") == []
 
 
 async def test_concurrent_consumers_of_one_approval_have_one_winner(

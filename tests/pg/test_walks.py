@@ -13,6 +13,7 @@ import pytest
 
 import cutter
 from cutter import codec
+from cutter.canonical import sha256_hex
 from cutter.errors import ProductionExecutionNotAuthorized, StopCode
 from cutter.kbdocs import Decision, PhaseDoc
 from cutter.ledger import CutEnvelope, RollbackEnvelope
@@ -420,13 +421,12 @@ async def test_source_edited_during_the_sg1_pause_stops_the_run_with_drift(
     assert drifted.state is RunState.FAILED
     assert drifted.stop_code == StopCode.DRIFT
     assert drifted.stop is not None
-    assert "source_sha" in drifted.stop.message
     assert "source_version_id" in drifted.stop.message
+    # A new version is drift in which version is current; the pinned version's own
+    # bytes are unchanged, so source_sha (a hash of those bytes) holds.
     drift = {d.pin: (d.before, d.after) for d in drifted.drift}
-    assert drift == {
-        "source_sha": (v1.sha256, v2.sha256),
-        "source_version_id": (v1.sv_id, v2.sv_id),
-    }
+    assert drift == {"source_version_id": (v1.sv_id, v2.sv_id)}
+    assert v2.sha256 != v1.sha256
     # nothing further was written; the approval was not consumed
     assert await table_digest(pg_db.admin_dsn) == before
     assert await ius_of(pg_db.admin_dsn, DOC_ID) == []
@@ -434,3 +434,31 @@ async def test_source_edited_during_the_sg1_pause_stops_the_run_with_drift(
     assert await admin_fetch(pg_db.admin_dsn, "SELECT * FROM consumed_approvals") == []
     assert await kb_ids(pg_db.admin_dsn, f"runs/{sc.run_id}/stop") == [f"runs/{sc.run_id}/stop"]
     assert await stored_sidecar(pg_db.admin_dsn, sc.run_id) == drifted
+
+
+async def test_source_bytes_changed_in_place_during_the_sg1_pause_are_drift(
+    pg_db: PgDatabase, live: None
+) -> None:
+    """An UPDATE of one stored byte that leaves the recorded sha256 alone: the gate
+    hashes the bytes themselves, stops with STOP_DRIFT and consumes nothing."""
+    disc = InMemoryDiscoverer.seeded(N_IUS)
+    v1 = await publish_source(pg_db.admin_dsn, DOC_ID, disc.source)
+    async with pg_config(pg_db.writer_dsn, disc) as config, Runner(config) as runner:
+        sc = await runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)
+        assert sc.state is RunState.AWAITING_CUT_AUTHORIZATION
+        approval = await write_approval(config.kb, sc)
+        await admin_execute(
+            pg_db.admin_dsn,
+            f"UPDATE source_versions SET content = set_byte(content, 0, 88) "
+            f"WHERE sv_id = '{v1.sv_id}'",
+        )
+        before = await table_digest(pg_db.admin_dsn)
+        drifted = await runner.resume(sc.run_id, approval)
+
+    assert drifted.state is RunState.FAILED
+    assert drifted.stop_code == StopCode.DRIFT
+    assert [(d.pin, d.before) for d in drifted.drift] == [("source_sha", v1.sha256)]
+    assert drifted.drift[0].after == sha256_hex(b"X" + disc.source[1:])
+    assert await table_digest(pg_db.admin_dsn) == before
+    assert await admin_fetch(pg_db.admin_dsn, "SELECT * FROM consumed_approvals") == []
+    assert await ius_of(pg_db.admin_dsn, DOC_ID) == []

@@ -1,0 +1,99 @@
+"""A source version's stored bytes changed while its run waits at a gate: the gate
+hashes the bytes themselves (not the hash recorded beside them), stops the run with
+STOP_DRIFT naming ``source_sha``, and does not consume the approval."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import cutter
+from cutter.canonical import sha256_hex
+from cutter.errors import StopCode
+from cutter.mode import Mode
+from cutter.states import RunState
+from cutter.stores.file_sources import FileSources
+from cutter.walk import Phase, Pin
+from tests._harness import (
+    DOC_ID,
+    OPERATOR,
+    SD_ID,
+    SV_ID,
+    build_runner,
+    seed_discoverer,
+    tree,
+    write_sg1_approval,
+    write_sg2_approval,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(autouse=True)
+def live(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cutter, "__execution_enabled__", True)
+
+
+async def file_sources(root: Path, data: bytes) -> FileSources:
+    sources = FileSources(root)
+    await sources.publish(DOC_ID, data, sv_id=SV_ID, sd_id=SD_ID)
+    return sources
+
+
+async def test_a_byte_appended_at_sg1_is_drift_and_the_approval_stays_unused(
+    tmp_path: Path,
+) -> None:
+    disc = seed_discoverer()
+    sources = await file_sources(tmp_path / "target" / "sources", disc.source)
+    rig = build_runner(tmp_path / "run", disc=disc, sources=sources)  # type: ignore[arg-type]
+    async with rig.runner:
+        sc = await rig.runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)
+        assert sc.state is RunState.AWAITING_CUT_AUTHORIZATION
+        kb_id = await write_sg1_approval(rig, sc.run_id)
+        with sources.bytes_path(SV_ID).open("ab") as f:
+            f.write(b"!")
+        target_before = tree(tmp_path / "target")
+        sc = await rig.runner.resume(sc.run_id, kb_id)
+    assert sc.state is RunState.FAILED
+    assert sc.stop_code == StopCode.DRIFT
+    assert sc.stop is not None
+    assert "source_sha" in sc.stop.message
+    assert [(d.pin, d.before, d.after) for d in sc.drift] == [
+        ("source_sha", sc.pins[Pin.SOURCE_SHA], sha256_hex(disc.source + b"!"))
+    ]
+    assert Phase.CUT_LEG_A not in sc.phases_passed
+    assert await rig.run_store.consumed_by(kb_id) is None
+    assert await rig.store.rows(DOC_ID) == []
+    assert await rig.ledger.entries() == []
+    assert tree(tmp_path / "target") == target_before
+
+
+async def test_stored_bytes_removed_at_sg2_are_drift(tmp_path: Path) -> None:
+    disc = seed_discoverer()
+    sources = await file_sources(tmp_path / "target" / "sources", disc.source)
+    rig = build_runner(tmp_path / "run", disc=disc, sources=sources)  # type: ignore[arg-type]
+    async with rig.runner:
+        sc = await rig.runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)
+        sc = await rig.runner.resume(sc.run_id, await write_sg1_approval(rig, sc.run_id))
+        assert sc.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION
+        kb_id = await write_sg2_approval(rig, sc.run_id)
+        sources.bytes_path(SV_ID).unlink()
+        sc = await rig.runner.resume(sc.run_id, kb_id)
+    assert sc.state is RunState.FAILED
+    assert sc.stop_code == StopCode.DRIFT
+    assert [(d.pin, d.after) for d in sc.drift] == [("source_sha", "<missing>")]
+    assert Phase.LIFECYCLE_ENACT not in sc.phases_passed
+    assert await rig.run_store.consumed_by(kb_id) is None
+
+
+async def test_unchanged_bytes_pass_the_gate(tmp_path: Path) -> None:
+    disc = seed_discoverer()
+    sources = await file_sources(tmp_path / "target" / "sources", disc.source)
+    rig = build_runner(tmp_path / "run", disc=disc, sources=sources)  # type: ignore[arg-type]
+    async with rig.runner:
+        sc = await rig.runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)
+        kb_id = await write_sg1_approval(rig, sc.run_id)
+        sc = await rig.runner.resume(sc.run_id, kb_id)
+    assert sc.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION, sc.stop
+    assert await rig.run_store.consumed_by(kb_id) == sc.run_id
