@@ -7,7 +7,10 @@ the process starts; then reaching that point ends the process with
 Points: ``before:<phase>`` (a phase about to run), ``after:<phase>`` (its pins
 persisted), ``leg_a:mid`` (backup stored, rows not yet written),
 ``leg_a:written`` (rows written, pins not yet persisted), ``enact:mid`` (rows
-active, source not yet marked cut).
+active, source not yet marked cut); undoing a live run's writes (``cutter.stopping``):
+``undo:pending`` (ROLLBACK_PENDING persisted, no row restored), ``undo:restored``
+(rows restored, rollback envelope not yet appended), ``undo:recorded`` (envelope
+appended, the run not yet ended).
 """
 
 from __future__ import annotations

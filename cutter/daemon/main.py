@@ -29,7 +29,7 @@ from cutter.logs import configure_json, get_logger
 from cutter.mode import enable_execution
 from cutter.ports import KillSwitchControl, Target
 from cutter.runner import Runner, RunnerConfig
-from cutter.states import RunState
+from cutter.states import RECOVERABLE
 from cutter.stores.files import FileKillSwitch, FileKnowledgeBase, FileRunStore
 from cutter.stores.memory_target import StaticGrantProbe
 
@@ -120,7 +120,7 @@ async def _serve(options: DaemonOptions, bus: EventBus, signals: AsyncIterator[i
             else:
                 await intake.start(serve_socket, options.socket_path, daemon)
             for sidecar in await runner.runs():
-                if sidecar.state in (RunState.CREATED, RunState.RUNNING):
+                if sidecar.state in RECOVERABLE:
                     log.info("run_recovering", run_id=sidecar.run_id, state=sidecar.state.value)
                     daemon.background(
                         functools.partial(runner.resume, sidecar.run_id),
