@@ -15,6 +15,7 @@ from cutter.canonical import digest
 from cutter.errors import StopCode
 from cutter.mode import Mode
 from cutter.records import Candidate, Manifest
+from cutter.states import Rollback
 from cutter.walk import Gate, Phase, Pin, PinValue
 
 
@@ -92,6 +93,8 @@ class StopDoc(Doc, frozen=True, kw_only=True, tag="stop"):
     message: str
     error_id: str | None
     at: datetime
+    # A live run's writes being undone (pending) or undone (done); None: nothing to undo.
+    rollback: Rollback | None = None
 
 
 class CloseoutReport(Doc, frozen=True, kw_only=True, tag="closeout_report"):

@@ -19,9 +19,9 @@ from types import TracebackType
 
 import anyio
 
-from actors import ActorCrashed, ActorSystem
+from actors import ActorCrashed, ActorSystem, AskTimeout
 from cutter.approvals import GatePolicy
-from cutter.errors import RunNotResumable, ShuttingDown, StopCode, refusal
+from cutter.errors import RunNotResumable, ShuttingDown, StopCode, new_error_id, refusal
 from cutter.ids import (
     check_doc_id,
     check_kb_id,
@@ -30,6 +30,7 @@ from cutter.ids import (
     check_token,
     new_run_id,
 )
+from cutter.logs import get_logger
 from cutter.messages import Abort, Refused, SupervisorCommand, Walk, WalkStopped
 from cutter.mode import Mode, require_mode_allowed
 from cutter.phases import Services
@@ -43,8 +44,10 @@ from cutter.ports import (
     RunStore,
     Target,
 )
-from cutter.sidecar import Sidecar, StopInfo, transition
-from cutter.states import AWAITING, TERMINAL, RunState
+from cutter.recorder import RunRecorder
+from cutter.sidecar import Sidecar, StopInfo
+from cutter.states import AWAITING, RECOVERABLE, TERMINAL, RunState
+from cutter.stopping import RunStops
 from cutter.stores.locks import InProcessDocumentLocks
 from cutter.stores.sandbox import sandbox
 from cutter.supervisor import RunDeps, RunSupervisor
@@ -210,13 +213,14 @@ class Runner:
 
     async def unfinished(self) -> list[Unfinished]:
         """What a previous process left half-done: runs mid-walk (CREATED, RUNNING),
-        continued from their last completed phase; and runs waiting at a gate with
+        continued from their last completed phase; runs whose undo it left
+        (ROLLBACK_PENDING), finished; and runs waiting at a gate with
         an approval consumed but not recorded (a crash between the consumption and
         the save of the run's advance), finished with that same approval — never a
         second one."""
         found: list[Unfinished] = []
         for sidecar in await self.runs():
-            if sidecar.state in (RunState.CREATED, RunState.RUNNING):
+            if sidecar.state in RECOVERABLE:
                 found.append(Unfinished(sidecar.run_id, sidecar.state))
             elif sidecar.state in AWAITING:
                 for kb_id in await self.config.run_store.consumed_for(sidecar.run_id):
@@ -283,7 +287,11 @@ class Runner:
             try:
                 reply = await ref.ask(command, timeout=self.config.phase_timeout * 16)
             except ActorCrashed as exc:
-                return await self._crashed(run_id, exc)
+                await ref.stop()
+                return await self._crashed(run_id, exc.error_type, exc.error_id)
+            except AskTimeout:
+                await ref.stop(timeout=0)  # cancelled, children and all, before any undo
+                return await self._crashed(run_id, "AskTimeout", new_error_id())
             finally:
                 await ref.stop()
         match reply:
@@ -308,20 +316,23 @@ class Runner:
             abort_requested=lambda: self._aborts.get(run_id),
         )
 
-    async def _crashed(self, run_id: str, exc: ActorCrashed) -> Sidecar:
-        """The supervisor itself failed (a bug): end the run with a clean stop."""
+    async def _crashed(self, run_id: str, error_type: str, error_id: str) -> Sidecar:
+        """The supervisor itself failed (a bug) or hung: end the run with a clean stop,
+        the same way the supervisor stops one (``RunStops``: recorded, logged, a stop
+        doc, a live run's writes undone)."""
         sidecar = await self.config.run_store.load(run_id)
         if sidecar.state in TERMINAL:
             return sidecar
-        failed = transition(
+        log = get_logger(run_id=run_id, doc_id=sidecar.doc_id)
+        stops = RunStops(
+            RunRecorder(self.config.run_store, self.config.clock, log),
+            self._deps(sidecar).services,
+            log,
+        )
+        message = f"run supervisor failed unexpectedly ({error_type})"
+        return await stops.stop(
             sidecar,
             RunState.FAILED,
-            at=self.config.clock(),
-            stop=StopInfo(
-                code=StopCode.PHASE_FAILED,
-                message=f"run supervisor failed unexpectedly ({exc.error_type})",
-                error_id=exc.error_id,
-            ),
+            StopInfo(code=StopCode.PHASE_FAILED, message=message, error_id=error_id),
+            reason=f"{StopCode.PHASE_FAILED.value}: {message}",
         )
-        await self.config.run_store.save(failed)
-        return failed

@@ -11,10 +11,10 @@ from typing import Any
 
 import msgspec
 
-from cutter.errors import StopCode
+from cutter.errors import MESSAGE_LIMIT, StopCode, one_line
 from cutter.kbdocs import Decision
 from cutter.mode import Mode
-from cutter.states import AWAITING, RunState, check_transition
+from cutter.states import AWAITING, Rollback, RunState, check_transition
 from cutter.walk import Gate, Phase, Pin, PinValue, gates_due
 
 SIDECAR_SCHEMA = 1
@@ -69,6 +69,37 @@ class DriftItem(Struct, frozen=True, kw_only=True):
     after: str
 
 
+class Undo(Struct, frozen=True, kw_only=True):
+    """Undoing a live run's writes, recorded (ROLLBACK_PENDING) before a row is touched.
+
+    Whoever finishes it — this walk, ``resume``, ``abort``, a restart's recovery —
+    restores the rows from the backup, appends a rollback envelope with this same
+    ``reason`` (an equal envelope is appended once) and ends the run in ``then``."""
+
+    then: RunState  # FAILED, REJECTED or ABORTED
+    cause: str  # the stop's message, before what the rollback adds to it
+    reason: str  # the rollback envelope's reason
+    change_set_id: str  # the change set undone (leg A's, pinned or not yet)
+    status: Rollback = Rollback.PENDING
+    checked: bool = True  # False: the store could not be read; the next attempt decides again
+    error_id: str | None = None  # the last failed attempt, as the log's rollback_failed names it
+
+
+def undo_message(undo: Undo) -> str:
+    """The stop message of a run being undone or undone: its cause (shortened to fit),
+    then where the undo stands."""
+    if undo.status is Rollback.DONE:
+        where = "its writes were rolled back"
+    elif undo.error_id is not None:
+        where = (
+            f"rollback pending: the last attempt failed (error_id {undo.error_id}); "
+            "resume, abort or a restart retries it"
+        )
+    else:
+        where = "rollback pending"
+    return f"{one_line(undo.cause, MESSAGE_LIMIT - len(where) - 2)}; {where}"
+
+
 class Sidecar(Struct, frozen=True, kw_only=True):
     schema: int = SIDECAR_SCHEMA
     run_id: str
@@ -85,6 +116,7 @@ class Sidecar(Struct, frozen=True, kw_only=True):
     phase_docs: dict[Phase, str] = {}
     gates: tuple[GateRecord, ...] = ()
     drift: tuple[DriftItem, ...] = ()
+    undo: Undo | None = None
 
     @property
     def stop_code(self) -> str | None:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar, assert_never
 
-from actors import Actor, ActorCrashed, ActorRef, ChildFailed, Context
+from actors import Actor, ActorCrashed, ActorRef, AskTimeout, ChildFailed, Context
 from cutter.approvals import GatePolicy
 from cutter.errors import (
     ApprovalConsumedAlready,
@@ -30,7 +30,6 @@ from cutter.errors import (
 )
 from cutter.failpoints import failpoint
 from cutter.gatekeeper import Gatekeeper
-from cutter.kbdocs import StopDoc, stop_doc_id
 from cutter.logs import Logger, get_logger
 from cutter.messages import (
     Abort,
@@ -54,11 +53,12 @@ from cutter.messages import (
 )
 from cutter.mode import Mode
 from cutter.phase_actor import PhaseActor
-from cutter.phases import Services, rollback
+from cutter.phases import Services
 from cutter.ports import KillSwitch, RunStore
 from cutter.recorder import RunRecorder
 from cutter.sidecar import Sidecar, StopInfo, gate_due
 from cutter.states import AWAITING, RunState
+from cutter.stopping import RunStops
 from cutter.walk import (
     PHASES,
     SANDBOX_REPLAY,
@@ -72,6 +72,10 @@ from cutter.walk import (
 
 M = TypeVar("M")
 R = TypeVar("R")
+
+
+# A paused run, and one whose undo did not finish (aborting it retries the undo).
+ABORTABLE = frozenset({*AWAITING, RunState.HALTED, RunState.ROLLBACK_PENDING})
 
 
 def _never() -> bool:
@@ -103,6 +107,7 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
         self.deps = deps
         self.log: Logger = get_logger(run_id=sidecar.run_id, doc_id=sidecar.doc_id)
         self.recorder = RunRecorder(deps.run_store, deps.services.clock, self.log)
+        self.stops = RunStops(self.recorder, deps.services, self.log)
         self.phases: dict[Phase, ActorRef[RunPhase, PhaseReply]] = {}
         self.gatekeeper: ActorRef[GatekeeperCommand, GatekeeperReply] | None = None
         self.ctx: Context | None = None
@@ -158,6 +163,10 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
                 code=RunNotAtGate.code,
                 message=f"run is {sc.state}, not waiting at a gate; approval {kb_id} not used",
             )
+        if sc.state is RunState.ROLLBACK_PENDING:
+            # A resume (or a restart's recovery) of a run whose undo was interrupted.
+            self.sidecar = await self.stops.finish(sc)
+            return WalkStopped(sidecar=self.sidecar)
         if sc.mode is Mode.DRY_RUN and not await self._replay_sandbox():
             return WalkStopped(sidecar=self.sidecar)
         sc = self.sidecar
@@ -208,8 +217,12 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
                     assert_never(reply)
         gate = sc.pending_gate
         if gate is not None and gate.rejected:
-            await self._undo("rejected at " + gate.gate.value)
-            await self._stop(RunState.REJECTED, StopCode.APPROVAL_REJECTED, f"{gate.gate} rejected")
+            await self._stop(
+                RunState.REJECTED,
+                StopCode.APPROVAL_REJECTED,
+                f"{gate.gate} rejected",
+                reason="rejected at " + gate.gate.value,
+            )
         elif gate is not None and gate.satisfied:
             # The approval was consumed but the advance not recorded (crash): finish it.
             self.sidecar = await self.recorder.move(sc, RunState.RUNNING, stop=None)
@@ -235,12 +248,7 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
                 break
             abort = self.deps.abort_requested()
             if abort is not None:
-                await self._undo(f"aborted by {abort.by}: {abort.reason}")
-                await self._stop(
-                    RunState.ABORTED,
-                    StopCode.OPERATOR_ABORT,
-                    f"aborted by {abort.by}: {abort.reason}",
-                )
+                await self._aborted(abort)
                 return
             if self.deps.pause_requested():
                 self.log.info("walk_paused", phase=phase.value, reason="draining")
@@ -316,11 +324,11 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
 
     # --- children -----------------------------------------------------------
     async def _ask_phase(self, phase: Phase, message: RunPhase) -> PhaseReply:
+        ref = self.phases.get(phase)
+        if ref is None:
+            actor = PhaseActor(phase, self.deps.services)
+            ref = self.phases[phase] = await self._spawn(actor, phase.value)
         try:
-            ref = self.phases.get(phase)
-            if ref is None:
-                actor = PhaseActor(phase, self.deps.services)
-                ref = self.phases[phase] = await self._spawn(actor, phase.value)
             return await ref.ask(message, timeout=self.deps.phase_timeout)
         except ActorCrashed as exc:
             return PhaseFailed(
@@ -328,6 +336,16 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
                 code=StopCode.PHASE_FAILED,
                 message=f"{phase} failed unexpectedly ({exc.error_type})",
                 error_id=exc.error_id,
+            )
+        except AskTimeout:
+            # Cancelled before anything is undone: a phase still writing would race the undo.
+            del self.phases[phase]
+            await ref.stop(timeout=0)
+            return PhaseFailed(
+                phase=phase,
+                code=StopCode.PHASE_FAILED,
+                message=f"{phase} did not finish within {self.deps.phase_timeout:g}s",
+                error_id=new_error_id(),
             )
 
     async def _ask_gatekeeper(self, message: GatekeeperCommand) -> GatekeeperReply | None:
@@ -338,15 +356,18 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
         try:
             return await self.gatekeeper.ask(message, timeout=self.deps.phase_timeout)
         except ActorCrashed as exc:
-            # It may have persisted an advance before failing: stop from the stored truth.
-            self.sidecar = await self.deps.run_store.load(self.sidecar.run_id)
-            await self._stop(
-                RunState.FAILED,
-                StopCode.PHASE_FAILED,
-                f"gatekeeper failed unexpectedly ({exc.error_type})",
-                error_id=exc.error_id,
-            )
-            return None
+            why, error_id = f"failed unexpectedly ({exc.error_type})", exc.error_id
+        except AskTimeout:
+            await self.gatekeeper.stop(timeout=0)
+            why = f"did not answer within {self.deps.phase_timeout:g}s"
+            error_id = new_error_id()
+        self.gatekeeper = None
+        # It may have persisted an advance before failing: stop from the stored truth.
+        self.sidecar = await self.deps.run_store.load(self.sidecar.run_id)
+        await self._stop(
+            RunState.FAILED, StopCode.PHASE_FAILED, f"gatekeeper {why}", error_id=error_id
+        )
+        return None
 
     async def _spawn(self, actor: Actor[M, R], name: str) -> ActorRef[M, R]:
         assert self.ctx is not None, "children are spawned once the supervisor started"
@@ -355,21 +376,17 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
     # --- stops ----------------------------------------------------------------
     async def _abort(self, message: Abort) -> SupervisorReply:
         state = self.sidecar.state
-        if state not in AWAITING and state is not RunState.HALTED:
+        if state not in ABORTABLE:
             return Refused(
                 code=RunNotAbortable.code,
-                message=f"run is {state}; only a paused run can be aborted",
+                message=f"run is {state}; only a paused run or one rolling back can be aborted",
             )
-        await self._undo(f"aborted by {message.by}: {message.reason}")
-        await self._stop(
-            RunState.ABORTED, StopCode.OPERATOR_ABORT, f"aborted by {message.by}: {message.reason}"
-        )
+        await self._aborted(message)
         return WalkStopped(sidecar=self.sidecar)
 
-    async def _undo(self, reason: str) -> None:
-        """Roll back a live run's writes; a dry run's sandbox is simply thrown away."""
-        if self.sidecar.mode is Mode.LIVE:
-            await rollback(self.deps.services.target, self.sidecar, reason)
+    async def _aborted(self, abort: Abort) -> None:
+        why = f"aborted by {abort.by}: {abort.reason}"
+        await self._stop(RunState.ABORTED, StopCode.OPERATOR_ABORT, why, reason=why)
 
     async def _stop(
         self,
@@ -378,19 +395,16 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
         message: str,
         *,
         error_id: str | None = None,
+        reason: str | None = None,
         **changes: object,
     ) -> None:
+        """Stop the run (``RunStops``): a live run's writes are undone on the way.
+        ``reason`` is the rollback envelope's; by default the stop code and message."""
         stop = StopInfo(code=code, message=one_line(message), error_id=error_id)
-        self.sidecar = await self.recorder.move(self.sidecar, state, stop=stop, **changes)
-        services = self.deps.services
-        await services.kb.put(
-            stop_doc_id(self.sidecar.run_id),
-            StopDoc(
-                run_id=self.sidecar.run_id,
-                doc_id=self.sidecar.doc_id,
-                code=code,
-                message=stop.message,
-                error_id=error_id,
-                at=services.clock(),
-            ),
+        self.sidecar = await self.stops.stop(
+            self.sidecar,
+            state,
+            stop,
+            reason=f"{code.value}: {stop.message}" if reason is None else reason,
+            **changes,
         )

@@ -516,10 +516,13 @@ class TestGateInvariants:
         assert [d.pin for d in sc.drift] == ["verify_result_id"]
         assert sc.drift[0].before == sc.pins[Pin.VERIFY_RESULT_ID]
         assert sc.drift[0].after != sc.drift[0].before
-        # Nothing further: no enact, no new ledger entry, no phase doc past the pause.
-        assert await rig.store.rows(DOC_ID) == tampered
+        # Nothing further (no enact, no phase doc past the pause), and leg A's rows,
+        # tampered or not, are undone: the document is back to its backup (no rows).
         assert all(r.state is IUState.STAGED for r in tampered)
-        assert await rig.ledger.entries() == ledger
+        assert await rig.store.rows(DOC_ID) == []
+        entries = await rig.ledger.entries()
+        assert entries[:-1] == ledger
+        assert isinstance(entries[-1].envelope, RollbackEnvelope)
         assert len(await phase_doc_ids(rig, sc.run_id)) == 9
         assert Phase.LIFECYCLE_ENACT not in sc.phases_passed
 

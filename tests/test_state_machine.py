@@ -50,6 +50,14 @@ LEGAL: frozenset[tuple[RunState, RunState]] = frozenset(
         (S.HALTED, S.RUNNING),
         (S.HALTED, S.ABORTED),
         (S.HALTED, S.FAILED),  # e.g. the supervisor crashed while halted
+        # A live run that wrote rows ends FAILED, REJECTED or ABORTED only once they are
+        # undone; nothing is written before SG_1, so a run waiting there has none.
+        (S.RUNNING, S.ROLLBACK_PENDING),
+        (S.AWAITING_LIFECYCLE_AUTHORIZATION, S.ROLLBACK_PENDING),
+        (S.HALTED, S.ROLLBACK_PENDING),
+        (S.ROLLBACK_PENDING, S.FAILED),
+        (S.ROLLBACK_PENDING, S.REJECTED),
+        (S.ROLLBACK_PENDING, S.ABORTED),
     }
 )
 ALL_PAIRS = list(itertools.product(RunState, RunState))

@@ -8,6 +8,11 @@ uninterrupted walk: same IUs, same ledger (verified, same entries), same KB docs
 exactly two consumed approvals, every sidecar and KB doc decoding. Also: SIGTERM in
 the middle of a phase drains (exit 0, run RUNNING on disk, a restart continues it),
 and a kill -9 while a run waits at a gate leaves it waiting.
+
+A LIVE run that fails after leg A (rejected at SG_2, or drift at SG_2: a new version
+published during the pause) is killed at each failpoint of its undo (``undo:pending``,
+``undo:restored``, ``undo:recorded``): the restarted daemon finishes the undo, and the
+outcome is that of an undo nobody interrupted — the rows restored, one rollback envelope.
 """
 
 from __future__ import annotations
@@ -29,14 +34,16 @@ from click.testing import CliRunner
 from cutter.cli import main
 from cutter.client import DaemonUnavailable
 from cutter.failpoints import ENV as FAILPOINT_ENV
-from cutter.kbdocs import phase_doc_id
+from cutter.kbdocs import Decision, StopDoc, phase_doc_id, stop_doc_id
+from cutter.ledger import RollbackEnvelope
 from cutter.protocol import ApprovalStored, Error, Resume, RunSummary
-from cutter.states import AWAITING, RunState
+from cutter.states import AWAITING, Rollback, RunState
 from cutter.stores.file_target import FileIUStore, FileLedger
 from cutter.stores.files import FileKnowledgeBase, FileRunStore
 from cutter.walk import PHASES, Gate, Phase
 from tests.daemon._drive import (
     DOC_ID,
+    SAMPLE,
     SAMPLE_UNITS,
     OnDisk,
     WatchedDaemon,
@@ -424,3 +431,101 @@ async def test_sigterm_mid_phase_drains_and_a_restart_continues_the_walk(
     assert run.state is RunState.CLOSEOUT_REPORTED
     assert await anyio.to_thread.run_sync(restarted.stop) == 0
     assert (await final_state(state, run.run_id)).final == reference.final
+
+
+# -- kill -9 inside the undo of a failing live run ---------------------------------------------
+
+UNDO_FAILPOINTS = ("undo:pending", "undo:restored", "undo:recorded")
+# How the live run fails after leg A, and the state it ends in once undone.
+FAILURES = {"reject": RunState.REJECTED, "drift": RunState.FAILED}
+
+
+async def _fail_after_leg_a(daemon: WatchedDaemon, state: Path, failure: str) -> str:
+    """Walk a LIVE run to SG_2 (leg A wrote its rows) and make it fail there; its run id.
+    A failpoint in the undo kills the daemon during the last command."""
+    run = await start_run(daemon.socket)
+    run = (await approve(daemon.socket, run)).run
+    assert run.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION
+    assert len(await FileIUStore(state / "target" / "ius").rows(DOC_ID)) == SAMPLE_UNITS
+    decision = Decision.APPROVE
+    if failure == "drift":
+        edited = state.parent / "garden-charter-v2.md"
+        edited.write_bytes(SAMPLE.read_bytes() + b"\nA late amendment.\n")
+        await anyio.to_thread.run_sync(
+            functools.partial(add_document, DOC_ID, edited, state_dir=state)
+        )
+    else:
+        decision = Decision.REJECT
+    with contextlib.suppress(DaemonUnavailable):
+        await approve(daemon.socket, run, decision=decision)
+    return run.run_id
+
+
+@pytest.fixture(scope="module")
+def undone(published: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, OnDisk]:
+    """Each failure, undone by a daemon nobody interrupted."""
+
+    async def fail(failure: str) -> OnDisk:
+        state = tmp_path_factory.mktemp(f"undone-{failure}") / "state"
+        shutil.copytree(published, state)
+        with reaped([]) as started:
+            daemon = await anyio.to_thread.run_sync(launch, state, LIVE)
+            started.append(daemon)
+            run_id = await _fail_after_leg_a(daemon, state, failure)
+            run = await status(daemon.socket, run_id)
+            assert run.state is FAILURES[failure], (run.state, run.stop_message)
+            assert await anyio.to_thread.run_sync(daemon.stop) == 0
+        return await final_state(state, run_id)
+
+    references = {failure: anyio.run(fail, failure) for failure in FAILURES}
+    for on_disk in references.values():
+        final = on_disk.final
+        assert final.ius == ()  # the document had no rows before the cut
+        assert [entry[1] for entry in final.ledger] == ["CutEnvelope", "RollbackEnvelope"]
+        assert not final.source_cut
+        assert ("runs/<run>/stop", "StopDoc") in final.kb_docs
+    return references
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("point", UNDO_FAILPOINTS)
+@pytest.mark.parametrize("failure", FAILURES)
+async def test_kill_9_inside_the_undo_then_restart_finishes_it_once(
+    failure: str,
+    point: str,
+    published: Path,
+    undone: dict[str, OnDisk],
+    tmp_path: Path,
+    daemons: list[DaemonProcess],
+) -> None:
+    state = fresh_state(published, tmp_path)
+    armed = await _launch(state, daemons, failpoint=point)
+    run_id = await _fail_after_leg_a(armed, state, failure)
+    assert await anyio.to_thread.run_sync(armed.kill) == 137  # died at the failpoint
+
+    crashed = await FileRunStore(state / "runs").load(run_id)
+    assert crashed.state is RunState.ROLLBACK_PENDING
+    assert crashed.undo is not None
+    assert crashed.undo.status is Rollback.PENDING
+    rows = await FileIUStore(state / "target" / "ius").rows(DOC_ID)
+    assert len(rows) == (SAMPLE_UNITS if point == "undo:pending" else 0)
+
+    restarted = await _launch(state, daemons)
+    assert restarted.recovering() == [run_id]
+    run = await _recovered(restarted, run_id)
+    assert run.state is FAILURES[failure], (run.state, run.stop_message)
+    assert run.stop_message is not None
+    assert run.stop_message.endswith("; its writes were rolled back")
+    assert await anyio.to_thread.run_sync(restarted.stop) == 0
+
+    on_disk = await final_state(state, run_id)
+    assert on_disk.final == undone[failure].final
+    rollbacks = [
+        e
+        for e in await FileLedger(state / "target" / "ledger").entries()
+        if isinstance(e.envelope, RollbackEnvelope)
+    ]
+    assert len(rollbacks) == 1
+    stop = await FileKnowledgeBase(state / "kb").get(stop_doc_id(run_id))
+    assert isinstance(stop, StopDoc)
+    assert stop.rollback is Rollback.DONE

@@ -253,6 +253,9 @@ class _RunStoreProxy:
             await self.hold_lookup_until.wait()
         return await self.inner.consumed_by(approval_kb_id)
 
+    async def consumed_for(self, run_id: str) -> list[str]:
+        return await self.inner.consumed_for(run_id)
+
     async def run_ids(self) -> list[str]:
         return await self.inner.run_ids()
 
