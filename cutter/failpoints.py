@@ -6,8 +6,9 @@ the process starts; then reaching that point ends the process with
 
 Points: ``before:<phase>`` (a phase about to run), ``after:<phase>`` (its pins
 persisted), ``leg_a:mid`` (backup stored, rows not yet written),
-``leg_a:written`` (rows written, pins not yet persisted), ``enact:mid`` (rows
-active, source not yet marked cut).
+``leg_a:written`` (rows written, pins not yet persisted), ``leg_b:appended``
+(the cut's ledger entry appended, its anchor not yet recorded), ``enact:mid``
+(rows active, source not yet marked cut).
 """
 
 from __future__ import annotations

@@ -369,7 +369,8 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
     async def _undo(self, reason: str) -> None:
         """Roll back a live run's writes; a dry run's sandbox is simply thrown away."""
         if self.sidecar.mode is Mode.LIVE:
-            await rollback(self.deps.services.target, self.sidecar, reason)
+            services = self.deps.services
+            await rollback(services.target, self.sidecar, reason, kb=services.kb)
 
     async def _stop(
         self,

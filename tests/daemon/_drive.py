@@ -583,12 +583,15 @@ async def final_state(state_dir: Path, run_id: str) -> OnDisk:
     )
 
 
-def expected_kb_docs(*, closed: bool = True) -> frozenset[tuple[str, str]]:
-    """The KB docs of a whole walk: 11 phase docs, 2 requests, 2 approvals, closeout, index."""
+def expected_kb_docs(*, closed: bool = True, live: bool = False) -> frozenset[tuple[str, str]]:
+    """The KB docs of a whole walk: 11 phase docs, 2 requests, 2 approvals, closeout, index,
+    and a live run's ledger anchor of its cut."""
     docs = {(f"runs/<run>/phases/{n:02d}-{p.value}", "PhaseDoc") for n, p in enumerate(PHASES, 1)}
     for gate in Gate:
         docs.add((f"runs/<run>/gates/{gate.value}/request", "SovereignRequest"))
         docs.add((f"approvals/<run>/{gate.value}", "Approval"))
     if closed:
         docs |= {("runs/<run>/closeout", "CloseoutReport"), ("runs-index/<run>", "RunsIndexEntry")}
+    if live:
+        docs.add(("ledger-anchors/<run>/cut", "LedgerAnchor"))
     return frozenset(docs)

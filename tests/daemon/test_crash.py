@@ -1,13 +1,14 @@
 """Crash and restart of the real daemon on the embedded file stores.
 
 Every failpoint of a LIVE walk (each phase's ``before:``/``after:``, ``leg_a:mid``,
-``leg_a:written``, ``enact:mid``) makes the daemon ``os._exit(137)`` there, exactly
-like ``kill -9``. The test then restarts it without the failpoint, lets it recover,
-finishes whatever approvals remain, and compares the final state with one
-uninterrupted walk: same IUs, same ledger (verified, same entries), same KB docs,
-exactly two consumed approvals, every sidecar and KB doc decoding. Also: SIGTERM in
-the middle of a phase drains (exit 0, run RUNNING on disk, a restart continues it),
-and a kill -9 while a run waits at a gate leaves it waiting.
+``leg_a:written``, ``leg_b:appended``, ``enact:mid``) makes the daemon
+``os._exit(137)`` there, exactly like ``kill -9``. The test then restarts it without
+the failpoint, lets it recover, finishes whatever approvals remain, and compares the
+final state with one uninterrupted walk: same IUs, same ledger (verified, same
+entries, each where its run's anchor says), same KB docs, exactly two consumed
+approvals, every sidecar and KB doc decoding. Also: SIGTERM in the middle of a phase
+drains (exit 0, run RUNNING on disk, a restart continues it), and a kill -9 while a
+run waits at a gate leaves it waiting.
 """
 
 from __future__ import annotations
@@ -56,7 +57,11 @@ from tests.daemon.conftest import DaemonProcess
 LIVE = "--enable-execution"
 
 # Every failpoint, in the order a walk reaches them.
-_INSIDE = {Phase.CUT_LEG_A: ("leg_a:mid", "leg_a:written"), Phase.LIFECYCLE_ENACT: ("enact:mid",)}
+_INSIDE = {
+    Phase.CUT_LEG_A: ("leg_a:mid", "leg_a:written"),
+    Phase.LEG_B_RECORD: ("leg_b:appended",),
+    Phase.LIFECYCLE_ENACT: ("enact:mid",),
+}
 FAILPOINTS: tuple[str, ...] = tuple(
     point
     for phase in PHASES
@@ -75,6 +80,8 @@ AFTER_RESTART = {
 def phase_of(point: str) -> Phase:
     if point.startswith("leg_a:"):
         return Phase.CUT_LEG_A
+    if point.startswith("leg_b:"):
+        return Phase.LEG_B_RECORD
     if point.startswith("enact:"):
         return Phase.LIFECYCLE_ENACT
     return Phase(point.split(":", 1)[1])
@@ -90,8 +97,8 @@ def step_of(point: str) -> int:
 
 
 def test_the_matrix_covers_every_failpoint() -> None:
-    assert len(FAILPOINTS) == 2 * len(PHASES) + 3 == 25
-    assert len(set(FAILPOINTS)) == 25
+    assert len(FAILPOINTS) == 2 * len(PHASES) + 4 == 26
+    assert len(set(FAILPOINTS)) == 26
     assert [step_of(p) for p in ("after:grant_probe", "before:cut_leg_a", "leg_a:mid")] == [0, 1, 1]
     assert [step_of(p) for p in ("after:write_verify", "enact:mid", "after:closeout")] == [1, 2, 2]
 
@@ -156,7 +163,7 @@ def reference(published: Path, tmp_path_factory: pytest.TempPathFactory) -> OnDi
     assert {row[-1] for row in final.ius} == {"active"}
     assert [entry[1] for entry in final.ledger] == ["CutEnvelope"]
     assert final.source_cut
-    assert final.kb_docs == expected_kb_docs()
+    assert final.kb_docs == expected_kb_docs(live=True)
     assert final.consumed == ("approvals/<run>/SG_1", "approvals/<run>/SG_2")
     assert on_disk.refusal_codes == ("APPROVAL_CONSUMED_ALREADY",)
     return on_disk
