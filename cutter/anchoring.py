@@ -1,4 +1,4 @@
-"""Recording ledger anchors in the KB, and reading them back.
+"""Recording ledger anchors in the KB, and verifying a stored ledger against them.
 
 The pure parts (what an anchor is, how one is judged) are in ``cutter.anchors``;
 this module reads and writes them through the ports. Design: docs/ledger.md §8.
@@ -6,11 +6,11 @@ this module reads and writes them through the ports. Design: docs/ledger.md §8.
 
 from __future__ import annotations
 
-from cutter.anchors import AnchorStatus, anchor_of, judge_entry
+from cutter.anchors import AnchorStatus, LedgerReport, anchor_of, check_ledger, judge_entry
 from cutter.errors import CorruptRecord, StopVerifyFailed
 from cutter.kbdocs import ANCHORS_PREFIX, AnchorKind, LedgerAnchor, anchor_doc_id
 from cutter.logs import get_logger
-from cutter.ports import KnowledgeBase, Ledger
+from cutter.ports import KnowledgeBase, Ledger, LedgerReader
 
 
 async def held_anchor(kb: KnowledgeBase, run_id: str, kind: AnchorKind) -> LedgerAnchor | None:
@@ -91,3 +91,13 @@ async def read_anchors(kb: KnowledgeBase) -> list[LedgerAnchor]:
             raise CorruptRecord(kb_id, "not the ledger anchor its id names")
         anchors.append(doc)
     return anchors
+
+
+async def verify_ledger(ledger: LedgerReader, kb: KnowledgeBase) -> LedgerReport:
+    """The chain and every recorded anchor, checked: what ``cutter verify-ledger`` prints.
+
+    The anchors are read before the ledger: a run appends its entry before it records
+    the anchor, so every anchor read names an entry the later read can see, even
+    while runs go on (an entry appended meanwhile is at worst listed as unanchored)."""
+    anchors = await read_anchors(kb)
+    return check_ledger(await ledger.stored(), anchors)

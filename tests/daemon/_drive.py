@@ -30,6 +30,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from cutter.anchoring import verify_ledger
+from cutter.anchors import describe
 from cutter.canonical import sha256_hex
 from cutter.client import Client, DaemonUnavailable
 from cutter.discovery import TextDiscoverer
@@ -503,8 +505,13 @@ async def final_state(state_dir: Path, run_id: str) -> OnDisk:
         backup = await ius.load_backup(str(pins[Pin.BACKUP_ID]))
         assert backup.backup_id == pins[Pin.BACKUP_ID]
 
-    # The ledger verifies over its stored bytes; its entries are this run's.
+    # The ledger verifies over its stored bytes; its entries are this run's, and each
+    # is where the anchor this run recorded for it says.
     head = await ledger.verify()
+    report = await verify_ledger(ledger, kb)
+    assert report.ok, describe(report)
+    if sidecar.mode is Mode.LIVE:
+        assert report.unanchored == (), describe(report)
     entries = await ledger.entries()
     if entries:
         assert head == entries[-1].entry_hash
