@@ -94,8 +94,8 @@ def demo(state_dir: Path, live: bool, dsn: str | None) -> None:
     from cutter.demo import run_demo
 
     configure_transitions()
-    sidecar = _run(run_demo, state_dir, live, dsn)
-    if sidecar.stop_code is not None:
+    sidecar, ledger_ok = _run(run_demo, state_dir, live, dsn)
+    if sidecar.stop_code is not None or not ledger_ok:
         sys.exit(1)
 
 
@@ -219,7 +219,9 @@ def _run(func: Callable[..., Awaitable[T]], *args: object) -> T:
 
 
 from cutter.cli_client import register  # noqa: E402  (the subcommands that talk to a daemon)
+from cutter.cli_ledger import register as register_ledger  # noqa: E402
 from cutter.cli_plan import register as register_plan  # noqa: E402
 
 register(main)
+register_ledger(main)
 register_plan(main)

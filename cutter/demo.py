@@ -1,6 +1,12 @@
 """``cutter demo``: cut the bundled sample charter end to end — on the embedded
 stores, or on PostgreSQL with ``--dsn`` — approving both gates with a scripted
-reviewer and printing each transition."""
+reviewer and printing each transition. A live demo ends by verifying the ledger
+against every run's anchor, as ``cutter verify-ledger`` does.
+
+On the embedded stores the sources and IU rows are in memory (each demo starts
+afresh), while the KB, the sidecars and the ledger are files under the state
+directory: the ledger persists with the anchors that name its entries, so
+``cutter verify-ledger --state-dir .cutter-demo`` checks every live demo run."""
 
 from __future__ import annotations
 
@@ -15,20 +21,18 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from cutter.anchoring import verify_ledger
+from cutter.anchors import describe
 from cutter.discovery import TextDiscoverer
 from cutter.kbdocs import Approval, Decision
 from cutter.mode import Mode, enable_execution
 from cutter.phases.context import load_manifest
-from cutter.ports import Target
+from cutter.ports import LedgerReader, Target
 from cutter.runner import Runner, RunnerConfig, utc_now
 from cutter.sidecar import Sidecar
+from cutter.stores.file_ledger import FileLedger
 from cutter.stores.files import FileKillSwitch, FileKnowledgeBase, FileRunStore
-from cutter.stores.memory_target import (
-    InMemoryIUStore,
-    InMemoryLedger,
-    InMemorySources,
-    StaticGrantProbe,
-)
+from cutter.stores.memory_target import InMemoryIUStore, InMemorySources, StaticGrantProbe
 from cutter.stores.owner import claim
 from cutter.walk import Gate
 
@@ -51,7 +55,11 @@ async def embedded(state_dir: Path) -> AsyncIterator[tuple[RunnerConfig, str]]:
         kb = FileKnowledgeBase(state_dir / "kb")
         yield (
             RunnerConfig(
-                target=Target(sources=sources, ius=InMemoryIUStore(), ledger=InMemoryLedger()),
+                target=Target(
+                    sources=sources,
+                    ius=InMemoryIUStore(),
+                    ledger=FileLedger(state_dir / "target" / "ledger"),
+                ),
                 kb=kb,
                 run_store=FileRunStore(state_dir / "runs"),
                 discoverer=TextDiscoverer(),
@@ -82,7 +90,9 @@ async def on_postgres(dsn: str) -> AsyncIterator[tuple[RunnerConfig, str]]:
         yield config, "rows of the kb_docs table"
 
 
-async def run_demo(state_dir: Path, live: bool, dsn: str | None) -> Sidecar:
+async def run_demo(state_dir: Path, live: bool, dsn: str | None) -> tuple[Sidecar, bool]:
+    """Walk the sample through both gates; the run's sidecar at its end, and whether
+    the ledger verified against every anchor (True for a dry run, which writes none)."""
     if live:
         enable_execution()  # the operator asked for it with --live
     mode = Mode.LIVE if live else Mode.DRY_RUN
@@ -96,6 +106,10 @@ async def run_demo(state_dir: Path, live: bool, dsn: str | None) -> Sidecar:
             sidecar = await runner.resume(sidecar.run_id, await approve(config, sidecar))
         manifest = await load_manifest(config.kb, sidecar)
         active = [r for r in await config.target.ius.rows(DOC_ID) if r.state == "active"]
+        ledger = config.target.ledger
+        report = None
+        if live and isinstance(ledger, LedgerReader):
+            report = await verify_ledger(ledger, config.kb)
     click.echo(f"\nrun {sidecar.run_id} ended {sidecar.state.value}")
     if sidecar.stop is not None:
         click.echo(f"  {sidecar.stop.code.value}: {sidecar.stop.message}")
@@ -111,7 +125,11 @@ async def run_demo(state_dir: Path, live: bool, dsn: str | None) -> Sidecar:
     else:
         click.echo("\ndry run: nothing was committed to the target store (use --live to commit)")
     click.echo(f"KB docs of this run: runs/{sidecar.run_id}/… in {where}")
-    return sidecar
+    if report is not None:
+        click.echo("\nthe ledger against every run's anchor (cutter verify-ledger):")
+        for line in describe(report):
+            click.echo(f"  {line}")
+    return sidecar, report is None or report.ok
 
 
 async def approve(config: RunnerConfig, sidecar: Sidecar) -> str:

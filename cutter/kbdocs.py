@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Literal
 
 import msgspec
 
@@ -97,6 +98,24 @@ class StopDoc(Doc, frozen=True, kw_only=True, tag="stop"):
     rollback: Rollback | None = None
 
 
+AnchorKind = Literal["cut", "rollback"]
+
+
+class LedgerAnchor(Doc, frozen=True, kw_only=True, tag="ledger_anchor"):
+    """Where a run's ledger entry stands, kept outside the ledger (docs/ledger.md §8).
+
+    Written when the run's entry is appended (the cut by ``leg_b_record``, a
+    rollback by ``rollback``), confirmed by ``closeout``, checked by
+    ``cutter verify-ledger``. A pure function of the entry: replays write the
+    same bytes."""
+
+    doc_id: str
+    kind: AnchorKind  # the envelope's kind
+    seq: int
+    entry_hash: str
+    envelope_sha: str  # sha256 of the envelope's canonical bytes
+
+
 class CloseoutReport(Doc, frozen=True, kw_only=True, tag="closeout_report"):
     doc_id: str
     mode: Mode
@@ -104,6 +123,7 @@ class CloseoutReport(Doc, frozen=True, kw_only=True, tag="closeout_report"):
     phase_docs: tuple[str, ...]
     approvals: tuple[str, ...]
     closed_at: datetime
+    ledger_anchor: LedgerAnchor | None = None  # a live run's cut, confirmed at closeout
 
 
 class RunsIndexEntry(Doc, frozen=True, kw_only=True, tag="runs_index_entry"):
@@ -124,6 +144,7 @@ KBDoc = (
     | StopDoc
     | CloseoutReport
     | RunsIndexEntry
+    | LedgerAnchor
 )
 
 
@@ -150,3 +171,10 @@ def closeout_doc_id(run_id: str) -> str:
 
 def runs_index_id(run_id: str) -> str:
     return f"runs-index/{run_id}"
+
+
+ANCHORS_PREFIX = "ledger-anchors"
+
+
+def anchor_doc_id(run_id: str, kind: AnchorKind) -> str:
+    return f"{ANCHORS_PREFIX}/{run_id}/{kind}"

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from cutter.kbdocs import KBDoc
-from cutter.ledger import LedgerEntry, LedgerEnvelope
+from cutter.ledger import LedgerEntry, LedgerEnvelope, StoredEntry
 from cutter.records import Backup, Candidate, IURow, SourceVersion, WriterGrants
 from cutter.sidecar import ApprovalUse, Sidecar
 
@@ -80,6 +80,15 @@ class Ledger(Protocol):
         ...
 
     async def entries(self) -> list[LedgerEntry]: ...
+
+
+@runtime_checkable
+class LedgerReader(Protocol):
+    """A ledger as it is stored: what ``cutter verify-ledger`` checks."""
+
+    async def stored(self) -> list[StoredEntry]:
+        """Every entry in storage order, the envelope as its stored bytes."""
+        ...
 
 
 class GrantProbe(Protocol):

@@ -12,9 +12,10 @@ rows and ends FAILED, REJECTED or ABORTED goes through ROLLBACK_PENDING first:
 
 A crash anywhere in between leaves ROLLBACK_PENDING on disk, and whoever takes
 the run next (``resume``, ``abort``, a restart's recovery) finishes it with the
-same reason. A retry first looks for this run's rollback envelope: once it is
-appended the rows were restored (rollback restores first), so they are not
-restored a second time, and an equal envelope is never appended twice. An undo
+same reason. ``rollback`` itself first looks for this run's rollback envelope:
+once it is appended the rows were restored (rollback restores first), so they
+are not restored a second time, no second envelope is appended, and only the
+entry's anchor is recorded (again). An undo
 that fails (the store is down, the backup unreadable) leaves the run in
 ROLLBACK_PENDING with the attempt's ``error_id`` in its stop message.
 
@@ -44,7 +45,7 @@ import msgspec
 from cutter.errors import MESSAGE_LIMIT, new_error_id, one_line
 from cutter.failpoints import failpoint
 from cutter.kbdocs import StopDoc, stop_doc_id
-from cutter.ledger import LedgerEntry, LedgerEnvelope, RollbackEnvelope
+from cutter.ledger import LedgerEntry, LedgerEnvelope
 from cutter.logs import Logger
 from cutter.mode import Mode
 from cutter.phases import Services, rollback
@@ -112,13 +113,13 @@ class RunStops:
         failpoint("undo:pending")
         if unreadable is not None:
             return pending  # the store is down: whoever takes the run next decides
-        return await self._finish(pending, retry=False)
+        return await self._finish(pending)
 
     async def finish(self, sidecar: Sidecar) -> Sidecar:
         """Finish undoing a ROLLBACK_PENDING run (a retry); it stays pending if it fails."""
-        return await self._finish(sidecar, retry=True)
+        return await self._finish(sidecar)
 
-    async def _finish(self, sidecar: Sidecar, *, retry: bool) -> Sidecar:
+    async def _finish(self, sidecar: Sidecar) -> Sidecar:
         undo = sidecar.undo
         if sidecar.state is not RunState.ROLLBACK_PENDING or undo is None:
             raise RuntimeError(f"run {sidecar.run_id} is {sidecar.state}, not being undone")
@@ -126,9 +127,14 @@ class RunStops:
         try:
             if not undo.checked:
                 writes, _ = await self._writes(sidecar)
-            if writes is _Writes.UNDO and not (retry and await self._rolled_back(sidecar, undo)):
+            if writes is _Writes.UNDO:
+                # rollback is itself safe to repeat: once this run's rollback entry is
+                # in the ledger it restores nothing again and only (re)records its anchor.
                 await rollback(
-                    _target_for_undo(self.services.target), _view(sidecar, undo), undo.reason
+                    _target_for_undo(self.services.target),
+                    _view(sidecar, undo),
+                    undo.reason,
+                    kb=self.services.kb,
                 )
                 failpoint("undo:recorded")
         except Exception as exc:
@@ -192,15 +198,6 @@ class RunStops:
         if Pin.CHANGE_SET_ID in pins or await target.ius.change_set(change_set_id):
             return _Writes.UNDO, change_set_id
         return _Writes.NONE, ""
-
-    async def _rolled_back(self, sidecar: Sidecar, undo: Undo) -> bool:
-        """This run's rollback envelope is in the ledger already (so its rows were restored)."""
-        return any(
-            isinstance(e.envelope, RollbackEnvelope)
-            and e.envelope.run_id == sidecar.run_id
-            and e.envelope.change_set_id == undo.change_set_id
-            for e in await self.services.target.ledger.entries()
-        )
 
     def _failed(self, event: str, exc: Exception) -> str:
         error_id = new_error_id()

@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Values and decisions: plain functions over frozen values, no I/O framework.
 PURE_MODULES = [
+    "anchors",
     "approvals",
     "canonical",
     "codec",

@@ -299,22 +299,20 @@ class PgLedger:
         with domain_errors("ledger read"):
             return [_entry(r) for r in await self.pool.fetch(q.LEDGER_ALL)]
 
-    async def verify(self) -> str:
-        """Verify the chain over the stored bytes; the head hash, or ``ChainBroken``."""
+    async def stored(self) -> list[StoredEntry]:
+        """Every row as stored, in ``seq`` order (``LedgerReader``)."""
         with domain_errors("ledger verify"):
             rows = await self.pool.fetch(q.LEDGER_ALL)
-        return verify_stored(
-            [
-                StoredEntry(
-                    r["seq"],
-                    r["prev_hash"],
-                    r["entry_hash"],
-                    bytes(r["envelope"]),
-                    r["envelope_sha"],
-                )
-                for r in rows
-            ]
-        )
+        return [
+            StoredEntry(
+                r["seq"], r["prev_hash"], r["entry_hash"], bytes(r["envelope"]), r["envelope_sha"]
+            )
+            for r in rows
+        ]
+
+    async def verify(self) -> str:
+        """Verify the chain over the stored bytes; the head hash, or ``ChainBroken``."""
+        return verify_stored(await self.stored())
 
 
 class PgGrantProbe:

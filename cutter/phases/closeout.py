@@ -1,9 +1,15 @@
-"""closeout: the closeout report, the runs-index entry, the final pins."""
+"""closeout: the closeout report, the runs-index entry, the final pins.
+
+A live run's cut must still stand in the ledger where its anchor says
+(docs/ledger.md §8) before the run may report CLOSEOUT_REPORTED.
+"""
 
 from __future__ import annotations
 
+from cutter.anchoring import confirm_cut_anchor
 from cutter.errors import StopVerifyFailed
 from cutter.kbdocs import CloseoutReport, RunsIndexEntry, closeout_doc_id, runs_index_id
+from cutter.mode import Mode
 from cutter.phases.context import PhaseContext, PhaseOutput
 from cutter.states import RunState
 from cutter.walk import PHASES, Phase, Pin
@@ -22,6 +28,11 @@ async def closeout(ctx: PhaseContext) -> PhaseOutput:
                 missing.append(phase.value)
     if missing:
         raise StopVerifyFailed(f"phase docs missing from the KB: {', '.join(missing)}")
+    anchor = None
+    if sidecar.mode is Mode.LIVE:
+        anchor = await confirm_cut_anchor(
+            kb, ctx.services.target.ledger, sidecar.run_id, ctx.pin_str(Pin.MANIFEST_ENVELOPE_ID)
+        )
     now = ctx.services.clock()
     report_id = closeout_doc_id(sidecar.run_id)
     await kb.put(
@@ -34,6 +45,7 @@ async def closeout(ctx: PhaseContext) -> PhaseOutput:
             phase_docs=tuple(sidecar.phase_docs[p] for p in earlier),
             approvals=tuple(u.approval_kb_id for g in sidecar.gates for u in g.uses),
             closed_at=now,
+            ledger_anchor=anchor,
         ),
     )
     await kb.put(
@@ -51,5 +63,6 @@ async def closeout(ctx: PhaseContext) -> PhaseOutput:
     )
     return PhaseOutput(
         pins={Pin.ALL_PHASE_DOCS_UPLOADED: True, Pin.SIDECAR_STATE_FINAL: "success"},
-        note=f"closeout report {report_id}",
+        note=f"closeout report {report_id}"
+        + (f"; cut anchored at ledger entry {anchor.seq}" if anchor else ""),
     )

@@ -1,17 +1,24 @@
 """cut_leg_a, leg_b_record, lifecycle_enact, and rollback: the phases that write.
 
 Each is idempotent: run twice, it writes nothing new and returns the same pins.
+A live run anchors each ledger entry it appends (docs/ledger.md §8): the entry
+first, then its anchor, so a replay after a crash in between finds the entry
+(appends are idempotent) and records the anchor of exactly that entry.
 """
 
 from __future__ import annotations
 
+from cutter.anchoring import record_anchor
+from cutter.anchors import anchor_of
 from cutter.errors import StopVerifyFailed
 from cutter.failpoints import failpoint
-from cutter.ledger import CutEnvelope, RollbackEnvelope
+from cutter.kbdocs import LedgerAnchor
+from cutter.ledger import CutEnvelope, LedgerEntry, RollbackEnvelope
+from cutter.mode import Mode
 from cutter.phases.context import PhaseContext, PhaseOutput
 from cutter.phases.safety import snapshot
 from cutter.plan import change_set_id_for, staged_rows
-from cutter.ports import Target
+from cutter.ports import KnowledgeBase, Ledger, Target
 from cutter.sidecar import Sidecar
 from cutter.walk import Pin
 
@@ -48,6 +55,16 @@ async def leg_b_record(ctx: PhaseContext) -> PhaseOutput:
             iu_count=len(manifest.ius),
         )
     )
+    failpoint("leg_b:appended")
+    if ctx.sidecar.mode is Mode.LIVE:  # a dry run's entry is in a sandbox thrown away
+        anchor = anchor_of(entry)
+        held = await record_anchor(ctx.services.kb, anchor)
+        if held != anchor:
+            raise StopVerifyFailed(
+                f"this run's cut was anchored at ledger entry {held.seq} "
+                f"({held.entry_hash[:12]}…); the ledger now returns entry {entry.seq} "
+                f"({entry.entry_hash[:12]}…)"
+            )
     return PhaseOutput(
         pins={Pin.MANIFEST_ENVELOPE_ID: entry.entry_hash},
         note=f"ledger entry {entry.seq} recorded",
@@ -69,21 +86,55 @@ async def lifecycle_enact(ctx: PhaseContext) -> PhaseOutput:
     )
 
 
-async def rollback(target: Target, sidecar: Sidecar, reason: str) -> bool:
-    """Put the document's rows back as the backup holds them. True if anything was undone."""
+async def rollback(
+    target: Target, sidecar: Sidecar, reason: str, *, kb: KnowledgeBase | None = None
+) -> LedgerAnchor | None:
+    """Put the document's rows back as the backup holds them and record the rollback in
+    the ledger. Returns the ledger entry's anchor, or None when nothing was undone (no
+    change set yet); an anchor is truthy, so ``if await rollback(...)`` still reads
+    "anything undone".
+
+    With ``kb``, a live run's anchor is recorded there too (a dry run's entry is in its
+    sandbox, never anchored): callers pass ``kb=services.kb``. Safe to call again after
+    a crash at any point, even with another ``reason``: the rows are restored before
+    the entry is appended, so once the run's rollback entry of this change set is in
+    the ledger nothing is restored again (rows written since then are left alone) and
+    that entry, with its first reason, is the one anchored; an anchor recorded before
+    is kept."""
     pins = sidecar.pins
     if Pin.CHANGE_SET_ID not in pins or Pin.BACKUP_ID not in pins:
-        return False
-    backup = await target.ius.load_backup(str(pins[Pin.BACKUP_ID]))
-    await target.ius.restore(backup)
-    await target.ledger.append(
-        RollbackEnvelope(
-            run_id=sidecar.run_id,
-            doc_id=sidecar.doc_id,
-            sv_id=str(pins[Pin.SOURCE_VERSION_ID]),
-            change_set_id=str(pins[Pin.CHANGE_SET_ID]),
-            backup_id=backup.backup_id,
-            reason=reason,
+        return None
+    change_set_id = str(pins[Pin.CHANGE_SET_ID])
+    entry = await _rollback_entry(target.ledger, sidecar.run_id, change_set_id)
+    if entry is None:
+        backup = await target.ius.load_backup(str(pins[Pin.BACKUP_ID]))
+        await target.ius.restore(backup)
+        entry = await target.ledger.append(
+            RollbackEnvelope(
+                run_id=sidecar.run_id,
+                doc_id=sidecar.doc_id,
+                sv_id=str(pins[Pin.SOURCE_VERSION_ID]),
+                change_set_id=change_set_id,
+                backup_id=backup.backup_id,
+                reason=reason,
+            )
         )
-    )
-    return True
+    anchor = anchor_of(entry)
+    if kb is not None and sidecar.mode is Mode.LIVE:
+        # A differing anchor recorded before is kept (and logged): it is evidence that
+        # the ledger changed, which verify-ledger reports.
+        await record_anchor(kb, anchor)
+    return anchor
+
+
+async def _rollback_entry(ledger: Ledger, run_id: str, change_set_id: str) -> LedgerEntry | None:
+    """The run's rollback entry of this change set, if the ledger has one."""
+    for entry in await ledger.entries():
+        held = entry.envelope
+        if (
+            isinstance(held, RollbackEnvelope)
+            and held.run_id == run_id
+            and held.change_set_id == change_set_id
+        ):
+            return entry
+    return None

@@ -64,21 +64,20 @@ class FileLedger:
         data = await anyio.to_thread.run_sync(read_bytes, self._path)
         return [entry for _, entry in self._parse(data)]
 
+    async def stored(self) -> list[StoredEntry]:
+        """Every line as stored (``LedgerReader``); a line that does not decode raises
+        ``CorruptRecord`` naming it."""
+        data = await anyio.to_thread.run_sync(read_bytes, self._path)
+        return [
+            StoredEntry(
+                line.seq, line.prev_hash, line.entry_hash, bytes(line.envelope), line.envelope_sha
+            )
+            for line in self._lines(data)
+        ]
+
     async def verify(self) -> str:
         """Verify the chain over the stored bytes; the head hash, or ``ChainBroken``."""
-        data = await anyio.to_thread.run_sync(read_bytes, self._path)
-        return verify_stored(
-            [
-                StoredEntry(
-                    line.seq,
-                    line.prev_hash,
-                    line.entry_hash,
-                    bytes(line.envelope),
-                    line.envelope_sha,
-                )
-                for line in self._lines(data)
-            ]
-        )
+        return verify_stored(await self.stored())
 
     def _lines(self, data: bytes | None) -> list[LedgerLine]:
         if not data:
@@ -124,7 +123,8 @@ class FileLedger:
         return entry
 
 
-if TYPE_CHECKING:  # the store satisfies its port (checked by mypy, free at run time)
-    from cutter.ports import Ledger
+if TYPE_CHECKING:  # the store satisfies its ports (checked by mypy, free at run time)
+    from cutter.ports import Ledger, LedgerReader
 
     _ledger: Ledger = FileLedger(Path())
+    _reader: LedgerReader = FileLedger(Path())

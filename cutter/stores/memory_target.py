@@ -10,9 +10,9 @@ from collections.abc import Iterable, Sequence
 
 import msgspec
 
-from cutter.canonical import sha256_hex
+from cutter.canonical import canonical, sha256_hex
 from cutter.errors import CorruptRecord, StopVerifyFailed, UnknownDocument
-from cutter.ledger import LedgerEntry, LedgerEnvelope, next_entry
+from cutter.ledger import LedgerEntry, LedgerEnvelope, StoredEntry, next_entry
 from cutter.records import REQUIRED_GRANTS, Backup, IURow, IUState, SourceVersion, WriterGrants
 
 
@@ -135,6 +135,12 @@ class InMemoryLedger:
 
     async def entries(self) -> list[LedgerEntry]:
         return list(self._entries)
+
+    async def stored(self) -> list[StoredEntry]:
+        return [
+            StoredEntry(e.seq, e.prev_hash, e.entry_hash, canonical(e.envelope))
+            for e in self._entries
+        ]
 
 
 class StaticGrantProbe:

@@ -30,6 +30,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from cutter.anchoring import verify_ledger
+from cutter.anchors import describe
 from cutter.canonical import sha256_hex
 from cutter.client import Client, DaemonUnavailable
 from cutter.discovery import TextDiscoverer
@@ -503,8 +505,13 @@ async def final_state(state_dir: Path, run_id: str) -> OnDisk:
         backup = await ius.load_backup(str(pins[Pin.BACKUP_ID]))
         assert backup.backup_id == pins[Pin.BACKUP_ID]
 
-    # The ledger verifies over its stored bytes; its entries are this run's.
+    # The ledger verifies over its stored bytes; its entries are this run's, and each
+    # is where the anchor this run recorded for it says.
     head = await ledger.verify()
+    report = await verify_ledger(ledger, kb)
+    assert report.ok, describe(report)
+    if sidecar.mode is Mode.LIVE:
+        assert report.unanchored == (), describe(report)
     entries = await ledger.entries()
     if entries:
         assert head == entries[-1].entry_hash
@@ -583,12 +590,15 @@ async def final_state(state_dir: Path, run_id: str) -> OnDisk:
     )
 
 
-def expected_kb_docs(*, closed: bool = True) -> frozenset[tuple[str, str]]:
-    """The KB docs of a whole walk: 11 phase docs, 2 requests, 2 approvals, closeout, index."""
+def expected_kb_docs(*, closed: bool = True, live: bool = False) -> frozenset[tuple[str, str]]:
+    """The KB docs of a whole walk: 11 phase docs, 2 requests, 2 approvals, closeout, index,
+    and a live run's ledger anchor of its cut."""
     docs = {(f"runs/<run>/phases/{n:02d}-{p.value}", "PhaseDoc") for n, p in enumerate(PHASES, 1)}
     for gate in Gate:
         docs.add((f"runs/<run>/gates/{gate.value}/request", "SovereignRequest"))
         docs.add((f"approvals/<run>/{gate.value}", "Approval"))
     if closed:
         docs |= {("runs/<run>/closeout", "CloseoutReport"), ("runs-index/<run>", "RunsIndexEntry")}
+    if live:
+        docs.add(("ledger-anchors/<run>/cut", "LedgerAnchor"))
     return frozenset(docs)

@@ -1,13 +1,15 @@
 """Crash and restart of the real daemon on the embedded file stores.
 
 Every failpoint of a LIVE walk (each phase's ``before:``/``after:``, ``leg_a:mid``,
-``leg_a:written``, ``enact:mid``) makes the daemon ``os._exit(137)`` there, exactly
+``leg_a:written``, ``leg_b:appended``, ``enact:mid``, and an approval's
+``consume:journaled`` at each gate) makes the daemon ``os._exit(137)`` there, exactly
 like ``kill -9``. The test then restarts it without the failpoint, lets it recover,
 finishes whatever approvals remain, and compares the final state with one
-uninterrupted walk: same IUs, same ledger (verified, same entries), same KB docs,
-exactly two consumed approvals, every sidecar and KB doc decoding. Also: SIGTERM in
-the middle of a phase drains (exit 0, run RUNNING on disk, a restart continues it),
-and a kill -9 while a run waits at a gate leaves it waiting.
+uninterrupted walk: same IUs, same ledger (verified, same entries, each where its
+run's anchor says), same KB docs, exactly two consumed approvals, every sidecar and KB
+doc decoding. Also: SIGTERM in the middle of a phase drains (exit 0, run RUNNING on
+disk, a restart continues it), and a kill -9 while a run waits at a gate leaves it
+waiting.
 
 A LIVE run that fails after leg A (rejected at SG_2, or drift at SG_2: a new version
 published during the pause) is killed at each failpoint of its undo (``undo:pending``,
@@ -67,7 +69,11 @@ LIVE = "--enable-execution"
 
 # Every failpoint, in the order a walk reaches them. An approval's consumption is
 # recorded before the walk past its gate: "consume:journaled" is SG_1's, "@2" SG_2's.
-_INSIDE = {Phase.CUT_LEG_A: ("leg_a:mid", "leg_a:written"), Phase.LIFECYCLE_ENACT: ("enact:mid",)}
+_INSIDE = {
+    Phase.CUT_LEG_A: ("leg_a:mid", "leg_a:written"),
+    Phase.LEG_B_RECORD: ("leg_b:appended",),
+    Phase.LIFECYCLE_ENACT: ("enact:mid",),
+}
 _CONSUMED = {Phase.CUT_LEG_A: "consume:journaled", Phase.LIFECYCLE_ENACT: "consume:journaled@2"}
 FAILPOINTS: tuple[str, ...] = tuple(
     point
@@ -96,6 +102,8 @@ def phase_of(point: str) -> Phase:
             return phase
     if point.startswith("leg_a:"):
         return Phase.CUT_LEG_A
+    if point.startswith("leg_b:"):
+        return Phase.LEG_B_RECORD
     if point.startswith("enact:"):
         return Phase.LIFECYCLE_ENACT
     return Phase(point.split(":", 1)[1])
@@ -111,8 +119,8 @@ def step_of(point: str) -> int:
 
 
 def test_the_matrix_covers_every_failpoint() -> None:
-    assert len(FAILPOINTS) == 2 * len(PHASES) + 5 == 27
-    assert len(set(FAILPOINTS)) == 27
+    assert len(FAILPOINTS) == 2 * len(PHASES) + 6 == 28
+    assert len(set(FAILPOINTS)) == 28
     assert [step_of(p) for p in ("after:grant_probe", "before:cut_leg_a", "leg_a:mid")] == [0, 1, 1]
     assert [step_of(p) for p in ("after:write_verify", "enact:mid", "after:closeout")] == [1, 2, 2]
     assert [step_of(p) for p in ("consume:journaled", "consume:journaled@2")] == [1, 2]
@@ -178,7 +186,7 @@ def reference(published: Path, tmp_path_factory: pytest.TempPathFactory) -> OnDi
     assert {row[-1] for row in final.ius} == {"active"}
     assert [entry[1] for entry in final.ledger] == ["CutEnvelope"]
     assert final.source_cut
-    assert final.kb_docs == expected_kb_docs()
+    assert final.kb_docs == expected_kb_docs(live=True)
     assert final.consumed == ("approvals/<run>/SG_1", "approvals/<run>/SG_2")
     assert on_disk.refusal_codes == ("APPROVAL_CONSUMED_ALREADY",)
     return on_disk

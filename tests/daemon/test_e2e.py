@@ -140,7 +140,7 @@ async def test_socket_live_walk_through_both_gates_to_closeout(
     assert {row[-1] for row in final.ius} == {"active"}
     assert [entry[1] for entry in final.ledger] == ["CutEnvelope"]
     assert final.source_cut
-    assert final.kb_docs == expected_kb_docs()
+    assert final.kb_docs == expected_kb_docs(live=True)
     assert len(on_disk.consumed_ids) == 2
     assert on_disk.refusal_codes == ("APPROVAL_CONSUMED_ALREADY", "APPROVAL_SELF")
 
@@ -220,6 +220,11 @@ async def test_socket_reject_at_sg2_rolls_the_live_writes_back(
     assert on_disk.final.ius == ()  # the backup held no rows
     assert [entry[1] for entry in on_disk.final.ledger] == ["CutEnvelope", "RollbackEnvelope"]
     assert not on_disk.final.source_cut
+    anchors = {d for d in on_disk.final.kb_docs if d[1] == "LedgerAnchor"}
+    assert anchors == {
+        ("ledger-anchors/<run>/cut", "LedgerAnchor"),
+        ("ledger-anchors/<run>/rollback", "LedgerAnchor"),
+    }
 
 
 @pytest.mark.anyio
@@ -250,7 +255,7 @@ async def test_approve_script_releases_both_gates(
         assert run.state is after
     assert await anyio.to_thread.run_sync(daemon.stop) == 0
     on_disk = await final_state(state, run.run_id)
-    assert on_disk.final.kb_docs == expected_kb_docs()
+    assert on_disk.final.kb_docs == expected_kb_docs(live=True)
     assert len(on_disk.consumed_ids) == 2
 
 
@@ -309,7 +314,7 @@ def test_stdio_live_walk_to_closeout(tmp_path: Path) -> None:
     assert on_disk.final.state is RunState.CLOSEOUT_REPORTED
     assert len(on_disk.final.ius) == SAMPLE_UNITS
     assert {row[-1] for row in on_disk.final.ius} == {"active"}
-    assert on_disk.final.kb_docs == expected_kb_docs()
+    assert on_disk.final.kb_docs == expected_kb_docs(live=True)
     assert len(on_disk.consumed_ids) == 2
 
 
@@ -350,7 +355,7 @@ def test_stdio_end_of_input_drains_a_walk_and_a_restart_continues_it(tmp_path: P
         assert daemon.close() == 0
     on_disk = anyio.run(final_state, state, run.run_id)
     assert len(on_disk.final.ius) == SAMPLE_UNITS
-    assert on_disk.final.kb_docs == expected_kb_docs()
+    assert on_disk.final.kb_docs == expected_kb_docs(live=True)
     assert len(on_disk.consumed_ids) == 2
 
 

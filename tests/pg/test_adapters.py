@@ -19,6 +19,7 @@ import asyncpg
 import msgspec
 import pytest
 
+from cutter.canonical import canonical
 from cutter.errors import (
     ApprovalConsumedAlready,
     CorruptRecord,
@@ -33,6 +34,7 @@ from cutter.pg.connect import StoreUnavailable, create_pool
 from cutter.pg.locks import PgDocumentLocks
 from cutter.pg.records import PgKillSwitch
 from cutter.pg.target import PgGrantProbe, PgLedger
+from cutter.ports import LedgerReader
 from cutter.records import REQUIRED_GRANTS, Backup, IUState
 from cutter.stores.file_target import FileLedger
 from cutter.stores.locks import InProcessDocumentLocks
@@ -383,6 +385,16 @@ async def test_an_envelope_appended_twice_is_one_entry(target: TargetUnderTest) 
     assert await target.ledger.entries() == [one, two, three]
     if target.db is not None:
         assert await admin_fetchval(target.db.admin_dsn, "SELECT count(*) FROM ledger") == 3
+
+
+async def test_stored_reads_every_entry_as_stored(target: TargetUnderTest) -> None:
+    """What verify-ledger reads: the envelope as its stored (canonical) bytes."""
+    assert isinstance(target.ledger, LedgerReader)
+    assert await target.ledger.stored() == []
+    appended = [await target.ledger.append(e) for e in envelopes()]
+    assert [
+        (s.seq, s.prev_hash, s.entry_hash, s.envelope) for s in await target.ledger.stored()
+    ] == [(e.seq, e.prev_hash, e.entry_hash, canonical(e.envelope)) for e in appended]
 
 
 async def test_an_empty_ledger_verifies_to_genesis(target: TargetUnderTest) -> None:

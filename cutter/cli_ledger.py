@@ -1,0 +1,62 @@
+"""``cutter verify-ledger``: the ledger's chain and every run's anchor, checked.
+
+Reads the stores directly (no daemon needed; a running daemon may go on
+writing): the file ledger and KB under ``--state-dir``, or the ``ledger`` and
+``kb_docs`` tables at ``--dsn`` (a reader's login is enough). Prints what holds
+and, run by run, every anchored entry that is missing or changed; exits 1 when
+anything is wrong. Design and limits: docs/ledger.md §8.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import click
+import msgspec
+
+from cutter.anchors import LedgerReport, describe
+
+
+async def verify_stores(state_dir: Path, dsn: str | None) -> LedgerReport:
+    from cutter.anchoring import verify_ledger
+
+    if dsn is None:
+        from cutter.errors import InputError
+        from cutter.stores.file_target import FileLedger
+        from cutter.stores.files import FileKnowledgeBase
+
+        if not await anyio.Path(state_dir).is_dir():
+            raise InputError(f"no state directory {state_dir}")
+        ledger = FileLedger(state_dir / "target" / "ledger")
+        return await verify_ledger(ledger, FileKnowledgeBase(state_dir / "kb"))
+    from cutter.pg.connect import create_pool
+    from cutter.pg.records import PgKnowledgeBase
+    from cutter.pg.target import PgLedger
+
+    pool = await create_pool(dsn, min_size=0, max_size=1)
+    try:
+        return await verify_ledger(PgLedger(pool), PgKnowledgeBase(pool))
+    finally:
+        await pool.close()
+
+
+def register(group: click.Group) -> None:
+    from cutter.cli import _run, store_options
+
+    @group.command("verify-ledger")
+    @store_options("The embedded stores' directory (ignored with --dsn).")
+    @click.option("--json", "as_json", is_flag=True, help="The report as one JSON object.")
+    def verify_ledger(state_dir: Path, dsn: str | None, as_json: bool) -> None:
+        """Check the ledger's hash chain and, against it, the anchor every live run
+        recorded for its cut and rollback: name each run whose entry is missing or
+        changed. Exit status 1 when anything is wrong."""
+        report = _run(verify_stores, state_dir, dsn)
+        if as_json:
+            data = {"ok": report.ok, **msgspec.to_builtins(report)}
+            click.echo(msgspec.json.encode(data).decode())
+        else:
+            for line in describe(report):
+                click.echo(line)
+        if not report.ok:
+            raise SystemExit(1)
