@@ -1,0 +1,101 @@
+"""Warnings name each unit at its own line: a numbering warning names two different
+units, the later one at a later line, and headings after a stop line come after it."""
+
+from __future__ import annotations
+
+import re
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from cutter.discovery import discover
+
+# Heading lines built from the pieces the profiles tell apart: ATX marks (or none, or
+# too many), a parenthesised prefix, a family keyword (or a structural one, or none),
+# a numeral, and a tail a plain heading may or may not have.
+_ATX = st.sampled_from(["", "", "# ", "## ", "### ", "###### ", "####### ", " # ", "#"])
+_PREFIX = st.sampled_from(["", "", "() ", "(XXXX) "])
+_KEYWORD = st.sampled_from(
+    [
+        *("Art ", "Art.", "Article ", "ARTICLE ", "Artikel ", "§ ", "§§ ", "Section ", "Sec. "),
+        *("Chapter ", "Kapitel ", "Điều ", "Chương ", "Mục ", "Part ", "Title ", "Teil "),
+        *("Anhang ", "ANNEX", "Phần thứ ", ""),
+    ]
+)
+_NUMERAL = st.sampled_from(
+    ["0", "1", "2", "3", "12a", "IV", "THREE", "4.1", "88-1", "1er", "5 bis", "74a und 75"]
+)
+_TAIL = st.sampled_from(["", ".", ". Title", " Title", ": Foo", " - Bar", " of the Act", " #"])
+_OTHER = st.sampled_from(
+    [
+        *("", "", "body text", "===", "---", "```", "1. clause", "2. clause", "# Title"),
+        *("Done at Rome.", "XÁC THỰC VĂN BẢN HỢP NHẤT", "Luật này đã được Quốc hội thông qua"),
+        *("## Annex", "ANNEX I", "\ufeff", "\xa0", "e\u0301"),
+    ]
+)
+_HEADING = st.builds("".join, st.tuples(_ATX, _PREFIX, _KEYWORD, _NUMERAL, _TAIL))
+_LINE = st.one_of(_HEADING, _HEADING, _OTHER, st.text(max_size=6))
+documents = st.one_of(
+    st.builds(
+        lambda lines, eol, final: (eol.join(lines) + (eol if final else "")).encode(
+            "utf-8", "surrogatepass"
+        ),
+        st.lists(_LINE, max_size=14),
+        st.sampled_from(["\n", "\n", "\r\n"]),
+        st.booleans(),
+    ),
+    st.binary(max_size=200),
+)
+
+# A unit at offset 0 was reported at the line of whichever unit was asked about
+# before it (and every line counted from there on was off too).
+ART_AND_SECTION = b"# () Art 0\n# Section 0"
+REPEATED = b"Article 1\nArticle 1"
+OUT_OF_ORDER = b"Article 1\nArticle 3\nArticle 2"
+STOP_FIRST = "XÁC THỰC VĂN BẢN HỢP NHẤT\nĐiều 1. A\nĐiều 2. B".encode()
+
+
+_SEQUENCE = re.compile(
+    r"^[^:]+: (?P<n>.+) \(line (?P<a>\d+)\) after (?P<m>.+) \(line (?P<b>\d+)\)$"
+)
+_AFTER_STOP = re.compile(
+    r"^\d+ unit headings after the stop line (?P<stop>\d+) \(.*\) are not units: "
+    r"lines (?P<lines>[\d, …]+)$"
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(documents)
+@example(ART_AND_SECTION)
+@example(REPEATED)
+@example(OUT_OF_ORDER)
+@example(STOP_FIRST)
+def test_a_warning_names_each_unit_at_its_own_line(data: bytes) -> None:
+    found = discover(data)
+    units = {
+        (c.number, data.count(b"\n", 0, c.start) + 1) for c in found.candidates if c.kind == "unit"
+    }
+    for warning in found.warnings:
+        pair = _SEQUENCE.match(warning)
+        if pair is not None:
+            later, earlier = (pair["n"], int(pair["a"])), (pair["m"], int(pair["b"]))
+            assert later[1] > earlier[1], warning
+            assert later in units, (warning, units)
+            assert earlier in units, (warning, units)
+        stopped = _AFTER_STOP.match(warning)
+        if stopped is not None:
+            lines = [int(n) for n in stopped["lines"].split(", ") if n != "…"]
+            assert min(lines) > int(stopped["stop"]), warning
+
+
+def test_warnings_name_the_line_of_each_unit() -> None:
+    # Offset 0 is line 1 however many lines were numbered before it.
+    assert discover(REPEATED).warnings == ("duplicate unit number: 1 (line 2) after 1 (line 1)",)
+    assert discover(OUT_OF_ORDER).warnings == (
+        "gap in unit numbers, 2 missing: 3 (line 2) after 1 (line 1)",
+        "unit number out of order: 2 (line 3) after 3 (line 2)",
+    )
+    assert discover(STOP_FIRST).warnings[0] == (
+        "2 unit headings after the stop line 1 ('XÁC THỰC VĂN BẢN HỢP NHẤT') "
+        "are not units: lines 2, 3"
+    )
