@@ -1,5 +1,9 @@
-"""Warnings name each unit at its own line: a numbering warning names two different
-units, the later one at a later line, and headings after a stop line come after it."""
+"""One cut for the same bytes, whichever way in.
+
+``discover(data)``, ``discover(data, infer_profile(data))`` and the
+``TextDiscoverer`` must give the same candidates, profile and warnings for every
+input; and a numbering warning names two different units, each at its own line.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import re
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from cutter.discovery import discover
+from cutter.discovery import TextDiscoverer, discover, infer_profile, markdown_profile
 
 # Heading lines built from the pieces the profiles tell apart: ATX marks (or none, or
 # too many), a parenthesised prefix, a family keyword (or a structural one, or none),
@@ -47,12 +51,28 @@ documents = st.one_of(
     st.binary(max_size=200),
 )
 
-# A unit at offset 0 was reported at the line of whichever unit was asked about
-# before it (and every line counted from there on was off too).
+# The inputs that broke it: an ``Art`` label behind ``()`` counted as the other
+# headings' family (so the inferred profile cut it as structure while ``discover``
+# reused a scan that cut it as a unit), and a unit at offset 0 reported at the line
+# of whichever unit was asked about before it.
 ART_AND_SECTION = b"# () Art 0\n# Section 0"
+PARAGRAPH_AMONG_ARTS = b"Art 0\n# Art 0\n# () \xc2\xa7 0"
 REPEATED = b"Article 1\nArticle 1"
 OUT_OF_ORDER = b"Article 1\nArticle 3\nArticle 2"
 STOP_FIRST = "XÁC THỰC VĂN BẢN HỢP NHẤT\nĐiều 1. A\nĐiều 2. B".encode()
+
+
+@settings(max_examples=300, deadline=None)
+@given(documents)
+@example(ART_AND_SECTION)
+@example(PARAGRAPH_AMONG_ARTS)
+@example(REPEATED)
+@example(b"")
+def test_every_way_in_gives_one_cut(data: bytes) -> None:
+    found = discover(data)
+    assert discover(data, infer_profile(data)) == found
+    assert TextDiscoverer().explain(data) == found
+    assert tuple(TextDiscoverer().discover(data)) == found.candidates
 
 
 _SEQUENCE = re.compile(
@@ -86,6 +106,30 @@ def test_a_warning_names_each_unit_at_its_own_line(data: bytes) -> None:
         if stopped is not None:
             lines = [int(n) for n in stopped["lines"].split(", ") if n != "…"]
             assert min(lines) > int(stopped["stop"]), warning
+
+
+def test_an_art_and_a_section_heading_are_two_units_of_one_level() -> None:
+    # One ``Art`` and one ``Section`` heading: no family has the two headings Markdown
+    # by label needs, so the document is cut at its one heading level, both units.
+    assert infer_profile(ART_AND_SECTION) == markdown_profile(1, group_levels=())
+    found = discover(ART_AND_SECTION)
+    assert [(c.label, c.number, c.start) for c in found.candidates] == [
+        ("() Art 0", "0", 0),
+        ("Section 0", "0", 11),
+    ]
+    assert found.warnings == ("duplicate unit number: 0 (line 2) after 0 (line 1)",)
+
+
+def test_a_parenthesised_label_counts_for_its_own_family() -> None:
+    # One ``# Art`` and one ``# () §`` heading: no Markdown family has two (the ``§``
+    # is no ``Art`` for sitting behind ``()``), so plain ``Art`` headings win, the
+    # ATX one among them, and the ``§`` line is body text.
+    found = discover(PARAGRAPH_AMONG_ARTS)
+    assert found.profile == "plain"
+    assert [(c.label, c.start, c.end) for c in found.candidates] == [
+        ("Art 0", 0, 6),
+        ("Art 0", 6, len(PARAGRAPH_AMONG_ARTS)),
+    ]
 
 
 def test_warnings_name_the_line_of_each_unit() -> None:
