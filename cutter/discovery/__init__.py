@@ -12,7 +12,9 @@ by label, Markdown by level, numbered clauses.
 
 One cut per bytes: ``discover(data)`` is ``discover(data, infer_profile(data))``
 by construction (the inferred profile goes through the same cut, from its own
-scan).
+scan), and it is the only way bytes become candidates for a run: the
+``TextDiscoverer`` of the mark and cutplan phases (whose manifest leg A writes)
+and ``cutter plan`` both call it, with no profile to choose.
 
 Decisions (where the corpus ground truth leaves a choice):
 

@@ -74,13 +74,12 @@ def _trailer_scanner(profile: Profile) -> Scanner | None:
 
 
 class TextDiscoverer:
-    """A ``cutter.ports.Discoverer`` over ``discover`` with a fixed (or inferred) profile."""
-
-    def __init__(self, profile: Profile | None = None) -> None:
-        self.profile = profile
+    """The ``cutter.ports.Discoverer`` of every run: ``discover(data)``, the inferred
+    profile, and nothing to configure, so the cut a run records is the cut
+    ``cutter plan`` shows for the same bytes."""
 
     def discover(self, data: bytes) -> Sequence[Candidate]:
-        return discover(data, self.profile).candidates
+        return discover(data).candidates
 
     def explain(self, data: bytes) -> Discovery:
-        return discover(data, self.profile)
+        return discover(data)

@@ -1,18 +1,40 @@
 """One cut for the same bytes, whichever way in.
 
-``discover(data)``, ``discover(data, infer_profile(data))`` and the
-``TextDiscoverer`` must give the same candidates, profile and warnings for every
-input; and a numbering warning names two different units, each at its own line.
+``discover(data)``, ``discover(data, infer_profile(data))``, the ``TextDiscoverer``
+a run's mark and cutplan phases call (leg A writes the manifest cutplan records,
+pinned by its digest) and ``cutter plan`` must give the same candidates, profile
+and warnings for every input; and a numbering warning names two different units,
+each at its own line.
 """
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+import anyio
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from cutter.cli_plan import plan_file
 from cutter.discovery import TextDiscoverer, discover, infer_profile, markdown_profile
+from cutter.errors import StopPlanInvalid
+from cutter.mode import Mode
+from cutter.phases import BODIES, PhaseContext, PhaseOutput, Services
+from cutter.ports import Target
+from cutter.records import Candidate, Manifest
+from cutter.sidecar import Sidecar, amend
+from cutter.states import RunState
+from cutter.stores.memory_records import InMemoryKnowledgeBase
+from cutter.stores.memory_target import (
+    InMemoryIUStore,
+    InMemoryLedger,
+    InMemorySources,
+    StaticGrantProbe,
+)
+from cutter.walk import Phase
+from tests._harness import FakeClock
 
 # Heading lines built from the pieces the profiles tell apart: ATX marks (or none, or
 # too many), a parenthesised prefix, a family keyword (or a structural one, or none),
@@ -62,6 +84,47 @@ OUT_OF_ORDER = b"Article 1\nArticle 3\nArticle 2"
 STOP_FIRST = "XÁC THỰC VĂN BẢN HỢP NHẤT\nĐiều 1. A\nĐiều 2. B".encode()
 
 
+async def _mark_and_cutplan(data: bytes) -> tuple[tuple[Candidate, ...], Manifest]:
+    """The candidates mark records and the manifest cutplan records for ``data``,
+    over in-memory stores and the ``TextDiscoverer`` every run uses."""
+    sources = InMemorySources()
+    sources.publish("doc", data, sv_id="sv-1")
+    clock = FakeClock()
+    services = Services(
+        target=Target(sources=sources, ius=InMemoryIUStore(), ledger=InMemoryLedger()),
+        kb=InMemoryKnowledgeBase(),
+        discoverer=TextDiscoverer(),
+        grants=StaticGrantProbe(),
+        clock=clock,
+    )
+    now = clock()
+    sidecar = Sidecar(
+        run_id="run-one-path",
+        doc_id="doc",
+        mode=Mode.DRY_RUN,
+        started_by="ann",
+        created_at=now,
+        updated_at=now,
+        state=RunState.RUNNING,
+    )
+    outputs: dict[Phase, PhaseOutput] = {}
+    for phase in (Phase.SOURCE_PIN, Phase.MARK, Phase.CUTPLAN):
+        out = await BODIES[phase](PhaseContext(sidecar, services))
+        sidecar = amend(sidecar, at=clock(), pins={**sidecar.pins, **out.pins})
+        outputs[phase] = out
+    manifest = outputs[Phase.CUTPLAN].manifest
+    assert manifest is not None
+    return outputs[Phase.MARK].candidates, manifest
+
+
+def _regions(manifest: Manifest) -> list[tuple[object, ...]]:
+    """What a reviewer reads of each planned IU (the ids depend on the document id)."""
+    return [
+        (iu.ordinal, iu.label, iu.kind, iu.start, iu.end, iu.region_sha, iu.number, iu.path)
+        for iu in manifest.ius
+    ]
+
+
 @settings(max_examples=300, deadline=None)
 @given(documents)
 @example(ART_AND_SECTION)
@@ -73,6 +136,16 @@ def test_every_way_in_gives_one_cut(data: bytes) -> None:
     assert discover(data, infer_profile(data)) == found
     assert TextDiscoverer().explain(data) == found
     assert tuple(TextDiscoverer().discover(data)) == found.candidates
+    shown = plan_file(Path("doc"), data)
+    assert (shown.profile, shown.warnings) == (found.profile, found.warnings)
+    if not found.candidates:
+        with pytest.raises(StopPlanInvalid):
+            anyio.run(_mark_and_cutplan, data)
+        assert shown.manifest.ius == ()
+        return
+    marked, manifest = anyio.run(_mark_and_cutplan, data)
+    assert marked == found.candidates
+    assert _regions(manifest) == _regions(shown.manifest)
 
 
 _SEQUENCE = re.compile(
