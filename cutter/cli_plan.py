@@ -3,6 +3,12 @@
 An operator checks a document before cutting it: ordinal, label, normalised
 number, structure path, byte range, size, region sha prefix, and the
 discoverer's warnings. ``--json`` prints the same as one JSON object.
+
+The cut shown is the one a run's mark and cutplan phases record and leg A
+writes: the same ``TextDiscoverer`` (``discover(data)``, the inferred profile)
+and the same ``build_manifest``. There is no profile to choose, because a run
+cannot be given one: a plan cut with another profile would show a reviewer
+units that no run makes.
 """
 
 from __future__ import annotations
@@ -28,12 +34,11 @@ class PlanReport(msgspec.Struct, frozen=True, kw_only=True):
     warnings: tuple[str, ...]
 
 
-def plan_file(path: Path, data: bytes, profile_name: str | None) -> PlanReport:
-    from cutter.discovery import PROFILES, discover
+def plan_file(path: Path, data: bytes) -> PlanReport:
+    from cutter.discovery import TextDiscoverer
     from cutter.plan import build_manifest
 
-    profile = None if profile_name is None else PROFILES[profile_name]
-    found = discover(data, profile)
+    found = TextDiscoverer().explain(data)
     doc_id = "plan"
     version = SourceVersion(
         doc_id=doc_id,
@@ -78,23 +83,15 @@ def show(report: PlanReport) -> None:
 
 
 def register(group: click.Group) -> None:
-    from cutter.discovery import PROFILES
-
     @group.command()
     @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-    @click.option(
-        "--profile",
-        type=click.Choice(sorted(PROFILES)),
-        default=None,
-        help="How to find units (default: inferred from the document).",
-    )
     @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of a table.")
-    def plan(path: Path, profile: str | None, as_json: bool) -> None:
+    def plan(path: Path, as_json: bool) -> None:
         """Show the units a cut of FILE would make, without starting a run."""
         from cutter.errors import CutterError
 
         try:
-            report = plan_file(path, path.read_bytes(), profile)
+            report = plan_file(path, path.read_bytes())
         except CutterError as exc:
             raise click.ClickException(f"{exc.code}: {exc.message}") from None
         if as_json:

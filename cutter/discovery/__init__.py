@@ -10,6 +10,12 @@ and trailing blanks (``cutter.discovery.combine``). ``profile=None`` infers the
 profile (``cutter.discovery.infer``): Vietnamese, Markdown by label, plain text
 by label, Markdown by level, numbered clauses.
 
+One cut per bytes: ``discover(data)`` is ``discover(data, infer_profile(data))``
+by construction (the inferred profile goes through the same cut, from its own
+scan), and it is the only way bytes become candidates for a run: the
+``TextDiscoverer`` of the mark and cutplan phases (whose manifest leg A writes)
+and ``cutter plan`` both call it, with no profile to choose.
+
 Decisions (where the corpus ground truth leaves a choice):
 
 - A unit's region starts at the first byte of its heading line (a BOM included)
@@ -30,7 +36,10 @@ Decisions (where the corpus ground truth leaves a choice):
 - Markdown by label: every ATX or setext heading labelled with the document's
   most frequent family (``### Art 1``, ``##### § 1``) is a unit, whatever its
   level; the other headings are the structure, the ATX level their depth. A
-  level-1 heading that occurs once is the title, not structure.
+  level-1 heading that occurs once is the title, not structure. Each label
+  counts for its own family, behind a ``(…)`` too: ``# () Art 0`` and
+  ``# Section 0`` are one of each, so neither family wins and both are units
+  of the one heading level.
 - Vietnamese: the unit is the Điều; Phần > Chương > Mục > Tiểu mục build the
   path. After ``XÁC THỰC VĂN BẢN HỢP NHẤT`` (a consolidated text's certification)
   no heading is a unit (reported) and the trailer starts there. In the

@@ -8,9 +8,9 @@ from functools import lru_cache
 import msgspec
 
 from cutter.discovery.combine import Scanner, combine
-from cutter.discovery.infer import infer_scan
+from cutter.discovery.infer import infer
 from cutter.discovery.profiles import Profile
-from cutter.discovery.scan import scan
+from cutter.discovery.scan import Scans
 from cutter.discovery.structure import outline
 from cutter.discovery.text import Source
 from cutter.records import Candidate
@@ -28,14 +28,15 @@ class Discovery(msgspec.Struct, frozen=True, kw_only=True):
 def discover(data: bytes, profile: Profile | None = None) -> Discovery:
     """Cut ``data`` into candidates that tile it: preamble, units, trailer.
 
-    ``profile`` ``None`` infers one (``infer_profile``). Regions are byte offsets
+    ``profile`` ``None`` infers one: ``discover(data)`` is by construction
+    ``discover(data, infer_profile(data))``, the inferred profile cut by the same
+    code as a given one, from that profile's own scan. Regions are byte offsets
     into ``data`` itself; the same bytes always give the same result.
     """
     source = Source.of(data)
-    chosen, hits = (profile, None) if profile is not None else infer_scan(source.text)
-    if hits is None:
-        hits = scan(source.text, chosen)
-    found = outline(hits, source.text, _trailer_scanner(chosen))
+    scans = Scans(source.text)
+    chosen = infer(scans) if profile is None else profile
+    found = outline(scans(chosen), source.text, _trailer_scanner(chosen))
     size = len(data)
     starts = [hit.start for hit, _ in found.units]
     if found.trailer is not None:
@@ -73,13 +74,12 @@ def _trailer_scanner(profile: Profile) -> Scanner | None:
 
 
 class TextDiscoverer:
-    """A ``cutter.ports.Discoverer`` over ``discover`` with a fixed (or inferred) profile."""
-
-    def __init__(self, profile: Profile | None = None) -> None:
-        self.profile = profile
+    """The ``cutter.ports.Discoverer`` of every run: ``discover(data)``, the inferred
+    profile, and nothing to configure, so the cut a run records is the cut
+    ``cutter plan`` shows for the same bytes."""
 
     def discover(self, data: bytes) -> Sequence[Candidate]:
-        return discover(data, self.profile).candidates
+        return discover(data).candidates
 
     def explain(self, data: bytes) -> Discovery:
-        return discover(data, self.profile)
+        return discover(data)

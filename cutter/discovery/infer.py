@@ -15,14 +15,18 @@ Markdown's structural levels are the ATX levels the document uses, except a
 level-1 heading that occurs once (the document's title). Nothing found: the
 plain ``Article`` profile, which then reports that there is no unit.
 
-The scans that decide 1 and 2 are the discovery scans of those profiles, so
-``discover`` reuses their heading lines instead of scanning again.
+Every label counts for its own family: ``# (XXXX) Art 74a und 75`` is an
+``Art`` heading whatever the headings around it are. ``discover(data)`` is
+``discover(data, infer_profile(data))``: the profile decided here is handed to
+the one cut there, which scans with it (``cutter.discovery.scan.Scans`` spares
+the Vietnamese scan a second pass; no other scan's lines are reused).
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 from functools import lru_cache
 
 from cutter.discovery import patterns as p
@@ -35,7 +39,7 @@ from cutter.discovery.profiles import (
     markdown_profile,
     plain_profile,
 )
-from cutter.discovery.scan import Hit, scan
+from cutter.discovery.scan import Hit, Scans
 from cutter.discovery.text import Source
 
 _MIN_UNITS = 2
@@ -70,66 +74,46 @@ def _family(label: str) -> str:
     return _FAMILY_NAMES[found.lastindex - 1] if found and found.lastindex else ""
 
 
-def _families(units: list[Hit]) -> Counter[str]:
+def _families(units: Sequence[Hit]) -> Counter[str]:
     """How many unit headings are labelled with each family."""
-    initials = {hit.label[:1] for hit in units}
-    initials.discard("(")  # "(XXXX) §§ 1 bis 3": a range heading, any family
-    if len(initials) == 1:  # one family, almost always: name it from one label
-        first = next(hit.label for hit in units if hit.label[:1] != "(")
-        return Counter({_family(first): len(units)})
     return Counter(_family(hit.label) for hit in units)
 
 
-def _markdown(text: str) -> tuple[Profile | None, list[Hit] | None, Counter[int]]:
-    """The Markdown-by-label profile, if one fits, with its heading lines when the
-    scan that decided it found exactly them; and the count of headings per level."""
-    hits = scan(text, _LABELLED)
+def _markdown(scans: Scans) -> tuple[Profile | None, Counter[int]]:
+    """The Markdown-by-label profile, if one fits, and the count of headings per level."""
+    hits = scans(_LABELLED)
     levels = Counter(hit.atx for hit in hits)
     del levels[0]
     families = _families([hit for hit in hits if hit.kind == "unit"])
     family, count = families.most_common(1)[0] if families else ("", 0)
     if count < _MIN_UNITS or not family:
-        return None, None, levels
-    group_levels = _group_levels(levels)
-    profile = markdown_profile(family=family, group_levels=group_levels)
-    if len(families) > 1:  # other families' headings are structure there: scan again
-        return profile, None, levels
-    if 1 not in group_levels and levels[1]:  # the title is no structural level
-        hits = [hit for hit in hits if hit.kind != "group" or hit.atx != 1]
-    # Group levels keep their order (``level`` is the ATX level less one), all that
-    # the paths need: the heading lines are those the profile's own scan finds.
-    return profile, hits, levels
+        return None, levels
+    return markdown_profile(family=family, group_levels=_group_levels(levels)), levels
 
 
-def infer_scan(text: str) -> tuple[Profile, list[Hit] | None]:
-    """The profile for a normalised text, and its heading lines if already scanned."""
-    if "Đ" in text:
-        vietnamese = scan(text, VIETNAMESE)
-        if sum(hit.kind == "unit" for hit in vietnamese) >= _MIN_UNITS:
-            return VIETNAMESE, vietnamese
+def infer(scans: Scans) -> Profile:
+    """The profile for the normalised text of ``scans``."""
+    text = scans.text
+    if "Đ" in text and sum(hit.kind == "unit" for hit in scans(VIETNAMESE)) >= _MIN_UNITS:
+        return VIETNAMESE
     levels: Counter[int] = Counter()
     if "#" in text or (("=" in text or "-" in text) and _SETEXT_UNDERLINE.search(text)):
-        profile, hits, levels = _markdown(text)
+        profile, levels = _markdown(scans)
         if profile is not None:
-            return profile, hits
+            return profile
     families, clause = _plain_scanners()
     found = _counts(families, text)
     for family in PLAIN_FAMILIES:
         if found[family] >= _MIN_UNITS:
-            return plain_profile(family), None
+            return plain_profile(family)
     for level in sorted(levels):
         if levels[level] >= _MIN_UNITS:
-            return markdown_profile(level, group_levels=_group_levels(levels, below=level)), None
+            return markdown_profile(level, group_levels=_group_levels(levels, below=level))
     if _counts(clause, text)["clause"] >= _MIN_UNITS:
-        return plain_profile("clause"), None
-    return PROFILES["plain"], None
-
-
-def infer_from_text(text: str) -> Profile:
-    """The profile for a normalised text (see ``cutter.discovery.text``)."""
-    return infer_scan(text)[0]
+        return plain_profile("clause")
+    return PROFILES["plain"]
 
 
 def infer_profile(data: bytes) -> Profile:
     """The profile ``discover`` uses for ``data`` when given none."""
-    return infer_from_text(Source.of(data).text)
+    return infer(Scans(Source.of(data).text))

@@ -5,6 +5,10 @@ Markdown's own structure is honoured on the way: YAML front matter and fenced
 code blocks hold no headings, and a setext heading (a line underlined with ``===``
 or ``---``) is matched as the ATX heading it stands for (``# …`` or ``## …``).
 Trailer lines are looked for later, after the last unit only.
+
+``Scans`` holds the scans of one text by profile: inference and the cut share one,
+so what the cut sees is by construction the chosen profile's own scan, and a
+profile the inference already scanned (Vietnamese) is not scanned twice.
 """
 
 from __future__ import annotations
@@ -204,3 +208,21 @@ def scan(text: str, profile: Profile) -> list[Hit]:
             groups = {g: match.group(f"{name}{SEP}{g}") for g in scanner.inner[name]}
             state.add(name, text[start:end], (start, end), groups)
     return hits
+
+
+class Scans:
+    """``scan(text, profile)`` for one ``text``, each profile scanned at most once.
+
+    It holds nothing but those scans, keyed by the profile that made them: the
+    heading lines it hands out for a profile are that profile's, whoever asked first.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._done: dict[Profile, tuple[Hit, ...]] = {}
+
+    def __call__(self, profile: Profile) -> tuple[Hit, ...]:
+        hits = self._done.get(profile)
+        if hits is None:
+            hits = self._done[profile] = tuple(scan(self.text, profile))
+        return hits

@@ -13,7 +13,7 @@ the warnings.
 
 from __future__ import annotations
 
-from bisect import bisect_right, insort
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -95,16 +95,21 @@ def _trailer(units: Sequence[Hit], text: str, trailer: Scanner, limit: int) -> i
 
 
 class _LineNumbers:
-    """1-based line numbers of character offsets, counting from the nearest known one."""
+    """1-based line numbers of character offsets, counting from the nearest known one
+    at or before the offset asked for (offset 0 is line 1, always known)."""
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.known = [(0, 1)]  # (offset, line), ascending
+        self.offsets = [0]  # ascending, each with its line in ``lines``
+        self.lines = [1]
 
     def __call__(self, at: int) -> int:
-        offset, line = self.known[bisect_right(self.known, (at, 0)) - 1]
-        line += self.text.count("\n", offset, at)
-        insort(self.known, (at, line))
+        index = bisect_right(self.offsets, at) - 1  # >= 0: offsets[0] is 0
+        offset = self.offsets[index]
+        line = self.lines[index] + self.text.count("\n", offset, at)
+        if offset != at:
+            self.offsets.insert(index + 1, at)
+            self.lines.insert(index + 1, line)
         return line
 
 

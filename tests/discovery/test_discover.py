@@ -312,7 +312,7 @@ def test_custom_profile() -> None:
     data = body(
         "Rulebook", "Part A - basics", "RULE 1", "x", "Rule 2", "Part B", "rule 3", "Signed."
     )
-    found = TextDiscoverer(profile).explain(data)
+    found = discover(data, profile)
     assert found.profile == "rules"
     assert [(c.label, c.number, c.path) for c in found.candidates] == [
         ("preamble", None, ()),
