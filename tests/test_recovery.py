@@ -27,36 +27,6 @@ from tests._harness import (
 pytestmark = pytest.mark.anyio
 
 
-async def test_consumption_interrupted_before_the_sidecar_is_recovered(tmp_path: Path) -> None:
-    rig = build_runner(tmp_path)
-    async with rig.runner:
-        at_sg1 = await rig.runner.cut(DOC_ID, started_by=OPERATOR)
-        sg1 = await write_sg1_approval(rig, at_sg1.run_id)
-    # The process died after the journal record (the commit point) and before the
-    # sidecar's advance: the journal names the run, the sidecar still waits.
-    use = ApprovalUse(
-        approval_kb_id=sg1,
-        approver=REVIEWER,
-        decision=Decision.APPROVE,
-        peer=None,
-        consumed_at=rig.clock(),
-    )
-    await rig.run_store.save_consuming(at_sg1, use)
-    assert await rig.run_store.consumed_by(sg1) == at_sg1.run_id
-    assert await rig.run_store.load(at_sg1.run_id) == at_sg1
-
-    fresh = rig.reopen()
-    async with fresh.runner:
-        with structlog.testing.capture_logs() as logs:
-            at_sg2 = await fresh.runner.resume(at_sg1.run_id, sg1)
-        assert at_sg2.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION
-        consumed = [e for e in logs if e["event"] == "approval_consumed"]
-        assert [e["recovered"] for e in consumed] == [True]
-        # still exactly once: the recovered approval cannot be used again
-        with pytest.raises(ApprovalConsumedAlready):
-            await fresh.runner.resume(at_sg1.run_id, sg1)
-
-
 async def _consumed_then_crashed(rig: Rig) -> tuple[Sidecar, str]:
     """A run at SG_1 whose approval was consumed by a process that died before it
     saved the run's advance: the journal names the run, the sidecar still waits."""
@@ -74,9 +44,28 @@ async def _consumed_then_crashed(rig: Rig) -> tuple[Sidecar, str]:
     return at_sg1, sg1
 
 
+async def test_consumption_interrupted_before_the_sidecar_is_recovered(tmp_path: Path) -> None:
+    rig = build_runner(tmp_path)
+    at_sg1, sg1 = await _consumed_then_crashed(rig)
+    assert await rig.run_store.consumed_by(sg1) == at_sg1.run_id
+    assert await rig.run_store.load(at_sg1.run_id) == at_sg1
+
+    fresh = rig.reopen()
+    async with fresh.runner:
+        with structlog.testing.capture_logs() as logs:
+            at_sg2 = await fresh.runner.resume(at_sg1.run_id, sg1)
+        assert at_sg2.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION
+        consumed = [e for e in logs if e["event"] == "approval_consumed"]
+        assert [e["recovered"] for e in consumed] == [True]
+        # still exactly once: the recovered approval cannot be used again
+        with pytest.raises(ApprovalConsumedAlready):
+            await fresh.runner.resume(at_sg1.run_id, sg1)
+
+
 async def test_recover_finishes_a_consumption_a_crash_cut_short(tmp_path: Path) -> None:
-    at_sg1, sg1 = await _consumed_then_crashed(build_runner(tmp_path))
-    fresh = build_runner(tmp_path).reopen()
+    rig = build_runner(tmp_path)
+    at_sg1, sg1 = await _consumed_then_crashed(rig)
+    fresh = rig.reopen()
     async with fresh.runner:
         unfinished = await fresh.runner.unfinished()
         assert [(u.run_id, u.approval_kb_id) for u in unfinished] == [(at_sg1.run_id, sg1)]
@@ -91,8 +80,9 @@ async def test_recover_finishes_a_consumption_a_crash_cut_short(tmp_path: Path) 
 async def test_another_approval_waits_until_the_cut_short_consumption_is_finished(
     tmp_path: Path,
 ) -> None:
-    at_sg1, sg1 = await _consumed_then_crashed(build_runner(tmp_path))
-    fresh = build_runner(tmp_path).reopen()
+    rig = build_runner(tmp_path)
+    at_sg1, sg1 = await _consumed_then_crashed(rig)
+    fresh = rig.reopen()
     async with fresh.runner:
         second = await write_sg1_approval(fresh, at_sg1.run_id, approver=REVIEWER_2)
         with pytest.raises(ApprovalRecoveryPending) as refused:

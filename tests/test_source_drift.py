@@ -12,6 +12,7 @@ import cutter
 from cutter.canonical import sha256_hex
 from cutter.errors import StopCode
 from cutter.mode import Mode
+from cutter.sidecar import Sidecar
 from cutter.states import RunState
 from cutter.stores.file_sources import FileSources
 from cutter.walk import Phase, Pin
@@ -20,6 +21,7 @@ from tests._harness import (
     OPERATOR,
     SD_ID,
     SV_ID,
+    Rig,
     build_runner,
     seed_discoverer,
     tree,
@@ -35,21 +37,27 @@ def live(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cutter, "__execution_enabled__", True)
 
 
-async def file_sources(root: Path, data: bytes) -> FileSources:
-    sources = FileSources(root)
-    await sources.publish(DOC_ID, data, sv_id=SV_ID, sd_id=SD_ID)
-    return sources
+async def on_file_sources(tmp_path: Path) -> tuple[Rig, FileSources, bytes]:
+    """A rig whose source store is the embedded file store, holding the seeded source."""
+    disc = seed_discoverer()
+    sources = FileSources(tmp_path / "target" / "sources")
+    await sources.publish(DOC_ID, disc.source, sv_id=SV_ID, sd_id=SD_ID)
+    rig = build_runner(tmp_path / "run", disc=disc, sources=sources)  # type: ignore[arg-type]
+    return rig, sources, disc.source
+
+
+async def at_sg1(rig: Rig) -> Sidecar:
+    sc = await rig.runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)
+    assert sc.state is RunState.AWAITING_CUT_AUTHORIZATION
+    return sc
 
 
 async def test_a_byte_appended_at_sg1_is_drift_and_the_approval_stays_unused(
     tmp_path: Path,
 ) -> None:
-    disc = seed_discoverer()
-    sources = await file_sources(tmp_path / "target" / "sources", disc.source)
-    rig = build_runner(tmp_path / "run", disc=disc, sources=sources)  # type: ignore[arg-type]
+    rig, sources, source = await on_file_sources(tmp_path)
     async with rig.runner:
-        sc = await rig.runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)
-        assert sc.state is RunState.AWAITING_CUT_AUTHORIZATION
+        sc = await at_sg1(rig)
         kb_id = await write_sg1_approval(rig, sc.run_id)
         with sources.bytes_path(SV_ID).open("ab") as f:
             f.write(b"!")
@@ -60,7 +68,7 @@ async def test_a_byte_appended_at_sg1_is_drift_and_the_approval_stays_unused(
     assert sc.stop is not None
     assert "source_sha" in sc.stop.message
     assert [(d.pin, d.before, d.after) for d in sc.drift] == [
-        ("source_sha", sc.pins[Pin.SOURCE_SHA], sha256_hex(disc.source + b"!"))
+        ("source_sha", sc.pins[Pin.SOURCE_SHA], sha256_hex(source + b"!"))
     ]
     assert Phase.CUT_LEG_A not in sc.phases_passed
     assert await rig.run_store.consumed_by(kb_id) is None
@@ -70,11 +78,9 @@ async def test_a_byte_appended_at_sg1_is_drift_and_the_approval_stays_unused(
 
 
 async def test_stored_bytes_removed_at_sg2_are_drift(tmp_path: Path) -> None:
-    disc = seed_discoverer()
-    sources = await file_sources(tmp_path / "target" / "sources", disc.source)
-    rig = build_runner(tmp_path / "run", disc=disc, sources=sources)  # type: ignore[arg-type]
+    rig, sources, _ = await on_file_sources(tmp_path)
     async with rig.runner:
-        sc = await rig.runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)
+        sc = await at_sg1(rig)
         sc = await rig.runner.resume(sc.run_id, await write_sg1_approval(rig, sc.run_id))
         assert sc.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION
         kb_id = await write_sg2_approval(rig, sc.run_id)
@@ -88,11 +94,9 @@ async def test_stored_bytes_removed_at_sg2_are_drift(tmp_path: Path) -> None:
 
 
 async def test_unchanged_bytes_pass_the_gate(tmp_path: Path) -> None:
-    disc = seed_discoverer()
-    sources = await file_sources(tmp_path / "target" / "sources", disc.source)
-    rig = build_runner(tmp_path / "run", disc=disc, sources=sources)  # type: ignore[arg-type]
+    rig, _, _ = await on_file_sources(tmp_path)
     async with rig.runner:
-        sc = await rig.runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)
+        sc = await at_sg1(rig)
         kb_id = await write_sg1_approval(rig, sc.run_id)
         sc = await rig.runner.resume(sc.run_id, kb_id)
     assert sc.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION, sc.stop
