@@ -1,15 +1,19 @@
 """The suite's own rules (tests/conftest.py, tests/inputs.py): under CI a skip nobody
-declared fails the run, a missing input fails, Hypothesis draws fixed examples."""
+declared fails the run, a missing input fails, Hypothesis draws fixed examples; and
+every corpus document the tests read is in the tree, as SOURCES.md describes it."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import settings
 
+from tests.discovery.corpus import ALL, CORPUS
 from tests.inputs import under_ci
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,3 +105,23 @@ def test_hypothesis_is_derandomised_under_ci_and_has_no_timing() -> None:
     assert profile.derandomize is under_ci()
     assert (profile.database is None) is under_ci()
     assert profile.deadline is None
+
+
+def test_every_corpus_document_is_in_the_tree_with_its_recorded_sha256() -> None:
+    sources = (CORPUS / "SOURCES.md").read_text()
+    assert CORPUS == ROOT / "tests" / "corpus"
+    for name in ALL:
+        data = (CORPUS / name).read_bytes()
+        assert f"`{name}`" in sources
+        assert f"sha256: `{hashlib.sha256(data).hexdigest()}`" in sources, name
+    assert "MIT License" in (CORPUS / "openjs-cpc-charter.LICENSE").read_text()
+
+
+@pytest.mark.parametrize("reader", ["tests", "scripts"])
+def test_no_test_or_benchmark_reads_beside_the_checkout(reader: str) -> None:
+    for path in (ROOT / reader).rglob("*.py"):
+        if path == Path(__file__).resolve():
+            continue  # names what it looks for
+        text = path.read_text()
+        assert '"shared"' not in text, path
+        assert "../shared" not in text, path

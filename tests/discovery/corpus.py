@@ -1,5 +1,5 @@
-"""The shared corpus (``../shared/corpus`` beside the repository): reading its documents,
-deriving their CRLF+BOM variants, and finding lines by number.
+"""The corpus (``tests/corpus``, provenance and licences in its SOURCES.md): reading
+its documents, deriving their CRLF+BOM variants, and finding lines by number.
 
 A missing document is a missing input (tests/inputs.py): it fails the test under
 CI (``CI=true``) and skips it elsewhere.
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tests.inputs import missing_input
 
-CORPUS = Path(__file__).parents[2].parent / "shared" / "corpus"
+CORPUS = Path(__file__).parents[1] / "corpus"
 
 GDPR = "gdpr-2016-679.txt"
 US = "us-constitution-1787.txt"
