@@ -1,11 +1,40 @@
-"""Shared fixtures: the anyio backend and a clean structlog configuration per test."""
+"""Shared fixtures and policy: the anyio backend, a clean structlog configuration per
+test, Hypothesis profiles, and under CI (``CI=true``) no skip that nobody declared.
+
+Hypothesis: the "ci" profile, loaded when ``CI=true``, is derandomised (each test's
+examples are fixed by its own source, so a CI run can neither find nor lose a new
+failure by luck) and keeps no example database; an input that ever failed is
+pinned with ``@example`` beside its test. The "dev" profile, loaded otherwise,
+draws new examples each run and remembers failures in ``.hypothesis/``.
+``HYPOTHESIS_PROFILE`` chooses one explicitly. Neither profile has a deadline or
+the too-slow health check: both are timings, which a loaded machine breaks.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Generator, Iterator
 
 import pytest
 import structlog
+from hypothesis import HealthCheck, settings
+
+from tests.inputs import under_ci
+
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "dev",
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if under_ci() else "dev"))
 
 
 @pytest.fixture
@@ -29,3 +58,34 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="rewrite the golden files under tests/golden/ from the current output "
         "instead of comparing against them (review the diff before committing)",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "may_skip: the test may skip for a reason that is not a missing input (a "
+        "condition of the host or of the configuration); under CI=true any other "
+        "skip fails the run",
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Under CI, a skip the test did not declare with ``may_skip`` is a failure: a
+    missing input (a corpus file, a script, a server binary) must not go green."""
+    report = yield
+    if (
+        under_ci()
+        and report.skipped
+        and not hasattr(report, "wasxfail")
+        and item.get_closest_marker("may_skip") is None
+    ):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = (
+            f"skipped under CI=true, which allows no undeclared skip: {reason}\n"
+            "(provide the input, or mark a skip that is not a missing input may_skip)"
+        )
+    return report

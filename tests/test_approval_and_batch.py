@@ -278,16 +278,21 @@ class TestApprovalAndBatch:
 
 
 class HeldProbe:
-    """A grant probe that holds every caller until released, counting them."""
+    """A grant probe that holds every caller until released, counting them; ``full``
+    is set once ``capacity`` callers are inside at the same time."""
 
-    def __init__(self) -> None:
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
         self.inside = 0
         self.most_inside = 0
+        self.full = anyio.Event()
         self.release = anyio.Event()
 
     async def writer_grants(self) -> WriterGrants:
         self.inside += 1
         self.most_inside = max(self.most_inside, self.inside)
+        if self.inside == self.capacity:
+            self.full.set()
         try:
             await self.release.wait()
         finally:
@@ -296,20 +301,30 @@ class HeldProbe:
 
 
 async def test_a_batch_walks_at_most_max_walking_segments_at_once(tmp_path: Path) -> None:
+    """Synchronised on events only: two walks are inside the held probe when ``full``
+    is set, and the third, started in the same batch before either walk took its
+    second step, is by then queued for a walking slot, where it stays until a walk
+    ends. (``wait_all_tasks_blocked`` counted a walk waiting on a store thread as
+    blocked, so on a loaded machine it returned before the walks reached the probe.)"""
     rig = batch_rig(tmp_path)
-    probe = HeldProbe()
+    probe = HeldProbe(capacity=2)
     runner = Runner(dataclasses.replace(rig.runner.config, grants=probe, max_walking=2))
-    async with runner, anyio.create_task_group() as tg:
-        results: list[Sidecar] = []
+    results: list[Sidecar] = []
 
-        async def batch() -> None:
-            results.extend(await runner.cut_batch(BATCH_DOCS, started_by=OPERATOR))
+    async def batch() -> None:
+        results.extend(await runner.cut_batch(BATCH_DOCS, started_by=OPERATOR))
 
-        tg.start_soon(batch)
-        await anyio.wait_all_tasks_blocked()  # two walks wait in the probe, one for a turn
-        assert probe.inside == 2
-        assert len(await rig.run_store.run_ids()) == 2  # the third run does not exist yet
-        probe.release.set()
+    # The deadline only turns a hang (a limiter that admits fewer than two) into a failure.
+    with anyio.fail_after(60):
+        async with runner, anyio.create_task_group() as tg:
+            tg.start_soon(batch)
+            await probe.full.wait()
+            assert runner._walking is not None
+            slots = runner._walking.statistics()
+            assert (slots.borrowed_tokens, slots.tasks_waiting) == (2, 1)
+            assert probe.inside == 2
+            assert len(await rig.run_store.run_ids()) == 2  # the third run does not exist yet
+            probe.release.set()
     assert probe.most_inside == 2
     assert [sc.state for sc in results] == [RunState.AWAITING_CUT_AUTHORIZATION] * 3
     assert runner._locks == {}  # no per-run state is left behind

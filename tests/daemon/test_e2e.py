@@ -61,6 +61,7 @@ from tests.daemon._drive import (
     status,
 )
 from tests.daemon.conftest import DaemonProcess
+from tests.inputs import input_file
 
 APPROVE_SCRIPT = ROOT / "scripts" / "approve"
 LIVE = "--enable-execution"
@@ -231,8 +232,7 @@ async def test_socket_reject_at_sg2_rolls_the_live_writes_back(
 async def test_approve_script_releases_both_gates(
     tmp_path: Path, daemons: list[DaemonProcess]
 ) -> None:
-    if not APPROVE_SCRIPT.is_file():
-        pytest.skip("scripts/approve is not in the tree yet")
+    input_file(APPROVE_SCRIPT)
     state = tmp_path / "state"
     add_document(state_dir=state)
     daemon = await _launch(state, daemons, LIVE)

@@ -1,18 +1,18 @@
-"""The shared corpus (``../shared/corpus`` beside the repository): reading its documents,
-deriving their CRLF+BOM variants, and finding lines by number.
+"""The corpus (``tests/corpus``, provenance and licences in its SOURCES.md): reading
+its documents, deriving their CRLF+BOM variants, and finding lines by number.
 
-Under CI (``CI=true``) a missing corpus fails the tests; elsewhere they are skipped.
+A missing document is a missing input (tests/inputs.py): it fails the test under
+CI (``CI=true``) and skips it elsewhere.
 """
 
 from __future__ import annotations
 
-import os
 from functools import cache
 from pathlib import Path
 
-import pytest
+from tests.inputs import missing_input
 
-CORPUS = Path(__file__).parents[2].parent / "shared" / "corpus"
+CORPUS = Path(__file__).parents[1] / "corpus"
 
 GDPR = "gdpr-2016-679.txt"
 US = "us-constitution-1787.txt"
@@ -36,10 +36,7 @@ def document(name: str) -> bytes:
     """The exact bytes of a corpus document (fails under CI when absent, else skips)."""
     data = _read(name)
     if data is None:
-        message = f"corpus document {CORPUS / name} is missing"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_input(f"corpus document {CORPUS / name}")
     return data
 
 
