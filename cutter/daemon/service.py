@@ -16,7 +16,14 @@ from anyio.abc import TaskGroup
 
 from cutter.approvals import decision_kb_id
 from cutter.daemon.bus import EventBus, Subscription
-from cutter.errors import ApprovalConsumedAlready, CutterError, new_error_id
+from cutter.errors import (
+    ApprovalConsumedAlready,
+    ApprovalStale,
+    ApprovalWrongGate,
+    CutterError,
+    RunNotAtGate,
+    new_error_id,
+)
 from cutter.ids import (
     check_doc_id,
     check_kb_id,
@@ -192,7 +199,10 @@ class Daemon:
         A retry of the same decision (the client lost the connection, the daemon was
         killed and restarted) finds the same approval: one not yet consumed is stored
         afresh and used; one this run consumed is never used twice — the consumption
-        is finished if a crash cut it short, or the reply says ``replayed``."""
+        is finished if a crash cut it short, or the reply says ``replayed``.
+
+        A decision this run has not consumed must name the request the run waits on
+        now (``require_open_request``), or it is refused and nothing is stored."""
         runner = self.runner
         run_id = check_run_id(command.run_id)
         sidecar = await runner.status(run_id)
@@ -209,6 +219,7 @@ class Daemon:
         )
         holder = await runner.config.run_store.consumed_by(kb_id)
         if holder is None:
+            require_open_request(sidecar, command)
             approval = Approval(
                 run_id=run_id,
                 gate=command.gate,
@@ -254,3 +265,28 @@ class Daemon:
     def watcher_dropped(self, subscription: Subscription) -> None:
         """The bus dropped a watcher that fell behind: say so now, not when it leaves."""
         self.log.info("watcher_dropped", run_id=subscription.run_id, reason="lagged")
+
+
+def require_open_request(sidecar: Sidecar, command: SubmitApproval) -> None:
+    """A new decision answers the request the run waits on now, or it is refused:
+    one made for SG_1 is never re-aimed at SG_2, nor one for an earlier opening of
+    a gate (its nonce) at the gate as it is now."""
+    gate = sidecar.pending_gate
+    if gate is None:
+        raise RunNotAtGate(
+            sidecar.run_id,
+            f"run {sidecar.run_id} is {sidecar.state.value} and waits at no gate: "
+            f"the {command.gate.value} decision is not stored",
+        )
+    if command.gate is not gate.gate:
+        raise ApprovalWrongGate(
+            sidecar.run_id,
+            f"run {sidecar.run_id} waits at {gate.gate.value}, not {command.gate.value}: "
+            "the decision is not stored",
+        )
+    if command.request_digest != gate.request_digest or command.nonce != gate.nonce:
+        raise ApprovalStale(
+            sidecar.run_id,
+            f"the decision answers another {gate.gate.value} request than the one open "
+            f"({gate.request_digest[:16]}…): it is not stored",
+        )
