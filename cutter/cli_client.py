@@ -33,6 +33,7 @@ from cutter.cli_approve import (
 )
 from cutter.cli_connect import Target, daemon_options, expect
 from cutter.cli_render import console, event_line, runs_table, show_run
+from cutter.cli_review import review
 from cutter.client import Client
 from cutter.mode import Mode
 from cutter.protocol import (
@@ -289,6 +290,7 @@ COMMANDS: tuple[click.Command, ...] = (
     start,
     status,
     runs,
+    review,
     approve,
     resume,
     abort,

@@ -43,7 +43,7 @@ from cutter.messages import (
     GateOpened,
     OpenGate,
 )
-from cutter.observe import observe
+from cutter.observe import name_units, observe
 from cutter.phases import Services
 from cutter.recorder import RunRecorder
 from cutter.sidecar import GateRecord, Sidecar, StopInfo, replace_gate
@@ -139,11 +139,20 @@ class Gatekeeper(Actor[GatekeeperCommand, GatekeeperReply]):
         if use.decision is Decision.APPROVE:
             drift = compare(sidecar.pins, await observe(self.services, sidecar, gate.gate))
             if drift:
+                drift = await name_units(self.services, sidecar, drift)
                 self.recorder.log.warning(
                     "drift_detected",
                     gate=gate.gate.value,
                     approval_kb_id=kb_id,
-                    drift=[{"pin": d.pin, "before": d.before, "after": d.after} for d in drift],
+                    drift=[
+                        {
+                            "pin": d.pin,
+                            "before": d.before,
+                            "after": d.after,
+                            "units": [f"{u.change} {u.label}" for u in d.units],
+                        }
+                        for d in drift
+                    ],
                 )
                 return DriftDetected(items=drift)
         advanced = msgspec.structs.replace(gate, uses=(*gate.uses, use))

@@ -24,6 +24,7 @@ PURE_MODULES = [
     "mode",
     "plan",
     "records",
+    "review",
     "sidecar",
     "states",
     "walk",

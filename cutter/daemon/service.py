@@ -49,6 +49,8 @@ from cutter.protocol import (
     Pong,
     Reply,
     Resume,
+    Review,
+    ReviewOf,
     RunInfo,
     RunList,
     RunSummary,
@@ -158,6 +160,9 @@ class Daemon:
                 return RunList(id=command.id, runs=tuple(runs))
             case SubmitApproval():
                 return await self._approve(command, peer)
+            case ReviewOf():
+                sidecar, review = await runner.review(check_run_id(command.run_id))
+                return Review(id=command.id, run=RunSummary.of(sidecar), review=review)
             case Resume():
                 run_id = (await runner.status(command.run_id)).run_id  # E_UNKNOWN_RUN now
                 approval = (
