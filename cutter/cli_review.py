@@ -20,7 +20,7 @@ from rich.table import Table
 from cutter.cli_connect import Target, daemon_options
 from cutter.cli_render import approve_hint, console, run_table
 from cutter.protocol import Review, ReviewOf
-from cutter.review import GateReview, UnitChange, UnitDiff, UnitView
+from cutter.review import GateReview, Region, UnitChange, UnitDiff, UnitView
 
 
 def units_table(title: str, units: Sequence[UnitView]) -> Table:
@@ -41,6 +41,17 @@ def units_table(title: str, units: Sequence[UnitView]) -> Table:
             f"{unit.start}-{unit.end}",
             str(unit.size),
             escape(unit.first_line),
+        )
+    return table
+
+
+def regions_table(title: str, regions: Sequence[Region]) -> Table:
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for name in ("#", "label", "size", "region_sha"):
+        table.add_column(name, no_wrap=True, justify="right" if name in ("#", "size") else "left")
+    for region in regions:
+        table.add_row(
+            str(region.ordinal), escape(region.label), str(region.size), region.region_sha[:12]
         )
     return table
 
@@ -98,7 +109,7 @@ def print_review(out: Console, review: GateReview) -> None:
             f"active ({staged}) and retires {len(change_set.retire)} active rows"
         )
         if change_set.retire:
-            out.print(units_table("retired (superseded)", change_set.retire))
+            out.print(regions_table("retired (superseded)", change_set.retire))
 
 
 @click.command()

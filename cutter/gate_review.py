@@ -22,7 +22,6 @@ from cutter.review import (
     plan_drift,
     regions_of_plan,
     regions_of_rows,
-    row_views,
     unit_views,
 )
 from cutter.sidecar import Sidecar
@@ -94,7 +93,7 @@ async def gate_review(services: Services, sidecar: Sidecar) -> GateReview:
         change_set=ChangeSetView(
             change_set_id=change_set_id,
             staged=written,
-            activate=row_views(staged),
-            retire=row_views(r for r in active if r.change_set_id != change_set_id),
+            activate=regions_of_rows(staged),
+            retire=regions_of_rows(r for r in active if r.change_set_id != change_set_id),
         ),
     )

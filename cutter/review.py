@@ -78,17 +78,6 @@ class PhaseResult(Value, frozen=True, kw_only=True):
     note: str
 
 
-class ChangeSetView(Value, frozen=True, kw_only=True):
-    """What lifecycle_enact does: ``activate`` becomes active, ``retire`` superseded.
-    ``staged`` is False for a dry run, whose rows were never written: ``activate``
-    is then the rows leg A would have staged, from the plan."""
-
-    change_set_id: str
-    staged: bool
-    activate: tuple[UnitView, ...]
-    retire: tuple[UnitView, ...]
-
-
 class Region(Value, frozen=True, kw_only=True):
     """What the diff compares of a unit."""
 
@@ -96,6 +85,18 @@ class Region(Value, frozen=True, kw_only=True):
     ordinal: int
     size: int
     region_sha: str
+
+
+class ChangeSetView(Value, frozen=True, kw_only=True):
+    """What lifecycle_enact does: ``activate`` becomes active, ``retire`` superseded.
+    ``staged`` is False for a dry run, whose rows were never written: ``activate``
+    is then the rows leg A would have staged, from the plan. Rows are listed by
+    ordinal, label, size and region sha: their text is in ``units``."""
+
+    change_set_id: str
+    staged: bool
+    activate: tuple[Region, ...]
+    retire: tuple[Region, ...]
 
 
 class DriftChange(enum.StrEnum):
@@ -129,24 +130,6 @@ def unit_views(ius: Iterable[PlannedIU], data: bytes) -> tuple[UnitView, ...]:
             first_line=first_line(data[iu.start : iu.end]),
         )
         for iu in ius
-    )
-
-
-def row_views(rows: Iterable[IURow]) -> tuple[UnitView, ...]:
-    return tuple(
-        UnitView(
-            ordinal=r.ordinal,
-            label=r.label,
-            kind=r.kind,
-            number=None,
-            path=(),
-            start=r.start,
-            end=r.end,
-            size=len(r.body),
-            region_sha=r.region_sha,
-            first_line=first_line(r.body),
-        )
-        for r in rows
     )
 
 

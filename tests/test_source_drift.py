@@ -142,3 +142,20 @@ async def test_unchanged_bytes_pass_the_gate(tmp_path: Path) -> None:
         sc = await rig.runner.resume(sc.run_id, kb_id)
     assert sc.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION, sc.stop
     assert await rig.run_store.consumed_by(kb_id) == sc.run_id
+
+
+async def test_a_review_of_changed_source_bytes_says_which_units_will_drift(
+    tmp_path: Path,
+) -> None:
+    rig, sources, source = await on_file_sources(tmp_path)
+    async with rig.runner:
+        sc = await at_sg1(rig)
+        units = rig.disc.candidates
+        edited = bytearray(source)
+        edited[units[4].start + 1] ^= 0x01
+        sources.bytes_path(SV_ID).write_bytes(bytes(edited))
+        _, review = await rig.runner.review(sc.run_id)
+    [note] = review.notes
+    assert f"approving stops at drift (changed {units[4].label})" in note
+    assert len(review.units) == len(units)
+    assert review.gate == "SG_1"

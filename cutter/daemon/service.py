@@ -37,6 +37,7 @@ from cutter.logs import Logger, get_logger
 from cutter.mode import require_mode_allowed
 from cutter.ports import KillSwitchControl
 from cutter.protocol import (
+    MAX_FRAME_BYTES,
     AbortRun,
     Accepted,
     AnyCommand,
@@ -61,6 +62,7 @@ from cutter.protocol import (
     StatusOf,
     SubmitApproval,
     Watch,
+    encode,
 )
 from cutter.runner import Runner
 from cutter.sidecar import Sidecar
@@ -162,7 +164,15 @@ class Daemon:
                 return await self._approve(command, peer)
             case ReviewOf():
                 sidecar, review = await runner.review(check_run_id(command.run_id))
-                return Review(id=command.id, run=RunSummary.of(sidecar), review=review)
+                reply = Review(id=command.id, run=RunSummary.of(sidecar), review=review)
+                if len(encode(reply)) > MAX_FRAME_BYTES:
+                    return Error(
+                        id=command.id,
+                        code="E_REVIEW_TOO_LARGE",
+                        message=f"the review of {sidecar.run_id} ({len(review.units)} units) "
+                        f"does not fit in one {MAX_FRAME_BYTES}-byte frame",
+                    )
+                return reply
             case Resume():
                 run_id = (await runner.status(command.run_id)).run_id  # E_UNKNOWN_RUN now
                 approval = (

@@ -139,3 +139,33 @@ async def test_a_re_cut_after_editing_two_articles_shows_exactly_those_two_chang
     done = expect(await ask(daemon.socket, ReviewOf(run_id=run.run_id)), Error)
     assert done.code == "E_RUN_NOT_AT_GATE"
     assert await anyio.to_thread.run_sync(daemon.stop) == 0
+
+
+async def test_a_dry_run_shows_the_discovery_warnings_and_the_change_set_it_would_stage(
+    tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    source = input_file(ROOT / "tests" / "corpus" / "fr-constitution-1958.txt")
+    found = discover(source.read_bytes())
+    assert found.warnings  # a duplicate article number: the reviewer must see it
+    state = tmp_path / "state"
+    add_document("fr", source, state_dir=state)
+    daemon = await _launch(state, daemons)
+    run = await start_run(daemon.socket, Mode.DRY_RUN, doc_id="fr")
+    review = expect(await ask(daemon.socket, ReviewOf(run_id=run.run_id)), Review).review
+    assert review.warnings == found.warnings
+    assert [u.label for u in review.units] == [c.label for c in found.candidates]
+    assert [u.path for u in review.units] == [c.path for c in found.candidates]
+    assert len(review.diff.added) == len(found.candidates)
+    shown = (await review_cli(daemon.socket, run.run_id)).stdout
+    assert f"{len(found.warnings)} discovery warnings:" in shown
+    assert "duplicate unit number: 11" in shown
+
+    run = (await approve(daemon.socket, run, gate=Gate.SG_1)).run
+    at_sg2 = expect(await ask(daemon.socket, ReviewOf(run_id=run.run_id)), Review).review
+    assert at_sg2.change_set is not None
+    assert not at_sg2.change_set.staged  # a dry run wrote nothing
+    assert [r.label for r in at_sg2.change_set.activate] == [c.label for c in found.candidates]
+    assert at_sg2.change_set.retire == ()
+    shown = (await review_cli(daemon.socket, run.run_id)).stdout
+    assert "dry run: not written" in shown
+    assert await anyio.to_thread.run_sync(daemon.stop) == 0
