@@ -40,6 +40,7 @@ from tests.pg._stores import (
 from tests.pg.conftest import PgDatabase, PgServer
 
 REPO = Path(__file__).resolve().parents[2]
+VERSIONS = [(1, "initial"), (2, "one_open_run_per_document")]
 TABLES = {
     "documents",
     "source_versions",
@@ -89,14 +90,14 @@ def expected_versions() -> list[tuple[int, str]]:
 @pytest.mark.anyio
 async def test_migrate_applies_everything_once_and_then_nothing(empty_db: str) -> None:
     assert await public_tables(empty_db) == []
-    assert await migrate(empty_db) == [1]
-    assert await schema_version(empty_db) == 1
+    assert await migrate(empty_db) == [1, 2]
+    assert await schema_version(empty_db) == 2
     assert set(await public_tables(empty_db)) == TABLES
-    assert await versions(empty_db) == expected_versions() == [(1, "initial")]
+    assert await versions(empty_db) == expected_versions() == VERSIONS
 
     assert await migrate(empty_db) == []
-    assert await schema_version(empty_db) == 1
-    assert await versions(empty_db) == [(1, "initial")]
+    assert await schema_version(empty_db) == 2
+    assert await versions(empty_db) == VERSIONS
     assert set(await public_tables(empty_db)) == TABLES
     # The kill switch row is seeded once, not again on the second run.
     assert await admin_fetchval(empty_db, "SELECT count(*) FROM kill_switch") == 1
@@ -107,7 +108,7 @@ async def test_migrate_applies_everything_once_and_then_nothing(empty_db: str) -
 @pytest.mark.anyio
 async def test_migrating_the_migrated_template_clone_applies_nothing(pg_db: PgDatabase) -> None:
     assert await migrate(pg_db.admin_dsn) == []
-    assert await schema_version(pg_db.admin_dsn) == 1
+    assert await schema_version(pg_db.admin_dsn) == 2
 
 
 CHILD = """
@@ -161,8 +162,8 @@ async def test_two_processes_migrating_at_once_apply_each_version_once(empty_db:
             results = [json.loads(await _line(out)) for out in outs]
             codes = [await child.wait() for child in children]
     assert codes == [0, 0]
-    assert sorted(results) == [[], [1]]
-    assert await versions(empty_db) == [(1, "initial")]
+    assert sorted(results) == [[], [1, 2]]
+    assert await versions(empty_db) == VERSIONS
     assert set(await public_tables(empty_db)) == TABLES
     assert await admin_fetchval(empty_db, "SELECT count(*) FROM kill_switch") == 1
 
@@ -171,12 +172,12 @@ def test_the_cli_migrates_and_prints_the_schema_version(empty_db: str) -> None:
     runner = CliRunner()
     first = runner.invoke(main, ["db", "migrate", "--dsn", empty_db])
     assert first.exit_code == 0, first.output
-    assert "applied [1]" in first.output
-    assert "schema version 1" in first.output
+    assert "applied [1, 2]" in first.output
+    assert "schema version 2" in first.output
     again = runner.invoke(main, ["db", "migrate", "--dsn", empty_db])
     assert again.exit_code == 0, again.output
     assert "applied nothing" in again.output
-    assert "schema version 1" in again.output
+    assert "schema version 2" in again.output
 
 
 # == roles ============================================================================
