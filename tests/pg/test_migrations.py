@@ -24,7 +24,13 @@ from click.testing import CliRunner
 from cutter.cli import main
 from cutter.ledger import ChainBroken
 from cutter.pg.connect import create_pool
-from cutter.pg.migrate import MIGRATION_LOCK, migrate, migrations, schema_version
+from cutter.pg.migrate import (
+    MIGRATION_LOCK,
+    MigrationRefused,
+    migrate,
+    migrations,
+    schema_version,
+)
 from cutter.pg.roles import WRITER_GRANTS, create_roles
 from cutter.pg.target import PgGrantProbe, PgLedger
 from cutter.records import REQUIRED_GRANTS
@@ -109,6 +115,54 @@ async def test_migrate_applies_everything_once_and_then_nothing(empty_db: str) -
 async def test_migrating_the_migrated_template_clone_applies_nothing(pg_db: PgDatabase) -> None:
     assert await migrate(pg_db.admin_dsn) == []
     assert await schema_version(pg_db.admin_dsn) == 2
+
+
+async def _back_to_version_1_with_two_open_runs(dsn: str) -> None:
+    """As a database migrated before 0002 existed, holding two open runs of doc-1."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("DROP INDEX runs_one_open_per_document")
+        await conn.execute("DELETE FROM schema_version WHERE version = 2")
+        for run_id in ("run-a", "run-b"):
+            await conn.execute(
+                "INSERT INTO runs (run_id, doc_id, state, sidecar) VALUES ($1, 'doc-1', $2, '')",
+                run_id,
+                "AWAITING_CUT_AUTHORIZATION",
+            )
+    finally:
+        await conn.close()
+
+
+async def _admin(dsn: str, query: str) -> object:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval(query)
+    finally:
+        await conn.close()
+
+
+def test_two_open_runs_of_one_document_stop_migration_0002_changing_nothing(
+    pg_db: PgDatabase,
+) -> None:
+    """The index cannot be built over two open runs of a document: the migration is
+    refused as a whole, with a typed error naming the index and the document, and
+    applies once one of the runs has ended."""
+    dsn = pg_db.admin_dsn
+    anyio.run(_back_to_version_1_with_two_open_runs, dsn)
+    with pytest.raises(MigrationRefused, match="runs_one_open_per_document") as refused:
+        anyio.run(migrate, dsn)
+    assert refused.value.code == "E_MIGRATION_REFUSED"
+    assert "doc-1" in refused.value.message
+    cli = CliRunner().invoke(main, ["db", "migrate", "--dsn", dsn])
+    assert cli.exit_code == 1, cli.output
+    assert "E_MIGRATION_REFUSED" in cli.output
+    assert "Traceback" not in cli.output
+    assert anyio.run(versions, dsn) == VERSIONS[:1]
+    index = "SELECT to_regclass('runs_one_open_per_document')"
+    assert anyio.run(_admin, dsn, index) is None
+    anyio.run(_admin, dsn, "UPDATE runs SET state = 'ABORTED' WHERE run_id = 'run-a'")
+    assert anyio.run(migrate, dsn) == [2]
+    assert anyio.run(versions, dsn) == VERSIONS
 
 
 CHILD = """
