@@ -171,14 +171,15 @@ class ShuttingDown(CutterError):
 
 
 class DocumentBusy(CutterError):
-    """Another run is walking this document right now; one cut per document at a time."""
+    """Another open run holds this document: one open run per document, from its start
+    until it ends in a terminal state (and one walk of it at a time)."""
 
     code = "STOP_DOCUMENT_BUSY"
 
     def __init__(self, doc_id: str, holder: str) -> None:
         self.doc_id = doc_id
         self.holder = holder
-        super().__init__(f"document {doc_id} is being cut by {holder}")
+        super().__init__(f"document {doc_id} is held by {holder}")
 
 
 class ProductionExecutionNotAuthorized(CutterError):

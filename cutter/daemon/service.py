@@ -137,7 +137,21 @@ class Daemon:
                     return RunSummary.of(sidecar)
 
                 if not command.wait:
-                    self.background(cut, f"start {run_id}")
+                    # The run is recorded, holding its document, before Accepted: a
+                    # busy document is the answer (STOP_DOCUMENT_BUSY), not a log line.
+                    await self.job(
+                        lambda: runner.open(
+                            command.doc_id,
+                            command.mode,
+                            started_by=command.started_by,
+                            run_id=run_id,
+                        )
+                    )
+
+                    async def walk() -> RunSummary:
+                        return RunSummary.of(await runner.resume(run_id))
+
+                    self.background(walk, f"start {run_id}")
                     return Accepted(id=command.id, run_id=run_id)
                 return RunInfo(id=command.id, run=await self.job(cut))
             case StatusOf():
