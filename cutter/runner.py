@@ -132,9 +132,11 @@ class Runner:
         started_by: str = "operator",
         batch_id: str | None = None,
         run_id: str | None = None,
+        principal: str | None = None,
     ) -> Sidecar:
         """Start a run for ``doc_id`` and walk it to its first stop. ``run_id`` lets a
-        caller that must name the run before it exists (the daemon) choose it."""
+        caller that must name the run before it exists (the daemon) choose it;
+        ``principal`` is who the daemon authenticated for ``started_by``."""
         require_mode_allowed(mode)
         now = self.config.clock()
         sidecar = Sidecar(
@@ -143,6 +145,7 @@ class Runner:
             mode=mode,
             started_by=check_token("started_by", started_by),
             batch_id=None if batch_id is None else check_token("batch_id", batch_id),
+            started_by_principal=None if principal is None else check_token("principal", principal),
             created_at=now,
             updated_at=now,
             state=RunState.CREATED,
