@@ -49,6 +49,7 @@ from cutter.walk import Gate
 from tests.daemon._drive import (
     DOC_ID,
     START_TIMEOUT,
+    StdioDaemon,
     WatchedDaemon,
     add_document,
     approval_for,
@@ -362,3 +363,21 @@ def test_policy_cli_sets_shows_and_records_every_change(daemon: WatchedDaemon) -
         "policy/changes/000001",
         "policy/changes/000002",
     ]
+
+
+def test_stdio_acts_as_the_daemons_own_principal(tmp_path: Path) -> None:
+    """No users needed: whoever writes the daemon's stdin is the daemon's own uid."""
+    stdio = StdioDaemon(tmp_path / "state")
+    try:
+        shown = stdio.request(ShowPolicy())
+        assert isinstance(shown, PolicyInfo)
+        assert (shown.principal, shown.policy.admins) == (own_principal(), (own_principal(),))
+        # The default policy relays for its own principal: declared names still act.
+        started = stdio.request(Start(doc_id="no-such-doc", started_by="operator-ann"))
+        assert isinstance(started, RunInfo)
+        assert (started.run.started_by, started.run.started_by_principal) == (
+            "operator-ann",
+            own_principal(),
+        )
+    finally:
+        assert stdio.close() == 0
