@@ -33,7 +33,9 @@ from cutter.protocol import (
     AnyReply,
     ApprovalStored,
     Error,
+    Ping,
     PolicyInfo,
+    Pong,
     RunInfo,
     RunSummary,
     SetPolicy,
@@ -60,7 +62,9 @@ from tests.daemon._drive import (
 
 GROUP = "cp11-cutter"
 ANN, BOB, CAROL, RELAY, EVE = "cp11-ann", "cp11-bob", "cp11-carol", "cp11-relay", "cp11-eve"
-USERS = (ANN, BOB, CAROL, RELAY, EVE)
+# A login name useradd accepts (a machine account's) but outside the principal alphabet.
+HOSTILE = "cp11-mach$"
+USERS = (ANN, BOB, CAROL, RELAY, EVE, HOSTILE)
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 # A client that needs nothing but the standard library: one frame out, one reply back.
@@ -328,6 +332,16 @@ def test_hostile_policies_and_names_are_refused_and_the_daemon_serves_on(
         refused(reply, "E_INVALID_ID")
     assert approvals_stored(daemon, run.run_id) == []
     assert isinstance(as_user(daemon, BOB, ShowPolicy()), PolicyInfo)
+
+
+def test_a_login_name_outside_the_alphabet_proves_nobody(daemon: WatchedDaemon) -> None:
+    assert isinstance(as_user(daemon, HOSTILE, Ping()), Pong)
+    refused(as_user(daemon, HOSTILE, ShowPolicy()), "E_PRINCIPAL_UNKNOWN")
+    refused(start_as(daemon, HOSTILE, started_by=ANN), "E_PRINCIPAL_UNKNOWN")
+    refused(as_user(daemon, HOSTILE, SetPolicy(text=_policy(ANN))), "E_PRINCIPAL_UNKNOWN")
+    assert anyio.run(FileKnowledgeBase(daemon.state_dir / "kb").list, "policy") == []
+    assert not any(daemon.state_dir.joinpath("runs").rglob("run-*.json"))
+    assert isinstance(as_user(daemon, EVE, ShowPolicy()), PolicyInfo)  # still serving
 
 
 def test_policy_cli_sets_shows_and_records_every_change(daemon: WatchedDaemon) -> None:
