@@ -139,10 +139,12 @@ class Runner:
         started_by: str = "operator",
         batch_id: str | None = None,
         run_id: str | None = None,
+        principal: str | None = None,
     ) -> Sidecar:
         """Start a run for ``doc_id`` and walk it to its first stop. ``run_id`` lets a
-        caller that must name the run before it exists (the daemon) choose it."""
-        sidecar = self._new_run(doc_id, mode, started_by, batch_id, run_id)
+        caller that must name the run before it exists (the daemon) choose it;
+        ``principal`` is who the daemon authenticated for ``started_by``."""
+        sidecar = self._new_run(doc_id, mode, started_by, batch_id, run_id, principal)
         return await self._drive(sidecar, Walk(), new=True)
 
     async def open(
@@ -152,6 +154,7 @@ class Runner:
         *,
         started_by: str = "operator",
         run_id: str | None = None,
+        principal: str | None = None,
     ) -> Sidecar:
         """Record a new run (CREATED) without walking it: the run holds its document
         from now on, or ``DocumentBusy`` names the open run that does and nothing is
@@ -159,13 +162,19 @@ class Runner:
         start it walks in the background, so that a refusal is the answer."""
         if self._draining:
             raise ShuttingDown()
-        sidecar = self._new_run(doc_id, mode, started_by, None, run_id)
+        sidecar = self._new_run(doc_id, mode, started_by, None, run_id, principal)
         async with self.config.locks.hold(sidecar.doc_id, sidecar.run_id):
             await self.config.run_store.create(sidecar)
         return sidecar
 
     def _new_run(
-        self, doc_id: str, mode: Mode, started_by: str, batch_id: str | None, run_id: str | None
+        self,
+        doc_id: str,
+        mode: Mode,
+        started_by: str,
+        batch_id: str | None,
+        run_id: str | None,
+        principal: str | None,
     ) -> Sidecar:
         require_mode_allowed(mode)
         now = self.config.clock()
@@ -175,6 +184,7 @@ class Runner:
             mode=mode,
             started_by=check_token("started_by", started_by),
             batch_id=None if batch_id is None else check_token("batch_id", batch_id),
+            started_by_principal=None if principal is None else check_token("principal", principal),
             created_at=now,
             updated_at=now,
             state=RunState.CREATED,
