@@ -13,6 +13,7 @@ from cutter.errors import (
     ApprovalStale,
     ApprovalWrongGate,
     ApprovalWrongRun,
+    ApproverNotAllowed,
     DuplicateApprover,
     InvalidIdentifier,
     SelfApprovalRefused,
@@ -43,11 +44,15 @@ def decision_kb_id(
 
 @dataclass(frozen=True, slots=True)
 class GatePolicy:
-    """Who may approve and for how long an approval is good."""
+    """One gate's rule for one document, resolved from the policy (``cutter.policy``):
+    who may approve ("*": anyone), how many distinct approvers, how long an approval
+    is good. ``approver`` and ``started_by`` are the acting names the daemon checked
+    against the authenticated principals (``cutter.principals``)."""
 
     approval_ttl: timedelta = timedelta(hours=24)
     allow_self_approval: bool = False
     required_approvals: int = 1
+    approvers: tuple[str, ...] = ("*",)
 
 
 def check_approval(
@@ -80,6 +85,10 @@ def check_approval(
         raise ApprovalExpired(
             run_id, f"approval {approval_kb_id} expired (ttl {policy.approval_ttl})"
         )
+    if "*" not in policy.approvers and approval.approver not in policy.approvers:
+        raise ApproverNotAllowed(
+            run_id, f"{approval.approver} is not an approver of {gate.gate} for {sidecar.doc_id}"
+        )
     if approval.approver == sidecar.started_by and not policy.allow_self_approval:
         raise SelfApprovalRefused(
             run_id, f"{approval.approver} started this run and may not approve it"
@@ -95,6 +104,7 @@ def check_approval(
         approver=approval.approver,
         decision=approval.decision,
         peer=peer,
+        principal=approval.principal,
         consumed_at=now,
         review_decision_id=approval.review_decision_id,
     )
@@ -105,6 +115,8 @@ def check_well_formed(run_id: str, approval: Approval, approval_kb_id: str) -> N
     or ``"ann "`` would slip past the self-approval rule as someone else."""
     try:
         check_token("approver", approval.approver)
+        if approval.principal is not None:
+            check_token("principal", approval.principal)
         if approval.review_decision_id is not None:
             check_token("review_decision_id", approval.review_decision_id)
     except InvalidIdentifier as exc:

@@ -109,9 +109,24 @@ def demo(state_dir: Path, live: bool, dsn: str | None) -> None:
     default=None,
     help="JSON log lines to this file (default: stdout; required with --stdio).",
 )
-@click.option("--allow-self-approval", is_flag=True, help="Let a run's starter approve it.")
-@click.option("--required-approvals", type=click.IntRange(1, 10), default=1, show_default=True)
+@click.option(
+    "--allow-self-approval",
+    is_flag=True,
+    help="Let a run's starter approve it (the default policy's, until one is set).",
+)
+@click.option(
+    "--required-approvals",
+    type=click.IntRange(1, 10),
+    default=1,
+    show_default=True,
+    help="Distinct approvers per gate (the default policy's, until one is set).",
+)
 @click.option("--enable-execution", is_flag=True, help="Allow Mode.LIVE runs.")
+@click.option(
+    "--socket-group",
+    default=None,
+    help="Open the socket (0660) to this group's members, who connect as themselves.",
+)
 def daemon(
     state_dir: Path,
     dsn: str | None,
@@ -120,12 +135,18 @@ def daemon(
     allow_self_approval: bool,
     required_approvals: int,
     enable_execution: bool,
+    socket_group: str | None,
 ) -> None:
-    """Run the daemon: commands over a Unix socket (or stdio), many runs at once."""
+    """Run the daemon: commands over a Unix socket (or stdio), many runs at once.
+
+    Each command acts as the principal the transport proved: the socket peer's login
+    name, or on --stdio the daemon's own. See `cutter policy show`."""
     from cutter.daemon.main import DaemonOptions, run
 
     if stdio and log_path is None:
         raise click.UsageError("--stdio needs --log FILE: stdout carries the protocol")
+    if stdio and socket_group is not None:
+        raise click.UsageError("--socket-group is for the socket, not --stdio")
     options = DaemonOptions(
         state_dir=state_dir,
         dsn=dsn,
@@ -134,6 +155,7 @@ def daemon(
         allow_self_approval=allow_self_approval,
         required_approvals=required_approvals,
         enable_execution=enable_execution,
+        socket_group=socket_group,
     )
     try:
         sys.exit(run(options))
@@ -221,7 +243,9 @@ def _run(func: Callable[..., Awaitable[T]], *args: object) -> T:
 from cutter.cli_client import register  # noqa: E402  (the subcommands that talk to a daemon)
 from cutter.cli_ledger import register as register_ledger  # noqa: E402
 from cutter.cli_plan import register as register_plan  # noqa: E402
+from cutter.cli_policy import register as register_policy  # noqa: E402
 
 register(main)
 register_ledger(main)
 register_plan(main)
+register_policy(main)

@@ -11,11 +11,15 @@ structured log expands into the full story. No traceback ever leaves the process
     │   ├── UnknownRun
     │   ├── UnknownDocument              (raised by ports; the walk turns it into a stop)
     │   ├── RunNotResumable
-    │   └── StateDirUnusable             a state directory cannot be created or locked
+    │   ├── StateDirUnusable             a state directory cannot be created or locked
+    │   └── PolicyInvalid                a policy file does not parse or check
     ├── DocumentBusy                     another run holds the document
     ├── StateDirBusy                     another process owns the state directory
     ├── ShuttingDown                     the runner is draining
     ├── ProductionExecutionNotAuthorized
+    ├── AccessDenied                     the policy does not let this principal do it
+    │   ├── PrincipalUnknown             the transport authenticated nobody
+    │   └── PrincipalMismatch            a declared name is not the principal's
     ├── Refusal                          a command was refused; the run is unchanged
     │   ├── RunNotAbortable
     │   ├── RunNotAtGate
@@ -31,6 +35,8 @@ structured log expands into the full story. No traceback ever leaves the process
     │       ├── ApprovalExpired
     │       ├── SelfApprovalRefused
     │       ├── DuplicateApprover
+    │       ├── ApproverNotAllowed
+    │       ├── PolicyUnreadable
     │       ├── ApprovalConsumedAlready
     │       └── ApprovalRecoveryPending
     └── PhaseStop                        a phase body ends the run with a stop code
@@ -171,14 +177,15 @@ class ShuttingDown(CutterError):
 
 
 class DocumentBusy(CutterError):
-    """Another run is walking this document right now; one cut per document at a time."""
+    """Another open run holds this document: one open run per document, from its start
+    until it ends in a terminal state (and one walk of it at a time)."""
 
     code = "STOP_DOCUMENT_BUSY"
 
     def __init__(self, doc_id: str, holder: str) -> None:
         self.doc_id = doc_id
         self.holder = holder
-        super().__init__(f"document {doc_id} is being cut by {holder}")
+        super().__init__(f"document {doc_id} is held by {holder}")
 
 
 class ProductionExecutionNotAuthorized(CutterError):
@@ -186,6 +193,35 @@ class ProductionExecutionNotAuthorized(CutterError):
 
     def __init__(self) -> None:
         super().__init__("Mode.LIVE refused: live execution is not enabled")
+
+
+class PolicyInvalid(InputError):
+    """A policy file does not parse, or names what no principal could be."""
+
+    code = "E_POLICY_INVALID"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"invalid policy: {reason}")
+
+
+class AccessDenied(CutterError):
+    """The policy does not let the authenticated principal do this; nothing changed."""
+
+    code = "E_NOT_PERMITTED"
+
+
+class PrincipalUnknown(AccessDenied):
+    """The transport proved no usable principal (no peer credentials, a login
+    name outside the principal alphabet)."""
+
+    code = "E_PRINCIPAL_UNKNOWN"
+
+
+class PrincipalMismatch(AccessDenied):
+    """A declared name (``started_by``, ``approver``, ``by``) is not the
+    authenticated principal, and the policy names that principal no relay."""
+
+    code = "E_PRINCIPAL_MISMATCH"
 
 
 class Refusal(CutterError):
@@ -258,6 +294,18 @@ class DuplicateApprover(GateRefusal):
     code = "APPROVAL_DUPLICATE_APPROVER"
 
 
+class ApproverNotAllowed(GateRefusal):
+    """The policy does not name this approver for this gate of this document."""
+
+    code = "APPROVAL_NOT_ALLOWED"
+
+
+class PolicyUnreadable(GateRefusal):
+    """The stored policy cannot be read: no gate is passed under a guessed one."""
+
+    code = "E_POLICY_UNREADABLE"
+
+
 class ApprovalConsumedAlready(GateRefusal):
     code = "APPROVAL_CONSUMED_ALREADY"
 
@@ -297,6 +345,8 @@ _REFUSALS: tuple[type[Refusal], ...] = (
     ApprovalExpired,
     SelfApprovalRefused,
     DuplicateApprover,
+    ApproverNotAllowed,
+    PolicyUnreadable,
     ApprovalRecoveryPending,
 )
 

@@ -11,10 +11,11 @@ persisted), ``leg_a:mid`` (backup stored, rows not yet written),
 (the cut's ledger entry appended, its anchor not yet recorded), ``enact:mid``
 (rows active, source not yet marked cut), ``consume:journaled`` (the file run
 store recorded an approval consumed, the run's advance not yet saved; ``@1`` at
-SG_1, ``@2`` at SG_2 of a one-approver walk); undoing a live run's writes
-(``cutter.stopping``): ``undo:pending`` (ROLLBACK_PENDING persisted, no row
-restored), ``undo:restored`` (rows restored, rollback envelope not yet
-appended), ``undo:recorded`` (envelope appended, the run not yet ended).
+SG_1, ``@2`` at SG_2 of a one-approver walk), ``create:claimed`` (the file run
+store claimed a new run's document, the run's first sidecar not yet written);
+undoing a live run's writes (``cutter.stopping``): ``undo:pending``
+(ROLLBACK_PENDING persisted, no row restored), ``undo:restored`` (rows restored,
+rollback envelope not yet appended), ``undo:recorded`` (envelope appended, the run not yet ended).
 """
 
 from __future__ import annotations

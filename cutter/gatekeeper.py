@@ -17,6 +17,7 @@ from cutter.errors import (
     ApprovalRecoveryPending,
     CorruptRecord,
     GateRefusal,
+    PolicyUnreadable,
     Refusal,
     RunChanged,
     StopApprovalRequired,
@@ -45,6 +46,7 @@ from cutter.messages import (
 )
 from cutter.observe import name_units, observe
 from cutter.phases import Services
+from cutter.policy_book import current, default_policy, gate_policy
 from cutter.recorder import RunRecorder
 from cutter.sidecar import GateRecord, Sidecar, StopInfo, replace_gate
 from cutter.states import RunState
@@ -55,7 +57,16 @@ class Gatekeeper(Actor[GatekeeperCommand, GatekeeperReply]):
     def __init__(self, services: Services, recorder: RunRecorder, policy: GatePolicy) -> None:
         self.services = services
         self.recorder = recorder
-        self.policy = policy
+        self.policy = policy  # the daemon's options: the rule while no policy is stored
+        self.fallback = default_policy(policy, owner="-")
+
+    async def _rule(self, sidecar: Sidecar, gate: Gate) -> GatePolicy:
+        """The stored policy's rule for this gate of this document, read now."""
+        try:
+            stored = await current(self.services.kb, self.fallback)
+        except CorruptRecord as exc:
+            raise PolicyUnreadable(sidecar.run_id, exc.message) from exc
+        return gate_policy(stored.policy, sidecar.doc_id, gate)
 
     async def receive(self, message: GatekeeperCommand, ctx: Context) -> GatekeeperReply:
         match message:
@@ -86,13 +97,14 @@ class Gatekeeper(Actor[GatekeeperCommand, GatekeeperReply]):
         )
         kb_id = request_doc_id(sidecar.run_id, gate)
         digest = subject.request_digest
+        rule = await self._rule(sidecar, gate)
         await self.services.kb.put(
             kb_id,
             SovereignRequest(
                 run_id=sidecar.run_id,
                 subject=subject,
                 request_digest=digest,
-                required_approvals=self.policy.required_approvals,
+                required_approvals=rule.required_approvals,
             ),
         )
         record = GateRecord(
@@ -101,7 +113,7 @@ class Gatekeeper(Actor[GatekeeperCommand, GatekeeperReply]):
             request_digest=digest,
             nonce=subject.nonce,
             opened_at=subject.opened_at,
-            required_approvals=self.policy.required_approvals,
+            required_approvals=rule.required_approvals,
         )
         after = await self.recorder.move(
             sidecar,
@@ -131,7 +143,7 @@ class Gatekeeper(Actor[GatekeeperCommand, GatekeeperReply]):
                 approval,
                 kb_id,
                 now=self.services.clock(),
-                policy=self.policy,
+                policy=await self._rule(sidecar, gate.gate),
                 peer=message.peer,
             )
         except GateRefusal as exc:
@@ -183,6 +195,7 @@ class Gatekeeper(Actor[GatekeeperCommand, GatekeeperReply]):
             gate=gate.gate.value,
             approval_kb_id=kb_id,
             approver=use.approver,
+            principal=use.principal,
             peer=use.peer,
             decision=use.decision.value,
             recovered=recovering,

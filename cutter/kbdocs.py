@@ -15,6 +15,7 @@ import msgspec
 from cutter.canonical import digest
 from cutter.errors import StopCode
 from cutter.mode import Mode
+from cutter.policy import Policy
 from cutter.records import Candidate, Manifest
 from cutter.states import Rollback
 from cutter.walk import Gate, Phase, Pin, PinValue
@@ -77,6 +78,10 @@ class Approval(Doc, frozen=True, kw_only=True, tag="approval"):
     reason: str
     issued_at: datetime
     review_decision_id: str | None = None
+    # The principal the daemon authenticated when it stored this decision: the
+    # approver itself, or a relay that forwarded it for ``approver``. None: not
+    # stored through the daemon (older approvals, hand-written ones).
+    principal: str | None = None
 
 
 class ApprovalRefusal(Doc, frozen=True, kw_only=True, tag="approval_refusal"):
@@ -136,6 +141,24 @@ class RunsIndexEntry(Doc, frozen=True, kw_only=True, tag="runs_index_entry"):
     closed_at: datetime
 
 
+class PolicyVersion(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    tag_field="type",
+    tag="policy_version",
+):
+    """One version of the policy (``cutter.policy``), as the admin principal who set
+    it set it. Kept twice: at ``policy/changes/<version>`` (the record of every
+    change, never rewritten) and at ``policy/current`` (what the daemon enforces)."""
+
+    version: int
+    policy: Policy
+    set_by: str
+    set_at: datetime
+
+
 KBDoc = (
     PhaseDoc
     | SovereignRequest
@@ -145,6 +168,7 @@ KBDoc = (
     | CloseoutReport
     | RunsIndexEntry
     | LedgerAnchor
+    | PolicyVersion
 )
 
 
@@ -171,6 +195,13 @@ def closeout_doc_id(run_id: str) -> str:
 
 def runs_index_id(run_id: str) -> str:
     return f"runs-index/{run_id}"
+
+
+POLICY_CURRENT = "policy/current"
+
+
+def policy_change_id(version: int) -> str:
+    return f"policy/changes/{version:06d}"
 
 
 ANCHORS_PREFIX = "ledger-anchors"

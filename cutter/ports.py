@@ -119,7 +119,18 @@ class RunStore(Protocol):
         """Raises ``UnknownRun`` or ``CorruptRecord`` (naming the file or row)."""
         ...
 
-    async def save(self, sidecar: Sidecar) -> None: ...
+    async def create(self, sidecar: Sidecar) -> None:
+        """Record a new run, and with it the run's claim on its document: one open run
+        per document, across processes. The claim holds until the run's sidecar is
+        saved in a terminal state (``cutter.states.TERMINAL``).
+
+        Raises ``DocumentBusy`` naming the open run that holds the document, and then
+        records nothing."""
+        ...
+
+    async def save(self, sidecar: Sidecar) -> None:
+        """Save a run's sidecar; saving it in a terminal state frees its document."""
+        ...
 
     async def save_consuming(self, sidecar: Sidecar, use: ApprovalUse) -> None:
         """Consume ``use.approval_kb_id`` and save ``sidecar`` as one step.

@@ -10,11 +10,13 @@ docs/protocol.md.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 import msgspec
 
 from cutter.kbdocs import Decision
 from cutter.mode import Mode
+from cutter.policy import Policy
 from cutter.review import GateReview
 from cutter.sidecar import Sidecar
 from cutter.states import RunState
@@ -98,6 +100,18 @@ class Shutdown(Command, frozen=True, kw_only=True, tag="shutdown"):
     pass
 
 
+class ShowPolicy(Command, frozen=True, kw_only=True, tag="policy_show"):
+    pass
+
+
+class SetPolicy(Command, frozen=True, kw_only=True, tag="policy_set"):
+    """Replace the policy with the one in ``text`` (a TOML or JSON file's content).
+    Only a principal the current policy names an admin may."""
+
+    text: str
+    format: Literal["toml", "json"] = "toml"
+
+
 AnyCommand = (
     Ping
     | Start
@@ -110,6 +124,8 @@ AnyCommand = (
     | Watch
     | SetKillSwitch
     | Shutdown
+    | ShowPolicy
+    | SetPolicy
 )
 
 
@@ -137,6 +153,7 @@ class RunSummary(msgspec.Struct, frozen=True, kw_only=True):
     phases_passed: int
     waiting: GateWait | None
     updated_at: datetime
+    started_by_principal: str | None = None  # a relay's, when it differs from started_by
 
     @classmethod
     def of(cls, sidecar: Sidecar) -> RunSummary:
@@ -162,6 +179,7 @@ class RunSummary(msgspec.Struct, frozen=True, kw_only=True):
                 required_approvals=gate.required_approvals,
             ),
             updated_at=sidecar.updated_at,
+            started_by_principal=sidecar.started_by_principal,
         )
 
 
@@ -211,6 +229,17 @@ class ShuttingDown(Reply, frozen=True, kw_only=True, tag="shutting_down"):
     pass
 
 
+class PolicyInfo(Reply, frozen=True, kw_only=True, tag="policy"):
+    """The policy in force. ``version`` 0: none was set; this is the default built
+    from the daemon's options. ``principal``: who asked, as the daemon authenticated."""
+
+    version: int
+    policy: Policy
+    set_by: str
+    set_at: datetime
+    principal: str | None
+
+
 class Event(Reply, frozen=True, kw_only=True, tag="event"):
     """One transition of a run, as the structured log records it."""
 
@@ -235,6 +264,7 @@ AnyReply = (
     | Review
     | KillSwitchState
     | ShuttingDown
+    | PolicyInfo
     | Event
     | Error
 )

@@ -21,7 +21,14 @@ import anyio
 
 from actors import ActorCrashed, ActorSystem, AskTimeout
 from cutter.approvals import GatePolicy
-from cutter.errors import RunNotResumable, ShuttingDown, StopCode, new_error_id, refusal
+from cutter.errors import (
+    DocumentBusy,
+    RunNotResumable,
+    ShuttingDown,
+    StopCode,
+    new_error_id,
+    refusal,
+)
 from cutter.gate_review import gate_review
 from cutter.ids import (
     check_doc_id,
@@ -134,42 +141,102 @@ class Runner:
         started_by: str = "operator",
         batch_id: str | None = None,
         run_id: str | None = None,
+        principal: str | None = None,
     ) -> Sidecar:
         """Start a run for ``doc_id`` and walk it to its first stop. ``run_id`` lets a
-        caller that must name the run before it exists (the daemon) choose it."""
+        caller that must name the run before it exists (the daemon) choose it;
+        ``principal`` is who the daemon authenticated for ``started_by``."""
+        sidecar = self._new_run(doc_id, mode, started_by, batch_id, run_id, principal)
+        return await self._drive(sidecar, Walk(), new=True)
+
+    async def open(
+        self,
+        doc_id: str,
+        mode: Mode = Mode.DRY_RUN,
+        *,
+        started_by: str = "operator",
+        run_id: str | None = None,
+        principal: str | None = None,
+    ) -> Sidecar:
+        """Record a new run (CREATED) without walking it: the run holds its document
+        from now on, or ``DocumentBusy`` names the open run that does and nothing is
+        recorded. ``resume`` walks it. The daemon opens a run before it answers a
+        start it walks in the background, so that a refusal is the answer."""
+        if self._draining:
+            raise ShuttingDown()
+        sidecar = self._new_run(doc_id, mode, started_by, None, run_id, principal)
+        async with self.config.locks.hold(sidecar.doc_id, sidecar.run_id):
+            await self.config.run_store.create(sidecar)
+        return sidecar
+
+    def _new_run(
+        self,
+        doc_id: str,
+        mode: Mode,
+        started_by: str,
+        batch_id: str | None,
+        run_id: str | None,
+        principal: str | None,
+    ) -> Sidecar:
         require_mode_allowed(mode)
         now = self.config.clock()
-        sidecar = Sidecar(
+        return Sidecar(
             run_id=new_run_id() if run_id is None else check_run_id(run_id),
             doc_id=check_doc_id(doc_id),
             mode=mode,
             started_by=check_token("started_by", started_by),
             batch_id=None if batch_id is None else check_token("batch_id", batch_id),
+            started_by_principal=None if principal is None else check_token("principal", principal),
             created_at=now,
             updated_at=now,
             state=RunState.CREATED,
         )
-        return await self._drive(sidecar, Walk(), new=True)
 
     async def cut_batch(
         self, doc_ids: Sequence[str], mode: Mode = Mode.DRY_RUN, *, started_by: str = "operator"
     ) -> list[Sidecar]:
-        """One run per document, walked concurrently, each to its own first stop."""
+        """One run per document, walked concurrently, each to its own first stop.
+
+        A document named twice, or held by an open run, refuses the batch with
+        ``DocumentBusy`` before any run is recorded. A start of one of its documents
+        that races the batch refuses that document's run only: the others reach
+        their stops, then ``DocumentBusy`` is raised."""
         require_mode_allowed(mode)
         if self._draining:
             raise ShuttingDown()
         for doc_id in doc_ids:
             check_doc_id(doc_id)
+        await self._refuse_held(doc_ids)
         batch_id = "batch-" + new_run_id().removeprefix("run-")
         results: dict[int, Sidecar] = {}
+        refused: list[DocumentBusy] = []
 
         async def one(index: int, doc_id: str) -> None:
-            results[index] = await self.cut(doc_id, mode, started_by=started_by, batch_id=batch_id)
+            try:
+                results[index] = await self.cut(
+                    doc_id, mode, started_by=started_by, batch_id=batch_id
+                )
+            except DocumentBusy as exc:  # a start that raced the batch: the others go on
+                refused.append(exc)
 
         async with anyio.create_task_group() as tg:
             for index, doc_id in enumerate(doc_ids):
                 tg.start_soon(one, index, doc_id)
+        if refused:
+            raise refused[0]
         return [results[i] for i in range(len(doc_ids))]
+
+    async def _refuse_held(self, doc_ids: Sequence[str]) -> None:
+        """``DocumentBusy`` before anything is written when a batch names a document
+        twice or one an open run holds."""
+        seen: set[str] = set()
+        for doc_id in doc_ids:
+            if doc_id in seen:
+                raise DocumentBusy(doc_id, "another run of this batch (named twice)")
+            seen.add(doc_id)
+        for sidecar in await self.runs():
+            if sidecar.doc_id in seen and sidecar.state not in TERMINAL:
+                raise DocumentBusy(sidecar.doc_id, f"run {sidecar.run_id}")
 
     async def resume(
         self, run_id: str, approval_kb_id: str | None = None, *, peer: str | None = None
@@ -247,8 +314,9 @@ class Runner:
         self, known: Sidecar, command: SupervisorCommand, *, new: bool = False
     ) -> Sidecar:
         """Walk one segment of a run, at most ``max_walking`` at once, while holding
-        the run and its document; ``new`` runs are saved only once the document is
-        theirs, so a busy document leaves no run."""
+        the run and its document; ``new`` runs are created (``RunStore.create``, one
+        open run per document) only once the walk holds the document, so a busy
+        document leaves no run."""
         if self._system is None or self._walking is None:
             raise RuntimeError("use the runner inside 'async with Runner(...)'")
         if self._draining:
@@ -280,8 +348,8 @@ class Runner:
     ) -> Sidecar:
         run_id = known.run_id
         async with self.config.locks.hold(known.doc_id, run_id):
-            if new:
-                await self.config.run_store.save(known)
+            if new:  # the run's claim on its document: DocumentBusy records nothing
+                await self.config.run_store.create(known)
             sidecar = await self.config.run_store.load(run_id)
             if (
                 isinstance(command, Abort)

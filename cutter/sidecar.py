@@ -31,7 +31,9 @@ class StopInfo(Struct, frozen=True, kw_only=True):
 
 
 class ApprovalUse(Struct, frozen=True, kw_only=True):
-    """An approval consumed at a gate: who declared it, who actually spoke, when."""
+    """An approval consumed at a gate: who decided (``approver``), which principal the
+    daemon authenticated for it (the approver, or a relay that forwarded it), the
+    connection that resumed the run (``peer``), when."""
 
     approval_kb_id: str
     approver: str
@@ -39,6 +41,14 @@ class ApprovalUse(Struct, frozen=True, kw_only=True):
     peer: str | None
     consumed_at: datetime
     review_decision_id: str | None = None
+    principal: str | None = None
+
+    @property
+    def relayed_by(self) -> str | None:
+        """The relay that forwarded this decision for ``approver``, if one did."""
+        if self.principal is None or self.principal == self.approver:
+            return None
+        return self.principal
 
 
 class GateRecord(Struct, frozen=True, kw_only=True):
@@ -125,6 +135,9 @@ class Sidecar(Struct, frozen=True, kw_only=True):
     gates: tuple[GateRecord, ...] = ()
     drift: tuple[DriftItem, ...] = ()
     undo: Undo | None = None
+    # The principal the daemon authenticated for the start: ``started_by`` itself,
+    # or a relay that started the run for ``started_by``. None: started in-process.
+    started_by_principal: str | None = None
 
     @property
     def stop_code(self) -> str | None:

@@ -386,10 +386,10 @@ class TestGateInvariants:
         rig = build_runner(tmp_path)
         async with rig.runner:
             first = await at_sg1(rig)
-            other = await at_sg1(rig)
             reject = await write_sg1_approval(rig, first.run_id, decision=Decision.REJECT)
             rejected = await rig.runner.resume(first.run_id, reject)
             assert rejected.state is RunState.REJECTED
+            other = await at_sg1(rig)  # the rejection freed the document for another run
             assert await rig.run_store.consumed_by(reject) == first.run_id
             with pytest.raises(RunNotResumable):
                 await rig.runner.resume(first.run_id, reject)

@@ -23,6 +23,8 @@ PURE_MODULES = [
     "ledger",
     "mode",
     "plan",
+    "policy",
+    "principals",
     "records",
     "review",
     "sidecar",

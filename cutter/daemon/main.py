@@ -9,11 +9,19 @@ half-done (runs mid-walk, and an approval consumed just before a crash,
 command take the same path: stop taking commands, let each walk finish the
 phase it is in and persist (it stays RUNNING, so the next start continues it),
 close, exit 0. One log line says started, one stopped.
+
+Permissions (docs/gates.md, trust model): the daemon's umask is 0077, so every
+store it creates is its own alone. The state directory is 0700; with
+``--socket-group G`` it is 0710 and group G — the group may traverse it to reach
+``daemon.sock`` by name (0660, group G), not list it — and every other entry of
+the directory is stripped of group and other bits at start, so the stores stay
+private whatever an older daemon or ``add-document`` left there.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -27,8 +35,9 @@ import anyio
 from cutter.approvals import GatePolicy
 from cutter.daemon.bus import EventBus
 from cutter.daemon.service import Daemon
-from cutter.daemon.transport import claim_socket, serve_socket, serve_stdio
+from cutter.daemon.transport import claim_socket, serve_socket, serve_stdio, socket_gid
 from cutter.discovery import TextDiscoverer
+from cutter.errors import StateDirUnusable
 from cutter.logs import configure_json, get_logger
 from cutter.mode import enable_execution
 from cutter.ports import KillSwitchControl, Target
@@ -47,6 +56,7 @@ class DaemonOptions:
     allow_self_approval: bool = False
     required_approvals: int = 1
     enable_execution: bool = False
+    socket_group: str | None = None  # None: the socket is the owner's alone
 
     @property
     def socket_path(self) -> Path:
@@ -104,12 +114,32 @@ async def serve(options: DaemonOptions, log_stream: TextIO) -> int:
     configure_json(log_stream, tap=bus.processor)
     if options.enable_execution:
         enable_execution()
-    # run() made the directory and owns it; the socket's directory is the owner's alone.
-    await anyio.Path(options.state_dir).chmod(0o700)
+    # run() made the directory and owns it; only the socket is shared, with one group.
+    gid = None if options.socket_group is None else socket_gid(options.socket_group)
+    os.umask(0o077)
+    await anyio.to_thread.run_sync(private_state_dir, options.state_dir, gid)
     # Handlers stay installed until the very end: a second SIGTERM during the drain
     # must not kill the daemon half-way (a supervisor escalates with SIGKILL).
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         return await _serve(options, bus, signals)
+
+
+def private_state_dir(state_dir: Path, gid: int | None) -> None:
+    """0700 (0710 and group ``gid`` when the socket is shared); every entry in it
+    but the socket loses its group and other bits. ``StateDirUnusable`` on failure."""
+    try:
+        if gid is not None:
+            os.chown(state_dir, -1, gid)
+        os.chmod(state_dir, 0o700 if gid is None else 0o710)
+        with os.scandir(state_dir) as entries:
+            for entry in entries:
+                if entry.name == "daemon.sock" or entry.is_symlink():
+                    continue
+                mode = entry.stat(follow_symlinks=False).st_mode & 0o7777
+                if mode & 0o077:
+                    os.chmod(entry.path, mode & ~0o077, follow_symlinks=False)
+    except OSError as exc:
+        raise StateDirUnusable(str(state_dir), exc.strerror or type(exc).__name__) from None
 
 
 async def _serve(options: DaemonOptions, bus: EventBus, signals: AsyncIterator[int]) -> int:
@@ -128,7 +158,8 @@ async def _serve(options: DaemonOptions, bus: EventBus, signals: AsyncIterator[i
             if options.stdio:
                 intake.start_soon(_stdio_then_stop, daemon)
             else:
-                await intake.start(serve_socket, options.socket_path, daemon)
+                gid = None if options.socket_group is None else socket_gid(options.socket_group)
+                await intake.start(serve_socket, options.socket_path, daemon, gid)
             for unfinished in await runner.unfinished():
                 log.info(
                     "run_recovering",
@@ -144,6 +175,8 @@ async def _serve(options: DaemonOptions, bus: EventBus, signals: AsyncIterator[i
                 "daemon_started",
                 state_dir=str(options.state_dir),
                 transport="stdio" if options.stdio else str(options.socket_path),
+                socket_group=options.socket_group,
+                principal=daemon.owner,
                 store="postgresql" if options.dsn else "files",
             )
             await daemon.stop_requested.wait()

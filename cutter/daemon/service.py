@@ -17,9 +17,11 @@ from anyio.abc import TaskGroup
 from cutter.approvals import decision_kb_id
 from cutter.daemon.bus import EventBus, Subscription
 from cutter.errors import (
+    AccessDenied,
     ApprovalConsumedAlready,
     ApprovalStale,
     ApprovalWrongGate,
+    ApproverNotAllowed,
     CutterError,
     RunNotAtGate,
     new_error_id,
@@ -29,13 +31,15 @@ from cutter.ids import (
     check_kb_id,
     check_run_id,
     check_text,
-    check_token,
     new_run_id,
 )
-from cutter.kbdocs import Approval
+from cutter.kbdocs import Approval, PolicyVersion
 from cutter.logs import Logger, get_logger
 from cutter.mode import require_mode_allowed
+from cutter.policy import Policy, listed, parse_policy
+from cutter.policy_book import current, default_policy, gate_policy, replace
 from cutter.ports import KillSwitchControl
+from cutter.principals import Caller, acting, own_principal
 from cutter.protocol import (
     MAX_FRAME_BYTES,
     AbortRun,
@@ -47,6 +51,7 @@ from cutter.protocol import (
     KillSwitchState,
     ListRuns,
     Ping,
+    PolicyInfo,
     Pong,
     Reply,
     Resume,
@@ -56,6 +61,8 @@ from cutter.protocol import (
     RunList,
     RunSummary,
     SetKillSwitch,
+    SetPolicy,
+    ShowPolicy,
     Shutdown,
     ShuttingDown,
     Start,
@@ -78,6 +85,22 @@ class Daemon:
     jobs: TaskGroup
     stop_requested: anyio.Event = field(default_factory=anyio.Event)
     log: Logger = field(default_factory=lambda: get_logger(component="daemon"))
+    owner: str = field(default_factory=own_principal)  # the daemon's own principal
+    policy_lock: anyio.Lock = field(default_factory=anyio.Lock)
+
+    @property
+    def fallback_policy(self) -> Policy:
+        return default_policy(self.runner.config.policy, self.owner)
+
+    async def policy(self) -> PolicyVersion:
+        """The policy in force now (read each command: a change applies at once)."""
+        return await current(self.runner.config.kb, self.fallback_policy)
+
+    def require_admin(self, policy: Policy, caller: Caller, what: str) -> str:
+        principal = caller.require()
+        if not policy.is_admin(principal):
+            raise AccessDenied(f"{principal} may not {what}: the policy names it no admin")
+        return principal
 
     async def job(self, work: Callable[[], Awaitable[T]]) -> T:
         """Run ``work`` in the daemon's task group and wait for its result."""
@@ -112,11 +135,20 @@ class Daemon:
 
         self.jobs.start_soon(run)
 
-    async def handle(self, command: AnyCommand, peer: str | None) -> Reply:
+    async def handle(self, command: AnyCommand, caller: Caller) -> Reply:
         """Answer one command; a refusal or a bug becomes an Error reply."""
-        self.log.info("command_received", cmd=type(command).__name__, id=command.id, peer=peer)
+        self.log.info(
+            "command_received",
+            cmd=type(command).__name__,
+            id=command.id,
+            peer=caller.peer,
+            principal=caller.principal,
+        )
         try:
-            return await self._dispatch(command, peer)
+            if isinstance(command, Ping):
+                return Pong(id=command.id)
+            caller.require()  # everything but ping needs someone the transport proved
+            return await self._dispatch(command, caller)
         except CutterError as exc:
             return Error(id=command.id, code=exc.code, message=exc.message)
         except Exception:
@@ -126,29 +158,49 @@ class Daemon:
                 id=command.id, code="E_INTERNAL", message="internal error", error_id=error_id
             )
 
-    async def _dispatch(self, command: AnyCommand, peer: str | None) -> Reply:
+    async def _dispatch(self, command: AnyCommand, caller: Caller) -> Reply:
         runner = self.runner
+        peer = caller.peer
         match command:
             case Ping():
                 return Pong(id=command.id)
             case Start():
                 # Everything a background start could refuse is checked before Accepted.
                 require_mode_allowed(command.mode)
-                check_doc_id(command.doc_id)
-                check_token("started_by", command.started_by)
+                doc_id = check_doc_id(command.doc_id)
+                policy = (await self.policy()).policy
+                started_by = acting(policy, caller, "started_by", command.started_by)
+                if not listed(started_by, policy.starters_for(doc_id)):
+                    raise AccessDenied(f"{started_by} may not start runs of {doc_id}")
                 run_id = new_run_id()
 
                 async def cut() -> RunSummary:
                     sidecar = await runner.cut(
-                        command.doc_id,
+                        doc_id,
                         command.mode,
-                        started_by=command.started_by,
+                        started_by=started_by,
                         run_id=run_id,
+                        principal=caller.principal,
                     )
                     return RunSummary.of(sidecar)
 
                 if not command.wait:
-                    self.background(cut, f"start {run_id}")
+                    # The run is recorded, holding its document, before Accepted: a
+                    # busy document is the answer (STOP_DOCUMENT_BUSY), not a log line.
+                    await self.job(
+                        lambda: runner.open(
+                            doc_id,
+                            command.mode,
+                            started_by=started_by,
+                            run_id=run_id,
+                            principal=caller.principal,
+                        )
+                    )
+
+                    async def walk() -> RunSummary:
+                        return RunSummary.of(await runner.resume(run_id))
+
+                    self.background(walk, f"start {run_id}")
                     return Accepted(id=command.id, run_id=run_id)
                 return RunInfo(id=command.id, run=await self.job(cut))
             case StatusOf():
@@ -161,7 +213,7 @@ class Daemon:
                     runs = [r for r in runs if r.state is command.state]
                 return RunList(id=command.id, runs=tuple(runs))
             case SubmitApproval():
-                return await self._approve(command, peer)
+                return await self._approve(command, caller)
             case ReviewOf():
                 sidecar, review = await runner.review(check_run_id(command.run_id))
                 reply = Review(id=command.id, run=RunSummary.of(sidecar), review=review)
@@ -188,27 +240,61 @@ class Daemon:
                 return RunInfo(id=command.id, run=await self.job(resume))
             case AbortRun():
                 run_id = check_run_id(command.run_id)
-                sidecar = await self.job(
-                    lambda: runner.abort(run_id, reason=command.reason, by=command.by)
-                )
+                by = acting((await self.policy()).policy, caller, "by", command.by)
+                sidecar = await self.job(lambda: runner.abort(run_id, reason=command.reason, by=by))
                 return RunInfo(id=command.id, run=RunSummary.of(sidecar))
             case SetKillSwitch():
-                if command.engage:
+                if command.engage:  # a safety stop: anyone authenticated may pull it
                     await self.kill_switch.engage(check_text("reason", command.reason))
                 else:
+                    policy = (await self.policy()).policy
+                    self.require_admin(policy, caller, "release the kill switch")
                     await self.kill_switch.release()
-                self.log.info("kill_switch_set", engaged=command.engage, peer=peer)
+                self.log.info(
+                    "kill_switch_set",
+                    engaged=command.engage,
+                    principal=caller.principal,
+                    peer=peer,
+                )
                 return KillSwitchState(id=command.id, engaged=await self.kill_switch.engaged())
             case Shutdown():
+                self.require_admin((await self.policy()).policy, caller, "shut the daemon down")
                 # The transport sets stop_requested once this reply is on its way.
                 self.log.info("shutdown_requested", peer=peer)
                 return ShuttingDown(id=command.id)
+            case ShowPolicy():
+                return self._policy_info(command.id, await self.policy(), caller)
+            case SetPolicy():
+                return await self._set_policy(command, caller)
             case Watch():
                 raise RuntimeError("watch is a stream: the transport calls watch()")
             case _:
                 assert_never(command)
 
-    async def _approve(self, command: SubmitApproval, peer: str | None) -> Reply:
+    def _policy_info(self, id: str | None, stored: PolicyVersion, caller: Caller) -> PolicyInfo:
+        return PolicyInfo(
+            id=id,
+            version=stored.version,
+            policy=stored.policy,
+            set_by=stored.set_by,
+            set_at=stored.set_at,
+            principal=caller.principal,
+        )
+
+    async def _set_policy(self, command: SetPolicy, caller: Caller) -> Reply:
+        """Parse and check the new policy, let only an admin of the current one set it,
+        record the change, then make it current. Anything refused changes nothing."""
+        policy = parse_policy(command.text, command.format)
+        async with self.policy_lock:
+            before = await self.policy()
+            by = self.require_admin(before.policy, caller, "change the policy")
+            after = await replace(
+                self.runner.config.kb, before, policy, by=by, at=self.runner.config.clock()
+            )
+        self.log.info("policy_changed", version=after.version, set_by=by, peer=caller.peer)
+        return self._policy_info(command.id, after, caller)
+
+    async def _approve(self, command: SubmitApproval, caller: Caller) -> Reply:
         """Store the decision where its identity names it (``decision_kb_id``) and resume.
 
         A retry of the same decision (the client lost the connection, the daemon was
@@ -219,9 +305,15 @@ class Daemon:
         A decision this run has not consumed must name the request the run waits on
         now (``require_open_request``), or it is refused and nothing is stored."""
         runner = self.runner
+        peer = caller.peer
         run_id = check_run_id(command.run_id)
         sidecar = await runner.status(run_id)
-        approver = check_token("approver", command.approver)
+        policy = (await self.policy()).policy
+        approver = acting(policy, caller, "approver", command.approver)
+        if not listed(approver, gate_policy(policy, sidecar.doc_id, command.gate).approvers):
+            raise ApproverNotAllowed(
+                run_id, f"{approver} is not an approver of {command.gate} for {sidecar.doc_id}"
+            )
         kb_id = check_kb_id(
             decision_kb_id(
                 run_id,
@@ -245,9 +337,17 @@ class Daemon:
                 reason=check_text("reason", command.reason),
                 issued_at=runner.config.clock(),
                 review_decision_id=command.review_decision_id,
+                principal=caller.principal,
             )
             await runner.config.kb.put(kb_id, approval)
-            self.log.info("approval_submitted", run_id=run_id, approval_kb_id=kb_id, peer=peer)
+            self.log.info(
+                "approval_submitted",
+                run_id=run_id,
+                approval_kb_id=kb_id,
+                approver=approver,
+                principal=caller.principal,
+                peer=peer,
+            )
         elif kb_id in sidecar.approvals_used or not command.resume:
             return self._replayed(command, kb_id, sidecar)
         if not command.resume:
@@ -267,8 +367,9 @@ class Daemon:
             id=command.id, approval_kb_id=kb_id, run=RunSummary.of(sidecar), replayed=True
         )
 
-    async def watch(self, command: Watch) -> AsyncIterator[Event]:
+    async def watch(self, command: Watch, caller: Caller) -> AsyncIterator[Event]:
         """Transition events as they happen, until the watcher goes or lags."""
+        caller.require()
         run_id = None if command.run_id is None else check_run_id(command.run_id)
         subscription = self.bus.subscribe(run_id)
         try:

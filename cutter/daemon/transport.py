@@ -1,4 +1,9 @@
-"""Byte streams to the daemon: a Unix socket (owner-only) and stdin/stdout.
+"""Byte streams to the daemon: a Unix socket (owner-only, or owner and one group)
+and stdin/stdout.
+
+Each connection carries the principal the transport proved (``cutter.principals``):
+on the socket the peer's uid from the kernel (``SO_PEERCRED``), on stdio the
+daemon's own.
 
 One connection reads newline-delimited frames of at most ``MAX_FRAME_BYTES``;
 each gets one reply frame, in order. A malformed frame gets an Error and the
@@ -8,8 +13,8 @@ closed (the rest of it cannot be trusted to be a frame boundary).
 
 from __future__ import annotations
 
+import grp
 import os
-import pwd
 import socket
 import struct
 import sys
@@ -22,7 +27,8 @@ from anyio.abc import ByteStream, SocketAttribute, TaskStatus
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from cutter.daemon.service import Daemon
-from cutter.errors import CutterError, StateDirBusy
+from cutter.errors import CutterError, StateDirBusy, StateDirUnusable
+from cutter.principals import Caller, own_principal, principal_of_uid
 from cutter.protocol import (
     MAX_FRAME_BYTES,
     BadFrame,
@@ -58,7 +64,7 @@ async def send(stream: ByteStream, frame: Frame, *, deadline: float | None = Non
     return not scope.cancelled_caught
 
 
-async def serve_stream(stream: ByteStream, daemon: Daemon, peer: str | None) -> None:
+async def serve_stream(stream: ByteStream, daemon: Daemon, caller: Caller) -> None:
     """Answer the frames of one connection until it closes."""
     buffered = BufferedByteReceiveStream(stream)
     async with stream:
@@ -82,9 +88,9 @@ async def serve_stream(stream: ByteStream, daemon: Daemon, peer: str | None) -> 
                     return
                 continue
             if isinstance(command, Watch):
-                await _watch(stream, buffered, daemon, command)
+                await _watch(stream, buffered, daemon, command, caller)
                 return
-            reply = await daemon.handle(command, peer)
+            reply = await daemon.handle(command, caller)
             sent = await send(stream, reply)
             if isinstance(reply, ShuttingDown):
                 daemon.stop_requested.set()  # after the answer, so the client gets it
@@ -94,7 +100,11 @@ async def serve_stream(stream: ByteStream, daemon: Daemon, peer: str | None) -> 
 
 
 async def _watch(
-    stream: ByteStream, buffered: BufferedByteReceiveStream, daemon: Daemon, command: Watch
+    stream: ByteStream,
+    buffered: BufferedByteReceiveStream,
+    daemon: Daemon,
+    command: Watch,
+    caller: Caller,
 ) -> None:
     """Stream events until the watcher lags, or closes its end."""
     async with anyio.create_task_group() as tg:
@@ -109,7 +119,7 @@ async def _watch(
 
         tg.start_soon(until_closed)
         try:
-            async for event in daemon.watch(command):
+            async for event in daemon.watch(command, caller):
                 framed = msgspec.structs.replace(event, id=command.id)
                 if not await send(stream, framed, deadline=WATCH_SEND_TIMEOUT):
                     break
@@ -136,30 +146,43 @@ def peer_credentials(stream: ByteStream) -> tuple[int, int] | None:
     return pid, uid
 
 
-def peer_of(stream: ByteStream) -> str | None:
-    """Who is at the other end of a Unix socket, as the log and approvals name it."""
+def peer_of(stream: ByteStream) -> Caller:
+    """Who is at the other end of a Unix socket: the principal of the peer's uid, and
+    how the log and approvals describe the connection."""
     creds = peer_credentials(stream)
     if creds is None:
-        return None
+        return Caller(principal=None, peer="unix peer without credentials")
     pid, uid = creds
+    principal = principal_of_uid(uid)
+    return Caller(principal=principal, peer=f"uid={uid}({principal or '?'}) pid={pid}")
+
+
+def socket_gid(group: str) -> int:
+    """The gid of ``--socket-group``; ``StateDirUnusable`` when there is no such group."""
     try:
-        name = pwd.getpwuid(uid).pw_name
+        return grp.getgrnam(group).gr_gid
     except KeyError:
-        name = "?"
-    return f"uid={uid}({name}) pid={pid}"
+        raise StateDirUnusable("--socket-group", f"no group {group[:40]!r}") from None
 
 
 async def serve_socket(
-    path: Path, daemon: Daemon, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    path: Path,
+    daemon: Daemon,
+    gid: int | None = None,
+    *,
+    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Listen on a Unix socket only its owner may use; serve clients concurrently.
+    """Listen on a Unix socket only its owner may use (mode 0600), or its owner and
+    the members of group ``gid`` (0660); serve clients concurrently.
     ``claim_socket(path)`` first: the name must be free."""
     old_umask = os.umask(0o177)
     try:
         listener = await anyio.create_unix_listener(path)
     finally:
         os.umask(old_umask)
-    os.chmod(path, 0o600)
+    if gid is not None:
+        os.chown(path, -1, gid)
+    os.chmod(path, 0o600 if gid is None else 0o660)
     async with listener, anyio.create_task_group() as tg:
         task_status.started()
         while True:
@@ -216,4 +239,5 @@ class StdioStream(ByteStream):
 async def serve_stdio(daemon: Daemon) -> None:
     """Frames on stdin, replies on stdout (for a process supervisor, and tests)."""
     stream = StdioStream(sys.stdin.fileno(), sys.stdout.fileno())
-    await serve_stream(stream, daemon, f"stdio uid={os.getuid()}")
+    caller = Caller(principal=own_principal(), peer=f"stdio uid={os.getuid()}")
+    await serve_stream(stream, daemon, caller)

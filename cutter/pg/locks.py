@@ -1,5 +1,6 @@
-"""One cut per document at a time, across processes: a session advisory lock held
-on a dedicated connection for one walk segment. It dies with its connection, so a
+"""One walk per document at a time, across processes: a session advisory lock held
+on a dedicated connection for one walk segment (one open run per document is the
+run store's rule, ``RunStore.create``). It dies with its connection, so a
 crashed process never leaves a document locked."""
 
 from __future__ import annotations

@@ -11,10 +11,20 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
+import asyncpg
+
+from cutter.errors import CutterError, one_line
 from cutter.pg.connect import connect
 
 MIGRATION_LOCK = 0x1C_C0_77E5  # pg_advisory_lock key: "iu-cutter migrate"
 _NAME = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
+
+
+class MigrationRefused(CutterError):
+    """A migration cannot apply to the rows the database holds (two open runs of one
+    document for 0002's index, say); it changed nothing."""
+
+    code = "E_MIGRATION_REFUSED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +63,14 @@ async def migrate(dsn: str) -> list[int]:
                 if migration.version in done:
                     continue
                 async with conn.transaction():
-                    await conn.execute(migration.sql)
+                    try:
+                        await conn.execute(migration.sql)
+                    except asyncpg.IntegrityConstraintViolationError as exc:
+                        detail = f" ({exc.detail})" if exc.detail else ""
+                        raise MigrationRefused(
+                            f"migration {migration.version:04d}_{migration.name}:"
+                            f" {one_line(str(exc))}{detail}; nothing was changed"
+                        ) from None
                     await conn.execute(
                         "INSERT INTO schema_version (version, name) VALUES ($1, $2)",
                         migration.version,

@@ -106,6 +106,13 @@ ON CONFLICT (run_id) DO UPDATE
 SET doc_id = EXCLUDED.doc_id, state = EXCLUDED.state, sidecar = EXCLUDED.sidecar,
     updated_at = now()
 """
+RUN_CREATE = "INSERT INTO runs (run_id, doc_id, state, sidecar) VALUES ($1, $2, $3, $4)"
+# The unique index of migration 0002; its violation is a busy document.
+ONE_OPEN_RUN_INDEX = "runs_one_open_per_document"
+OPEN_RUN_OF = """
+SELECT run_id FROM runs
+WHERE doc_id = $1 AND state NOT IN ('CLOSEOUT_REPORTED', 'REJECTED', 'ABORTED', 'FAILED')
+"""
 RUN_LOAD = "SELECT sidecar FROM runs WHERE run_id = $1"
 RUN_IDS = 'SELECT run_id FROM runs ORDER BY run_id COLLATE "C"'
 CONSUME = """

@@ -16,7 +16,7 @@ import asyncpg
 import msgspec
 
 from cutter import codec
-from cutter.errors import ApprovalConsumedAlready, UnknownRun
+from cutter.errors import ApprovalConsumedAlready, DocumentBusy, UnknownRun
 from cutter.ids import check_kb_id, check_run_id
 from cutter.kbdocs import KBDoc
 from cutter.pg import queries as q
@@ -105,12 +105,30 @@ class PgRunStore:
             raise UnknownRun(run_id)
         return codec.decode_sidecar(bytes(data), f"runs/{run_id}")
 
+    async def create(self, sidecar: Sidecar) -> None:
+        """One ``INSERT``: the partial unique index ``runs_one_open_per_document``
+        refuses a second open run of the document, in any process."""
+        await self._write(q.RUN_CREATE, sidecar, "run create")
+
     async def save(self, sidecar: Sidecar) -> None:
+        """An upsert: the index holds here too, so saving an open run that is not yet
+        recorded is ``DocumentBusy`` as ``create`` is."""
+        await self._write(q.RUN_SAVE, sidecar, "run save")
+
+    async def _write(self, query: str, sidecar: Sidecar, what: str) -> None:
         data = encode_sidecar(sidecar)
-        with domain_errors("run save"):
-            await self.pool.execute(
-                q.RUN_SAVE, sidecar.run_id, sidecar.doc_id, sidecar.state.value, data
-            )
+        with domain_errors(what):
+            try:
+                await self.pool.execute(
+                    query, sidecar.run_id, sidecar.doc_id, sidecar.state.value, data
+                )
+            except asyncpg.UniqueViolationError as exc:
+                if exc.constraint_name != q.ONE_OPEN_RUN_INDEX:
+                    raise
+                holder = await self.pool.fetchval(q.OPEN_RUN_OF, sidecar.doc_id)
+                raise DocumentBusy(
+                    sidecar.doc_id, "another run" if holder is None else f"run {holder}"
+                ) from None
 
     async def save_consuming(self, sidecar: Sidecar, use: ApprovalUse) -> None:
         kb_id = check_kb_id(use.approval_kb_id)

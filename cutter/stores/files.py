@@ -6,6 +6,7 @@ too, and the two must never read each other's files)::
     <kb root>/<seg>/<seg>/<last>.json        one KB doc per file
     <run root>/runs/<run_id>.json            one sidecar per run
     <run root>/consumed/<encoded id>.json    one record per consumed approval
+    <run root>/open/<doc_id>.json            the open run that holds a document
     <kill switch path>                       engaged while the file exists
 
 Every id is validated before a path is built, and the built path must resolve
@@ -34,6 +35,21 @@ the resume may record the use and carry on. Start-up recovery finds such runs
 with ``consumed_for``: the journal is read once per store and indexed by run
 (one process owns a state directory, so the index only grows by this store's
 own consumptions).
+
+One open run per document. ``create`` claims the document first, with an
+``O_CREAT|O_EXCL`` record naming the run (``open/<doc_id>.json``), and only then
+writes the run's first sidecar; saving the run's sidecar in a terminal state
+removes the claim after the sidecar is written. A claim whose run has no sidecar
+(a crash between the claim and the first save), whose sidecar is terminal (a crash
+between the terminal save and the removal) or that is short (a crash while it was
+written, before any sidecar) holds nothing: the next ``create`` of the document
+takes it over. A claim whose run is open, or whose sidecar cannot be read, refuses
+with ``DocumentBusy`` (fail closed). Taking over a claim is a remove and a new
+``O_EXCL`` create under a lock every store on the root in this process shares: one
+process owns a state directory (``cutter.stores.owner``), so no other process
+takes over the same claim. The
+first ``create`` of a store also lays the claims of open runs that have none (a
+state directory written before claims existed).
 """
 
 from __future__ import annotations
@@ -54,14 +70,16 @@ from cutter.canonical import sha256_hex
 from cutter.errors import (
     ApprovalConsumedAlready,
     CorruptRecord,
+    DocumentBusy,
     InvalidIdentifier,
     UnknownRun,
     one_line,
 )
 from cutter.failpoints import failpoint
-from cutter.ids import check_kb_id, check_run_id
+from cutter.ids import check_doc_id, check_kb_id, check_run_id
 from cutter.kbdocs import KBDoc
 from cutter.sidecar import ApprovalUse, Sidecar
+from cutter.states import TERMINAL
 from cutter.stores.atomic import create_exclusive, read_bytes, remove, write_atomic
 from cutter.stores.file_primitives import inside_root
 
@@ -165,6 +183,26 @@ class ConsumedApproval(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
 _journal_decoder = msgspec.json.Decoder(ConsumedApproval)
 
 
+class DocumentClaim(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The open run that holds a document (``open/<doc_id>.json``)."""
+
+    doc_id: str
+    run_id: str
+
+
+_claim_decoder = msgspec.json.Decoder(DocumentClaim)
+_claim_locks: dict[Path, threading.Lock] = {}
+_claim_locks_guard = threading.Lock()
+
+
+def _claim_lock(root: Path) -> threading.Lock:
+    """The lock under which claims under ``root`` change, shared by every store of this
+    process on that root (another process cannot own the same state directory)."""
+    key = Path(os.path.abspath(root))
+    with _claim_locks_guard:
+        return _claim_locks.setdefault(key, threading.Lock())
+
+
 def journal_name(approval_kb_id: str) -> str:
     """The journal file name of an approval id (see the module docstring)."""
     plain = check_kb_id(approval_kb_id).replace("/", "~")
@@ -182,6 +220,9 @@ class FileRunStore:
         self._consumed = self._root / "consumed"
         self._by_run: dict[str, set[str]] | None = None  # the journal by run, once read
         self._index_lock = threading.Lock()
+        self._open = self._root / "open"
+        self._claim_lock = _claim_lock(self._root)  # one per root in this process
+        self._claims_laid = False  # open runs written before claims existed now hold one
 
     @property
     def root(self) -> Path:
@@ -193,6 +234,9 @@ class FileRunStore:
     def journal_path(self, approval_kb_id: str) -> Path:
         return inside_root(self._root, self._consumed / journal_name(approval_kb_id), "kb_id")
 
+    def claim_path(self, doc_id: str) -> Path:
+        return inside_root(self._root, self._open / (check_doc_id(doc_id) + SUFFIX), "doc_id")
+
     async def load(self, run_id: str) -> Sidecar:
         """Read on the event loop, after a checkpoint, not in a worker thread.
 
@@ -203,6 +247,9 @@ class FileRunStore:
         (fsync) and listings stay in worker threads."""
         await anyio.lowlevel.checkpoint()  # a yield and cancellation point, as the hop was
         return self._load(run_id)
+
+    async def create(self, sidecar: Sidecar) -> None:
+        await anyio.to_thread.run_sync(self._create, sidecar)
 
     async def save(self, sidecar: Sidecar) -> None:
         await anyio.to_thread.run_sync(self._save, sidecar)
@@ -233,6 +280,61 @@ class FileRunStore:
     def _save(self, sidecar: Sidecar) -> None:
         data = encode_sidecar(sidecar)
         write_atomic(self.sidecar_path(sidecar.run_id), data)
+        if sidecar.state in TERMINAL:
+            with self._claim_lock:
+                claim = self.claim_path(sidecar.doc_id)
+                if self._claim_holder(claim) == sidecar.run_id:
+                    remove(claim)
+
+    def _create(self, sidecar: Sidecar) -> None:
+        data = encode_sidecar(sidecar)
+        path = self.sidecar_path(sidecar.run_id)
+        claim = self.claim_path(sidecar.doc_id)
+        record = codec.encode(DocumentClaim(doc_id=sidecar.doc_id, run_id=sidecar.run_id))
+        with self._claim_lock:
+            if not self._claims_laid:
+                self._lay_missing_claims()
+                self._claims_laid = True
+            if not create_exclusive(claim, record):
+                holder = self._claim_holder(claim)
+                if holder is not None and holder != sidecar.run_id and self._holds(holder):
+                    raise DocumentBusy(sidecar.doc_id, f"run {holder}")
+                remove(claim)  # a claim that holds nothing: take it over
+                if not create_exclusive(claim, record):
+                    raise DocumentBusy(sidecar.doc_id, "another run")
+            failpoint("create:claimed")
+            write_atomic(path, data)
+
+    def _claim_holder(self, claim: Path) -> str | None:
+        """The run a claim names; None when there is none or it is unreadable (a crash
+        while it was written: its run was never saved)."""
+        data = read_bytes(claim)
+        if data is None:
+            return None
+        try:
+            return check_run_id(_claim_decoder.decode(data).run_id)
+        except (msgspec.DecodeError, InvalidIdentifier):
+            return None
+
+    def _holds(self, run_id: str) -> bool:
+        """Whether a claim's run still holds its document: its sidecar exists and is not
+        terminal. An unreadable sidecar holds it (fail closed)."""
+        try:
+            return self._load(run_id).state not in TERMINAL
+        except UnknownRun:
+            return False
+        except CorruptRecord:
+            return True
+
+    def _lay_missing_claims(self) -> None:
+        for run_id in self._run_ids():
+            try:
+                sidecar = self._load(run_id)
+            except CorruptRecord:
+                continue
+            if sidecar.state not in TERMINAL:
+                record = codec.encode(DocumentClaim(doc_id=sidecar.doc_id, run_id=run_id))
+                create_exclusive(self.claim_path(sidecar.doc_id), record)
 
     def _save_consuming(self, sidecar: Sidecar, use: ApprovalUse) -> None:
         data = encode_sidecar(sidecar)

@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING
 from anyio.lowlevel import checkpoint
 
 from cutter import codec
-from cutter.errors import ApprovalConsumedAlready, UnknownRun
+from cutter.errors import ApprovalConsumedAlready, DocumentBusy, UnknownRun
 from cutter.ids import check_kb_id, check_run_id
 from cutter.kbdocs import KBDoc
 from cutter.sidecar import ApprovalUse, Sidecar
+from cutter.states import TERMINAL
 from cutter.stores.files import encode_kb_doc, encode_sidecar, under_prefix
 
 
@@ -52,6 +53,7 @@ class InMemoryRunStore:
     def __init__(self) -> None:
         self._sidecars: dict[str, bytes] = {}
         self._consumed: dict[str, str] = {}
+        self._open: dict[str, str] = {}  # doc_id -> the open run that holds it
 
     async def load(self, run_id: str) -> Sidecar:
         await checkpoint()
@@ -62,9 +64,22 @@ class InMemoryRunStore:
             raise UnknownRun(run_id) from None
         return codec.decode_sidecar(data, f"memory:runs/{run_id}")
 
+    async def create(self, sidecar: Sidecar) -> None:
+        await checkpoint()
+        data = encode_sidecar(sidecar)
+        # Check and set with no await in between: atomic within the event loop.
+        holder = self._open.get(sidecar.doc_id)
+        if holder is not None and holder != sidecar.run_id:
+            raise DocumentBusy(sidecar.doc_id, f"run {holder}")
+        if sidecar.state not in TERMINAL:
+            self._open[sidecar.doc_id] = sidecar.run_id
+        self._sidecars[sidecar.run_id] = data
+
     async def save(self, sidecar: Sidecar) -> None:
         await checkpoint()
         self._sidecars[sidecar.run_id] = encode_sidecar(sidecar)
+        if sidecar.state in TERMINAL and self._open.get(sidecar.doc_id) == sidecar.run_id:
+            del self._open[sidecar.doc_id]
 
     async def save_consuming(self, sidecar: Sidecar, use: ApprovalUse) -> None:
         await checkpoint()

@@ -29,7 +29,7 @@ COMMANDS = 500  # per client and repetition
 WARM_UP = 100  # per client, once, before the repetitions
 RUNS = 3  # dry runs at SG_1; client i asks for run i % RUNS
 SAMPLE = ROOT / "cutter" / "samples" / "garden-charter.md"
-DOC_ID = "bench-charter"
+DOC_IDS = [f"bench-charter-{i}" for i in range(RUNS)]  # one open run per document
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 60.0
 
@@ -38,7 +38,8 @@ def run(repetitions: int, quick: bool) -> Figure:
     with tempfile.TemporaryDirectory(prefix="cutter-bench-") as tmp:
         state_dir = Path(tmp) / "state"
         log_path = Path(tmp) / "daemon.jsonl"
-        cutter(["add-document", "--state-dir", str(state_dir), DOC_ID, str(SAMPLE)])
+        for doc_id in DOC_IDS:
+            cutter(["add-document", "--state-dir", str(state_dir), doc_id, str(SAMPLE)])
         command = ["daemon", "--state-dir", str(state_dir), "--log", str(log_path)]
         with (Path(tmp) / "stderr").open("w+b") as stderr:
             daemon = subprocess.Popen(
@@ -129,8 +130,8 @@ async def start_runs(socket: Path) -> list[str]:
 
     run_ids = []
     async with Client(socket) as client:
-        for i in range(RUNS):
-            reply = await client.request(Start(id=f"start-{i}", doc_id=DOC_ID, started_by="bench"))
+        for i, doc_id in enumerate(DOC_IDS):
+            reply = await client.request(Start(id=f"start-{i}", doc_id=doc_id, started_by="bench"))
             if not isinstance(reply, RunInfo):
                 raise RuntimeError(f"start answered {reply}")
             if reply.run.state is not RunState.AWAITING_CUT_AUTHORIZATION:

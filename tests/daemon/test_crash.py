@@ -38,7 +38,7 @@ from cutter.client import DaemonUnavailable
 from cutter.failpoints import ENV as FAILPOINT_ENV
 from cutter.kbdocs import Decision, StopDoc, phase_doc_id, stop_doc_id
 from cutter.ledger import RollbackEnvelope
-from cutter.protocol import ApprovalStored, Error, Resume, RunSummary
+from cutter.protocol import ApprovalStored, Error, Resume, RunSummary, Start
 from cutter.states import AWAITING, Rollback, RunState
 from cutter.stores.file_target import FileIUStore, FileLedger
 from cutter.stores.files import FileKnowledgeBase, FileRunStore
@@ -538,3 +538,34 @@ async def test_kill_9_inside_the_undo_then_restart_finishes_it_once(
     stop = await FileKnowledgeBase(state / "kb").get(stop_doc_id(run_id))
     assert isinstance(stop, StopDoc)
     assert stop.rollback is Rollback.DONE
+
+
+# -- kill -9 between the document's claim and the run's first save ---------------------------
+
+
+@pytest.mark.anyio
+async def test_kill_9_between_the_claim_and_the_first_save_holds_the_document_for_nobody(
+    published: Path, tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    """The file run store claims the document (``open/<doc_id>.json``) before it writes
+    the run's first sidecar: a daemon killed between the two leaves a claim and no run.
+    The restarted daemon has nothing to recover and starts the document."""
+    state = fresh_state(published, tmp_path)
+    armed = await _launch(state, daemons, failpoint="create:claimed")
+    with pytest.raises(DaemonUnavailable):
+        await start_run(armed.socket)
+    assert await anyio.to_thread.run_sync(armed.kill) == 137  # already dead: only reaped
+    claim = state / "runs" / "open" / f"{DOC_ID}.json"
+    assert claim.exists()
+    assert not any((state / "runs" / "runs").glob("*.json"))
+
+    restarted = await _launch(state, daemons)
+    assert restarted.recovering() == []
+    run = await start_run(restarted.socket)
+    assert run.state is RunState.AWAITING_CUT_AUTHORIZATION
+    assert run.run_id in claim.read_text()
+    refused = await ask(restarted.socket, Start(id="again", doc_id=DOC_ID, started_by="x"))
+    assert isinstance(refused, Error)
+    assert refused.code == "STOP_DOCUMENT_BUSY"
+    assert run.run_id in refused.message
+    assert await anyio.to_thread.run_sync(restarted.stop) == 0

@@ -36,10 +36,11 @@ from cutter.pg.records import PgKillSwitch
 from cutter.pg.target import PgGrantProbe, PgLedger
 from cutter.ports import LedgerReader
 from cutter.records import REQUIRED_GRANTS, Backup, IUState
+from cutter.sidecar import Sidecar
 from cutter.stores.file_target import FileLedger
 from cutter.stores.locks import InProcessDocumentLocks
 from cutter.stores.memory_target import StaticGrantProbe
-from tests._harness import paused_sidecar as sidecar
+from tests._harness import paused_sidecar
 from tests.pg._stores import (
     BACKENDS,
     TARGET_BACKENDS,
@@ -62,6 +63,13 @@ from tests.pg._stores import (
 from tests.pg.conftest import PgDatabase
 
 pytestmark = pytest.mark.anyio
+
+
+def sidecar(run_id: str = "run-a", *, started_by: str = "operator") -> Sidecar:
+    """A paused run of a document of its own: two open runs of one document are never
+    both recorded (``tests/pg/test_open_runs.py``)."""
+    paused = paused_sidecar(run_id, started_by=started_by)
+    return msgspec.structs.replace(paused, doc_id=f"doc-of-{run_id}")
 
 
 @pytest.fixture(params=BACKENDS)

@@ -240,6 +240,9 @@ class _RunStoreProxy:
     async def load(self, run_id: str) -> Sidecar:
         return await self.inner.load(run_id)
 
+    async def create(self, sidecar: Sidecar) -> None:
+        await self.inner.create(sidecar)
+
     async def save(self, sidecar: Sidecar) -> None:
         await self.inner.save(sidecar)
 
@@ -357,10 +360,15 @@ async def test_a_second_walk_of_a_document_is_refused_naming_the_holder(
                     blocking.release.set()
             assert results["first"].run_id == holder.run_id
             assert results["first"].state is RunState.AWAITING_CUT_AUTHORIZATION
-            # the document is free again: a later walk of it (another run) goes through
-            later = await second.cut(DOC_ID, started_by=OPERATOR)
-            assert later.state is RunState.AWAITING_CUT_AUTHORIZATION
+            # The walk is over but the run is open at SG_1: it still holds the document,
+            # and the other process can resume it.
+            with pytest.raises(DocumentBusy, match=holder.run_id):
+                await second.cut(DOC_ID, started_by=OPERATOR)
             resumed = await second.resume(
                 results["first"].run_id, await write_approval(second_config.kb, results["first"])
             )
             assert resumed.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION
+            # Once it ends, a later run of the document goes through.
+            await second.abort(holder.run_id, reason="superseded", by=OPERATOR)
+            later = await second.cut(DOC_ID, started_by=OPERATOR)
+            assert later.state is RunState.AWAITING_CUT_AUTHORIZATION

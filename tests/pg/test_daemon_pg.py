@@ -20,15 +20,19 @@ from cutter.kbdocs import ApprovalRefusal, PhaseDoc
 from cutter.ledger import CutEnvelope, StoredEntry, decode_envelope, verify_stored
 from cutter.mode import Mode
 from cutter.pg.target import row_from_record
+from cutter.protocol import AbortRun, Error, Ping, Pong, RunInfo, Start
 from cutter.records import IUState
 from cutter.states import RunState
 from cutter.walk import PHASES, Phase, Pin
 from tests.daemon._drive import (
     DOC_ID,
+    OPERATOR,
     SAMPLE,
     WatchedDaemon,
     add_document,
+    ask,
     check_rows_against_plan,
+    expect,
     expected_kb_docs,
     finish,
     launch,
@@ -203,3 +207,43 @@ async def test_daemon_on_postgres_recovers_a_kill_9(
     assert run.state is RunState.CLOSEOUT_REPORTED
     assert await anyio.to_thread.run_sync(restarted.stop) == 0
     assert await _check_closed(dsn, run.run_id) == ["APPROVAL_CONSUMED_ALREADY"] * resent
+
+
+async def test_two_daemons_on_one_database_keep_one_open_run_per_document(
+    pg_db: PgDatabase, tmp_path: Path, pg_daemons: list[DaemonProcess]
+) -> None:
+    """While a run of daemon A waits at SG_1, daemon B (its own state directory, the same
+    database) refuses to start the document, waiting or not, naming A's run and writing
+    nothing; it keeps serving, and once A's run is aborted B's start goes through."""
+    dsn = pg_db.admin_dsn
+    await anyio.to_thread.run_sync(functools.partial(add_document, dsn=dsn))
+    first = await _launch(tmp_path / "state-a", pg_db, pg_daemons)
+    second = await _launch(tmp_path / "state-b", pg_db, pg_daemons)
+    holder = await start_run(first.socket, Mode.LIVE)
+    assert holder.state is RunState.AWAITING_CUT_AUTHORIZATION
+    kb_before = await _fetch(dsn, "SELECT kb_id FROM kb_docs ORDER BY 1")
+
+    for daemon in (second, first):
+        for wait in (True, False):
+            start = Start(id="again", doc_id=DOC_ID, started_by="operator-cy", wait=wait)
+            refused = expect(await ask(daemon.socket, start), Error)
+            assert refused.code == "STOP_DOCUMENT_BUSY", refused
+            assert holder.run_id in refused.message
+    runs = await _fetch(dsn, "SELECT run_id, state FROM runs")
+    assert [(r["run_id"], r["state"]) for r in runs] == [
+        (holder.run_id, RunState.AWAITING_CUT_AUTHORIZATION.value)
+    ]
+    assert await _fetch(dsn, "SELECT kb_id FROM kb_docs ORDER BY 1") == kb_before
+    assert isinstance(await ask(second.socket, Ping(id="still-there")), Pong)
+
+    abort = AbortRun(id="abort", run_id=holder.run_id, reason="superseded", by=OPERATOR)
+    aborted = expect(await ask(first.socket, abort), RunInfo).run
+    assert aborted.state is RunState.ABORTED
+    later = await start_run(second.socket, Mode.LIVE)
+    assert later.run_id != holder.run_id
+    assert later.state is RunState.AWAITING_CUT_AUTHORIZATION
+    refused = expect(await ask(first.socket, Start(id="a", doc_id=DOC_ID, started_by="x")), Error)
+    assert refused.code == "STOP_DOCUMENT_BUSY"
+    assert later.run_id in refused.message
+    for daemon in (first, second):
+        assert await anyio.to_thread.run_sync(daemon.stop) == 0

@@ -24,7 +24,13 @@ from click.testing import CliRunner
 from cutter.cli import main
 from cutter.ledger import ChainBroken
 from cutter.pg.connect import create_pool
-from cutter.pg.migrate import MIGRATION_LOCK, migrate, migrations, schema_version
+from cutter.pg.migrate import (
+    MIGRATION_LOCK,
+    MigrationRefused,
+    migrate,
+    migrations,
+    schema_version,
+)
 from cutter.pg.roles import WRITER_GRANTS, create_roles
 from cutter.pg.target import PgGrantProbe, PgLedger
 from cutter.records import REQUIRED_GRANTS
@@ -40,6 +46,7 @@ from tests.pg._stores import (
 from tests.pg.conftest import PgDatabase, PgServer
 
 REPO = Path(__file__).resolve().parents[2]
+VERSIONS = [(1, "initial"), (2, "one_open_run_per_document")]
 TABLES = {
     "documents",
     "source_versions",
@@ -89,14 +96,14 @@ def expected_versions() -> list[tuple[int, str]]:
 @pytest.mark.anyio
 async def test_migrate_applies_everything_once_and_then_nothing(empty_db: str) -> None:
     assert await public_tables(empty_db) == []
-    assert await migrate(empty_db) == [1]
-    assert await schema_version(empty_db) == 1
+    assert await migrate(empty_db) == [1, 2]
+    assert await schema_version(empty_db) == 2
     assert set(await public_tables(empty_db)) == TABLES
-    assert await versions(empty_db) == expected_versions() == [(1, "initial")]
+    assert await versions(empty_db) == expected_versions() == VERSIONS
 
     assert await migrate(empty_db) == []
-    assert await schema_version(empty_db) == 1
-    assert await versions(empty_db) == [(1, "initial")]
+    assert await schema_version(empty_db) == 2
+    assert await versions(empty_db) == VERSIONS
     assert set(await public_tables(empty_db)) == TABLES
     # The kill switch row is seeded once, not again on the second run.
     assert await admin_fetchval(empty_db, "SELECT count(*) FROM kill_switch") == 1
@@ -107,7 +114,55 @@ async def test_migrate_applies_everything_once_and_then_nothing(empty_db: str) -
 @pytest.mark.anyio
 async def test_migrating_the_migrated_template_clone_applies_nothing(pg_db: PgDatabase) -> None:
     assert await migrate(pg_db.admin_dsn) == []
-    assert await schema_version(pg_db.admin_dsn) == 1
+    assert await schema_version(pg_db.admin_dsn) == 2
+
+
+async def _back_to_version_1_with_two_open_runs(dsn: str) -> None:
+    """As a database migrated before 0002 existed, holding two open runs of doc-1."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("DROP INDEX runs_one_open_per_document")
+        await conn.execute("DELETE FROM schema_version WHERE version = 2")
+        for run_id in ("run-a", "run-b"):
+            await conn.execute(
+                "INSERT INTO runs (run_id, doc_id, state, sidecar) VALUES ($1, 'doc-1', $2, '')",
+                run_id,
+                "AWAITING_CUT_AUTHORIZATION",
+            )
+    finally:
+        await conn.close()
+
+
+async def _admin(dsn: str, query: str) -> object:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval(query)
+    finally:
+        await conn.close()
+
+
+def test_two_open_runs_of_one_document_stop_migration_0002_changing_nothing(
+    pg_db: PgDatabase,
+) -> None:
+    """The index cannot be built over two open runs of a document: the migration is
+    refused as a whole, with a typed error naming the index and the document, and
+    applies once one of the runs has ended."""
+    dsn = pg_db.admin_dsn
+    anyio.run(_back_to_version_1_with_two_open_runs, dsn)
+    with pytest.raises(MigrationRefused, match="runs_one_open_per_document") as refused:
+        anyio.run(migrate, dsn)
+    assert refused.value.code == "E_MIGRATION_REFUSED"
+    assert "doc-1" in refused.value.message
+    cli = CliRunner().invoke(main, ["db", "migrate", "--dsn", dsn])
+    assert cli.exit_code == 1, cli.output
+    assert "E_MIGRATION_REFUSED" in cli.output
+    assert "Traceback" not in cli.output
+    assert anyio.run(versions, dsn) == VERSIONS[:1]
+    index = "SELECT to_regclass('runs_one_open_per_document')"
+    assert anyio.run(_admin, dsn, index) is None
+    anyio.run(_admin, dsn, "UPDATE runs SET state = 'ABORTED' WHERE run_id = 'run-a'")
+    assert anyio.run(migrate, dsn) == [2]
+    assert anyio.run(versions, dsn) == VERSIONS
 
 
 CHILD = """
@@ -161,8 +216,8 @@ async def test_two_processes_migrating_at_once_apply_each_version_once(empty_db:
             results = [json.loads(await _line(out)) for out in outs]
             codes = [await child.wait() for child in children]
     assert codes == [0, 0]
-    assert sorted(results) == [[], [1]]
-    assert await versions(empty_db) == [(1, "initial")]
+    assert sorted(results) == [[], [1, 2]]
+    assert await versions(empty_db) == VERSIONS
     assert set(await public_tables(empty_db)) == TABLES
     assert await admin_fetchval(empty_db, "SELECT count(*) FROM kill_switch") == 1
 
@@ -171,12 +226,12 @@ def test_the_cli_migrates_and_prints_the_schema_version(empty_db: str) -> None:
     runner = CliRunner()
     first = runner.invoke(main, ["db", "migrate", "--dsn", empty_db])
     assert first.exit_code == 0, first.output
-    assert "applied [1]" in first.output
-    assert "schema version 1" in first.output
+    assert "applied [1, 2]" in first.output
+    assert "schema version 2" in first.output
     again = runner.invoke(main, ["db", "migrate", "--dsn", empty_db])
     assert again.exit_code == 0, again.output
     assert "applied nothing" in again.output
-    assert "schema version 1" in again.output
+    assert "schema version 2" in again.output
 
 
 # == roles ============================================================================

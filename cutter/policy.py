@@ -1,0 +1,158 @@
+"""Who may do what (pure): the policy the daemon enforces, and how it is parsed.
+
+A policy names principals — the login names the transport authenticated
+(``cutter.principals``) — never what a client declares:
+
+- ``admins`` may change the policy, shut the daemon down and release the kill switch;
+- ``relays`` may act for another name (a bot forwarding decisions made elsewhere):
+  their declared name is used and both are recorded;
+- ``starters`` may start runs; each gate's ``approvers`` may decide it, and the gate
+  needs ``required_approvals`` distinct ones, each at most ``ttl_seconds`` old;
+- ``documents``: the first rule whose glob ``pattern`` matches a doc_id replaces
+  any of those three it names, for that document.
+
+``"*"`` in a list means every authenticated principal. ``proofs`` says which proofs
+of an approver a gate accepts; today only ``"peer"`` (the daemon's attestation of
+the socket principal) — the seam for signed approvals.
+
+``parse_policy`` reads TOML or JSON strictly: an unknown key, a bad name, a
+pattern outside the doc_id alphabet, a number out of range is ``PolicyInvalid``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import tomllib
+from typing import Literal
+
+import msgspec
+
+from cutter.errors import InvalidIdentifier, PolicyInvalid, one_line
+from cutter.ids import check_token
+from cutter.walk import Gate
+
+ANYONE = "*"
+MAX_NAMES = 200
+MAX_DOCUMENT_RULES = 200
+_PATTERN = re.compile(r"[A-Za-z0-9_.:*?\[\]!-]{1,128}")
+
+Proof = Literal["peer"]
+
+
+class _Strict(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class GateRule(_Strict, frozen=True, kw_only=True):
+    approvers: tuple[str, ...] = (ANYONE,)
+    required_approvals: int = 1
+    ttl_seconds: int = 24 * 3600
+    allow_self_approval: bool = False
+    proofs: tuple[Proof, ...] = ("peer",)
+
+
+class DocumentRule(_Strict, frozen=True, kw_only=True):
+    pattern: str
+    starters: tuple[str, ...] | None = None
+    sg_1: GateRule | None = None
+    sg_2: GateRule | None = None
+
+
+class Policy(_Strict, frozen=True, kw_only=True):
+    admins: tuple[str, ...] = ()
+    relays: tuple[str, ...] = ()
+    starters: tuple[str, ...] = (ANYONE,)
+    sg_1: GateRule = GateRule()
+    sg_2: GateRule = GateRule()
+    documents: tuple[DocumentRule, ...] = ()
+
+    def _rule(self, doc_id: str) -> DocumentRule | None:
+        for rule in self.documents:
+            if fnmatch.fnmatchcase(doc_id, rule.pattern):
+                return rule
+        return None
+
+    def starters_for(self, doc_id: str) -> tuple[str, ...]:
+        rule = self._rule(doc_id)
+        return self.starters if rule is None or rule.starters is None else rule.starters
+
+    def gate_rule(self, doc_id: str, gate: Gate) -> GateRule:
+        rule = self._rule(doc_id)
+        override = None if rule is None else (rule.sg_1 if gate is Gate.SG_1 else rule.sg_2)
+        if override is not None:
+            return override
+        return self.sg_1 if gate is Gate.SG_1 else self.sg_2
+
+    def is_admin(self, principal: str) -> bool:
+        return listed(principal, self.admins)
+
+    def is_relay(self, principal: str) -> bool:
+        return principal in self.relays  # a relay is named: "*" never makes everyone one
+
+
+def listed(name: str, names: tuple[str, ...]) -> bool:
+    return ANYONE in names or name in names
+
+
+# -- parsing ------------------------------------------------------------------------
+
+
+def parse_policy(text: str, fmt: Literal["toml", "json"]) -> Policy:
+    """A policy from a file's text, checked whole; ``PolicyInvalid`` saying why not."""
+    try:
+        raw: object = tomllib.loads(text) if fmt == "toml" else msgspec.json.decode(text)
+        policy = msgspec.convert(raw, Policy)
+    except (tomllib.TOMLDecodeError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise PolicyInvalid(one_line(str(exc), 200)) from None
+    return check_policy(policy)
+
+
+def check_policy(policy: Policy) -> Policy:
+    _names("admins", policy.admins, allow_anyone=False)
+    if not policy.admins:
+        raise PolicyInvalid("admins is empty: nobody could change the policy again")
+    _names("relays", policy.relays, allow_anyone=False)
+    _names("starters", policy.starters)
+    _gate("sg_1", policy.sg_1)
+    _gate("sg_2", policy.sg_2)
+    if len(policy.documents) > MAX_DOCUMENT_RULES:
+        raise PolicyInvalid(f"more than {MAX_DOCUMENT_RULES} document rules")
+    for index, rule in enumerate(policy.documents):
+        where = f"documents[{index}]"
+        if not _PATTERN.fullmatch(rule.pattern):
+            raise PolicyInvalid(f"{where}.pattern {rule.pattern[:40]!r} is not a doc_id glob")
+        if rule.starters is not None:
+            _names(f"{where}.starters", rule.starters)
+        if rule.sg_1 is not None:
+            _gate(f"{where}.sg_1", rule.sg_1)
+        if rule.sg_2 is not None:
+            _gate(f"{where}.sg_2", rule.sg_2)
+    return policy
+
+
+def _names(where: str, names: tuple[str, ...], *, allow_anyone: bool = True) -> None:
+    if len(names) > MAX_NAMES:
+        raise PolicyInvalid(f"{where} names more than {MAX_NAMES} principals")
+    for name in names:
+        if name == ANYONE and allow_anyone:
+            continue
+        try:
+            check_token(where, name)
+        except InvalidIdentifier as exc:
+            raise PolicyInvalid(exc.message) from None
+
+
+def _gate(where: str, rule: GateRule) -> None:
+    _names(f"{where}.approvers", rule.approvers)
+    if not 1 <= rule.required_approvals <= 10:
+        raise PolicyInvalid(f"{where}.required_approvals must be 1..10")
+    if not 60 <= rule.ttl_seconds <= 30 * 24 * 3600:
+        raise PolicyInvalid(f"{where}.ttl_seconds must be 60 s .. 30 days")
+    if ANYONE not in rule.approvers and len(set(rule.approvers)) < rule.required_approvals:
+        raise PolicyInvalid(
+            f"{where} needs {rule.required_approvals} approvers but names "
+            f"{len(set(rule.approvers))}: it could never be passed"
+        )
+    if not rule.proofs:
+        raise PolicyInvalid(f"{where}.proofs is empty: no approval could pass")

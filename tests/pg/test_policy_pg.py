@@ -1,0 +1,49 @@
+"""The policy on PostgreSQL: KB docs in ``kb_docs``, no schema change, as the writer."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from cutter.approvals import GatePolicy
+from cutter.kbdocs import POLICY_CURRENT, PolicyVersion
+from cutter.pg.connect import create_pool
+from cutter.pg.records import PgKnowledgeBase
+from cutter.policy import parse_policy
+from cutter.policy_book import current, default_policy, replace
+from tests.pg._stores import WRITER
+from tests.pg.conftest import PgDatabase
+
+AT = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+@pytest.mark.anyio
+async def test_the_policy_and_its_changes_are_kb_docs_on_postgresql(pg_db: PgDatabase) -> None:
+    pool = await create_pool(pg_db.writer_dsn, role=WRITER, min_size=0)
+    try:
+        kb = PgKnowledgeBase(pool)
+        fallback = default_policy(GatePolicy(required_approvals=2), "cutter")
+        before = await current(kb, fallback)
+        assert (before.version, before.policy) == (0, fallback)
+        first = parse_policy('admins = ["ann"]\nstarters = ["bob"]', "toml")
+        second = parse_policy('admins = ["ann"]\n[sg_2]\nrequired_approvals = 3', "toml")
+        await replace(kb, before, first, by="cutter", at=AT)
+        after = await replace(kb, await current(kb, fallback), second, by="ann", at=AT)
+        assert await kb.list("policy") == [
+            "policy/changes/000001",
+            "policy/changes/000002",
+            POLICY_CURRENT,
+        ]
+        stored = await current(kb, fallback)
+        assert stored == after
+        assert (stored.version, stored.set_by, stored.policy.sg_2.required_approvals) == (
+            2,
+            "ann",
+            3,
+        )
+        change = await kb.get("policy/changes/000001")
+        assert isinstance(change, PolicyVersion)
+        assert (change.set_by, change.policy.starters) == ("cutter", ("bob",))
+    finally:
+        await pool.close()
