@@ -1,12 +1,19 @@
 """Answering the gate a run waits at: shared by ``cutter approve`` and ``scripts/approve``.
 
-``approve_gate`` asks which request the run waits on and answers exactly that
-one; ``approval_for`` refuses (``E_RUN_NOT_AT_GATE``, ``E_REVIEW_DECISION_REQUIRED``)
-before anything is sent. ``reviewer_main`` is the command ``scripts/approve`` runs.
+A reviewer names the request they decide on: the gate (``--gate``, required) and,
+optionally, the request digest they were shown (``--request-digest``, the whole
+digest or a prefix of at least 12 hex characters). ``approve_gate`` asks which
+request the run waits on and answers it only if it is the one named: a run that
+waits elsewhere is never answered in the reviewer's name. ``approval_for`` refuses
+before anything is sent (``E_RUN_NOT_AT_GATE``, ``APPROVAL_WRONG_GATE``,
+``APPROVAL_STALE``, ``E_BAD_REQUEST_DIGEST``, ``E_REVIEW_DECISION_REQUIRED``); the
+daemon checks the same again when the decision arrives. ``reviewer_main`` is the
+command ``scripts/approve`` runs.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,23 +32,53 @@ from cutter.walk import Gate
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# A request digest a reviewer may type: the whole sha-256 or a prefix long enough
+# (48 bits) that no other request of the run shares it by accident.
+MIN_DIGEST_PREFIX = 12
+_HEX_PREFIX = re.compile(rf"[0-9a-f]{{{MIN_DIGEST_PREFIX},64}}")
+
+
 @dataclass(frozen=True, slots=True)
 class ApprovalInput:
     run_id: str
+    gate: Gate
     approver: str
     reason: str
+    request_digest: str | None = None  # what the reviewer was shown: all of it, or a prefix
     decision: Decision = Decision.APPROVE
     review_decision_id: str | None = None
     resume: bool = True
 
 
 def approval_for(run: RunSummary, given: ApprovalInput) -> SubmitApproval:
-    """The approval that answers exactly the request ``run`` waits on, or why not."""
+    """The approval that answers the request ``given`` names, if ``run`` waits on it;
+    otherwise why not (nothing is sent)."""
+    wanted = given.request_digest
+    if wanted is not None and not _HEX_PREFIX.fullmatch(wanted):
+        raise ClientFailure(
+            "E_BAD_REQUEST_DIGEST",
+            f"--request-digest must be {MIN_DIGEST_PREFIX} to 64 lowercase hex characters "
+            "(the request digest you were shown, or its prefix)",
+        )
     wait = run.waiting
     if wait is None:
         raise ClientFailure(
             "E_RUN_NOT_AT_GATE",
             f"run {run.run_id} is {run.state.value} and waits at no gate: nothing to approve",
+        )
+    if wait.gate is not given.gate:
+        raise ClientFailure(
+            "APPROVAL_WRONG_GATE",
+            f"run {run.run_id} waits at {wait.gate.value}, not {given.gate.value}: your "
+            f"decision was not sent; review the {wait.gate.value} request "
+            f"(cutter review {run.run_id}) and decide on that one",
+        )
+    if wanted is not None and not wait.request_digest.startswith(wanted):
+        raise ClientFailure(
+            "APPROVAL_STALE",
+            f"run {run.run_id} waits at {wait.gate.value} on request "
+            f"{wait.request_digest[:16]}…, not the {wanted[:16]}… you name: your decision "
+            "was not sent; the request changed since you looked",
         )
     if wait.gate is Gate.SG_2 and given.review_decision_id is None:
         raise ClientFailure(
@@ -65,7 +102,8 @@ def approval_for(run: RunSummary, given: ApprovalInput) -> SubmitApproval:
 async def approve_gate(
     client: Client, given: ApprovalInput, show: Callable[[RunSummary], None] | None = None
 ) -> ApprovalStored:
-    """Ask which request the run waits on, ``show`` it, and answer exactly that one."""
+    """Ask which request the run waits on, ``show`` it, and answer it if it is the one
+    ``given`` names; the daemon refuses it too if it is not open when it arrives."""
     run = expect(await client.request(StatusOf(run_id=given.run_id)), RunInfo).run
     command = approval_for(run, given)
     if show is not None:
@@ -94,6 +132,18 @@ def approval_options(func: F) -> F:
     for option in reversed(
         [
             click.argument("run_id"),
+            click.option(
+                "--gate",
+                required=True,
+                type=click.Choice([g.value for g in Gate]),
+                help="The gate you decide on; a run waiting elsewhere is not answered.",
+            ),
+            click.option(
+                "--request-digest",
+                default=None,
+                help=f"The request digest you reviewed (or its first {MIN_DIGEST_PREFIX}+ hex "
+                "characters); refused if the open request is another.",
+            ),
             click.option("--approver", required=True, help="Who decides (not the starter)."),
             click.option("--reason", required=True, help="Why, in a sentence."),
             click.option("--reject", is_flag=True, help="Reject: end the run, roll back writes."),
@@ -110,6 +160,8 @@ def approval_options(func: F) -> F:
 
 def approval_input(
     run_id: str,
+    gate: str,
+    request_digest: str | None,
     approver: str,
     reason: str,
     reject: bool,
@@ -118,6 +170,8 @@ def approval_input(
 ) -> ApprovalInput:
     return ApprovalInput(
         run_id=run_id,
+        gate=Gate(gate),
+        request_digest=request_digest,
         approver=approver,
         reason=reason,
         decision=Decision.REJECT if reject else Decision.APPROVE,
@@ -146,14 +200,18 @@ def reviewer_main(
     socket_path: Path,
     as_json: bool,
     run_id: str,
+    gate: str,
+    request_digest: str | None,
     approver: str,
     reason: str,
     reject: bool,
     review_decision_id: str | None,
 ) -> None:
-    """Show the request RUN_ID waits on at its gate, then send your decision on it."""
+    """Show the request RUN_ID waits on at GATE, then send your decision on it."""
     target = Target(socket_path, as_json)
-    given = approval_input(run_id, approver, reason, reject, review_decision_id)
+    given = approval_input(
+        run_id, gate, request_digest, approver, reason, reject, review_decision_id
+    )
 
     def show(run: RunSummary) -> None:
         if as_json:

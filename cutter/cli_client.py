@@ -5,6 +5,7 @@ table for a person, or with ``--json`` the reply frame itself, one line, exactly
 as the protocol encodes it. An ``Error`` reply exits 1 with ``CODE: message`` on
 stderr (with ``--json`` the Error frame is on stdout too); no daemon on the
 socket exits 2. Refusals the client makes itself (``E_RUN_NOT_AT_GATE``,
+``APPROVAL_WRONG_GATE``, ``APPROVAL_STALE``, ``E_BAD_REQUEST_DIGEST``,
 ``E_REVIEW_DECISION_REQUIRED``, ``E_BAD_REPLY``) look the same as the daemon's.
 
 ``register(group)`` attaches them to the ``cutter`` click group. Around them:
@@ -32,6 +33,7 @@ from cutter.cli_approve import (
 )
 from cutter.cli_connect import Target, daemon_options, expect
 from cutter.cli_render import console, event_line, runs_table, show_run
+from cutter.cli_review import review
 from cutter.client import Client
 from cutter.mode import Mode
 from cutter.protocol import (
@@ -145,15 +147,26 @@ def approve(
     socket_path: Path,
     as_json: bool,
     run_id: str,
+    gate: str,
+    request_digest: str | None,
     approver: str,
     reason: str,
     reject: bool,
     review_decision_id: str | None,
     no_resume: bool,
 ) -> None:
-    """Approve (or --reject) exactly the request RUN_ID waits on at its gate."""
+    """Approve (or --reject) the request RUN_ID waits on at GATE, and only that one."""
     target = Target(socket_path, as_json)
-    given = approval_input(run_id, approver, reason, reject, review_decision_id, not no_resume)
+    given = approval_input(
+        run_id,
+        gate,
+        request_digest,
+        approver,
+        reason,
+        reject,
+        review_decision_id,
+        not no_resume,
+    )
     reply = target.call(lambda client: approve_gate(client, given))
     show_run(target, reply, stored_headline(reply, given))
 
@@ -277,6 +290,7 @@ COMMANDS: tuple[click.Command, ...] = (
     start,
     status,
     runs,
+    review,
     approve,
     resume,
     abort,

@@ -98,9 +98,12 @@ def runs_table(runs: tuple[RunSummary, ...]) -> Table:
 def approve_hint(run: RunSummary) -> str | None:
     if run.waiting is None:
         return None
-    extra = " --review-decision-id ID" if run.waiting.gate is Gate.SG_2 else ""
+    wait = run.waiting
+    extra = " --review-decision-id ID" if wait.gate is Gate.SG_2 else ""
     return (
-        f"approve with: cutter approve {run.run_id} --approver NAME --reason TEXT{extra} [--reject]"
+        f"approve with: cutter approve {run.run_id} --gate {wait.gate.value} "
+        f"--request-digest {wait.request_digest[:DIGEST_PREFIX]} --approver NAME --reason TEXT"
+        f"{extra} [--reject]"
     )
 
 

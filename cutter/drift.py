@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from cutter.review import named_units
 from cutter.sidecar import DriftItem
 from cutter.walk import Pin, PinValue, same_pin
 
@@ -17,3 +18,19 @@ def compare(
         for pin, value in sorted(observed.items())
         if pin not in before or not same_pin(before[pin], value)
     )
+
+
+LABEL_CHARS = 40
+
+
+def drift_message(items: tuple[DriftItem, ...]) -> str:
+    """One line: the pins that drifted and, where known, the units behind them
+    (``drift in verify_result_id (changed Article 4)``), a few named per pin."""
+    parts = []
+    for item in items:
+        units = [
+            f"{u.change} {u.label if len(u.label) <= LABEL_CHARS else u.label[:LABEL_CHARS] + '…'}"
+            for u in item.units
+        ]
+        parts.append(f"{item.pin} ({named_units(units)})" if units else item.pin)
+    return "drift in " + "; ".join(parts)

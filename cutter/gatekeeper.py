@@ -44,7 +44,7 @@ from cutter.messages import (
     GateOpened,
     OpenGate,
 )
-from cutter.observe import observe
+from cutter.observe import name_units, observe
 from cutter.phases import Services
 from cutter.policy_book import current, default_policy, gate_policy
 from cutter.recorder import RunRecorder
@@ -151,11 +151,20 @@ class Gatekeeper(Actor[GatekeeperCommand, GatekeeperReply]):
         if use.decision is Decision.APPROVE:
             drift = compare(sidecar.pins, await observe(self.services, sidecar, gate.gate))
             if drift:
+                drift = await name_units(self.services, sidecar, drift)
                 self.recorder.log.warning(
                     "drift_detected",
                     gate=gate.gate.value,
                     approval_kb_id=kb_id,
-                    drift=[{"pin": d.pin, "before": d.before, "after": d.after} for d in drift],
+                    drift=[
+                        {
+                            "pin": d.pin,
+                            "before": d.before,
+                            "after": d.after,
+                            "units": [f"{u.change} {u.label}" for u in d.units],
+                        }
+                        for d in drift
+                    ],
                 )
                 return DriftDetected(items=drift)
         advanced = msgspec.structs.replace(gate, uses=(*gate.uses, use))

@@ -1,12 +1,16 @@
-"""Re-read what a run's pins describe, for the drift comparison at a gate."""
+"""Re-read what a run's pins describe, for the drift comparison at a gate, and
+name the units a drift is about."""
 
 from __future__ import annotations
+
+import msgspec
 
 from cutter.errors import UnknownDocument
 from cutter.phases.context import Services, load_manifest, manifest_digest
 from cutter.plan import verify_result_id
 from cutter.records import Backup
-from cutter.sidecar import Sidecar
+from cutter.review import plan_drift, staged_drift
+from cutter.sidecar import DriftItem, DriftUnit, Sidecar
 from cutter.walk import Gate, Pin, PinValue
 
 MISSING = "<missing>"
@@ -35,3 +39,27 @@ async def observe(services: Services, sidecar: Sidecar, gate: Gate) -> dict[Pin,
         rows = await services.target.ius.change_set(change_set_id)
         observed[Pin.VERIFY_RESULT_ID] = verify_result_id(change_set_id, rows)
     return observed
+
+
+async def name_units(
+    services: Services, sidecar: Sidecar, items: tuple[DriftItem, ...]
+) -> tuple[DriftItem, ...]:
+    """``items`` with the units behind them: for ``source_sha`` the planned units whose
+    bytes in the stored source no longer match; for ``verify_result_id`` the staged
+    rows that differ from the plan. Other pins name no units."""
+    manifest = await load_manifest(services.kb, sidecar)
+    if manifest is None:
+        return items
+    named: list[DriftItem] = []
+    for item in items:
+        if item.pin == Pin.SOURCE_SHA.value:
+            sv_id = str(sidecar.pins[Pin.SOURCE_VERSION_ID])
+            found = plan_drift(manifest, await services.target.sources.stored_bytes(sv_id))
+        elif item.pin == Pin.VERIFY_RESULT_ID.value:
+            change_set_id = str(sidecar.pins[Pin.CHANGE_SET_ID])
+            found = staged_drift(manifest, await services.target.ius.change_set(change_set_id))
+        else:
+            found = ()
+        units = tuple(DriftUnit(label=label, change=change.value) for label, change in found)
+        named.append(msgspec.structs.replace(item, units=units) if units else item)
+    return tuple(named)

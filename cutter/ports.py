@@ -40,6 +40,11 @@ class SourceRepository(Protocol):
         the pinned ``source_sha``."""
         ...
 
+    async def stored_bytes(self, sv_id: str) -> bytes | None:
+        """The bytes stored for the version as they are now, unchecked; None when gone.
+        Read only to name the units a drift stop is about."""
+        ...
+
     async def mark_cut(self, sv_id: str, change_set_id: str) -> None:
         """Record that a version was cut by a change set (idempotent)."""
         ...

@@ -17,6 +17,7 @@ import msgspec
 from cutter.kbdocs import Decision
 from cutter.mode import Mode
 from cutter.policy import Policy
+from cutter.review import GateReview
 from cutter.sidecar import Sidecar
 from cutter.states import RunState
 from cutter.walk import Gate
@@ -68,6 +69,12 @@ class SubmitApproval(Command, frozen=True, kw_only=True, tag="approve"):
     resume: bool = True
 
 
+class ReviewOf(Command, frozen=True, kw_only=True, tag="review"):
+    """What the gate the run waits at authorises: answered by ``review``."""
+
+    run_id: str
+
+
 class Resume(Command, frozen=True, kw_only=True, tag="resume"):
     run_id: str
     approval_kb_id: str | None = None
@@ -111,6 +118,7 @@ AnyCommand = (
     | StatusOf
     | ListRuns
     | SubmitApproval
+    | ReviewOf
     | Resume
     | AbortRun
     | Watch
@@ -206,6 +214,13 @@ class ApprovalStored(Reply, frozen=True, kw_only=True, tag="approval_stored"):
     replayed: bool = False
 
 
+class Review(Reply, frozen=True, kw_only=True, tag="review"):
+    """The run and what its open gate authorises (``cutter.review.GateReview``)."""
+
+    run: RunSummary
+    review: GateReview
+
+
 class KillSwitchState(Reply, frozen=True, kw_only=True, tag="kill_switch"):
     engaged: bool
 
@@ -246,6 +261,7 @@ AnyReply = (
     | Accepted
     | RunList
     | ApprovalStored
+    | Review
     | KillSwitchState
     | ShuttingDown
     | PolicyInfo

@@ -29,6 +29,7 @@ from cutter.errors import (
     new_error_id,
     refusal,
 )
+from cutter.gate_review import gate_review
 from cutter.ids import (
     check_doc_id,
     check_kb_id,
@@ -52,6 +53,7 @@ from cutter.ports import (
     Target,
 )
 from cutter.recorder import RunRecorder
+from cutter.review import GateReview
 from cutter.sidecar import Sidecar, StopInfo
 from cutter.states import AWAITING, RECOVERABLE, TERMINAL, RunState
 from cutter.stopping import RunStops
@@ -295,6 +297,11 @@ class Runner:
                         found.append(Unfinished(sidecar.run_id, sidecar.state, kb_id))
                         break  # one at a time: the resume records it, a restart the next
         return found
+
+    async def review(self, run_id: str) -> tuple[Sidecar, GateReview]:
+        """The run and what its open gate authorises (``RunNotAtGate`` at no gate)."""
+        sidecar = await self.status(run_id)
+        return sidecar, await gate_review(self._deps(sidecar).services, sidecar)
 
     async def status(self, run_id: str) -> Sidecar:
         return await self.config.run_store.load(check_run_id(run_id))

@@ -73,10 +73,18 @@ class GateRecord(Struct, frozen=True, kw_only=True):
         return not self.rejected and len(self.approvers) >= self.required_approvals
 
 
+class DriftUnit(Struct, frozen=True, kw_only=True):
+    """A unit whose bytes a drift is about: ``change`` is changed, appeared or vanished."""
+
+    label: str
+    change: str
+
+
 class DriftItem(Struct, frozen=True, kw_only=True):
     pin: str
     before: str
     after: str
+    units: tuple[DriftUnit, ...] = ()  # the units behind a source or staged-row drift
 
 
 class Undo(Struct, frozen=True, kw_only=True):

@@ -17,6 +17,7 @@ from typing import TypeVar, assert_never
 
 from actors import Actor, ActorCrashed, ActorRef, AskTimeout, ChildFailed, Context
 from cutter.approvals import GatePolicy
+from cutter.drift import drift_message
 from cutter.errors import (
     ApprovalConsumedAlready,
     KillSwitchEngaged,
@@ -204,9 +205,11 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
                         code=reply.code, message=reply.message, approval_kb_id=reply.approval_kb_id
                     )
                 case DriftDetected():
-                    named = ", ".join(d.pin for d in reply.items)
                     await self._stop(
-                        RunState.FAILED, StopCode.DRIFT, f"drift in {named}", drift=reply.items
+                        RunState.FAILED,
+                        StopCode.DRIFT,
+                        drift_message(reply.items),
+                        drift=reply.items,
                     )
                     return WalkStopped(sidecar=self.sidecar)
                 case ApprovalConsumed():

@@ -34,7 +34,7 @@ from cutter.errors import (
 from cutter.kbdocs import ApprovalRefusal, Decision, PhaseDoc, SovereignRequest, request_doc_id
 from cutter.ledger import CutEnvelope, RollbackEnvelope, verify_chain
 from cutter.records import REQUIRED_GRANTS, Backup, IUState
-from cutter.sidecar import Sidecar
+from cutter.sidecar import DriftUnit, Sidecar
 from cutter.stores.memory_target import InMemoryIUStore
 from cutter.walk import PHASES, Gate, Phase, Pin
 from tests._harness import (
@@ -516,6 +516,9 @@ class TestGateInvariants:
         assert [d.pin for d in sc.drift] == ["verify_result_id"]
         assert sc.drift[0].before == sc.pins[Pin.VERIFY_RESULT_ID]
         assert sc.drift[0].after != sc.drift[0].before
+        # The stop names the staged row that differs from the plan, not only the digest.
+        assert sc.drift[0].units == (DriftUnit(label=rows[3].label, change="changed"),)
+        assert f"verify_result_id (changed {rows[3].label})" in sc.stop.message
         # Nothing further (no enact, no phase doc past the pause), and leg A's rows,
         # tampered or not, are undone: the document is back to its backup (no rows).
         assert all(r.state is IUState.STAGED for r in tampered)

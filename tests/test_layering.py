@@ -26,6 +26,7 @@ PURE_MODULES = [
     "policy",
     "principals",
     "records",
+    "review",
     "sidecar",
     "states",
     "walk",

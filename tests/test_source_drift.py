@@ -12,7 +12,7 @@ import cutter
 from cutter.canonical import sha256_hex
 from cutter.errors import StopCode
 from cutter.mode import Mode
-from cutter.sidecar import Sidecar
+from cutter.sidecar import DriftUnit, Sidecar
 from cutter.states import RunState
 from cutter.stores.file_sources import FileSources
 from cutter.walk import Phase, Pin
@@ -70,11 +70,52 @@ async def test_a_byte_appended_at_sg1_is_drift_and_the_approval_stays_unused(
     assert [(d.pin, d.before, d.after) for d in sc.drift] == [
         ("source_sha", sc.pins[Pin.SOURCE_SHA], sha256_hex(source + b"!"))
     ]
+    assert sc.drift[0].units == (DriftUnit(label=f"bytes after {len(source)}", change="appeared"),)
     assert Phase.CUT_LEG_A not in sc.phases_passed
     assert await rig.run_store.consumed_by(kb_id) is None
     assert await rig.store.rows(DOC_ID) == []
     assert await rig.ledger.entries() == []
     assert tree(tmp_path / "target") == target_before
+
+
+async def test_bytes_changed_in_place_at_sg1_name_the_units_they_fall_in(
+    tmp_path: Path,
+) -> None:
+    rig, sources, source = await on_file_sources(tmp_path)
+    async with rig.runner:
+        sc = await at_sg1(rig)
+        units = rig.disc.candidates
+        kb_id = await write_sg1_approval(rig, sc.run_id)
+        edited = bytearray(source)
+        for unit in (units[2], units[7]):  # one byte inside each of two units
+            edited[unit.start + 1] ^= 0x01
+        sources.bytes_path(SV_ID).write_bytes(bytes(edited))
+        sc = await rig.runner.resume(sc.run_id, kb_id)
+    assert sc.stop_code == StopCode.DRIFT
+    [item] = sc.drift
+    assert item.pin == "source_sha"
+    assert item.units == (
+        DriftUnit(label=units[2].label, change="changed"),
+        DriftUnit(label=units[7].label, change="changed"),
+    )
+    assert sc.stop is not None
+    assert f"source_sha (changed {units[2].label}, changed {units[7].label})" in sc.stop.message
+    # Stored as the run's record: the sidecar on disk reads back with the names.
+    assert (await rig.run_store.load(sc.run_id)).drift == sc.drift
+
+
+async def test_many_drifted_units_are_named_on_one_line(tmp_path: Path) -> None:
+    rig, sources, source = await on_file_sources(tmp_path)
+    async with rig.runner:
+        sc = await at_sg1(rig)
+        kb_id = await write_sg1_approval(rig, sc.run_id)
+        sources.bytes_path(SV_ID).write_bytes(bytes(b ^ 0x01 for b in source))
+        sc = await rig.runner.resume(sc.run_id, kb_id)
+    assert sc.stop is not None
+    [item] = sc.drift
+    assert len(item.units) == len(rig.disc.candidates)
+    assert "\n" not in sc.stop.message
+    assert f"and {len(item.units) - 5} more)" in sc.stop.message
 
 
 async def test_stored_bytes_removed_at_sg2_are_drift(tmp_path: Path) -> None:
@@ -101,3 +142,20 @@ async def test_unchanged_bytes_pass_the_gate(tmp_path: Path) -> None:
         sc = await rig.runner.resume(sc.run_id, kb_id)
     assert sc.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION, sc.stop
     assert await rig.run_store.consumed_by(kb_id) == sc.run_id
+
+
+async def test_a_review_of_changed_source_bytes_says_which_units_will_drift(
+    tmp_path: Path,
+) -> None:
+    rig, sources, source = await on_file_sources(tmp_path)
+    async with rig.runner:
+        sc = await at_sg1(rig)
+        units = rig.disc.candidates
+        edited = bytearray(source)
+        edited[units[4].start + 1] ^= 0x01
+        sources.bytes_path(SV_ID).write_bytes(bytes(edited))
+        _, review = await rig.runner.review(sc.run_id)
+    [note] = review.notes
+    assert f"approving stops at drift (changed {units[4].label})" in note
+    assert len(review.units) == len(units)
+    assert review.gate == "SG_1"

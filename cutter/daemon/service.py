@@ -19,8 +19,11 @@ from cutter.daemon.bus import EventBus, Subscription
 from cutter.errors import (
     AccessDenied,
     ApprovalConsumedAlready,
+    ApprovalStale,
+    ApprovalWrongGate,
     ApproverNotAllowed,
     CutterError,
+    RunNotAtGate,
     new_error_id,
 )
 from cutter.ids import (
@@ -38,6 +41,7 @@ from cutter.policy_book import current, default_policy, gate_policy, replace
 from cutter.ports import KillSwitchControl
 from cutter.principals import Caller, acting, own_principal
 from cutter.protocol import (
+    MAX_FRAME_BYTES,
     AbortRun,
     Accepted,
     AnyCommand,
@@ -51,6 +55,8 @@ from cutter.protocol import (
     Pong,
     Reply,
     Resume,
+    Review,
+    ReviewOf,
     RunInfo,
     RunList,
     RunSummary,
@@ -63,6 +69,7 @@ from cutter.protocol import (
     StatusOf,
     SubmitApproval,
     Watch,
+    encode,
 )
 from cutter.runner import Runner
 from cutter.sidecar import Sidecar
@@ -207,6 +214,17 @@ class Daemon:
                 return RunList(id=command.id, runs=tuple(runs))
             case SubmitApproval():
                 return await self._approve(command, caller)
+            case ReviewOf():
+                sidecar, review = await runner.review(check_run_id(command.run_id))
+                reply = Review(id=command.id, run=RunSummary.of(sidecar), review=review)
+                if len(encode(reply)) > MAX_FRAME_BYTES:
+                    return Error(
+                        id=command.id,
+                        code="E_REVIEW_TOO_LARGE",
+                        message=f"the review of {sidecar.run_id} ({len(review.units)} units) "
+                        f"does not fit in one {MAX_FRAME_BYTES}-byte frame",
+                    )
+                return reply
             case Resume():
                 run_id = (await runner.status(command.run_id)).run_id  # E_UNKNOWN_RUN now
                 approval = (
@@ -282,7 +300,10 @@ class Daemon:
         A retry of the same decision (the client lost the connection, the daemon was
         killed and restarted) finds the same approval: one not yet consumed is stored
         afresh and used; one this run consumed is never used twice — the consumption
-        is finished if a crash cut it short, or the reply says ``replayed``."""
+        is finished if a crash cut it short, or the reply says ``replayed``.
+
+        A decision this run has not consumed must name the request the run waits on
+        now (``require_open_request``), or it is refused and nothing is stored."""
         runner = self.runner
         peer = caller.peer
         run_id = check_run_id(command.run_id)
@@ -305,6 +326,7 @@ class Daemon:
         )
         holder = await runner.config.run_store.consumed_by(kb_id)
         if holder is None:
+            require_open_request(sidecar, command)
             approval = Approval(
                 run_id=run_id,
                 gate=command.gate,
@@ -359,3 +381,28 @@ class Daemon:
     def watcher_dropped(self, subscription: Subscription) -> None:
         """The bus dropped a watcher that fell behind: say so now, not when it leaves."""
         self.log.info("watcher_dropped", run_id=subscription.run_id, reason="lagged")
+
+
+def require_open_request(sidecar: Sidecar, command: SubmitApproval) -> None:
+    """A new decision answers the request the run waits on now, or it is refused:
+    one made for SG_1 is never re-aimed at SG_2, nor one for an earlier opening of
+    a gate (its nonce) at the gate as it is now."""
+    gate = sidecar.pending_gate
+    if gate is None:
+        raise RunNotAtGate(
+            sidecar.run_id,
+            f"run {sidecar.run_id} is {sidecar.state.value} and waits at no gate: "
+            f"the {command.gate.value} decision is not stored",
+        )
+    if command.gate is not gate.gate:
+        raise ApprovalWrongGate(
+            sidecar.run_id,
+            f"run {sidecar.run_id} waits at {gate.gate.value}, not {command.gate.value}: "
+            "the decision is not stored",
+        )
+    if command.request_digest != gate.request_digest or command.nonce != gate.nonce:
+        raise ApprovalStale(
+            sidecar.run_id,
+            f"the decision answers another {gate.gate.value} request than the one open "
+            f"({gate.request_digest[:16]}…): it is not stored",
+        )

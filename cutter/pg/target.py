@@ -63,6 +63,11 @@ class PgSourceRepository:
             value = await self.pool.fetchval(q.VERSION_STORED_SHA, sv_id)
         return None if value is None else str(value)
 
+    async def stored_bytes(self, sv_id: str) -> bytes | None:
+        with domain_errors("source stored bytes"):
+            data = await self.pool.fetchval(q.VERSION_CONTENT, sv_id)
+        return None if data is None else bytes(data)
+
     async def mark_cut(self, sv_id: str, change_set_id: str) -> None:
         with domain_errors("mark source cut"):
             await self.pool.execute(q.MARK_CUT, sv_id, change_set_id)

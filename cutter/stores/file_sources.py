@@ -87,6 +87,9 @@ class FileSources:
     async def stored_sha(self, sv_id: str) -> str | None:
         return await anyio.to_thread.run_sync(self._stored_sha, sv_id)
 
+    async def stored_bytes(self, sv_id: str) -> bytes | None:
+        return await anyio.to_thread.run_sync(read_bytes, self.bytes_path(sv_id))
+
     async def mark_cut(self, sv_id: str, change_set_id: str) -> None:
         async with self._lock:
             await anyio.to_thread.run_sync(self._mark_cut, sv_id, change_set_id)

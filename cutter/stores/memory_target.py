@@ -53,6 +53,9 @@ class InMemorySources:
         data = self._content.get(sv_id)
         return None if data is None else sha256_hex(data)
 
+    async def stored_bytes(self, sv_id: str) -> bytes | None:
+        return self._content.get(sv_id)
+
     async def mark_cut(self, sv_id: str, change_set_id: str) -> None:
         if sv_id in self._content:
             self._cut_by.setdefault(sv_id, change_set_id)

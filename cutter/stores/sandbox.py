@@ -26,6 +26,9 @@ class OverlaySources:
     async def stored_sha(self, sv_id: str) -> str | None:
         return await self._base.stored_sha(sv_id)
 
+    async def stored_bytes(self, sv_id: str) -> bytes | None:
+        return await self._base.stored_bytes(sv_id)
+
     async def mark_cut(self, sv_id: str, change_set_id: str) -> None:
         self._cut_by.setdefault(sv_id, change_set_id)
 

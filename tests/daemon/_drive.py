@@ -245,10 +245,13 @@ def approval_for(
     approver: str = REVIEWER,
     decision: Decision = Decision.APPROVE,
     resume: bool = True,
+    gate: Gate | None = None,
 ) -> SubmitApproval:
-    """A reviewer's answer to exactly the request ``run`` waits on."""
+    """A reviewer's answer to exactly the request ``run`` waits on (at ``gate``, when
+    the caller names the gate it means: the request shown must be that gate's)."""
     waiting = run.waiting
     assert waiting is not None, f"run {run.run_id} is {run.state}, not at a gate"
+    assert gate is None or waiting.gate is gate, f"run {run.run_id} waits at {waiting.gate}"
     return SubmitApproval(
         id=f"approve-{waiting.gate.value}",
         run_id=run.run_id,

@@ -47,6 +47,8 @@ SAMPLE = ROOT / "cutter" / "samples" / "garden-charter.md"
 STARTER = "ann"
 REVIEWER = "bob"
 APPROVE_SCRIPT = ROOT / "scripts" / "approve"
+SG1 = ("--gate", "SG_1")
+SG2 = ("--gate", "SG_2")
 TIMEOUT = 60
 
 
@@ -164,7 +166,7 @@ def test_both_gates_from_the_command_line(daemon: DaemonProcess) -> None:
         in ok(socket, "runs", "--state", "CLOSEOUT_REPORTED").stdout
     )
 
-    first = ok(socket, "approve", run_id, "--approver", REVIEWER, "--reason", "plan checked")
+    first = ok(socket, "approve", run_id, *SG1, "--approver", REVIEWER, "--reason", "plan checked")
     assert f"{REVIEWER} approved: stored as approvals/{run_id}/SG_1-" in first.stdout
     assert "AWAITING_LIFECYCLE_AUTHORIZATION" in first.stdout
 
@@ -180,7 +182,7 @@ def test_both_gates_from_the_command_line(daemon: DaemonProcess) -> None:
     assert "--review-decision-id ID" in shown
 
     # SG_2 needs the review decision the approval rests on; the client says so, sends nothing.
-    missing = cli(socket, "approve", run_id, "--approver", REVIEWER, "--reason", "verified")
+    missing = cli(socket, "approve", run_id, *SG2, "--approver", REVIEWER, "--reason", "verified")
     assert "--review-decision-id" in refused(missing, "E_REVIEW_DECISION_REQUIRED")
     assert run_status(socket, run_id).waiting == waiting
 
@@ -188,6 +190,7 @@ def test_both_gates_from_the_command_line(daemon: DaemonProcess) -> None:
         socket,
         "approve",
         run_id,
+        *SG2,
         "--approver",
         REVIEWER,
         "--reason",
@@ -204,7 +207,7 @@ def test_both_gates_from_the_command_line(daemon: DaemonProcess) -> None:
     assert final.waiting is None
     assert "CLOSEOUT_REPORTED" in ok(socket, "status", run_id).stdout
 
-    again = cli(socket, "approve", run_id, "--approver", REVIEWER, "--reason", "once more")
+    again = cli(socket, "approve", run_id, *SG2, "--approver", REVIEWER, "--reason", "once more")
     assert "waits at no gate" in refused(again, "E_RUN_NOT_AT_GATE")
 
 
@@ -251,9 +254,11 @@ def test_self_approval_is_refused_and_changes_nothing(daemon: DaemonProcess) -> 
     socket = daemon.socket
     run = start(socket)
     assert run.state is RunState.AWAITING_CUT_AUTHORIZATION
-    result = cli(socket, "approve", run.run_id, "--approver", STARTER, "--reason", "mine")
+    result = cli(socket, "approve", run.run_id, *SG1, "--approver", STARTER, "--reason", "mine")
     assert "may not approve" in refused(result, "APPROVAL_SELF")
-    as_json = cli(socket, "approve", run.run_id, "--approver", STARTER, "--reason", "x", "--json")
+    as_json = cli(
+        socket, "approve", run.run_id, *SG1, "--approver", STARTER, "--reason", "x", "--json"
+    )
     refused(as_json, "APPROVAL_SELF")
     assert expect(frame(as_json), Error).code == "APPROVAL_SELF"
 
@@ -268,7 +273,9 @@ def test_unknown_and_malformed_runs(daemon: DaemonProcess) -> None:
     socket = daemon.socket
     refused(cli(socket, "status", "run-0000000000000000"), "E_UNKNOWN_RUN")
     refused(
-        cli(socket, "approve", "run-0000000000000000", "--approver", REVIEWER, "--reason", "x"),
+        cli(
+            socket, "approve", "run-0000000000000000", *SG1, "--approver", REVIEWER, "--reason", "x"
+        ),
         "E_UNKNOWN_RUN",
     )
     refused(cli(socket, "watch", "run-0000000000000000"), "E_UNKNOWN_RUN")
@@ -306,8 +313,9 @@ def test_approve_script_releases_sg1(daemon: DaemonProcess) -> None:
     socket = daemon.socket
     run = start(socket)
     assert run.waiting is not None
-    command = [str(APPROVE_SCRIPT), "--socket", str(socket), run.run_id]
+    command = [str(APPROVE_SCRIPT), "--socket", str(socket), run.run_id, *SG1]
     command += ["--approver", REVIEWER, "--reason", "plan matches the charter"]
+    command += ["--request-digest", run.waiting.request_digest[:12]]
     done = subprocess.run(
         command, capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=TIMEOUT, check=False
     )
@@ -322,12 +330,23 @@ def test_approve_script_releases_sg1(daemon: DaemonProcess) -> None:
     assert after.waiting is not None
     assert after.waiting.gate is Gate.SG_2
 
-    # At SG_2 the script, like cutter approve, wants the review decision id.
+    # The same SG_1 decision again is not re-aimed at the SG_2 request the run waits on now.
     again = subprocess.run(
         command, capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=TIMEOUT, check=False
     )
     assert again.returncode == 1
-    assert again.stderr.startswith("E_REVIEW_DECISION_REQUIRED: ")
+    assert again.stderr.startswith("APPROVAL_WRONG_GATE: run ")
+    assert "waits at SG_2, not SG_1" in again.stderr
+    assert run_status(socket, run.run_id).waiting == after.waiting
+
+    # At SG_2 the script, like cutter approve, wants the review decision id.
+    sg2 = [str(APPROVE_SCRIPT), "--socket", str(socket), run.run_id, *SG2]
+    sg2 += ["--approver", REVIEWER, "--reason", "verified"]
+    missing = subprocess.run(
+        sg2, capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=TIMEOUT, check=False
+    )
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("E_REVIEW_DECISION_REQUIRED: ")
 
 
 def test_watch_prints_transitions_until_the_run_ends(daemon: DaemonProcess) -> None:
@@ -335,9 +354,9 @@ def test_watch_prints_transitions_until_the_run_ends(daemon: DaemonProcess) -> N
     run = start(socket)
     lines = watcher(socket, run.run_id)
     frames = watcher(socket, run.run_id, "--json")
-    ok(socket, "approve", run.run_id, "--approver", REVIEWER, "--reason", "plan checked")
+    ok(socket, "approve", run.run_id, *SG1, "--approver", REVIEWER, "--reason", "plan checked")
     review = ("--review-decision-id", f"review-{run.run_id}")
-    ok(socket, "approve", run.run_id, "--approver", REVIEWER, "--reason", "verified", *review)
+    ok(socket, "approve", run.run_id, *SG2, "--approver", REVIEWER, "--reason", "verified", *review)
     events = []
     for process in (lines, frames):
         out, err = process.communicate(timeout=TIMEOUT)

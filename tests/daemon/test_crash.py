@@ -326,7 +326,8 @@ def test_a_reviewer_whose_daemon_died_is_told_where_the_decision_went(
     armed = launch(state, LIVE, env={FAILPOINT_ENV: "consume:journaled"})
     daemons.append(armed)
     run = anyio.run(start_run, armed.socket)
-    argv = ["approve", run.run_id, "--approver", "reviewer-bob", "--reason", "plan checked"]
+    argv = ["approve", run.run_id, "--gate", "SG_1", "--approver", "reviewer-bob"]
+    argv += ["--reason", "plan checked"]
     result = CliRunner().invoke(main, [*argv, "--socket", str(armed.socket)])
     assert result.exit_code == 2, result.output
     (record,) = journal(state)

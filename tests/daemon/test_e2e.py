@@ -16,6 +16,7 @@ from typing import BinaryIO
 
 import anyio
 import anyio.to_thread
+import msgspec
 import pytest
 
 from cutter.kbdocs import Decision, phase_doc_id
@@ -203,6 +204,48 @@ async def test_the_same_decision_sent_twice_is_used_once(
 
 
 @pytest.mark.anyio
+async def test_a_decision_for_a_request_no_longer_open_is_refused_not_re_aimed(
+    tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    state = tmp_path / "state"
+    add_document(state_dir=state)
+    daemon = await _launch(state, daemons)
+    run = await start_run(daemon.socket, Mode.DRY_RUN)
+    late = approval_for(run, approver="reviewer-cy", gate=Gate.SG_1)  # cy looks at SG_1
+    first = await approve(daemon.socket, run, gate=Gate.SG_1)  # bob decides first
+    at_sg2 = first.run
+    assert at_sg2.waiting is not None
+    assert at_sg2.waiting.gate is Gate.SG_2
+
+    # cy's SG_1 decision arrives while the run waits at SG_2: refused, never re-aimed.
+    wrong_gate = expect(await ask(daemon.socket, late), Error)
+    assert wrong_gate.code == "APPROVAL_WRONG_GATE"
+    assert "waits at SG_2, not SG_1" in wrong_gate.message
+    # Nor does naming SG_2 carry the SG_1 request's digest and nonce through.
+    relabelled = msgspec.structs.replace(late, gate=Gate.SG_2, review_decision_id="review-1")
+    stale = expect(await ask(daemon.socket, relabelled), Error)
+    assert stale.code == "APPROVAL_STALE"
+    # Nor a decision on SG_2's digest from an earlier opening of the gate (another nonce).
+    old_nonce = msgspec.structs.replace(
+        approval_for(at_sg2, gate=Gate.SG_2), nonce=run.waiting.nonce if run.waiting else ""
+    )
+    assert expect(await ask(daemon.socket, old_nonce), Error).code == "APPROVAL_STALE"
+    assert await status(daemon.socket, run.run_id) == at_sg2
+
+    # bob's exact retry of the decision the run consumed is still the same decision.
+    retry = expect(await ask(daemon.socket, approval_for(run, gate=Gate.SG_1)), ApprovalStored)
+    assert (retry.replayed, retry.approval_kb_id) == (True, first.approval_kb_id)
+    assert await anyio.to_thread.run_sync(daemon.stop) == 0
+
+    # Nothing was stored for the refused decisions: no approval, no refusal doc.
+    kb = FileKnowledgeBase(state / "kb")
+    approvals = await kb.list(f"approvals/{run.run_id}")
+    assert approvals == [first.approval_kb_id]
+    assert await kb.list(f"runs/{run.run_id}/refusals") == []
+    assert [r.approval_kb_id for r in journal(state)] == [first.approval_kb_id]
+
+
+@pytest.mark.anyio
 async def test_socket_reject_at_sg2_rolls_the_live_writes_back(
     tmp_path: Path, daemons: list[DaemonProcess]
 ) -> None:
@@ -241,7 +284,9 @@ async def test_approve_script_releases_both_gates(
         (Gate.SG_1, RunState.AWAITING_LIFECYCLE_AUTHORIZATION),
         (Gate.SG_2, RunState.CLOSEOUT_REPORTED),
     ):
-        args = [run.run_id, "--approver", REVIEWER, "--reason", "plan checked"]
+        assert run.waiting is not None
+        args = [run.run_id, "--gate", gate.value, "--approver", REVIEWER]
+        args += ["--request-digest", run.waiting.request_digest, "--reason", "plan checked"]
         if gate is Gate.SG_2:
             args += ["--review-decision-id", f"review-{run.run_id}"]
         done = await anyio.to_thread.run_sync(

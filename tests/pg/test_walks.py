@@ -24,7 +24,7 @@ from cutter.phases.context import PhaseContext
 from cutter.phases.writes import cut_leg_a
 from cutter.ports import KnowledgeBase
 from cutter.runner import Runner
-from cutter.sidecar import Sidecar
+from cutter.sidecar import DriftUnit, Sidecar
 from cutter.states import RunState
 from cutter.stores.seeded import InMemoryDiscoverer
 from cutter.walk import PHASES, Gate, Phase, Pin
@@ -459,6 +459,8 @@ async def test_source_bytes_changed_in_place_during_the_sg1_pause_are_drift(
     assert drifted.stop_code == StopCode.DRIFT
     assert [(d.pin, d.before) for d in drifted.drift] == [("source_sha", v1.sha256)]
     assert drifted.drift[0].after == sha256_hex(b"X" + disc.source[1:])
+    # The stop names the unit the byte is in, read from the bytes as PostgreSQL holds them.
+    assert drifted.drift[0].units == (DriftUnit(label=disc.candidates[0].label, change="changed"),)
     assert await table_digest(pg_db.admin_dsn) == before
     assert await admin_fetch(pg_db.admin_dsn, "SELECT * FROM consumed_approvals") == []
     assert await ius_of(pg_db.admin_dsn, DOC_ID) == []
