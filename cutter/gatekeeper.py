@@ -228,13 +228,7 @@ class Gatekeeper(Actor[GatekeeperCommand, GatekeeperReply]):
                 sidecar.run_id, f"consumption record of {kb_id} is unreadable: {exc.message}"
             ) from exc
         if holder is None:
-            for pending in await self.recorder.store.consumed_for(sidecar.run_id):
-                if pending not in sidecar.approvals_used:
-                    raise ApprovalRecoveryPending(
-                        sidecar.run_id,
-                        f"approval {pending} was consumed by this run before a crash and is "
-                        "not yet recorded: resume with it (a daemon does at start-up) first",
-                    )
+            await self._no_consumption_pending(sidecar, kb_id)
             return False
         if holder == sidecar.run_id and kb_id not in sidecar.approvals_used:
             # Crash between the journal record and the sidecar — or a second resumer
@@ -243,6 +237,29 @@ class Gatekeeper(Actor[GatekeeperCommand, GatekeeperReply]):
             if stored == sidecar:
                 return True
         raise ApprovalConsumedAlready(sidecar.run_id, kb_id)
+
+    async def _no_consumption_pending(self, sidecar: Sidecar, kb_id: str) -> None:
+        """Refuse a new approval while another one this run consumed is not recorded in
+        the stored run (a crash between consumption and save): that one is finished
+        first. Judged against the stored run, not this walk's copy: a concurrent
+        resumer that just consumed (``kb_id`` itself, or another approval, now
+        recorded) is a race the save refuses, not a consumption to recover."""
+        store = self.recorder.store
+        unrecorded = [
+            k for k in await store.consumed_for(sidecar.run_id) if k not in sidecar.approvals_used
+        ]
+        if not unrecorded:
+            return
+        if kb_id in unrecorded:
+            raise ApprovalConsumedAlready(sidecar.run_id, kb_id)
+        stored = await store.load(sidecar.run_id)
+        for pending in unrecorded:
+            if pending not in stored.approvals_used:
+                raise ApprovalRecoveryPending(
+                    sidecar.run_id,
+                    f"approval {pending} was consumed by this run before a crash and is "
+                    "not yet recorded: resume with it (a daemon does at start-up) first",
+                )
 
     async def _refuse(
         self,

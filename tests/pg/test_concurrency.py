@@ -236,6 +236,12 @@ class _RunStoreProxy:
         self.consumed = anyio.Event()  # set once this store consumed an approval
         self.waiting = anyio.Event()  # set when a consumption lookup is held
         self.hold_lookup_until: anyio.Event | None = None
+        self.hold_at = "consumed_by"  # which lookup is held: consumed_by or consumed_for
+
+    async def _held(self, lookup: str) -> None:
+        if self.hold_lookup_until is not None and lookup == self.hold_at:
+            self.waiting.set()
+            await self.hold_lookup_until.wait()
 
     async def load(self, run_id: str) -> Sidecar:
         return await self.inner.load(run_id)
@@ -251,25 +257,27 @@ class _RunStoreProxy:
         self.consumed.set()
 
     async def consumed_by(self, approval_kb_id: str) -> str | None:
-        if self.hold_lookup_until is not None:
-            self.waiting.set()
-            await self.hold_lookup_until.wait()
+        await self._held("consumed_by")
         return await self.inner.consumed_by(approval_kb_id)
 
     async def consumed_for(self, run_id: str) -> list[str]:
+        await self._held("consumed_for")
         return await self.inner.consumed_for(run_id)
 
     async def run_ids(self) -> list[str]:
         return await self.inner.run_ids()
 
 
+@pytest.mark.parametrize("held_at", ["consumed_by", "consumed_for"])
 async def test_consuming_one_approval_twice_advances_once_without_the_document_lock(
-    pg_db: PgDatabase,
+    pg_db: PgDatabase, held_at: str
 ) -> None:
     """Exactly once is the store step's promise (docs/gates.md, "Exactly once"), not the
     document lock's: two runners whose locks do not see each other (two processes on
     in-process locks) resume one run with one approval. B read the run before A consumed
-    and looks the approval up after: B must be refused, not "recover" A's consumption."""
+    and looks the approval up after (held at ``consumed_by``: it sees A's consumption;
+    held at ``consumed_for``: it saw none, then finds one its copy does not record): B
+    must be refused as consumed, not "recover" A's consumption nor wait for one."""
     disc = InMemoryDiscoverer.seeded(N_IUS)
     await publish_source(pg_db.admin_dsn, DOC_ID, disc.source)
     async with (
@@ -278,6 +286,7 @@ async def test_consuming_one_approval_twice_advances_once_without_the_document_l
     ):
         store_a, store_b = _RunStoreProxy(config_a.run_store), _RunStoreProxy(config_b.run_store)
         store_b.hold_lookup_until = store_a.consumed
+        store_b.hold_at = held_at
         runner_a = Runner(replace(config_a, run_store=store_a, locks=InProcessDocumentLocks()))
         runner_b = Runner(replace(config_b, run_store=store_b, locks=InProcessDocumentLocks()))
         outcomes: dict[str, Sidecar | BaseException] = {}
