@@ -150,7 +150,7 @@ class PolicyVersion(
     tag="policy_version",
 ):
     """One version of the policy (``cutter.policy``), as the admin principal who set
-    it set it. Kept twice: at ``policy/changes/<version>`` (the record of every
+    it set it. Kept twice: at ``policy/changes/<version>-<digest>`` (the record of every
     change, never rewritten) and at ``policy/current`` (what the daemon enforces)."""
 
     version: int
@@ -200,8 +200,11 @@ def runs_index_id(run_id: str) -> str:
 POLICY_CURRENT = "policy/current"
 
 
-def policy_change_id(version: int) -> str:
-    return f"policy/changes/{version:06d}"
+def policy_change_id(change: PolicyVersion) -> str:
+    """Where a change is recorded: by version, then by its own digest, so two
+    processes that set version N at once (two daemons on one database) both leave
+    their record rather than one overwriting the other."""
+    return f"policy/changes/{change.version:06d}-{digest(change)[:16]}"
 
 
 ANCHORS_PREFIX = "ledger-anchors"

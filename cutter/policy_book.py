@@ -1,7 +1,7 @@
 """The policy where the run state lives: KB docs, so both stores keep it unchanged.
 
 ``policy/current`` is what the daemon and the gatekeeper enforce; every change is
-also written to ``policy/changes/<version>`` first, so the record of changes is
+also written to ``policy/changes/<version>-<digest>`` first, so the record of changes is
 never behind what is enforced. No ``policy/current`` yet: the default
 (``default_policy``), built from the daemon's own options.
 """
@@ -66,6 +66,6 @@ async def replace(
     after = PolicyVersion(
         version=before.version + 1, policy=check_policy(policy), set_by=by, set_at=at
     )
-    await kb.put(policy_change_id(after.version), after)
+    await kb.put(policy_change_id(after), after)
     await kb.put(POLICY_CURRENT, after)
     return after

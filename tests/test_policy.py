@@ -9,6 +9,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from cutter.approvals import GatePolicy
 from cutter.daemon.bus import EventBus
 from cutter.daemon.service import Daemon
 from cutter.errors import (
@@ -18,7 +19,7 @@ from cutter.errors import (
     PrincipalMismatch,
     PrincipalUnknown,
 )
-from cutter.kbdocs import POLICY_CURRENT, ApprovalRefusal
+from cutter.kbdocs import POLICY_CURRENT, ApprovalRefusal, PolicyVersion, policy_change_id
 from cutter.policy import parse_policy
 from cutter.policy_book import current, default_policy, replace
 from cutter.principals import Caller, acting, principal_of_uid
@@ -104,7 +105,7 @@ async def test_the_gatekeeper_applies_the_stored_policy_per_document(tmp_path: P
         at=datetime(2026, 5, 20, tzinfo=UTC),
     )
     assert stored.version == 1
-    assert await rig.kb.list("policy/changes") == ["policy/changes/000001"]
+    assert await rig.kb.list("policy/changes") == [policy_change_id(stored)]
     async with rig.runner:
         sc = await rig.runner.cut(DOC_ID, started_by=OPERATOR)
         gate = sc.pending_gate
@@ -153,3 +154,23 @@ async def test_a_connection_that_proves_nobody_may_only_ping(tmp_path: Path) -> 
         jobs.cancel_scope.cancel()
     with pytest.raises(KeyError):  # showing the default stored nothing
         await rig.kb.get(POLICY_CURRENT)
+
+
+@pytest.mark.anyio
+async def test_two_changes_to_one_version_are_both_recorded(tmp_path: Path) -> None:
+    """Two daemons on one database that set the policy at once both start from version
+    N: each change keeps its own record, the later one is current."""
+    kb = build_runner(tmp_path).kb
+    before = await current(kb, default_policy(GatePolicy(), "root"))
+    at = datetime(2026, 5, 20, tzinfo=UTC)
+    first = await replace(kb, before, parse_policy('admins = ["ann"]', "toml"), by="ann", at=at)
+    second = await replace(kb, before, parse_policy('admins = ["bob"]', "toml"), by="bob", at=at)
+    assert first.version == second.version == 1
+    assert await kb.list("policy/changes") == sorted(
+        [policy_change_id(first), policy_change_id(second)]
+    )
+    for change in (first, second):
+        assert await kb.get(policy_change_id(change)) == change
+    stored = await kb.get(POLICY_CURRENT)
+    assert isinstance(stored, PolicyVersion)
+    assert stored == second

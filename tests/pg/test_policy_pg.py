@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from cutter.approvals import GatePolicy
-from cutter.kbdocs import POLICY_CURRENT, PolicyVersion
+from cutter.kbdocs import POLICY_CURRENT, PolicyVersion, policy_change_id
 from cutter.pg.connect import create_pool
 from cutter.pg.records import PgKnowledgeBase
 from cutter.policy import parse_policy
@@ -28,11 +28,11 @@ async def test_the_policy_and_its_changes_are_kb_docs_on_postgresql(pg_db: PgDat
         assert (before.version, before.policy) == (0, fallback)
         first = parse_policy('admins = ["ann"]\nstarters = ["bob"]', "toml")
         second = parse_policy('admins = ["ann"]\n[sg_2]\nrequired_approvals = 3', "toml")
-        await replace(kb, before, first, by="cutter", at=AT)
+        one = await replace(kb, before, first, by="cutter", at=AT)
         after = await replace(kb, await current(kb, fallback), second, by="ann", at=AT)
         assert await kb.list("policy") == [
-            "policy/changes/000001",
-            "policy/changes/000002",
+            policy_change_id(one),
+            policy_change_id(after),
             POLICY_CURRENT,
         ]
         stored = await current(kb, fallback)
@@ -42,7 +42,7 @@ async def test_the_policy_and_its_changes_are_kb_docs_on_postgresql(pg_db: PgDat
             "ann",
             3,
         )
-        change = await kb.get("policy/changes/000001")
+        change = await kb.get(policy_change_id(one))
         assert isinstance(change, PolicyVersion)
         assert (change.set_by, change.policy.starters) == ("cutter", ("bob",))
     finally:
