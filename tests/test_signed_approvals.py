@@ -363,3 +363,51 @@ async def test_the_daemon_stores_signed_decisions_and_refuses_the_rest_and_keeps
             REVIEWER,
         )
         jobs.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_a_relay_forwards_a_reviewers_signature_but_cannot_mint_one(
+    tmp_path: Path, keys: dict[str, Key]
+) -> None:
+    rig = build_runner(tmp_path)
+    await set_policy(rig, policy_text(keys["bob"]).replace('admins = ["root"]', RELAY_POLICY))
+    relay = Caller("review-bot", "unix uid=1002")
+    async with rig.runner, anyio.create_task_group() as jobs:
+        daemon = Daemon(rig.runner, FileKillSwitch(tmp_path / "ks"), EventBus(), jobs, owner="root")
+        sc = await rig.runner.cut(DOC_ID, started_by=OPERATOR)
+        gate = sc.pending_gate
+        assert gate is not None
+        issued_at = rig.clock()
+        fields = {
+            "run_id": sc.run_id,
+            "gate": Gate.SG_1,
+            "request_digest": gate.request_digest,
+            "nonce": gate.nonce,
+            "decision": Decision.APPROVE,
+            "approver": REVIEWER,
+        }
+        payload = approval_payload(**{**fields, "decision": "approve", "issued_at": issued_at})  # type: ignore[arg-type]
+        unsigned = SubmitApproval(**fields, reason="forwarded from the review tool")  # type: ignore[arg-type]
+        # The relay's own key is no reviewer's: signing bob's decision with it fails.
+        minted = msgspec.structs.replace(
+            unsigned, issued_at=issued_at, signature=sign(payload, keys["mallory"].private)
+        )
+        for command, code in (
+            (unsigned, "APPROVAL_SIGNATURE_REQUIRED"),
+            (minted, "APPROVAL_SIGNATURE_INVALID"),
+        ):
+            reply = await daemon.handle(command, relay)
+            assert isinstance(reply, Error)
+            assert reply.code == code
+            assert await rig.run_store.consumed_for(sc.run_id) == []
+        forwarded = msgspec.structs.replace(
+            unsigned, issued_at=issued_at, signature=sign(payload, keys["bob"].private)
+        )
+        reply = await daemon.handle(forwarded, relay)
+        assert isinstance(reply, ApprovalStored), reply
+        [use] = (await rig.run_store.load(sc.run_id)).gate(Gate.SG_1).uses  # type: ignore[union-attr]
+        assert (use.approver, use.relayed_by, use.proof) == (REVIEWER, "review-bot", "signature")
+        jobs.cancel_scope.cancel()
+
+
+RELAY_POLICY = 'admins = ["root"]\nrelays = ["review-bot"]'
