@@ -53,6 +53,7 @@ class GatePolicy:
     allow_self_approval: bool = False
     required_approvals: int = 1
     approvers: tuple[str, ...] = ("*",)
+    proofs: tuple[str, ...] = ("peer",)  # which proofs of an approver the gate accepts
 
 
 def check_approval(

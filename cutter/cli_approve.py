@@ -7,8 +7,11 @@ request the run waits on and answers it only if it is the one named: a run that
 waits elsewhere is never answered in the reviewer's name. ``approval_for`` refuses
 before anything is sent (``E_RUN_NOT_AT_GATE``, ``APPROVAL_WRONG_GATE``,
 ``APPROVAL_STALE``, ``E_BAD_REQUEST_DIGEST``, ``E_REVIEW_DECISION_REQUIRED``); the
-daemon checks the same again when the decision arrives. ``reviewer_main`` is the
-command ``scripts/approve`` runs.
+daemon checks the same again when the decision arrives. With ``--sign-with KEY``
+the decision is signed here, with the reviewer's own SSH key (``ssh-keygen -Y
+sign``; a private key file, or the public half of an ssh-agent key), over
+``cutter.signing.approval_payload`` — the request as the reviewer was shown it.
+``reviewer_main`` is the command ``scripts/approve`` runs.
 """
 
 from __future__ import annotations
@@ -16,17 +19,23 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import anyio.to_thread
 import click
+import msgspec
 
 from cutter.approvals import decision_kb_id
 from cutter.cli_connect import ClientFailure, Target, daemon_options, expect
 from cutter.cli_render import console, run_table, show_run
 from cutter.client import Client, DaemonUnavailable
+from cutter.errors import SignatureMalformed
 from cutter.kbdocs import Decision
 from cutter.protocol import ApprovalStored, RunInfo, RunSummary, StatusOf, SubmitApproval
+from cutter.signing import approval_payload
+from cutter.sshsig import SigningFailed, sign
 from cutter.walk import Gate
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -48,6 +57,7 @@ class ApprovalInput:
     decision: Decision = Decision.APPROVE
     review_decision_id: str | None = None
     resume: bool = True
+    sign_with: Path | None = None  # the reviewer's SSH key: sign the decision with it
 
 
 def approval_for(run: RunSummary, given: ApprovalInput) -> SubmitApproval:
@@ -108,6 +118,8 @@ async def approve_gate(
     command = approval_for(run, given)
     if show is not None:
         show(run)
+    if given.sign_with is not None:
+        command = await signed(command, given.sign_with)
     try:
         reply = await client.request(command)
     except DaemonUnavailable as exc:
@@ -125,6 +137,27 @@ async def approve_gate(
             "most once)"
         ) from exc
     return expect(reply, ApprovalStored)
+
+
+async def signed(command: SubmitApproval, key: Path) -> SubmitApproval:
+    """``command`` signed now with ``key`` (in a worker thread: it may ask for a
+    passphrase, or an agent or token may take its time)."""
+    issued_at = datetime.now(UTC)
+    try:
+        payload = approval_payload(
+            run_id=command.run_id,
+            gate=command.gate,
+            request_digest=command.request_digest,
+            nonce=command.nonce,
+            decision=command.decision.value,
+            approver=command.approver,
+            issued_at=issued_at,
+            review_decision_id=command.review_decision_id,
+        )
+        signature = await anyio.to_thread.run_sync(lambda: sign(payload, key))
+    except (SigningFailed, SignatureMalformed) as exc:
+        raise ClientFailure(exc.code, f"{exc.message}: your decision was not sent") from exc
+    return msgspec.structs.replace(command, issued_at=issued_at, signature=signature)
 
 
 def approval_options(func: F) -> F:
@@ -152,6 +185,13 @@ def approval_options(func: F) -> F:
                 default=None,
                 help="Required at SG_2: the review decision this approval rests on.",
             ),
+            click.option(
+                "--sign-with",
+                default=None,
+                type=click.Path(dir_okay=False, path_type=Path),
+                help="Sign the decision with this SSH key (a private key file, or the .pub "
+                "of an ssh-agent key); gates that take signatures only need it.",
+            ),
         ]
     ):
         func = option(func)
@@ -167,6 +207,7 @@ def approval_input(
     reject: bool,
     review_decision_id: str | None,
     resume: bool = True,
+    sign_with: Path | None = None,
 ) -> ApprovalInput:
     return ApprovalInput(
         run_id=run_id,
@@ -177,6 +218,7 @@ def approval_input(
         decision=Decision.REJECT if reject else Decision.APPROVE,
         review_decision_id=review_decision_id,
         resume=resume,
+        sign_with=sign_with,
     )
 
 
@@ -206,11 +248,19 @@ def reviewer_main(
     reason: str,
     reject: bool,
     review_decision_id: str | None,
+    sign_with: Path | None,
 ) -> None:
     """Show the request RUN_ID waits on at GATE, then send your decision on it."""
     target = Target(socket_path, as_json)
     given = approval_input(
-        run_id, gate, request_digest, approver, reason, reject, review_decision_id
+        run_id,
+        gate,
+        request_digest,
+        approver,
+        reason,
+        reject,
+        review_decision_id,
+        sign_with=sign_with,
     )
 
     def show(run: RunSummary) -> None:
@@ -220,6 +270,8 @@ def reviewer_main(
         out.print(f"You are answering this request ({given.decision.value}):")
         out.print(run_table(run, full=True))
         out.print(f"decision: {given.decision.value} by {approver}: {reason}")
+        if sign_with is not None:
+            out.print(f"signed with {sign_with} (ssh-keygen -Y sign)")
 
     reply = target.call(lambda client: approve_gate(client, given, show))
     show_run(target, reply, stored_headline(reply, given))

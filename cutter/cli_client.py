@@ -153,6 +153,7 @@ def approve(
     reason: str,
     reject: bool,
     review_decision_id: str | None,
+    sign_with: Path | None,
     no_resume: bool,
 ) -> None:
     """Approve (or --reject) the request RUN_ID waits on at GATE, and only that one."""
@@ -166,6 +167,7 @@ def approve(
         reject,
         review_decision_id,
         not no_resume,
+        sign_with,
     )
     reply = target.call(lambda client: approve_gate(client, given))
     show_run(target, reply, stored_headline(reply, given))

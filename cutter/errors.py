@@ -100,6 +100,12 @@ class InputError(CutterError):
     code = "E_INPUT"
 
 
+class SignatureMalformed(InputError):
+    """A signature or public key that is not in the shape ``ssh-keygen`` writes."""
+
+    code = "E_SIGNATURE_MALFORMED"
+
+
 class InvalidIdentifier(InputError):
     code = "E_INVALID_ID"
 
@@ -306,6 +312,19 @@ class PolicyUnreadable(GateRefusal):
     code = "E_POLICY_UNREADABLE"
 
 
+class ApprovalSignatureRequired(GateRefusal):
+    """The gate accepts only a reviewer's signature, and the approval carries none."""
+
+    code = "APPROVAL_SIGNATURE_REQUIRED"
+
+
+class ApprovalSignatureInvalid(GateRefusal):
+    """The approval's signature does not verify against the policy's keys for its
+    approver over this decision (another key, another decision, damaged bytes)."""
+
+    code = "APPROVAL_SIGNATURE_INVALID"
+
+
 class ApprovalConsumedAlready(GateRefusal):
     code = "APPROVAL_CONSUMED_ALREADY"
 
@@ -348,6 +367,8 @@ _REFUSALS: tuple[type[Refusal], ...] = (
     ApproverNotAllowed,
     PolicyUnreadable,
     ApprovalRecoveryPending,
+    ApprovalSignatureRequired,
+    ApprovalSignatureInvalid,
 )
 
 

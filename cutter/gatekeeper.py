@@ -8,6 +8,7 @@ from typing import Any, assert_never
 import msgspec
 
 from actors import Actor, Context
+from cutter.approval_proof import prove
 from cutter.approvals import GatePolicy, check_approval
 from cutter.drift import compare
 from cutter.errors import (
@@ -46,6 +47,7 @@ from cutter.messages import (
 )
 from cutter.observe import name_units, observe
 from cutter.phases import Services
+from cutter.policy import Policy
 from cutter.policy_book import current, default_policy, gate_policy
 from cutter.recorder import RunRecorder
 from cutter.sidecar import GateRecord, Sidecar, StopInfo, replace_gate
@@ -60,13 +62,17 @@ class Gatekeeper(Actor[GatekeeperCommand, GatekeeperReply]):
         self.policy = policy  # the daemon's options: the rule while no policy is stored
         self.fallback = default_policy(policy, owner="-")
 
-    async def _rule(self, sidecar: Sidecar, gate: Gate) -> GatePolicy:
-        """The stored policy's rule for this gate of this document, read now."""
+    async def _policy(self, sidecar: Sidecar) -> Policy:
+        """The stored policy, read now."""
         try:
             stored = await current(self.services.kb, self.fallback)
         except CorruptRecord as exc:
             raise PolicyUnreadable(sidecar.run_id, exc.message) from exc
-        return gate_policy(stored.policy, sidecar.doc_id, gate)
+        return stored.policy
+
+    async def _rule(self, sidecar: Sidecar, gate: Gate) -> GatePolicy:
+        """The stored policy's rule for this gate of this document, read now."""
+        return gate_policy(await self._policy(sidecar), sidecar.doc_id, gate)
 
     async def receive(self, message: GatekeeperCommand, ctx: Context) -> GatekeeperReply:
         match message:
@@ -137,15 +143,21 @@ class Gatekeeper(Actor[GatekeeperCommand, GatekeeperReply]):
                 raise StopApprovalRequired(sidecar.run_id, f"{gate.gate} needs an approval kb_id")
             approval = await self._load_approval(sidecar.run_id, kb_id)
             recovering = await self._check_unconsumed(sidecar, gate, kb_id)
+            policy = await self._policy(sidecar)
+            rule = gate_policy(policy, sidecar.doc_id, gate.gate)
             use = check_approval(
                 sidecar,
                 gate,
                 approval,
                 kb_id,
                 now=self.services.clock(),
-                policy=await self._rule(sidecar, gate.gate),
+                policy=rule,
                 peer=message.peer,
             )
+            proven = await prove(
+                approval, kb_id, proofs=rule.proofs, reviewer_keys=policy.reviewer_keys
+            )
+            use = msgspec.structs.replace(use, proof=proven.proof, signer_key=proven.signer_key)
         except GateRefusal as exc:
             return await self._refuse(sidecar, gate.gate, kb_id, exc, message.peer)
         if use.decision is Decision.APPROVE:
@@ -197,6 +209,8 @@ class Gatekeeper(Actor[GatekeeperCommand, GatekeeperReply]):
             approver=use.approver,
             principal=use.principal,
             peer=use.peer,
+            proof=use.proof,
+            signer_key=use.signer_key,
             decision=use.decision.value,
             recovered=recovering,
         )

@@ -82,6 +82,10 @@ class Approval(Doc, frozen=True, kw_only=True, tag="approval"):
     # approver itself, or a relay that forwarded it for ``approver``. None: not
     # stored through the daemon (older approvals, hand-written ones).
     principal: str | None = None
+    # The approver's armored SSH signature over ``cutter.signing.approval_payload``
+    # of this decision; None: unsigned. Checked by the gatekeeper against the
+    # policy's keys for ``approver``, never trusted for being here.
+    signature: str | None = None
 
 
 class ApprovalRefusal(Doc, frozen=True, kw_only=True, tag="approval_refusal"):

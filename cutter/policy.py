@@ -12,8 +12,11 @@ A policy names principals — the login names the transport authenticated
   any of those three it names, for that document.
 
 ``"*"`` in a list means every authenticated principal. ``proofs`` says which proofs
-of an approver a gate accepts; today only ``"peer"`` (the daemon's attestation of
-the socket principal) — the seam for signed approvals.
+of an approver a gate accepts: ``"peer"`` (the daemon's attestation of the socket
+principal that stored the decision) and ``"signature"`` (the approver's own SSH
+signature over the decision, ``cutter.signing``, verified against the keys
+``reviewer_keys`` lists for that approver — never against anything the approval
+carries). A gate whose ``proofs`` is ``["signature"]`` takes signed approvals only.
 
 ``parse_policy`` reads TOML or JSON strictly: an unknown key, a bad name, a
 pattern outside the doc_id alphabet, a number out of range is ``PolicyInvalid``.
@@ -28,8 +31,9 @@ from typing import Literal
 
 import msgspec
 
-from cutter.errors import InvalidIdentifier, PolicyInvalid, one_line
+from cutter.errors import InvalidIdentifier, PolicyInvalid, SignatureMalformed, one_line
 from cutter.ids import check_token
+from cutter.signing import MAX_KEYS_PER_REVIEWER, public_key
 from cutter.walk import Gate
 
 ANYONE = "*"
@@ -37,7 +41,7 @@ MAX_NAMES = 200
 MAX_DOCUMENT_RULES = 200
 _PATTERN = re.compile(r"[A-Za-z0-9_.:*?\[\]!-]{1,128}")
 
-Proof = Literal["peer"]
+Proof = Literal["peer", "signature"]
 
 
 class _Strict(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -66,6 +70,8 @@ class Policy(_Strict, frozen=True, kw_only=True):
     sg_1: GateRule = GateRule()
     sg_2: GateRule = GateRule()
     documents: tuple[DocumentRule, ...] = ()
+    # principal -> its SSH public keys ("ssh-ed25519 AAAA…"): who may sign approvals.
+    reviewer_keys: dict[str, tuple[str, ...]] = {}
 
     def _rule(self, doc_id: str) -> DocumentRule | None:
         for rule in self.documents:
@@ -114,8 +120,9 @@ def check_policy(policy: Policy) -> Policy:
         raise PolicyInvalid("admins is empty: nobody could change the policy again")
     _names("relays", policy.relays, allow_anyone=False)
     _names("starters", policy.starters)
-    _gate("sg_1", policy.sg_1)
-    _gate("sg_2", policy.sg_2)
+    _reviewer_keys(policy.reviewer_keys)
+    _gate("sg_1", policy.sg_1, policy.reviewer_keys)
+    _gate("sg_2", policy.sg_2, policy.reviewer_keys)
     if len(policy.documents) > MAX_DOCUMENT_RULES:
         raise PolicyInvalid(f"more than {MAX_DOCUMENT_RULES} document rules")
     for index, rule in enumerate(policy.documents):
@@ -125,9 +132,9 @@ def check_policy(policy: Policy) -> Policy:
         if rule.starters is not None:
             _names(f"{where}.starters", rule.starters)
         if rule.sg_1 is not None:
-            _gate(f"{where}.sg_1", rule.sg_1)
+            _gate(f"{where}.sg_1", rule.sg_1, policy.reviewer_keys)
         if rule.sg_2 is not None:
-            _gate(f"{where}.sg_2", rule.sg_2)
+            _gate(f"{where}.sg_2", rule.sg_2, policy.reviewer_keys)
     return policy
 
 
@@ -143,7 +150,19 @@ def _names(where: str, names: tuple[str, ...], *, allow_anyone: bool = True) -> 
             raise PolicyInvalid(exc.message) from None
 
 
-def _gate(where: str, rule: GateRule) -> None:
+def _reviewer_keys(keys: dict[str, tuple[str, ...]]) -> None:
+    _names("reviewer_keys", tuple(keys), allow_anyone=False)
+    for name, listed_keys in keys.items():
+        if not listed_keys or len(listed_keys) > MAX_KEYS_PER_REVIEWER:
+            raise PolicyInvalid(f"reviewer_keys.{name} must list 1..{MAX_KEYS_PER_REVIEWER} keys")
+        for key in listed_keys:
+            try:
+                public_key(key)
+            except SignatureMalformed as exc:
+                raise PolicyInvalid(f"reviewer_keys.{name}: {exc.message}") from None
+
+
+def _gate(where: str, rule: GateRule, keys: dict[str, tuple[str, ...]]) -> None:
     _names(f"{where}.approvers", rule.approvers)
     if not 1 <= rule.required_approvals <= 10:
         raise PolicyInvalid(f"{where}.required_approvals must be 1..10")
@@ -156,3 +175,10 @@ def _gate(where: str, rule: GateRule) -> None:
         )
     if not rule.proofs:
         raise PolicyInvalid(f"{where}.proofs is empty: no approval could pass")
+    if "peer" not in rule.proofs and ANYONE not in rule.approvers:
+        signers = {name for name in rule.approvers if name in keys}
+        if len(signers) < rule.required_approvals:
+            raise PolicyInvalid(
+                f"{where} takes signatures only and needs {rule.required_approvals} "
+                f"approvers, but reviewer_keys has keys for {len(signers)} of them"
+            )

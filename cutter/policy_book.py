@@ -26,6 +26,7 @@ def gate_policy(policy: Policy, doc_id: str, gate: Gate) -> GatePolicy:
         allow_self_approval=rule.allow_self_approval,
         required_approvals=rule.required_approvals,
         approvers=rule.approvers,
+        proofs=rule.proofs,
     )
 
 

@@ -67,6 +67,11 @@ class SubmitApproval(Command, frozen=True, kw_only=True, tag="approve"):
     reason: str
     review_decision_id: str | None = None
     resume: bool = True
+    # A signed decision: the approver's armored SSH signature over
+    # ``cutter.signing.approval_payload`` of these fields and ``issued_at`` (the time
+    # it was signed, which the stored approval then carries). Both or neither.
+    issued_at: datetime | None = None
+    signature: str | None = None
 
 
 class ReviewOf(Command, frozen=True, kw_only=True, tag="review"):

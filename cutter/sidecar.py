@@ -42,6 +42,11 @@ class ApprovalUse(Struct, frozen=True, kw_only=True):
     consumed_at: datetime
     review_decision_id: str | None = None
     principal: str | None = None
+    # How the approver was proven: "signature" (``signer_key`` is the key's type and
+    # fingerprint), "peer" (the daemon authenticated ``principal``), None (neither:
+    # an approval not stored through the daemon, on a gate that accepts "peer").
+    proof: str | None = None
+    signer_key: str | None = None
 
     @property
     def relayed_by(self) -> str | None:

@@ -28,6 +28,7 @@ PURE_MODULES = [
     "records",
     "review",
     "sidecar",
+    "signing",
     "states",
     "walk",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TypeVar, assert_never
 
 import anyio
@@ -19,11 +20,14 @@ from cutter.daemon.bus import EventBus, Subscription
 from cutter.errors import (
     AccessDenied,
     ApprovalConsumedAlready,
+    ApprovalInvalid,
+    ApprovalSignatureInvalid,
     ApprovalStale,
     ApprovalWrongGate,
     ApproverNotAllowed,
     CutterError,
     RunNotAtGate,
+    SignatureMalformed,
     new_error_id,
 )
 from cutter.ids import (
@@ -73,6 +77,7 @@ from cutter.protocol import (
 )
 from cutter.runner import Runner
 from cutter.sidecar import Sidecar
+from cutter.signing import check_signature
 
 T = TypeVar("T")
 
@@ -327,6 +332,7 @@ class Daemon:
         holder = await runner.config.run_store.consumed_by(kb_id)
         if holder is None:
             require_open_request(sidecar, command)
+            issued_at, signature = signed_fields(run_id, command, runner.config.clock())
             approval = Approval(
                 run_id=run_id,
                 gate=command.gate,
@@ -335,9 +341,10 @@ class Daemon:
                 decision=command.decision,
                 approver=approver,
                 reason=check_text("reason", command.reason),
-                issued_at=runner.config.clock(),
+                issued_at=issued_at,
                 review_decision_id=command.review_decision_id,
                 principal=caller.principal,
+                signature=signature,
             )
             await runner.config.kb.put(kb_id, approval)
             self.log.info(
@@ -347,6 +354,7 @@ class Daemon:
                 approver=approver,
                 principal=caller.principal,
                 peer=peer,
+                signed=signature is not None,
             )
         elif kb_id in sidecar.approvals_used or not command.resume:
             return self._replayed(command, kb_id, sidecar)
@@ -381,6 +389,24 @@ class Daemon:
     def watcher_dropped(self, subscription: Subscription) -> None:
         """The bus dropped a watcher that fell behind: say so now, not when it leaves."""
         self.log.info("watcher_dropped", run_id=subscription.run_id, reason="lagged")
+
+
+def signed_fields(
+    run_id: str, command: SubmitApproval, now: datetime
+) -> tuple[datetime, str | None]:
+    """The approval's ``issued_at`` and signature: the time it was signed and the
+    signature (well formed; whether it verifies is the gatekeeper's to say), or now
+    and none for an unsigned decision."""
+    if command.signature is None:
+        if command.issued_at is not None:
+            raise ApprovalInvalid(run_id, "issued_at is taken only with a signature")
+        return now, None
+    if command.issued_at is None or command.issued_at.utcoffset() is None:
+        raise ApprovalInvalid(run_id, "a signed decision needs issued_at with a timezone")
+    try:
+        return command.issued_at, check_signature(command.signature)
+    except SignatureMalformed as exc:
+        raise ApprovalSignatureInvalid(run_id, exc.message) from exc
 
 
 def require_open_request(sidecar: Sidecar, command: SubmitApproval) -> None:

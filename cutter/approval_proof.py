@@ -1,0 +1,72 @@
+"""How an approval proves its approver, and whether that is a proof the gate accepts.
+
+A signed approval is verified against the keys the *policy* lists for its
+``approver`` (``reviewer_keys``), over the payload rebuilt from the approval's own
+fields (``cutter.signing.approval_payload``): a key the approval names, a key
+written next to it, a signature made for another request, nonce, decision,
+approver or time proves nothing. A signature that is present must verify, whatever
+the gate accepts. An unsigned approval passes only a gate whose ``proofs`` include
+``"peer"``; its proof is then the principal the daemon authenticated when it stored
+it (None for one that was not stored through the daemon).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cutter.errors import ApprovalSignatureInvalid, ApprovalSignatureRequired, SignatureMalformed
+from cutter.kbdocs import Approval
+from cutter.signing import allowed_signers, approval_payload, check_signature
+from cutter.sshsig import verify
+
+
+@dataclass(frozen=True, slots=True)
+class Proven:
+    proof: str | None  # "signature", "peer", or None (no proof; the gate accepts "peer")
+    signer_key: str | None = None
+
+
+def signed_payload(approval: Approval) -> bytes:
+    """The bytes the approver must have signed for this approval."""
+    return approval_payload(
+        run_id=approval.run_id,
+        gate=approval.gate,
+        request_digest=approval.request_digest,
+        nonce=approval.nonce,
+        decision=approval.decision.value,
+        approver=approval.approver,
+        issued_at=approval.issued_at,
+        review_decision_id=approval.review_decision_id,
+    )
+
+
+async def prove(
+    approval: Approval,
+    approval_kb_id: str,
+    *,
+    proofs: tuple[str, ...],
+    reviewer_keys: dict[str, tuple[str, ...]],
+) -> Proven:
+    run_id = approval.run_id
+    if approval.signature is None:
+        if "peer" not in proofs:
+            raise ApprovalSignatureRequired(
+                run_id,
+                f"approval {approval_kb_id} is unsigned and this gate accepts only "
+                "a reviewer's signature (cutter approve --sign-with KEY)",
+            )
+        return Proven("peer" if approval.principal is not None else None)
+    try:
+        signature = check_signature(approval.signature)
+        payload = signed_payload(approval)
+        allowed = allowed_signers(approval.approver, reviewer_keys)
+    except SignatureMalformed as exc:
+        raise ApprovalSignatureInvalid(run_id, f"approval {approval_kb_id}: {exc.message}") from exc
+    verdict = await verify(payload, signature, approval.approver, allowed)
+    if verdict.key is None:
+        raise ApprovalSignatureInvalid(
+            run_id,
+            f"approval {approval_kb_id}: no policy key of {approval.approver} signed this "
+            f"decision ({verdict.why})",
+        )
+    return Proven("signature", verdict.key)
