@@ -45,7 +45,8 @@ structured log expands into the full story. No traceback ever leaves the process
         ├── StopPlanInvalid
         ├── StopGrantMissing
         ├── StopVerifyFailed
-        └── StopContractViolated
+        ├── StopContractViolated
+        └── StopGateNotPassed            a write found its gate not passed by the policy
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class StopCode(enum.StrEnum):
     PHASE_FAILED = "STOP_PHASE_FAILED"
     OPERATOR_ABORT = "STOP_OPERATOR_ABORT"
     KILL_SWITCH = "STOP_KILL_SWITCH"
+    GATE_NOT_PASSED = "STOP_GATE_NOT_PASSED"
 
 
 def new_error_id() -> str:
@@ -410,3 +412,11 @@ class StopVerifyFailed(PhaseStop):
 class StopContractViolated(PhaseStop):
     code = StopCode.CONTRACT_VIOLATED.value
     stop_code = StopCode.CONTRACT_VIOLATED
+
+
+class StopGateNotPassed(PhaseStop):
+    """A phase about to write re-checked its gate against the policy and the KB (not
+    the run's stored copy of the rule) and found it not passed."""
+
+    code = StopCode.GATE_NOT_PASSED.value
+    stop_code = StopCode.GATE_NOT_PASSED

@@ -17,6 +17,7 @@ from cutter.kbdocs import KBDoc
 from cutter.ledger import LedgerEntry, LedgerEnvelope, StoredEntry
 from cutter.records import Backup, Candidate, IURow, SourceVersion, WriterGrants
 from cutter.sidecar import ApprovalUse, Sidecar
+from cutter.walk import Gate
 
 
 class Discoverer(Protocol):
@@ -149,6 +150,20 @@ class RunStore(Protocol):
         ...
 
     async def run_ids(self) -> list[str]: ...
+
+
+class Consumption(Protocol):
+    """Which run consumed an approval: the one thing of the run store a phase that
+    writes may read (``cutter.gate_check``)."""
+
+    async def consumed_by(self, approval_kb_id: str) -> str | None: ...
+
+
+class GateVerifier(Protocol):
+    async def verify(self, sidecar: Sidecar, gate: Gate) -> None:
+        """Raise ``StopGateNotPassed`` unless ``gate`` of this run is passed as the
+        policy requires, judged from the KB and the consumption records."""
+        ...
 
 
 class KillSwitch(Protocol):

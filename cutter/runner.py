@@ -29,6 +29,7 @@ from cutter.errors import (
     new_error_id,
     refusal,
 )
+from cutter.gate_check import PolicyGateVerifier
 from cutter.gate_review import gate_review
 from cutter.ids import (
     check_doc_id,
@@ -43,6 +44,7 @@ from cutter.messages import Abort, Refused, SupervisorCommand, Walk, WalkStopped
 from cutter.mode import Mode, require_mode_allowed
 from cutter.phases import Services
 from cutter.phases.context import Clock
+from cutter.policy_book import default_policy
 from cutter.ports import (
     Discoverer,
     DocumentLocks,
@@ -381,7 +383,16 @@ class Runner:
         target = sandbox(c.target) if sidecar.mode is Mode.DRY_RUN else c.target
         return RunDeps(
             services=Services(
-                target=target, kb=c.kb, discoverer=c.discoverer, grants=c.grants, clock=c.clock
+                target=target,
+                kb=c.kb,
+                discoverer=c.discoverer,
+                grants=c.grants,
+                clock=c.clock,
+                gates=PolicyGateVerifier(
+                    kb=c.kb,
+                    consumption=c.run_store,
+                    fallback=default_policy(c.policy, owner="-"),
+                ),
             ),
             run_store=c.run_store,
             kill_switch=c.kill_switch,

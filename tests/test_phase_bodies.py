@@ -49,6 +49,7 @@ from cutter.stores.memory_target import (
 from cutter.stores.sandbox import sandbox
 from cutter.stores.seeded import InMemoryDiscoverer
 from cutter.walk import PHASES, Phase, Pin, check_inputs, check_outputs, next_phase
+from tests._gates import UncheckedGates
 from tests._harness import DOC_ID, SD_ID, SV_ID, FakeClock, seed_discoverer
 
 pytestmark = pytest.mark.anyio
@@ -81,6 +82,7 @@ class Bench:
             discoverer=self.disc,
             grants=self.grants,
             clock=self.clock,
+            gates=UncheckedGates(),
         )
         return PhaseContext(self.sidecar, services)
 

@@ -40,6 +40,7 @@ from cutter.walk import (
     check_outputs,
     next_phase,
 )
+from tests._gates import UncheckedGates
 from tests._harness import DOC_ID, SD_ID, SV_ID, FakeClock, build_runner, seed_discoverer
 
 # The walk as DESIGN.md §3 tables it: the order, and the pins each phase adds (at least).
@@ -242,6 +243,7 @@ async def pins_each_body_reads() -> dict[Phase, set[Pin]]:
         discoverer=disc,
         grants=StaticGrantProbe(),
         clock=clock,
+        gates=UncheckedGates(),
     )
     now = clock()
     sidecar = Sidecar(

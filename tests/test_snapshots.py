@@ -64,6 +64,7 @@ from cutter.stores.memory_target import (
 from cutter.stores.sandbox import sandbox
 from cutter.stores.seeded import InMemoryDiscoverer
 from cutter.walk import PHASES, Phase, Pin, check_inputs, check_outputs
+from tests._gates import UncheckedGates
 from tests._harness import DOC_ID, SD_ID, SV_ID, FakeClock
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
@@ -192,6 +193,7 @@ class DryRun:
             discoverer=source.discoverer,
             grants=StaticGrantProbe(),
             clock=clock,
+            gates=UncheckedGates(),
         )
         now = clock()
         sidecar = Sidecar(

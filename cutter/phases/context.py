@@ -10,7 +10,7 @@ from datetime import datetime
 from cutter.canonical import sha256_hex
 from cutter.errors import StopVerifyFailed
 from cutter.kbdocs import PhaseDoc
-from cutter.ports import Discoverer, GrantProbe, KnowledgeBase, Target
+from cutter.ports import Discoverer, GateVerifier, GrantProbe, KnowledgeBase, Target
 from cutter.records import Candidate, Manifest
 from cutter.sidecar import Sidecar
 from cutter.walk import Phase, Pin, PinValue
@@ -20,13 +20,17 @@ Clock = Callable[[], datetime]
 
 @dataclass(frozen=True, slots=True)
 class Services:
-    """The ports a walk segment uses; ``target`` is a sandbox in a dry run."""
+    """The ports a walk segment uses; ``target`` is a sandbox in a dry run.
+
+    ``gates`` judges a gate again before a phase writes (``cutter.gate_check``):
+    the phases that write call it, never trusting the sidecar's record of the gate."""
 
     target: Target
     kb: KnowledgeBase
     discoverer: Discoverer
     grants: GrantProbe
     clock: Clock
+    gates: GateVerifier
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,10 +20,12 @@ from cutter.phases.safety import snapshot
 from cutter.plan import change_set_id_for, staged_rows
 from cutter.ports import KnowledgeBase, Ledger, Target
 from cutter.sidecar import Sidecar
-from cutter.walk import Pin
+from cutter.walk import Gate, Pin
 
 
 async def cut_leg_a(ctx: PhaseContext) -> PhaseOutput:
+    # SG_1 judged again from the policy and the KB, not from the sidecar (cutter.gate_check).
+    await ctx.services.gates.verify(ctx.sidecar, Gate.SG_1)
     manifest = await ctx.manifest()
     data = await ctx.source_bytes()
     change_set_id = change_set_id_for(ctx.run_id, ctx.pin_str(Pin.MANIFEST_DIGEST))
@@ -74,6 +76,7 @@ async def leg_b_record(ctx: PhaseContext) -> PhaseOutput:
 async def lifecycle_enact(ctx: PhaseContext) -> PhaseOutput:
     change_set_id = ctx.pin_str(Pin.CHANGE_SET_ID)
     target = ctx.services.target
+    await ctx.services.gates.verify(ctx.sidecar, Gate.SG_2)  # a stop here undoes leg A
     count = await target.ius.enact(change_set_id)
     failpoint("enact:mid")
     planned = int(ctx.sidecar.pins[Pin.IU_COUNT])

@@ -34,6 +34,7 @@ from cutter.stores.memory_target import (
     StaticGrantProbe,
 )
 from cutter.walk import Phase
+from tests._gates import UncheckedGates
 from tests._harness import FakeClock
 
 # Heading lines built from the pieces the profiles tell apart: ATX marks (or none, or
@@ -96,6 +97,7 @@ async def _mark_and_cutplan(data: bytes) -> tuple[tuple[Candidate, ...], Manifes
         discoverer=TextDiscoverer(),
         grants=StaticGrantProbe(),
         clock=clock,
+        gates=UncheckedGates(),
     )
     now = clock()
     sidecar = Sidecar(

@@ -28,6 +28,7 @@ from cutter.sidecar import DriftUnit, Sidecar
 from cutter.states import RunState
 from cutter.stores.seeded import InMemoryDiscoverer
 from cutter.walk import PHASES, Gate, Phase, Pin
+from tests._gates import UncheckedGates
 from tests._harness import OPERATOR
 from tests.pg._walk import (
     DOC_ID,
@@ -297,6 +298,7 @@ async def test_leg_a_body_run_twice_gives_the_same_change_set_and_rows(
             discoverer=disc,
             grants=config.grants,
             clock=config.clock,
+            gates=UncheckedGates(),
         )
         once = await cut_leg_a(PhaseContext(sc, services))
         digest_once = await table_digest(pg_db.admin_dsn)
