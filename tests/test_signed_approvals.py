@@ -179,7 +179,7 @@ async def test_a_decision_signed_by_a_listed_key_passes_and_its_proof_is_recorde
     assert use.signer_key is not None
     assert use.signer_key.startswith("ED25519 SHA256:")
     assert await rig.run_store.consumed_by(kb_id) == sc.run_id
-    assert sc.state is not RunState.AWAITING_CUT_AUTHORIZATION
+    assert sc.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION, sc.stop
 
 
 FORGERIES: dict[str, tuple[type[GateRefusal], str, dict[str, object]]] = {
