@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import dataclasses
 
+import anyio.to_thread
 import asyncpg
 import msgspec
 import pytest
+from click.testing import CliRunner
 
 import cutter
 from cutter.approvals import GatePolicy
+from cutter.cli import main
 from cutter.cli_approve import ApprovalInput
 from cutter.errors import (
     AccessDenied,
@@ -190,3 +193,28 @@ async def test_a_database_approval_does_not_pass_a_gate_that_does_not_list_it(
         after = await config.run_store.load(sc.run_id)
     assert after.state is RunState.AWAITING_CUT_AUTHORIZATION
     assert await admin_fetch(pg_db.admin_dsn, "SELECT 1 FROM ius") == []
+
+
+async def test_cutter_approve_dsn_stores_as_the_login_and_refuses_another_name(
+    pg_db: PgDatabase,
+) -> None:
+    await make_reviewers(pg_db)
+    disc = InMemoryDiscoverer.seeded(N_IUS)
+    await publish_source(pg_db.admin_dsn, DOC_ID, disc.source)
+    async with pg_config(pg_db.writer_dsn, disc) as config, Runner(config) as runner:
+        sc = await runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)
+    base = ["approve", sc.run_id, "--gate", "SG_1", "--reason", "read it"]
+    bob = ["--dsn", login_dsn(pg_db, "bob")]
+    cli = CliRunner()
+    # click runs its own event loop for the command: off this test's loop.
+    forged = await anyio.to_thread.run_sync(cli.invoke, main, [*base, "--approver", "ann", *bob])
+    assert forged.exit_code == 1, forged.output
+    assert "E_PRINCIPAL_MISMATCH" in forged.output
+    assert "Traceback" not in forged.output
+    assert await admin_fetch(pg_db.admin_dsn, "SELECT 1 FROM db_approvals") == []
+    done = await anyio.to_thread.run_sync(cli.invoke, main, [*base, "--approver", "bob", *bob])
+    assert done.exit_code == 0, done.output
+    rows = await admin_fetch(pg_db.admin_dsn, "SELECT approval_id, principal FROM db_approvals")
+    assert [r["principal"] for r in rows] == ["bob"]
+    assert f"db-approvals/{rows[0]['approval_id']}" in done.output
+    assert f"cutter resume {sc.run_id}" in done.output
