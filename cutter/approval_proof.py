@@ -5,15 +5,19 @@ A signed approval is verified against the keys the *policy* lists for its
 fields (``cutter.signing.approval_payload``): a key the approval names, a key
 written next to it, a signature made for another request, nonce, decision,
 approver or time proves nothing. A signature that is present must verify, whatever
-the gate accepts. An unsigned approval passes only a gate whose ``proofs`` include
-``"peer"``; its proof is then the principal the daemon authenticated when it stored
-it (None for one that was not stored through the daemon).
+the gate accepts. An approval under ``db-approvals/`` — served only by PostgreSQL's
+``db_approvals`` table, its approver the login the database stamped
+(``cutter.db_approvals``) — proves its approver by ``"database"``. Any other unsigned
+approval passes only a gate whose ``proofs`` include ``"peer"``; its proof is then
+the principal the daemon authenticated when it stored it (None for one that was not
+stored through the daemon).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cutter.db_approvals import is_database_approval
 from cutter.errors import ApprovalSignatureInvalid, ApprovalSignatureRequired, SignatureMalformed
 from cutter.kbdocs import Approval
 from cutter.signing import allowed_signers, approval_payload, check_signature
@@ -22,7 +26,8 @@ from cutter.sshsig import verify
 
 @dataclass(frozen=True, slots=True)
 class Proven:
-    proof: str | None  # "signature", "peer", or None (no proof; the gate accepts "peer")
+    # "signature", "database", "peer", or None (no proof; the gate accepts "peer")
+    proof: str | None
     signer_key: str | None = None
 
 
@@ -48,12 +53,24 @@ async def prove(
     reviewer_keys: dict[str, tuple[str, ...]],
 ) -> Proven:
     run_id = approval.run_id
+    if is_database_approval(approval_kb_id):
+        if "database" not in proofs or approval.principal != approval.approver:
+            raise ApprovalSignatureRequired(
+                run_id,
+                f"approval {approval_kb_id} was stamped by the database and this gate "
+                f"accepts only {' or '.join(proofs)} proofs",
+            )
+        return Proven("database")
     if approval.signature is None:
         if "peer" not in proofs:
             raise ApprovalSignatureRequired(
                 run_id,
                 f"approval {approval_kb_id} is unsigned and this gate accepts only "
-                "a reviewer's signature (cutter approve --sign-with KEY)",
+                + (
+                    "a reviewer's signature (cutter approve --sign-with KEY)"
+                    if proofs == ("signature",)
+                    else f"{' or '.join(proofs)} proofs"
+                ),
             )
         return Proven("peer" if approval.principal is not None else None)
     try:

@@ -22,19 +22,24 @@ from __future__ import annotations
 import getpass
 from pathlib import Path
 
+import anyio
 import click
+import msgspec
 
 from cutter.cli_approve import (
+    ApprovalInput,
     approval_input,
     approval_options,
     approve_gate,
     reviewer_main,
     stored_headline,
 )
-from cutter.cli_connect import Target, daemon_options, expect
+from cutter.cli_connect import ClientFailure, Target, daemon_options, expect
 from cutter.cli_render import console, event_line, runs_table, show_run
 from cutter.cli_review import review
 from cutter.client import Client
+from cutter.errors import CutterError
+from cutter.kbdocs import Decision
 from cutter.mode import Mode
 from cutter.protocol import (
     AbortRun,
@@ -142,6 +147,13 @@ def runs(socket_path: Path, as_json: bool, state: str | None) -> None:
 @click.command()
 @approval_options
 @click.option("--no-resume", is_flag=True, help="Only store the approval; resume later.")
+@click.option(
+    "--dsn",
+    default=None,
+    help="Insert the decision into PostgreSQL as your own login (a member of "
+    "cutter_reviewer), not through the daemon; --approver must be that login. The run "
+    "is not resumed: cutter resume RUN --approval <the printed id>.",
+)
 @daemon_options
 def approve(
     socket_path: Path,
@@ -155,6 +167,7 @@ def approve(
     review_decision_id: str | None,
     sign_with: Path | None,
     no_resume: bool,
+    dsn: str | None,
 ) -> None:
     """Approve (or --reject) the request RUN_ID waits on at GATE, and only that one."""
     target = Target(socket_path, as_json)
@@ -166,11 +179,48 @@ def approve(
         reason,
         reject,
         review_decision_id,
-        not no_resume,
+        not no_resume and dsn is None,
         sign_with,
     )
+    if dsn is not None:
+        approve_through_database(target, dsn, given)
+        return
     reply = target.call(lambda client: approve_gate(client, given))
     show_run(target, reply, stored_headline(reply, given))
+
+
+def approve_through_database(target: Target, dsn: str, given: ApprovalInput) -> None:
+    """``cutter approve --dsn``: the decision stored by the database as the login's."""
+    from cutter.pg.approve import approve_in_database  # asyncpg only when asked for
+
+    if given.sign_with is not None:
+        target.fail(
+            ClientFailure("E_USAGE", "--sign-with and --dsn do not go together: choose one proof")
+        )
+    try:
+        stored = anyio.run(approve_in_database, dsn, given)
+    except ClientFailure as exc:
+        target.fail(exc)
+    except CutterError as exc:
+        target.fail(ClientFailure(exc.code, exc.message))
+    verb = "approved" if given.decision is Decision.APPROVE else "rejected"
+    line = (
+        f"{stored.principal} {verb} (stamped by the database): stored as "
+        f"{stored.approval_kb_id}; resume with: cutter resume {given.run_id} "
+        f"--approval {stored.approval_kb_id}"
+    )
+    if target.as_json:
+        click.echo(
+            msgspec.json.encode(
+                {
+                    "approval_kb_id": stored.approval_kb_id,
+                    "principal": stored.principal,
+                    "issued_at": stored.issued_at,
+                }
+            ).decode()
+        )
+    else:
+        click.echo(line)
 
 
 @click.command()

@@ -16,7 +16,10 @@ of an approver a gate accepts: ``"peer"`` (the daemon's attestation of the socke
 principal that stored the decision) and ``"signature"`` (the approver's own SSH
 signature over the decision, ``cutter.signing``, verified against the keys
 ``reviewer_keys`` lists for that approver — never against anything the approval
-carries). A gate whose ``proofs`` is ``["signature"]`` takes signed approvals only.
+carries) and ``"database"`` (an approval a reviewer inserted into PostgreSQL's
+``db_approvals`` as their own login, its approver stamped by the database:
+``cutter.db_approvals``). A gate whose ``proofs`` is ``["signature"]`` takes signed
+approvals only.
 
 ``parse_policy`` reads TOML or JSON strictly: an unknown key, a bad name, a
 pattern outside the doc_id alphabet, a number out of range is ``PolicyInvalid``.
@@ -41,7 +44,7 @@ MAX_NAMES = 200
 MAX_DOCUMENT_RULES = 200
 _PATTERN = re.compile(r"[A-Za-z0-9_.:*?\[\]!-]{1,128}")
 
-Proof = Literal["peer", "signature"]
+Proof = Literal["peer", "signature", "database"]
 
 
 class _Strict(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -175,7 +178,7 @@ def _gate(where: str, rule: GateRule, keys: dict[str, tuple[str, ...]]) -> None:
         )
     if not rule.proofs:
         raise PolicyInvalid(f"{where}.proofs is empty: no approval could pass")
-    if "peer" not in rule.proofs and ANYONE not in rule.approvers:
+    if set(rule.proofs) == {"signature"} and ANYONE not in rule.approvers:
         signers = {name for name in rule.approvers if name in keys}
         if len(signers) < rule.required_approvals:
             raise PolicyInvalid(

@@ -92,6 +92,18 @@ ON CONFLICT (kb_id) DO UPDATE SET doc = EXCLUDED.doc, updated_at = now()
 WHERE kb_docs.doc IS DISTINCT FROM EXCLUDED.doc
 """
 KB_GET = "SELECT doc FROM kb_docs WHERE kb_id = $1"
+# Migration 0003: an approval a reviewer inserted as their own login (cutter.db_approvals).
+DB_APPROVAL_GET = """
+SELECT run_id, gate, request_digest, nonce, decision, reason, review_decision_id,
+       issued_at, principal
+FROM db_approvals WHERE approval_id = $1
+"""
+DB_APPROVAL_INSERT = """
+INSERT INTO db_approvals
+    (approval_id, run_id, gate, request_digest, nonce, decision, reason, review_decision_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+RETURNING principal, issued_at
+"""
 KB_SHA256 = "SELECT sha256(doc) FROM kb_docs WHERE kb_id = $1"
 KB_LIST = """
 SELECT kb_id FROM kb_docs

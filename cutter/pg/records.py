@@ -16,13 +16,15 @@ import asyncpg
 import msgspec
 
 from cutter import codec
-from cutter.errors import ApprovalConsumedAlready, DocumentBusy, UnknownRun
+from cutter.db_approvals import is_database_approval, reserved
+from cutter.errors import ApprovalConsumedAlready, CorruptRecord, DocumentBusy, UnknownRun, one_line
 from cutter.ids import check_kb_id, check_run_id
-from cutter.kbdocs import KBDoc
+from cutter.kbdocs import Approval, Decision, KBDoc
 from cutter.pg import queries as q
 from cutter.pg.connect import domain_errors
 from cutter.sidecar import ApprovalUse, Sidecar
 from cutter.stores.files import encode_kb_doc, encode_sidecar
+from cutter.walk import Gate
 
 # A doc this large that ``get`` decoded is kept, with the sha256 of the bytes it was
 # decoded from, in a small per-store cache; the cutplan doc of 10,000 IUs is 2.3 MB.
@@ -46,7 +48,7 @@ class PgKnowledgeBase:
         self._decoded: OrderedDict[str, tuple[bytes, KBDoc]] = OrderedDict()
 
     async def put(self, kb_id: str, doc: KBDoc) -> None:
-        kb_id = check_kb_id(kb_id)
+        kb_id = reserved(check_kb_id(kb_id))
         data = encode_kb_doc(kb_id, doc)
         self._decoded.pop(kb_id, None)
         with domain_errors("KB put"):
@@ -54,6 +56,8 @@ class PgKnowledgeBase:
 
     async def get(self, kb_id: str) -> KBDoc:
         kb_id = check_kb_id(kb_id)
+        if is_database_approval(kb_id):
+            return await self._database_approval(kb_id)
         cached = self._decoded.get(kb_id)
         if cached is not None:
             with domain_errors("KB get"):
@@ -80,6 +84,29 @@ class PgKnowledgeBase:
             check_kb_id(prefix)
         with domain_errors("KB list"):
             return [r["kb_id"] for r in await self.pool.fetch(q.KB_LIST, prefix)]
+
+    async def _database_approval(self, kb_id: str) -> Approval:
+        """Row ``X`` of ``db_approvals`` as the approval ``db-approvals/X``: its approver
+        is the login the database stamped, never a name the inserting client gave."""
+        with domain_errors("KB get"):
+            row = await self.pool.fetchrow(q.DB_APPROVAL_GET, kb_id.partition("/")[2])
+        if row is None:
+            raise KeyError(kb_id)
+        try:
+            return Approval(
+                run_id=row["run_id"],
+                gate=Gate(row["gate"]),
+                request_digest=row["request_digest"],
+                nonce=row["nonce"],
+                decision=Decision(row["decision"]),
+                approver=row["principal"],
+                principal=row["principal"],
+                reason=row["reason"],
+                issued_at=row["issued_at"],
+                review_decision_id=row["review_decision_id"],
+            )
+        except ValueError as exc:  # a gate or decision the table's checks would refuse
+            raise CorruptRecord(f"db_approvals/{kb_id}", one_line(str(exc))) from None
 
 
 def _unshared(doc: KBDoc) -> KBDoc:

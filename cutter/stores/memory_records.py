@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from anyio.lowlevel import checkpoint
 
 from cutter import codec
+from cutter.db_approvals import reserved
 from cutter.errors import ApprovalConsumedAlready, DocumentBusy, UnknownRun
 from cutter.ids import check_kb_id, check_run_id
 from cutter.kbdocs import KBDoc
@@ -29,7 +30,7 @@ class InMemoryKnowledgeBase:
 
     async def put(self, kb_id: str, doc: KBDoc) -> None:
         await checkpoint()
-        kb_id = check_kb_id(kb_id)
+        kb_id = reserved(check_kb_id(kb_id))
         self._docs[kb_id] = encode_kb_doc(kb_id, doc)
 
     async def get(self, kb_id: str) -> KBDoc:
