@@ -106,8 +106,7 @@ def row_of(table: str, run_id: str) -> str:
     return row
 
 
-@pytest.fixture
-def daemon(tmp_path: Path, daemons: list[DaemonProcess]) -> Iterator[DaemonProcess]:
+def start_with_sample(tmp_path: Path, daemons: list[DaemonProcess]) -> DaemonProcess:
     """A daemon on its own state directory, holding the sample as DOC_ID."""
     state = tmp_path / "state"
     add = ["add-document", "--state-dir", str(state), DOC_ID, str(SAMPLE)]
@@ -122,6 +121,12 @@ def daemon(tmp_path: Path, daemons: list[DaemonProcess]) -> Iterator[DaemonProce
     assert added.returncode == 0, added.stderr.decode(errors="replace")
     process = start_daemon(state)
     daemons.append(process)
+    return process
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, daemons: list[DaemonProcess]) -> Iterator[DaemonProcess]:
+    process = start_with_sample(tmp_path, daemons)
     yield process
     assert process.stop() == 0
 

@@ -6,7 +6,6 @@ serving after each refusal, and nothing is consumed by one."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,8 +14,16 @@ import pytest
 from cutter.cli_client import login_name
 from cutter.protocol import RunInfo
 from cutter.states import RunState
-from tests.daemon.conftest import ROOT, DaemonProcess, start_daemon
-from tests.daemon.test_cli import DOC_ID, SAMPLE, _env, cli, expect, frame, ok, refused, start
+from tests.daemon.conftest import DaemonProcess
+from tests.daemon.test_cli import (
+    cli,
+    expect,
+    frame,
+    ok,
+    refused,
+    start,
+    start_with_sample,
+)
 
 REVIEWER = "bob"
 TIMEOUT = 60
@@ -31,19 +38,7 @@ def make_key(where: Path, name: str) -> Path:
 
 @pytest.fixture
 def daemon(tmp_path: Path, daemons: list[DaemonProcess]) -> Iterator[DaemonProcess]:
-    state = tmp_path / "state"
-    add = ["add-document", "--state-dir", str(state), DOC_ID, str(SAMPLE)]
-    added = subprocess.run(
-        [sys.executable, "-m", "cutter", *add],
-        capture_output=True,
-        env=_env(),
-        cwd=ROOT,
-        timeout=TIMEOUT,
-        check=False,
-    )
-    assert added.returncode == 0, added.stderr.decode(errors="replace")
-    process = start_daemon(state)
-    daemons.append(process)
+    process = start_with_sample(tmp_path, daemons)
     yield process
     assert process.stop() == 0
 
