@@ -33,6 +33,7 @@ from cutter.cli_render import console, run_table, show_run
 from cutter.client import Client, DaemonUnavailable
 from cutter.errors import SignatureMalformed
 from cutter.kbdocs import Decision
+from cutter.principals import own_principal
 from cutter.protocol import ApprovalStored, RunInfo, RunSummary, StatusOf, SubmitApproval
 from cutter.signing import approval_payload
 from cutter.sshsig import SigningFailed, sign
@@ -51,7 +52,7 @@ _HEX_PREFIX = re.compile(rf"[0-9a-f]{{{MIN_DIGEST_PREFIX},64}}")
 class ApprovalInput:
     run_id: str
     gate: Gate
-    approver: str
+    approver: str | None  # None: the caller's own name (login, or with --dsn the database's)
     reason: str
     request_digest: str | None = None  # what the reviewer was shown: all of it, or a prefix
     decision: Decision = Decision.APPROVE
@@ -102,7 +103,7 @@ def approval_for(run: RunSummary, given: ApprovalInput) -> SubmitApproval:
         request_digest=wait.request_digest,
         nonce=wait.nonce,
         decision=given.decision,
-        approver=given.approver,
+        approver=given.approver or own_principal(),
         reason=given.reason,
         review_decision_id=given.review_decision_id,
         resume=given.resume,
@@ -177,7 +178,12 @@ def approval_options(func: F) -> F:
                 help=f"The request digest you reviewed (or its first {MIN_DIGEST_PREFIX}+ hex "
                 "characters); refused if the open request is another.",
             ),
-            click.option("--approver", required=True, help="Who decides (not the starter)."),
+            click.option(
+                "--approver",
+                default=None,
+                help="Who decides: by default you (your login name; with --dsn, your "
+                "database login). Only a relay the policy names may declare someone else.",
+            ),
             click.option("--reason", required=True, help="Why, in a sentence."),
             click.option("--reject", is_flag=True, help="Reject: end the run, roll back writes."),
             click.option(
@@ -202,7 +208,7 @@ def approval_input(
     run_id: str,
     gate: str,
     request_digest: str | None,
-    approver: str,
+    approver: str | None,
     reason: str,
     reject: bool,
     review_decision_id: str | None,
@@ -227,12 +233,13 @@ def stored_headline(reply: ApprovalStored, given: ApprovalInput) -> str:
     if not given.resume:
         after = f"not resumed: cutter resume {reply.run.run_id} --approval {reply.approval_kb_id}"
     verb = "approved" if given.decision is Decision.APPROVE else "rejected"
+    who = given.approver or own_principal()
     if reply.replayed:
         return (
-            f"{given.approver} {verb} before: this decision was already used as "
+            f"{who} {verb} before: this decision was already used as "
             f"{reply.approval_kb_id} and was not used again; {after}"
         )
-    return f"{given.approver} {verb}: stored as {reply.approval_kb_id}; {after}"
+    return f"{who} {verb}: stored as {reply.approval_kb_id}; {after}"
 
 
 @click.command("approve")
@@ -244,7 +251,7 @@ def reviewer_main(
     run_id: str,
     gate: str,
     request_digest: str | None,
-    approver: str,
+    approver: str | None,
     reason: str,
     reject: bool,
     review_decision_id: str | None,
@@ -269,7 +276,7 @@ def reviewer_main(
         out = console()
         out.print(f"You are answering this request ({given.decision.value}):")
         out.print(run_table(run, full=True))
-        out.print(f"decision: {given.decision.value} by {approver}: {reason}")
+        out.print(f"decision: {given.decision.value} by {approver or own_principal()}: {reason}")
         if sign_with is not None:
             out.print(f"signed with {sign_with} (ssh-keygen -Y sign)")
 

@@ -19,7 +19,6 @@ socket exits 2. Refusals the client makes itself (``E_RUN_NOT_AT_GATE``,
 
 from __future__ import annotations
 
-import getpass
 from pathlib import Path
 
 import anyio
@@ -41,6 +40,7 @@ from cutter.client import Client
 from cutter.errors import CutterError
 from cutter.kbdocs import Decision
 from cutter.mode import Mode
+from cutter.principals import own_principal
 from cutter.protocol import (
     AbortRun,
     Accepted,
@@ -65,10 +65,9 @@ __all__ = ["COMMANDS", "login_name", "register", "reviewer_main"]
 
 
 def login_name() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no login name and no passwd entry (containers)
-        return "operator"
+    """The name the daemon will know this process by: its uid's login name (not
+    $USER, which the daemon never sees), or ``uid:N`` without a password entry."""
+    return own_principal()
 
 
 # --- the subcommands ----------------------------------------------------------------------
@@ -151,7 +150,7 @@ def runs(socket_path: Path, as_json: bool, state: str | None) -> None:
     "--dsn",
     default=None,
     help="Insert the decision into PostgreSQL as your own login (a member of "
-    "cutter_reviewer), not through the daemon; --approver must be that login. The run "
+    "cutter_reviewer), not through the daemon; --approver, if given, must be that login. The run "
     "is not resumed: cutter resume RUN --approval <the printed id>.",
 )
 @daemon_options
@@ -161,7 +160,7 @@ def approve(
     run_id: str,
     gate: str,
     request_digest: str | None,
-    approver: str,
+    approver: str | None,
     reason: str,
     reject: bool,
     review_decision_id: str | None,

@@ -102,7 +102,7 @@ def approve_hint(run: RunSummary) -> str | None:
     extra = " --review-decision-id ID" if wait.gate is Gate.SG_2 else ""
     return (
         f"approve with: cutter approve {run.run_id} --gate {wait.gate.value} "
-        f"--request-digest {wait.request_digest[:DIGEST_PREFIX]} --approver NAME --reason TEXT"
+        f"--request-digest {wait.request_digest[:DIGEST_PREFIX]} --reason TEXT"
         f"{extra} [--reject]"
     )
 

@@ -14,7 +14,7 @@ needs no right beyond reading ``runs`` and inserting into ``db_approvals``.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import asyncpg
@@ -42,7 +42,7 @@ async def approve_in_database(dsn: str, given: ApprovalInput) -> StoredInDatabas
     try:
         with domain_errors("approve"):
             login = str(await conn.fetchval("SELECT session_user"))
-            if given.approver != login:
+            if given.approver is not None and given.approver != login:
                 raise PrincipalMismatch(
                     f"--approver {given.approver[:40]!r} is not your database login "
                     f"{login!r}, which the database records as the approver; nothing was stored"
@@ -54,7 +54,7 @@ async def approve_in_database(dsn: str, given: ApprovalInput) -> StoredInDatabas
             if data is None:
                 raise UnknownRun(run_id)
             run = RunSummary.of(codec.decode_sidecar(bytes(data), f"runs/{run_id}"))
-            command = approval_for(run, given)
+            command = approval_for(run, replace(given, approver=login))
             approval_id = f"{command.gate.value}-{secrets.token_hex(16)}"
             try:
                 row = await conn.fetchrow(

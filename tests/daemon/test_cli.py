@@ -254,6 +254,18 @@ def test_json_replies_are_protocol_frames(daemon: DaemonProcess) -> None:
     assert expect(frame(refusal), Error).code == "E_RUN_NOT_RESUMABLE"
 
 
+def test_the_approver_is_the_caller_unless_declared(daemon: DaemonProcess) -> None:
+    """Without --approver the decision is the caller's own: the login name of its uid,
+    which is the principal the daemon authenticates; the hint asks for no name."""
+    socket = daemon.socket
+    run = start(socket)
+    shown = ok(socket, "status", run.run_id).stdout
+    assert "--approver" not in shown
+    assert f"approve with: cutter approve {run.run_id} --gate SG_1" in shown
+    result = ok(socket, "approve", run.run_id, *SG1, "--reason", "plan checked", "--no-resume")
+    assert result.stdout.startswith(f"{login_name()} approved: stored as approvals/"), result.stdout
+
+
 # --- refusals ---------------------------------------------------------------------------------
 def test_self_approval_is_refused_and_changes_nothing(daemon: DaemonProcess) -> None:
     socket = daemon.socket

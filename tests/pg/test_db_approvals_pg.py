@@ -212,7 +212,8 @@ async def test_cutter_approve_dsn_stores_as_the_login_and_refuses_another_name(
     assert "E_PRINCIPAL_MISMATCH" in forged.output
     assert "Traceback" not in forged.output
     assert await admin_fetch(pg_db.admin_dsn, "SELECT 1 FROM db_approvals") == []
-    done = await anyio.to_thread.run_sync(cli.invoke, main, [*base, "--approver", "bob", *bob])
+    # Without --approver the decision is the login's own.
+    done = await anyio.to_thread.run_sync(cli.invoke, main, [*base, *bob])
     assert done.exit_code == 0, done.output
     rows = await admin_fetch(pg_db.admin_dsn, "SELECT approval_id, principal FROM db_approvals")
     assert [r["principal"] for r in rows] == ["bob"]
