@@ -73,6 +73,9 @@ def print_diff(out: Console, diff: UnitDiff) -> None:
         f"{len(diff.changed)} changed, {len(diff.moved)} moved, {diff.unchanged} unchanged; "
         f"{diff.bytes_before} -> {diff.bytes_after} bytes"
     )
+    if diff.added and not (diff.removed or diff.changed or diff.moved or diff.unchanged):
+        out.print("  (a first cut: every unit above is added)")
+        return
     for kind, changes in (
         ("added", diff.added),
         ("removed", diff.removed),

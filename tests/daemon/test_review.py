@@ -80,6 +80,10 @@ async def test_a_re_cut_after_editing_two_articles_shows_exactly_those_two_chang
     at_first = expect(await ask(daemon.socket, ReviewOf(run_id=first.run_id)), Review).review
     assert len(at_first.diff.added) == units  # nothing active yet: every unit is new
     assert at_first.diff.unchanged == 0
+    shown = (await review_cli(daemon.socket, first.run_id)).stdout
+    assert f"{units} added, 0 removed" in shown
+    assert "(a first cut: every unit above is added)" in shown
+    assert "  added    " not in shown  # the units table already lists each one
     run = (await approve(daemon.socket, first, gate=Gate.SG_1)).run
     run = (await approve(daemon.socket, run, gate=Gate.SG_2)).run
     assert run.state is RunState.CLOSEOUT_REPORTED
