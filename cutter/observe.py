@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import msgspec
 
-from cutter.errors import UnknownDocument
+from cutter.errors import CorruptRecord, UnknownDocument
 from cutter.phases.context import Services, load_manifest, manifest_digest
 from cutter.plan import verify_result_id
 from cutter.records import Backup
-from cutter.review import plan_drift, staged_drift
+from cutter.review import (
+    Region,
+    plan_drift,
+    regions_of_candidates,
+    staged_drift,
+    version_drift,
+)
 from cutter.sidecar import DriftItem, DriftUnit, Sidecar
 from cutter.walk import Gate, Pin, PinValue
 
@@ -44,15 +50,19 @@ async def observe(services: Services, sidecar: Sidecar, gate: Gate) -> dict[Pin,
 async def name_units(
     services: Services, sidecar: Sidecar, items: tuple[DriftItem, ...]
 ) -> tuple[DriftItem, ...]:
-    """``items`` with the units behind them: for ``source_sha`` the planned units whose
-    bytes in the stored source no longer match; for ``verify_result_id`` the staged
-    rows that differ from the plan. Other pins name no units."""
+    """``items`` with the units behind them: for ``source_version_id`` the planned
+    units the document's new version changes, adds or drops; for ``source_sha`` the
+    planned units whose bytes in the stored source no longer match; for
+    ``verify_result_id`` the staged rows that differ from the plan. Other pins name
+    no units."""
     manifest = await load_manifest(services.kb, sidecar)
     if manifest is None:
         return items
     named: list[DriftItem] = []
     for item in items:
-        if item.pin == Pin.SOURCE_SHA.value:
+        if item.pin == Pin.SOURCE_VERSION_ID.value:
+            found = version_drift(manifest, await _current_regions(services, sidecar.doc_id))
+        elif item.pin == Pin.SOURCE_SHA.value:
             sv_id = str(sidecar.pins[Pin.SOURCE_VERSION_ID])
             found = plan_drift(manifest, await services.target.sources.stored_bytes(sv_id))
         elif item.pin == Pin.VERIFY_RESULT_ID.value:
@@ -63,3 +73,14 @@ async def name_units(
         units = tuple(DriftUnit(label=label, change=change.value) for label, change in found)
         named.append(msgspec.structs.replace(item, units=units) if units else item)
     return tuple(named)
+
+
+async def _current_regions(services: Services, doc_id: str) -> tuple[Region, ...] | None:
+    """The units the discoverer finds in the document's current version (None: the
+    document is gone or its bytes do not read back)."""
+    sources = services.target.sources
+    try:
+        data = await sources.content((await sources.current(doc_id)).sv_id)
+    except (UnknownDocument, CorruptRecord):
+        return None
+    return regions_of_candidates(data, services.discoverer.discover(data))

@@ -1,8 +1,8 @@
 """What an open gate authorises, as values a reviewer reads (pure).
 
 ``unit_views`` lists the planned units with their first line; ``diff_units``
-compares the units a cut makes with the document's active IUs; ``plan_drift``
-and ``staged_drift`` name the units a drift stop is about. See docs/gates.md
+compares the units a cut makes with the document's active IUs; ``plan_drift``,
+``version_drift`` and ``staged_drift`` name the units a drift stop is about. See docs/gates.md
 ("What a reviewer sees") for how units are matched and what "changed" and
 "moved" mean.
 
@@ -24,7 +24,7 @@ from datetime import datetime
 import msgspec
 
 from cutter.canonical import sha256_hex
-from cutter.records import IURow, IUState, Manifest, PlannedIU
+from cutter.records import Candidate, IURow, IUState, Manifest, PlannedIU
 
 FIRST_LINE_CHARS = 80
 NAMES_SHOWN = 5  # units named in a one-line stop message before "and N more"
@@ -239,6 +239,35 @@ def plan_drift(manifest: Manifest, data: bytes | None) -> tuple[tuple[str, Drift
     if len(data) > manifest.source_size:
         named.append((f"bytes after {manifest.source_size}", DriftChange.APPEARED))
     return tuple(named)
+
+
+def regions_of_candidates(data: bytes, candidates: Iterable[Candidate]) -> tuple[Region, ...]:
+    return tuple(
+        Region(
+            label=c.label,
+            ordinal=ordinal,
+            size=c.end - c.start,
+            region_sha=sha256_hex(data[c.start : c.end]),
+        )
+        for ordinal, c in enumerate(candidates)
+    )
+
+
+def version_drift(
+    manifest: Manifest, now: Sequence[Region] | None
+) -> tuple[tuple[str, DriftChange], ...]:
+    """A new version was published: the planned units it changes, the units it adds
+    (appeared) and drops (vanished), matched as the review diff matches them (by label
+    and occurrence), so an insertion shifts no unit into "changed". ``now`` is None
+    when the document is gone."""
+    if now is None:
+        return tuple((iu.label, DriftChange.VANISHED) for iu in manifest.ius)
+    diff = diff_units(regions_of_plan(manifest.ius), now)
+    return (
+        *((c.label, DriftChange.CHANGED) for c in diff.changed),
+        *((c.label, DriftChange.APPEARED) for c in diff.added),
+        *((c.label, DriftChange.VANISHED) for c in diff.removed),
+    )
 
 
 def staged_drift(manifest: Manifest, rows: Sequence[IURow]) -> tuple[tuple[str, DriftChange], ...]:

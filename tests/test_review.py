@@ -16,7 +16,9 @@ from cutter.review import (
     first_line,
     named_units,
     plan_drift,
+    regions_of_plan,
     staged_drift,
+    version_drift,
 )
 
 
@@ -94,6 +96,20 @@ def test_plan_drift_names_changed_vanished_and_appeared_bytes() -> None:
     assert plan_drift(manifest, b"aaa\nbbb\n") == (("A3", DriftChange.VANISHED),)
     assert plan_drift(manifest, data + b"!") == (("bytes after 12", DriftChange.APPEARED),)
     assert [c for _, c in plan_drift(manifest, None)] == [DriftChange.VANISHED] * 3
+
+
+def test_version_drift_names_the_units_a_new_version_changes_not_the_ones_it_shifts() -> None:
+    manifest = _manifest(b"aaa\nbbb\nccc\n")
+    # b"bbb" grows: A3 moves by two bytes but keeps its bytes, so only A2 changed.
+    grown = regions(("A1", "aaa\n"), ("A2", "bbXXb\n"), ("A3", "ccc\n"))
+    assert version_drift(manifest, grown) == (("A2", DriftChange.CHANGED),)
+    reshaped = regions(("A1", "aaa\n"), ("A3", "ccc\n"), ("A4", "ddd\n"))
+    assert version_drift(manifest, reshaped) == (
+        ("A4", DriftChange.APPEARED),
+        ("A2", DriftChange.VANISHED),
+    )
+    assert version_drift(manifest, regions_of_plan(manifest.ius)) == ()
+    assert [c for _, c in version_drift(manifest, None)] == [DriftChange.VANISHED] * 3
 
 
 def test_staged_drift_names_rows_that_differ_from_the_plan() -> None:

@@ -173,3 +173,27 @@ async def test_a_dry_run_shows_the_discovery_warnings_and_the_change_set_it_woul
     shown = (await review_cli(daemon.socket, run.run_id)).stdout
     assert "dry run: not written" in shown
     assert await anyio.to_thread.run_sync(daemon.stop) == 0
+
+
+async def test_an_edit_published_during_sg2_stops_the_run_naming_the_unit(
+    tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    """A new version of the document while the run waits at SG_2: the approval finds
+    drift, and the stop names the article that changed, not only the version pin."""
+    original = input_file(CORPUS_DOC).read_bytes()
+    state = tmp_path / "state"
+    add_document(DOC, CORPUS_DOC, state_dir=state)
+    daemon = await _launch(state, daemons)
+    run = await start_run(daemon.socket, Mode.LIVE, doc_id=DOC)
+    run = (await approve(daemon.socket, run, gate=Gate.SG_1)).run
+    assert run.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION
+
+    edited = tmp_path / "gdpr-edited.txt"
+    edited.write_bytes(edit(original, ("Article 40",)))
+    add_document(DOC, edited, state_dir=state)
+    stopped = (await approve(daemon.socket, run, gate=Gate.SG_2)).run
+    assert stopped.state is RunState.FAILED
+    assert stopped.stop_code == "STOP_DRIFT"
+    assert stopped.stop_message is not None
+    assert "source_version_id (changed Article 40)" in stopped.stop_message
+    assert await anyio.to_thread.run_sync(daemon.stop) == 0
