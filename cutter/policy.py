@@ -96,6 +96,16 @@ class Policy(_Strict, frozen=True, kw_only=True):
     def is_admin(self, principal: str) -> bool:
         return listed(principal, self.admins)
 
+    def may_end(self, principal: str, name: str, doc_id: str, started_by: str) -> bool:
+        """Whether ``name`` (acting for ``principal``) may abort a run of ``doc_id``
+        started by ``started_by``: its starter, an approver of either of the
+        document's gates (who could reject it anyway), or an admin."""
+        return (
+            name == started_by
+            or self.is_admin(principal)
+            or any(listed(name, self.gate_rule(doc_id, gate).approvers) for gate in Gate)
+        )
+
     def is_relay(self, principal: str) -> bool:
         return principal in self.relays  # a relay is named: "*" never makes everyone one
 

@@ -245,7 +245,14 @@ class Daemon:
                 return RunInfo(id=command.id, run=await self.job(resume))
             case AbortRun():
                 run_id = check_run_id(command.run_id)
-                by = acting((await self.policy()).policy, caller, "by", command.by)
+                policy = (await self.policy()).policy
+                by = acting(policy, caller, "by", command.by)
+                run = await runner.status(run_id)
+                if not policy.may_end(caller.require(), by, run.doc_id, run.started_by):
+                    raise AccessDenied(
+                        f"{by} may not abort {run_id}: not its starter, an approver of "
+                        f"{run.doc_id} or an admin"
+                    )
                 sidecar = await self.job(lambda: runner.abort(run_id, reason=command.reason, by=by))
                 return RunInfo(id=command.id, run=RunSummary.of(sidecar))
             case SetKillSwitch():

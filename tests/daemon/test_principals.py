@@ -29,6 +29,7 @@ from cutter.kbdocs import Approval, PolicyVersion, policy_change_id
 from cutter.mode import Mode
 from cutter.principals import own_principal
 from cutter.protocol import (
+    AbortRun,
     AnyCommand,
     AnyReply,
     ApprovalStored,
@@ -244,6 +245,23 @@ def test_an_unlisted_user_is_refused_and_nothing_changes(daemon: WatchedDaemon) 
     assert shown.version == 1
     assert shown.policy.admins == (own_principal(),)
     assert daemon.process.poll() is None
+
+
+def test_only_the_starter_an_approver_or_an_admin_may_abort(daemon: WatchedDaemon) -> None:
+    set_policy(daemon, _policy(own_principal()))
+    run = started(daemon)
+    refused(
+        as_user(daemon, EVE, AbortRun(run_id=run.run_id, reason="x", by=EVE)), "E_NOT_PERMITTED"
+    )
+    after = anyio.run(status, daemon.socket, run.run_id)
+    assert after.state is RunState.AWAITING_CUT_AUTHORIZATION  # untouched
+    ended = as_user(daemon, CAROL, AbortRun(run_id=run.run_id, reason="not today", by=CAROL))
+    assert isinstance(ended, RunInfo), ended
+    assert ended.run.state is RunState.ABORTED
+    again = started(daemon)  # the document is free again; its starter may end her own run
+    mine = as_user(daemon, ANN, AbortRun(run_id=again.run_id, reason="mine", by=ANN))
+    assert isinstance(mine, RunInfo), mine
+    assert mine.run.state is RunState.ABORTED
 
 
 def test_n_of_m_counts_principals_and_a_listed_reviewer_is_accepted(
