@@ -18,7 +18,9 @@ signature over the decision, ``cutter.signing``, verified against the keys
 ``reviewer_keys`` lists for that approver — never against anything the approval
 carries) and ``"database"`` (an approval a reviewer inserted into PostgreSQL's
 ``db_approvals`` as their own login, its approver stamped by the database:
-``cutter.db_approvals``). A gate whose ``proofs`` is ``["signature"]`` takes signed
+``cutter.db_approvals``) and ``"web"`` (a decision made on the review page through a
+one-time link the daemon minted, over the socket, for the principal it authenticated:
+``cutter.web``). A gate whose ``proofs`` is ``["signature"]`` takes signed
 approvals only.
 
 ``parse_policy`` reads TOML or JSON strictly: an unknown key, a bad name, a
@@ -44,7 +46,7 @@ MAX_NAMES = 200
 MAX_DOCUMENT_RULES = 200
 _PATTERN = re.compile(r"[A-Za-z0-9_.:*?\[\]!-]{1,128}")
 
-Proof = Literal["peer", "signature", "database"]
+Proof = Literal["peer", "signature", "database", "web"]
 
 
 class _Strict(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
