@@ -173,16 +173,16 @@ class Pages:
     async def decide(self, request: Request) -> Response:
         try:
             token = request.path_params["token"]
-            self._live_link(request, token)  # an unknown link is refused before its body is read
+            # An unknown link is refused before its body is read; a bad form spends nothing.
+            found = self._live_link(request, token)
             form = await _small_form(request)
             self.daemon.links.check_csrf(token, _field(form, "csrf"))
             decision, reason, review_decision_id = _decision(form)
-            link = self.daemon.links.spend(
-                token, _run_id(request), self.daemon.runner.config.clock()
-            )
-            await self._still_open(link)
-            if link.gate is Gate.SG_2 and review_decision_id is None:
+            if found.gate is Gate.SG_2 and review_decision_id is None:
                 raise FormInvalid("an SG_2 decision needs the review decision id it rests on")
+            now = self.daemon.runner.config.clock()
+            link = self.daemon.links.spend(token, _run_id(request), now)
+            await self._still_open(link)
             command = SubmitApproval(
                 run_id=link.run_id,
                 gate=link.gate,

@@ -253,6 +253,20 @@ async def test_a_link_whose_request_moved_on_is_refused_never_re_aimed(tmp_path:
         )
         assert await p.rig.run_store.load(p.run_id) == moved
         assert len(await p.rig.kb.list("approvals")) == 1
+        # At SG_2 the page asks for the review decision; a post without one spends nothing.
+        sg2 = await p.mint(CY)
+        csrf = await p.csrf(sg2)
+        bare = await p.http.post(sg2, data={"csrf": csrf, "decision": "approve"})
+        refusal(bare, 400, "E_FORM_INVALID")
+        assert await p.rig.run_store.load(p.run_id) == moved
+        decided = await p.http.post(
+            sg2, data={"csrf": csrf, "decision": "approve", "review_decision_id": "review-42"}
+        )
+        assert decided.status_code == 200, decided.text
+        done = await p.rig.run_store.load(p.run_id)
+        assert done.state is RunState.CLOSEOUT_REPORTED
+        [use] = done.gate(Gate.SG_2).uses  # type: ignore[union-attr]
+        assert (use.approver, use.proof, use.review_decision_id) == (REVIEWER_2, "web", "review-42")
 
 
 async def test_the_policy_in_force_at_the_post_decides_not_the_one_at_minting(
