@@ -112,6 +112,12 @@ class Pages:
 
     # -- read-only pages -------------------------------------------------------------
     async def inbox(self, request: Request) -> Response:
+        try:
+            return await self._inbox(request)
+        except CutterError as exc:  # an unreadable policy or run: said, not a 500
+            return self.refused(request, exc)
+
+    async def _inbox(self, request: Request) -> Response:
         policy = (await self.daemon.policy()).policy
         rows = []
         for sidecar in await self.daemon.runner.runs():

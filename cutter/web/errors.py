@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from cutter.errors import AccessDenied, CutterError, InputError, Refusal
+from cutter.errors import AccessDenied, CutterError, InputError, Refusal, UnknownRun
 
 
 class WebRefusal(CutterError):
@@ -102,6 +102,8 @@ def status_of(exc: CutterError) -> int:
     """The HTTP status a refusal page is served with."""
     if isinstance(exc, WebRefusal):
         return exc.status
+    if isinstance(exc, UnknownRun):
+        return 404
     if isinstance(exc, AccessDenied):
         return 403
     if isinstance(exc, Refusal):

@@ -323,9 +323,21 @@ async def test_the_inbox_and_the_review_page_show_the_gate_and_every_unit(tmp_pa
         assert 'name="csrf"' not in review.text  # read-only without a link
         assert review.headers["content-security-policy"].startswith("default-src 'none'")
         assert review.headers["referrer-policy"] == "no-referrer"
-        refusal(await p.http.get("/runs/run-0123456789abcdef"), 400, "E_UNKNOWN_RUN")
+        refusal(await p.http.get("/runs/run-0123456789abcdef"), 404, "E_UNKNOWN_RUN")
         refusal(await p.http.get("/runs/..%2Fetc"), 404, "E_NOT_FOUND")
         refusal(await p.http.get("/nothing-here"), 404, "E_NOT_FOUND")
         # A page fetched under another host name (DNS rebinding) is refused.
         rebound = await p.http.get("/", headers={"host": "evil.example"})
         assert rebound.status_code == 400
+
+
+async def test_a_corrupt_run_is_a_typed_page_and_the_daemon_keeps_serving(tmp_path: Path) -> None:
+    async with page(tmp_path) as p:
+        path = await p.mint()
+        sidecar_file = tmp_path / "state" / "runs" / f"{p.run_id}.json"
+        good = sidecar_file.read_bytes()
+        sidecar_file.write_bytes(good[: len(good) // 2])
+        for where in ("/", f"/runs/{p.run_id}", path):
+            refusal(await p.http.get(where), 400, "E_CORRUPT_RECORD")
+        sidecar_file.write_bytes(good)
+        assert (await p.http.get(path)).status_code == 200
