@@ -156,6 +156,7 @@ def test_deciding_on_the_review_page_in_chromium(
         assert "SG_1" in row.inner_text()
         assert "0 of 1" in row.inner_text()
 
+    page.screenshot(path=str(tmp_path / "inbox.png"))
     # The review page shows every unit, in the table and in the source text.
     review = json.loads(ok("review", charter, "--json", "--socket", str(socket)))["review"]
     page.goto(f"{base}/runs/{charter}")
@@ -192,6 +193,7 @@ def test_deciding_on_the_review_page_in_chromium(
     assert page.get_by_text(SCRIPT, exact=False).first.is_visible()
     assert SCRIPT in page.locator("section.unit").first.inner_text()
     page.goto(f"{base}/runs/{hostile}")
+    page.screenshot(path=str(tmp_path / "hostile-page.png"), full_page=True)
     assert page.get_by_text(f"Article 1. {SCRIPT}").first.is_visible()
     assert dialogs == []
     assert status(socket, hostile).run.state is RunState.AWAITING_CUT_AUTHORIZATION
