@@ -320,6 +320,8 @@ async def test_the_inbox_and_the_review_page_show_the_gate_and_every_unit(tmp_pa
         for unit in gate_review.units:
             assert f'id="u-{unit.ordinal}"' in review.text
             assert f"bytes {unit.start}\u2013{unit.end}" in review.text
+        assert "A first cut: every unit below is added." in review.text
+        assert '<li class="added">' not in review.text  # not listed a second time
         assert 'name="csrf"' not in review.text  # read-only without a link
         assert review.headers["content-security-policy"].startswith("default-src 'none'")
         assert review.headers["referrer-policy"] == "no-referrer"
