@@ -106,7 +106,7 @@ class Pages:
 
     def refused(self, request: Request, exc: CutterError) -> Response:
         status = status_of(exc)
-        self.log.info("web_refused", path=request.url.path, code=exc.code, status=status)
+        self.log.info("web_refused", path=_logged_path(request), code=exc.code, status=status)
         context = {"code": exc.code, "message": exc.message, "status": status}
         return self.page(request, "refused.html", context, status)
 
@@ -250,9 +250,16 @@ class Pages:
 
     async def crash(self, request: Request, exc: Exception) -> Response:
         error_id = new_error_id()
-        self.log.error("web_failed", path=request.url.path, error_id=error_id, exc_info=exc)
+        self.log.error("web_failed", path=_logged_path(request), error_id=error_id, exc_info=exc)
         context = {"code": "E_INTERNAL", "message": f"internal error {error_id}", "status": 500}
         return self.page(request, "refused.html", context, 500)
+
+
+def _logged_path(request: Request) -> str:
+    """The request's path with a link's token cut out: tokens are never logged."""
+    path = request.url.path
+    head, sep, _ = path.partition("/link/")
+    return f"{head}/link/…" if sep else path[:200]
 
 
 def _run_id(request: Request) -> str:

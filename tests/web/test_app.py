@@ -15,6 +15,7 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
+import structlog.testing
 
 from cutter.daemon.bus import EventBus
 from cutter.daemon.service import Daemon
@@ -343,3 +344,20 @@ async def test_a_corrupt_run_is_a_typed_page_and_the_daemon_keeps_serving(tmp_pa
             refusal(await p.http.get(where), 400, "E_CORRUPT_RECORD")
         sidecar_file.write_bytes(good)
         assert (await p.http.get(path)).status_code == 200
+
+
+async def test_a_links_token_never_reaches_the_log(tmp_path: Path) -> None:
+    with structlog.testing.capture_logs() as logged:
+        async with page(tmp_path) as p:
+            path = await p.mint()
+            token = path.rsplit("/", 1)[1]
+            refusal(await p.http.post(path, data={"decision": "approve"}), 403, "E_CSRF_INVALID")
+            refusal(
+                await p.http.get(path.replace(p.run_id, "run-0123456789abcdef")),
+                403,
+                "E_LINK_WRONG_RUN",
+            )
+            csrf = await p.csrf(path)
+            assert (await p.http.post(path, data={"csrf": csrf, "decision": "approve"})).is_success
+    assert {"web_refused", "web_decision", "review_link_minted"} <= {e["event"] for e in logged}
+    assert token not in repr(logged)
