@@ -522,8 +522,9 @@ def check_may_decide(sidecar: Sidecar, gate: GateRecord, rule: GateRule, princip
         )
     if principal in gate.approvers:
         raise DuplicateApprover(run_id, f"{principal} already decided {gate.gate} of {run_id}")
-    if "web" not in rule.proofs:
+    proofs = rule.proofs_for(sidecar.mode)
+    if "web" not in proofs:
         raise WebProofNotAccepted(
-            f"the policy takes only {' or '.join(rule.proofs)} proofs at {gate.gate} of "
-            f"{sidecar.doc_id}, not the review page: no link minted"
+            f"the policy takes only {' or '.join(proofs)} proofs at {gate.gate} of "
+            f"{sidecar.mode.value} runs of {sidecar.doc_id}, not the review page: no link minted"
         )

@@ -75,7 +75,7 @@ def inbox_row(sidecar: Sidecar, rule: GateRule) -> InboxRow | None:
         required=rule.required_approvals,
         may_approve=may_still_approve(rule, sidecar.started_by, done),
         ttl_seconds=rule.ttl_seconds,
-        proofs=rule.proofs,
+        proofs=rule.proofs_for(sidecar.mode),
     )
 
 

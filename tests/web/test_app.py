@@ -17,11 +17,13 @@ import httpx
 import pytest
 import structlog.testing
 
+import cutter
 from cutter.daemon.bus import EventBus
 from cutter.daemon.service import Daemon
 from cutter.errors import StopGateNotPassed
 from cutter.gate_check import PolicyGateVerifier
 from cutter.kbdocs import Approval, Decision
+from cutter.mode import Mode
 from cutter.principals import Caller
 from cutter.protocol import Error, MintLink, ReviewLink, SubmitApproval
 from cutter.states import RunState
@@ -78,13 +80,15 @@ class Page:
 
 
 @asynccontextmanager
-async def page(tmp_path: Path, policy: str = WEB_POLICY) -> AsyncIterator[Page]:
+async def page(
+    tmp_path: Path, policy: str = WEB_POLICY, mode: Mode = Mode.DRY_RUN
+) -> AsyncIterator[Page]:
     rig = build_runner(tmp_path)
     await set_policy(rig, policy)
     async with rig.runner, anyio.create_task_group() as jobs:
         daemon = Daemon(rig.runner, FileKillSwitch(tmp_path / "ks"), EventBus(), jobs, owner="root")
         daemon.web_url = BASE
-        sidecar = await rig.runner.cut(DOC_ID, started_by=OPERATOR)
+        sidecar = await rig.runner.cut(DOC_ID, mode, started_by=OPERATOR)
         transport = httpx.ASGITransport(app=review_app(daemon))
         async with httpx.AsyncClient(transport=transport, base_url=BASE) as http:
             yield Page(rig, daemon, http, sidecar.run_id)
@@ -344,6 +348,35 @@ async def test_a_corrupt_run_is_a_typed_page_and_the_daemon_keeps_serving(tmp_pa
             refusal(await p.http.get(where), 400, "E_CORRUPT_RECORD")
         sidecar_file.write_bytes(good)
         assert (await p.http.get(path)).status_code == 200
+
+
+LIVE_SIGNED = WEB_POLICY.replace(
+    'proofs = ["peer", "web"]', 'proofs = ["peer", "web"]\nlive_proofs = ["peer"]'
+)
+
+
+async def test_live_proofs_let_a_policy_take_the_page_for_dry_runs_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cutter, "__execution_enabled__", True)
+    async with page(tmp_path / "dry", LIVE_SIGNED) as dry:
+        await dry.mint()  # a dry run's gate takes the page
+    async with page(tmp_path / "live", LIVE_SIGNED, Mode.LIVE) as live:
+        reply = await live.daemon.handle(MintLink(run_id=live.run_id), BOB)
+        assert isinstance(reply, Error)
+        assert reply.code == "E_WEB_PROOF_NOT_ACCEPTED"
+        assert "LIVE" in reply.message
+        await live.unchanged()
+    async with page(tmp_path / "later", WEB_POLICY, Mode.LIVE) as later:
+        # Minted while the policy took the page for live runs; stricter at the post.
+        path = await later.mint()
+        csrf = await later.csrf(path)
+        await set_policy(later.rig, LIVE_SIGNED)
+        refused = await later.http.post(path, data={"csrf": csrf, "decision": "approve"})
+        refusal(refused, 409, "APPROVAL_SIGNATURE_REQUIRED")
+        sidecar = await later.rig.run_store.load(later.run_id)
+        assert sidecar.state is RunState.AWAITING_CUT_AUTHORIZATION
+        assert await later.rig.run_store.consumed_for(later.run_id) == []
 
 
 async def test_a_links_token_never_reaches_the_log(tmp_path: Path) -> None:

@@ -9,9 +9,11 @@ from datetime import UTC, datetime
 import pytest
 
 from cutter.approval_proof import prove
-from cutter.errors import ApprovalSignatureRequired
+from cutter.errors import ApprovalSignatureRequired, PolicyInvalid
 from cutter.kbdocs import Approval, Decision
-from cutter.policy import GateRule
+from cutter.mode import Mode
+from cutter.policy import GateRule, Policy, parse_policy
+from cutter.policy_book import gate_policy
 from cutter.review import UnitView
 from cutter.walk import Gate
 from cutter.web.address import bind, parse_address
@@ -134,3 +136,26 @@ async def test_the_pages_proof_passes_only_a_gate_that_takes_web() -> None:
     # And a socket decision is no page decision.
     with pytest.raises(ApprovalSignatureRequired):
         await prove(approval(via=None), kb_id, proofs=("web",), reviewer_keys={})
+
+
+def test_live_proofs_replace_proofs_for_live_runs_only() -> None:
+    rule = GateRule(proofs=("peer", "web"), live_proofs=("signature",))
+    assert rule.proofs_for(Mode.DRY_RUN) == ("peer", "web")
+    assert rule.proofs_for(Mode.LIVE) == ("signature",)
+    assert GateRule(proofs=("web",)).proofs_for(Mode.LIVE) == ("web",)
+    resolved = gate_policy(Policy(admins=("root",), sg_2=rule), "doc", Gate.SG_2)
+    assert resolved.proofs_for(Mode.LIVE) == ("signature",)
+    assert resolved.proofs_for(Mode.DRY_RUN) == ("peer", "web")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'admins = ["root"]\n[sg_1]\nlive_proofs = []',
+        'admins = ["root"]\n[sg_1]\napprovers = ["bob"]\nlive_proofs = ["signature"]',
+        'admins = ["root"]\n[sg_1]\nlive_proofs = ["paper"]',
+    ],
+)
+def test_a_live_proofs_no_approval_could_pass_is_refused(text: str) -> None:
+    with pytest.raises(PolicyInvalid):
+        parse_policy(text, "toml")
