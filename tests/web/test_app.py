@@ -377,6 +377,23 @@ async def test_live_proofs_let_a_policy_take_the_page_for_dry_runs_only(
         sidecar = await later.rig.run_store.load(later.run_id)
         assert sidecar.state is RunState.AWAITING_CUT_AUTHORIZATION
         assert await later.rig.run_store.consumed_for(later.run_id) == []
+    async with page(tmp_path / "written", WEB_POLICY, Mode.LIVE) as written:
+        # Checked again where the write happens, with the proofs for the run's mode.
+        path = await written.mint()
+        csrf = await written.csrf(path)
+        decided = await written.http.post(path, data={"csrf": csrf, "decision": "approve"})
+        assert decided.status_code == 200, decided.text
+        sidecar = await written.rig.run_store.load(written.run_id)
+        assert sidecar.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION
+        verifier = PolicyGateVerifier(
+            kb=written.rig.kb,
+            consumption=written.rig.run_store,
+            fallback=written.daemon.fallback_policy,
+        )
+        await verifier.verify(sidecar, Gate.SG_1)
+        await set_policy(written.rig, LIVE_SIGNED)
+        with pytest.raises(StopGateNotPassed, match="review page"):
+            await verifier.verify(sidecar, Gate.SG_1)
 
 
 async def test_a_links_token_never_reaches_the_log(tmp_path: Path) -> None:
