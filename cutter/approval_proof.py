@@ -10,7 +10,9 @@ the gate accepts. An approval under ``db-approvals/`` — served only by Postgre
 (``cutter.db_approvals``) — proves its approver by ``"database"``. Any other unsigned
 approval passes only a gate whose ``proofs`` include ``"peer"``; its proof is then
 the principal the daemon authenticated when it stored it (None for one that was not
-stored through the daemon).
+stored through the daemon). An unsigned approval the daemon stored from a review-page
+link it minted (``via = "web"``, its principal the approver the link was minted for)
+proves its approver by ``"web"``, and passes only a gate whose ``proofs`` list it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from cutter.sshsig import verify
 
 @dataclass(frozen=True, slots=True)
 class Proven:
-    # "signature", "database", "peer", or None (no proof; the gate accepts "peer")
+    # "signature", "database", "web", "peer", or None (no proof; the gate accepts "peer")
     proof: str | None
     signer_key: str | None = None
 
@@ -61,6 +63,14 @@ async def prove(
                 f"accepts only {' or '.join(proofs)} proofs",
             )
         return Proven("database")
+    if approval.signature is None and approval.via == "web":
+        if "web" not in proofs or approval.principal != approval.approver:
+            raise ApprovalSignatureRequired(
+                run_id,
+                f"approval {approval_kb_id} was made on the review page and this gate "
+                f"accepts only {' or '.join(proofs)} proofs",
+            )
+        return Proven("web")
     if approval.signature is None:
         if "peer" not in proofs:
             raise ApprovalSignatureRequired(

@@ -21,6 +21,7 @@ from cutter.errors import (
 )
 from cutter.ids import check_token
 from cutter.kbdocs import Approval, Decision
+from cutter.mode import Mode
 from cutter.sidecar import ApprovalUse, GateRecord, Sidecar
 from cutter.walk import Gate
 
@@ -54,6 +55,12 @@ class GatePolicy:
     required_approvals: int = 1
     approvers: tuple[str, ...] = ("*",)
     proofs: tuple[str, ...] = ("peer",)  # which proofs of an approver the gate accepts
+    live_proofs: tuple[str, ...] | None = None  # instead, for a LIVE run; None: proofs
+
+    def proofs_for(self, mode: Mode) -> tuple[str, ...]:
+        if mode is Mode.LIVE and self.live_proofs is not None:
+            return self.live_proofs
+        return self.proofs
 
 
 def check_approval(

@@ -34,7 +34,8 @@ def configure_transitions() -> None:
 
 
 EXIT_ERROR = 1  # a typed error (CODE: message on stderr)
-EXIT_STATE_DIR_BUSY = 3  # another live process owns the state directory (click uses 2)
+EXIT_STATE_DIR_BUSY = 3  # another live process owns the state directory, or the --http port
+# (click uses 2)
 
 
 class CommandFailed(click.ClickException):
@@ -48,7 +49,8 @@ class StateDirOwned(CommandFailed):
 
 
 def failed(exc: CutterError) -> CommandFailed:
-    kind = StateDirOwned if isinstance(exc, StateDirBusy) else CommandFailed
+    busy = isinstance(exc, StateDirBusy) or exc.code == "E_HTTP_PORT_BUSY"
+    kind = StateDirOwned if busy else CommandFailed
     return kind(f"{exc.code}: {exc.message}")
 
 
@@ -127,6 +129,21 @@ def demo(state_dir: Path, live: bool, dsn: str | None) -> None:
     default=None,
     help="Open the socket (0660) to this group's members, who connect as themselves.",
 )
+@click.option(
+    "--http",
+    "http",
+    default=None,
+    metavar="HOST:PORT",
+    help="Serve the review page on this loopback address (PORT 0: any free port; "
+    "the log's http_serving event names it).",
+)
+@click.option(
+    "--link-ttl",
+    type=click.IntRange(60, 24 * 3600),
+    default=15 * 60,
+    show_default=True,
+    help="Seconds a review link minted by `cutter review RUN --web` lives.",
+)
 def daemon(
     state_dir: Path,
     dsn: str | None,
@@ -136,6 +153,8 @@ def daemon(
     required_approvals: int,
     enable_execution: bool,
     socket_group: str | None,
+    http: str | None,
+    link_ttl: int,
 ) -> None:
     """Run the daemon: commands over a Unix socket (or stdio), many runs at once.
 
@@ -156,6 +175,8 @@ def daemon(
         required_approvals=required_approvals,
         enable_execution=enable_execution,
         socket_group=socket_group,
+        http=http,
+        link_ttl_seconds=link_ttl,
     )
     try:
         sys.exit(run(options))

@@ -4,6 +4,8 @@ The daemon answers the ``review`` command (``cutter.gate_review``); this prints 
 the request, the units the cut makes, the discoverer's warnings and the diff
 against the document's active IUs, and at SG_2 the verify results and the change
 set lifecycle_enact makes active and retires. With ``--json`` the reply frame.
+With ``--web`` it asks the daemon for a one-time link to decide the gate on the
+review page as the caller's principal (``cutter.web``), and prints the link.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from rich.table import Table
 
 from cutter.cli_connect import Target, daemon_options
 from cutter.cli_render import approve_hint, console, run_table
-from cutter.protocol import Review, ReviewOf
+from cutter.protocol import MintLink, Review, ReviewLink, ReviewOf
 from cutter.review import GateReview, Region, UnitChange, UnitDiff, UnitView
 
 
@@ -117,11 +119,38 @@ def print_review(out: Console, review: GateReview) -> None:
 
 @click.command()
 @daemon_options
+@click.option(
+    "--web",
+    is_flag=True,
+    help="Mint a one-time link to decide the open gate on the daemon's review page, "
+    "as you (the daemon needs --http).",
+)
+@click.option(
+    "--ttl-seconds",
+    type=click.IntRange(min=0),
+    default=None,
+    hidden=True,  # shortens the daemon's --link-ttl; 0 mints an expired link (tests)
+)
 @click.argument("run_id")
-def review(socket_path: Path, as_json: bool, run_id: str) -> None:
+def review(
+    socket_path: Path, as_json: bool, web: bool, ttl_seconds: int | None, run_id: str
+) -> None:
     """What the gate RUN_ID waits at authorises: units, warnings, diff (and at SG_2
-    the verify results and the change set)."""
+    the verify results and the change set). With --web, a link to the review page
+    where you may approve or reject it once, as yourself."""
     target = Target(socket_path, as_json)
+    if web:
+        link = target.request(MintLink(run_id=run_id, ttl_seconds=ttl_seconds), ReviewLink)
+        if as_json:
+            target.frame(link)
+            return
+        click.echo(link.url)
+        click.echo(
+            f"decides {link.gate.value} of {link.run_id} (request {link.request_digest[:16]}…) "
+            f"once, as {link.principal}, until {link.expires_at.isoformat()}; keep it private",
+            err=True,
+        )
+        return
     reply = target.request(ReviewOf(run_id=run_id), Review)
     if as_json:
         target.frame(reply)

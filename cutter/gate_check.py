@@ -168,7 +168,7 @@ class PolicyGateVerifier:
                 await prove(
                     approval,
                     kb_id,
-                    proofs=rule.proofs,
+                    proofs=rule.proofs_for(sidecar.mode),
                     reviewer_keys=policy.reviewer_keys,
                 )
             except GateRefusal as exc:

@@ -155,7 +155,10 @@ class Gatekeeper(Actor[GatekeeperCommand, GatekeeperReply]):
                 peer=message.peer,
             )
             proven = await prove(
-                approval, kb_id, proofs=rule.proofs, reviewer_keys=policy.reviewer_keys
+                approval,
+                kb_id,
+                proofs=rule.proofs_for(sidecar.mode),
+                reviewer_keys=policy.reviewer_keys,
             )
             use = msgspec.structs.replace(use, proof=proven.proof, signer_key=proven.signer_key)
         except GateRefusal as exc:

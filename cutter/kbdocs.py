@@ -86,6 +86,10 @@ class Approval(Doc, frozen=True, kw_only=True, tag="approval"):
     # of this decision; None: unsigned. Checked by the gatekeeper against the
     # policy's keys for ``approver``, never trusted for being here.
     signature: str | None = None
+    # "web": stored by the daemon from a one-time review-page link it minted for
+    # ``principal`` (``cutter.web``); the gate takes it only if its ``proofs`` list
+    # "web". None: stored over the socket (or not by the daemon at all).
+    via: Literal["web"] | None = None
 
 
 class ApprovalRefusal(Doc, frozen=True, kw_only=True, tag="approval_refusal"):

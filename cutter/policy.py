@@ -18,8 +18,11 @@ signature over the decision, ``cutter.signing``, verified against the keys
 ``reviewer_keys`` lists for that approver — never against anything the approval
 carries) and ``"database"`` (an approval a reviewer inserted into PostgreSQL's
 ``db_approvals`` as their own login, its approver stamped by the database:
-``cutter.db_approvals``). A gate whose ``proofs`` is ``["signature"]`` takes signed
-approvals only.
+``cutter.db_approvals``) and ``"web"`` (a decision made on the review page through a
+one-time link the daemon minted, over the socket, for the principal it authenticated:
+``cutter.web``). ``live_proofs``, when set, replaces ``proofs`` for LIVE runs: signatures
+for the runs that write production rows, the page for dry runs. A gate whose
+``proofs`` is ``["signature"]`` takes signed approvals only.
 
 ``parse_policy`` reads TOML or JSON strictly: an unknown key, a bad name, a
 pattern outside the doc_id alphabet, a number out of range is ``PolicyInvalid``.
@@ -36,6 +39,7 @@ import msgspec
 
 from cutter.errors import InvalidIdentifier, PolicyInvalid, SignatureMalformed, one_line
 from cutter.ids import check_token
+from cutter.mode import Mode
 from cutter.signing import MAX_KEYS_PER_REVIEWER, public_key
 from cutter.walk import Gate
 
@@ -44,7 +48,7 @@ MAX_NAMES = 200
 MAX_DOCUMENT_RULES = 200
 _PATTERN = re.compile(r"[A-Za-z0-9_.:*?\[\]!-]{1,128}")
 
-Proof = Literal["peer", "signature", "database"]
+Proof = Literal["peer", "signature", "database", "web"]
 
 
 class _Strict(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -57,6 +61,14 @@ class GateRule(_Strict, frozen=True, kw_only=True):
     ttl_seconds: int = 24 * 3600
     allow_self_approval: bool = False
     proofs: tuple[Proof, ...] = ("peer",)
+    # The proofs a LIVE run's gate accepts instead; None: the same as ``proofs``.
+    live_proofs: tuple[Proof, ...] | None = None
+
+    def proofs_for(self, mode: Mode) -> tuple[Proof, ...]:
+        """The proofs this gate accepts for a run in ``mode``."""
+        if mode is Mode.LIVE and self.live_proofs is not None:
+            return self.live_proofs
+        return self.proofs
 
 
 class DocumentRule(_Strict, frozen=True, kw_only=True):
@@ -186,12 +198,15 @@ def _gate(where: str, rule: GateRule, keys: dict[str, tuple[str, ...]]) -> None:
             f"{where} needs {rule.required_approvals} approvers but names "
             f"{len(set(rule.approvers))}: it could never be passed"
         )
-    if not rule.proofs:
-        raise PolicyInvalid(f"{where}.proofs is empty: no approval could pass")
-    if set(rule.proofs) == {"signature"} and ANYONE not in rule.approvers:
-        signers = {name for name in rule.approvers if name in keys}
-        if len(signers) < rule.required_approvals:
-            raise PolicyInvalid(
-                f"{where} takes signatures only and needs {rule.required_approvals} "
-                f"approvers, but reviewer_keys has keys for {len(signers)} of them"
-            )
+    for field, proofs in (("proofs", rule.proofs), ("live_proofs", rule.live_proofs)):
+        if proofs is None:
+            continue
+        if not proofs:
+            raise PolicyInvalid(f"{where}.{field} is empty: no approval could pass")
+        if set(proofs) == {"signature"} and ANYONE not in rule.approvers:
+            signers = {name for name in rule.approvers if name in keys}
+            if len(signers) < rule.required_approvals:
+                raise PolicyInvalid(
+                    f"{where} takes signatures only and needs {rule.required_approvals} "
+                    f"approvers, but reviewer_keys has keys for {len(signers)} of them"
+                )

@@ -27,6 +27,7 @@ def gate_policy(policy: Policy, doc_id: str, gate: Gate) -> GatePolicy:
         required_approvals=rule.required_approvals,
         approvers=rule.approvers,
         proofs=rule.proofs,
+        live_proofs=rule.live_proofs,
     )
 
 

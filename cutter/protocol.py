@@ -117,6 +117,16 @@ class SetPolicy(Command, frozen=True, kw_only=True, tag="policy_set"):
     format: Literal["toml", "json"] = "toml"
 
 
+class MintLink(Command, frozen=True, kw_only=True, tag="review_link"):
+    """``cutter review RUN --web``: a one-time link to decide the run's open gate on
+    the review page, bound to the caller's principal and that request
+    (``cutter.web.links``). ``ttl_seconds`` may only shorten the daemon's
+    ``--link-ttl``; 0 mints a link already expired (for tests)."""
+
+    run_id: str
+    ttl_seconds: int | None = None
+
+
 AnyCommand = (
     Ping
     | Start
@@ -131,6 +141,7 @@ AnyCommand = (
     | Shutdown
     | ShowPolicy
     | SetPolicy
+    | MintLink
 )
 
 
@@ -254,6 +265,18 @@ class Event(Reply, frozen=True, kw_only=True, tag="event"):
     detail: dict[str, str | int | bool | None] = {}
 
 
+class ReviewLink(Reply, frozen=True, kw_only=True, tag="review_link"):
+    """A minted link: whoever holds ``url`` may decide this request once, as
+    ``principal``, until ``expires_at``."""
+
+    url: str
+    run_id: str
+    gate: Gate
+    request_digest: str
+    principal: str
+    expires_at: datetime
+
+
 class Error(Reply, frozen=True, kw_only=True, tag="error"):
     code: str
     message: str
@@ -270,6 +293,7 @@ AnyReply = (
     | KillSwitchState
     | ShuttingDown
     | PolicyInfo
+    | ReviewLink
     | Event
     | Error
 )

@@ -43,7 +43,8 @@ class ApprovalUse(Struct, frozen=True, kw_only=True):
     review_decision_id: str | None = None
     principal: str | None = None
     # How the approver was proven: "signature" (``signer_key`` is the key's type and
-    # fingerprint), "peer" (the daemon authenticated ``principal``), None (neither:
+    # fingerprint), "database", "web" (a review-page link the daemon minted for
+    # ``principal``), "peer" (the daemon authenticated ``principal``), None (neither:
     # an approval not stored through the daemon, on a gate that accepts "peer").
     proof: str | None = None
     signer_key: str | None = None

@@ -23,10 +23,12 @@ from __future__ import annotations
 import functools
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import TextIO
 
@@ -45,6 +47,9 @@ from cutter.runner import Runner, RunnerConfig
 from cutter.stores.files import FileKillSwitch, FileKnowledgeBase, FileRunStore
 from cutter.stores.memory_target import StaticGrantProbe
 from cutter.stores.owner import claim
+from cutter.web.address import bind, parse_address
+from cutter.web.links import LinkBook
+from cutter.web.server import serve_http
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +62,8 @@ class DaemonOptions:
     required_approvals: int = 1
     enable_execution: bool = False
     socket_group: str | None = None  # None: the socket is the owner's alone
+    http: str | None = None  # HOST:PORT of the review page (loopback only); None: none
+    link_ttl_seconds: int = 15 * 60  # how long a minted review link lives
 
     @property
     def socket_path(self) -> Path:
@@ -143,17 +150,36 @@ def private_state_dir(state_dir: Path, gid: int | None) -> None:
 
 
 async def _serve(options: DaemonOptions, bus: EventBus, signals: AsyncIterator[int]) -> int:
+    # Before anything starts, so a refusal is one line: the address, then the socket.
+    http = None if options.http is None else bind(*parse_address(options.http))
+    try:
+        return await _serve_bound(options, bus, signals, http)
+    finally:
+        if http is not None:
+            http.close()  # a no-op once hypercorn owns it
+
+
+async def _serve_bound(
+    options: DaemonOptions,
+    bus: EventBus,
+    signals: AsyncIterator[int],
+    http: socket.socket | None,
+) -> int:
     log = get_logger(component="daemon")
     if not options.stdio:
-        await claim_socket(options.socket_path)  # before anything starts: a refusal is one line
+        await claim_socket(options.socket_path)
     async with (
         open_stores(options) as (config, kill_switch),
         Runner(config) as runner,
         anyio.create_task_group() as jobs,
     ):
-        daemon = Daemon(runner, kill_switch, bus, jobs)
+        links = LinkBook(ttl=timedelta(seconds=options.link_ttl_seconds))
+        daemon = Daemon(runner, kill_switch, bus, jobs, links=links)
         bus.on_drop = daemon.watcher_dropped
-        async with anyio.create_task_group() as intake:
+        # The page stops on stop_requested by itself (gracefully), after the intake.
+        async with anyio.create_task_group() as web, anyio.create_task_group() as intake:
+            if http is not None:
+                await web.start(serve_http, http, daemon)
             intake.start_soon(_signals, daemon, signals)
             if options.stdio:
                 intake.start_soon(_stdio_then_stop, daemon)
@@ -176,6 +202,7 @@ async def _serve(options: DaemonOptions, bus: EventBus, signals: AsyncIterator[i
                 state_dir=str(options.state_dir),
                 transport="stdio" if options.stdio else str(options.socket_path),
                 socket_group=options.socket_group,
+                http=daemon.web_url,
                 principal=daemon.owner,
                 store="postgresql" if options.dsn else "files",
             )

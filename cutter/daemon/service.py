@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TypeVar, assert_never
+from datetime import datetime, timedelta
+from typing import Literal, TypeVar, assert_never
 
 import anyio
 from anyio.abc import TaskGroup
@@ -26,7 +26,9 @@ from cutter.errors import (
     ApprovalWrongGate,
     ApproverNotAllowed,
     CutterError,
+    DuplicateApprover,
     RunNotAtGate,
+    SelfApprovalRefused,
     SignatureMalformed,
     new_error_id,
 )
@@ -40,7 +42,7 @@ from cutter.ids import (
 from cutter.kbdocs import Approval, PolicyVersion
 from cutter.logs import Logger, get_logger
 from cutter.mode import require_mode_allowed
-from cutter.policy import Policy, listed, parse_policy
+from cutter.policy import GateRule, Policy, listed, parse_policy
 from cutter.policy_book import current, default_policy, gate_policy, replace
 from cutter.ports import KillSwitchControl
 from cutter.principals import Caller, acting, own_principal
@@ -54,12 +56,14 @@ from cutter.protocol import (
     Event,
     KillSwitchState,
     ListRuns,
+    MintLink,
     Ping,
     PolicyInfo,
     Pong,
     Reply,
     Resume,
     Review,
+    ReviewLink,
     ReviewOf,
     RunInfo,
     RunList,
@@ -76,8 +80,10 @@ from cutter.protocol import (
     encode,
 )
 from cutter.runner import Runner
-from cutter.sidecar import Sidecar
+from cutter.sidecar import GateRecord, Sidecar
 from cutter.signing import check_signature
+from cutter.web.errors import HttpNotServing, WebProofNotAccepted
+from cutter.web.links import LinkBook
 
 T = TypeVar("T")
 
@@ -92,6 +98,8 @@ class Daemon:
     log: Logger = field(default_factory=lambda: get_logger(component="daemon"))
     owner: str = field(default_factory=own_principal)  # the daemon's own principal
     policy_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    links: LinkBook = field(default_factory=LinkBook)  # the review page's minted links
+    web_url: str | None = None  # where the review page listens (None: no --http)
 
     @property
     def fallback_policy(self) -> Policy:
@@ -276,6 +284,8 @@ class Daemon:
                 return ShuttingDown(id=command.id)
             case ShowPolicy():
                 return self._policy_info(command.id, await self.policy(), caller)
+            case MintLink():
+                return await self._mint(command, caller)
             case SetPolicy():
                 return await self._set_policy(command, caller)
             case Watch():
@@ -306,7 +316,61 @@ class Daemon:
         self.log.info("policy_changed", version=after.version, set_by=by, peer=caller.peer)
         return self._policy_info(command.id, after, caller)
 
-    async def _approve(self, command: SubmitApproval, caller: Caller) -> Reply:
+    async def _mint(self, command: MintLink, caller: Caller) -> ReviewLink:
+        """A one-time link to decide the run's open request on the review page, as the
+        caller's principal — if the policy lets that principal decide it there."""
+        if self.web_url is None:
+            raise HttpNotServing("the daemon serves no review page: start it with --http")
+        principal = caller.require()
+        run_id = check_run_id(command.run_id)
+        sidecar = await self.runner.status(run_id)
+        gate = sidecar.pending_gate
+        if gate is None:
+            raise RunNotAtGate(
+                run_id, f"run {run_id} is {sidecar.state.value} and waits at no gate: no link"
+            )
+        policy = (await self.policy()).policy
+        rule = policy.gate_rule(sidecar.doc_id, gate.gate)
+        check_may_decide(sidecar, gate, rule, principal)
+        if command.ttl_seconds is not None and command.ttl_seconds < 0:
+            raise ApprovalInvalid(run_id, "ttl_seconds must be 0 or more")
+        token, link = self.links.mint(
+            principal=principal,
+            run_id=run_id,
+            gate=gate.gate,
+            request_digest=gate.request_digest,
+            nonce=gate.nonce,
+            now=self.runner.config.clock(),
+            ttl=None if command.ttl_seconds is None else timedelta(seconds=command.ttl_seconds),
+        )
+        self.log.info(
+            "review_link_minted",
+            run_id=run_id,
+            gate=gate.gate.value,
+            principal=principal,
+            peer=caller.peer,
+            expires_at=link.expires_at.isoformat(),
+        )
+        return ReviewLink(
+            id=command.id,
+            url=f"{self.web_url}/runs/{run_id}/link/{token}",
+            run_id=run_id,
+            gate=gate.gate,
+            request_digest=gate.request_digest,
+            principal=principal,
+            expires_at=link.expires_at,
+        )
+
+    async def web_decide(self, command: SubmitApproval, caller: Caller) -> ApprovalStored:
+        """A decision posted on the review page through a link minted for
+        ``caller.principal``: stored and used exactly as a socket approval is."""
+        reply = await self._approve(command, caller, via="web")
+        assert isinstance(reply, ApprovalStored)
+        return reply
+
+    async def _approve(
+        self, command: SubmitApproval, caller: Caller, via: Literal["web"] | None = None
+    ) -> Reply:
         """Store the decision where its identity names it (``decision_kb_id``) and resume.
 
         A retry of the same decision (the client lost the connection, the daemon was
@@ -352,6 +416,7 @@ class Daemon:
                 review_decision_id=command.review_decision_id,
                 principal=caller.principal,
                 signature=signature,
+                via=via,
             )
             await runner.config.kb.put(kb_id, approval)
             self.log.info(
@@ -362,6 +427,7 @@ class Daemon:
                 principal=caller.principal,
                 peer=peer,
                 signed=signature is not None,
+                via=via,
             )
         elif kb_id in sidecar.approvals_used or not command.resume:
             return self._replayed(command, kb_id, sidecar)
@@ -438,4 +504,27 @@ def require_open_request(sidecar: Sidecar, command: SubmitApproval) -> None:
             sidecar.run_id,
             f"the decision answers another {gate.gate.value} request than the one open "
             f"({gate.request_digest[:16]}…): it is not stored",
+        )
+
+
+def check_may_decide(sidecar: Sidecar, gate: GateRecord, rule: GateRule, principal: str) -> None:
+    """Refuse a review link the gatekeeper would refuse the decision of: a principal
+    the policy does not name for this gate, the starter (unless self-approval is
+    allowed), one who decided already, or a gate that does not take the page."""
+    run_id = sidecar.run_id
+    if not listed(principal, rule.approvers):
+        raise ApproverNotAllowed(
+            run_id, f"{principal} is not an approver of {gate.gate} for {sidecar.doc_id}"
+        )
+    if principal == sidecar.started_by and not rule.allow_self_approval:
+        raise SelfApprovalRefused(
+            run_id, f"{principal} started run {run_id} and may not approve it"
+        )
+    if principal in gate.approvers:
+        raise DuplicateApprover(run_id, f"{principal} already decided {gate.gate} of {run_id}")
+    proofs = rule.proofs_for(sidecar.mode)
+    if "web" not in proofs:
+        raise WebProofNotAccepted(
+            f"the policy takes only {' or '.join(proofs)} proofs at {gate.gate} of "
+            f"{sidecar.mode.value} runs of {sidecar.doc_id}, not the review page: no link minted"
         )
