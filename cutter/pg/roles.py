@@ -1,4 +1,11 @@
-"""The writer and reader roles: the writer holds exactly what a cut needs.
+"""The roles: the writer holds exactly what a cut needs, the control role what the
+gate trusts, the reader reads.
+
+``cutter_writer`` (the daemon's IU writer, ``--dsn``) writes the target tables, runs
+and KB docs — but not the kill switch, not the consumption records, and (migration
+0004's trigger on ``kb_docs``) not the policy or the approvals the daemon attests.
+Those are ``cutter_control``'s (the gatekeeper's, ``--control-dsn``): a login that is
+a member of it. ``cutter_reviewer``'s members insert approvals as themselves.
 
 Role names are checked against a strict pattern before they are quoted into
 DDL (identifiers cannot be bind parameters); nothing else is ever built into SQL.
@@ -22,11 +29,27 @@ WRITER_GRANTS: dict[str, tuple[str, ...]] = {
     "backups": ("SELECT", "INSERT"),
     "kb_docs": ("SELECT", "INSERT", "UPDATE"),
     "runs": ("SELECT", "INSERT", "UPDATE"),
-    "consumed_approvals": ("SELECT", "INSERT"),
-    "kill_switch": ("SELECT", "UPDATE"),
+    # Read only: consuming an approval and the kill switch are the control role's.
+    "consumed_approvals": ("SELECT",),
+    "kill_switch": ("SELECT",),
     "schema_version": ("SELECT",),
     # Approvals a reviewer inserted as their own login: the writer only reads them.
     "db_approvals": ("SELECT",),
+}
+
+# The gatekeeper's group: what the gate trusts. It consumes an approval and saves the
+# advanced run in one transaction (so ``runs`` too), writes the policy and the
+# approvals the daemon attests (``kb_docs`` under ``policy/`` and ``approvals/``, which
+# the trigger of migration 0004 keeps from every login outside this group), and sets
+# the kill switch. It writes no target table.
+CONTROL = "cutter_control"
+CONTROL_GRANTS: dict[str, tuple[str, ...]] = {
+    "kb_docs": ("SELECT", "INSERT", "UPDATE"),
+    "runs": ("SELECT", "INSERT", "UPDATE"),
+    "consumed_approvals": ("SELECT", "INSERT"),
+    "kill_switch": ("SELECT", "UPDATE"),
+    "db_approvals": ("SELECT",),
+    "schema_version": ("SELECT",),
 }
 
 # The group whose members may insert approvals into ``db_approvals`` (cutter approve
@@ -53,16 +76,18 @@ def check_role(name: str) -> str:
 async def create_roles(
     dsn: str, *, writer: str = "cutter_writer", reader: str = "cutter_reader", login: bool = False
 ) -> None:
-    """Create (or re-grant) both roles and the NOLOGIN reviewer group
-    (``cutter_reviewer``); running it again changes nothing. A reviewer is a login
-    role made a member of that group (``GRANT cutter_reviewer TO ann``)."""
+    """Create (or re-grant exactly) the writer, the reader, the control role
+    (``cutter_control``) and the NOLOGIN reviewer group (``cutter_reviewer``); running
+    it again changes nothing. ``login`` makes writer, reader and control LOGIN roles;
+    otherwise a login is made a member (``GRANT cutter_control TO gatekeeper``), as a
+    reviewer is of ``cutter_reviewer``."""
     writer, reader = check_role(writer), check_role(reader)
     conn = await connect(dsn)
     try:
         async with conn.transaction():
             # Roles are cluster-wide; serialise concurrent callers.
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext('iu-cutter roles'))")
-            for role in (writer, reader, REVIEWER):
+            for role in (writer, reader, CONTROL, REVIEWER):
                 exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
                 if not exists:
                     can = "LOGIN" if login and role != REVIEWER else "NOLOGIN"
@@ -72,6 +97,8 @@ async def create_roles(
             for table, privileges in WRITER_GRANTS.items():
                 await conn.execute(f'GRANT {", ".join(privileges)} ON "{table}" TO "{writer}"')
                 await conn.execute(f'GRANT SELECT ON "{table}" TO "{reader}"')
+            for table, privileges in CONTROL_GRANTS.items():
+                await conn.execute(f'GRANT {", ".join(privileges)} ON "{table}" TO "{CONTROL}"')
             columns = ", ".join(REVIEWER_INSERT_COLUMNS)
             await conn.execute(f'GRANT SELECT, INSERT ({columns}) ON db_approvals TO "{REVIEWER}"')
             await conn.execute(f'GRANT SELECT ON runs TO "{REVIEWER}"')
