@@ -31,7 +31,7 @@ from cutter.pg.migrate import (
     migrations,
     schema_version,
 )
-from cutter.pg.roles import WRITER_GRANTS, create_roles
+from cutter.pg.roles import CONTROL, CONTROL_GRANTS, WRITER_GRANTS, create_roles
 from cutter.pg.target import PgGrantProbe, PgLedger
 from cutter.records import REQUIRED_GRANTS
 from tests.pg._stores import (
@@ -327,6 +327,34 @@ async def test_the_default_writer_of_the_template_holds_the_writer_grants(
 ) -> None:
     assert await table_grants(pg_db.admin_dsn, WRITER) == writer_grants()
     await create_roles(pg_db.admin_dsn)
+    assert await table_grants(pg_db.admin_dsn, WRITER) == writer_grants()
+
+
+@pytest.mark.anyio
+async def test_the_control_role_holds_exactly_its_grants(pg_db: PgDatabase) -> None:
+    expected = {table: set(privileges) for table, privileges in CONTROL_GRANTS.items()}
+    assert await table_grants(pg_db.admin_dsn, CONTROL) == expected
+    await admin_execute(pg_db.admin_dsn, f'GRANT INSERT ON ius TO "{CONTROL}"')
+    await create_roles(pg_db.admin_dsn)
+    assert await table_grants(pg_db.admin_dsn, CONTROL) == expected
+    assert "ius" not in expected  # it writes no target table
+
+
+@pytest.mark.anyio
+async def test_migration_0004_takes_the_gate_from_a_writer_granted_before_it(
+    pg_db: PgDatabase,
+) -> None:
+    """A database migrated and granted before 0004: the writer still holds the kill
+    switch and the consumption records until 0004 applies, then it does not."""
+    await admin_execute(
+        pg_db.admin_dsn,
+        "DROP TRIGGER kb_docs_control_only ON kb_docs",
+        "DROP FUNCTION kb_docs_control_only()",
+        "DELETE FROM schema_version WHERE version = 4",
+        f'GRANT UPDATE ON kill_switch TO "{WRITER}"',
+        f'GRANT INSERT ON consumed_approvals TO "{WRITER}"',
+    )
+    assert await migrate(pg_db.admin_dsn) == [4]
     assert await table_grants(pg_db.admin_dsn, WRITER) == writer_grants()
 
 
