@@ -20,7 +20,19 @@ from cutter.kbdocs import ApprovalRefusal, PhaseDoc
 from cutter.ledger import CutEnvelope, StoredEntry, decode_envelope, verify_stored
 from cutter.mode import Mode
 from cutter.pg.target import row_from_record
-from cutter.protocol import AbortRun, Error, Ping, Pong, RunInfo, Start
+from cutter.principals import own_principal
+from cutter.protocol import (
+    AbortRun,
+    Error,
+    KillSwitchState,
+    Ping,
+    PolicyInfo,
+    Pong,
+    RunInfo,
+    SetKillSwitch,
+    SetPolicy,
+    Start,
+)
 from cutter.records import IUState
 from cutter.states import RunState
 from cutter.walk import PHASES, Phase, Pin
@@ -264,8 +276,21 @@ async def test_daemon_on_two_logins_walks_a_live_run_to_closeout(
     run, resent = await finish(daemon.socket, run, _consumed_reader(pg_db.admin_dsn))
     assert run.state is RunState.CLOSEOUT_REPORTED
     assert resent == 1
-    assert await anyio.to_thread.run_sync(daemon.stop) == 0
     assert await _check_closed(pg_db.admin_dsn, run.run_id) == ["APPROVAL_CONSUMED_ALREADY"]
+    # The kill switch and the policy, written through the control login too.
+    for engage in (True, False):
+        switched = await ask(daemon.socket, SetKillSwitch(id="k", engage=engage, reason="test"))
+        assert isinstance(switched, KillSwitchState), switched
+        assert switched.engaged is engage
+    me = own_principal()
+    policy = await ask(daemon.socket, SetPolicy(id="p", text=f'admins = ["{me}"]'))
+    assert isinstance(policy, PolicyInfo), policy
+    assert policy.version == 1
+    assert await anyio.to_thread.run_sync(daemon.stop) == 0
+    stored = await _fetch(
+        pg_db.admin_dsn, "SELECT kb_id FROM kb_docs WHERE starts_with(kb_id, 'policy/')"
+    )
+    assert len(stored) == 2  # policy/current and its change record
     approvals = await _fetch(
         pg_db.admin_dsn, "SELECT kb_id FROM kb_docs WHERE starts_with(kb_id, 'approvals/')"
     )
