@@ -296,8 +296,8 @@ async def test_daemon_on_two_logins_walks_a_live_run_to_closeout(
     )
     assert len(approvals) == 2  # stored through the control login: the writer could not
 
-    shared = await _launch(tmp_path / "shared", pg_db, pg_daemons)
-    (warning,) = shared.logged("control_shares_login")
+    one_login = await _launch(tmp_path / "one-login", pg_db, pg_daemons)
+    (warning,) = one_login.logged("control_shares_login")
     (superuser,) = await _fetch(pg_db.admin_dsn, "SELECT session_user AS login")
     assert warning["login"] == superuser["login"]
-    assert await anyio.to_thread.run_sync(shared.stop) == 0
+    assert await anyio.to_thread.run_sync(one_login.stop) == 0
