@@ -571,3 +571,60 @@ async def test_with_the_real_approvals_the_same_run_writes_its_rows(
     else:
         assert sc.state is RunState.CLOSEOUT_REPORTED, sc.stop
         assert await iu_states(pg_db) == ["active"] * N_IUS
+
+
+@pytest.mark.anyio
+async def test_a_function_the_writer_plants_on_the_search_path_does_not_open_the_trigger(
+    pg_db: PgDatabase,
+) -> None:
+    """Before PostgreSQL 15 every login may create objects in ``public``: the writer's
+    own ``pg_has_role`` or ``starts_with``, found first on a ``search_path`` it sets,
+    would answer for the trigger's. The trigger's functions pin ``search_path``."""
+    await admin_execute(pg_db.admin_dsn, "GRANT CREATE ON SCHEMA public TO cutter_writer")
+    async with login(pg_db.writer_dsn) as conn:
+        for planted in (
+            "CREATE FUNCTION public.pg_has_role(name, text, text) RETURNS boolean"
+            " LANGUAGE sql AS 'SELECT true'",
+            "CREATE FUNCTION public.starts_with(text, text) RETURNS boolean"
+            " LANGUAGE sql AS 'SELECT false'",
+            "CREATE FUNCTION public.now() RETURNS timestamptz"
+            " LANGUAGE sql AS $$SELECT '2000-01-01'::timestamptz$$",
+        ):
+            await conn.execute(planted)
+        await conn.execute("SET search_path = public, pg_catalog")
+        for kb_id in ("policy/current", "approvals/run-a/SG_1-planted"):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute("INSERT INTO kb_docs (kb_id, doc) VALUES ($1, '\\x00')", kb_id)
+    assert await admin_fetch(pg_db.admin_dsn, "SELECT kb_id FROM kb_docs") == []
+
+
+@pytest.mark.anyio
+async def test_a_reviewers_planted_now_does_not_date_its_database_approval(
+    pg_db: PgDatabase,
+) -> None:
+    """Migration 0003's stamp calls now(); 0004 pins its search_path too."""
+    reviewer = f"reviewer_{secrets.token_hex(4)}"
+    await admin_execute(
+        pg_db.admin_dsn,
+        f"CREATE ROLE {reviewer} LOGIN",
+        f"GRANT cutter_reviewer TO {reviewer}",
+        f"GRANT CREATE ON SCHEMA public TO {reviewer}",
+    )
+    try:
+        async with login(pg_db.writer_dsn.replace("cutter_writer@", f"{reviewer}@", 1)) as conn:
+            await conn.execute(
+                "CREATE FUNCTION public.now() RETURNS timestamptz"
+                " LANGUAGE sql AS $$SELECT '2000-01-01'::timestamptz$$"
+            )
+            await conn.execute("SET search_path = public, pg_catalog")
+            await conn.execute(
+                "INSERT INTO db_approvals (approval_id, run_id, gate, request_digest, nonce,"
+                " decision, reason) VALUES ('planted', 'run-x', 'SG_1', 'd', 'n', 'approve', 'r')"
+            )
+        (row,) = await admin_fetch(
+            pg_db.admin_dsn,
+            "SELECT principal, issued_at > now() - interval '1 hour' AS fresh FROM db_approvals",
+        )
+        assert (row["principal"], row["fresh"]) == (reviewer, True)
+    finally:
+        await admin_execute(pg_db.admin_dsn, f"DROP OWNED BY {reviewer}", f"DROP ROLE {reviewer}")

@@ -12,7 +12,11 @@
 -- (session_user, which SET ROLE does not change) is a member of cutter_control. Only
 -- the table's owner or a superuser can drop or disable it.
 
-CREATE FUNCTION kb_docs_control_only() RETURNS trigger LANGUAGE plpgsql AS $$
+-- The function pins its search_path: otherwise a login that may create objects (in
+-- ``public`` before PostgreSQL 15) could plant its own pg_has_role or starts_with and
+-- put it first on the search_path its session sets.
+CREATE FUNCTION kb_docs_control_only() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog AS $$
 DECLARE
     ids text[] := ARRAY[]::text[];
     kb_id text;
@@ -40,6 +44,9 @@ $$;
 
 CREATE TRIGGER kb_docs_control_only BEFORE INSERT OR UPDATE OR DELETE ON kb_docs
     FOR EACH ROW EXECUTE FUNCTION kb_docs_control_only();
+
+-- 0003's stamp calls now() the same way: a reviewer's own now() must not date its row.
+ALTER FUNCTION db_approvals_stamp() SET search_path = pg_catalog;
 
 -- A database whose roles were granted before this version: the writer loses what is
 -- now the control role's at once (cutter db roles grants the control role).
