@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import re
 
-from cutter.errors import InvalidIdentifier
+import asyncpg
+
+from cutter.errors import AccessDenied, InvalidIdentifier
 from cutter.pg.connect import connect
 
 _ROLE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -67,6 +69,15 @@ REVIEWER_INSERT_COLUMNS = (
 )
 
 
+# The tables (of ``$1``) the session's login neither owns nor may act as the owner of.
+_NOT_OWNED = """
+SELECT tablename FROM pg_tables
+WHERE schemaname = 'public' AND tablename = ANY($1::text[])
+  AND NOT pg_has_role(session_user, tableowner, 'USAGE')
+ORDER BY tablename
+"""
+
+
 def check_role(name: str) -> str:
     if not _ROLE.fullmatch(name):
         raise InvalidIdentifier("role", f"{name[:40]!r} is not a plain lowercase identifier")
@@ -84,23 +95,47 @@ async def create_roles(
     writer, reader = check_role(writer), check_role(reader)
     conn = await connect(dsn)
     try:
-        async with conn.transaction():
-            # Roles are cluster-wide; serialise concurrent callers.
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('iu-cutter roles'))")
-            for role in (writer, reader, CONTROL, REVIEWER):
-                exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
-                if not exists:
-                    can = "LOGIN" if login and role != REVIEWER else "NOLOGIN"
-                    await conn.execute(f'CREATE ROLE "{role}" {can}')
-                await conn.execute(f'REVOKE ALL ON ALL TABLES IN SCHEMA public FROM "{role}"')
-                await conn.execute(f'GRANT USAGE ON SCHEMA public TO "{role}"')
-            for table, privileges in WRITER_GRANTS.items():
-                await conn.execute(f'GRANT {", ".join(privileges)} ON "{table}" TO "{writer}"')
-                await conn.execute(f'GRANT SELECT ON "{table}" TO "{reader}"')
-            for table, privileges in CONTROL_GRANTS.items():
-                await conn.execute(f'GRANT {", ".join(privileges)} ON "{table}" TO "{CONTROL}"')
-            columns = ", ".join(REVIEWER_INSERT_COLUMNS)
-            await conn.execute(f'GRANT SELECT, INSERT ({columns}) ON db_approvals TO "{REVIEWER}"')
-            await conn.execute(f'GRANT SELECT ON runs TO "{REVIEWER}"')
+        login_name = str(await conn.fetchval("SELECT session_user"))
+        try:
+            await _grant_all(conn, writer, reader, login)
+        except asyncpg.InsufficientPrivilegeError as exc:
+            raise AccessDenied(
+                f"database login {login_name!r} may not create or grant the roles ({exc}): "
+                "run `cutter db roles` as the schema's owner with CREATEROLE; nothing changed"
+            ) from None
     finally:
         await conn.close()
+
+
+async def _grant_all(conn: asyncpg.Connection, writer: str, reader: str, login: bool) -> None:
+    """One transaction: all of it, or (refused) nothing. PostgreSQL only warns when a
+    login that does not own a table grants or revokes on it, so ownership is checked
+    first: otherwise nothing would change and the roles would be said to hold their
+    grants."""
+    tables = sorted(set(WRITER_GRANTS) | set(CONTROL_GRANTS))
+    foreign = await conn.fetch(_NOT_OWNED, tables)
+    if foreign:
+        login_name = await conn.fetchval("SELECT session_user")
+        raise AccessDenied(
+            f"database login {login_name!r} does not own "
+            + ", ".join(r["tablename"] for r in foreign)
+            + ": run `cutter db roles` as the schema's owner; nothing changed"
+        )
+    async with conn.transaction():
+        # Roles are cluster-wide; serialise concurrent callers.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('iu-cutter roles'))")
+        for role in (writer, reader, CONTROL, REVIEWER):
+            exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
+            if not exists:
+                can = "LOGIN" if login and role != REVIEWER else "NOLOGIN"
+                await conn.execute(f'CREATE ROLE "{role}" {can}')
+            await conn.execute(f'REVOKE ALL ON ALL TABLES IN SCHEMA public FROM "{role}"')
+            await conn.execute(f'GRANT USAGE ON SCHEMA public TO "{role}"')
+        for table, privileges in WRITER_GRANTS.items():
+            await conn.execute(f'GRANT {", ".join(privileges)} ON "{table}" TO "{writer}"')
+            await conn.execute(f'GRANT SELECT ON "{table}" TO "{reader}"')
+        for table, privileges in CONTROL_GRANTS.items():
+            await conn.execute(f'GRANT {", ".join(privileges)} ON "{table}" TO "{CONTROL}"')
+        columns = ", ".join(REVIEWER_INSERT_COLUMNS)
+        await conn.execute(f'GRANT SELECT, INSERT ({columns}) ON db_approvals TO "{REVIEWER}"')
+        await conn.execute(f'GRANT SELECT ON runs TO "{REVIEWER}"')

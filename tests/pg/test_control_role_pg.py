@@ -14,6 +14,7 @@ gate. With the real approvals, the same run writes its rows.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import os
@@ -27,10 +28,12 @@ from pathlib import Path
 import asyncpg
 import msgspec
 import pytest
+from click.testing import CliRunner
 
 import cutter
 from cutter import codec
 from cutter.approvals import GatePolicy
+from cutter.cli import main
 from cutter.errors import CutterError, StopCode
 from cutter.kbdocs import (
     POLICY_CURRENT,
@@ -628,3 +631,32 @@ async def test_a_reviewers_planted_now_does_not_date_its_database_approval(
         assert (row["principal"], row["fresh"]) == (reviewer, True)
     finally:
         await admin_execute(pg_db.admin_dsn, f"DROP OWNED BY {reviewer}", f"DROP ROLE {reviewer}")
+
+
+def test_cutter_db_roles_as_a_login_that_may_not_grant_is_refused_typed(
+    pg_db: PgDatabase,
+) -> None:
+    before = asyncio.run(grants(pg_db))
+    result = CliRunner().invoke(main, ["db", "roles", "--dsn", pg_db.writer_dsn])
+    assert result.exit_code == 1, result.output
+    assert "E_NOT_PERMITTED" in result.output
+    assert "cutter_writer" in result.output
+    assert "Traceback" not in result.output
+    assert asyncio.run(grants(pg_db)) == before
+
+
+def test_control_dsn_without_dsn_is_a_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["daemon", "--state-dir", str(tmp_path), "--control-dsn", "postgresql://x@/y"]
+    )
+    assert result.exit_code == 2
+    assert "--control-dsn goes with --dsn" in result.output
+
+
+async def grants(pg_db: PgDatabase) -> list[tuple[object, ...]]:
+    rows = await admin_fetch(
+        pg_db.admin_dsn,
+        "SELECT grantee, table_name, privilege_type FROM information_schema.role_table_grants"
+        " WHERE grantee LIKE 'cutter_%' ORDER BY 1, 2, 3",
+    )
+    return [tuple(r) for r in rows]
