@@ -125,6 +125,13 @@ def demo(state_dir: Path, live: bool, dsn: str | None) -> None:
 )
 @click.option("--enable-execution", is_flag=True, help="Allow Mode.LIVE runs.")
 @click.option(
+    "--control-dsn",
+    default=None,
+    help="With --dsn: a login in cutter_control, for what the gate trusts (approvals it "
+    "consumes and attests, the policy, the kill switch). Without it the --dsn login must "
+    "hold both roles (weaker).",
+)
+@click.option(
     "--socket-group",
     default=None,
     help="Open the socket (0660) to this group's members, who connect as themselves.",
@@ -152,6 +159,7 @@ def daemon(
     allow_self_approval: bool,
     required_approvals: int,
     enable_execution: bool,
+    control_dsn: str | None,
     socket_group: str | None,
     http: str | None,
     link_ttl: int,
@@ -166,9 +174,12 @@ def daemon(
         raise click.UsageError("--stdio needs --log FILE: stdout carries the protocol")
     if stdio and socket_group is not None:
         raise click.UsageError("--socket-group is for the socket, not --stdio")
+    if control_dsn is not None and dsn is None:
+        raise click.UsageError("--control-dsn goes with --dsn (PostgreSQL)")
     options = DaemonOptions(
         state_dir=state_dir,
         dsn=dsn,
+        control_dsn=control_dsn,
         stdio=stdio,
         log_path=log_path,
         allow_self_approval=allow_self_approval,
@@ -207,11 +218,15 @@ def migrate(dsn: str) -> None:
 @click.option("--reader", default="cutter_reader", show_default=True)
 @click.option("--login", is_flag=True, help="Create the roles with LOGIN (default NOLOGIN).")
 def roles(dsn: str, writer: str, reader: str, login: bool) -> None:
-    """Create the least-privilege writer and the reader role, or re-grant them exactly."""
-    from cutter.pg.roles import create_roles
+    """Create the least-privilege writer, the control role (cutter_control: what the gate
+    trusts), the reader and the reviewer group, or re-grant them exactly."""
+    from cutter.pg.roles import CONTROL, REVIEWER, create_roles
 
     _run(lambda: create_roles(dsn, writer=writer, reader=reader, login=login))
-    click.echo(f"roles {writer} (writer) and {reader} (reader) hold exactly their grants")
+    click.echo(
+        f"roles {writer} (writer), {CONTROL} (control), {reader} (reader) and {REVIEWER}"
+        " (reviewers) hold exactly their grants"
+    )
 
 
 @main.command("add-document")

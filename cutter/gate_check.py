@@ -11,10 +11,12 @@ the gate again from what the sidecar cannot vouch for:
   sidecar recorded, name this run, this gate and this opening (nonce), and pin what
   the run is about to write (source, manifest, IU count, writer; at SG_2 the
   verify result);
-- each recorded use names an approval doc that approves exactly that request, by an
-  approver the policy allows (not the starter unless it allows self-approval),
-  consumed by this run according to the run store's consumption records, and
-  proved as the policy's ``proofs`` require (a signature is verified again);
+- each recorded use names an approval doc, under ``approvals/`` or ``db-approvals/``
+  (``cutter.control_docs``: nowhere the IU writer can write on PostgreSQL), that
+  approves exactly that request, by an approver the policy allows (not the starter
+  unless it allows self-approval), consumed by this run according to the run store's
+  consumption records, and proved as the policy's ``proofs`` require (a signature is
+  verified again);
 - the distinct approvers number at least the policy's ``required_approvals``.
 
 Expiry is not judged again: the gatekeeper judged it when the approval was
@@ -28,6 +30,7 @@ from typing import NoReturn
 
 from cutter.approval_proof import prove
 from cutter.approvals import GatePolicy, check_well_formed
+from cutter.control_docs import is_approval_location
 from cutter.errors import CorruptRecord, GateRefusal, StopGateNotPassed
 from cutter.kbdocs import Approval, Decision, SovereignRequest
 from cutter.policy import Policy
@@ -61,6 +64,8 @@ def check_passed(
     passing: list[tuple[str, Approval]] = []
     for use in record.uses:
         kb_id = use.approval_kb_id
+        if not is_approval_location(kb_id):
+            _fail(sidecar, gate, f"approval {kb_id} is not under approvals/ or db-approvals/")
         approval = approvals.get(kb_id)
         if not isinstance(approval, Approval):
             _fail(sidecar, gate, f"approval {kb_id} is not an approval in the KB")

@@ -10,6 +10,7 @@ import msgspec
 from actors import Actor, Context
 from cutter.approval_proof import prove
 from cutter.approvals import GatePolicy, check_approval
+from cutter.control_docs import is_approval_location
 from cutter.drift import compare
 from cutter.errors import (
     ApprovalConsumedAlready,
@@ -222,6 +223,11 @@ class Gatekeeper(Actor[GatekeeperCommand, GatekeeperReply]):
         return ApprovalConsumed(sidecar=after)
 
     async def _load_approval(self, run_id: str, kb_id: str) -> Approval:
+        if not is_approval_location(kb_id):
+            # Anywhere else the IU writer can write: nothing there proves an approver.
+            raise ApprovalNotFound(
+                run_id, f"{kb_id} is not under approvals/ or db-approvals/, where approvals are"
+            )
         try:
             doc = await self.services.kb.get(kb_id)
         except KeyError:

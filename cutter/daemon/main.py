@@ -56,6 +56,7 @@ from cutter.web.server import serve_http
 class DaemonOptions:
     state_dir: Path
     dsn: str | None = None
+    control_dsn: str | None = None  # the cutter_control login (None: --dsn's login holds both)
     stdio: bool = False
     log_path: Path | None = None  # None: stdout (not allowed with stdio)
     allow_self_approval: bool = False
@@ -111,7 +112,13 @@ async def open_stores(
     from cutter.pg.records import PgKillSwitch
     from cutter.pg.stores import pg_config
 
-    async with pg_config(options.dsn, TextDiscoverer(), policy=policy) as config:
+    async with pg_config(
+        options.dsn,
+        TextDiscoverer(),
+        control_dsn=options.control_dsn,
+        check_roles=True,
+        policy=policy,
+    ) as config:
         assert isinstance(config.kill_switch, PgKillSwitch)
         yield config, config.kill_switch
 

@@ -4,6 +4,13 @@ approvals, and the kill switch.
 Consuming an approval is one conditional ``INSERT … ON CONFLICT DO NOTHING
 RETURNING`` inside the transaction that saves the advanced sidecar: zero rows
 means another run or process consumed it first, and nothing is saved.
+
+Two pools: ``pool`` acts as the IU writer (``cutter_writer``), ``control`` as the
+gatekeeper's role (``cutter_control``, ``cutter.pg.roles``). Exactly the writes the
+gate trusts go through ``control``: consuming an approval (with the save of the
+advanced run, one transaction), KB docs under ``policy/`` and ``approvals/``
+(``cutter.control_docs``), and setting the kill switch. Without a control pool both
+are one (a login holding both roles, the weaker setup).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import asyncpg
 import msgspec
 
 from cutter import codec
+from cutter.control_docs import is_controlled
 from cutter.db_approvals import is_database_approval, reserved
 from cutter.errors import ApprovalConsumedAlready, CorruptRecord, DocumentBusy, UnknownRun, one_line
 from cutter.ids import check_kb_id, check_run_id
@@ -41,18 +49,23 @@ class PgKnowledgeBase:
     bytes, so the same doc. Any other answer (changed, corrupt, deleted) reads the
     row as a first ``get`` would, so a ``get`` still returns exactly what decoding
     the stored bytes gives, or raises as that would. Dicts of a cached doc are
-    copied on each return, so no caller can change what another is given."""
+    copied on each return, so no caller can change what another is given.
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    ``put`` of a controlled doc (the policy, an approval the daemon attests) goes
+    through ``control``."""
+
+    def __init__(self, pool: asyncpg.Pool, control: asyncpg.Pool | None = None) -> None:
         self.pool = pool
+        self.control = pool if control is None else control
         self._decoded: OrderedDict[str, tuple[bytes, KBDoc]] = OrderedDict()
 
     async def put(self, kb_id: str, doc: KBDoc) -> None:
         kb_id = reserved(check_kb_id(kb_id))
         data = encode_kb_doc(kb_id, doc)
         self._decoded.pop(kb_id, None)
+        pool = self.control if is_controlled(kb_id) else self.pool
         with domain_errors("KB put"):
-            await self.pool.execute(q.KB_PUT, kb_id, data)
+            await pool.execute(q.KB_PUT, kb_id, data)
 
     async def get(self, kb_id: str) -> KBDoc:
         kb_id = check_kb_id(kb_id)
@@ -121,8 +134,11 @@ def _unshared(doc: KBDoc) -> KBDoc:
 
 
 class PgRunStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    """Runs in ``runs``; consuming an approval goes through ``control``."""
+
+    def __init__(self, pool: asyncpg.Pool, control: asyncpg.Pool | None = None) -> None:
         self.pool = pool
+        self.control = pool if control is None else control
 
     async def load(self, run_id: str) -> Sidecar:
         run_id = check_run_id(run_id)
@@ -161,7 +177,7 @@ class PgRunStore:
         kb_id = check_kb_id(use.approval_kb_id)
         data = encode_sidecar(sidecar)
         with domain_errors("consume approval"):
-            async with self.pool.acquire() as conn, conn.transaction():
+            async with self.control.acquire() as conn, conn.transaction():
                 won = await conn.fetchval(q.CONSUME, kb_id, sidecar.run_id, use.consumed_at)
                 if won is None:
                     raise ApprovalConsumedAlready(sidecar.run_id, kb_id)
@@ -186,10 +202,12 @@ class PgRunStore:
 
 
 class PgKillSwitch:
-    """Engaged unless the database positively says it is not: it fails closed."""
+    """Engaged unless the database positively says it is not: it fails closed.
+    Engaging and releasing go through ``control``."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, control: asyncpg.Pool | None = None) -> None:
         self.pool = pool
+        self.control = pool if control is None else control
 
     async def engaged(self) -> bool:
         try:
@@ -200,8 +218,8 @@ class PgKillSwitch:
 
     async def engage(self, reason: str) -> None:
         with domain_errors("engage kill switch"):
-            await self.pool.execute(q.KILL_SWITCH_SET, True, reason)
+            await self.control.execute(q.KILL_SWITCH_SET, True, reason)
 
     async def release(self) -> None:
         with domain_errors("release kill switch"):
-            await self.pool.execute(q.KILL_SWITCH_SET, False, "")
+            await self.control.execute(q.KILL_SWITCH_SET, False, "")

@@ -15,6 +15,11 @@ work runs in a worker thread, except loading one sidecar (see
 ``FileRunStore.load``). Reads never repair: an undecodable file raises
 ``CorruptRecord`` naming it and is left exactly as found.
 
+There is one writer: whoever can write the state directory writes the policy, the
+approvals the daemon attests, the consumption journal and the kill switch as
+easily as the sidecars (no counterpart of PostgreSQL's ``cutter_control``); LIVE
+gates that take only ``"signature"`` proofs are the defence (docs/gates.md).
+
 KB ids map to paths one to one because a segment other than the last may not
 end in ``.json`` (``a.json/b`` would need a directory where ``a`` keeps its
 file); both KB implementations refuse such ids.

@@ -39,6 +39,7 @@ from cutter.walk import Gate, Phase, Pin
 from tests.pg.conftest import PgDatabase
 
 WRITER = "cutter_writer"
+CONTROL = "cutter_control"
 ADMIN_TIMEOUT_S = 10.0
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 BACKENDS = ["memory", "pg"]
@@ -188,6 +189,7 @@ async def open_records(backend: Backend) -> AsyncIterator[RecordsUnderTest]:
         return
     db = backend.pg
     pool = await create_pool(db.writer_dsn, role=WRITER, min_size=0, max_size=4)
+    control = await create_pool(db.control_dsn, role=CONTROL, min_size=0, max_size=2)
     try:
 
         async def corrupt_kb_pg(kb_id: str, data: bytes) -> None:
@@ -211,9 +213,15 @@ async def open_records(backend: Backend) -> AsyncIterator[RecordsUnderTest]:
             assert status == "UPDATE 1"
 
         yield RecordsUnderTest(
-            "pg", PgKnowledgeBase(pool), PgRunStore(pool), corrupt_kb_pg, corrupt_run_pg, db
+            "pg",
+            PgKnowledgeBase(pool, control),
+            PgRunStore(pool, control),
+            corrupt_kb_pg,
+            corrupt_run_pg,
+            db,
         )
     finally:
+        await control.close()
         await pool.close()
 
 

@@ -29,6 +29,7 @@ DSN_ENV = "CUTTER_TEST_DSN"
 TEMPLATE = "cutter_template"
 WRITER = "cutter_writer"
 READER = "cutter_reader"
+CONTROL = "cutter_control"
 ADMIN_TIMEOUT_S = 10.0
 
 
@@ -50,12 +51,14 @@ class PgServer:
 
 @dataclass(frozen=True)
 class PgDatabase:
-    """A migrated database of its own for one test; the writer and reader roles exist."""
+    """A migrated database of its own for one test; the writer, control and reader roles
+    exist and may log in (the daemon's two logins are ``writer_dsn`` and ``control_dsn``)."""
 
     name: str
     admin_dsn: str
     writer_dsn: str
     reader_dsn: str
+    control_dsn: str
 
 
 def _with(dsn: str, *, database: str, user: str | None = None) -> str:
@@ -199,6 +202,7 @@ def pg_db_factory(pg_server: PgServer, pg_template: str) -> Iterator[Callable[[]
             admin_dsn=pg_server.admin_dsn(name),
             writer_dsn=pg_server.dsn(name, WRITER),
             reader_dsn=pg_server.dsn(name, READER),
+            control_dsn=pg_server.dsn(name, CONTROL),
         )
 
     yield make

@@ -708,7 +708,14 @@ async def writer_pool(pg_db: PgDatabase) -> AsyncIterator[asyncpg.Pool]:
 async def test_the_kill_switch_is_released_after_migrate_and_engages_and_releases(
     pg_db: PgDatabase, writer_pool: asyncpg.Pool
 ) -> None:
-    switch = PgKillSwitch(writer_pool)
+    control = await create_pool(pg_db.control_dsn, role="cutter_control", min_size=0)
+    try:
+        await engage_and_release(pg_db, PgKillSwitch(writer_pool, control))
+    finally:
+        await control.close()
+
+
+async def engage_and_release(pg_db: PgDatabase, switch: PgKillSwitch) -> None:
     assert await switch.engaged() is False
     await switch.engage("maintenance window")
     assert await switch.engaged() is True

@@ -447,14 +447,16 @@ async def test_a_hostile_run_id_never_reaches_sql(pg_db: PgDatabase, run_id: str
 async def test_the_tables_survive_the_classic_injection_as_data(pg_db: PgDatabase) -> None:
     """Values that are not ids (a reason, a note) go in as parameters, never as SQL."""
     pool = await create_pool(pg_db.writer_dsn, role=WRITER, min_size=0)
+    control = await create_pool(pg_db.control_dsn, role="cutter_control", min_size=0)
     try:
         reason = "'); DROP TABLE kill_switch; --"
-        await PgKillSwitch(pool).engage(reason)
+        await PgKillSwitch(pool, control).engage(reason)
         note = "'; DROP TABLE kb_docs; --"
         await PgKnowledgeBase(pool).put("runs/run-a", phase_doc(note=note))
         assert await PgKnowledgeBase(pool).get("runs/run-a") == phase_doc(note=note)
         assert await PgKillSwitch(pool).engaged() is True
     finally:
+        await control.close()
         await pool.close()
     assert [row[1:3] for row in await table_snapshot(pg_db.admin_dsn, "kill_switch")] == [
         (True, reason)

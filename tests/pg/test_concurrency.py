@@ -59,10 +59,11 @@ from cutter.stores.locks import InProcessDocumentLocks
 from cutter.stores.seeded import InMemoryDiscoverer
 
 
-async def main(dsn: str, run_id: str, approval: str, locks: str) -> int:
+async def main(dsn: str, control_dsn: str, run_id: str, approval: str, locks: str) -> int:
     configure_json(sys.stderr)  # stdout is the protocol
     enable_execution()  # this process only: the run it races on is LIVE
-    async with pg_config(dsn, InMemoryDiscoverer.seeded(12)) as config:
+    seeded = InMemoryDiscoverer.seeded(12)
+    async with pg_config(dsn, seeded, control_dsn=control_dsn) as config:
         if locks == "in-process":  # no lock between the racers: the store step decides alone
             config = replace(config, locks=InProcessDocumentLocks())
         async with Runner(config) as runner:
@@ -103,7 +104,7 @@ def kill_if_running(proc: Process) -> None:
 
 
 async def race(
-    dsn: str, run_id: str, approval: str, locks: str, logs: Sequence[Path]
+    dsns: tuple[str, str], run_id: str, approval: str, locks: str, logs: Sequence[Path]
 ) -> list[dict[str, Any]]:
     """Two processes resume ``run_id`` with ``approval``, released at the same moment."""
     env = {
@@ -117,7 +118,7 @@ async def race(
             stderr = stack.enter_context(log.open("wb"))
             proc = await stack.enter_async_context(
                 await anyio.open_process(
-                    [sys.executable, "-c", RACER, dsn, run_id, approval, locks],
+                    [sys.executable, "-c", RACER, *dsns, run_id, approval, locks],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=stderr,
@@ -160,7 +161,10 @@ async def test_processes_racing_on_one_approval_advance_the_run_exactly_once(
 ) -> None:
     monkeypatch.setattr(cutter, "__execution_enabled__", True)
     disc = InMemoryDiscoverer.seeded(N_IUS)
-    async with pg_config(pg_db.writer_dsn, disc) as config, Runner(config) as runner:
+    async with (
+        pg_config(pg_db.writer_dsn, disc, control_dsn=pg_db.control_dsn) as config,
+        Runner(config) as runner,
+    ):
         for n in range(RACES):
             doc_id = f"doc-race-{n}"  # a LIVE cut per document: each race has its own rows
             await publish_source(pg_db.admin_dsn, doc_id, disc.source)
@@ -170,7 +174,8 @@ async def test_processes_racing_on_one_approval_advance_the_run_exactly_once(
             approval = await write_approval(config.kb, at_sg1)
 
             logs = [tmp_path / f"race-{n}-{side}.log" for side in "ab"]
-            results = await race(pg_db.writer_dsn, run_id, approval, locks, logs)
+            dsns = (pg_db.writer_dsn, pg_db.control_dsn)
+            results = await race(dsns, run_id, approval, locks, logs)
 
             winners = [r for r in results if r["exit"] == 0]
             losers = [r for r in results if r["exit"] != 0]
@@ -281,8 +286,8 @@ async def test_consuming_one_approval_twice_advances_once_without_the_document_l
     disc = InMemoryDiscoverer.seeded(N_IUS)
     await publish_source(pg_db.admin_dsn, DOC_ID, disc.source)
     async with (
-        pg_config(pg_db.writer_dsn, disc) as config_a,
-        pg_config(pg_db.writer_dsn, disc) as config_b,
+        pg_config(pg_db.writer_dsn, disc, control_dsn=pg_db.control_dsn) as config_a,
+        pg_config(pg_db.writer_dsn, disc, control_dsn=pg_db.control_dsn) as config_b,
     ):
         store_a, store_b = _RunStoreProxy(config_a.run_store), _RunStoreProxy(config_b.run_store)
         store_b.hold_lookup_until = store_a.consumed
@@ -340,8 +345,8 @@ async def test_a_second_walk_of_a_document_is_refused_naming_the_holder(
     await publish_source(pg_db.admin_dsn, other_doc, disc.source)
     results: dict[str, Sidecar] = {}
     async with (
-        pg_config(pg_db.writer_dsn, disc) as first_config,
-        pg_config(pg_db.writer_dsn, disc) as second_config,
+        pg_config(pg_db.writer_dsn, disc, control_dsn=pg_db.control_dsn) as first_config,
+        pg_config(pg_db.writer_dsn, disc, control_dsn=pg_db.control_dsn) as second_config,
     ):
         blocking = BlockingGrants(first_config.grants)
         first = Runner(replace(first_config, grants=blocking))

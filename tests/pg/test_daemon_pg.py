@@ -20,7 +20,19 @@ from cutter.kbdocs import ApprovalRefusal, PhaseDoc
 from cutter.ledger import CutEnvelope, StoredEntry, decode_envelope, verify_stored
 from cutter.mode import Mode
 from cutter.pg.target import row_from_record
-from cutter.protocol import AbortRun, Error, Ping, Pong, RunInfo, Start
+from cutter.principals import own_principal
+from cutter.protocol import (
+    AbortRun,
+    Error,
+    KillSwitchState,
+    Ping,
+    PolicyInfo,
+    Pong,
+    RunInfo,
+    SetKillSwitch,
+    SetPolicy,
+    Start,
+)
 from cutter.records import IUState
 from cutter.states import RunState
 from cutter.walk import PHASES, Phase, Pin
@@ -247,3 +259,45 @@ async def test_two_daemons_on_one_database_keep_one_open_run_per_document(
     assert later.run_id in refused.message
     for daemon in (first, second):
         assert await anyio.to_thread.run_sync(daemon.stop) == 0
+
+
+async def test_daemon_on_two_logins_walks_a_live_run_to_closeout(
+    pg_db: PgDatabase, tmp_path: Path, pg_daemons: list[DaemonProcess]
+) -> None:
+    """``--dsn`` a cutter_writer login, ``--control-dsn`` a cutter_control login: the
+    daemon consumes approvals, stores the ones it attests and walks to closeout, and
+    says nothing about a shared login; one superuser DSN is the weaker setup, logged."""
+    await anyio.to_thread.run_sync(functools.partial(add_document, dsn=pg_db.admin_dsn))
+    logins = ("--dsn", pg_db.writer_dsn, "--control-dsn", pg_db.control_dsn, LIVE)
+    daemon = await anyio.to_thread.run_sync(launch, tmp_path / "state", *logins)
+    pg_daemons.append(daemon)
+    assert daemon.logged("control_shares_login") == []
+    run = await start_run(daemon.socket, Mode.LIVE)
+    run, resent = await finish(daemon.socket, run, _consumed_reader(pg_db.admin_dsn))
+    assert run.state is RunState.CLOSEOUT_REPORTED
+    assert resent == 1
+    assert await _check_closed(pg_db.admin_dsn, run.run_id) == ["APPROVAL_CONSUMED_ALREADY"]
+    # The kill switch and the policy, written through the control login too.
+    for engage in (True, False):
+        switched = await ask(daemon.socket, SetKillSwitch(id="k", engage=engage, reason="test"))
+        assert isinstance(switched, KillSwitchState), switched
+        assert switched.engaged is engage
+    me = own_principal()
+    policy = await ask(daemon.socket, SetPolicy(id="p", text=f'admins = ["{me}"]'))
+    assert isinstance(policy, PolicyInfo), policy
+    assert policy.version == 1
+    assert await anyio.to_thread.run_sync(daemon.stop) == 0
+    stored = await _fetch(
+        pg_db.admin_dsn, "SELECT kb_id FROM kb_docs WHERE starts_with(kb_id, 'policy/')"
+    )
+    assert len(stored) == 2  # policy/current and its change record
+    approvals = await _fetch(
+        pg_db.admin_dsn, "SELECT kb_id FROM kb_docs WHERE starts_with(kb_id, 'approvals/')"
+    )
+    assert len(approvals) == 2  # stored through the control login: the writer could not
+
+    one_login = await _launch(tmp_path / "one-login", pg_db, pg_daemons)
+    (warning,) = one_login.logged("control_shares_login")
+    (superuser,) = await _fetch(pg_db.admin_dsn, "SELECT session_user AS login")
+    assert warning["login"] == superuser["login"]
+    assert await anyio.to_thread.run_sync(one_login.stop) == 0

@@ -112,7 +112,9 @@ async def test_the_writer_role_cannot_insert_or_forge_a_database_approval(
         pg_db.writer_dsn,
         "INSERT INTO kb_docs (kb_id, doc) VALUES ('db-approvals/plain', '\\x7b7d')",
     )
-    async with pg_config(pg_db.writer_dsn, InMemoryDiscoverer.seeded(1)) as config:
+    async with pg_config(
+        pg_db.writer_dsn, InMemoryDiscoverer.seeded(1), control_dsn=pg_db.control_dsn
+    ) as config:
         with pytest.raises(KeyError):
             await config.kb.get("db-approvals/plain")
         fake = Approval(
@@ -144,7 +146,10 @@ async def test_a_database_only_gate_passes_with_bobs_row_and_refuses_a_kb_approv
     await make_reviewers(pg_db)
     disc = InMemoryDiscoverer.seeded(N_IUS)
     await publish_source(pg_db.admin_dsn, DOC_ID, disc.source)
-    async with pg_config(pg_db.writer_dsn, disc) as config, Runner(config) as runner:
+    async with (
+        pg_config(pg_db.writer_dsn, disc, control_dsn=pg_db.control_dsn) as config,
+        Runner(config) as runner,
+    ):
         assert isinstance(config.kb, PgKnowledgeBase)
         await database_only(config.kb)
         sc = await runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)
@@ -183,7 +188,10 @@ async def test_a_database_approval_does_not_pass_a_gate_that_does_not_list_it(
     await make_reviewers(pg_db)
     disc = InMemoryDiscoverer.seeded(N_IUS)
     await publish_source(pg_db.admin_dsn, DOC_ID, disc.source)
-    async with pg_config(pg_db.writer_dsn, disc) as config, Runner(config) as runner:
+    async with (
+        pg_config(pg_db.writer_dsn, disc, control_dsn=pg_db.control_dsn) as config,
+        Runner(config) as runner,
+    ):
         sc = await runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)
         given = ApprovalInput(run_id=sc.run_id, gate=Gate.SG_1, approver="ann", reason="ok")
         stored = await approve_in_database(login_dsn(pg_db, "ann"), given)
@@ -201,7 +209,10 @@ async def test_cutter_approve_dsn_stores_as_the_login_and_refuses_another_name(
     await make_reviewers(pg_db)
     disc = InMemoryDiscoverer.seeded(N_IUS)
     await publish_source(pg_db.admin_dsn, DOC_ID, disc.source)
-    async with pg_config(pg_db.writer_dsn, disc) as config, Runner(config) as runner:
+    async with (
+        pg_config(pg_db.writer_dsn, disc, control_dsn=pg_db.control_dsn) as config,
+        Runner(config) as runner,
+    ):
         sc = await runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)
     base = ["approve", sc.run_id, "--gate", "SG_1", "--reason", "read it"]
     bob = ["--dsn", login_dsn(pg_db, "bob")]

@@ -54,7 +54,10 @@ def assert_stopped_at_the_gate(sc: Sidecar) -> None:
 async def test_required_approvals_edited_in_the_runs_row_writes_no_row(pg_db: PgDatabase) -> None:
     disc = InMemoryDiscoverer.seeded(N_IUS)
     await publish_source(pg_db.admin_dsn, DOC_ID, disc.source)
-    async with pg_config(pg_db.writer_dsn, disc) as config, Runner(config) as runner:
+    async with (
+        pg_config(pg_db.writer_dsn, disc, control_dsn=pg_db.control_dsn) as config,
+        Runner(config) as runner,
+    ):
         sc = await runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)
         assert sc.state is RunState.AWAITING_CUT_AUTHORIZATION, sc.stop
         await admin_execute(pg_db.admin_dsn, ZERO.format(run_id=sc.run_id))
@@ -66,7 +69,10 @@ async def test_required_approvals_edited_in_the_runs_row_writes_no_row(pg_db: Pg
 async def test_required_approvals_edited_at_sg2_enacts_nothing(pg_db: PgDatabase) -> None:
     disc = InMemoryDiscoverer.seeded(N_IUS)
     await publish_source(pg_db.admin_dsn, DOC_ID, disc.source)
-    async with pg_config(pg_db.writer_dsn, disc) as config, Runner(config) as runner:
+    async with (
+        pg_config(pg_db.writer_dsn, disc, control_dsn=pg_db.control_dsn) as config,
+        Runner(config) as runner,
+    ):
         sc = await runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)
         sc = await runner.resume(sc.run_id, await write_approval(config.kb, sc))
         assert sc.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION, sc.stop
@@ -87,7 +93,10 @@ async def test_an_approval_dropped_into_kb_docs_and_recorded_writes_no_row(
 ) -> None:
     disc = InMemoryDiscoverer.seeded(N_IUS)
     await publish_source(pg_db.admin_dsn, DOC_ID, disc.source)
-    async with pg_config(pg_db.writer_dsn, disc) as config, Runner(config) as runner:
+    async with (
+        pg_config(pg_db.writer_dsn, disc, control_dsn=pg_db.control_dsn) as config,
+        Runner(config) as runner,
+    ):
         sc = await runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)
         kb_id = await write_approval(config.kb, sc)
         gate = sc.pending_gate

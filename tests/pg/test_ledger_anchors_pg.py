@@ -70,7 +70,10 @@ async def runs(pg_db: PgDatabase, monkeypatch: pytest.MonkeyPatch) -> Runs:
     disc = InMemoryDiscoverer.seeded(N_IUS)
     for doc_id in DOCS:
         await publish_source(pg_db.admin_dsn, doc_id, disc.source)
-    async with pg_config(pg_db.writer_dsn, disc) as config, Runner(config) as runner:
+    async with (
+        pg_config(pg_db.writer_dsn, disc, control_dsn=pg_db.control_dsn) as config,
+        Runner(config) as runner,
+    ):
         a = await walk(runner, config.kb, DOCS[0], Decision.APPROVE)
         b = await walk(runner, config.kb, DOCS[1], Decision.REJECT)
         c = await walk(runner, config.kb, DOCS[2], Decision.APPROVE)

@@ -31,7 +31,7 @@ from cutter.pg.migrate import (
     migrations,
     schema_version,
 )
-from cutter.pg.roles import WRITER_GRANTS, create_roles
+from cutter.pg.roles import CONTROL, CONTROL_GRANTS, WRITER_GRANTS, create_roles
 from cutter.pg.target import PgGrantProbe, PgLedger
 from cutter.records import REQUIRED_GRANTS
 from tests.pg._stores import (
@@ -46,7 +46,12 @@ from tests.pg._stores import (
 from tests.pg.conftest import PgDatabase, PgServer
 
 REPO = Path(__file__).resolve().parents[2]
-VERSIONS = [(1, "initial"), (2, "one_open_run_per_document"), (3, "database_approvals")]
+VERSIONS = [
+    (1, "initial"),
+    (2, "one_open_run_per_document"),
+    (3, "database_approvals"),
+    (4, "control_role"),
+]
 TABLES = {
     "documents",
     "source_versions",
@@ -97,13 +102,13 @@ def expected_versions() -> list[tuple[int, str]]:
 @pytest.mark.anyio
 async def test_migrate_applies_everything_once_and_then_nothing(empty_db: str) -> None:
     assert await public_tables(empty_db) == []
-    assert await migrate(empty_db) == [1, 2, 3]
-    assert await schema_version(empty_db) == 3
+    assert await migrate(empty_db) == [1, 2, 3, 4]
+    assert await schema_version(empty_db) == 4
     assert set(await public_tables(empty_db)) == TABLES
     assert await versions(empty_db) == expected_versions() == VERSIONS
 
     assert await migrate(empty_db) == []
-    assert await schema_version(empty_db) == 3
+    assert await schema_version(empty_db) == 4
     assert await versions(empty_db) == VERSIONS
     assert set(await public_tables(empty_db)) == TABLES
     # The kill switch row is seeded once, not again on the second run.
@@ -115,7 +120,7 @@ async def test_migrate_applies_everything_once_and_then_nothing(empty_db: str) -
 @pytest.mark.anyio
 async def test_migrating_the_migrated_template_clone_applies_nothing(pg_db: PgDatabase) -> None:
     assert await migrate(pg_db.admin_dsn) == []
-    assert await schema_version(pg_db.admin_dsn) == 3
+    assert await schema_version(pg_db.admin_dsn) == 4
 
 
 async def _back_to_version_1_with_two_open_runs(dsn: str) -> None:
@@ -158,7 +163,7 @@ def test_two_open_runs_of_one_document_stop_migration_0002_changing_nothing(
     assert cli.exit_code == 1, cli.output
     assert "E_MIGRATION_REFUSED" in cli.output
     assert "Traceback" not in cli.output
-    assert anyio.run(versions, dsn) == [VERSIONS[0], VERSIONS[2]]
+    assert anyio.run(versions, dsn) == [VERSIONS[0], VERSIONS[2], VERSIONS[3]]
     index = "SELECT to_regclass('runs_one_open_per_document')"
     assert anyio.run(_admin, dsn, index) is None
     anyio.run(_admin, dsn, "UPDATE runs SET state = 'ABORTED' WHERE run_id = 'run-a'")
@@ -217,7 +222,7 @@ async def test_two_processes_migrating_at_once_apply_each_version_once(empty_db:
             results = [json.loads(await _line(out)) for out in outs]
             codes = [await child.wait() for child in children]
     assert codes == [0, 0]
-    assert sorted(results) == [[], [1, 2, 3]]
+    assert sorted(results) == [[], [1, 2, 3, 4]]
     assert await versions(empty_db) == VERSIONS
     assert set(await public_tables(empty_db)) == TABLES
     assert await admin_fetchval(empty_db, "SELECT count(*) FROM kill_switch") == 1
@@ -227,12 +232,12 @@ def test_the_cli_migrates_and_prints_the_schema_version(empty_db: str) -> None:
     runner = CliRunner()
     first = runner.invoke(main, ["db", "migrate", "--dsn", empty_db])
     assert first.exit_code == 0, first.output
-    assert "applied [1, 2, 3]" in first.output
-    assert "schema version 3" in first.output
+    assert "applied [1, 2, 3, 4]" in first.output
+    assert "schema version 4" in first.output
     again = runner.invoke(main, ["db", "migrate", "--dsn", empty_db])
     assert again.exit_code == 0, again.output
     assert "applied nothing" in again.output
-    assert "schema version 3" in again.output
+    assert "schema version 4" in again.output
 
 
 # == roles ============================================================================
@@ -322,6 +327,34 @@ async def test_the_default_writer_of_the_template_holds_the_writer_grants(
 ) -> None:
     assert await table_grants(pg_db.admin_dsn, WRITER) == writer_grants()
     await create_roles(pg_db.admin_dsn)
+    assert await table_grants(pg_db.admin_dsn, WRITER) == writer_grants()
+
+
+@pytest.mark.anyio
+async def test_the_control_role_holds_exactly_its_grants(pg_db: PgDatabase) -> None:
+    expected = {table: set(privileges) for table, privileges in CONTROL_GRANTS.items()}
+    assert await table_grants(pg_db.admin_dsn, CONTROL) == expected
+    await admin_execute(pg_db.admin_dsn, f'GRANT INSERT ON ius TO "{CONTROL}"')
+    await create_roles(pg_db.admin_dsn)
+    assert await table_grants(pg_db.admin_dsn, CONTROL) == expected
+    assert "ius" not in expected  # it writes no target table
+
+
+@pytest.mark.anyio
+async def test_migration_0004_takes_the_gate_from_a_writer_granted_before_it(
+    pg_db: PgDatabase,
+) -> None:
+    """A database migrated and granted before 0004: the writer still holds the kill
+    switch and the consumption records until 0004 applies, then it does not."""
+    await admin_execute(
+        pg_db.admin_dsn,
+        "DROP TRIGGER kb_docs_control_only ON kb_docs",
+        "DROP FUNCTION kb_docs_control_only()",
+        "DELETE FROM schema_version WHERE version = 4",
+        f'GRANT UPDATE ON kill_switch TO "{WRITER}"',
+        f'GRANT INSERT ON consumed_approvals TO "{WRITER}"',
+    )
+    assert await migrate(pg_db.admin_dsn) == [4]
     assert await table_grants(pg_db.admin_dsn, WRITER) == writer_grants()
 
 

@@ -1,4 +1,5 @@
-"""The policy on PostgreSQL: KB docs in ``kb_docs``, no schema change, as the writer."""
+"""The policy on PostgreSQL: KB docs in ``kb_docs``, no schema change, written through
+the control role (tests/pg/test_control_role_pg.py: the writer cannot)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ AT = datetime(2026, 12, 1, tzinfo=UTC)
 @pytest.mark.anyio
 async def test_the_policy_and_its_changes_are_kb_docs_on_postgresql(pg_db: PgDatabase) -> None:
     pool = await create_pool(pg_db.writer_dsn, role=WRITER, min_size=0)
+    control = await create_pool(pg_db.control_dsn, role="cutter_control", min_size=0)
     try:
-        kb = PgKnowledgeBase(pool)
+        kb = PgKnowledgeBase(pool, control)
         fallback = default_policy(GatePolicy(required_approvals=2), "cutter")
         before = await current(kb, fallback)
         assert (before.version, before.policy) == (0, fallback)
@@ -46,4 +48,5 @@ async def test_the_policy_and_its_changes_are_kb_docs_on_postgresql(pg_db: PgDat
         assert isinstance(change, PolicyVersion)
         assert (change.set_by, change.policy.starters) == ("cutter", ("bob",))
     finally:
+        await control.close()
         await pool.close()

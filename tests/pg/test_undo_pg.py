@@ -28,7 +28,7 @@ async def test_a_live_run_stopping_after_leg_a_on_postgresql(
     async def publish(data: bytes) -> str:
         return (await publish_source(pg_db.admin_dsn, DOC_ID, data)).sv_id
 
-    async with pg_config(pg_db.writer_dsn, DISCOVERER) as config:
+    async with pg_config(pg_db.writer_dsn, DISCOVERER, control_dsn=pg_db.control_dsn) as config:
         world = World(config=config, publish=publish, monkeypatch=monkeypatch)
         await scenario(world)
         seen_by_writer = [(r.sv_id, r.ordinal, r.state.value) for r in await world.rows()]

@@ -87,7 +87,10 @@ async def test_live_walk_through_both_gates_commits_every_record(
 ) -> None:
     disc = InMemoryDiscoverer.seeded(N_IUS)
     version = await publish_source(pg_db.admin_dsn, DOC_ID, disc.source)
-    async with pg_config(pg_db.writer_dsn, disc) as config, Runner(config) as runner:
+    async with (
+        pg_config(pg_db.writer_dsn, disc, control_dsn=pg_db.control_dsn) as config,
+        Runner(config) as runner,
+    ):
         sc = await walk_to_closeout(runner, config.kb, DOC_ID, Mode.LIVE)
         entries = await config.target.ledger.entries()
         head = await config.target.ledger.verify()
@@ -140,7 +143,10 @@ async def test_dry_walk_commits_nothing_to_the_target_tables(pg_db: PgDatabase) 
     disc = InMemoryDiscoverer.seeded(N_IUS)
     await publish_source(pg_db.admin_dsn, DOC_ID, disc.source)
     before = await table_digest(pg_db.admin_dsn)
-    async with pg_config(pg_db.writer_dsn, disc) as config, Runner(config) as runner:
+    async with (
+        pg_config(pg_db.writer_dsn, disc, control_dsn=pg_db.control_dsn) as config,
+        Runner(config) as runner,
+    ):
         sc = await walk_to_closeout(runner, config.kb, DOC_ID, Mode.DRY_RUN)
 
     assert await table_digest(pg_db.admin_dsn) == before
@@ -232,7 +238,10 @@ async def test_leg_a_replayed_after_a_crash_writes_nothing_new(
 ) -> None:
     disc = InMemoryDiscoverer.seeded(N_IUS)
     await publish_source(pg_db.admin_dsn, DOC_ID, disc.source)
-    async with pg_config(pg_db.writer_dsn, disc) as config, Runner(config) as runner:
+    async with (
+        pg_config(pg_db.writer_dsn, disc, control_dsn=pg_db.control_dsn) as config,
+        Runner(config) as runner,
+    ):
         store = config.run_store
         saved: list[Sidecar] = []
         original_save, original_consuming = store.save, store.save_consuming
@@ -290,7 +299,10 @@ async def test_leg_a_body_run_twice_gives_the_same_change_set_and_rows(
 ) -> None:
     disc = InMemoryDiscoverer.seeded(N_IUS)
     await publish_source(pg_db.admin_dsn, DOC_ID, disc.source)
-    async with pg_config(pg_db.writer_dsn, disc) as config, Runner(config) as runner:
+    async with (
+        pg_config(pg_db.writer_dsn, disc, control_dsn=pg_db.control_dsn) as config,
+        Runner(config) as runner,
+    ):
         sc = await runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)
         services = Services(
             target=config.target,
@@ -323,7 +335,10 @@ async def test_rejected_sg2_rolls_the_rows_back_to_the_backup_exactly(
     older, newer = InMemoryDiscoverer.seeded(N_IUS - 1), InMemoryDiscoverer.seeded(N_IUS)
     disc = SourcesDiscoverer(older, newer)
     v1 = await publish_source(pg_db.admin_dsn, DOC_ID, older.source)
-    async with pg_config(pg_db.writer_dsn, disc) as config, Runner(config) as runner:
+    async with (
+        pg_config(pg_db.writer_dsn, disc, control_dsn=pg_db.control_dsn) as config,
+        Runner(config) as runner,
+    ):
         earlier = await walk_to_closeout(runner, config.kb, DOC_ID, Mode.LIVE)
         v2 = await publish_source(pg_db.admin_dsn, DOC_ID, newer.source)
         assert v2.sv_id != v1.sv_id
@@ -386,7 +401,10 @@ async def test_grant_probe_stops_a_writer_without_exactly_its_grants_before_any_
     await publish_source(pg_db.admin_dsn, DOC_ID, disc.source)
     await admin_execute(pg_db.admin_dsn, statement)
     before = await table_digest(pg_db.admin_dsn)
-    async with pg_config(pg_db.writer_dsn, disc) as config, Runner(config) as runner:
+    async with (
+        pg_config(pg_db.writer_dsn, disc, control_dsn=pg_db.control_dsn) as config,
+        Runner(config) as runner,
+    ):
         sc = await runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)
 
     assert sc.state is RunState.FAILED
@@ -412,7 +430,10 @@ async def test_source_edited_during_the_sg1_pause_stops_the_run_with_drift(
     older, newer = InMemoryDiscoverer.seeded(N_IUS), InMemoryDiscoverer.seeded(N_IUS - 1)
     disc = SourcesDiscoverer(older, newer)
     v1 = await publish_source(pg_db.admin_dsn, DOC_ID, older.source)
-    async with pg_config(pg_db.writer_dsn, disc) as config, Runner(config) as runner:
+    async with (
+        pg_config(pg_db.writer_dsn, disc, control_dsn=pg_db.control_dsn) as config,
+        Runner(config) as runner,
+    ):
         sc = await runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)
         assert sc.state is RunState.AWAITING_CUT_AUTHORIZATION
         approval = await write_approval(config.kb, sc)
@@ -445,7 +466,10 @@ async def test_source_bytes_changed_in_place_during_the_sg1_pause_are_drift(
     hashes the bytes themselves, stops with STOP_DRIFT and consumes nothing."""
     disc = InMemoryDiscoverer.seeded(N_IUS)
     v1 = await publish_source(pg_db.admin_dsn, DOC_ID, disc.source)
-    async with pg_config(pg_db.writer_dsn, disc) as config, Runner(config) as runner:
+    async with (
+        pg_config(pg_db.writer_dsn, disc, control_dsn=pg_db.control_dsn) as config,
+        Runner(config) as runner,
+    ):
         sc = await runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)
         assert sc.state is RunState.AWAITING_CUT_AUTHORIZATION
         approval = await write_approval(config.kb, sc)
