@@ -146,6 +146,20 @@ def request_mismatch(sidecar: Sidecar, record: GateRecord, request: object) -> s
     return None
 
 
+def request_damage(sidecar: Sidecar, record: GateRecord, request: object) -> str | None:
+    """``request_mismatch``, and the approvals the request doc says it needs must be
+    those the run recorded: why the gatekeeper refuses to take an approval for this
+    request (``GATE_REQUEST_DAMAGED``), or None."""
+    why = request_mismatch(sidecar, record, request)
+    if why is not None:
+        return why
+    if isinstance(request, SovereignRequest) and (
+        request.required_approvals != record.required_approvals
+    ):
+        return f"the request at {record.request_kb_id} is not the one recorded"
+    return None
+
+
 def _fail(sidecar: Sidecar, gate: Gate, why: str) -> NoReturn:
     raise StopGateNotPassed(f"{gate} is not passed as the policy requires: {why}")
 

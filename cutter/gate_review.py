@@ -9,7 +9,7 @@ import msgspec
 
 from cutter.discovery import TextDiscoverer
 from cutter.errors import CorruptRecord, GateRequestDamaged, RunNotAtGate
-from cutter.gate_check import request_mismatch
+from cutter.gate_check import request_damage
 from cutter.kbdocs import PhaseDoc
 from cutter.phases.context import Services, load_manifest, manifest_digest
 from cutter.plan import staged_rows
@@ -43,7 +43,7 @@ async def gate_review(services: Services, sidecar: Sidecar) -> GateReview:
         request: object = await services.kb.get(gate.request_kb_id)
     except (KeyError, CorruptRecord):
         request = None
-    why = request_mismatch(sidecar, gate, request)
+    why = request_damage(sidecar, gate, request)
     if why is not None:  # what a reviewer would be shown is not what the run recorded
         raise GateRequestDamaged(sidecar.run_id, why)
     manifest = await load_manifest(services.kb, sidecar)

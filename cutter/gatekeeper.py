@@ -27,7 +27,7 @@ from cutter.errors import (
     StopCode,
     new_error_id,
 )
-from cutter.gate_check import request_mismatch
+from cutter.gate_check import request_damage
 from cutter.ids import new_nonce
 from cutter.kbdocs import (
     Approval,
@@ -238,13 +238,7 @@ class Gatekeeper(Actor[GatekeeperCommand, GatekeeperReply]):
             raise GateRequestDamaged(
                 sidecar.run_id, f"the request doc of {gate.gate} cannot be read: {exc.message}"
             ) from exc
-        why = request_mismatch(sidecar, gate, request)
-        if (
-            why is None
-            and isinstance(request, SovereignRequest)
-            and request.required_approvals != gate.required_approvals
-        ):
-            why = f"the request at {gate.request_kb_id} is not the one recorded"
+        why = request_damage(sidecar, gate, request)
         if why is not None:
             raise GateRequestDamaged(sidecar.run_id, why)
 
