@@ -19,10 +19,19 @@ import anyio
 import pytest
 
 from cutter.mode import Mode
-from cutter.protocol import Error, ListRuns, RunList, StatusOf
+from cutter.protocol import Error, ListRuns, ReviewOf, RunInfo, RunList, StatusOf
 from cutter.states import RunState
 from cutter.walk import Gate
-from tests.daemon._drive import ROOT, add_document, approve, ask, expect, launch, start_run
+from tests.daemon._drive import (
+    ROOT,
+    add_document,
+    approval_for,
+    approve,
+    ask,
+    expect,
+    launch,
+    start_run,
+)
 
 DOCS = ("doc-a", "doc-b", "doc-c")
 
@@ -96,3 +105,29 @@ def test_a_start_that_fails_after_binding_leaves_no_socket(tmp_path: Path) -> No
     )
     assert done.returncode != 0
     assert not (state_dir / "daemon.sock").exists()
+
+
+def test_an_approval_over_the_socket_for_a_flipped_request_doc_is_refused(
+    tmp_path: Path,
+) -> None:
+    state_dir = tmp_path / "state"
+    add_document("doc-a", state_dir=state_dir)
+    daemon = launch(state_dir)
+    try:
+        run = anyio.run(start_run, daemon.socket, Mode.DRY_RUN, "doc-a")
+        assert run.waiting is not None
+        request = state_dir / "kb" / f"{run.waiting.request_kb_id}.json"
+        flip_one_byte(request, 1206)
+        reply = anyio.run(ask, daemon.socket, approval_for(run))
+        assert isinstance(reply, Error), reply
+        assert reply.code == "GATE_REQUEST_DAMAGED", reply
+        review = anyio.run(ask, daemon.socket, ReviewOf(id="r", run_id=run.run_id))
+        assert isinstance(review, Error), review
+        assert review.code == "GATE_REQUEST_DAMAGED", review
+        after = expect(anyio.run(ask, daemon.socket, StatusOf(id="s", run_id=run.run_id)), RunInfo)
+        assert after.run == run  # still waiting, undecided
+        assert not (state_dir / "runs" / "consumed").exists() or not any(
+            (state_dir / "runs" / "consumed").iterdir()
+        )
+    finally:
+        assert daemon.stop() == 0
