@@ -2,7 +2,8 @@
 fatal to the others.
 
 A sidecar that does not decode (a flipped byte, bad JSON, another schema, a file
-that names another run) is ``CorruptRecord``. Listing runs (``cutter runs``, the
+that names another run) is ``CorruptRecord``; one that cannot be read at all (a
+directory in its place, no permission) is listed the same way. Listing runs (``cutter runs``, the
 review page's inbox, start-up recovery) reads every sidecar; one such record must
 not stop the daemon or hide the healthy runs. ``scan_runs`` reads them all and
 returns the readable sidecars and, apart, one ``UnreadableRun`` per record it could
@@ -49,4 +50,13 @@ async def scan_runs(store: RunStore) -> RunScan:
             continue  # gone between the listing and the read
         except CorruptRecord as exc:
             unreadable.append(UnreadableRun(run_id=run_id, code=exc.code, reason=exc.message))
+        except OSError as exc:  # a directory or a file this process may not read
+            why = exc.strerror or type(exc).__name__
+            unreadable.append(
+                UnreadableRun(
+                    run_id=run_id,
+                    code=CorruptRecord.code,
+                    reason=CorruptRecord(f"run {run_id}", f"cannot be read: {why}").message,
+                )
+            )
     return RunScan(runs=runs, unreadable=unreadable)

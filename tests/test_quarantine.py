@@ -85,3 +85,14 @@ def test_a_sidecar_of_another_schema_is_unreadable(tmp_path: Path) -> None:
     [bad] = scan.unreadable
     assert bad.run_id == RUNS[0].run_id
     assert "schema 2, not 1" in bad.reason
+
+
+def test_a_directory_in_place_of_a_sidecar_is_unreadable(tmp_path: Path) -> None:
+    store = stored(tmp_path)
+    odd = store.sidecar_path("run-" + "e" * 32)
+    odd.mkdir()
+    scan = anyio.run(scan_runs, store)
+    assert scan.runs == RUNS
+    [bad] = scan.unreadable
+    assert (bad.run_id, bad.code) == (odd.name.removesuffix(".json"), "E_CORRUPT_RECORD")
+    assert "cannot be read: Is a directory" in bad.reason
