@@ -277,11 +277,13 @@ def _run(func: Callable[..., Awaitable[T]], *args: object) -> T:
 
 
 from cutter.cli_client import register  # noqa: E402  (the subcommands that talk to a daemon)
+from cutter.cli_doctor import register as register_doctor  # noqa: E402
 from cutter.cli_ledger import register as register_ledger  # noqa: E402
 from cutter.cli_plan import register as register_plan  # noqa: E402
 from cutter.cli_policy import register as register_policy  # noqa: E402
 
 register(main)
 register_ledger(main)
+register_doctor(main)
 register_plan(main)
 register_policy(main)

@@ -137,10 +137,13 @@ def runs(socket_path: Path, as_json: bool, state: str | None) -> None:
     reply = target.request(ListRuns(state=chosen), RunList)
     if as_json:
         target.frame(reply)
-    elif not reply.runs:
+        return
+    if not reply.runs:
         click.echo("no runs" if chosen is None else f"no runs in state {chosen.value}")
     else:
         console().print(runs_table(reply.runs))
+    for bad in reply.unreadable:  # quarantined: `cutter doctor` says more
+        click.echo(f"UNREADABLE {bad.run_id}: {bad.code}: {bad.reason}")
 
 
 @click.command()

@@ -38,7 +38,8 @@ structured log expands into the full story. No traceback ever leaves the process
     │       ├── ApproverNotAllowed
     │       ├── PolicyUnreadable
     │       ├── ApprovalConsumedAlready
-    │       └── ApprovalRecoveryPending
+    │       ├── ApprovalRecoveryPending
+    │       └── GateRequestDamaged       the stored request doc is not the one the run recorded
     └── PhaseStop                        a phase body ends the run with a stop code
         ├── StopDocumentUnknown
         ├── StopAlreadyCut
@@ -342,6 +343,14 @@ class ApprovalRecoveryPending(GateRefusal):
     code = "APPROVAL_RECOVERY_PENDING"
 
 
+class GateRequestDamaged(GateRefusal):
+    """The gate's stored request doc is missing, unreadable or not the request the run
+    recorded (its subject does not hash to the recorded digest): no approval is taken
+    for a request nobody can show was the one reviewed."""
+
+    code = "GATE_REQUEST_DAMAGED"
+
+
 def refusal(run_id: str, code: str, message: str, approval_kb_id: str | None = None) -> Refusal:
     """Rebuild the typed refusal an actor replied with as a code and a message."""
     if code == ApprovalConsumedAlready.code and approval_kb_id is not None:
@@ -371,6 +380,7 @@ _REFUSALS: tuple[type[Refusal], ...] = (
     ApprovalRecoveryPending,
     ApprovalSignatureRequired,
     ApprovalSignatureInvalid,
+    GateRequestDamaged,
 )
 
 

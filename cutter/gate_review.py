@@ -8,7 +8,8 @@ from __future__ import annotations
 import msgspec
 
 from cutter.discovery import TextDiscoverer
-from cutter.errors import CorruptRecord, RunNotAtGate
+from cutter.errors import CorruptRecord, GateRequestDamaged, RunNotAtGate
+from cutter.gate_check import request_damage
 from cutter.kbdocs import PhaseDoc
 from cutter.phases.context import Services, load_manifest, manifest_digest
 from cutter.plan import staged_rows
@@ -38,6 +39,13 @@ async def gate_review(services: Services, sidecar: Sidecar) -> GateReview:
             f"run {sidecar.run_id} is {sidecar.state.value} and waits at no gate: "
             "nothing to review",
         )
+    try:
+        request: object = await services.kb.get(gate.request_kb_id)
+    except (KeyError, CorruptRecord):
+        request = None
+    why = request_damage(sidecar, gate, request)
+    if why is not None:  # what a reviewer would be shown is not what the run recorded
+        raise GateRequestDamaged(sidecar.run_id, why)
     manifest = await load_manifest(services.kb, sidecar)
     if manifest is None or manifest_digest(manifest) != str(sidecar.pins[Pin.MANIFEST_DIGEST]):
         raise CorruptRecord(

@@ -17,6 +17,7 @@ import msgspec
 from cutter.kbdocs import Decision
 from cutter.mode import Mode
 from cutter.policy import Policy
+from cutter.quarantine import UnreadableRun
 from cutter.review import GateReview
 from cutter.sidecar import Sidecar
 from cutter.states import RunState
@@ -219,6 +220,9 @@ class Accepted(Reply, frozen=True, kw_only=True, tag="accepted"):
 
 class RunList(Reply, frozen=True, kw_only=True, tag="runs"):
     runs: tuple[RunSummary, ...]
+    # Runs whose stored record cannot be read (quarantined, ``cutter.quarantine``):
+    # never in ``runs``, whatever the state filter; ``cutter doctor`` says more.
+    unreadable: tuple[UnreadableRun, ...] = ()
 
 
 class ApprovalStored(Reply, frozen=True, kw_only=True, tag="approval_stored"):

@@ -30,7 +30,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import anyio
 
@@ -175,6 +175,23 @@ async def _serve_bound(
     log = get_logger(component="daemon")
     if not options.stdio:
         await claim_socket(options.socket_path)
+    try:
+        await _serve_claimed(options, bus, signals, http, log)
+    finally:  # every way out, a failed start too: no socket file is left behind
+        if not options.stdio:
+            with anyio.CancelScope(shield=True):
+                await anyio.Path(options.socket_path).unlink(missing_ok=True)
+    log.info("daemon_stopped")
+    return 0
+
+
+async def _serve_claimed(
+    options: DaemonOptions,
+    bus: EventBus,
+    signals: AsyncIterator[int],
+    http: socket.socket | None,
+    log: Any,
+) -> None:
     async with (
         open_stores(options) as (config, kill_switch),
         Runner(config) as runner,
@@ -217,10 +234,6 @@ async def _serve_bound(
             runner.drain()
             intake.cancel_scope.cancel()
         log.info("daemon_draining")
-    if not options.stdio:
-        await anyio.Path(options.socket_path).unlink(missing_ok=True)
-    log.info("daemon_stopped")
-    return 0
 
 
 async def _signals(daemon: Daemon, signals: AsyncIterator[int]) -> None:

@@ -221,10 +221,11 @@ class Daemon:
                     id=command.id, run=RunSummary.of(await runner.status(command.run_id))
                 )
             case ListRuns():
-                runs = [RunSummary.of(s) for s in await runner.runs()]
+                scan = await runner.scan()
+                runs = [RunSummary.of(s) for s in scan.runs]
                 if command.state is not None:
                     runs = [r for r in runs if r.state is command.state]
-                return RunList(id=command.id, runs=tuple(runs))
+                return RunList(id=command.id, runs=tuple(runs), unreadable=tuple(scan.unreadable))
             case SubmitApproval():
                 return await self._approve(command, caller)
             case ReviewOf():

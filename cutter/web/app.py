@@ -120,14 +120,15 @@ class Pages:
     async def _inbox(self, request: Request) -> Response:
         policy = (await self.daemon.policy()).policy
         rows = []
-        for sidecar in await self.daemon.runner.runs():
+        scan = await self.daemon.runner.scan()
+        for sidecar in scan.runs:
             gate = sidecar.pending_gate
             if gate is not None:
                 row = inbox_row(sidecar, policy.gate_rule(sidecar.doc_id, gate.gate))
                 if row is not None:
                     rows.append(row)
         rows.sort(key=lambda r: r.since)
-        return self.page(request, "inbox.html", {"rows": rows})
+        return self.page(request, "inbox.html", {"rows": rows, "unreadable": scan.unreadable})
 
     async def review(self, request: Request) -> Response:
         try:
