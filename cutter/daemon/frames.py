@@ -111,8 +111,24 @@ class FrameReader:
         self._buffer += chunk
         return True
 
+    async def discard_until_closed(self) -> None:
+        """Read and drop whatever comes until the stream ends (a watch's connection:
+        frames sent on it are ignored), holding none of the budget."""
+        self.release()
+        try:
+            while await self._stream.receive(CHUNK):
+                pass
+        except _GONE:
+            pass
+
     def release(self) -> None:
         """Give the budget back what this connection holds (it is done reading frames)."""
         self._budget.give_back(len(self._buffer))
         self._buffer.clear()
         self._scanned = 0
+
+    async def __aenter__(self) -> FrameReader:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.release()

@@ -28,7 +28,7 @@ import msgspec
 from anyio.abc import ByteStream, SocketAttribute, TaskStatus
 
 from cutter.daemon.accept import accept_loop
-from cutter.daemon.frames import CHUNK, FrameReader, FrameRefused
+from cutter.daemon.frames import FrameReader, FrameRefused
 from cutter.daemon.limits import STDIO_LIMITS, ConnectionLimits, Connections
 from cutter.daemon.service import Daemon
 from cutter.errors import CutterError, StateDirBusy, StateDirUnusable
@@ -74,55 +74,49 @@ async def serve_stream(
     if connections is None:
         connections = Connections(STDIO_LIMITS)
     reader = FrameReader(stream, connections.limits, connections.budget)
-    async with stream:
-        try:
-            await _serve_frames(stream, reader, daemon, caller)
-        except FrameRefused as refused:
-            daemon.log.info(refused.event, code=refused.reply.code, peer=caller.peer)
-            await send(stream, refused.reply, deadline=WATCH_SEND_TIMEOUT)
-        finally:
-            reader.release()
-
-
-async def _serve_frames(
-    stream: ByteStream, reader: FrameReader, daemon: Daemon, caller: Caller
-) -> None:
-    while True:
-        line = await reader.next_frame()
-        if line is None:
-            return
-        if not line.strip():
-            continue
-        try:
-            command = decode_command(line)
-        except BadFrame as exc:
-            if not await send(stream, Error(code=exc.code, message=exc.message)):
+    async with stream, reader:
+        while True:
+            try:
+                line = await reader.next_frame()
+            except FrameRefused as refused:  # too large, too slow, idle, over the budget
+                daemon.log.info(refused.event, code=refused.reply.code, peer=caller.peer)
+                await send(stream, refused.reply, deadline=WATCH_SEND_TIMEOUT)
                 return
-            continue
-        if isinstance(command, Watch):
-            reader.release()  # frames sent while watching are ignored
-            await _watch(stream, daemon, command, caller)
-            return
-        reply = await daemon.handle(command, caller)
-        sent = await send(stream, reply)
-        if isinstance(reply, ShuttingDown):
-            daemon.stop_requested.set()  # after the answer, so the client gets it
-            return
-        if not sent:
-            return
+            if line is None:
+                return
+            if not line.strip():
+                continue
+            try:
+                command = decode_command(line)
+            except BadFrame as exc:
+                if not await send(stream, Error(code=exc.code, message=exc.message)):
+                    return
+                continue
+            if isinstance(command, Watch):
+                await _watch(stream, reader, daemon, command, caller)
+                return
+            reply = await daemon.handle(command, caller)
+            sent = await send(stream, reply)
+            if isinstance(reply, ShuttingDown):
+                daemon.stop_requested.set()  # after the answer, so the client gets it
+                return
+            if not sent:
+                return
 
 
-async def _watch(stream: ByteStream, daemon: Daemon, command: Watch, caller: Caller) -> None:
+async def _watch(
+    stream: ByteStream,
+    reader: FrameReader,
+    daemon: Daemon,
+    command: Watch,
+    caller: Caller,
+) -> None:
     """Stream events until the watcher lags, or closes its end. A watcher is never
     idle: what it sends is read only to notice its end, and dropped."""
     async with anyio.create_task_group() as tg:
 
         async def until_closed() -> None:
-            try:
-                while await stream.receive(CHUNK):
-                    pass
-            except _GONE:
-                pass
+            await reader.discard_until_closed()
             tg.cancel_scope.cancel()
 
         tg.start_soon(until_closed)
