@@ -12,6 +12,14 @@ import anyio.to_thread
 import click
 import structlog
 
+from cutter.daemon.limits import (
+    DEFAULT_BUFFER_BUDGET,
+    DEFAULT_FRAME_SECONDS,
+    DEFAULT_IDLE_SECONDS,
+    DEFAULT_MAX_CONNECTIONS,
+    MIN_BUFFER_BUDGET,
+    ConnectionLimits,
+)
 from cutter.errors import CutterError, StateDirBusy
 from cutter.logs import TRANSITION_EVENTS
 
@@ -151,6 +159,34 @@ def demo(state_dir: Path, live: bool, dsn: str | None) -> None:
     show_default=True,
     help="Seconds a review link minted by `cutter review RUN --web` lives.",
 )
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1, 1 << 20),
+    default=DEFAULT_MAX_CONNECTIONS,
+    show_default=True,
+    help="Connections served at once; one more is refused (E_TOO_MANY_CONNECTIONS).",
+)
+@click.option(
+    "--idle-timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=DEFAULT_IDLE_SECONDS,
+    show_default=True,
+    help="Seconds a connection may send nothing between commands (a watch is never idle).",
+)
+@click.option(
+    "--frame-timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=DEFAULT_FRAME_SECONDS,
+    show_default=True,
+    help="Seconds a frame may take from its first byte to its newline.",
+)
+@click.option(
+    "--buffer-budget",
+    type=click.IntRange(MIN_BUFFER_BUDGET),
+    default=DEFAULT_BUFFER_BUDGET,
+    show_default=True,
+    help="Bytes of unfinished frames held across all connections (E_BUFFER_BUDGET_EXCEEDED).",
+)
 def daemon(
     state_dir: Path,
     dsn: str | None,
@@ -163,6 +199,10 @@ def daemon(
     socket_group: str | None,
     http: str | None,
     link_ttl: int,
+    max_connections: int,
+    idle_timeout: float,
+    frame_timeout: float,
+    buffer_budget: int,
 ) -> None:
     """Run the daemon: commands over a Unix socket (or stdio), many runs at once.
 
@@ -188,6 +228,7 @@ def daemon(
         socket_group=socket_group,
         http=http,
         link_ttl_seconds=link_ttl,
+        limits=ConnectionLimits(max_connections, idle_timeout, frame_timeout, buffer_budget),
     )
     try:
         sys.exit(run(options))

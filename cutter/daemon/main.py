@@ -27,7 +27,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TextIO
@@ -36,6 +36,7 @@ import anyio
 
 from cutter.approvals import GatePolicy
 from cutter.daemon.bus import EventBus
+from cutter.daemon.limits import ConnectionLimits, fit_to_open_files
 from cutter.daemon.service import Daemon
 from cutter.daemon.transport import claim_socket, serve_socket, serve_stdio, socket_gid
 from cutter.discovery import TextDiscoverer
@@ -65,6 +66,8 @@ class DaemonOptions:
     socket_group: str | None = None  # None: the socket is the owner's alone
     http: str | None = None  # HOST:PORT of the review page (loopback only); None: none
     link_ttl_seconds: int = 15 * 60  # how long a minted review link lives
+    # connections, their deadlines, the bytes they buffer (cutter.daemon.limits)
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
 
     @property
     def socket_path(self) -> Path:
@@ -209,7 +212,15 @@ async def _serve_claimed(
                 intake.start_soon(_stdio_then_stop, daemon)
             else:
                 gid = None if options.socket_group is None else socket_gid(options.socket_group)
-                await intake.start(serve_socket, options.socket_path, daemon, gid)
+                limits = fit_to_open_files(options.limits)
+                if limits != options.limits:
+                    log.warning(
+                        "connection_limit_lowered",
+                        asked=options.limits.max_connections,
+                        max_connections=limits.max_connections,
+                        reason="the open-file limit (RLIMIT_NOFILE) holds no more",
+                    )
+                await intake.start(serve_socket, options.socket_path, daemon, gid, limits)
             for unfinished in await runner.unfinished():
                 log.info(
                     "run_recovering",
