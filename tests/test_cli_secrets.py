@@ -22,7 +22,8 @@ DSN_FORMS = {
     "uri-userinfo": f"postgresql://writer:{SECRET}@/kb?host={NO_SOCKET}",
     "uri-query": f"postgresql://writer@/kb?host={NO_SOCKET}&password={SECRET}",
     "key-value": f"host={NO_SOCKET} dbname=kb user=writer password={SECRET}",
-    "key-value-quoted": f"host={NO_SOCKET} dbname=kb user=writer password='{SECRET} x'",
+    # The half redaction: the part after the space went out.
+    "key-value-quoted": f"host={NO_SOCKET} dbname=kb user=writer password='x {SECRET}'",
     "tcp": f"postgresql://writer:{SECRET}@127.0.0.1:1/kb",
 }
 SAMPLE_RUN = "run-20261206-000000-abcdef"
