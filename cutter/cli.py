@@ -21,7 +21,8 @@ from cutter.daemon.limits import (
     ConnectionLimits,
 )
 from cutter.errors import CutterError, StateDirBusy
-from cutter.logs import TRANSITION_EVENTS
+from cutter.logs import TRANSITION_EVENTS, configure_console
+from cutter.secrets import scrub
 
 
 def _transition_line(_: Any, __: str, event: MutableMapping[str, Any]) -> str:
@@ -59,15 +60,20 @@ class StateDirOwned(CommandFailed):
 def failed(exc: CutterError) -> CommandFailed:
     busy = isinstance(exc, StateDirBusy) or exc.code == "E_HTTP_PORT_BUSY"
     kind = StateDirOwned if busy else CommandFailed
-    return kind(f"{exc.code}: {exc.message}")
+    return kind(scrub(f"{exc.code}: {exc.message}"))  # never a DSN's password
 
 
 @click.group()
 def main() -> None:
     """Cut long knowledge-base documents into addressable information units, safely."""
+    configure_console()
 
 
-DSN_HELP = "PostgreSQL DSN (libpq URI or key=value); the login must own the schema."
+DSN_HELP = (
+    "PostgreSQL DSN: a postgresql:// URI or libpq key=value pairs (host, port, dbname, user,"
+    " password, sslmode, ...); the login must own the schema. Prefer PGPASSWORD or"
+    " ~/.pgpass to a password on the command line."
+)
 F = TypeVar("F", bound=Callable[..., Any])
 
 

@@ -41,7 +41,7 @@ from cutter.daemon.service import Daemon
 from cutter.daemon.transport import claim_socket, serve_socket, serve_stdio, socket_gid
 from cutter.discovery import TextDiscoverer
 from cutter.errors import StateDirUnusable
-from cutter.logs import configure_json, get_logger
+from cutter.logs import configure_json, get_logger, open_private_log
 from cutter.mode import enable_execution
 from cutter.ports import KillSwitchControl, Target
 from cutter.runner import Runner, RunnerConfig
@@ -265,5 +265,5 @@ def run(options: DaemonOptions) -> int:
     with claim(options.state_dir, options.holder):
         if options.log_path is None:
             return anyio.run(serve, options, sys.stdout)
-        with options.log_path.open("a", encoding="utf-8", buffering=1) as log_stream:
+        with open_private_log(options.log_path) as log_stream:
             return anyio.run(serve, options, log_stream)

@@ -80,6 +80,7 @@ from cutter.protocol import (
     encode,
 )
 from cutter.runner import Runner
+from cutter.secrets import scrub
 from cutter.sidecar import GateRecord, Sidecar
 from cutter.signing import check_signature
 from cutter.web.errors import HttpNotServing, WebProofNotAccepted
@@ -163,7 +164,7 @@ class Daemon:
             caller.require()  # everything but ping needs someone the transport proved
             return await self._dispatch(command, caller)
         except CutterError as exc:
-            return Error(id=command.id, code=exc.code, message=exc.message)
+            return Error(id=command.id, code=exc.code, message=scrub(exc.message))
         except Exception:
             error_id = new_error_id()
             self.log.exception("command_failed", id=command.id, error_id=error_id)
