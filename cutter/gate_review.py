@@ -11,6 +11,7 @@ from cutter.discovery import TextDiscoverer
 from cutter.errors import CorruptRecord, GateRequestDamaged, RunNotAtGate
 from cutter.gate_check import request_damage
 from cutter.kbdocs import PhaseDoc
+from cutter.offloop import off_loop
 from cutter.phases.context import Services, load_manifest, manifest_digest
 from cutter.plan import staged_rows
 from cutter.review import (
@@ -65,7 +66,11 @@ async def gate_review(services: Services, sidecar: Sidecar) -> GateReview:
             "from the bytes as stored now"
         )
     discoverer = services.discoverer
-    warnings = discoverer.explain(data).warnings if isinstance(discoverer, TextDiscoverer) else ()
+    warnings = (
+        (await off_loop(discoverer.explain, data)).warnings
+        if isinstance(discoverer, TextDiscoverer)
+        else ()
+    )
     rows = await services.target.ius.rows(sidecar.doc_id)
     active = active_rows(rows)
     review = GateReview(
