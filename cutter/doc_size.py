@@ -1,8 +1,8 @@
 """The largest document iu-cutter stores or plans: ``MAX_DOCUMENT_BYTES`` (16 MiB).
 
 Discovery's time and memory grow with the document (linearly, see
-``cutter.discovery.text``): at 16 MiB a cut takes seconds in a worker thread and a
-few hundred MiB at most; a 200 MB file took minutes and 1.7 GB. The largest corpus
+``cutter.discovery.text``): at 16 MiB a cut takes seconds in a worker and a few
+hundred MiB at most; a 200 MB file took minutes and 1.7 GB. The largest corpus
 document is 0.5 MB, and a long code of law is a few MB. A larger file is refused
 with ``E_DOCUMENT_TOO_LARGE`` by ``cutter add-document`` (before it is read whole)
 and by every store's ``publish`` (nothing stored), and a stored version over the

@@ -6,10 +6,9 @@ from __future__ import annotations
 import msgspec
 
 from cutter.errors import CorruptRecord, UnknownDocument
-from cutter.offloop import off_loop
+from cutter.offloop import discover_off_loop, off_loop
 from cutter.phases.context import Services, load_manifest, manifest_digest
 from cutter.plan import verify_result_id
-from cutter.ports import Discoverer
 from cutter.records import Backup
 from cutter.review import (
     Region,
@@ -86,9 +85,5 @@ async def _current_regions(services: Services, doc_id: str) -> tuple[Region, ...
         data = await sources.content((await sources.current(doc_id)).sv_id)
     except (UnknownDocument, CorruptRecord):
         return None
-    return await off_loop(_regions, services.discoverer, data)
-
-
-def _regions(discoverer: Discoverer, data: bytes) -> tuple[Region, ...]:
-    """Discovery and the region hashes, in a worker thread (``cutter.offloop``)."""
-    return regions_of_candidates(data, discoverer.discover(data))
+    candidates = await discover_off_loop(services.discoverer, data)
+    return await off_loop(regions_of_candidates, data, candidates)

@@ -22,9 +22,17 @@ from click.testing import CliRunner
 from cutter.cli import main
 from cutter.daemon.bus import EventBus
 from cutter.daemon.service import Daemon
+from cutter.discovery import TextDiscoverer
 from cutter.doc_size import MAX_DOCUMENT_BYTES
 from cutter.errors import DocumentTooLarge, StopCode
-from cutter.offloop import CPU_WORKERS, cpu_limiter, off_loop
+from cutter.offloop import (
+    CPU_WORKERS,
+    cpu_limiter,
+    discover_off_loop,
+    explain_off_loop,
+    off_loop,
+    use_worker_processes,
+)
 from cutter.principals import Caller
 from cutter.protocol import ListRuns, Ping, Pong, RunList
 from cutter.records import Candidate
@@ -167,3 +175,16 @@ async def test_a_stored_version_over_the_limit_stops_at_source_pin_unread(tmp_pa
     assert sidecar.stop_code == StopCode.DOCUMENT_TOO_LARGE
     assert sidecar.phases_passed == ()
     assert disc.calls == 0
+
+
+@pytest.mark.anyio
+async def test_discovery_in_a_worker_process_is_the_same_cut() -> None:
+    """The daemon's path (``use_worker_processes``): the cut and the warnings come back
+    from the worker process equal to the cut in this one."""
+    data = (ROOT / "tests" / "corpus" / "fr-constitution-1958.txt").read_bytes()
+    here = TextDiscoverer().explain(data)
+    use_worker_processes()
+    there = await explain_off_loop(TextDiscoverer(), data)
+    assert there == here
+    assert here.warnings  # this edition repeats and skips numbers: warnings travel too
+    assert await discover_off_loop(TextDiscoverer(), data) == here.candidates

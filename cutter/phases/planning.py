@@ -13,20 +13,16 @@ from cutter.errors import (
     StopPlanInvalid,
     UnknownDocument,
 )
-from cutter.offloop import off_loop
+from cutter.offloop import discover_off_loop, off_loop
 from cutter.phases.context import PhaseContext, PhaseOutput
 from cutter.plan import build_manifest, regions_digest
-from cutter.ports import Discoverer
 from cutter.records import Candidate, Manifest, SourceVersion
 from cutter.walk import Pin
 
 
-def _candidates(discoverer: Discoverer, data: bytes) -> tuple[Candidate, ...]:
-    return tuple(discoverer.discover(data))
-
-
-def _plan(discoverer: Discoverer, version: SourceVersion, data: bytes, region_sha: str) -> Manifest:
-    candidates = _candidates(discoverer, data)
+def _plan(
+    version: SourceVersion, data: bytes, candidates: tuple[Candidate, ...], region_sha: str
+) -> Manifest:
     if regions_digest(candidates) != region_sha:
         raise StopPlanInvalid("the discoverer is not deterministic: regions differ from mark")
     return build_manifest(version, data, candidates)
@@ -60,7 +56,7 @@ async def source_pin(ctx: PhaseContext) -> PhaseOutput:
 
 async def mark(ctx: PhaseContext) -> PhaseOutput:
     data = await ctx.source_bytes()
-    candidates = await off_loop(_candidates, ctx.services.discoverer, data)
+    candidates = await discover_off_loop(ctx.services.discoverer, data)
     if not candidates:
         raise StopPlanInvalid("the discoverer found no units in the source")
     return PhaseOutput(
@@ -75,9 +71,8 @@ async def cutplan(ctx: PhaseContext) -> PhaseOutput:
     version = await ctx.services.target.sources.current(ctx.sidecar.doc_id)
     if version.sv_id != ctx.pin_str(Pin.SOURCE_VERSION_ID):
         raise StopPlanInvalid("the document changed version while being planned")
-    manifest = await off_loop(
-        _plan, ctx.services.discoverer, version, data, ctx.pin_str(Pin.REGION_SHA)
-    )
+    candidates = await discover_off_loop(ctx.services.discoverer, data)
+    manifest = await off_loop(_plan, version, data, candidates, ctx.pin_str(Pin.REGION_SHA))
     return PhaseOutput(
         pins={Pin.MANIFEST_DIGEST: manifest.digest, Pin.IU_COUNT: len(manifest.ius)},
         note=f"{len(manifest.ius)} IUs planned",
