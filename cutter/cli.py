@@ -281,16 +281,19 @@ def roles(dsn: str, writer: str, reader: str, login: bool) -> None:
 @click.argument("doc_id")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def add_document(state_dir: Path, dsn: str | None, doc_id: str, path: Path) -> None:
-    """Store FILE's exact bytes as DOC_ID's current source version.
+    """Store FILE's exact bytes (at most 16 MiB) as DOC_ID's current source version.
 
     Safe while a daemon owns the state directory: the daemon's runs pinned the
     version they cut, and a gate stops a run whose document changed (STOP_DRIFT)."""
+    from cutter.doc_size import read_document
     from cutter.ids import check_doc_id
 
-    data = path.read_bytes()
+    data = b""
 
     async def add() -> str:
+        nonlocal data
         checked = check_doc_id(doc_id)
+        data = await anyio.to_thread.run_sync(read_document, path)  # E_DOCUMENT_TOO_LARGE
         if dsn is None:
             from cutter.stores.file_target import FileSources
             from cutter.stores.owner import make_state_dir

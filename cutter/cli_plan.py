@@ -88,10 +88,11 @@ def register(group: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of a table.")
     def plan(path: Path, as_json: bool) -> None:
         """Show the units a cut of FILE would make, without starting a run."""
+        from cutter.doc_size import read_document
         from cutter.errors import CutterError
 
         try:
-            report = plan_file(path, path.read_bytes())
+            report = plan_file(path, read_document(path))  # E_DOCUMENT_TOO_LARGE
         except CutterError as exc:
             raise click.ClickException(f"{exc.code}: {exc.message}") from None
         if as_json:

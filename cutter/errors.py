@@ -73,6 +73,7 @@ class StopCode(enum.StrEnum):
     OPERATOR_ABORT = "STOP_OPERATOR_ABORT"
     KILL_SWITCH = "STOP_KILL_SWITCH"
     GATE_NOT_PASSED = "STOP_GATE_NOT_PASSED"
+    DOCUMENT_TOO_LARGE = "STOP_DOCUMENT_TOO_LARGE"
 
 
 def new_error_id() -> str:
@@ -139,6 +140,17 @@ class UnknownDocument(InputError):
     def __init__(self, doc_id: str) -> None:
         self.doc_id = doc_id
         super().__init__(f"no document {doc_id}")
+
+
+class DocumentTooLarge(InputError):
+    """A document over ``cutter.doc_size.MAX_DOCUMENT_BYTES``: refused, nothing stored."""
+
+    code = "E_DOCUMENT_TOO_LARGE"
+
+    def __init__(self, size: int, limit: int, what: str = "the document") -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"{what} is {size} bytes, over the {limit}-byte document limit")
 
 
 class RunNotResumable(InputError):
@@ -422,6 +434,11 @@ class StopVerifyFailed(PhaseStop):
 class StopContractViolated(PhaseStop):
     code = StopCode.CONTRACT_VIOLATED.value
     stop_code = StopCode.CONTRACT_VIOLATED
+
+
+class StopDocumentTooLarge(PhaseStop):
+    code = StopCode.DOCUMENT_TOO_LARGE.value
+    stop_code = StopCode.DOCUMENT_TOO_LARGE
 
 
 class StopGateNotPassed(PhaseStop):

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import msgspec
 
-from cutter.discovery import TextDiscoverer
 from cutter.errors import CorruptRecord, GateRequestDamaged, RunNotAtGate
 from cutter.gate_check import request_damage
 from cutter.kbdocs import PhaseDoc
+from cutter.offloop import explain_off_loop
 from cutter.phases.context import Services, load_manifest, manifest_digest
 from cutter.plan import staged_rows
 from cutter.review import (
@@ -65,7 +65,8 @@ async def gate_review(services: Services, sidecar: Sidecar) -> GateReview:
             "from the bytes as stored now"
         )
     discoverer = services.discoverer
-    warnings = discoverer.explain(data).warnings if isinstance(discoverer, TextDiscoverer) else ()
+    explained = await explain_off_loop(discoverer, data)
+    warnings = () if explained is None else explained.warnings
     rows = await services.target.ius.rows(sidecar.doc_id)
     active = active_rows(rows)
     review = GateReview(

@@ -29,7 +29,17 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
 from benchmarks.common import Figure  # noqa: E402
 
-FIGURES = ("ask", "walk", "files", "fleet", "pg", "discovery", "daemon", "connections")
+FIGURES = (
+    "ask",
+    "walk",
+    "files",
+    "fleet",
+    "pg",
+    "discovery",
+    "daemon",
+    "connections",
+    "offloop",
+)
 
 
 def print_table(figures: list[Figure]) -> None:

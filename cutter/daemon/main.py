@@ -43,6 +43,7 @@ from cutter.discovery import TextDiscoverer
 from cutter.errors import StateDirUnusable
 from cutter.logs import configure_json, get_logger, open_private_log
 from cutter.mode import enable_execution
+from cutter.offloop import use_worker_processes
 from cutter.ports import KillSwitchControl, Target
 from cutter.runner import Runner, RunnerConfig
 from cutter.stores.files import FileKillSwitch, FileKnowledgeBase, FileRunStore
@@ -176,6 +177,7 @@ async def _serve_bound(
     http: socket.socket | None,
 ) -> int:
     log = get_logger(component="daemon")
+    use_worker_processes()  # discovery in worker processes: the loop keeps serving
     if not options.stdio:
         await claim_socket(options.socket_path)
     try:
