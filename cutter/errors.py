@@ -15,6 +15,9 @@ structured log expands into the full story. No traceback ever leaves the process
     │   └── PolicyInvalid                a policy file does not parse or check
     ├── DocumentBusy                     another run holds the document
     ├── StateDirBusy                     another process owns the state directory
+    ├── StorageError                     a store cannot be written; nothing was half-written
+    │   ├── StorageFull                  no space (ENOSPC) or quota (EDQUOT) left
+    │   └── StorageReadOnly              read-only file system, or no permission to write
     ├── ShuttingDown                     the runner is draining
     ├── ProductionExecutionNotAuthorized
     ├── AccessDenied                     the policy does not let this principal do it
@@ -174,6 +177,25 @@ class StateDirBusy(CutterError):
         who = f"pid {pid}" if pid is not None else "a process whose pid is not known yet"
         what = f" ({holder})" if holder else ""
         super().__init__(f"state directory {state_dir} is owned by {who}{what}, which holds {held}")
+
+
+class StorageError(CutterError):
+    """A write to a store failed for a reason outside the program (the disk, the
+    mount, the permissions). The write was atomic: the old content is intact."""
+
+    code = "E_STORAGE"
+
+    def __init__(self, location: str, reason: str) -> None:
+        self.location = location
+        super().__init__(f"cannot write {location}: {reason}")
+
+
+class StorageFull(StorageError):
+    code = "E_STORAGE_FULL"
+
+
+class StorageReadOnly(StorageError):
+    code = "E_STORAGE_READ_ONLY"
 
 
 class ShuttingDown(CutterError):
