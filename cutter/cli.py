@@ -285,12 +285,14 @@ def add_document(state_dir: Path, dsn: str | None, doc_id: str, path: Path) -> N
 
     Safe while a daemon owns the state directory: the daemon's runs pinned the
     version they cut, and a gate stops a run whose document changed (STOP_DRIFT)."""
+    from cutter.discovery.content import require_text
     from cutter.ids import check_doc_id
 
     data = path.read_bytes()
 
     async def add() -> str:
         checked = check_doc_id(doc_id)
+        require_text(data)  # binary or UTF-16: E_DOCUMENT_NOT_TEXT, nothing stored
         if dsn is None:
             from cutter.stores.file_target import FileSources
             from cutter.stores.owner import make_state_dir

@@ -10,6 +10,7 @@ structured log expands into the full story. No traceback ever leaves the process
     │   ├── CorruptRecord                a stored file or row cannot be decoded
     │   ├── UnknownRun
     │   ├── UnknownDocument              (raised by ports; the walk turns it into a stop)
+    │   ├── DocumentNotText              binary or UTF-16/32 input (add-document, plan)
     │   ├── RunNotResumable
     │   ├── StateDirUnusable             a state directory cannot be created or locked
     │   └── PolicyInvalid                a policy file does not parse or check
@@ -134,6 +135,15 @@ class UnknownRun(InputError):
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         super().__init__(f"no run {run_id}")
+
+
+class DocumentNotText(InputError):
+    """A source that is binary or UTF-16/32: refused by add-document and plan."""
+
+    code = "E_DOCUMENT_NOT_TEXT"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
 
 
 class UnknownDocument(InputError):
