@@ -285,6 +285,7 @@ def add_document(state_dir: Path, dsn: str | None, doc_id: str, path: Path) -> N
 
     Safe while a daemon owns the state directory: the daemon's runs pinned the
     version they cut, and a gate stops a run whose document changed (STOP_DRIFT)."""
+    from cutter.discovery.content import require_text
     from cutter.doc_size import read_document
     from cutter.ids import check_doc_id
 
@@ -294,6 +295,7 @@ def add_document(state_dir: Path, dsn: str | None, doc_id: str, path: Path) -> N
         nonlocal data
         checked = check_doc_id(doc_id)
         data = await anyio.to_thread.run_sync(read_document, path)  # E_DOCUMENT_TOO_LARGE
+        require_text(data)  # binary or UTF-16: E_DOCUMENT_NOT_TEXT, nothing stored
         if dsn is None:
             from cutter.stores.file_target import FileSources
             from cutter.stores.owner import make_state_dir

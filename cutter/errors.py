@@ -10,11 +10,15 @@ structured log expands into the full story. No traceback ever leaves the process
     │   ├── CorruptRecord                a stored file or row cannot be decoded
     │   ├── UnknownRun
     │   ├── UnknownDocument              (raised by ports; the walk turns it into a stop)
+    │   ├── DocumentNotText              binary or UTF-16/32 input (add-document, plan)
     │   ├── RunNotResumable
     │   ├── StateDirUnusable             a state directory cannot be created or locked
     │   └── PolicyInvalid                a policy file does not parse or check
     ├── DocumentBusy                     another run holds the document
     ├── StateDirBusy                     another process owns the state directory
+    ├── StorageError                     a store cannot be written; nothing was half-written
+    │   ├── StorageFull                  no space (ENOSPC) or quota (EDQUOT) left
+    │   └── StorageReadOnly              read-only file system, or no permission to write
     ├── ShuttingDown                     the runner is draining
     ├── ProductionExecutionNotAuthorized
     ├── AccessDenied                     the policy does not let this principal do it
@@ -134,6 +138,15 @@ class UnknownRun(InputError):
         super().__init__(f"no run {run_id}")
 
 
+class DocumentNotText(InputError):
+    """A source that is binary or UTF-16/32: refused by add-document and plan."""
+
+    code = "E_DOCUMENT_NOT_TEXT"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+
+
 class UnknownDocument(InputError):
     code = "E_UNKNOWN_DOCUMENT"
 
@@ -186,6 +199,25 @@ class StateDirBusy(CutterError):
         who = f"pid {pid}" if pid is not None else "a process whose pid is not known yet"
         what = f" ({holder})" if holder else ""
         super().__init__(f"state directory {state_dir} is owned by {who}{what}, which holds {held}")
+
+
+class StorageError(CutterError):
+    """A write to a store failed for a reason outside the program (the disk, the
+    mount, the permissions). The write was atomic: the old content is intact."""
+
+    code = "E_STORAGE"
+
+    def __init__(self, location: str, reason: str) -> None:
+        self.location = location
+        super().__init__(f"cannot write {location}: {reason}")
+
+
+class StorageFull(StorageError):
+    code = "E_STORAGE_FULL"
+
+
+class StorageReadOnly(StorageError):
+    code = "E_STORAGE_READ_ONLY"
 
 
 class ShuttingDown(CutterError):

@@ -36,6 +36,7 @@ import anyio
 
 from cutter.approvals import GatePolicy
 from cutter.daemon.bus import EventBus
+from cutter.daemon.housekeeping import remove_socket, sweep_state_dir
 from cutter.daemon.limits import ConnectionLimits, fit_to_open_files
 from cutter.daemon.service import Daemon
 from cutter.daemon.transport import claim_socket, serve_socket, serve_stdio, socket_gid
@@ -49,6 +50,7 @@ from cutter.runner import Runner, RunnerConfig
 from cutter.stores.files import FileKillSwitch, FileKnowledgeBase, FileRunStore
 from cutter.stores.memory_target import StaticGrantProbe
 from cutter.stores.owner import claim
+from cutter.stores.storage_errors import typed_storage_errors
 from cutter.web.address import bind, parse_address
 from cutter.web.links import LinkBook
 from cutter.web.server import serve_http
@@ -136,6 +138,7 @@ async def serve(options: DaemonOptions, log_stream: TextIO) -> int:
     gid = None if options.socket_group is None else socket_gid(options.socket_group)
     os.umask(0o077)
     await anyio.to_thread.run_sync(private_state_dir, options.state_dir, gid)
+    await sweep_state_dir(options.state_dir, get_logger(component="daemon"))
     # Handlers stay installed until the very end: a second SIGTERM during the drain
     # must not kill the daemon half-way (a supervisor escalates with SIGKILL).
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -185,7 +188,7 @@ async def _serve_bound(
     finally:  # every way out, a failed start too: no socket file is left behind
         if not options.stdio:
             with anyio.CancelScope(shield=True):
-                await anyio.Path(options.socket_path).unlink(missing_ok=True)
+                await remove_socket(options.socket_path, log)
     log.info("daemon_stopped")
     return 0
 
@@ -267,5 +270,7 @@ def run(options: DaemonOptions) -> int:
     with claim(options.state_dir, options.holder):
         if options.log_path is None:
             return anyio.run(serve, options, sys.stdout)
-        with open_private_log(options.log_path) as log_stream:
+        with typed_storage_errors(options.log_path):
+            log_file = open_private_log(options.log_path)
+        with log_file as log_stream:
             return anyio.run(serve, options, log_stream)

@@ -17,6 +17,7 @@ from anyio.abc import TaskGroup
 
 from cutter.approvals import decision_kb_id
 from cutter.daemon.bus import EventBus, Subscription
+from cutter.daemon.logid import logged_id
 from cutter.errors import (
     AccessDenied,
     ApprovalConsumedAlready,
@@ -154,7 +155,7 @@ class Daemon:
         self.log.info(
             "command_received",
             cmd=type(command).__name__,
-            id=command.id,
+            id=logged_id(command.id),
             peer=caller.peer,
             principal=caller.principal,
         )
@@ -167,7 +168,7 @@ class Daemon:
             return Error(id=command.id, code=exc.code, message=scrub(exc.message))
         except Exception:
             error_id = new_error_id()
-            self.log.exception("command_failed", id=command.id, error_id=error_id)
+            self.log.exception("command_failed", id=logged_id(command.id), error_id=error_id)
             return Error(
                 id=command.id, code="E_INTERNAL", message="internal error", error_id=error_id
             )
