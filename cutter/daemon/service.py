@@ -457,7 +457,7 @@ class Daemon:
         self.log.info(
             "command_received",
             cmd=type(command).__name__,
-            id=command.id,
+            id=logged_id(command.id),
             peer=caller.peer,
             principal=caller.principal,
         )
