@@ -24,3 +24,10 @@ def quiet_unless_configured() -> None:
     """Drop every event unless the application configured structlog already."""
     if not structlog.is_configured():
         structlog.configure(processors=[_drop], cache_logger_on_first_use=False)
+
+
+def quiet_default_in_force() -> bool:
+    """True while the quiet default is what structlog runs (nobody replaced it), so a
+    program's own "unless configured" default (the CLI's console) may replace it."""
+    processors = structlog.get_config().get("processors", [])
+    return structlog.is_configured() and list(processors) == [_drop]
