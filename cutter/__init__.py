@@ -9,6 +9,7 @@ anything is touched.
 __execution_enabled__ = False
 
 from cutter.approvals import GatePolicy
+from cutter.config import file_config
 from cutter.errors import (
     ApprovalConsumedAlready,
     CutterError,
@@ -18,6 +19,7 @@ from cutter.errors import (
     StopCode,
 )
 from cutter.mode import Mode
+from cutter.quiet_logs import quiet_unless_configured
 from cutter.runner import Runner, RunnerConfig
 from cutter.sidecar import Sidecar
 from cutter.states import RunState
@@ -35,4 +37,7 @@ __all__ = [
     "Sidecar",
     "StopApprovalRequired",
     "StopCode",
+    "file_config",
 ]
+
+quiet_unless_configured()

@@ -12,6 +12,7 @@ import anyio.to_thread
 import click
 import structlog
 
+from cutter.cli_outcome import EXIT_STATUS_HELP
 from cutter.daemon.limits import (
     DEFAULT_BUFFER_BUDGET,
     DEFAULT_FRAME_SECONDS,
@@ -63,7 +64,8 @@ def failed(exc: CutterError) -> CommandFailed:
     return kind(scrub(f"{exc.code}: {exc.message}"))  # never a DSN's password
 
 
-@click.group()
+@click.group(epilog=EXIT_STATUS_HELP)
+@click.version_option(package_name="iu-cutter", prog_name="cutter")
 def main() -> None:
     """Cut long knowledge-base documents into addressable information units, safely."""
     configure_console()
@@ -123,7 +125,9 @@ def demo(state_dir: Path, live: bool, dsn: str | None) -> None:
     "log_path",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="JSON log lines to this file (default: stdout; required with --stdio).",
+    help="JSON log lines to this file (required with --stdio); a terminal on stderr "
+    "still gets one short line per transition. Without it: short lines on a terminal "
+    "stdout, JSON lines on any other stdout.",
 )
 @click.option(
     "--allow-self-approval",
@@ -136,6 +140,14 @@ def demo(state_dir: Path, live: bool, dsn: str | None) -> None:
     default=1,
     show_default=True,
     help="Distinct approvers per gate (the default policy's, until one is set).",
+)
+@click.option(
+    "--approval-ttl",
+    type=click.IntRange(60, 30 * 24 * 3600),
+    default=24 * 3600,
+    show_default=True,
+    help="Seconds an approval stays good (the default policy's ttl_seconds, both gates, "
+    "until one is set; a set policy says it per gate).",
 )
 @click.option("--enable-execution", is_flag=True, help="Allow Mode.LIVE runs.")
 @click.option(
@@ -200,6 +212,7 @@ def daemon(
     log_path: Path | None,
     allow_self_approval: bool,
     required_approvals: int,
+    approval_ttl: int,
     enable_execution: bool,
     control_dsn: str | None,
     socket_group: str | None,
@@ -230,6 +243,7 @@ def daemon(
         log_path=log_path,
         allow_self_approval=allow_self_approval,
         required_approvals=required_approvals,
+        approval_ttl_seconds=approval_ttl,
         enable_execution=enable_execution,
         socket_group=socket_group,
         http=http,

@@ -29,6 +29,7 @@ import msgspec
 
 from cutter.approvals import decision_kb_id
 from cutter.cli_connect import ClientFailure, Target, daemon_options, expect
+from cutter.cli_outcome import EXIT_STATUS_HELP, finish
 from cutter.cli_render import console, run_table, show_run
 from cutter.client import Client, DaemonUnavailable
 from cutter.errors import SignatureMalformed
@@ -37,6 +38,7 @@ from cutter.principals import own_principal
 from cutter.protocol import ApprovalStored, RunInfo, RunSummary, StatusOf, SubmitApproval
 from cutter.signing import approval_payload
 from cutter.sshsig import SigningFailed, sign
+from cutter.states import RunState
 from cutter.walk import Gate
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -228,6 +230,11 @@ def approval_input(
     )
 
 
+def asked_by(given: ApprovalInput) -> RunState | None:
+    """The final state a decision asks for: a rejection ends the run REJECTED."""
+    return RunState.REJECTED if given.decision is Decision.REJECT else None
+
+
 def stored_headline(reply: ApprovalStored, given: ApprovalInput) -> str:
     after = f"run is now {reply.run.state.value}"
     if not given.resume:
@@ -242,7 +249,7 @@ def stored_headline(reply: ApprovalStored, given: ApprovalInput) -> str:
     return f"{who} {verb}: stored as {reply.approval_kb_id}; {after}"
 
 
-@click.command("approve")
+@click.command("approve", epilog=EXIT_STATUS_HELP)
 @approval_options
 @daemon_options
 def reviewer_main(
@@ -282,3 +289,4 @@ def reviewer_main(
 
     reply = target.call(lambda client: approve_gate(client, given, show))
     show_run(target, reply, stored_headline(reply, given))
+    finish(reply.run, asked_by(given), as_json=as_json)

@@ -30,14 +30,17 @@ from cutter.cli_approve import (
     approval_input,
     approval_options,
     approve_gate,
+    asked_by,
     reviewer_main,
     stored_headline,
 )
 from cutter.cli_connect import ClientFailure, Target, daemon_options, expect
+from cutter.cli_outcome import finish
 from cutter.cli_render import console, event_line, runs_table, show_run
 from cutter.cli_review import review
 from cutter.client import Client
 from cutter.errors import CutterError
+from cutter.ids import check_reason
 from cutter.kbdocs import Decision
 from cutter.mode import Mode
 from cutter.principals import own_principal
@@ -81,7 +84,9 @@ def walk(target: Target, command: Start | Resume, doing: str) -> None:
         else:
             click.echo(f"{accepted.run_id} {doing}; follow it with: cutter watch {accepted.run_id}")
         return
-    show_run(target, target.request(command, RunInfo))
+    reply = target.request(command, RunInfo)
+    show_run(target, reply)
+    finish(reply.run, as_json=target.as_json)
 
 
 @click.command()
@@ -189,6 +194,7 @@ def approve(
         return
     reply = target.call(lambda client: approve_gate(client, given))
     show_run(target, reply, stored_headline(reply, given))
+    finish(reply.run, asked_by(given), as_json=as_json)
 
 
 def approve_through_database(target: Target, dsn: str, given: ApprovalInput) -> None:
@@ -247,7 +253,9 @@ def resume(
 def abort(socket_path: Path, as_json: bool, run_id: str, reason: str, by: str) -> None:
     """End a run (a live run's writes are rolled back)."""
     target = Target(socket_path, as_json)
-    show_run(target, target.request(AbortRun(run_id=run_id, reason=reason, by=by), RunInfo))
+    reply = target.request(AbortRun(run_id=run_id, reason=reason, by=by), RunInfo)
+    show_run(target, reply)
+    finish(reply.run, RunState.ABORTED, as_json=as_json)
 
 
 class _Watcher(Client):
@@ -316,6 +324,10 @@ def _show_switch(target: Target, reply: KillSwitchState) -> None:
 def kill_switch_engage(socket_path: Path, as_json: bool, reason: str) -> None:
     """Halt live runs at their next phase boundary (dry runs go on)."""
     target = Target(socket_path, as_json)
+    try:
+        check_reason(reason)
+    except CutterError as exc:  # refused here too: nothing is sent
+        target.fail(ClientFailure(exc.code, exc.message))
     _show_switch(target, target.request(SetKillSwitch(engage=True, reason=reason), KillSwitchState))
 
 

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -72,22 +73,45 @@ async def embedded(state_dir: Path) -> AsyncIterator[tuple[RunnerConfig, str]]:
 
 @asynccontextmanager
 async def on_postgres(dsn: str) -> AsyncIterator[tuple[RunnerConfig, str]]:
-    """Migrate, create the roles, publish the sample, and act as the writer role."""
+    """Migrate, create the roles, publish the sample (a fresh edition of it when an
+    earlier live demo cut it), and act as the writer role."""
     from cutter.pg.connect import connect
     from cutter.pg.migrate import migrate
     from cutter.pg.roles import create_roles
     from cutter.pg.stores import pg_config
-    from cutter.pg.target import publish
 
     await migrate(dsn)
     await create_roles(dsn)
     conn = await connect(dsn)
     try:
-        await publish(conn, DOC_ID, sample_bytes())
+        await publish_uncut(conn)
     finally:
         await conn.close()
     async with pg_config(dsn, TextDiscoverer()) as config:
         yield config, "rows of the kb_docs table"
+
+
+def sample_edition(edition: int) -> bytes:
+    """The sample, or from the second edition on the sample with a trailing comment
+    naming the edition: bytes of their own, so a new source version to cut."""
+    if edition <= 1:
+        return sample_bytes()
+    return sample_bytes() + f"\n<!-- demo edition {edition} -->\n".encode()
+
+
+async def publish_uncut(conn: Any) -> str:
+    """Make the first edition of the sample that no earlier live demo cut the current
+    version (a version is cut once: ``STOP_ALREADY_CUT``), so the demo runs again on
+    the same database. The version id, as ``publish`` returns it."""
+    from cutter.pg.queries import CUT_BY
+    from cutter.pg.target import publish
+
+    edition = 1
+    while True:
+        version = await publish(conn, DOC_ID, sample_edition(edition))
+        if await conn.fetchval(CUT_BY, version.sv_id) is None:
+            return version.sv_id
+        edition += 1
 
 
 async def run_demo(state_dir: Path, live: bool, dsn: str | None) -> tuple[Sidecar, bool]:

@@ -81,3 +81,12 @@ def check_text(kind: str, value: object, limit: int = MAX_TEXT_LENGTH) -> str:
     except UnicodeEncodeError:
         raise InvalidIdentifier(kind, "is not valid Unicode text (lone surrogate)") from None
     return value
+
+
+def check_reason(value: object, kind: str = "reason") -> str:
+    """A reason that must say something (engaging the kill switch): free text, as
+    ``check_text``, that is not empty or whitespace only."""
+    text = check_text(kind, value)
+    if not text.strip():
+        raise InvalidIdentifier(kind, "is required and may not be blank: say why")
+    return text

@@ -22,6 +22,7 @@ import msgspec
 import structlog
 from structlog.typing import Processor
 
+from cutter.quiet_logs import quiet_default_in_force
 from cutter.secrets import scrub, scrub_event
 
 Logger = Any  # structlog's BoundLogger is dynamically typed
@@ -108,7 +109,7 @@ def configure_console() -> None:
     """The CLI's logging unless something configured it already: structlog's console
     default, but an exception is one scrubbed line (no traceback, no locals) and
     every value is scrubbed of DSN passwords."""
-    if structlog.is_configured():
+    if structlog.is_configured() and not quiet_default_in_force():
         return
     structlog.configure(
         processors=[

@@ -30,19 +30,20 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import anyio
 
 from cutter.approvals import GatePolicy
 from cutter.daemon.bus import EventBus
+from cutter.daemon.console import Sinks, choose_sinks, configure
 from cutter.daemon.housekeeping import remove_socket, sweep_state_dir
 from cutter.daemon.limits import ConnectionLimits, fit_to_open_files
 from cutter.daemon.service import Daemon
 from cutter.daemon.transport import claim_socket, serve_socket, serve_stdio, socket_gid
 from cutter.discovery import TextDiscoverer
 from cutter.errors import StateDirUnusable
-from cutter.logs import configure_json, get_logger, open_private_log
+from cutter.logs import get_logger, open_private_log
 from cutter.mode import enable_execution
 from cutter.offloop import use_worker_processes
 from cutter.ports import KillSwitchControl, Target
@@ -71,6 +72,7 @@ class DaemonOptions:
     link_ttl_seconds: int = 15 * 60  # how long a minted review link lives
     # connections, their deadlines, the bytes they buffer (cutter.daemon.limits)
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    approval_ttl_seconds: int = 24 * 3600  # the default policy's ttl_seconds, both gates
 
     @property
     def socket_path(self) -> Path:
@@ -111,6 +113,7 @@ async def open_stores(
     policy = GatePolicy(
         allow_self_approval=options.allow_self_approval,
         required_approvals=options.required_approvals,
+        approval_ttl=timedelta(seconds=options.approval_ttl_seconds),
     )
     if options.dsn is None:
         yield embedded_config(options.state_dir, policy)
@@ -129,9 +132,9 @@ async def open_stores(
         yield config, config.kill_switch
 
 
-async def serve(options: DaemonOptions, log_stream: TextIO) -> int:
+async def serve(options: DaemonOptions, sinks: Sinks) -> int:
     bus = EventBus()
-    configure_json(log_stream, tap=bus.processor)
+    configure(sinks, tap=bus.processor)
     if options.enable_execution:
         enable_execution()
     # run() made the directory and owns it; only the socket is shared, with one group.
@@ -269,8 +272,8 @@ def run(options: DaemonOptions) -> int:
     or until the kernel drops it with the process."""
     with claim(options.state_dir, options.holder):
         if options.log_path is None:
-            return anyio.run(serve, options, sys.stdout)
+            return anyio.run(serve, options, choose_sinks(None, sys.stdout, sys.stderr))
         with typed_storage_errors(options.log_path):
             log_file = open_private_log(options.log_path)
         with log_file as log_stream:
-            return anyio.run(serve, options, log_stream)
+            return anyio.run(serve, options, choose_sinks(log_stream, sys.stdout, sys.stderr))

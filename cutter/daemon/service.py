@@ -36,6 +36,7 @@ from cutter.errors import (
 from cutter.ids import (
     check_doc_id,
     check_kb_id,
+    check_reason,
     check_run_id,
     check_text,
     new_run_id,
@@ -268,7 +269,7 @@ class Daemon:
                 return RunInfo(id=command.id, run=RunSummary.of(sidecar))
             case SetKillSwitch():
                 if command.engage:  # a safety stop: anyone authenticated may pull it
-                    await self.kill_switch.engage(check_text("reason", command.reason))
+                    await self.kill_switch.engage(check_reason(command.reason))
                 else:
                     policy = (await self.policy()).policy
                     self.require_admin(policy, caller, "release the kill switch")
@@ -453,6 +454,13 @@ class Daemon:
 
     async def watch(self, command: Watch, caller: Caller) -> AsyncIterator[Event]:
         """Transition events as they happen, until the watcher goes or lags."""
+        self.log.info(
+            "command_received",
+            cmd=type(command).__name__,
+            id=logged_id(command.id),
+            peer=caller.peer,
+            principal=caller.principal,
+        )
         caller.require()
         run_id = None if command.run_id is None else check_run_id(command.run_id)
         subscription = self.bus.subscribe(run_id)

@@ -89,6 +89,7 @@ async def serve_stream(
             try:
                 command = decode_command(line)
             except BadFrame as exc:
+                daemon.log.info("frame_refused", code=exc.code, peer=caller.peer)
                 if not await send(stream, Error(code=exc.code, message=exc.message)):
                     return
                 continue
