@@ -27,7 +27,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -46,10 +46,9 @@ from cutter.errors import StateDirUnusable
 from cutter.logs import get_logger, open_private_log
 from cutter.mode import enable_execution
 from cutter.offloop import use_worker_processes
-from cutter.ports import KillSwitchControl, Target
+from cutter.ports import KillSwitchControl
 from cutter.runner import Runner, RunnerConfig
-from cutter.stores.files import FileKillSwitch, FileKnowledgeBase, FileRunStore
-from cutter.stores.memory_target import StaticGrantProbe
+from cutter.stores.files import FileKillSwitch
 from cutter.stores.owner import claim
 from cutter.stores.storage_errors import typed_storage_errors
 from cutter.web.address import bind, parse_address
@@ -85,25 +84,12 @@ class DaemonOptions:
 
 
 def embedded_config(state_dir: Path, policy: GatePolicy) -> tuple[RunnerConfig, KillSwitchControl]:
-    """Every store a file under ``state_dir``: the embedded default, durable."""
-    from cutter.stores.file_target import FileIUStore, FileLedger, FileSources
+    """Every store a file under ``state_dir``: the embedded default, durable (the
+    Python API's ``file_config``), and the kill switch the daemon's commands set."""
+    from cutter.config import file_config
 
     kill_switch = FileKillSwitch(state_dir / "kill-switch")
-    target = state_dir / "target"
-    config = RunnerConfig(
-        target=Target(
-            sources=FileSources(target / "sources"),
-            ius=FileIUStore(target / "ius"),
-            ledger=FileLedger(target / "ledger"),
-        ),
-        kb=FileKnowledgeBase(state_dir / "kb"),
-        run_store=FileRunStore(state_dir / "runs"),
-        discoverer=TextDiscoverer(),
-        grants=StaticGrantProbe(),
-        kill_switch=kill_switch,
-        policy=policy,
-    )
-    return config, kill_switch
+    return replace(file_config(state_dir, policy=policy), kill_switch=kill_switch), kill_switch
 
 
 @asynccontextmanager
