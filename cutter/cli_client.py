@@ -34,8 +34,9 @@ from cutter.cli_approve import (
     stored_headline,
 )
 from cutter.cli_connect import ClientFailure, Target, daemon_options, expect
-from cutter.cli_render import console, event_line, runs_table, show_run
+from cutter.cli_render import event_line, show_run
 from cutter.cli_review import review
+from cutter.cli_runs import runs
 from cutter.client import Client
 from cutter.errors import CutterError
 from cutter.kbdocs import Decision
@@ -46,12 +47,10 @@ from cutter.protocol import (
     Accepted,
     Event,
     KillSwitchState,
-    ListRuns,
     Ping,
     Pong,
     Resume,
     RunInfo,
-    RunList,
     SetKillSwitch,
     Shutdown,
     ShuttingDown,
@@ -59,7 +58,7 @@ from cutter.protocol import (
     StatusOf,
     Watch,
 )
-from cutter.states import TERMINAL, RunState
+from cutter.states import TERMINAL
 
 __all__ = ["COMMANDS", "login_name", "register", "reviewer_main"]
 
@@ -120,27 +119,6 @@ def status(socket_path: Path, as_json: bool, run_id: str) -> None:
     """One run: its state, its stop, and what its gate waits for."""
     target = Target(socket_path, as_json)
     show_run(target, target.request(StatusOf(run_id=run_id), RunInfo))
-
-
-@click.command()
-@daemon_options
-@click.option(
-    "--state",
-    type=click.Choice([s.value for s in RunState], case_sensitive=False),
-    default=None,
-    help="Only runs in this state.",
-)
-def runs(socket_path: Path, as_json: bool, state: str | None) -> None:
-    """Every run the daemon knows: state, waiting gate and since when, stop code."""
-    target = Target(socket_path, as_json)
-    chosen = None if state is None else RunState(state.upper())
-    reply = target.request(ListRuns(state=chosen), RunList)
-    if as_json:
-        target.frame(reply)
-    elif not reply.runs:
-        click.echo("no runs" if chosen is None else f"no runs in state {chosen.value}")
-    else:
-        console().print(runs_table(reply.runs))
 
 
 @click.command()

@@ -79,6 +79,7 @@ from cutter.protocol import (
     Watch,
     encode,
 )
+from cutter.run_pages import check_filter, page_of
 from cutter.runner import Runner
 from cutter.sidecar import GateRecord, Sidecar
 from cutter.signing import check_signature
@@ -221,10 +222,11 @@ class Daemon:
                     id=command.id, run=RunSummary.of(await runner.status(command.run_id))
                 )
             case ListRuns():
-                runs = [RunSummary.of(s) for s in await runner.runs()]
-                if command.state is not None:
-                    runs = [r for r in runs if r.state is command.state]
-                return RunList(id=command.id, runs=tuple(runs))
+                where = check_filter(command.state, command.doc_id)
+                runs, next_cursor = await page_of(
+                    runner.config.run_store, where, command.limit, command.cursor
+                )
+                return RunList(id=command.id, runs=tuple(runs), next_cursor=next_cursor)
             case SubmitApproval():
                 return await self._approve(command, caller)
             case ReviewOf():

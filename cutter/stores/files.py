@@ -89,6 +89,9 @@ from cutter.states import TERMINAL
 from cutter.stores.atomic import create_exclusive, read_bytes, remove, write_atomic
 from cutter.stores.file_primitives import inside_root
 
+if TYPE_CHECKING:
+    from cutter.run_pages import RunFilter
+
 SUFFIX = ".json"
 _MAX_PLAIN_NAME = 200
 _HASHED_HEAD = 130
@@ -274,6 +277,28 @@ class FileRunStore:
 
     async def run_ids(self) -> list[str]:
         return await anyio.to_thread.run_sync(self._run_ids)
+
+    async def page(self, after: str, limit: int, where: RunFilter) -> list[Sidecar]:
+        return await anyio.to_thread.run_sync(self._page, after, limit, where)
+
+    def _page(self, after: str, limit: int, where: RunFilter) -> list[Sidecar]:
+        """Sidecars in id order after ``after``, read one by one until ``limit`` match:
+        a filter that matches few runs reads many, but a walk through every page
+        reads each sidecar once (each page starts after the last)."""
+        found: list[Sidecar] = []
+        key = after.encode()
+        for run_id in self._run_ids():
+            if run_id.encode() <= key:
+                continue
+            try:
+                sidecar = self._load(run_id)
+            except UnknownRun:  # removed since the directory was listed
+                continue
+            if where.matches(sidecar.state, sidecar.doc_id):
+                found.append(sidecar)
+                if len(found) == limit:
+                    break
+        return found
 
     def _load(self, run_id: str) -> Sidecar:
         path = self.sidecar_path(run_id)

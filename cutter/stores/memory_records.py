@@ -23,6 +23,9 @@ from cutter.sidecar import ApprovalUse, Sidecar
 from cutter.states import TERMINAL
 from cutter.stores.files import encode_kb_doc, encode_sidecar, under_prefix
 
+if TYPE_CHECKING:
+    from cutter.run_pages import RunFilter
+
 
 class InMemoryKnowledgeBase:
     def __init__(self) -> None:
@@ -103,6 +106,17 @@ class InMemoryRunStore:
     async def run_ids(self) -> list[str]:
         await checkpoint()
         return sorted(self._sidecars)
+
+    async def page(self, after: str, limit: int, where: RunFilter) -> list[Sidecar]:
+        await checkpoint()
+        found: list[Sidecar] = []
+        for run_id in sorted(r for r in self._sidecars if r.encode() > after.encode()):
+            sidecar = codec.decode_sidecar(self._sidecars[run_id], f"memory:runs/{run_id}")
+            if where.matches(sidecar.state, sidecar.doc_id):
+                found.append(sidecar)
+                if len(found) == limit:
+                    break
+        return found
 
 
 if TYPE_CHECKING:  # the stores satisfy the ports (checked by mypy, free at run time)
