@@ -284,15 +284,18 @@ class FileRunStore:
     def _page(self, after: str, limit: int, where: RunFilter) -> list[Sidecar]:
         """Sidecars in id order after ``after``, read one by one until ``limit`` match:
         a filter that matches few runs reads many, but a walk through every page
-        reads each sidecar once (each page starts after the last)."""
+        reads each sidecar once (each page starts after the last). Only the names
+        after ``after`` are sorted and checked (ids are ASCII: str order is bytewise)."""
+        try:
+            names = os.listdir(self._runs)
+        except FileNotFoundError:
+            return []
         found: list[Sidecar] = []
-        key = after.encode()
-        for run_id in self._run_ids():
-            if run_id.encode() <= key:
-                continue
+        cut = len(SUFFIX)
+        for run_id in sorted(n[:-cut] for n in names if n.endswith(SUFFIX) and n[:-cut] > after):
             try:
                 sidecar = self._load(run_id)
-            except UnknownRun:  # removed since the directory was listed
+            except (UnknownRun, InvalidIdentifier):  # gone since listed; not a run's name
                 continue
             if where.matches(sidecar.state, sidecar.doc_id):
                 found.append(sidecar)
