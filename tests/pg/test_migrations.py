@@ -51,6 +51,7 @@ VERSIONS = [
     (2, "one_open_run_per_document"),
     (3, "database_approvals"),
     (4, "control_role"),
+    (5, "run_pages"),
 ]
 TABLES = {
     "documents",
@@ -163,7 +164,7 @@ def test_two_open_runs_of_one_document_stop_migration_0002_changing_nothing(
     assert cli.exit_code == 1, cli.output
     assert "E_MIGRATION_REFUSED" in cli.output
     assert "Traceback" not in cli.output
-    assert anyio.run(versions, dsn) == [VERSIONS[0], VERSIONS[2], VERSIONS[3]]
+    assert anyio.run(versions, dsn) == [VERSIONS[0], *VERSIONS[2:]]
     index = "SELECT to_regclass('runs_one_open_per_document')"
     assert anyio.run(_admin, dsn, index) is None
     anyio.run(_admin, dsn, "UPDATE runs SET state = 'ABORTED' WHERE run_id = 'run-a'")
