@@ -120,7 +120,7 @@ def decode_cursor(cursor: str, where: RunFilter) -> str:
         body = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
         raise BadCursor("not a cursor from `runs`") from None
-    if not hmac.compare_digest(check, _check(body)):
+    if not hmac.compare_digest(check.encode(), _check(body).encode()):  # str: ASCII only
         raise BadCursor("its check does not match (garbled or altered)")
     try:
         position = _position_decoder.decode(body)

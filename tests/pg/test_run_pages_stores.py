@@ -148,6 +148,8 @@ async def test_a_cursor_not_handed_out_for_this_filter_is_refused(store: RunStor
         "another version": "c9" + good[2:],
         "too long": good + "x" * 2000,
         "bad base64": f"{prefix}.@@@@.{check}",
+        "non-ASCII check": f"{prefix}.{body}.{check[:-1]}é",
+        "non-ASCII body": f"{prefix}.{body}é.{check}",
         "no run id": encode_cursor("../etc", state),
     }
     for name, cursor in refused.items():
