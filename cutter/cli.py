@@ -12,8 +12,17 @@ import anyio.to_thread
 import click
 import structlog
 
+from cutter.daemon.limits import (
+    DEFAULT_BUFFER_BUDGET,
+    DEFAULT_FRAME_SECONDS,
+    DEFAULT_IDLE_SECONDS,
+    DEFAULT_MAX_CONNECTIONS,
+    MIN_BUFFER_BUDGET,
+    ConnectionLimits,
+)
 from cutter.errors import CutterError, StateDirBusy
-from cutter.logs import TRANSITION_EVENTS
+from cutter.logs import TRANSITION_EVENTS, configure_console
+from cutter.secrets import scrub
 
 
 def _transition_line(_: Any, __: str, event: MutableMapping[str, Any]) -> str:
@@ -51,15 +60,20 @@ class StateDirOwned(CommandFailed):
 def failed(exc: CutterError) -> CommandFailed:
     busy = isinstance(exc, StateDirBusy) or exc.code == "E_HTTP_PORT_BUSY"
     kind = StateDirOwned if busy else CommandFailed
-    return kind(f"{exc.code}: {exc.message}")
+    return kind(scrub(f"{exc.code}: {exc.message}"))  # never a DSN's password
 
 
 @click.group()
 def main() -> None:
     """Cut long knowledge-base documents into addressable information units, safely."""
+    configure_console()
 
 
-DSN_HELP = "PostgreSQL DSN (libpq URI or key=value); the login must own the schema."
+DSN_HELP = (
+    "PostgreSQL DSN: a postgresql:// URI or libpq key=value pairs (host, port, dbname, user,"
+    " password, sslmode, ...); the login must own the schema. Prefer PGPASSWORD or"
+    " ~/.pgpass to a password on the command line."
+)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -151,6 +165,34 @@ def demo(state_dir: Path, live: bool, dsn: str | None) -> None:
     show_default=True,
     help="Seconds a review link minted by `cutter review RUN --web` lives.",
 )
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1, 1 << 20),
+    default=DEFAULT_MAX_CONNECTIONS,
+    show_default=True,
+    help="Connections served at once; one more is refused (E_TOO_MANY_CONNECTIONS).",
+)
+@click.option(
+    "--idle-timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=DEFAULT_IDLE_SECONDS,
+    show_default=True,
+    help="Seconds a connection may send nothing between commands (a watch is never idle).",
+)
+@click.option(
+    "--frame-timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=DEFAULT_FRAME_SECONDS,
+    show_default=True,
+    help="Seconds a frame may take from its first byte to its newline.",
+)
+@click.option(
+    "--buffer-budget",
+    type=click.IntRange(MIN_BUFFER_BUDGET),
+    default=DEFAULT_BUFFER_BUDGET,
+    show_default=True,
+    help="Bytes of unfinished frames held across all connections (E_BUFFER_BUDGET_EXCEEDED).",
+)
 def daemon(
     state_dir: Path,
     dsn: str | None,
@@ -163,6 +205,10 @@ def daemon(
     socket_group: str | None,
     http: str | None,
     link_ttl: int,
+    max_connections: int,
+    idle_timeout: float,
+    frame_timeout: float,
+    buffer_budget: int,
 ) -> None:
     """Run the daemon: commands over a Unix socket (or stdio), many runs at once.
 
@@ -188,6 +234,7 @@ def daemon(
         socket_group=socket_group,
         http=http,
         link_ttl_seconds=link_ttl,
+        limits=ConnectionLimits(max_connections, idle_timeout, frame_timeout, buffer_budget),
     )
     try:
         sys.exit(run(options))
@@ -234,16 +281,21 @@ def roles(dsn: str, writer: str, reader: str, login: bool) -> None:
 @click.argument("doc_id")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def add_document(state_dir: Path, dsn: str | None, doc_id: str, path: Path) -> None:
-    """Store FILE's exact bytes as DOC_ID's current source version.
+    """Store FILE's exact bytes (at most 16 MiB) as DOC_ID's current source version.
 
     Safe while a daemon owns the state directory: the daemon's runs pinned the
     version they cut, and a gate stops a run whose document changed (STOP_DRIFT)."""
+    from cutter.discovery.content import require_text
+    from cutter.doc_size import read_document
     from cutter.ids import check_doc_id
 
-    data = path.read_bytes()
+    data = b""
 
     async def add() -> str:
+        nonlocal data
         checked = check_doc_id(doc_id)
+        data = await anyio.to_thread.run_sync(read_document, path)  # E_DOCUMENT_TOO_LARGE
+        require_text(data)  # binary or UTF-16: E_DOCUMENT_NOT_TEXT, nothing stored
         if dsn is None:
             from cutter.stores.file_target import FileSources
             from cutter.stores.owner import make_state_dir
@@ -277,11 +329,13 @@ def _run(func: Callable[..., Awaitable[T]], *args: object) -> T:
 
 
 from cutter.cli_client import register  # noqa: E402  (the subcommands that talk to a daemon)
+from cutter.cli_doctor import register as register_doctor  # noqa: E402
 from cutter.cli_ledger import register as register_ledger  # noqa: E402
 from cutter.cli_plan import register as register_plan  # noqa: E402
 from cutter.cli_policy import register as register_policy  # noqa: E402
 
 register(main)
 register_ledger(main)
+register_doctor(main)
 register_plan(main)
 register_policy(main)

@@ -20,6 +20,7 @@ import msgspec
 
 from cutter.client import Client, DaemonUnavailable, ReplyTooLarge
 from cutter.protocol import AnyCommand, AnyReply, Error, Reply, encode
+from cutter.secrets import scrub
 
 DEFAULT_SOCKET = Path(".cutter/daemon.sock")
 EXIT_REFUSED = 1  # the daemon (or this client) answered with an error
@@ -38,7 +39,7 @@ class ClientFailure(click.ClickException):
     exit_code = EXIT_REFUSED
 
     def __init__(self, code: str, message: str, *, error_id: str | None = None) -> None:
-        super().__init__(message)
+        super().__init__(scrub(message))  # a message may quote a DSN: never its password
         self.code = code
         self.error_id = error_id
 

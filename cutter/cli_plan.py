@@ -2,7 +2,8 @@
 
 An operator checks a document before cutting it: ordinal, label, normalised
 number, structure path, byte range, size, region sha prefix, and the
-discoverer's warnings. ``--json`` prints the same as one JSON object.
+discoverer's warnings. ``--json`` prints the same as one JSON object. A binary
+or UTF-16/32 file is refused (``E_DOCUMENT_NOT_TEXT``, exit 1).
 
 The cut shown is the one a run's mark and cutplan phases record and leg A
 writes: the same ``TextDiscoverer`` (``discover(data)``, the inferred profile)
@@ -36,8 +37,10 @@ class PlanReport(msgspec.Struct, frozen=True, kw_only=True):
 
 def plan_file(path: Path, data: bytes) -> PlanReport:
     from cutter.discovery import TextDiscoverer
+    from cutter.discovery.content import require_text
     from cutter.plan import build_manifest
 
+    require_text(data)  # binary or UTF-16/32: E_DOCUMENT_NOT_TEXT
     found = TextDiscoverer().explain(data)
     doc_id = "plan"
     version = SourceVersion(
@@ -88,10 +91,11 @@ def register(group: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of a table.")
     def plan(path: Path, as_json: bool) -> None:
         """Show the units a cut of FILE would make, without starting a run."""
+        from cutter.doc_size import read_document
         from cutter.errors import CutterError
 
         try:
-            report = plan_file(path, path.read_bytes())
+            report = plan_file(path, read_document(path))  # E_DOCUMENT_TOO_LARGE
         except CutterError as exc:
             raise click.ClickException(f"{exc.code}: {exc.message}") from None
         if as_json:

@@ -71,6 +71,8 @@ def runs(
             console().print(runs_table(reply.runs))
         elif first:
             click.echo(_none(chosen, doc_id))
+        for bad in reply.unreadable:  # quarantined: `cutter doctor` says more
+            click.echo(f"UNREADABLE {bad.run_id}: {bad.code}: {bad.reason}")
         if reply.next_cursor is not None and not every:
             click.echo(f"{len(reply.runs)} runs; the next page: {_next(reply.next_cursor)}")
 

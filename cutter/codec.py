@@ -7,7 +7,7 @@ import msgspec
 
 from cutter.errors import CorruptRecord, one_line
 from cutter.kbdocs import KBDoc
-from cutter.sidecar import Sidecar
+from cutter.sidecar import SIDECAR_SCHEMA, Sidecar
 
 _encoder = msgspec.json.Encoder()
 _kb_decoder: msgspec.json.Decoder[KBDoc] = msgspec.json.Decoder(KBDoc)
@@ -26,7 +26,12 @@ def decode_kb_doc(data: bytes, location: str) -> KBDoc:
 
 
 def decode_sidecar(data: bytes, location: str) -> Sidecar:
+    """A sidecar of this cutter's schema; any other schema is ``CorruptRecord`` too (its
+    fields may mean something else)."""
     try:
-        return _sidecar_decoder.decode(data)
+        sidecar = _sidecar_decoder.decode(data)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise CorruptRecord(location, one_line(str(exc))) from exc
+    if sidecar.schema != SIDECAR_SCHEMA:
+        raise CorruptRecord(location, f"schema {sidecar.schema}, not {SIDECAR_SCHEMA}")
+    return sidecar

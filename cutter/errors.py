@@ -10,11 +10,15 @@ structured log expands into the full story. No traceback ever leaves the process
     │   ├── CorruptRecord                a stored file or row cannot be decoded
     │   ├── UnknownRun
     │   ├── UnknownDocument              (raised by ports; the walk turns it into a stop)
+    │   ├── DocumentNotText              binary or UTF-16/32 input (add-document, plan)
     │   ├── RunNotResumable
     │   ├── StateDirUnusable             a state directory cannot be created or locked
     │   └── PolicyInvalid                a policy file does not parse or check
     ├── DocumentBusy                     another run holds the document
     ├── StateDirBusy                     another process owns the state directory
+    ├── StorageError                     a store cannot be written; nothing was half-written
+    │   ├── StorageFull                  no space (ENOSPC) or quota (EDQUOT) left
+    │   └── StorageReadOnly              read-only file system, or no permission to write
     ├── ShuttingDown                     the runner is draining
     ├── ProductionExecutionNotAuthorized
     ├── AccessDenied                     the policy does not let this principal do it
@@ -38,7 +42,8 @@ structured log expands into the full story. No traceback ever leaves the process
     │       ├── ApproverNotAllowed
     │       ├── PolicyUnreadable
     │       ├── ApprovalConsumedAlready
-    │       └── ApprovalRecoveryPending
+    │       ├── ApprovalRecoveryPending
+    │       └── GateRequestDamaged       the stored request doc is not the one the run recorded
     └── PhaseStop                        a phase body ends the run with a stop code
         ├── StopDocumentUnknown
         ├── StopAlreadyCut
@@ -72,6 +77,7 @@ class StopCode(enum.StrEnum):
     OPERATOR_ABORT = "STOP_OPERATOR_ABORT"
     KILL_SWITCH = "STOP_KILL_SWITCH"
     GATE_NOT_PASSED = "STOP_GATE_NOT_PASSED"
+    DOCUMENT_TOO_LARGE = "STOP_DOCUMENT_TOO_LARGE"
 
 
 def new_error_id() -> str:
@@ -132,12 +138,32 @@ class UnknownRun(InputError):
         super().__init__(f"no run {run_id}")
 
 
+class DocumentNotText(InputError):
+    """A source that is binary or UTF-16/32: refused by add-document and plan."""
+
+    code = "E_DOCUMENT_NOT_TEXT"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+
+
 class UnknownDocument(InputError):
     code = "E_UNKNOWN_DOCUMENT"
 
     def __init__(self, doc_id: str) -> None:
         self.doc_id = doc_id
         super().__init__(f"no document {doc_id}")
+
+
+class DocumentTooLarge(InputError):
+    """A document over ``cutter.doc_size.MAX_DOCUMENT_BYTES``: refused, nothing stored."""
+
+    code = "E_DOCUMENT_TOO_LARGE"
+
+    def __init__(self, size: int, limit: int, what: str = "the document") -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"{what} is {size} bytes, over the {limit}-byte document limit")
 
 
 class RunNotResumable(InputError):
@@ -173,6 +199,25 @@ class StateDirBusy(CutterError):
         who = f"pid {pid}" if pid is not None else "a process whose pid is not known yet"
         what = f" ({holder})" if holder else ""
         super().__init__(f"state directory {state_dir} is owned by {who}{what}, which holds {held}")
+
+
+class StorageError(CutterError):
+    """A write to a store failed for a reason outside the program (the disk, the
+    mount, the permissions). The write was atomic: the old content is intact."""
+
+    code = "E_STORAGE"
+
+    def __init__(self, location: str, reason: str) -> None:
+        self.location = location
+        super().__init__(f"cannot write {location}: {reason}")
+
+
+class StorageFull(StorageError):
+    code = "E_STORAGE_FULL"
+
+
+class StorageReadOnly(StorageError):
+    code = "E_STORAGE_READ_ONLY"
 
 
 class ShuttingDown(CutterError):
@@ -342,6 +387,14 @@ class ApprovalRecoveryPending(GateRefusal):
     code = "APPROVAL_RECOVERY_PENDING"
 
 
+class GateRequestDamaged(GateRefusal):
+    """The gate's stored request doc is missing, unreadable or not the request the run
+    recorded (its subject does not hash to the recorded digest): no approval is taken
+    for a request nobody can show was the one reviewed."""
+
+    code = "GATE_REQUEST_DAMAGED"
+
+
 def refusal(run_id: str, code: str, message: str, approval_kb_id: str | None = None) -> Refusal:
     """Rebuild the typed refusal an actor replied with as a code and a message."""
     if code == ApprovalConsumedAlready.code and approval_kb_id is not None:
@@ -371,6 +424,7 @@ _REFUSALS: tuple[type[Refusal], ...] = (
     ApprovalRecoveryPending,
     ApprovalSignatureRequired,
     ApprovalSignatureInvalid,
+    GateRequestDamaged,
 )
 
 
@@ -412,6 +466,11 @@ class StopVerifyFailed(PhaseStop):
 class StopContractViolated(PhaseStop):
     code = StopCode.CONTRACT_VIOLATED.value
     stop_code = StopCode.CONTRACT_VIOLATED
+
+
+class StopDocumentTooLarge(PhaseStop):
+    code = StopCode.DOCUMENT_TOO_LARGE.value
+    stop_code = StopCode.DOCUMENT_TOO_LARGE
 
 
 class StopGateNotPassed(PhaseStop):

@@ -105,9 +105,20 @@ def check_passed(
 
 
 def _check_request(sidecar: Sidecar, record: GateRecord, request: object) -> None:
+    why = request_mismatch(sidecar, record, request)
+    if why is not None:
+        _fail(sidecar, record.gate, why)
+
+
+def request_mismatch(sidecar: Sidecar, record: GateRecord, request: object) -> str | None:
+    """Pure: why ``request`` (the gate's request doc as the KB holds it; None when
+    absent or unreadable) is not the request the run recorded at ``record``, or None
+    when it is: its subject hashes to the recorded digest and names this run, gate,
+    nonce and the run's pins. The gatekeeper asks before it takes an approval, a
+    phase that writes before it writes."""
     gate = record.gate
     if not isinstance(request, SovereignRequest):
-        _fail(sidecar, gate, f"no request doc at {record.request_kb_id}")
+        return f"no request doc at {record.request_kb_id}"
     subject = request.subject
     pins = sidecar.pins
     verify_result = pins.get(Pin.VERIFY_RESULT_ID) if gate is Gate.SG_2 else None
@@ -122,7 +133,7 @@ def _check_request(sidecar: Sidecar, record: GateRecord, request: object) -> Non
         or subject.nonce != record.nonce
         or subject.opened_at != record.opened_at
     ):
-        _fail(sidecar, gate, f"the request at {record.request_kb_id} is not the one recorded")
+        return f"the request at {record.request_kb_id} is not the one recorded"
     if (
         subject.source_version_id != pins.get(Pin.SOURCE_VERSION_ID)
         or subject.source_sha != pins.get(Pin.SOURCE_SHA)
@@ -131,7 +142,22 @@ def _check_request(sidecar: Sidecar, record: GateRecord, request: object) -> Non
         or subject.writer_digest != pins.get(Pin.WRITER_DIGEST)
         or (gate is Gate.SG_2 and subject.verify_result_id != verify_result)
     ):
-        _fail(sidecar, gate, "the run's pins are not those the approved request names")
+        return "the run's pins are not those the approved request names"
+    return None
+
+
+def request_damage(sidecar: Sidecar, record: GateRecord, request: object) -> str | None:
+    """``request_mismatch``, and the approvals the request doc says it needs must be
+    those the run recorded: why the gatekeeper refuses to take an approval for this
+    request (``GATE_REQUEST_DAMAGED``), or None."""
+    why = request_mismatch(sidecar, record, request)
+    if why is not None:
+        return why
+    if isinstance(request, SovereignRequest) and (
+        request.required_approvals != record.required_approvals
+    ):
+        return f"the request at {record.request_kb_id} is not the one recorded"
+    return None
 
 
 def _fail(sidecar: Sidecar, gate: Gate, why: str) -> NoReturn:

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import msgspec
 
-from cutter.discovery import TextDiscoverer
-from cutter.errors import CorruptRecord, RunNotAtGate
+from cutter.errors import CorruptRecord, GateRequestDamaged, RunNotAtGate
+from cutter.gate_check import request_damage
 from cutter.kbdocs import PhaseDoc
+from cutter.offloop import explain_off_loop
 from cutter.phases.context import Services, load_manifest, manifest_digest
 from cutter.plan import staged_rows
 from cutter.review import (
@@ -38,6 +39,13 @@ async def gate_review(services: Services, sidecar: Sidecar) -> GateReview:
             f"run {sidecar.run_id} is {sidecar.state.value} and waits at no gate: "
             "nothing to review",
         )
+    try:
+        request: object = await services.kb.get(gate.request_kb_id)
+    except (KeyError, CorruptRecord):
+        request = None
+    why = request_damage(sidecar, gate, request)
+    if why is not None:  # what a reviewer would be shown is not what the run recorded
+        raise GateRequestDamaged(sidecar.run_id, why)
     manifest = await load_manifest(services.kb, sidecar)
     if manifest is None or manifest_digest(manifest) != str(sidecar.pins[Pin.MANIFEST_DIGEST]):
         raise CorruptRecord(
@@ -57,7 +65,8 @@ async def gate_review(services: Services, sidecar: Sidecar) -> GateReview:
             "from the bytes as stored now"
         )
     discoverer = services.discoverer
-    warnings = discoverer.explain(data).warnings if isinstance(discoverer, TextDiscoverer) else ()
+    explained = await explain_off_loop(discoverer, data)
+    warnings = () if explained is None else explained.warnings
     rows = await services.target.ius.rows(sidecar.doc_id)
     active = active_rows(rows)
     review = GateReview(

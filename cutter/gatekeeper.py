@@ -19,6 +19,7 @@ from cutter.errors import (
     ApprovalRecoveryPending,
     CorruptRecord,
     GateRefusal,
+    GateRequestDamaged,
     PolicyUnreadable,
     Refusal,
     RunChanged,
@@ -26,6 +27,7 @@ from cutter.errors import (
     StopCode,
     new_error_id,
 )
+from cutter.gate_check import request_damage
 from cutter.ids import new_nonce
 from cutter.kbdocs import (
     Approval,
@@ -142,6 +144,7 @@ class Gatekeeper(Actor[GatekeeperCommand, GatekeeperReply]):
         try:
             if kb_id is None:
                 raise StopApprovalRequired(sidecar.run_id, f"{gate.gate} needs an approval kb_id")
+            await self._check_request(sidecar, gate)
             approval = await self._load_approval(sidecar.run_id, kb_id)
             recovering = await self._check_unconsumed(sidecar, gate, kb_id)
             policy = await self._policy(sidecar)
@@ -221,6 +224,23 @@ class Gatekeeper(Actor[GatekeeperCommand, GatekeeperReply]):
         if advanced.satisfied or advanced.rejected:
             self.recorder.log.info("gate_closed", gate=gate.gate.value, decision=use.decision.value)
         return ApprovalConsumed(sidecar=after)
+
+    async def _check_request(self, sidecar: Sidecar, gate: GateRecord) -> None:
+        """Refuse (``GateRequestDamaged``) unless the stored request doc is the request
+        the run recorded: read now and rehashed, never trusted for being there. An
+        approval answers the digest in the run's record; without this, a damaged or
+        replaced request doc (what a reviewer is shown) would be approved unseen."""
+        try:
+            request: object = await self.services.kb.get(gate.request_kb_id)
+        except KeyError:
+            request = None
+        except CorruptRecord as exc:
+            raise GateRequestDamaged(
+                sidecar.run_id, f"the request doc of {gate.gate} cannot be read: {exc.message}"
+            ) from exc
+        why = request_damage(sidecar, gate, request)
+        if why is not None:
+            raise GateRequestDamaged(sidecar.run_id, why)
 
     async def _load_approval(self, run_id: str, kb_id: str) -> Approval:
         if not is_approval_location(kb_id):

@@ -2,17 +2,27 @@
 
 Event names are constant snake_case; values are key-values. ``TRANSITION_EVENTS``
 is the set of events that record a transition of a run (tests assert their order).
+
+No secret reaches a log line (docs/operations.md, "Secrets"): a logged exception is
+rendered without its frames' local variables (``show_locals=False``: a local may be
+a DSN), and every string of every event is scrubbed of DSN passwords
+(``cutter.secrets.scrub_event``) just before it is rendered. A log file is opened
+owner-only (``open_private_log``).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import Any, TextIO
 
 import msgspec
 import structlog
 from structlog.typing import Processor
+
+from cutter.secrets import scrub, scrub_event
 
 Logger = Any  # structlog's BoundLogger is dynamically typed
 
@@ -35,7 +45,17 @@ _json = msgspec.json.Encoder()
 
 def _serialize(value: Any, **_: Any) -> str:
     """structlog's JSONRenderer passes ``default=``; msgspec takes ``enc_hook``."""
-    return _json.encode(msgspec.to_builtins(value, enc_hook=str, str_keys=True)).decode()
+    return _json.encode(msgspec.to_builtins(value, enc_hook=_text, str_keys=True)).decode()
+
+
+def _text(value: Any) -> str:
+    return scrub(str(value))
+
+
+# A logged exception: its chain, frames and messages, never the frames' locals.
+exception_dicts = structlog.processors.ExceptionRenderer(
+    structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+)
 
 
 def configure_json(stream: TextIO | None = None, *, tap: Processor | None = None) -> None:
@@ -47,7 +67,8 @@ def configure_json(stream: TextIO | None = None, *, tap: Processor | None = None
             *([tap] if tap else []),
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.dict_tracebacks,
+            exception_dicts,
+            scrub_event,
             structlog.processors.JSONRenderer(serializer=_serialize),
         ],
         logger_factory=structlog.PrintLoggerFactory(stream or sys.stdout),
@@ -58,3 +79,46 @@ def configure_json(stream: TextIO | None = None, *, tap: Processor | None = None
 
 def get_logger(**bound: Any) -> Logger:
     return structlog.get_logger("cutter").bind(**bound)
+
+
+LOG_FILE_MODE = 0o600
+
+
+def open_private_log(path: Path) -> TextIO:
+    """``path`` opened for appending, line-buffered, readable by its owner alone: made
+    0600, and an existing file's group and other bits are dropped."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, LOG_FILE_MODE)
+    try:
+        mode = os.fstat(fd).st_mode & 0o7777
+        if mode & 0o077:
+            os.fchmod(fd, mode & ~0o077)
+        return os.fdopen(fd, "a", encoding="utf-8", buffering=1)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _exception_line(sio: TextIO, exc_info: Any) -> None:
+    """A logged exception on a terminal: its type and scrubbed message, one line."""
+    exc = exc_info[1]
+    sio.write("\n" + scrub(f"{type(exc).__name__}: {' '.join(str(exc).split())}"))
+
+
+def configure_console() -> None:
+    """The CLI's logging unless something configured it already: structlog's console
+    default, but an exception is one scrubbed line (no traceback, no locals) and
+    every value is scrubbed of DSN passwords."""
+    if structlog.is_configured():
+        return
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.StackInfoRenderer(),
+            structlog.dev.set_exc_info,
+            structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
+            scrub_event,
+            structlog.dev.ConsoleRenderer(colors=False, exception_formatter=_exception_line),
+        ],
+        cache_logger_on_first_use=False,
+    )

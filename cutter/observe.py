@@ -6,6 +6,7 @@ from __future__ import annotations
 import msgspec
 
 from cutter.errors import CorruptRecord, UnknownDocument
+from cutter.offloop import discover_off_loop, off_loop
 from cutter.phases.context import Services, load_manifest, manifest_digest
 from cutter.plan import verify_result_id
 from cutter.records import Backup
@@ -64,7 +65,8 @@ async def name_units(
             found = version_drift(manifest, await _current_regions(services, sidecar.doc_id))
         elif item.pin == Pin.SOURCE_SHA.value:
             sv_id = str(sidecar.pins[Pin.SOURCE_VERSION_ID])
-            found = plan_drift(manifest, await services.target.sources.stored_bytes(sv_id))
+            stored = await services.target.sources.stored_bytes(sv_id)
+            found = await off_loop(plan_drift, manifest, stored)
         elif item.pin == Pin.VERIFY_RESULT_ID.value:
             change_set_id = str(sidecar.pins[Pin.CHANGE_SET_ID])
             found = staged_drift(manifest, await services.target.ius.change_set(change_set_id))
@@ -83,4 +85,5 @@ async def _current_regions(services: Services, doc_id: str) -> tuple[Region, ...
         data = await sources.content((await sources.current(doc_id)).sv_id)
     except (UnknownDocument, CorruptRecord):
         return None
-    return regions_of_candidates(data, services.discoverer.discover(data))
+    candidates = await discover_off_loop(services.discoverer, data)
+    return await off_loop(regions_of_candidates, data, candidates)

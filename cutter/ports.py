@@ -20,6 +20,7 @@ from cutter.sidecar import ApprovalUse, Sidecar
 from cutter.walk import Gate
 
 if TYPE_CHECKING:
+    from cutter.quarantine import UnreadableRun
     from cutter.run_pages import RunFilter
 
 
@@ -154,9 +155,10 @@ class RunStore(Protocol):
 
     async def run_ids(self) -> list[str]: ...
 
-    async def page(self, after: str, limit: int, where: RunFilter) -> list[Sidecar]:
+    async def page(self, after: str, limit: int, where: RunFilter) -> list[Sidecar | UnreadableRun]:
         """At most ``limit`` runs that ``where`` matches, whose ids sort bytewise after
-        ``after`` (``""``: from the first), in that order (``cutter.run_pages``)."""
+        ``after`` (``""``: from the first), in that order (``cutter.run_pages``); a
+        run whose record cannot be read is an ``UnreadableRun`` in its place."""
         ...
 
 

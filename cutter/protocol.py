@@ -17,6 +17,7 @@ import msgspec
 from cutter.kbdocs import Decision
 from cutter.mode import Mode
 from cutter.policy import Policy
+from cutter.quarantine import UnreadableRun
 from cutter.review import GateReview
 from cutter.sidecar import Sidecar
 from cutter.states import RunState
@@ -229,6 +230,10 @@ class RunList(Reply, frozen=True, kw_only=True, tag="runs"):
     """``next_cursor``: pass it back as ``cursor`` for the next page; null at the end."""
 
     runs: tuple[RunSummary, ...]
+    # Runs whose stored record cannot be read (quarantined, ``cutter.quarantine``),
+    # among those of this page's id range: never in ``runs``, whatever the state
+    # filter; ``cutter doctor`` says more.
+    unreadable: tuple[UnreadableRun, ...] = ()
     next_cursor: str | None = None
 
 

@@ -24,6 +24,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -31,7 +32,10 @@ import msgspec
 from cutter.errors import InputError, InvalidIdentifier
 from cutter.ids import check_doc_id, check_run_id
 from cutter.protocol import MAX_FRAME_BYTES, RUNS_DEFAULT_LIMIT, RUNS_MAX_LIMIT, RunSummary
+from cutter.quarantine import UnreadableRun
 from cutter.states import RunState
+
+Entry = RunSummary | UnreadableRun  # a page's entries, in run id order
 
 if TYPE_CHECKING:
     from cutter.ports import RunStore
@@ -132,15 +136,15 @@ def decode_cursor(cursor: str, where: RunFilter) -> str:
     return after
 
 
-def fit_page(runs: list[RunSummary], limit: int) -> tuple[list[RunSummary], bool]:
+def fit_page(runs: list[Entry], limit: int) -> tuple[list[Entry], bool]:
     """The first runs of ``runs`` (at most ``limit``) whose summaries fit in
     ``PAGE_BYTES``, and whether any were left out. Always at least one, if any: a
     summary too large alone has its stop message clipped."""
-    page: list[RunSummary] = []
+    page: list[Entry] = []
     used = 0
     for run in runs[:limit]:
         size = len(_encoder.encode(run)) + 1
-        if size > PAGE_BYTES:
+        if size > PAGE_BYTES and isinstance(run, RunSummary):
             run = clipped(run)
             size = len(_encoder.encode(run)) + 1
         if page and used + size > PAGE_BYTES:
@@ -158,12 +162,23 @@ def clipped(run: RunSummary) -> RunSummary:
     return msgspec.structs.replace(run, stop_message=shown)
 
 
-async def page_of(
-    store: RunStore, where: RunFilter, limit: int, cursor: str | None
-) -> tuple[list[RunSummary], str | None]:
-    """One page: its runs and the cursor of the next (None at the end)."""
+@dataclass(frozen=True, slots=True)
+class Page:
+    runs: list[RunSummary]
+    unreadable: list[UnreadableRun]  # in the page's id range, whatever the filter
+    next_cursor: str | None  # None: the last page
+
+
+async def page_of(store: RunStore, where: RunFilter, limit: int, cursor: str | None) -> Page:
+    """One page: its runs, the unreadable runs among them, and the next cursor."""
     limit = check_limit(limit)
     after = "" if cursor is None else decode_cursor(cursor, where)
-    sidecars = await store.page(after, limit + 1, where)
-    runs, more = fit_page([RunSummary.of(s) for s in sidecars], limit)
-    return runs, encode_cursor(runs[-1].run_id, where) if more else None
+    found = await store.page(after, limit + 1, where)
+    entries, more = fit_page(
+        [e if isinstance(e, UnreadableRun) else RunSummary.of(e) for e in found], limit
+    )
+    return Page(
+        runs=[e for e in entries if isinstance(e, RunSummary)],
+        unreadable=[e for e in entries if isinstance(e, UnreadableRun)],
+        next_cursor=encode_cursor(entries[-1].run_id, where) if more else None,
+    )

@@ -22,6 +22,7 @@ import anyio
 from actors import ActorCrashed, ActorSystem, AskTimeout
 from cutter.approvals import GatePolicy
 from cutter.errors import (
+    CorruptRecord,
     DocumentBusy,
     RunNotResumable,
     ShuttingDown,
@@ -54,6 +55,7 @@ from cutter.ports import (
     RunStore,
     Target,
 )
+from cutter.quarantine import RunScan, scan_runs
 from cutter.recorder import RunRecorder
 from cutter.review import GateReview
 from cutter.sidecar import Sidecar, StopInfo
@@ -290,11 +292,27 @@ class Runner:
         the save of the run's advance), finished with that same approval — never a
         second one."""
         found: list[Unfinished] = []
-        for sidecar in await self.runs():
+        scan = await self.scan()
+        log = get_logger(component="runner")
+        for bad in scan.unreadable:  # quarantined: left as found, the others go on
+            log.warning("run_unreadable", run_id=bad.run_id, code=bad.code, reason=bad.reason)
+        for sidecar in scan.runs:
             if sidecar.state in RECOVERABLE:
                 found.append(Unfinished(sidecar.run_id, sidecar.state))
             elif sidecar.state in AWAITING:
-                for kb_id in await self.config.run_store.consumed_for(sidecar.run_id):
+                try:
+                    consumed = await self.config.run_store.consumed_for(sidecar.run_id)
+                except CorruptRecord as exc:
+                    # Whether it consumed an approval cannot be known: no recovery
+                    # guesses; the gatekeeper fails closed on the next approval.
+                    log.warning(
+                        "consumption_unreadable",
+                        run_id=sidecar.run_id,
+                        code=exc.code,
+                        reason=exc.message,
+                    )
+                    continue
+                for kb_id in consumed:
                     if kb_id not in sidecar.approvals_used:
                         found.append(Unfinished(sidecar.run_id, sidecar.state, kb_id))
                         break  # one at a time: the resume records it, a restart the next
@@ -309,7 +327,13 @@ class Runner:
         return await self.config.run_store.load(check_run_id(run_id))
 
     async def runs(self) -> list[Sidecar]:
-        return [await self.config.run_store.load(r) for r in await self.config.run_store.run_ids()]
+        """Every run whose sidecar can be read (``scan`` names the others)."""
+        return (await self.scan()).runs
+
+    async def scan(self) -> RunScan:
+        """Every stored run: the readable sidecars, and apart the runs whose sidecar
+        cannot be read, each with the reason (``cutter.quarantine``)."""
+        return await scan_runs(self.config.run_store)
 
     # --- driving a segment ----------------------------------------------------
     async def _drive(

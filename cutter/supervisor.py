@@ -57,6 +57,7 @@ from cutter.phase_actor import PhaseActor
 from cutter.phases import Services
 from cutter.ports import KillSwitch, RunStore
 from cutter.recorder import RunRecorder
+from cutter.secrets import scrub
 from cutter.sidecar import Sidecar, StopInfo, gate_due
 from cutter.states import AWAITING, RunState
 from cutter.stopping import RunStops
@@ -403,7 +404,8 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
     ) -> None:
         """Stop the run (``RunStops``): a live run's writes are undone on the way.
         ``reason`` is the rollback envelope's; by default the stop code and message."""
-        stop = StopInfo(code=code, message=one_line(message), error_id=error_id)
+        # What a run records is read by reviewers and kept: never a DSN's password.
+        stop = StopInfo(code=code, message=scrub(one_line(message)), error_id=error_id)
         self.sidecar = await self.stops.stop(
             self.sidecar,
             state,

@@ -29,7 +29,18 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
 from benchmarks.common import Figure  # noqa: E402
 
-FIGURES = ("ask", "walk", "files", "fleet", "pg", "discovery", "daemon", "runs")
+FIGURES = (
+    "ask",
+    "walk",
+    "files",
+    "fleet",
+    "pg",
+    "discovery",
+    "daemon",
+    "runs",
+    "connections",
+    "offloop",
+)
 
 
 def print_table(figures: list[Figure]) -> None:

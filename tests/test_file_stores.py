@@ -28,6 +28,7 @@ from cutter.errors import (
     CorruptRecord,
     InvalidIdentifier,
     StopCode,
+    StorageFull,
     UnknownRun,
 )
 from cutter.kbdocs import (
@@ -711,7 +712,7 @@ async def test_failed_write_keeps_old_content_and_no_temp(tmp_path: Path) -> Non
     before = kb.path_of("runs/run-a/stop").read_bytes()
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(os, "replace", _raise_enospc)
-        with pytest.raises(OSError, match="No space"):
+        with pytest.raises(StorageFull, match="No space"):
             await kb.put("runs/run-a/stop", msgspec.structs.replace(stop_doc(), message="new"))
     assert kb.path_of("runs/run-a/stop").read_bytes() == before
     assert temp_files(tmp_path) == []
@@ -746,7 +747,7 @@ async def test_failed_journal_write_consumes_nothing(tmp_path: Path) -> None:
     store = FileRunStore(tmp_path)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(os, "fsync", _raise_enospc)
-        with pytest.raises(OSError, match="No space"):
+        with pytest.raises(StorageFull, match="No space"):
             await store.save_consuming(sidecar(), use())
     assert not store.journal_path(APPROVAL_ID).exists()
     assert await store.consumed_by(APPROVAL_ID) is None

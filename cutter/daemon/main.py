@@ -27,26 +27,30 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import anyio
 
 from cutter.approvals import GatePolicy
 from cutter.daemon.bus import EventBus
+from cutter.daemon.housekeeping import remove_socket, sweep_state_dir
+from cutter.daemon.limits import ConnectionLimits, fit_to_open_files
 from cutter.daemon.service import Daemon
 from cutter.daemon.transport import claim_socket, serve_socket, serve_stdio, socket_gid
 from cutter.discovery import TextDiscoverer
 from cutter.errors import StateDirUnusable
-from cutter.logs import configure_json, get_logger
+from cutter.logs import configure_json, get_logger, open_private_log
 from cutter.mode import enable_execution
+from cutter.offloop import use_worker_processes
 from cutter.ports import KillSwitchControl, Target
 from cutter.runner import Runner, RunnerConfig
 from cutter.stores.files import FileKillSwitch, FileKnowledgeBase, FileRunStore
 from cutter.stores.memory_target import StaticGrantProbe
 from cutter.stores.owner import claim
+from cutter.stores.storage_errors import typed_storage_errors
 from cutter.web.address import bind, parse_address
 from cutter.web.links import LinkBook
 from cutter.web.server import serve_http
@@ -65,6 +69,8 @@ class DaemonOptions:
     socket_group: str | None = None  # None: the socket is the owner's alone
     http: str | None = None  # HOST:PORT of the review page (loopback only); None: none
     link_ttl_seconds: int = 15 * 60  # how long a minted review link lives
+    # connections, their deadlines, the bytes they buffer (cutter.daemon.limits)
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
 
     @property
     def socket_path(self) -> Path:
@@ -132,6 +138,7 @@ async def serve(options: DaemonOptions, log_stream: TextIO) -> int:
     gid = None if options.socket_group is None else socket_gid(options.socket_group)
     os.umask(0o077)
     await anyio.to_thread.run_sync(private_state_dir, options.state_dir, gid)
+    await sweep_state_dir(options.state_dir, get_logger(component="daemon"))
     # Handlers stay installed until the very end: a second SIGTERM during the drain
     # must not kill the daemon half-way (a supervisor escalates with SIGKILL).
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -173,8 +180,26 @@ async def _serve_bound(
     http: socket.socket | None,
 ) -> int:
     log = get_logger(component="daemon")
+    use_worker_processes()  # discovery in worker processes: the loop keeps serving
     if not options.stdio:
         await claim_socket(options.socket_path)
+    try:
+        await _serve_claimed(options, bus, signals, http, log)
+    finally:  # every way out, a failed start too: no socket file is left behind
+        if not options.stdio:
+            with anyio.CancelScope(shield=True):
+                await remove_socket(options.socket_path, log)
+    log.info("daemon_stopped")
+    return 0
+
+
+async def _serve_claimed(
+    options: DaemonOptions,
+    bus: EventBus,
+    signals: AsyncIterator[int],
+    http: socket.socket | None,
+    log: Any,
+) -> None:
     async with (
         open_stores(options) as (config, kill_switch),
         Runner(config) as runner,
@@ -192,7 +217,15 @@ async def _serve_bound(
                 intake.start_soon(_stdio_then_stop, daemon)
             else:
                 gid = None if options.socket_group is None else socket_gid(options.socket_group)
-                await intake.start(serve_socket, options.socket_path, daemon, gid)
+                limits = fit_to_open_files(options.limits)
+                if limits != options.limits:
+                    log.warning(
+                        "connection_limit_lowered",
+                        asked=options.limits.max_connections,
+                        max_connections=limits.max_connections,
+                        reason="the open-file limit (RLIMIT_NOFILE) holds no more",
+                    )
+                await intake.start(serve_socket, options.socket_path, daemon, gid, limits)
             for unfinished in await runner.unfinished():
                 log.info(
                     "run_recovering",
@@ -217,10 +250,6 @@ async def _serve_bound(
             runner.drain()
             intake.cancel_scope.cancel()
         log.info("daemon_draining")
-    if not options.stdio:
-        await anyio.Path(options.socket_path).unlink(missing_ok=True)
-    log.info("daemon_stopped")
-    return 0
 
 
 async def _signals(daemon: Daemon, signals: AsyncIterator[int]) -> None:
@@ -241,5 +270,7 @@ def run(options: DaemonOptions) -> int:
     with claim(options.state_dir, options.holder):
         if options.log_path is None:
             return anyio.run(serve, options, sys.stdout)
-        with options.log_path.open("a", encoding="utf-8", buffering=1) as log_stream:
+        with typed_storage_errors(options.log_path):
+            log_file = open_private_log(options.log_path)
+        with log_file as log_stream:
             return anyio.run(serve, options, log_stream)

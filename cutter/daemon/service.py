@@ -17,6 +17,7 @@ from anyio.abc import TaskGroup
 
 from cutter.approvals import decision_kb_id
 from cutter.daemon.bus import EventBus, Subscription
+from cutter.daemon.logid import logged_id
 from cutter.errors import (
     AccessDenied,
     ApprovalConsumedAlready,
@@ -81,6 +82,7 @@ from cutter.protocol import (
 )
 from cutter.run_pages import check_filter, page_of
 from cutter.runner import Runner
+from cutter.secrets import scrub
 from cutter.sidecar import GateRecord, Sidecar
 from cutter.signing import check_signature
 from cutter.web.errors import HttpNotServing, WebProofNotAccepted
@@ -154,7 +156,7 @@ class Daemon:
         self.log.info(
             "command_received",
             cmd=type(command).__name__,
-            id=command.id,
+            id=logged_id(command.id),
             peer=caller.peer,
             principal=caller.principal,
         )
@@ -164,10 +166,10 @@ class Daemon:
             caller.require()  # everything but ping needs someone the transport proved
             return await self._dispatch(command, caller)
         except CutterError as exc:
-            return Error(id=command.id, code=exc.code, message=exc.message)
+            return Error(id=command.id, code=exc.code, message=scrub(exc.message))
         except Exception:
             error_id = new_error_id()
-            self.log.exception("command_failed", id=command.id, error_id=error_id)
+            self.log.exception("command_failed", id=logged_id(command.id), error_id=error_id)
             return Error(
                 id=command.id, code="E_INTERNAL", message="internal error", error_id=error_id
             )
@@ -223,10 +225,13 @@ class Daemon:
                 )
             case ListRuns():
                 where = check_filter(command.state, command.doc_id)
-                runs, next_cursor = await page_of(
-                    runner.config.run_store, where, command.limit, command.cursor
+                page = await page_of(runner.config.run_store, where, command.limit, command.cursor)
+                return RunList(
+                    id=command.id,
+                    runs=tuple(page.runs),
+                    unreadable=tuple(page.unreadable),
+                    next_cursor=page.next_cursor,
                 )
-                return RunList(id=command.id, runs=tuple(runs), next_cursor=next_cursor)
             case SubmitApproval():
                 return await self._approve(command, caller)
             case ReviewOf():

@@ -8,7 +8,9 @@ daemon's own.
 One connection reads newline-delimited frames of at most ``MAX_FRAME_BYTES``;
 each gets one reply frame, in order. A malformed frame gets an Error and the
 connection goes on; an oversize frame gets an Error and the connection is
-closed (the rest of it cannot be trusted to be a frame boundary).
+closed (the rest of it cannot be trusted to be a frame boundary). The limits on
+connections, their deadlines and the bytes they buffer are
+``cutter.daemon.limits``'s.
 """
 
 from __future__ import annotations
@@ -24,13 +26,14 @@ import anyio
 import anyio.to_thread
 import msgspec
 from anyio.abc import ByteStream, SocketAttribute, TaskStatus
-from anyio.streams.buffered import BufferedByteReceiveStream
 
+from cutter.daemon.accept import accept_loop
+from cutter.daemon.frames import FrameReader, FrameRefused
+from cutter.daemon.limits import STDIO_LIMITS, ConnectionLimits, Connections
 from cutter.daemon.service import Daemon
 from cutter.errors import CutterError, StateDirBusy, StateDirUnusable
 from cutter.principals import Caller, own_principal, principal_of_uid
 from cutter.protocol import (
-    MAX_FRAME_BYTES,
     BadFrame,
     Error,
     Frame,
@@ -43,7 +46,6 @@ from cutter.protocol import (
 _GONE = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
 
 
-_TOO_LARGE = Error(code="E_FRAME_TOO_LARGE", message=f"a frame is {MAX_FRAME_BYTES} bytes at most")
 # A watcher that takes no event for this long is dropped: it must never hold a task.
 WATCH_SEND_TIMEOUT = 10.0
 
@@ -64,20 +66,23 @@ async def send(stream: ByteStream, frame: Frame, *, deadline: float | None = Non
     return not scope.cancelled_caught
 
 
-async def serve_stream(stream: ByteStream, daemon: Daemon, caller: Caller) -> None:
-    """Answer the frames of one connection until it closes."""
-    buffered = BufferedByteReceiveStream(stream)
-    async with stream:
+async def serve_stream(
+    stream: ByteStream, daemon: Daemon, caller: Caller, connections: Connections | None = None
+) -> None:
+    """Answer the frames of one connection until it closes, or a limit closes it
+    (``cutter.daemon.limits``; default: ``STDIO_LIMITS``)."""
+    if connections is None:
+        connections = Connections(STDIO_LIMITS)
+    reader = FrameReader(stream, connections.limits, connections.budget)
+    async with stream, reader:
         while True:
             try:
-                line = await buffered.receive_until(b"\n", MAX_FRAME_BYTES)
-            except anyio.DelimiterNotFound:
-                await send(stream, _TOO_LARGE)
+                line = await reader.next_frame()
+            except FrameRefused as refused:  # too large, too slow, idle, over the budget
+                daemon.log.info(refused.event, code=refused.reply.code, peer=caller.peer)
+                await send(stream, refused.reply, deadline=WATCH_SEND_TIMEOUT)
                 return
-            except (anyio.IncompleteRead, *_GONE):
-                return
-            if len(line) > MAX_FRAME_BYTES:  # the newline came in the same read as the excess
-                await send(stream, _TOO_LARGE)
+            if line is None:
                 return
             if not line.strip():
                 continue
@@ -88,7 +93,7 @@ async def serve_stream(stream: ByteStream, daemon: Daemon, caller: Caller) -> No
                     return
                 continue
             if isinstance(command, Watch):
-                await _watch(stream, buffered, daemon, command, caller)
+                await _watch(stream, reader, daemon, command, caller)
                 return
             reply = await daemon.handle(command, caller)
             sent = await send(stream, reply)
@@ -101,20 +106,17 @@ async def serve_stream(stream: ByteStream, daemon: Daemon, caller: Caller) -> No
 
 async def _watch(
     stream: ByteStream,
-    buffered: BufferedByteReceiveStream,
+    reader: FrameReader,
     daemon: Daemon,
     command: Watch,
     caller: Caller,
 ) -> None:
-    """Stream events until the watcher lags, or closes its end."""
+    """Stream events until the watcher lags, or closes its end. A watcher is never
+    idle: what it sends is read only to notice its end, and dropped."""
     async with anyio.create_task_group() as tg:
 
         async def until_closed() -> None:
-            try:
-                while await buffered.receive():
-                    pass
-            except (anyio.IncompleteRead, *_GONE):
-                pass
+            await reader.discard_until_closed()
             tg.cancel_scope.cancel()
 
         tg.start_soon(until_closed)
@@ -169,11 +171,12 @@ async def serve_socket(
     path: Path,
     daemon: Daemon,
     gid: int | None = None,
+    limits: ConnectionLimits | None = None,
     *,
     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen on a Unix socket only its owner may use (mode 0600), or its owner and
-    the members of group ``gid`` (0660); serve clients concurrently.
+    the members of group ``gid`` (0660); serve clients concurrently, within ``limits``.
     ``claim_socket(path)`` first: the name must be free."""
     old_umask = os.umask(0o177)
     try:
@@ -183,11 +186,14 @@ async def serve_socket(
     if gid is not None:
         os.chown(path, -1, gid)
     os.chmod(path, 0o600 if gid is None else 0o660)
-    async with listener, anyio.create_task_group() as tg:
+    connections = Connections(limits or ConnectionLimits())
+
+    async def handle(stream: ByteStream) -> None:
+        await serve_stream(stream, daemon, peer_of(stream), connections)
+
+    async with listener:
         task_status.started()
-        while True:
-            stream = await listener.accept()
-            tg.start_soon(serve_stream, stream, daemon, peer_of(stream))
+        await accept_loop(listener, connections, handle, daemon.log)
 
 
 async def claim_socket(path: Path) -> None:

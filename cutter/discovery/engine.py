@@ -8,6 +8,7 @@ from functools import lru_cache
 import msgspec
 
 from cutter.discovery.combine import Scanner, combine
+from cutter.discovery.content import content_warnings
 from cutter.discovery.infer import infer
 from cutter.discovery.profiles import Profile
 from cutter.discovery.scan import Scans
@@ -45,7 +46,7 @@ def discover(data: bytes, profile: Profile | None = None) -> Discovery:
     trailer = offsets.pop() if found.trailer is not None else size
     while offsets and offsets[-1] >= size:  # a heading on an empty last line: nothing to cut
         offsets.pop()
-    warnings = list(found.warnings)
+    warnings = content_warnings(data) + list(found.warnings)
     if not offsets:
         warnings.append(
             "no unit heading found: the whole document is one unit"

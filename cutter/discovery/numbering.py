@@ -116,10 +116,22 @@ def normalise_number(raw: str | None, raw_end: str | None = None) -> str | None:
 
 
 SuffixKey = tuple[tuple[int, int, str], ...]
+# A longer run of digits is no article number anyone orders by; converting it with
+# int() costs quadratic time and, past 4,300 digits, raises ValueError. Such a
+# number is kept as written and left out of the sequence check, with a warning.
+MAX_ORDERED_DIGITS = 30
+_LONG_DIGITS = re.compile(rf"\d{{{MAX_ORDERED_DIGITS + 1},}}")
+
+
+def too_long(number: str) -> bool:
+    """Whether ``number`` holds a run of digits too long to be ordered."""
+    return _LONG_DIGITS.search(number) is not None
 
 
 def sort_key(number: str) -> tuple[int, SuffixKey] | None:
-    """``(base, suffix)`` for ordering numbers; ``None`` when not numeric."""
+    """``(base, suffix)`` for ordering numbers; ``None`` when not numeric (or too long)."""
+    if too_long(number):
+        return None
     if number.isdigit():
         return int(number), ()
     match = _KEY.fullmatch(number)
@@ -143,6 +155,12 @@ def numbering_warnings(
     plain = -2  # the previous number when it was a plain integer, so n + 1 is quick
     for number, at in units:
         if number is None:
+            continue
+        if too_long(number):
+            warnings.append(
+                f"unit number too long to check its order: {len(number)} characters"
+                f" (line {line_of(at)})"
+            )
             continue
         if number.isdigit():
             value = int(number)

@@ -31,14 +31,23 @@ _MARK_LEAD_BYTES = (b"\xcc", b"\xcd")  # UTF-8 lead bytes of U+0300-U+037F
 
 
 def _marked_lines(data: bytes) -> Iterator[bytes]:
-    """Each line of ``data`` that holds a byte of ``_MARK_LEAD_BYTES``, in order."""
+    """Each line of ``data`` that holds a byte of ``_MARK_LEAD_BYTES``, in order.
+
+    Linear: each lead byte's next occurrence is looked for again only once the scan
+    has passed it, so no byte is searched twice for the same lead (a lead byte that
+    never occurs is not searched for to the end once per marked line), and a line's
+    ends are looked for within that line alone."""
+    ahead = {lead: data.find(lead) for lead in _MARK_LEAD_BYTES}
     pos = 0
     while True:
-        found = [at for at in (data.find(lead, pos) for lead in _MARK_LEAD_BYTES) if at >= 0]
+        for lead, at in tuple(ahead.items()):
+            if 0 <= at < pos:
+                ahead[lead] = data.find(lead, pos)
+        found = [at for at in ahead.values() if at >= 0]
         if not found:
             return
         at = min(found)
-        start = data.rfind(b"\n", 0, at) + 1
+        start = data.rfind(b"\n", pos, at) + 1  # data[pos] is the last line's \n
         end = data.find(b"\n", at)
         end = len(data) if end < 0 else end
         yield data[start:end]

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
 from cutter.errors import CutterError, StopGrantMissing
+from cutter.secrets import redact_dsn, scrub, to_asyncpg
 
 CONNECT_TIMEOUT = 5.0
 
@@ -23,8 +22,10 @@ _CONNECT_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.Interfa
 
 
 async def connect(dsn: str, *, connect_timeout: float = CONNECT_TIMEOUT) -> asyncpg.Connection:
+    """A connection to ``dsn`` (a libpq URI or key=value pairs; ``DsnInvalid`` else)."""
+    target = to_asyncpg(dsn)
     try:
-        return await asyncpg.connect(dsn, timeout=connect_timeout)
+        return await asyncpg.connect(target, timeout=connect_timeout)
     except _CONNECT_ERRORS as exc:
         raise StoreUnavailable(
             f"cannot connect to PostgreSQL at {redacted(dsn)}: {_describe(exc)}"
@@ -44,6 +45,7 @@ async def create_pool(
     Every connection it opens, lazily too, fails as ``StoreUnavailable`` naming
     the target (password redacted)."""
     target = redacted(dsn)
+    given = to_asyncpg(dsn)
 
     async def open_connection(*args: Any, **kwargs: Any) -> asyncpg.Connection:
         try:
@@ -55,7 +57,7 @@ async def create_pool(
 
     settings = {"role": role} if role else None
     pool = await asyncpg.create_pool(
-        dsn,
+        given,
         min_size=min_size,
         max_size=max_size,
         timeout=connect_timeout,
@@ -67,18 +69,12 @@ async def create_pool(
 
 
 def redacted(dsn: str) -> str:
-    """The DSN without its password, fit for an error message."""
-    parts = urlsplit(dsn)
-    if parts.scheme not in ("postgres", "postgresql"):
-        return re.sub(r"password\s*=\s*\S+", "password=***", dsn)
-    if parts.password is None:
-        return dsn
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    """The DSN without its password, fit for an error message (``cutter.secrets``)."""
+    return redact_dsn(dsn)
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
+    text = scrub(str(exc)) or type(exc).__name__
     return f"{type(exc).__name__}: {text}"
 
 

@@ -30,6 +30,7 @@ from cutter.ids import check_kb_id, check_run_id
 from cutter.kbdocs import Approval, Decision, KBDoc
 from cutter.pg import queries as q
 from cutter.pg.connect import domain_errors
+from cutter.quarantine import UnreadableRun, unreadable
 from cutter.run_pages import RunFilter
 from cutter.sidecar import ApprovalUse, Sidecar
 from cutter.stores.files import encode_kb_doc, encode_sidecar
@@ -201,7 +202,9 @@ class PgRunStore:
         with domain_errors("run list"):
             return [r["run_id"] for r in await self.pool.fetch(q.RUN_IDS)]
 
-    async def page(self, after: str, limit: int, where: RunFilter) -> builtins.list[Sidecar]:
+    async def page(
+        self, after: str, limit: int, where: RunFilter
+    ) -> builtins.list[Sidecar | UnreadableRun]:
         """One indexed query (migration 0005): the filter and the limit run in SQL."""
         query = q.run_page(where.state is not None, where.doc_id is not None)
         args: builtins.list[object] = [after, limit]
@@ -211,7 +214,13 @@ class PgRunStore:
             args.append(where.doc_id)
         with domain_errors("run list"):
             rows = await self.pool.fetch(query, *args)
-        return [codec.decode_sidecar(bytes(r["sidecar"]), f"runs/{r['run_id']}") for r in rows]
+        found: builtins.list[Sidecar | UnreadableRun] = []
+        for r in rows:
+            try:
+                found.append(codec.decode_sidecar(bytes(r["sidecar"]), f"runs/{r['run_id']}"))
+            except CorruptRecord as exc:  # set aside, named (cutter.quarantine)
+                found.append(unreadable(r["run_id"], exc))
+        return found
 
 
 class PgKillSwitch:

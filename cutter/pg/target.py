@@ -8,6 +8,7 @@ import asyncpg
 import msgspec
 
 from cutter.canonical import canonical, sha256_hex
+from cutter.doc_size import check_document_size
 from cutter.errors import CorruptRecord, StopVerifyFailed, UnknownDocument
 from cutter.ledger import (
     LedgerEntry,
@@ -17,6 +18,7 @@ from cutter.ledger import (
     next_entry,
     verify_stored,
 )
+from cutter.offloop import off_loop
 from cutter.pg import queries as q
 from cutter.pg.connect import domain_errors
 from cutter.records import (
@@ -84,8 +86,10 @@ async def publish(
     """Store ``data`` as the document's current version (an ingest step, not the writer's).
 
     The version id is derived from the document and the bytes, so publishing the
-    same bytes twice is one version."""
-    sha = sha256_hex(data)
+    same bytes twice is one version; a document over the size limit is refused
+    (``E_DOCUMENT_TOO_LARGE``), nothing stored."""
+    check_document_size(len(data))
+    sha = await off_loop(sha256_hex, data)
     sv_id = "sv-" + sha256_hex(f"{doc_id}\x00{sha}".encode())[:24]
     version = SourceVersion(
         doc_id=doc_id, sd_id=sd_id or f"sd-{doc_id}", sv_id=sv_id, sha256=sha, size=len(data)

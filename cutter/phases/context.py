@@ -10,6 +10,7 @@ from datetime import datetime
 from cutter.canonical import sha256_hex
 from cutter.errors import StopVerifyFailed
 from cutter.kbdocs import PhaseDoc
+from cutter.offloop import off_loop
 from cutter.ports import Discoverer, GateVerifier, GrantProbe, KnowledgeBase, Target
 from cutter.records import Candidate, Manifest
 from cutter.sidecar import Sidecar
@@ -57,7 +58,7 @@ class PhaseContext:
     async def source_bytes(self) -> bytes:
         """The pinned source version's bytes, checked against the pinned sha."""
         data = await self.services.target.sources.content(self.pin_str(Pin.SOURCE_VERSION_ID))
-        if sha256_hex(data) != self.pin_str(Pin.SOURCE_SHA):
+        if await off_loop(sha256_hex, data) != self.pin_str(Pin.SOURCE_SHA):
             raise StopVerifyFailed("source bytes no longer match the pinned source_sha")
         return data
 

@@ -1,11 +1,31 @@
-"""source_pin, mark, cutplan: find out what a cut would write, writing nothing."""
+"""source_pin, mark, cutplan: find out what a cut would write, writing nothing.
+
+Discovery and the plan's region hashes run off the event loop (``cutter.offloop``):
+a large document costs its walk time, not every other client's."""
 
 from __future__ import annotations
 
-from cutter.errors import StopAlreadyCut, StopDocumentUnknown, StopPlanInvalid, UnknownDocument
+from cutter.doc_size import MAX_DOCUMENT_BYTES
+from cutter.errors import (
+    StopAlreadyCut,
+    StopDocumentTooLarge,
+    StopDocumentUnknown,
+    StopPlanInvalid,
+    UnknownDocument,
+)
+from cutter.offloop import discover_off_loop, off_loop
 from cutter.phases.context import PhaseContext, PhaseOutput
 from cutter.plan import build_manifest, regions_digest
+from cutter.records import Candidate, Manifest, SourceVersion
 from cutter.walk import Pin
+
+
+def _plan(
+    version: SourceVersion, data: bytes, candidates: tuple[Candidate, ...], region_sha: str
+) -> Manifest:
+    if regions_digest(candidates) != region_sha:
+        raise StopPlanInvalid("the discoverer is not deterministic: regions differ from mark")
+    return build_manifest(version, data, candidates)
 
 
 async def source_pin(ctx: PhaseContext) -> PhaseOutput:
@@ -13,6 +33,11 @@ async def source_pin(ctx: PhaseContext) -> PhaseOutput:
         version = await ctx.services.target.sources.current(ctx.sidecar.doc_id)
     except UnknownDocument as exc:
         raise StopDocumentUnknown(f"document {ctx.sidecar.doc_id} is not in the KB") from exc
+    if version.size > MAX_DOCUMENT_BYTES:  # stored before the limit, or by another tool
+        raise StopDocumentTooLarge(
+            f"version {version.sv_id} of {version.doc_id} is {version.size} bytes, over the "
+            f"{MAX_DOCUMENT_BYTES}-byte document limit"
+        )
     cut_by = await ctx.services.target.sources.cut_by(version.sv_id)
     if cut_by is not None:
         raise StopAlreadyCut(
@@ -31,7 +56,7 @@ async def source_pin(ctx: PhaseContext) -> PhaseOutput:
 
 async def mark(ctx: PhaseContext) -> PhaseOutput:
     data = await ctx.source_bytes()
-    candidates = tuple(ctx.services.discoverer.discover(data))
+    candidates = await discover_off_loop(ctx.services.discoverer, data)
     if not candidates:
         raise StopPlanInvalid("the discoverer found no units in the source")
     return PhaseOutput(
@@ -46,10 +71,8 @@ async def cutplan(ctx: PhaseContext) -> PhaseOutput:
     version = await ctx.services.target.sources.current(ctx.sidecar.doc_id)
     if version.sv_id != ctx.pin_str(Pin.SOURCE_VERSION_ID):
         raise StopPlanInvalid("the document changed version while being planned")
-    candidates = tuple(ctx.services.discoverer.discover(data))
-    if regions_digest(candidates) != ctx.pin_str(Pin.REGION_SHA):
-        raise StopPlanInvalid("the discoverer is not deterministic: regions differ from mark")
-    manifest = build_manifest(version, data, candidates)
+    candidates = await discover_off_loop(ctx.services.discoverer, data)
+    manifest = await off_loop(_plan, version, data, candidates, ctx.pin_str(Pin.REGION_SHA))
     return PhaseOutput(
         pins={Pin.MANIFEST_DIGEST: manifest.digest, Pin.IU_COUNT: len(manifest.ius)},
         note=f"{len(manifest.ius)} IUs planned",

@@ -5,7 +5,12 @@ call them from a worker thread (``anyio.to_thread.run_sync``), never on the loop
 directory (named ``.<target>.<random>.tmp``, so no store ever lists it), are
 flushed and fsynced, renamed onto the target with ``os.replace`` and the
 directory is fsynced. A reader sees the old content or the new, never a mix; a
-crash leaves at most a stray temp file, never a torn target.
+crash leaves at most a stray temp file, never a torn target (``sweep_temps``
+removes those at start).
+
+A full disk or a read-only directory is raised as ``StorageFull`` /
+``StorageReadOnly`` (``cutter.stores.storage_errors``), after the temp file is
+removed: a failed write changes nothing and leaves nothing behind.
 
 ``create_exclusive`` creates a file that must not exist yet (``O_CREAT|O_EXCL``):
 among any number of processes exactly one succeeds.
@@ -20,6 +25,8 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
+
+from cutter.stores.storage_errors import typed_storage_errors
 
 TEMP_SUFFIX = ".tmp"
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -39,6 +46,11 @@ def fsync_dir(directory: Path) -> None:
 
 def make_dirs(directory: Path) -> None:
     """``mkdir -p`` that also fsyncs the parent of every directory it creates."""
+    with typed_storage_errors(directory):
+        _make_dirs(directory)
+
+
+def _make_dirs(directory: Path) -> None:
     missing: list[Path] = []
     current = directory
     while not current.is_dir():
@@ -93,6 +105,11 @@ def write_fsynced(fd: int, data: bytes) -> None:
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data``: temp file, fsync, ``os.replace``, fsync the directory."""
+    with typed_storage_errors(path):
+        _write_atomic(path, data)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
     fd, tmp_name = open_temp(path)
     try:
         write_fsynced(fd, data)
@@ -112,6 +129,11 @@ def create_exclusive(path: Path, data: bytes) -> bool:
     consumes nothing (a crash in that window leaves a short file, which readers
     report as corrupt and which still blocks any second create: fail closed).
     """
+    with typed_storage_errors(path):
+        return _create_exclusive(path, data)
+
+
+def _create_exclusive(path: Path, data: bytes) -> bool:
     try:
         fd = _in_its_directory(path, lambda: os.open(path, _EXCLUSIVE_FLAGS, 0o644))
     except FileExistsError:
@@ -136,9 +158,10 @@ def read_bytes(path: Path) -> bytes | None:
 
 def remove(path: Path) -> bool:
     """Delete ``path`` durably; True when it existed."""
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        return False
-    fsync_dir(path.parent)
+    with typed_storage_errors(path):
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        fsync_dir(path.parent)
     return True

@@ -18,6 +18,7 @@ import msgspec
 
 from cutter.errors import CorruptRecord, InvalidIdentifier, one_line
 from cutter.stores.atomic import fsync_dir, open_temp, write_fsynced
+from cutter.stores.storage_errors import typed_storage_errors
 
 S = TypeVar("S")
 
@@ -27,7 +28,12 @@ def create_once(path: Path, data: bytes) -> bool:
 
     The bytes are complete and fsynced in a temp file before ``os.link`` gives
     them the name (the link fails when the name exists, in any process), so the
-    name never holds a partial file."""
+    name never holds a partial file. A full or read-only store: ``StorageError``."""
+    with typed_storage_errors(path):
+        return _create_once(path, data)
+
+
+def _create_once(path: Path, data: bytes) -> bool:
     fd, tmp_name = open_temp(path)
     try:
         write_fsynced(fd, data)

@@ -13,6 +13,7 @@ import anyio.to_thread
 import msgspec
 
 from cutter.canonical import canonical, sha256_hex
+from cutter.doc_size import check_document_size
 from cutter.errors import CorruptRecord, InvalidIdentifier, UnknownDocument
 from cutter.ids import check_doc_id, check_token
 from cutter.records import SourceVersion
@@ -101,6 +102,7 @@ class FileSources:
         self, doc_id: str, data: bytes, sv_id: str | None, sd_id: str | None
     ) -> SourceVersion:
         doc_id = check_doc_id(doc_id)
+        check_document_size(len(data))
         sv_id = _check_sv_id(sv_id if sv_id is not None else derived_sv_id(doc_id, data))
         version = SourceVersion(
             doc_id=doc_id,

@@ -35,6 +35,7 @@ from pathlib import Path
 from types import TracebackType
 
 from cutter.errors import StateDirBusy, StateDirUnusable, one_line
+from cutter.stores.storage_errors import storage_error
 
 LOCK_FILE = "owner.pid"
 _OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC  # no O_TRUNC: see above
@@ -97,8 +98,10 @@ def claim(state_dir: Path, holder: str) -> StateDirOwner:
     path = lock_path(state_dir)
     try:
         fd = os.open(path, _OPEN_FLAGS, 0o600)
-    except OSError as exc:
-        raise StateDirUnusable(str(state_dir), f"{path}: {exc.strerror}") from None
+    except OSError as exc:  # a read-only or full state directory says so (typed)
+        raise storage_error(exc, path) or StateDirUnusable(
+            str(state_dir), f"{path}: {exc.strerror}"
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
@@ -114,7 +117,9 @@ def claim(state_dir: Path, holder: str) -> StateDirOwner:
         os.pwrite(fd, f"{os.getpid()}\n{one_line(holder, _HOLDER_LIMIT)}\n".encode(), 0)
     except OSError as exc:
         os.close(fd)
-        raise StateDirUnusable(str(state_dir), f"{path}: {exc.strerror}") from None
+        raise storage_error(exc, path) or StateDirUnusable(
+            str(state_dir), f"{path}: {exc.strerror}"
+        ) from None
     return StateDirOwner(state_dir, fd)
 
 

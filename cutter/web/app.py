@@ -121,7 +121,11 @@ class Pages:
     async def _inbox(self, request: Request) -> Response:
         policy = (await self.daemon.policy()).policy
         waiting = await inbox(self.daemon.runner.config.run_store, policy)
-        context = {"rows": waiting.rows, "waiting": waiting.waiting}
+        context = {
+            "rows": waiting.rows,
+            "waiting": waiting.waiting,
+            "unreadable": waiting.unreadable,
+        }
         return self.page(request, "inbox.html", context)
 
     async def review(self, request: Request) -> Response:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from cutter.policy import Policy
 from cutter.ports import RunStore
+from cutter.quarantine import UnreadableRun
 from cutter.run_pages import RunFilter
 from cutter.states import AWAITING
 from cutter.web.pages import InboxRow, inbox_row
@@ -23,16 +24,22 @@ READ_PAGE = 500
 class Inbox:
     rows: tuple[InboxRow, ...]  # the longest waiting first
     waiting: int  # runs waiting at a gate, shown or not
+    unreadable: tuple[UnreadableRun, ...]  # at most INBOX_ROWS, by run id
 
 
 async def inbox(store: RunStore, policy: Policy, limit: int = INBOX_ROWS) -> Inbox:
     kept: list[tuple[float, str, InboxRow]] = []  # a max-heap by since: (-since, run id)
     waiting = 0
+    bad: dict[str, UnreadableRun] = {}
     for state in sorted(AWAITING):
         where, after = RunFilter(state=state), ""
         while True:
             sidecars = await store.page(after, READ_PAGE, where)
             for sidecar in sidecars:
+                if isinstance(sidecar, UnreadableRun):
+                    if len(bad) < limit:
+                        bad[sidecar.run_id] = sidecar
+                    continue
                 gate = sidecar.pending_gate
                 row = (
                     None
@@ -51,4 +58,8 @@ async def inbox(store: RunStore, policy: Policy, limit: int = INBOX_ROWS) -> Inb
                 break
             after = sidecars[-1].run_id
     rows = sorted((row for _, _, row in kept), key=lambda r: (r.since, r.run_id))
-    return Inbox(rows=tuple(rows), waiting=waiting)
+    return Inbox(
+        rows=tuple(rows),
+        waiting=waiting,
+        unreadable=tuple(sorted(bad.values(), key=lambda b: b.run_id)),
+    )

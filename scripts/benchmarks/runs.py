@@ -85,7 +85,8 @@ def run(repetitions: int, quick: bool) -> list[Figure]:
 
         def first_page() -> None:
             async def one() -> None:
-                runs, cursor = await page_of(store, everything, LIMIT, None)
+                got = await page_of(store, everything, LIMIT, None)
+                runs, cursor = got.runs, got.next_cursor
                 assert len(runs) == LIMIT
                 assert cursor is not None
                 encode(RunList(runs=tuple(runs), next_cursor=cursor))
@@ -96,7 +97,8 @@ def run(repetitions: int, quick: bool) -> list[Figure]:
             async def every() -> None:
                 cursor, seen = None, 0
                 while True:
-                    runs, cursor = await page_of(store, everything, LIMIT, cursor)
+                    got = await page_of(store, everything, LIMIT, cursor)
+                    runs, cursor = got.runs, got.next_cursor
                     encode(RunList(runs=tuple(runs), next_cursor=cursor))
                     seen += len(runs)
                     if cursor is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -75,8 +76,16 @@ class DaemonProcess:
         return [e for e in list(self.events) if e.get("event") == event]
 
 
-def start_daemon(state_dir: Path, *args: str, env: dict[str, str] | None = None) -> DaemonProcess:
+def start_daemon(
+    state_dir: Path, *args: str, env: dict[str, str] | None = None, open_files: int | None = None
+) -> DaemonProcess:
+    """``open_files``: the daemon's RLIMIT_NOFILE, soft and hard (it cannot raise it)."""
     environment = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+
+    def limit_files() -> None:
+        if open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
     process = subprocess.Popen(
         [sys.executable, "-m", "cutter", "daemon", "--state-dir", str(state_dir), *args],
         stdout=subprocess.PIPE,
@@ -84,6 +93,7 @@ def start_daemon(state_dir: Path, *args: str, env: dict[str, str] | None = None)
         stdin=subprocess.DEVNULL,
         env=environment,
         cwd=ROOT,
+        preexec_fn=limit_files if open_files is not None else None,
     )
     daemon = DaemonProcess(process, state_dir)
     daemon._reader = threading.Thread(target=daemon._read, daemon=True)

@@ -142,6 +142,27 @@ class TempCluster:
         host = quote(str(self.socket_dir), safe="/")
         return f"postgresql://{user}@/{database}?host={host}&port={PORT}"
 
+    def halt(self) -> None:
+        """Stop the server (``-m fast``: every session is terminated), keeping its files."""
+        self._run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        """Start the server ``halt`` stopped, and wait until it accepts connections."""
+        self._run(
+            "pg_ctl",
+            *("-D", str(self.data_dir), "-l", str(self.log_file)),
+            *("-w", "-t", str(START_TIMEOUT_S), "start"),
+        )
+
+    def require_password(self, *roles: str) -> None:
+        """``roles`` must give their password (scram-sha-256) on the socket; everyone else
+        is still trusted. The server is restarted, so the rule holds once this returns."""
+        hba = self.data_dir / "pg_hba.conf"
+        line = f"local all {','.join(roles)} scram-sha-256\n"
+        hba.write_text(line + hba.read_text())  # the first matching line wins
+        self.halt()
+        self.resume()
+
     def stop(self) -> None:
         """Kill the server (``-m immediate``) and remove its files; safe to call twice."""
         if self._root is None:

@@ -68,7 +68,8 @@ async def every_page(store: RunStore, where: RunFilter, limit: int) -> list[list
     pages: list[list[str]] = []
     cursor: str | None = None
     while True:
-        runs, cursor = await page_of(store, where, limit, cursor)
+        got = await page_of(store, where, limit, cursor)
+        runs, cursor = got.runs, got.next_cursor
         pages.append([r.run_id for r in runs])
         assert len(runs) <= limit
         assert all(where.matches(r.state, r.doc_id) for r in runs)
@@ -96,7 +97,8 @@ async def test_the_pages_of_a_filter_list_every_run_it_matches_once(store: RunSt
         assert listed == expected, name  # each once, in order, none left out
         assert all(len(page) == 100 for page in pages[:-1]), name
     # The largest page: 1,000 runs in one reply.
-    first, cursor = await page_of(store, RunFilter(), MAX_LIMIT, None)
+    got = await page_of(store, RunFilter(), MAX_LIMIT, None)
+    first, cursor = got.runs, got.next_cursor
     assert [r.run_id for r in first] == sorted(r.run_id for r in runs)[:MAX_LIMIT]
     assert cursor is not None
 
@@ -108,7 +110,8 @@ async def test_runs_that_change_or_appear_while_paging_are_listed_once(
     await stored(store, runs)
     ids = sorted(r.run_id for r in runs)
     by_id = {r.run_id: r for r in runs}
-    first, cursor = await page_of(store, RunFilter(), 100, None)
+    got = await page_of(store, RunFilter(), 100, None)
+    first, cursor = got.runs, got.next_cursor
     assert [r.run_id for r in first] == ids[:100]
     # While the operator reads page 1: a listed run and a run not yet listed end
     # (their state changes), and two new runs appear, one each side of the cursor.
@@ -122,7 +125,8 @@ async def test_runs_that_change_or_appear_while_paging_are_listed_once(
     await store.save(after)
     rest: list[str] = []
     while cursor is not None:
-        page, cursor = await page_of(store, RunFilter(), 100, cursor)
+        got = await page_of(store, RunFilter(), 100, cursor)
+        page, cursor = got.runs, got.next_cursor
         rest += [r.run_id for r in page]
     listed = [r.run_id for r in first] + rest
     assert len(listed) == len(set(listed))  # nothing twice
@@ -134,7 +138,8 @@ async def test_runs_that_change_or_appear_while_paging_are_listed_once(
 async def test_a_cursor_not_handed_out_for_this_filter_is_refused(store: RunStore) -> None:
     await stored(store, many_runs(30))
     state = RunFilter(state=RunState.FAILED)
-    _, good = await page_of(store, state, 2, None)
+    got = await page_of(store, state, 2, None)
+    _, good = got.runs, got.next_cursor
     assert good is not None
     prefix, body, check = good.split(".")
     flipped = body[:5] + ("A" if body[5] != "A" else "B") + body[6:]
@@ -164,5 +169,6 @@ async def test_a_cursor_not_handed_out_for_this_filter_is_refused(store: RunStor
         with pytest.raises(BadLimit):
             await page_of(store, state, limit, None)
     # The cursor handed out still works after all that.
-    page, _ = await page_of(store, state, 2, good)
+    got = await page_of(store, state, 2, good)
+    page, _ = got.runs, got.next_cursor
     assert page

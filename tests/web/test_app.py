@@ -344,8 +344,13 @@ async def test_a_corrupt_run_is_a_typed_page_and_the_daemon_keeps_serving(tmp_pa
         sidecar_file = tmp_path / "state" / "runs" / f"{p.run_id}.json"
         good = sidecar_file.read_bytes()
         sidecar_file.write_bytes(good[: len(good) // 2])
-        for where in ("/", f"/runs/{p.run_id}", path):
+        for where in (f"/runs/{p.run_id}", path):
             refusal(await p.http.get(where), 400, "E_CORRUPT_RECORD")
+        # The inbox serves, the run listed apart as unreadable with the reason (issue 12).
+        inbox = await p.http.get("/")
+        assert inbox.status_code == 200, inbox.text
+        assert f"<tr><td>{p.run_id}</td><td>E_CORRUPT_RECORD</td>" in inbox.text
+        assert f'<a href="/runs/{p.run_id}">' not in inbox.text
         sidecar_file.write_bytes(good)
         assert (await p.http.get(path)).status_code == 200
 

@@ -1,0 +1,146 @@
+"""A full disk and a read-only state directory, for real: a small tmpfs (and a read-only
+bind mount of it) under the test's directory, which needs root and a kernel that lets
+it mount (a CI container as root does; elsewhere the tests skip, ``may_skip``).
+
+Every write answers a typed code (``E_STORAGE_FULL``, ``E_STORAGE_READ_ONLY``),
+changes nothing and leaves no temp file; a daemon refused a read-only state
+directory says so in one line; SIGTERM on a read-only directory exits 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from cutter.mode import Mode
+from cutter.protocol import AbortRun, Error, Start
+from cutter.states import RunState
+from tests.daemon._drive import OPERATOR, add_document, ask, launch, start_run, status
+from tests.daemon.test_owner import EXIT_ERROR, cutter
+
+pytestmark = pytest.mark.may_skip
+
+
+def _mount(*args: str) -> bool:
+    done = subprocess.run(["mount", *args], capture_output=True, check=False)
+    return done.returncode == 0
+
+
+@contextlib.contextmanager
+def tmpfs(where: Path, size: str = "1m") -> Iterator[Path]:
+    where.mkdir()
+    if os.geteuid() != 0 or not _mount("-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)):
+        pytest.skip("needs root and a kernel that lets it mount a tmpfs")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+@contextlib.contextmanager
+def read_only(directory: Path) -> Iterator[None]:
+    """``directory`` read-only (a read-only bind mount over itself) while inside."""
+    assert _mount("--bind", str(directory), str(directory))
+    try:
+        assert _mount("-o", "remount,bind,ro", str(directory))
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(directory)], check=False)
+
+
+def fill(mount: Path) -> None:
+    """Take every free block of ``mount``."""
+    fd = os.open(mount / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        with contextlib.suppress(OSError):
+            while os.write(fd, b"\0" * 4096):
+                pass
+    finally:
+        os.close(fd)
+
+
+def temps(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*.tmp")]
+
+
+def no_traceback(stderr_dir: Path) -> None:
+    for path in stderr_dir.glob("*.stderr"):
+        assert "Traceback" not in path.read_text(errors="replace"), path
+
+
+def test_a_full_disk_answers_e_storage_full_and_changes_nothing(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "mnt") as mount:
+        state = mount / "state"
+        add_document(state_dir=state)
+        daemon = launch(state)
+        try:
+            run = anyio.run(start_run, daemon.socket, Mode.DRY_RUN)
+            assert run.state is RunState.AWAITING_CUT_AUTHORIZATION
+            sidecar = state / "runs" / "runs" / f"{run.run_id}.json"
+            before = sidecar.read_bytes()
+            fill(mount)
+            abort = AbortRun(id="abort", run_id=run.run_id, reason="disk full", by=OPERATOR)
+            reply = anyio.run(ask, daemon.socket, abort)
+            assert isinstance(reply, Error), reply
+            assert reply.code == "E_STORAGE_FULL", reply
+            assert "No space left on device" in reply.message
+            start = Start(id="again", doc_id="other", started_by=OPERATOR, mode=Mode.DRY_RUN)
+            assert isinstance(anyio.run(ask, daemon.socket, start), Error)
+            assert sidecar.read_bytes() == before
+            assert temps(state) == []
+            assert anyio.run(status, daemon.socket, run.run_id).state is run.state
+            (mount / "filler").unlink()  # space again: the same command now succeeds
+            assert not isinstance(anyio.run(ask, daemon.socket, abort), Error)
+            assert daemon.stop() == 0
+        finally:
+            daemon.kill()
+        no_traceback(mount)
+
+
+def test_a_read_only_state_dir_answers_typed_and_sigterm_exits_0(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "mnt") as mount:
+        state = mount / "state"
+        add_document(state_dir=state)
+        daemon = launch(state)
+        try:
+            run = anyio.run(start_run, daemon.socket, Mode.DRY_RUN)
+            with read_only(state):
+                abort = AbortRun(id="abort", run_id=run.run_id, reason="ro", by=OPERATOR)
+                reply = anyio.run(ask, daemon.socket, abort)
+                assert isinstance(reply, Error), reply
+                assert reply.code == "E_STORAGE_READ_ONLY", reply
+                assert temps(state) == []
+                assert daemon.stop() == 0  # on main: 1, an OSError traceback on unlink
+                (left,) = daemon.named("socket_not_removed")
+                assert left["code"] == "E_STORAGE_READ_ONLY"
+                assert daemon.named("daemon_stopped")
+            # The next start takes the stale socket over.
+            again = launch(state)
+            assert again.stop() == 0
+            assert not (state / "daemon.sock").exists()
+        finally:
+            daemon.kill()
+        no_traceback(mount)
+
+
+def test_a_daemon_on_a_read_only_state_dir_is_one_line(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "mnt") as mount:
+        state = mount / "state"
+        add_document(state_dir=state)
+        with read_only(state):
+            done = cutter("daemon", "--state-dir", str(state))
+            log = cutter("daemon", "--state-dir", str(tmp_path / "rw"), "--log", str(state / "x"))
+        assert done.returncode == EXIT_ERROR, done.stderr
+        assert done.stderr.splitlines() == [
+            f"Error: E_STORAGE_READ_ONLY: cannot write {state / 'owner.pid'}: Read-only file system"
+        ]
+        assert log.returncode == EXIT_ERROR, log.stderr
+        assert log.stderr.splitlines() == [
+            f"Error: E_STORAGE_READ_ONLY: cannot write {state / 'x'}: Read-only file system"
+        ]
