@@ -36,8 +36,9 @@ from cutter.cli_approve import (
 )
 from cutter.cli_connect import ClientFailure, Target, daemon_options, expect
 from cutter.cli_outcome import finish
-from cutter.cli_render import console, event_line, runs_table, show_run
+from cutter.cli_render import event_line, show_run
 from cutter.cli_review import review
+from cutter.cli_runs import runs
 from cutter.client import Client
 from cutter.errors import CutterError
 from cutter.ids import check_reason
@@ -49,12 +50,10 @@ from cutter.protocol import (
     Accepted,
     Event,
     KillSwitchState,
-    ListRuns,
     Ping,
     Pong,
     Resume,
     RunInfo,
-    RunList,
     SetKillSwitch,
     Shutdown,
     ShuttingDown,
@@ -125,30 +124,6 @@ def status(socket_path: Path, as_json: bool, run_id: str) -> None:
     """One run: its state, its stop, and what its gate waits for."""
     target = Target(socket_path, as_json)
     show_run(target, target.request(StatusOf(run_id=run_id), RunInfo))
-
-
-@click.command()
-@daemon_options
-@click.option(
-    "--state",
-    type=click.Choice([s.value for s in RunState], case_sensitive=False),
-    default=None,
-    help="Only runs in this state.",
-)
-def runs(socket_path: Path, as_json: bool, state: str | None) -> None:
-    """Every run the daemon knows: state, waiting gate and since when, stop code."""
-    target = Target(socket_path, as_json)
-    chosen = None if state is None else RunState(state.upper())
-    reply = target.request(ListRuns(state=chosen), RunList)
-    if as_json:
-        target.frame(reply)
-        return
-    if not reply.runs:
-        click.echo("no runs" if chosen is None else f"no runs in state {chosen.value}")
-    else:
-        console().print(runs_table(reply.runs))
-    for bad in reply.unreadable:  # quarantined: `cutter doctor` says more
-        click.echo(f"UNREADABLE {bad.run_id}: {bad.code}: {bad.reason}")
 
 
 @click.command()

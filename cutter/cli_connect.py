@@ -18,7 +18,7 @@ import anyio
 import click
 import msgspec
 
-from cutter.client import Client, DaemonUnavailable
+from cutter.client import Client, DaemonUnavailable, ReplyTooLarge
 from cutter.protocol import AnyCommand, AnyReply, Error, Reply, encode
 from cutter.secrets import scrub
 
@@ -92,6 +92,8 @@ class Target:
             self.fail(exc)
         except DaemonUnavailable as exc:
             self.fail(self.unreachable(exc))
+        except ReplyTooLarge as exc:
+            self.fail(ClientFailure(exc.code, exc.message))
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             self.fail(ClientFailure("E_BAD_REPLY", f"the daemon sent a frame I cannot read: {exc}"))
         except KeyboardInterrupt:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
+from typing import NoReturn
 
 import anyio
 from anyio.abc import SocketStream
@@ -29,6 +30,13 @@ from cutter.protocol import (
 
 class DaemonUnavailable(CutterError):
     code = "E_DAEMON_UNAVAILABLE"
+
+
+class ReplyTooLarge(CutterError):
+    """A reply longer than this client reads in one frame: refused, typed, and the
+    connection closed (what follows cannot be trusted to start a frame)."""
+
+    code = "E_REPLY_TOO_LARGE"
 
 
 class Client:
@@ -81,6 +89,16 @@ class Client:
             line = await self._buffered.receive_until(b"\n", MAX_FRAME_BYTES)
         except (anyio.IncompleteRead, anyio.EndOfStream, anyio.BrokenResourceError) as exc:
             raise DaemonUnavailable("the daemon closed the connection") from exc
-        if len(line) > MAX_FRAME_BYTES:
-            raise DaemonUnavailable(f"a reply longer than {MAX_FRAME_BYTES} bytes")
+        except anyio.DelimiterNotFound:
+            await self._too_large()
+        if len(line) > MAX_FRAME_BYTES:  # the newline came in the same read as the excess
+            await self._too_large()
         return decode_reply(line)
+
+    async def _too_large(self) -> NoReturn:
+        if self._stream is not None:
+            await self._stream.aclose()
+        raise ReplyTooLarge(
+            f"the daemon's reply is longer than {MAX_FRAME_BYTES} bytes, more than this "
+            "client reads in one frame; ask for less (a smaller --limit)"
+        )

@@ -11,13 +11,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from cutter.kbdocs import KBDoc
 from cutter.ledger import LedgerEntry, LedgerEnvelope, StoredEntry
 from cutter.records import Backup, Candidate, IURow, SourceVersion, WriterGrants
 from cutter.sidecar import ApprovalUse, Sidecar
 from cutter.walk import Gate
+
+if TYPE_CHECKING:
+    from cutter.quarantine import UnreadableRun
+    from cutter.run_pages import RunFilter
 
 
 class Discoverer(Protocol):
@@ -150,6 +154,12 @@ class RunStore(Protocol):
         ...
 
     async def run_ids(self) -> list[str]: ...
+
+    async def page(self, after: str, limit: int, where: RunFilter) -> list[Sidecar | UnreadableRun]:
+        """At most ``limit`` runs that ``where`` matches, whose ids sort bytewise after
+        ``after`` (``""``: from the first), in that order (``cutter.run_pages``); a
+        run whose record cannot be read is an ``UnreadableRun`` in its place."""
+        ...
 
 
 class Consumption(Protocol):

@@ -25,6 +25,8 @@ from cutter.walk import Gate
 
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 1 << 20  # a longer frame is refused and its connection closed
+RUNS_DEFAULT_LIMIT = 100  # runs in one page of `runs` (cutter.run_pages)
+RUNS_MAX_LIMIT = 1000
 
 
 class Frame(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -53,7 +55,13 @@ class StatusOf(Command, frozen=True, kw_only=True, tag="status"):
 
 
 class ListRuns(Command, frozen=True, kw_only=True, tag="runs"):
+    """One page of runs in run_id order (``cutter.run_pages``): those in ``state`` and
+    of ``doc_id``, after the page ``cursor`` (a ``next_cursor``) ended."""
+
     state: RunState | None = None
+    doc_id: str | None = None
+    limit: int = RUNS_DEFAULT_LIMIT
+    cursor: str | None = None
 
 
 class SubmitApproval(Command, frozen=True, kw_only=True, tag="approve"):
@@ -219,10 +227,14 @@ class Accepted(Reply, frozen=True, kw_only=True, tag="accepted"):
 
 
 class RunList(Reply, frozen=True, kw_only=True, tag="runs"):
+    """``next_cursor``: pass it back as ``cursor`` for the next page; null at the end."""
+
     runs: tuple[RunSummary, ...]
-    # Runs whose stored record cannot be read (quarantined, ``cutter.quarantine``):
-    # never in ``runs``, whatever the state filter; ``cutter doctor`` says more.
+    # Runs whose stored record cannot be read (quarantined, ``cutter.quarantine``),
+    # among those of this page's id range: never in ``runs``, whatever the state
+    # filter; ``cutter doctor`` says more.
     unreadable: tuple[UnreadableRun, ...] = ()
+    next_cursor: str | None = None
 
 
 class ApprovalStored(Reply, frozen=True, kw_only=True, tag="approval_stored"):

@@ -39,6 +39,15 @@ class RunScan:
     unreadable: list[UnreadableRun]
 
 
+def unreadable(run_id: str, exc: CorruptRecord | OSError) -> UnreadableRun:
+    """The ``UnreadableRun`` of a record that raised ``exc`` when read."""
+    if isinstance(exc, CorruptRecord):
+        return UnreadableRun(run_id=run_id, code=exc.code, reason=exc.message)
+    why = exc.strerror or type(exc).__name__
+    reason = CorruptRecord(f"run {run_id}", f"cannot be read: {why}").message
+    return UnreadableRun(run_id=run_id, code=CorruptRecord.code, reason=reason)
+
+
 async def scan_runs(store: RunStore) -> RunScan:
     """Every stored run, readable ones and unreadable ones apart (both by run id)."""
     runs: list[Sidecar] = []

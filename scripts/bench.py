@@ -37,6 +37,7 @@ FIGURES = (
     "pg",
     "discovery",
     "daemon",
+    "runs",
     "connections",
     "offloop",
 )

@@ -81,6 +81,7 @@ from cutter.protocol import (
     Watch,
     encode,
 )
+from cutter.run_pages import check_filter, page_of
 from cutter.runner import Runner
 from cutter.secrets import scrub
 from cutter.sidecar import GateRecord, Sidecar
@@ -224,11 +225,14 @@ class Daemon:
                     id=command.id, run=RunSummary.of(await runner.status(command.run_id))
                 )
             case ListRuns():
-                scan = await runner.scan()
-                runs = [RunSummary.of(s) for s in scan.runs]
-                if command.state is not None:
-                    runs = [r for r in runs if r.state is command.state]
-                return RunList(id=command.id, runs=tuple(runs), unreadable=tuple(scan.unreadable))
+                where = check_filter(command.state, command.doc_id)
+                page = await page_of(runner.config.run_store, where, command.limit, command.cursor)
+                return RunList(
+                    id=command.id,
+                    runs=tuple(page.runs),
+                    unreadable=tuple(page.unreadable),
+                    next_cursor=page.next_cursor,
+                )
             case SubmitApproval():
                 return await self._approve(command, caller)
             case ReviewOf():

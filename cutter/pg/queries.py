@@ -127,6 +127,24 @@ WHERE doc_id = $1 AND state NOT IN ('CLOSEOUT_REPORTED', 'REJECTED', 'ABORTED', 
 """
 RUN_LOAD = "SELECT sidecar FROM runs WHERE run_id = $1"
 RUN_IDS = 'SELECT run_id FROM runs ORDER BY run_id COLLATE "C"'
+
+
+def run_page(by_state: bool, by_doc: bool) -> str:
+    """A page of runs after $1, at most $2, in the order of migration 0005's indexes;
+    $3 the state and $4 the document when filtered by them. Only fixed text: the
+    values are parameters."""
+    where = ['run_id COLLATE "C" > $1']
+    if by_state:
+        where.append("state = $3")
+    if by_doc:
+        where.append(f"doc_id = ${4 if by_state else 3}")
+    return (
+        "SELECT run_id, sidecar FROM runs WHERE "
+        + " AND ".join(where)
+        + ' ORDER BY run_id COLLATE "C" LIMIT $2'
+    )
+
+
 CONSUME = """
 INSERT INTO consumed_approvals (approval_kb_id, run_id, consumed_at) VALUES ($1, $2, $3)
 ON CONFLICT (approval_kb_id) DO NOTHING

@@ -30,6 +30,8 @@ from cutter.ids import check_kb_id, check_run_id
 from cutter.kbdocs import Approval, Decision, KBDoc
 from cutter.pg import queries as q
 from cutter.pg.connect import domain_errors
+from cutter.quarantine import UnreadableRun, unreadable
+from cutter.run_pages import RunFilter
 from cutter.sidecar import ApprovalUse, Sidecar
 from cutter.stores.files import encode_kb_doc, encode_sidecar
 from cutter.walk import Gate
@@ -199,6 +201,26 @@ class PgRunStore:
     async def run_ids(self) -> builtins.list[str]:
         with domain_errors("run list"):
             return [r["run_id"] for r in await self.pool.fetch(q.RUN_IDS)]
+
+    async def page(
+        self, after: str, limit: int, where: RunFilter
+    ) -> builtins.list[Sidecar | UnreadableRun]:
+        """One indexed query (migration 0005): the filter and the limit run in SQL."""
+        query = q.run_page(where.state is not None, where.doc_id is not None)
+        args: builtins.list[object] = [after, limit]
+        if where.state is not None:
+            args.append(where.state.value)
+        if where.doc_id is not None:
+            args.append(where.doc_id)
+        with domain_errors("run list"):
+            rows = await self.pool.fetch(query, *args)
+        found: builtins.list[Sidecar | UnreadableRun] = []
+        for r in rows:
+            try:
+                found.append(codec.decode_sidecar(bytes(r["sidecar"]), f"runs/{r['run_id']}"))
+            except CorruptRecord as exc:  # set aside, named (cutter.quarantine)
+                found.append(unreadable(r["run_id"], exc))
+        return found
 
 
 class PgKillSwitch:

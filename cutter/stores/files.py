@@ -84,10 +84,14 @@ from cutter.errors import (
 from cutter.failpoints import failpoint
 from cutter.ids import check_doc_id, check_kb_id, check_run_id
 from cutter.kbdocs import KBDoc
+from cutter.quarantine import UnreadableRun, unreadable
 from cutter.sidecar import ApprovalUse, Sidecar
 from cutter.states import TERMINAL
 from cutter.stores.atomic import create_exclusive, read_bytes, remove, write_atomic
 from cutter.stores.file_primitives import inside_root
+
+if TYPE_CHECKING:
+    from cutter.run_pages import RunFilter
 
 SUFFIX = ".json"
 _MAX_PLAIN_NAME = 200
@@ -274,6 +278,36 @@ class FileRunStore:
 
     async def run_ids(self) -> list[str]:
         return await anyio.to_thread.run_sync(self._run_ids)
+
+    async def page(self, after: str, limit: int, where: RunFilter) -> list[Sidecar | UnreadableRun]:
+        return await anyio.to_thread.run_sync(self._page, after, limit, where)
+
+    def _page(self, after: str, limit: int, where: RunFilter) -> list[Sidecar | UnreadableRun]:
+        """Sidecars in id order after ``after``, read one by one until ``limit`` match:
+        a filter that matches few runs reads many, but a walk through every page
+        reads each sidecar once (each page starts after the last). Only the names
+        after ``after`` are sorted and checked (ids are ASCII: str order is bytewise)."""
+        try:
+            names = os.listdir(self._runs)
+        except FileNotFoundError:
+            return []
+        found: list[Sidecar | UnreadableRun] = []
+        cut = len(SUFFIX)
+        for run_id in sorted(n[:-cut] for n in names if n.endswith(SUFFIX) and n[:-cut] > after):
+            try:
+                sidecar = self._load(run_id)
+            except (UnknownRun, InvalidIdentifier):  # gone since listed; not a run's name
+                continue
+            except (CorruptRecord, OSError) as exc:  # set aside, named (cutter.quarantine)
+                found.append(unreadable(run_id, exc))
+                if len(found) == limit:
+                    break
+                continue
+            if where.matches(sidecar.state, sidecar.doc_id):
+                found.append(sidecar)
+                if len(found) == limit:
+                    break
+        return found
 
     def _load(self, run_id: str) -> Sidecar:
         path = self.sidecar_path(run_id)

@@ -16,12 +16,16 @@ from anyio.lowlevel import checkpoint
 
 from cutter import codec
 from cutter.db_approvals import reserved
-from cutter.errors import ApprovalConsumedAlready, DocumentBusy, UnknownRun
+from cutter.errors import ApprovalConsumedAlready, CorruptRecord, DocumentBusy, UnknownRun
 from cutter.ids import check_kb_id, check_run_id
 from cutter.kbdocs import KBDoc
+from cutter.quarantine import UnreadableRun, unreadable
 from cutter.sidecar import ApprovalUse, Sidecar
 from cutter.states import TERMINAL
 from cutter.stores.files import encode_kb_doc, encode_sidecar, under_prefix
+
+if TYPE_CHECKING:
+    from cutter.run_pages import RunFilter
 
 
 class InMemoryKnowledgeBase:
@@ -103,6 +107,23 @@ class InMemoryRunStore:
     async def run_ids(self) -> list[str]:
         await checkpoint()
         return sorted(self._sidecars)
+
+    async def page(self, after: str, limit: int, where: RunFilter) -> list[Sidecar | UnreadableRun]:
+        await checkpoint()
+        found: list[Sidecar | UnreadableRun] = []
+        for run_id in sorted(r for r in self._sidecars if r.encode() > after.encode()):
+            try:
+                sidecar = codec.decode_sidecar(self._sidecars[run_id], f"memory:runs/{run_id}")
+            except CorruptRecord as exc:
+                found.append(unreadable(run_id, exc))
+                if len(found) == limit:
+                    break
+                continue
+            if where.matches(sidecar.state, sidecar.doc_id):
+                found.append(sidecar)
+                if len(found) == limit:
+                    break
+        return found
 
 
 if TYPE_CHECKING:  # the stores satisfy the ports (checked by mypy, free at run time)

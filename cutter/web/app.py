@@ -45,6 +45,7 @@ from cutter.web.errors import (
     NotFound,
     status_of,
 )
+from cutter.web.inbox import inbox
 from cutter.web.links import Link, token_hash
 from cutter.web.pages import MAX_SOURCE_BYTES, duration, inbox_row, segments
 
@@ -119,16 +120,13 @@ class Pages:
 
     async def _inbox(self, request: Request) -> Response:
         policy = (await self.daemon.policy()).policy
-        rows = []
-        scan = await self.daemon.runner.scan()
-        for sidecar in scan.runs:
-            gate = sidecar.pending_gate
-            if gate is not None:
-                row = inbox_row(sidecar, policy.gate_rule(sidecar.doc_id, gate.gate))
-                if row is not None:
-                    rows.append(row)
-        rows.sort(key=lambda r: r.since)
-        return self.page(request, "inbox.html", {"rows": rows, "unreadable": scan.unreadable})
+        waiting = await inbox(self.daemon.runner.config.run_store, policy)
+        context = {
+            "rows": waiting.rows,
+            "waiting": waiting.waiting,
+            "unreadable": waiting.unreadable,
+        }
+        return self.page(request, "inbox.html", context)
 
     async def review(self, request: Request) -> Response:
         try:

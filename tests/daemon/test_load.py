@@ -109,10 +109,17 @@ async def walk_all(socket: Path, doc_ids: list[str], mode: Mode) -> dict[str, Ru
 
 
 async def list_runs(socket: Path) -> list[RunSummary]:
+    """Every run, following the pages of ``runs`` (100 a page)."""
+    runs: list[RunSummary] = []
+    cursor: str | None = None
     async with Client(socket) as client:
-        reply = await client.request(ListRuns())
-    assert isinstance(reply, RunList), reply
-    return list(reply.runs)
+        while True:
+            reply = await client.request(ListRuns(cursor=cursor))
+            assert isinstance(reply, RunList), reply
+            runs += reply.runs
+            cursor = reply.next_cursor
+            if cursor is None:
+                return runs
 
 
 def consumed_records(state_dir: Path) -> list[Path]:

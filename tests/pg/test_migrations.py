@@ -51,6 +51,7 @@ VERSIONS = [
     (2, "one_open_run_per_document"),
     (3, "database_approvals"),
     (4, "control_role"),
+    (5, "run_pages"),
 ]
 TABLES = {
     "documents",
@@ -102,13 +103,13 @@ def expected_versions() -> list[tuple[int, str]]:
 @pytest.mark.anyio
 async def test_migrate_applies_everything_once_and_then_nothing(empty_db: str) -> None:
     assert await public_tables(empty_db) == []
-    assert await migrate(empty_db) == [1, 2, 3, 4]
-    assert await schema_version(empty_db) == 4
+    assert await migrate(empty_db) == [1, 2, 3, 4, 5]
+    assert await schema_version(empty_db) == 5
     assert set(await public_tables(empty_db)) == TABLES
     assert await versions(empty_db) == expected_versions() == VERSIONS
 
     assert await migrate(empty_db) == []
-    assert await schema_version(empty_db) == 4
+    assert await schema_version(empty_db) == 5
     assert await versions(empty_db) == VERSIONS
     assert set(await public_tables(empty_db)) == TABLES
     # The kill switch row is seeded once, not again on the second run.
@@ -120,7 +121,7 @@ async def test_migrate_applies_everything_once_and_then_nothing(empty_db: str) -
 @pytest.mark.anyio
 async def test_migrating_the_migrated_template_clone_applies_nothing(pg_db: PgDatabase) -> None:
     assert await migrate(pg_db.admin_dsn) == []
-    assert await schema_version(pg_db.admin_dsn) == 4
+    assert await schema_version(pg_db.admin_dsn) == 5
 
 
 async def _back_to_version_1_with_two_open_runs(dsn: str) -> None:
@@ -163,7 +164,7 @@ def test_two_open_runs_of_one_document_stop_migration_0002_changing_nothing(
     assert cli.exit_code == 1, cli.output
     assert "E_MIGRATION_REFUSED" in cli.output
     assert "Traceback" not in cli.output
-    assert anyio.run(versions, dsn) == [VERSIONS[0], VERSIONS[2], VERSIONS[3]]
+    assert anyio.run(versions, dsn) == [VERSIONS[0], *VERSIONS[2:]]
     index = "SELECT to_regclass('runs_one_open_per_document')"
     assert anyio.run(_admin, dsn, index) is None
     anyio.run(_admin, dsn, "UPDATE runs SET state = 'ABORTED' WHERE run_id = 'run-a'")
@@ -222,7 +223,7 @@ async def test_two_processes_migrating_at_once_apply_each_version_once(empty_db:
             results = [json.loads(await _line(out)) for out in outs]
             codes = [await child.wait() for child in children]
     assert codes == [0, 0]
-    assert sorted(results) == [[], [1, 2, 3, 4]]
+    assert sorted(results) == [[], [1, 2, 3, 4, 5]]
     assert await versions(empty_db) == VERSIONS
     assert set(await public_tables(empty_db)) == TABLES
     assert await admin_fetchval(empty_db, "SELECT count(*) FROM kill_switch") == 1
@@ -232,12 +233,12 @@ def test_the_cli_migrates_and_prints_the_schema_version(empty_db: str) -> None:
     runner = CliRunner()
     first = runner.invoke(main, ["db", "migrate", "--dsn", empty_db])
     assert first.exit_code == 0, first.output
-    assert "applied [1, 2, 3, 4]" in first.output
-    assert "schema version 4" in first.output
+    assert "applied [1, 2, 3, 4, 5]" in first.output
+    assert "schema version 5" in first.output
     again = runner.invoke(main, ["db", "migrate", "--dsn", empty_db])
     assert again.exit_code == 0, again.output
     assert "applied nothing" in again.output
-    assert "schema version 4" in again.output
+    assert "schema version 5" in again.output
 
 
 # == roles ============================================================================
