@@ -35,8 +35,8 @@ from cutter.gate_review import gate_review
 from cutter.ids import (
     check_doc_id,
     check_kb_id,
+    check_reason,
     check_run_id,
-    check_text,
     check_token,
     new_run_id,
 )
@@ -261,7 +261,7 @@ class Runner:
         execution enabled, like any other step of it."""
         sidecar = await self.status(run_id)
         require_mode_allowed(sidecar.mode)
-        command = Abort(reason=check_text("reason", reason), by=check_token("by", by))
+        command = Abort(reason=check_reason(reason), by=check_token("by", by))
         # A walking run sees the request at its next phase boundary; a paused one
         # is aborted as soon as this call holds it.
         self._aborts[sidecar.run_id] = command

@@ -38,7 +38,6 @@ from cutter.ids import (
     check_kb_id,
     check_reason,
     check_run_id,
-    check_text,
     new_run_id,
 )
 from cutter.kbdocs import Approval, PolicyVersion
@@ -419,7 +418,7 @@ class Daemon:
                 nonce=command.nonce,
                 decision=command.decision,
                 approver=approver,
-                reason=check_text("reason", command.reason),
+                reason=check_reason(command.reason),
                 issued_at=issued_at,
                 review_decision_id=command.review_decision_id,
                 principal=caller.principal,

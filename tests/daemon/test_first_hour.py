@@ -134,6 +134,26 @@ def test_kill_switch_without_a_reason_is_refused(daemon: DaemonProcess, reason: 
     assert anyio.run(switch.engaged) is False
 
 
+def test_abort_and_approval_without_a_reason_are_refused(daemon: DaemonProcess) -> None:
+    """Ending someone's run or deciding a gate is recorded with why; a blank reason is
+    refused by the daemon whoever sends it, and the run stays as it was."""
+    run = start(daemon.socket)
+    assert run.waiting is not None
+    abort = {"cmd": "abort", "id": "a", "run_id": run.run_id, "reason": "  ", "by": STARTER}
+    approve = {
+        "cmd": "approve", "id": "b", "run_id": run.run_id, "gate": "SG_1",
+        "request_digest": run.waiting.request_digest, "nonce": run.waiting.nonce,
+        "decision": "approve", "approver": REVIEWER, "reason": "",
+    }  # fmt: skip
+    for command in (abort, approve):
+        reply = decode_reply(raw_exchange(daemon.socket, json.dumps(command).encode() + b"\n"))
+        assert isinstance(reply, Error), reply
+        assert reply.code == "E_INVALID_ID"
+    after = expect(frame(ok(daemon.socket, "status", run.run_id, "--json")), RunInfo).run
+    assert after.state is RunState.AWAITING_CUT_AUTHORIZATION
+    assert after.waiting == run.waiting
+
+
 # --- every frame leaves a log line ----------------------------------------------------------------
 def test_watch_and_undecodable_frames_are_logged(daemon: DaemonProcess) -> None:
     reply = decode_reply(raw_exchange(daemon.socket, b"not json\n"))
