@@ -34,6 +34,7 @@ from cutter.daemon.service import Daemon
 from cutter.errors import CutterError, StateDirBusy, StateDirUnusable
 from cutter.principals import Caller, own_principal, principal_of_uid
 from cutter.protocol import (
+    MAX_FRAME_BYTES,
     BadFrame,
     Error,
     Frame,
@@ -50,17 +51,34 @@ _GONE = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream
 WATCH_SEND_TIMEOUT = 10.0
 
 
+def framed(frame: Frame) -> bytes:
+    """``frame`` encoded, or, when that is longer than a frame may be, an error that
+    says so in its place: every reply fits the client's reader (``E_REPLY_TOO_LARGE``),
+    whatever command produced it."""
+    data = encode(frame)
+    if len(data) <= MAX_FRAME_BYTES:
+        return data
+    return encode(
+        Error(
+            id=frame.id,
+            code="E_REPLY_TOO_LARGE",
+            message=f"the reply is {len(data)} bytes, over the {MAX_FRAME_BYTES}-byte frame: "
+            "ask for less (a page of runs, one run)",
+        )
+    )
+
+
 async def send(stream: ByteStream, frame: Frame, *, deadline: float | None = None) -> bool:
     """Send one frame; False when the client has gone (or missed the deadline)."""
     if deadline is None:  # a reply: no cancel scope to build and tear down per frame
         try:
-            await stream.send(encode(frame))
+            await stream.send(framed(frame))
         except _GONE:
             return False
         return True
     with anyio.move_on_after(deadline) as scope:
         try:
-            await stream.send(encode(frame))
+            await stream.send(framed(frame))
         except _GONE:
             return False
     return not scope.cancelled_caught
