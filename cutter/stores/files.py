@@ -59,9 +59,11 @@ state directory written before claims existed).
 
 from __future__ import annotations
 
+import bisect
 import builtins
 import os
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -94,6 +96,8 @@ if TYPE_CHECKING:
     from cutter.run_pages import RunFilter
 
 SUFFIX = ".json"
+# A listing of runs/ is kept only when the directory was last changed this long before.
+RACY_LISTING_NS = 1_000_000_000
 _MAX_PLAIN_NAME = 200
 _HASHED_HEAD = 130
 
@@ -235,6 +239,7 @@ class FileRunStore:
         self._open = self._root / "open"
         self._claim_lock = _claim_lock(self._root)  # one per root in this process
         self._claims_laid = False  # open runs written before claims existed now hold one
+        self._listing: tuple[int, list[str]] | None = None  # (runs/ mtime_ns, sorted ids)
 
     @property
     def root(self) -> Path:
@@ -277,7 +282,7 @@ class FileRunStore:
         return await anyio.to_thread.run_sync(self._consumed_for, run_id)
 
     async def run_ids(self) -> list[str]:
-        return await anyio.to_thread.run_sync(self._run_ids)
+        return list(await anyio.to_thread.run_sync(self._run_ids))  # the kept listing stays ours
 
     async def page(self, after: str, limit: int, where: RunFilter) -> list[Sidecar | UnreadableRun]:
         return await anyio.to_thread.run_sync(self._page, after, limit, where)
@@ -285,15 +290,11 @@ class FileRunStore:
     def _page(self, after: str, limit: int, where: RunFilter) -> list[Sidecar | UnreadableRun]:
         """Sidecars in id order after ``after``, read one by one until ``limit`` match:
         a filter that matches few runs reads many, but a walk through every page
-        reads each sidecar once (each page starts after the last). Only the names
-        after ``after`` are sorted and checked (ids are ASCII: str order is bytewise)."""
-        try:
-            names = os.listdir(self._runs)
-        except FileNotFoundError:
-            return []
+        reads each sidecar once (each page starts after the last). Ids are ASCII, so
+        str order is bytewise."""
+        ids = self._run_ids()
         found: list[Sidecar | UnreadableRun] = []
-        cut = len(SUFFIX)
-        for run_id in sorted(n[:-cut] for n in names if n.endswith(SUFFIX) and n[:-cut] > after):
+        for run_id in ids[bisect.bisect_right(ids, after) :]:
             try:
                 sidecar = self._load(run_id)
             except (UnknownRun, InvalidIdentifier):  # gone since listed; not a run's name
@@ -308,6 +309,31 @@ class FileRunStore:
                 if len(found) == limit:
                     break
         return found
+
+    def _run_ids(self) -> list[str]:
+        """Every stored run id, sorted. The listing is kept while ``runs/`` keeps its
+        mtime (every save renames a file into it, so any change moves it), and only
+        when that mtime was at least ``RACY_LISTING_NS`` old when the listing began:
+        a change in the same clock tick as the one before could leave the mtime as it
+        was (git's "racy" rule), and must not hide a run behind a kept listing."""
+        try:
+            mtime = os.stat(self._runs).st_mtime_ns
+        except FileNotFoundError:
+            return []
+        kept = self._listing
+        if kept is not None and kept[0] == mtime:
+            return kept[1]
+        began = time.time_ns()
+        ids: list[str] = []
+        for name in os.listdir(self._runs):
+            if name.endswith(SUFFIX):
+                try:
+                    ids.append(check_run_id(name[: -len(SUFFIX)]))
+                except InvalidIdentifier:  # not a run's name
+                    continue
+        ids.sort()
+        self._listing = (mtime, ids) if began - mtime >= RACY_LISTING_NS else None
+        return ids
 
     def _load(self, run_id: str) -> Sidecar:
         path = self.sidecar_path(run_id)
@@ -438,20 +464,6 @@ class FileRunStore:
         if record.approval_kb_id != approval_kb_id:
             raise CorruptRecord(str(path), f"names {record.approval_kb_id[:60]!r}")
         return record.run_id
-
-    def _run_ids(self) -> list[str]:
-        try:
-            names = os.listdir(self._runs)
-        except FileNotFoundError:
-            return []
-        found: list[str] = []
-        for name in names:
-            if name.endswith(SUFFIX):
-                try:
-                    found.append(check_run_id(name[: -len(SUFFIX)]))
-                except InvalidIdentifier:
-                    continue
-        return sorted(found)
 
 
 # -- kill switch ----------------------------------------------------------------------
