@@ -24,6 +24,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,7 @@ from cutter.errors import InputError, InvalidIdentifier
 from cutter.ids import check_doc_id, check_run_id
 from cutter.protocol import MAX_FRAME_BYTES, RUNS_DEFAULT_LIMIT, RUNS_MAX_LIMIT, RunSummary
 from cutter.quarantine import UnreadableRun
+from cutter.sidecar import Sidecar
 from cutter.states import RunState
 
 Entry = RunSummary | UnreadableRun  # a page's entries, in run id order
@@ -134,6 +136,20 @@ def decode_cursor(cursor: str, where: RunFilter) -> str:
     if position.state is not where.state or position.doc_id != where.doc_id:
         raise BadCursor("it was made for other --state/--doc filters")
     return after
+
+
+def fill_page(
+    loaded: Iterable[Sidecar | UnreadableRun], limit: int, where: RunFilter
+) -> list[Sidecar | UnreadableRun]:
+    """A store's page: from ``loaded`` (its records in id order, read lazily), every
+    unreadable one and the sidecars ``where`` matches, until ``limit``."""
+    found: list[Sidecar | UnreadableRun] = []
+    for record in loaded:
+        if isinstance(record, UnreadableRun) or where.matches(record.state, record.doc_id):
+            found.append(record)
+            if len(found) == limit:
+                break
+    return found
 
 
 def fit_page(runs: list[Entry], limit: int) -> tuple[list[Entry], bool]:

@@ -64,6 +64,7 @@ import builtins
 import os
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -87,13 +88,11 @@ from cutter.failpoints import failpoint
 from cutter.ids import check_doc_id, check_kb_id, check_run_id
 from cutter.kbdocs import KBDoc
 from cutter.quarantine import UnreadableRun, unreadable
+from cutter.run_pages import RunFilter, fill_page
 from cutter.sidecar import ApprovalUse, Sidecar
 from cutter.states import TERMINAL
 from cutter.stores.atomic import create_exclusive, read_bytes, remove, write_atomic
 from cutter.stores.file_primitives import inside_root
-
-if TYPE_CHECKING:
-    from cutter.run_pages import RunFilter
 
 SUFFIX = ".json"
 # A listing of runs/ is kept only when the directory was last changed this long before.
@@ -293,22 +292,16 @@ class FileRunStore:
         reads each sidecar once (each page starts after the last). Ids are ASCII, so
         str order is bytewise."""
         ids = self._run_ids()
-        found: list[Sidecar | UnreadableRun] = []
-        for run_id in ids[bisect.bisect_right(ids, after) :]:
+        return fill_page(self._loaded(ids[bisect.bisect_right(ids, after) :]), limit, where)
+
+    def _loaded(self, run_ids: list[str]) -> Iterator[Sidecar | UnreadableRun]:
+        for run_id in run_ids:
             try:
-                sidecar = self._load(run_id)
+                yield self._load(run_id)
             except (UnknownRun, InvalidIdentifier):  # gone since listed; not a run's name
                 continue
             except (CorruptRecord, OSError) as exc:  # set aside, named (cutter.quarantine)
-                found.append(unreadable(run_id, exc))
-                if len(found) == limit:
-                    break
-                continue
-            if where.matches(sidecar.state, sidecar.doc_id):
-                found.append(sidecar)
-                if len(found) == limit:
-                    break
-        return found
+                yield unreadable(run_id, exc)
 
     def _run_ids(self) -> list[str]:
         """Every stored run id, sorted. The listing is kept while ``runs/`` keeps its

@@ -10,6 +10,7 @@ cancellation points) as with a store that really waits.
 from __future__ import annotations
 
 import builtins
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from anyio.lowlevel import checkpoint
@@ -20,12 +21,10 @@ from cutter.errors import ApprovalConsumedAlready, CorruptRecord, DocumentBusy, 
 from cutter.ids import check_kb_id, check_run_id
 from cutter.kbdocs import KBDoc
 from cutter.quarantine import UnreadableRun, unreadable
+from cutter.run_pages import RunFilter, fill_page
 from cutter.sidecar import ApprovalUse, Sidecar
 from cutter.states import TERMINAL
 from cutter.stores.files import encode_kb_doc, encode_sidecar, under_prefix
-
-if TYPE_CHECKING:
-    from cutter.run_pages import RunFilter
 
 
 class InMemoryKnowledgeBase:
@@ -110,20 +109,15 @@ class InMemoryRunStore:
 
     async def page(self, after: str, limit: int, where: RunFilter) -> list[Sidecar | UnreadableRun]:
         await checkpoint()
-        found: list[Sidecar | UnreadableRun] = []
-        for run_id in sorted(r for r in self._sidecars if r.encode() > after.encode()):
+        ids = sorted(r for r in self._sidecars if r.encode() > after.encode())
+        return fill_page(self._loaded(ids), limit, where)
+
+    def _loaded(self, run_ids: list[str]) -> Iterator[Sidecar | UnreadableRun]:
+        for run_id in run_ids:
             try:
-                sidecar = codec.decode_sidecar(self._sidecars[run_id], f"memory:runs/{run_id}")
+                yield codec.decode_sidecar(self._sidecars[run_id], f"memory:runs/{run_id}")
             except CorruptRecord as exc:
-                found.append(unreadable(run_id, exc))
-                if len(found) == limit:
-                    break
-                continue
-            if where.matches(sidecar.state, sidecar.doc_id):
-                found.append(sidecar)
-                if len(found) == limit:
-                    break
-        return found
+                yield unreadable(run_id, exc)
 
 
 if TYPE_CHECKING:  # the stores satisfy the ports (checked by mypy, free at run time)
