@@ -151,8 +151,8 @@ class Daemon:
 
         self.jobs.start_soon(run)
 
-    async def handle(self, command: AnyCommand, caller: Caller) -> Reply:
-        """Answer one command; a refusal or a bug becomes an Error reply."""
+    def _received(self, command: AnyCommand | Watch, caller: Caller) -> None:
+        """Every command leaves one log line, with its id bounded (``logged_id``)."""
         self.log.info(
             "command_received",
             cmd=type(command).__name__,
@@ -160,6 +160,10 @@ class Daemon:
             peer=caller.peer,
             principal=caller.principal,
         )
+
+    async def handle(self, command: AnyCommand, caller: Caller) -> Reply:
+        """Answer one command; a refusal or a bug becomes an Error reply."""
+        self._received(command, caller)
         try:
             if isinstance(command, Ping):
                 return Pong(id=command.id)
@@ -457,13 +461,7 @@ class Daemon:
 
     async def watch(self, command: Watch, caller: Caller) -> AsyncIterator[Event]:
         """Transition events as they happen, until the watcher goes or lags."""
-        self.log.info(
-            "command_received",
-            cmd=type(command).__name__,
-            id=logged_id(command.id),
-            peer=caller.peer,
-            principal=caller.principal,
-        )
+        self._received(command, caller)
         caller.require()
         run_id = None if command.run_id is None else check_run_id(command.run_id)
         subscription = self.bus.subscribe(run_id)
