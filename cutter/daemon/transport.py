@@ -52,11 +52,14 @@ WATCH_SEND_TIMEOUT = 10.0
 
 
 def framed(frame: Frame) -> bytes:
-    """``frame`` encoded, or, when that is longer than a frame may be, an error that
-    says so in its place: every reply fits the client's reader (``E_REPLY_TOO_LARGE``),
-    whatever command produced it."""
+    """``frame`` encoded, or, when what the daemon puts in it (all but the id it
+    echoes) is longer than a frame may be, an error that says so in its place
+    (``E_REPLY_TOO_LARGE``), whatever command produced it."""
     data = encode(frame)
-    if len(data) <= MAX_FRAME_BYTES:
+    # The id is the client's own, echoed: a client that sent one near the limit reads
+    # it back; what the daemon adds must fit a frame.
+    echoed = 0 if frame.id is None else len(msgspec.json.encode(frame.id))
+    if len(data) - echoed <= MAX_FRAME_BYTES:
         return data
     return encode(
         Error(

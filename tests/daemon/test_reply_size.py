@@ -9,7 +9,7 @@ import pytest
 
 from cutter.daemon.transport import send
 from cutter.mode import Mode
-from cutter.protocol import MAX_FRAME_BYTES, Error, RunInfo, RunSummary, decode_reply
+from cutter.protocol import MAX_FRAME_BYTES, Error, Pong, RunInfo, RunSummary, decode_reply
 from cutter.states import RunState
 
 pytestmark = pytest.mark.anyio
@@ -56,3 +56,12 @@ async def test_a_reply_that_fits_is_sent_as_it_is() -> None:
     fits = _run("y" * (MAX_FRAME_BYTES - 4096))
     assert await send(stream, fits)  # type: ignore[arg-type]
     assert decode_reply(stream.sent[0]) == fits
+
+
+async def test_the_clients_own_id_echoed_back_does_not_count() -> None:
+    """A client that sent an id near the frame limit gets it back on its answer."""
+    stream = _Recorder()
+    long_id = "i" * (MAX_FRAME_BYTES - 1024)
+    pong = Pong(id=long_id)
+    assert await send(stream, pong)  # type: ignore[arg-type]
+    assert decode_reply(stream.sent[0]) == pong
