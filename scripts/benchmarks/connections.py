@@ -26,16 +26,15 @@ import contextlib
 import multiprocessing
 import multiprocessing.queues
 import os
-import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ROOT, Figure, Sample
+from benchmarks.common import Figure, Sample
+from benchmarks.daemon import cpu_seconds, daemon_process, ready
 
 IDLE = 2000
 HALF_SENT = 300
@@ -46,8 +45,6 @@ BUDGET = 64 * MIB  # the daemon's default --buffer-budget
 # What the daemon may grow by: the budget, once more for the allocator and the
 # copies a read makes, 32 MiB for the connections' tasks and buffers.
 RSS_GROWTH_TARGET = 2 * BUDGET + 32 * MIB
-START_TIMEOUT = 30.0
-STOP_TIMEOUT = 60.0
 
 
 def run(repetitions: int, quick: bool) -> list[Figure]:
@@ -94,26 +91,10 @@ def run(repetitions: int, quick: bool) -> list[Figure]:
 def one_repetition() -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="cutter-bench-conn-") as tmp:
         state_dir = Path(tmp) / "state"
-        command = [
-            "daemon",
-            "--state-dir",
-            str(state_dir),
-            "--log",
-            str(Path(tmp) / "daemon.jsonl"),
-            "--max-connections",
-            str(MAX_CONNECTIONS),
-        ]
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "cutter", *command],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd=ROOT,
-        )
-        try:
+        with daemon_process(
+            Path(tmp), state_dir, "--max-connections", str(MAX_CONNECTIONS)
+        ) as daemon:
             return asyncio.run(measure(daemon, state_dir / "daemon.sock"))
-        finally:
-            stop(daemon)
 
 
 async def measure(daemon: subprocess.Popen[bytes], socket: Path) -> dict[str, float]:
@@ -201,41 +182,3 @@ def vm_rss(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024.0
     raise RuntimeError(f"no VmRSS for {pid}")
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of ``pid``, in seconds (/proc/PID/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-async def ready(daemon: subprocess.Popen[bytes], socket: Path) -> None:
-    """Until a ping is answered (or the daemon exits, or a deadline)."""
-    from cutter.protocol import Ping, Pong, decode_reply, encode
-
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        if daemon.poll() is not None:
-            raise RuntimeError(f"the daemon exited {daemon.returncode} before it served")
-        try:
-            reader, writer = await asyncio.open_unix_connection(socket)
-            writer.write(encode(Ping(id="ready")))
-            reply = decode_reply(await reader.readuntil(b"\n"))
-            writer.close()
-            if isinstance(reply, Pong):
-                return
-        except (OSError, asyncio.IncompleteReadError):
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"no daemon answered on {socket} in {START_TIMEOUT} s")
-        await asyncio.sleep(0.02)
-
-
-def stop(daemon: subprocess.Popen[bytes]) -> None:
-    if daemon.poll() is None:
-        daemon.send_signal(signal.SIGTERM)
-    try:
-        daemon.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        daemon.kill()
-        daemon.wait()

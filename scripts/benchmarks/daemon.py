@@ -14,12 +14,14 @@ codec (``cutter.protocol``), so that they cost less than the daemon they measure
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from benchmarks.common import ROOT, Figure, absolute
@@ -40,23 +42,8 @@ def run(repetitions: int, quick: bool) -> Figure:
         log_path = Path(tmp) / "daemon.jsonl"
         for doc_id in DOC_IDS:
             cutter(["add-document", "--state-dir", str(state_dir), doc_id, str(SAMPLE)])
-        command = ["daemon", "--state-dir", str(state_dir), "--log", str(log_path)]
-        with (Path(tmp) / "stderr").open("w+b") as stderr:
-            daemon = subprocess.Popen(
-                [sys.executable, "-m", "cutter", *command],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                cwd=ROOT,
-            )
-            try:
-                rates = asyncio.run(measure(daemon, state_dir / "daemon.sock", repetitions))
-            finally:
-                code = stop(daemon)
-            if code != 0:
-                stderr.seek(0)
-                tail = stderr.read()[-2000:].decode(errors="replace")
-                raise RuntimeError(f"the daemon exited {code}: {tail}")
+        with daemon_process(Path(tmp), state_dir) as daemon:
+            rates = asyncio.run(measure(daemon, state_dir / "daemon.sock", repetitions))
         logged = log_path.read_bytes().count(b'"event":"command_received"')
     sent = CLIENTS * (WARM_UP + COMMANDS * repetitions)
     if logged < sent:
@@ -80,6 +67,36 @@ def cutter(args: list[str]) -> None:
     subprocess.run(
         [sys.executable, "-m", "cutter", *args], cwd=ROOT, check=True, capture_output=True
     )
+
+
+@contextlib.contextmanager
+def daemon_process(tmp: Path, state_dir: Path, *options: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``cutter daemon`` on ``state_dir`` with its JSON log at ``tmp/daemon.jsonl``,
+    stopped with SIGTERM when the block ends; an exit other than 0 raises, with the
+    tail of its stderr."""
+    command = ["daemon", "--state-dir", str(state_dir), "--log", str(tmp / "daemon.jsonl")]
+    with (tmp / "stderr").open("w+b") as stderr:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "cutter", *command, *options],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            cwd=ROOT,
+        )
+        try:
+            yield daemon
+        finally:
+            code = stop(daemon)
+        if code != 0:
+            stderr.seek(0)
+            tail = stderr.read()[-2000:].decode(errors="replace")
+            raise RuntimeError(f"the daemon exited {code}: {tail}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid``, in seconds (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def stop(daemon: subprocess.Popen[bytes]) -> int:

@@ -25,13 +25,12 @@ import asyncio
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from benchmarks.common import CORPUS, ROOT, Figure, Sample
-from benchmarks.daemon import ready, stop
+from benchmarks.daemon import cpu_seconds, daemon_process, ready
 
 RUNS = 200
 QUICK_RUNS = 200  # the figure is stated for 200 runs; --quick only repeats less
@@ -54,23 +53,8 @@ def run(repetitions: int, quick: bool) -> list[Figure]:
     with tempfile.TemporaryDirectory(prefix="cutter-bench-offloop-") as tmp:
         state_dir = Path(tmp) / "state"
         asyncio.run(publish_all(state_dir, SAMPLE.read_bytes(), big.read_bytes(), reps))
-        log_path = Path(tmp) / "daemon.jsonl"
-        command = ["daemon", "--state-dir", str(state_dir), "--log", str(log_path)]
-        with (Path(tmp) / "stderr").open("w+b") as stderr:
-            daemon = subprocess.Popen(
-                [sys.executable, "-m", "cutter", *command],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                cwd=ROOT,
-            )
-            try:
-                rounds = asyncio.run(measure(daemon, state_dir / "daemon.sock", reps))
-            finally:
-                code = stop(daemon)
-            if code != 0:
-                stderr.seek(0)
-                raise RuntimeError(f"the daemon exited {code}: {stderr.read()[-2000:]!r}")
+        with daemon_process(Path(tmp), state_dir) as daemon:
+            rounds = asyncio.run(measure(daemon, state_dir / "daemon.sock", reps))
     idle50 = [r["idle"][0] for r in rounds]
     idle99 = [r["idle"][1] for r in rounds]
     busy50 = [r["busy"][0] for r in rounds]
@@ -110,11 +94,6 @@ async def publish_all(state_dir: Path, charter: bytes, large: bytes, reps: int) 
         await sources.publish(f"big-{rep}", large)
         for i in range(RUNS):
             await sources.publish(f"charter-{rep}-{i}", charter)
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def measure(
