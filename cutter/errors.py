@@ -220,6 +220,17 @@ class StorageReadOnly(StorageError):
     code = "E_STORAGE_READ_ONLY"
 
 
+class StorageCorrupt(StorageError):
+    """The database file is damaged (a page ``quick_check`` flags, bytes that are not a
+    database): nothing is read from it or written to it until it is restored."""
+
+    code = "E_STORAGE_CORRUPT"
+
+    def __init__(self, location: str, reason: str) -> None:
+        self.location = location
+        CutterError.__init__(self, f"damaged database {location}: {reason}")
+
+
 class ShuttingDown(CutterError):
     """The runner is draining: it takes no new command."""
 

@@ -17,7 +17,7 @@ from cutter.mode import Mode
 from cutter.records import IUState
 from cutter.sidecar import ApprovalUse, Sidecar, replace_gate
 from cutter.states import RunState
-from cutter.stores.files import encode_sidecar
+from cutter.stores.encoding import encode_sidecar
 from tests._harness import (
     DOC_ID,
     OPERATOR,

@@ -33,7 +33,7 @@ from cutter.pg.connect import domain_errors
 from cutter.quarantine import UnreadableRun, unreadable
 from cutter.run_pages import RunFilter
 from cutter.sidecar import ApprovalUse, Sidecar
-from cutter.stores.files import encode_kb_doc, encode_sidecar
+from cutter.stores.encoding import encode_kb_doc, encode_sidecar
 from cutter.walk import Gate
 
 # A doc this large that ``get`` decoded is kept, with the sha256 of the bytes it was

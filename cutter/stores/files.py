@@ -92,6 +92,7 @@ from cutter.run_pages import RunFilter, fill_page
 from cutter.sidecar import ApprovalUse, Sidecar
 from cutter.states import TERMINAL
 from cutter.stores.atomic import create_exclusive, read_bytes, remove, write_atomic
+from cutter.stores.encoding import encode_kb_doc, encode_sidecar
 from cutter.stores.file_primitives import inside_root
 
 SUFFIX = ".json"
@@ -102,26 +103,6 @@ _HASHED_HEAD = 130
 
 
 # -- rules both the file stores and the in-memory stores apply -----------------------
-
-
-def encode_kb_doc(kb_id: str, doc: KBDoc) -> bytes:
-    """The stored bytes of ``doc``; refuses (``CorruptRecord``) what ``get`` could not read."""
-    data = codec.encode(doc)
-    codec.decode_kb_doc(data, f"{kb_id} (refused, not written)")
-    return data
-
-
-def encode_sidecar(sidecar: Sidecar) -> bytes:
-    """The stored bytes of ``sidecar``; refuses what ``load`` could not read."""
-    run_id = check_run_id(sidecar.run_id)
-    data = codec.encode(sidecar)
-    codec.decode_sidecar(data, f"run {run_id} (refused, not written)")
-    return data
-
-
-def under_prefix(kb_id: str, prefix: str) -> bool:
-    """``list`` semantics: the prefix doc itself and every doc below it ("" is all)."""
-    return not prefix or kb_id == prefix or kb_id.startswith(prefix + "/")
 
 
 # -- knowledge base -------------------------------------------------------------------

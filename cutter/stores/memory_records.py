@@ -24,7 +24,7 @@ from cutter.quarantine import UnreadableRun, unreadable
 from cutter.run_pages import RunFilter, fill_page
 from cutter.sidecar import ApprovalUse, Sidecar
 from cutter.states import TERMINAL
-from cutter.stores.files import encode_kb_doc, encode_sidecar, under_prefix
+from cutter.stores.encoding import encode_kb_doc, encode_sidecar, under_prefix
 
 
 class InMemoryKnowledgeBase:

@@ -1,9 +1,9 @@
 """Shared helpers of the PostgreSQL adapter tests: both implementations behind one face,
 record builders, and a few admin statements.
 
-``open_target`` / ``open_records`` give the in-memory fakes or the PostgreSQL stores
-(every statement as ``cutter_writer``) with the same methods, and ``open_target`` also
-the file stores (under a temporary directory removed on exit), plus the few operations
+``open_target`` / ``open_records`` give the in-memory fakes, the SQLite stores (a
+database in a temporary directory removed on exit) or the PostgreSQL stores (every
+statement as ``cutter_writer``) with the same methods, plus the few operations
 a test needs that the ports do not offer (publishing a source version, writing garbage
 over a stored record). Every pool opened here is closed on exit.
 """
@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import sqlite3
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,7 +33,9 @@ from cutter.pg.target import PgIUStore, PgLedger, PgSourceRepository, publish
 from cutter.ports import IUStore, KnowledgeBase, Ledger, RunStore, SourceRepository
 from cutter.records import IURow, IUState, SourceVersion
 from cutter.sidecar import ApprovalUse
-from cutter.stores.file_target import FileIUStore, FileLedger, FileSources
+from cutter.sqlite.database import open_database
+from cutter.sqlite.records import SqliteKnowledgeBase, SqliteRunStore
+from cutter.sqlite.target import SqliteIUStore, SqliteLedger, SqliteSources
 from cutter.stores.memory_records import InMemoryKnowledgeBase, InMemoryRunStore
 from cutter.stores.memory_target import InMemoryIUStore, InMemoryLedger, InMemorySources
 from cutter.walk import Gate, Phase, Pin
@@ -42,14 +45,14 @@ WRITER = "cutter_writer"
 CONTROL = "cutter_control"
 ADMIN_TIMEOUT_S = 10.0
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-BACKENDS = ["memory", "pg"]
-TARGET_BACKENDS = [*BACKENDS, "files"]  # the file record stores have tests/test_file_stores.py
+BACKENDS = ["memory", "sqlite", "pg"]
+TARGET_BACKENDS = BACKENDS
 
 
 @dataclass(frozen=True)
 class Backend:
-    """Which implementation a contract test runs on (``"memory"``, ``"pg"`` or, for the
-    target stores, ``"files"``); ``db`` is set for ``"pg"``."""
+    """Which implementation a contract test runs on (``"memory"``, ``"sqlite"`` or
+    ``"pg"``); ``db`` is set for ``"pg"``."""
 
     kind: str
     db: PgDatabase | None = None
@@ -120,22 +123,22 @@ async def open_target(backend: Backend) -> AsyncIterator[TargetUnderTest]:
             "memory", sources, InMemoryIUStore(), InMemoryLedger(), publish_memory, None
         )
         return
-    if backend.kind == "files":
+    if backend.kind == "sqlite":
         with tempfile.TemporaryDirectory(prefix="cutter-target-") as tmp:
-            root = Path(tmp)
-            files = FileSources(root / "sources")
+            async with open_database(Path(tmp) / "cutter.sqlite3") as database:
+                embedded = SqliteSources(database)
 
-            async def publish_files(doc_id: str, data: bytes) -> SourceVersion:
-                return await files.publish(doc_id, data)
+                async def publish_sqlite(doc_id: str, data: bytes) -> SourceVersion:
+                    return await embedded.publish(doc_id, data)
 
-            yield TargetUnderTest(
-                "files",
-                files,
-                FileIUStore(root / "ius"),
-                FileLedger(root / "ledger"),
-                publish_files,
-                None,
-            )
+                yield TargetUnderTest(
+                    "sqlite",
+                    embedded,
+                    SqliteIUStore(database),
+                    SqliteLedger(database),
+                    publish_sqlite,
+                    None,
+                )
         return
     db = backend.pg
     pool = await create_pool(db.writer_dsn, role=WRITER, min_size=0, max_size=4)
@@ -169,6 +172,7 @@ class RecordsUnderTest:
     runs: RunStore
     corrupt_kb: Callable[[str, bytes], Awaitable[None]]
     corrupt_run: Callable[[str, bytes], Awaitable[None]]
+    delete_kb: Callable[[str], Awaitable[None]]
     db: PgDatabase | None
 
 
@@ -185,7 +189,43 @@ async def open_records(backend: Backend) -> AsyncIterator[RecordsUnderTest]:
             assert run_id in runs._sidecars
             runs._sidecars[run_id] = data
 
-        yield RecordsUnderTest("memory", kb, runs, corrupt_kb_memory, corrupt_run_memory, None)
+        async def delete_kb_memory(kb_id: str) -> None:
+            del kb._docs[kb_id]
+
+        yield RecordsUnderTest(
+            "memory", kb, runs, corrupt_kb_memory, corrupt_run_memory, delete_kb_memory, None
+        )
+        return
+    if backend.kind == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="cutter-records-") as tmp:
+            path = Path(tmp) / "cutter.sqlite3"
+            async with open_database(path) as database:
+
+                def admin(statement: str, *args: object) -> None:
+                    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+                        assert conn.execute(statement, args).rowcount == 1
+
+                def overwrite(table: str, key: str, column: str, value: str, data: bytes) -> None:
+                    admin(f"UPDATE {table} SET {column} = ? WHERE {key} = ?", data, value)
+
+                async def delete_kb_sqlite(kb_id: str) -> None:
+                    admin("DELETE FROM kb_docs WHERE kb_id = ?", kb_id)
+
+                async def corrupt_kb_sqlite(kb_id: str, data: bytes) -> None:
+                    overwrite("kb_docs", "kb_id", "doc", kb_id, data)
+
+                async def corrupt_run_sqlite(run_id: str, data: bytes) -> None:
+                    overwrite("runs", "run_id", "sidecar", run_id, data)
+
+                yield RecordsUnderTest(
+                    "sqlite",
+                    SqliteKnowledgeBase(database),
+                    SqliteRunStore(database),
+                    corrupt_kb_sqlite,
+                    corrupt_run_sqlite,
+                    delete_kb_sqlite,
+                    None,
+                )
         return
     db = backend.pg
     pool = await create_pool(db.writer_dsn, role=WRITER, min_size=0, max_size=4)
@@ -212,12 +252,16 @@ async def open_records(backend: Backend) -> AsyncIterator[RecordsUnderTest]:
                 await conn.close()
             assert status == "UPDATE 1"
 
+        async def delete_kb_pg(kb_id: str) -> None:
+            await admin_execute(db.admin_dsn, f"DELETE FROM kb_docs WHERE kb_id = '{kb_id}'")
+
         yield RecordsUnderTest(
             "pg",
             PgKnowledgeBase(pool, control),
             PgRunStore(pool, control),
             corrupt_kb_pg,
             corrupt_run_pg,
+            delete_kb_pg,
             db,
         )
     finally:

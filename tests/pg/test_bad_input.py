@@ -222,7 +222,7 @@ async def test_document_locks_on_an_unreachable_server_fail_clearly(tmp_path: Pa
 def backend(request: pytest.FixtureRequest) -> Backend:
     if request.param == "pg":
         return Backend("pg", request.getfixturevalue("pg_db"))
-    return Backend("memory")
+    return Backend(request.param)
 
 
 @pytest.fixture

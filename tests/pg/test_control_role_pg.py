@@ -52,7 +52,7 @@ from cutter.policy_book import current, default_policy, replace
 from cutter.runner import Runner, RunnerConfig, utc_now
 from cutter.sidecar import ApprovalUse, Sidecar, replace_gate
 from cutter.states import RunState
-from cutter.stores.files import encode_kb_doc, encode_sidecar
+from cutter.stores.encoding import encode_kb_doc, encode_sidecar
 from cutter.stores.seeded import InMemoryDiscoverer
 from cutter.walk import Gate
 from tests._harness import OPERATOR, REVIEWER, REVIEWER_2

@@ -15,7 +15,7 @@ from cutter.pg.stores import pg_config
 from cutter.runner import Runner, utc_now
 from cutter.sidecar import ApprovalUse, Sidecar, replace_gate
 from cutter.states import RunState
-from cutter.stores.files import encode_sidecar
+from cutter.stores.encoding import encode_sidecar
 from cutter.stores.seeded import InMemoryDiscoverer
 from tests._harness import OPERATOR, REVIEWER
 from tests.pg._walk import DOC_ID, N_IUS, admin_execute, admin_fetch, publish_source, write_approval

@@ -1,0 +1,89 @@
+"""Build a ``RunnerConfig`` on the embedded default: one SQLite database per state directory.
+
+    from cutter import Mode, Runner, embedded_config
+
+    async with embedded_config(Path(".cutter")) as config:
+        await config.target.sources.publish("doc-1", data)   # the document to cut
+        async with Runner(config) as runner:
+            sc = await runner.cut("doc-1", Mode.DRY_RUN, started_by="ann")
+
+The database is ``<state_dir>/cutter.sqlite3``, the daemon's (``cutter daemon
+--state-dir DIR``); any SQLite tool can open it (``sqlite3 DIR/cutter.sqlite3
+'.tables'``). SQLite's locks make two processes on one database correct; the daemon
+still owns its state directory alone (``cutter.stores.owner``), because it walks the
+runs it finds there. Anything else (PostgreSQL, another discoverer, a policy) is a
+field of ``RunnerConfig`` to set with ``dataclasses.replace``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+
+from cutter.approvals import GatePolicy
+from cutter.discovery import TextDiscoverer
+from cutter.errors import StateDirUnusable
+from cutter.ports import Discoverer, Target
+from cutter.runner import RunnerConfig
+from cutter.sqlite.database import FILE_NAME, Database, open_database
+from cutter.sqlite.records import SqliteKillSwitch, SqliteKnowledgeBase, SqliteRunStore
+from cutter.sqlite.target import SqliteIUStore, SqliteLedger, SqliteSources
+from cutter.stores.memory_target import StaticGrantProbe
+
+# What the file stores of earlier cutters left in a state directory.
+OLD_LAYOUT = ("kb", "runs", "target", "kill-switch")
+
+
+def database_path(state_dir: Path) -> Path:
+    return Path(state_dir) / FILE_NAME
+
+
+def check_layout(state_dir: Path) -> None:
+    """Refuse a state directory the file stores of an earlier cutter wrote."""
+    if database_path(state_dir).exists():
+        return
+    old = [name for name in OLD_LAYOUT if (Path(state_dir) / name).exists()]
+    if old:
+        raise StateDirUnusable(
+            str(state_dir),
+            f"it holds the file stores of an earlier cutter ({', '.join(old)}), which this "
+            "one does not read (no release used them): move it aside "
+            f"(mv {state_dir} {state_dir}.files) and start again, re-adding the documents",
+        )
+
+
+def config_on(
+    db: Database, *, policy: GatePolicy | None = None, discoverer: Discoverer | None = None
+) -> RunnerConfig:
+    """Every port of a ``RunnerConfig`` on the open database ``db``."""
+    return RunnerConfig(
+        target=Target(sources=SqliteSources(db), ius=SqliteIUStore(db), ledger=SqliteLedger(db)),
+        kb=SqliteKnowledgeBase(db),
+        run_store=SqliteRunStore(db),
+        discoverer=discoverer or TextDiscoverer(),
+        grants=StaticGrantProbe(),
+        kill_switch=SqliteKillSwitch(db),
+        policy=policy or GatePolicy(),
+    )
+
+
+@asynccontextmanager
+async def embedded_config(
+    state_dir: Path,
+    *,
+    policy: GatePolicy | None = None,
+    discoverer: Discoverer | None = None,
+) -> AsyncIterator[RunnerConfig]:
+    """A ``RunnerConfig`` whose sources, IUs, ledger, KB, runs and kill switch are the
+    database under ``state_dir`` (made as needed), with the text discoverer, a grant
+    probe that grants everything the embedded target needs, and ``policy`` (by default
+    one approver per gate, none the run's starter, approvals good for 24 hours). The
+    database closes on exit."""
+    state_dir = Path(state_dir)
+    await anyio.to_thread.run_sync(lambda: state_dir.mkdir(parents=True, exist_ok=True))
+    check_layout(state_dir)
+    async with open_database(database_path(state_dir)) as db:
+        yield config_on(db, policy=policy, discoverer=discoverer)
