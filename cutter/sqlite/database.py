@@ -247,7 +247,9 @@ def _quick_check(conn: sqlite3.Connection, location: str) -> None:
         raise StorageCorrupt(location, "; ".join(problems))
 
 
-def _open(path: Path, *, create: bool) -> Database:
+def open_now(path: Path, *, create: bool = True) -> Database:
+    """The database at ``path``, opened on the calling thread (``open_database`` is the
+    async form); the caller closes it."""
     from cutter.sqlite.migrate import migrate
 
     location = str(path)
@@ -280,7 +282,7 @@ def _open(path: Path, *, create: bool) -> Database:
 async def open_database(path: Path, *, create: bool = True) -> AsyncIterator[Database]:
     """The database at ``path`` (made when ``create`` and missing), checked, migrated,
     closed on exit. Opening runs in a worker thread (``quick_check`` reads every page)."""
-    db = await anyio.to_thread.run_sync(lambda: _open(path, create=create))
+    db = await anyio.to_thread.run_sync(lambda: open_now(path, create=create))
     try:
         yield db
     finally:
