@@ -11,7 +11,7 @@ an approval; both return the run's sidecar. A refused resume raises the typed
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -73,6 +73,10 @@ only memory: 1,000 runs started together peaked at 200 KiB each, left behind as
 allocator high-water after they paused (``scripts/benchmarks/fleet.py``)."""
 
 
+async def nothing_to_sync() -> None:
+    """``RunnerConfig.durable`` of stores whose every commit is durable."""
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -107,6 +111,11 @@ class RunnerConfig:
     phase_timeout: float = 300.0
     locks: DocumentLocks = field(default_factory=InProcessDocumentLocks)
     max_walking: int = MAX_WALKING
+    # Awaited before anything is acknowledged (the end of a walk segment, a daemon
+    # reply): everything the stores committed so far then survives a power loss. The
+    # embedded database syncs its WAL (``cutter.sqlite.database.Database.durable``);
+    # stores whose every commit is durable (PostgreSQL, memory) need nothing.
+    durable: Callable[[], Awaitable[None]] = nothing_to_sync
 
 
 class Runner:
@@ -353,7 +362,9 @@ class Runner:
         async with self._walking, self._run_lock(run_id):
             if self._draining:  # drained while this segment waited for its turn
                 raise ShuttingDown()
-            return await self._walk_segment(self._system, known, command, new=new)
+            sidecar = await self._walk_segment(self._system, known, command, new=new)
+        await self.config.durable()  # what the caller is told survives a power loss
+        return sidecar
 
     @asynccontextmanager
     async def _run_lock(self, run_id: str) -> AsyncIterator[None]:

@@ -168,7 +168,9 @@ class Daemon:
             if isinstance(command, Ping):
                 return Pong(id=command.id)
             caller.require()  # everything but ping needs someone the transport proved
-            return await self._dispatch(command, caller)
+            reply = await self._dispatch(command, caller)
+            await self.runner.config.durable()  # nothing is acknowledged before it is durable
+            return reply
         except CutterError as exc:
             return Error(id=command.id, code=exc.code, message=scrub(exc.message))
         except Exception:

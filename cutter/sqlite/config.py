@@ -67,6 +67,7 @@ def config_on(
         grants=StaticGrantProbe(),
         kill_switch=SqliteKillSwitch(db),
         policy=policy or GatePolicy(),
+        durable=db.durable,
     )
 
 
@@ -87,3 +88,4 @@ async def embedded_config(
     check_layout(state_dir)
     async with open_database(database_path(state_dir)) as db:
         yield config_on(db, policy=policy, discoverer=discoverer)
+        await db.durable()

@@ -1,34 +1,48 @@
-"""The embedded database: one SQLite file, one writer with group commit, reads on the loop.
+"""The embedded database: one SQLite file, one writer connection, reads on the loop.
 
 Opening (``open_database``) checks the file with ``PRAGMA quick_check`` (a damaged
-page is ``StorageCorrupt`` naming it, before anything is read or written), sets WAL
-and ``synchronous=FULL``, and applies the missing migrations (``cutter.sqlite.migrate``).
+page is ``StorageCorrupt`` naming it, before anything is read or written), sets WAL,
+and applies the missing migrations (``cutter.sqlite.migrate``).
 
-Writes. Every write is a function of the writer connection, given to ``write``.
-Writes of all concurrent callers are batched: the first caller to find no batch in
-flight leads; it hands the pending writes (its own among them) to a worker thread,
-which runs them in ONE transaction (``BEGIN IMMEDIATE`` … ``COMMIT``), each under a
-savepoint of its own, so a write that raises undoes only itself. Writes that arrive
-while a batch is in the thread wait for the next batch, which the first of them
-leads. ``COMMIT`` in WAL mode with ``synchronous=FULL`` is one ``fdatasync`` of the
-WAL, so a batch of any size costs one sync, and no caller returns before the batch
-that holds its write is durable. One thread hop per batch, not per call.
+Commits and durability. Every write is a function of the writer connection, given to
+``write``, and commits in WAL mode with ``synchronous=NORMAL``: the commit appends to
+the WAL without an ``fdatasync``. A committed write survives the process dying (kill
+-9, a crash: the WAL is in the kernel's page cache), and the database is never
+corrupted, but a power loss may take the last commits away, always a suffix: the WAL
+replays in order and stops at the first frame that did not reach the disk. So the
+database is always some prefix of the commits. What needs more is what was
+*acknowledged* to someone outside (a reply, the end of a walk segment): that first
+awaits ``durable()``, one commit under ``synchronous=FULL`` — an ``fdatasync`` of the
+WAL, covering every commit before it — shared by every caller waiting at the time.
+A walk thus syncs once per segment, not once per write.
 
-A write's callers cannot cancel it half-way: ``write`` is shielded, and returns (or
-raises) once its batch is decided; a cancellation takes effect after that.
+Where the calls run (docs/storage.md has the profile). A small write with no batch in
+flight commits at once on the event loop: tens of microseconds, no fsync, no thread
+hop. The rest — bulk writes (leg A's rows, a document's bytes), durability barriers,
+writes arriving while a batch is in the worker thread, a write finding another
+process holding the write lock — are batched: the first to find no batch in flight
+leads, handing every pending write (its own among them) to a worker thread that runs
+them in ONE transaction, each under a savepoint of its own so a write that raises
+undoes only itself; the next batch is led by the first write that arrived meanwhile.
+One thread hop and at most one sync per batch, however many runs wrote into it.
+
+A write's caller cannot cancel it half-way: ``write`` is shielded, and returns (or
+raises) once its transaction is decided; a cancellation takes effect after that.
 
 Reads run on the event loop, on a connection of their own (``query_only``), each a
-short synchronous statement (or a ``BEGIN``/``COMMIT`` pair with no await between):
-in WAL mode they read the last committed state and never wait for the writer.
+short synchronous statement: in WAL mode they read the last committed state and
+never wait for the writer.
 
 Errors. SQLite's "disk full" is ``StorageFull``, "read-only"/"cannot open"/"permission"
-``StorageReadOnly``, "corrupt"/"not a database" ``StorageCorrupt``; the transaction is
-rolled back by SQLite, so nothing is half-applied, and the next write, once there is
-space again, starts from the last commit.
+``StorageReadOnly``, "corrupt"/"not a database" ``StorageCorrupt``, other I/O errors and
+a lock held too long ``StorageError``; the transaction is rolled back, so nothing is
+half-applied, and the next write, once there is space again, starts from the last
+commit.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -37,6 +51,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
 from cutter.errors import CutterError, StorageCorrupt, StorageError, StorageFull, StorageReadOnly
@@ -47,6 +62,10 @@ T = TypeVar("T")
 FILE_NAME = "cutter.sqlite3"
 BUSY_TIMEOUT_MS = 10_000  # another process (add-document) holding the write lock
 QUICK_CHECK_LINES = 5  # problems named in a StorageCorrupt
+# The WAL is copied into the database (a PASSIVE checkpoint, in the worker thread, after
+# a batch) once it is this large; SQLite's own automatic checkpoint would run inside
+# whichever commit crossed its threshold, on the loop.
+CHECKPOINT_WAL_BYTES = 4 * 1024 * 1024
 
 _FULL = {"SQLITE_FULL"}
 _READ_ONLY = {
@@ -77,6 +96,8 @@ def storage_error(exc: sqlite3.Error, location: str) -> CutterError | None:
         return StorageCorrupt(location, reason)
     if name.startswith("SQLITE_IOERR"):
         return StorageError(location, reason)
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return StorageError(location, f"{reason}: another process holds it too long")
     return None
 
 
@@ -87,7 +108,8 @@ def typed(exc: sqlite3.Error, location: str) -> BaseException:
 @dataclass(eq=False)
 class _Write(Generic[T]):
     fn: Callable[[sqlite3.Connection], T]
-    after_commit: str | None  # a failpoint reached once the batch holding this is durable
+    after_commit: str | None  # a failpoint reached once the transaction holding this commits
+    durable: bool = False
     wake: anyio.Event = field(default_factory=anyio.Event)
     finished: bool = False
     result: Any = None
@@ -105,6 +127,8 @@ class Database:
         self._pending: list[_Write[Any]] = []
         self._leading = False
         self._closed = False
+        self._committed = 0  # transactions this process committed, in order
+        self._durable_through = 0  # the last of them a WAL sync made durable
         self.batches = 0  # transactions committed (the benchmarks report writes per batch)
         self.writes = 0
 
@@ -138,30 +162,67 @@ class Database:
     # -- writes -------------------------------------------------------------------------
 
     async def write(
-        self, fn: Callable[[sqlite3.Connection], T], *, after_commit: str | None = None
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        *,
+        bulk: bool = False,
+        durable: bool = False,
+        after_commit: str | None = None,
     ) -> T:
-        """Run ``fn`` in the next batch; return its result once the batch is durable,
-        or raise what ``fn`` raised (its savepoint rolled back, the batch goes on) or
-        the typed error that failed the whole batch."""
+        """Run ``fn`` in a transaction of its own, or of the next batch; return its result
+        once committed, or raise what ``fn`` raised (only its own writes undone) or the
+        typed error that failed its transaction. Committed means crash-safe (a ``kill
+        -9`` keeps it); ``durable`` makes it survive a power loss too.
+
+        A small write with no batch in flight commits at once, on the loop (no fsync
+        waits there: ``synchronous=NORMAL``); ``bulk`` ones (thousands of rows, megabytes)
+        and those arriving while a batch is in the worker thread go through it, as do
+        ``durable`` ones, which return once ``durable()`` would."""
         self._check_open()
-        job: _Write[T] = _Write(fn, after_commit)
-        with anyio.CancelScope(shield=True):
-            self._pending.append(job)
-            if self._leading:
-                await job.wake.wait()  # finished in a batch, or promoted to lead
-            if not job.finished:
-                await self._lead(job)
+        job: _Write[T] = _Write(fn, after_commit, durable)
+        if bulk or durable or self._leading or not self._inline(job):
+            with anyio.CancelScope(shield=True):
+                self._pending.append(job)
+                if self._leading:
+                    await job.wake.wait()  # finished in a batch, or promoted to lead
+                if not job.finished:
+                    await self._lead(job)
+        else:
+            await anyio.lowlevel.cancel_shielded_checkpoint()
         if job.error is not None:
             raise job.error
         result: T = job.result
         return result
+
+    async def durable(self) -> None:
+        """Return once everything committed so far survives a power loss: one ``COMMIT``
+        under ``synchronous=FULL`` (an ``fdatasync`` of the WAL, which holds every
+        earlier commit too), shared by every caller waiting at the time. Free when
+        nothing was committed since the last one. What is acknowledged (a reply, the end
+        of a walk segment) waits for this first (``RunnerConfig.durable``)."""
+        if self._durable_through >= self._committed:
+            return
+        await self.write(_mark_durable, bulk=True, durable=True)
+
+    def _inline(self, job: _Write[Any]) -> bool:
+        """Commit ``job`` now on the calling thread; False when another process holds
+        the write lock (the caller then waits for it in the worker thread)."""
+        try:
+            self._writer.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorname", "") == "SQLITE_BUSY":
+                return False
+            job.error, job.finished = typed(exc, self.location), True
+            return True
+        self._transaction([job], began=True)
+        return True
 
     async def _lead(self, job: _Write[Any]) -> None:
         self._leading = True
         try:
             while not job.finished:
                 batch, self._pending = self._pending, []
-                await anyio.to_thread.run_sync(self._commit, batch)
+                await anyio.to_thread.run_sync(self._in_thread, batch)
                 for other in batch:
                     if other is not job:
                         other.wake.set()
@@ -171,24 +232,58 @@ class Database:
             else:
                 self._leading = False
 
-    def _commit(self, batch: list[_Write[Any]]) -> None:
-        """One transaction for the batch (in the worker thread)."""
+    def _in_thread(self, batch: list[_Write[Any]]) -> None:
+        """One batch in the worker thread: wait for another process's write lock up to
+        ``BUSY_TIMEOUT_MS``, sync the WAL when a job asks for durability."""
         conn = self._writer
+        durable = any(job.durable for job in batch)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if durable:
+            conn.execute("PRAGMA synchronous = FULL")
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            for job in batch:
-                self._run(conn, job)
+            self._transaction(batch, began=False)
+            if self._wal_bytes() > CHECKPOINT_WAL_BYTES:
+                # PASSIVE never waits and never fails for a busy reader: what it cannot
+                # copy now, the checkpoint after a later batch copies.
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            conn.execute("PRAGMA busy_timeout = 0")
+            if durable:
+                conn.execute("PRAGMA synchronous = NORMAL")
+
+    def _wal_bytes(self) -> int:
+        try:
+            return os.stat(f"{self.path}-wal").st_size
+        except OSError:
+            return 0
+
+    def _transaction(self, batch: list[_Write[Any]], *, began: bool) -> None:
+        """``batch`` in one transaction: each job under a savepoint of its own when
+        there are several, so a job that raises undoes only itself."""
+        conn = self._writer
+        committed = self._committed + 1
+        try:
+            if not began:
+                conn.execute("BEGIN IMMEDIATE")
+            if len(batch) == 1:
+                batch[0].result = batch[0].fn(conn)
+            else:
+                for job in batch:
+                    self._run(conn, job)
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:  # the whole transaction is gone: no job happened
+        except Exception as exc:  # one job alone raised, or the transaction is gone
             if conn.in_transaction:
                 conn.rollback()
-            error = typed(exc, self.location)
+            error = typed(exc, self.location) if isinstance(exc, sqlite3.Error) else exc
             for job in batch:  # a write that refused itself keeps its own reason
-                if not isinstance(job.error, CutterError) or isinstance(job.error, StorageError):
+                if job.error is None:
                     job.error = error
                 job.result = None
                 job.finished = True
             return
+        self._committed = committed
+        if any(job.durable for job in batch):
+            self._durable_through = committed
         self.batches += 1
         self.writes += len(batch)
         for job in batch:
@@ -228,6 +323,12 @@ class Database:
         self._writer.close()
 
 
+def _mark_durable(conn: sqlite3.Connection) -> None:
+    """A barrier's write: a commit under ``synchronous=FULL`` syncs the WAL only when it
+    writes a frame."""
+    conn.execute("UPDATE durable_mark SET n = n + 1 WHERE id = 1")
+
+
 def _connect(path: Path, *, uri_mode: str) -> sqlite3.Connection:
     conn = sqlite3.connect(
         f"file:{path}?mode={uri_mode}",
@@ -261,8 +362,10 @@ def open_now(path: Path, *, create: bool = True) -> Database:
         mode = writer.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StorageReadOnly(location, f"cannot use write-ahead logging (journal_mode {mode})")
-        writer.execute("PRAGMA synchronous = FULL")
+        writer.execute("PRAGMA synchronous = NORMAL")  # FULL only for a barrier's commit
+        writer.execute("PRAGMA wal_autocheckpoint = 0")  # checkpoints run in the worker thread
         migrate(writer)
+        writer.execute("PRAGMA busy_timeout = 0")  # a write on the loop never waits
         reader = _connect(path, uri_mode="rw")
         reader.execute("PRAGMA query_only = ON")
         return Database(path, writer, reader)

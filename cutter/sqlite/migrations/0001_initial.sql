@@ -94,3 +94,11 @@ CREATE TABLE kill_switch (
     changed_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 ) STRICT;
 INSERT INTO kill_switch (id, engaged) VALUES (1, 0);
+
+-- Written by each durability barrier (cutter.sqlite.database.Database.durable): a commit
+-- under synchronous=FULL syncs the WAL only when it writes a frame.
+CREATE TABLE durable_mark (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    n  INTEGER NOT NULL
+) STRICT;
+INSERT INTO durable_mark (id, n) VALUES (1, 0);
