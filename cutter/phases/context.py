@@ -11,6 +11,7 @@ from cutter.canonical import sha256_hex
 from cutter.errors import StopVerifyFailed
 from cutter.kbdocs import PhaseDoc
 from cutter.offloop import off_loop
+from cutter.phases.readback import ReadBacks
 from cutter.ports import Discoverer, GateVerifier, GrantProbe, KnowledgeBase, Target
 from cutter.records import Candidate, Manifest
 from cutter.sidecar import Sidecar
@@ -24,7 +25,9 @@ class Services:
     """The ports a walk segment uses; ``target`` is a sandbox in a dry run.
 
     ``gates`` judges a gate again before a phase writes (``cutter.gate_check``):
-    the phases that write call it, never trusting the sidecar's record of the gate."""
+    the phases that write call it, never trusting the sidecar's record of the gate.
+    ``readbacks`` carries structural_verify's read-back to write_verify within the
+    segment (``cutter.phases.readback``): a segment gets its own ``Services``."""
 
     target: Target
     kb: KnowledgeBase
@@ -32,6 +35,7 @@ class Services:
     grants: GrantProbe
     clock: Clock
     gates: GateVerifier
+    readbacks: ReadBacks = field(default_factory=ReadBacks)
 
 
 @dataclass(frozen=True, slots=True)
