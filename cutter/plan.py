@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 from cutter.canonical import digest, sha256_hex
@@ -75,11 +76,13 @@ def change_set_id_for(run_id: str, manifest_digest: str) -> str:
 
 
 def staged_rows(manifest: Manifest, data: bytes, change_set_id: str) -> list[IURow]:
+    # The names are looked up once, not once per row: 10,000 rows for a large document.
+    doc_id, sv_id, staged = manifest.doc_id, manifest.sv_id, IUState.STAGED
     return [
         IURow(
             iu_id=iu.iu_id,
-            doc_id=manifest.doc_id,
-            sv_id=manifest.sv_id,
+            doc_id=doc_id,
+            sv_id=sv_id,
             ordinal=iu.ordinal,
             label=iu.label,
             kind=iu.kind,
@@ -87,7 +90,7 @@ def staged_rows(manifest: Manifest, data: bytes, change_set_id: str) -> list[IUR
             end=iu.end,
             region_sha=iu.region_sha,
             body=data[iu.start : iu.end],
-            state=IUState.STAGED,
+            state=staged,
             change_set_id=change_set_id,
         )
         for iu in manifest.ius
@@ -112,24 +115,30 @@ def write_problems(manifest: Manifest, rows: Sequence[IURow]) -> list[str]:
     problems: list[str] = []
     if len(rows) != len(manifest.ius):
         problems.append(f"{len(rows)} IUs read back, {len(manifest.ius)} planned")
+    sha256 = hashlib.sha256
     for planned, row in zip(manifest.ius, rows, strict=False):
-        got = (row.iu_id, row.ordinal, row.label, row.start, row.end, row.region_sha)
-        want = (
-            planned.iu_id,
-            planned.ordinal,
-            planned.label,
-            planned.start,
-            planned.end,
-            planned.region_sha,
-        )
-        if got != want:
+        if (
+            row.iu_id != planned.iu_id
+            or row.ordinal != planned.ordinal
+            or row.label != planned.label
+            or row.start != planned.start
+            or row.end != planned.end
+            or row.region_sha != planned.region_sha
+        ):
             problems.append(f"IU {planned.ordinal} differs from the plan")
-        elif sha256_hex(row.body) != planned.region_sha:
+        elif sha256(row.body).hexdigest() != planned.region_sha:
             problems.append(f"IU {planned.ordinal} body does not hash to its region_sha")
     return problems
 
 
 def verify_result_id(change_set_id: str, rows: Sequence[IURow]) -> str:
-    """Names what write verify saw; recomputed at SG_2 to detect drift in the rows."""
-    seen = "\n".join(f"{r.ordinal}\t{r.iu_id}\t{r.region_sha}\t{r.state}" for r in rows)
+    """Names what write verify saw; recomputed at SG_2 to detect drift in the rows.
+
+    One line per row, ``ordinal<TAB>iu_id<TAB>region_sha<TAB>state`` (the state's
+    text: ``str`` of an ``IUState`` is its value), joined by newlines after the change
+    set id. Built with ``str.join``, not one f-string per row (twice as fast; 10,000
+    rows in write_verify and again at SG_2)."""
+    seen = "\n".join(
+        ["\t".join((str(r.ordinal), r.iu_id, r.region_sha, str(r.state))) for r in rows]
+    )
     return "vr-" + sha256_hex(f"{change_set_id}\n{seen}".encode())[:32]

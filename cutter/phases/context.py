@@ -11,6 +11,8 @@ from cutter.canonical import sha256_hex
 from cutter.errors import StopVerifyFailed
 from cutter.kbdocs import PhaseDoc
 from cutter.offloop import off_loop
+from cutter.phases.checked import CheckedInputs
+from cutter.phases.readback import ReadBacks
 from cutter.ports import Discoverer, GateVerifier, GrantProbe, KnowledgeBase, Target
 from cutter.records import Candidate, Manifest
 from cutter.sidecar import Sidecar
@@ -24,7 +26,11 @@ class Services:
     """The ports a walk segment uses; ``target`` is a sandbox in a dry run.
 
     ``gates`` judges a gate again before a phase writes (``cutter.gate_check``):
-    the phases that write call it, never trusting the sidecar's record of the gate."""
+    the phases that write call it, never trusting the sidecar's record of the gate.
+    ``readbacks`` carries structural_verify's read-back to write_verify within the
+    segment (``cutter.phases.readback``), ``checked`` the plan and source bytes a
+    phase checked against the pins to the segment's later phases
+    (``cutter.phases.checked``): a segment gets its own ``Services``."""
 
     target: Target
     kb: KnowledgeBase
@@ -32,6 +38,8 @@ class Services:
     grants: GrantProbe
     clock: Clock
     gates: GateVerifier
+    readbacks: ReadBacks = field(default_factory=ReadBacks)
+    checked: CheckedInputs = field(default_factory=CheckedInputs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,20 +64,36 @@ class PhaseContext:
         return str(self.sidecar.pins[pin])
 
     async def source_bytes(self) -> bytes:
-        """The pinned source version's bytes, checked against the pinned sha."""
-        data = await self.services.target.sources.content(self.pin_str(Pin.SOURCE_VERSION_ID))
-        if await off_loop(sha256_hex, data) != self.pin_str(Pin.SOURCE_SHA):
-            raise StopVerifyFailed("source bytes no longer match the pinned source_sha")
+        """The pinned source version's bytes, checked against the pinned sha (once per
+        walk segment: ``cutter.phases.checked``)."""
+        sv_id, sha = self.pin_str(Pin.SOURCE_VERSION_ID), self.pin_str(Pin.SOURCE_SHA)
+        checked = self.services.checked
+        data = checked.source(sv_id, sha)
+        if data is None:
+            data = await self.services.target.sources.content(sv_id)
+            if await off_loop(sha256_hex, data) != sha:
+                raise StopVerifyFailed("source bytes no longer match the pinned source_sha")
+            checked.keep_source(sv_id, sha, data)
         return data
 
     async def manifest(self) -> Manifest:
-        """The cut plan from the cutplan phase doc, checked against the pinned digest.
+        """The cut plan from the cutplan phase doc, checked against the pinned digest
+        (once per walk segment: ``cutter.phases.checked``).
 
         Its digest is then the pin: a body uses the pin rather than taking the digest
         (2 ms for 10,000 IUs) again."""
-        manifest = await load_manifest(self.services.kb, self.sidecar)
-        if manifest is None or manifest_digest(manifest) != self.pin_str(Pin.MANIFEST_DIGEST):
-            raise StopVerifyFailed("stored manifest does not match the pinned manifest_digest")
+        kb_id, digest = (
+            self.sidecar.phase_docs.get(Phase.CUTPLAN),
+            self.pin_str(Pin.MANIFEST_DIGEST),
+        )
+        checked = self.services.checked
+        manifest = None if kb_id is None else checked.manifest(kb_id, digest)
+        if manifest is None:
+            manifest = await load_manifest(self.services.kb, self.sidecar)
+            if manifest is None or manifest_digest(manifest) != digest:
+                raise StopVerifyFailed("stored manifest does not match the pinned manifest_digest")
+            if kb_id is not None:
+                checked.keep_manifest(kb_id, digest, manifest)
         return manifest
 
 

@@ -1,4 +1,6 @@
-"""structural_verify and write_verify: read back what leg A wrote and check it."""
+"""structural_verify and write_verify: read back what leg A wrote and check it.
+
+One read-back serves both within a walk segment (``cutter.phases.readback``)."""
 
 from __future__ import annotations
 
@@ -11,10 +13,12 @@ from cutter.walk import Pin
 async def structural_verify(ctx: PhaseContext) -> PhaseOutput:
     manifest = await ctx.manifest()
     data = await ctx.source_bytes()
-    rows = await ctx.services.target.ius.change_set(ctx.pin_str(Pin.CHANGE_SET_ID))
+    change_set_id = ctx.pin_str(Pin.CHANGE_SET_ID)
+    rows = tuple(await ctx.services.target.ius.change_set(change_set_id))
     problems = structural_problems(manifest, rows, data)
     if problems:
         raise StopVerifyFailed("structural verify: " + "; ".join(problems[:3]))
+    ctx.services.readbacks.keep(change_set_id, rows)
     return PhaseOutput(
         pins={Pin.STRUCTURAL_VERIFIED: True},
         note=f"{len(rows)} IUs tile {len(data)} source bytes exactly",
@@ -24,7 +28,9 @@ async def structural_verify(ctx: PhaseContext) -> PhaseOutput:
 async def write_verify(ctx: PhaseContext) -> PhaseOutput:
     manifest = await ctx.manifest()
     change_set_id = ctx.pin_str(Pin.CHANGE_SET_ID)
-    rows = await ctx.services.target.ius.change_set(change_set_id)
+    rows = ctx.services.readbacks.take(change_set_id)
+    if rows is None:
+        rows = tuple(await ctx.services.target.ius.change_set(change_set_id))
     problems = write_problems(manifest, rows)
     if problems:
         raise StopVerifyFailed("write verify: " + "; ".join(problems[:3]))
