@@ -4,7 +4,9 @@
     python3 scripts/bench.py [--quick] [--out FILE] [--only NAME ...]
 
 Prints a table and writes the same figures as JSON: for each, the median of at
-least 5 repetitions with min and max, the floor's, and their ratio. Absolute
+least 5 repetitions with min and max, the floor's, and their ratio; beside them
+the same figure and floor from this process's CPU time (``cpu``, ``floor cpu``:
+a time figure's CPU time, a rate's work per CPU second), where measured. Absolute
 times drift on shared machines; ratios to a floor measured alongside do not.
 A figure whose target is absolute (runs/s, KiB) has no floor.
 Nothing here is asserted: the tests stay functional. One module per figure
@@ -44,15 +46,17 @@ FIGURES = (
 
 
 def print_table(figures: list[Figure]) -> None:
-    header = ("figure", "median", "min", "max", "floor", "ratio", "")
-    print("{:<10} {:>15} {:>10} {:>10} {:>10} {:>7} {:<4} target".format(*header))
+    header = ("figure", "median", "min", "max", "floor", "ratio", "", "cpu", "floor cpu")
+    print("{:<10} {:>15} {:>10} {:>10} {:>10} {:>7} {:<4} {:>10} {:>10}  target".format(*header))
     for f in figures:
         floor = f"{f.floor.median:.2f}" if f.floor else "-"
         ratio = f"{f.ratio:.2f}x" if f.ratio is not None else "-"
+        cpu = f"{f.cpu.median:.2f}" if f.cpu else "-"
+        floor_cpu = f"{f.floor_cpu.median:.2f}" if f.floor_cpu else "-"
         print(
             f"{f.name:<10} {f.value.median:>9.2f} {f.unit:<5} {f.value.min:>10.2f} "
             f"{f.value.max:>10.2f} {floor:>10} {ratio:>7} {'met' if f.met else 'MISS':<4} "
-            f"{f.target}"
+            f"{cpu:>10} {floor_cpu:>10}  {f.target}"
         )
         if f.note:
             print(f"{'':<10} {f.note}")
