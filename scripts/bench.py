@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
 from benchmarks.common import Figure  # noqa: E402
+from benchmarks.fleet import QUICK_RUNS, RUNS  # noqa: E402
 
 FIGURES = (
     "ask",
@@ -42,6 +43,7 @@ FIGURES = (
     "runs",
     "connections",
     "offloop",
+    "history",
 )
 
 
@@ -67,7 +69,7 @@ def main() -> int:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="5 repetitions, fewer runs in the fleet, about a minute",
+        help=f"5 repetitions, a fleet of {QUICK_RUNS} runs (not 1,000), a few minutes",
     )
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
     parser.add_argument("--only", choices=FIGURES, action="append", help="repeatable")
@@ -92,6 +94,7 @@ def main() -> int:
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "command": " ".join(["python3", "scripts/bench.py", *sys.argv[1:]]),
             "repetitions": repetitions,
+            "fleet_runs": QUICK_RUNS if args.quick else RUNS,
             "figures": [asdict(f) for f in figures],
         }
         args.out.write_text(json.dumps(report, indent=2) + "\n")
