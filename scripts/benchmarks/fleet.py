@@ -4,8 +4,9 @@ a multiple of one in-memory walk's; and the live memory each run holds while it
 waits at SG_1.
 
 Each repetition is a fresh subprocess (``python -m benchmarks.fleet STATE RUNS``)
-on a fresh state directory whose published documents are hard links to one
-template, so its figures are its own. In it: one warm-up walk on the embedded
+on a fresh state directory, a copy of one template holding the published
+documents (a copy, not hard links: a database file is written in place), so its
+figures are its own. In it: one warm-up walk on the embedded
 stores and ``MEMORY_WALKS`` dry walks on fresh in-memory stores (the CPU floor),
 then ``cut_batch`` of every document (all paused at SG_1), then a reviewer that
 reads each run, approves and resumes it through SG_2 to closeout, all runs at
@@ -213,7 +214,7 @@ def run(repetitions: int, quick: bool) -> list[Figure]:
         results = []
         for i in range(min(repetitions, REPETITIONS)):
             state = Path(tmp) / f"repetition-{i}"
-            shutil.copytree(template, state, copy_function=os.link)  # write-once or replaced
+            shutil.copytree(template, state)  # a copy: a database file is written in place
             results.append(one_repetition(state, runs))
             shutil.rmtree(state)
     spans = [r["cut_s"] + r["review_s"] for r in results]
