@@ -15,15 +15,14 @@ of it), so the history grows by one cut per repetition, which is noise.
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
-from collections.abc import Iterator
-from contextlib import AsyncExitStack, contextmanager
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchmarks.common import Figure, compared, embedded, publish, scratch_dir
+from benchmarks.durable import fsync_off
 from benchmarks.files import checked_walk
 from benchmarks.walk import walk_once
 
@@ -82,18 +81,6 @@ async def earlier_cut(config: RunnerConfig, i: int) -> None:
             iu_count=1,
         )
     )
-
-
-@contextmanager
-def fsync_off() -> Iterator[None]:
-    """``os.fsync`` and ``os.fdatasync`` do nothing while the block runs (setup only:
-    the history is built, not measured; a store that syncs in C is not affected)."""
-    real = os.fsync, os.fdatasync
-    os.fsync = os.fdatasync = lambda fd: None
-    try:
-        yield
-    finally:
-        os.fsync, os.fdatasync = real
 
 
 async def build_history(config: RunnerConfig, count: int, seconds: float) -> int:
