@@ -1,14 +1,20 @@
 """What every figure shares: samples, the figure record (beside a floor, or
-absolute), timing, the bare-hop floor, scratch directories beside the repository."""
+absolute), timing (wall and CPU), the bare-hop floor, scratch directories beside
+the repository, and the embedded stores every embedded figure runs on."""
 
 from __future__ import annotations
 
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cutter.runner import RunnerConfig
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 CORPUS = ROOT / "tests" / "corpus"
@@ -18,6 +24,42 @@ def scratch_dir(name: str) -> tempfile.TemporaryDirectory[str]:
     """A temporary directory inside the repository, so on its filesystem (not a
     tmpfs): what fsync costs there is what the embedded stores pay."""
     return tempfile.TemporaryDirectory(dir=ROOT, prefix=f".bench-{name}-")
+
+
+@asynccontextmanager
+async def embedded(state_dir: Path) -> AsyncIterator[RunnerConfig]:
+    """The embedded default's stores under ``state_dir`` (made as needed), as the
+    daemon and the Python API get them. Every figure on the embedded stores takes
+    them from here, so a change of the embedded default is one edit."""
+    from cutter.config import file_config
+
+    yield file_config(state_dir)
+
+
+async def publish(config: RunnerConfig, doc_id: str, data: bytes) -> None:
+    """Store ``data`` as ``doc_id``'s current version in ``config``'s sources (an
+    ingest step: every embedded sources store has ``publish``)."""
+    await config.target.sources.publish(doc_id, data)  # type: ignore[attr-defined]
+
+
+@dataclass
+class Clocked:
+    """Wall (``perf_counter``) and CPU (``process_time``: this process, every
+    thread) seconds of a block, once it has ended."""
+
+    wall: float = 0.0
+    cpu: float = 0.0
+
+
+@contextmanager
+def clocked() -> Iterator[Clocked]:
+    out = Clocked()
+    wall, cpu = time.perf_counter(), time.process_time()
+    try:
+        yield out
+    finally:
+        out.wall = time.perf_counter() - wall
+        out.cpu = time.process_time() - cpu
 
 
 @dataclass(frozen=True)
@@ -41,6 +83,15 @@ class Figure:
     target: str
     met: bool
     note: str = ""
+    # The same figure computed from this process's CPU time (process_time) instead
+    # of wall time, in the same unit: on a shared machine, wall time includes the
+    # time other processes held the CPUs.
+    cpu: Sample | None = None
+    floor_cpu: Sample | None = None
+
+
+def optional(values: list[float] | None) -> Sample | None:
+    return Sample.of(values) if values else None
 
 
 def compared(
@@ -53,11 +104,25 @@ def compared(
     limit: float,
     higher_is_better: bool = False,
     note: str = "",
+    cpu: list[float] | None = None,
+    floor_cpu: list[float] | None = None,
 ) -> Figure:
-    """A figure beside its floor: the ratio of medians, checked against ``limit``."""
+    """A figure beside its floor: the ratio of medians, checked against ``limit``.
+    ``cpu`` and ``floor_cpu``: the same figures from CPU time, when measured."""
     ratio = statistics.median(value) / statistics.median(floor)
     met = ratio >= limit if higher_is_better else ratio <= limit
-    return Figure(name, unit, Sample.of(value), Sample.of(floor), ratio, target, met, note)
+    return Figure(
+        name,
+        unit,
+        Sample.of(value),
+        Sample.of(floor),
+        ratio,
+        target,
+        met,
+        note,
+        optional(cpu),
+        optional(floor_cpu),
+    )
 
 
 def absolute(
@@ -69,27 +134,34 @@ def absolute(
     limit: float,
     higher_is_better: bool = True,
     note: str = "",
+    cpu: list[float] | None = None,
 ) -> Figure:
     """A figure with no floor: the median checked against ``limit`` itself."""
     median = statistics.median(values)
     met = median >= limit if higher_is_better else median <= limit
-    return Figure(name, unit, Sample.of(values), None, None, target, met, note)
+    return Figure(name, unit, Sample.of(values), None, None, target, met, note, optional(cpu))
 
 
 def timed(work: Callable[[], object], repetitions: int) -> list[float]:
     """Seconds per call of ``work``, after one warm-up call (imports, caches)."""
+    return measured(work, repetitions)[0]
+
+
+def measured(work: Callable[[], object], repetitions: int) -> tuple[list[float], list[float]]:
+    """Wall and CPU seconds per call of ``work``, after one warm-up call."""
     work()
-    out = []
+    wall, cpu = [], []
     for _ in range(repetitions):
-        start = time.perf_counter()
-        work()
-        out.append(time.perf_counter() - start)
-    return out
+        with clocked() as clock:
+            work()
+        wall.append(clock.wall)
+        cpu.append(clock.cpu)
+    return wall, cpu
 
 
-async def bare_hops(count: int, then: Callable[[], None] | None = None) -> float:
-    """Seconds for ``count`` request/response hops over two anyio memory object
-    streams (the floor of ``ask`` and of the walk), plus ``then`` if given."""
+async def bare_hops(count: int, then: Callable[[], None] | None = None) -> Clocked:
+    """Wall and CPU seconds for ``count`` request/response hops over two anyio
+    memory object streams (the floor of ``ask`` and of the walk), plus ``then``."""
     import anyio
 
     to_server, server_in = anyio.create_memory_object_stream[int](16)
@@ -102,12 +174,11 @@ async def bare_hops(count: int, then: Callable[[], None] | None = None) -> float
 
     async with anyio.create_task_group() as tg, to_server, client_in:
         tg.start_soon(server)
-        start = time.perf_counter()
-        for i in range(count):
-            await to_server.send(i)
-            await client_in.receive()
-        if then is not None:
-            then()
-        elapsed = time.perf_counter() - start
+        with clocked() as clock:
+            for i in range(count):
+                await to_server.send(i)
+                await client_in.receive()
+            if then is not None:
+                then()
         await to_server.aclose()
-    return elapsed
+    return clock

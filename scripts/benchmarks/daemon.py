@@ -43,7 +43,7 @@ def run(repetitions: int, quick: bool) -> Figure:
         for doc_id in DOC_IDS:
             cutter(["add-document", "--state-dir", str(state_dir), doc_id, str(SAMPLE)])
         with daemon_process(Path(tmp), state_dir) as daemon:
-            rates = asyncio.run(measure(daemon, state_dir / "daemon.sock", repetitions))
+            rates, cpu_rates = asyncio.run(measure(daemon, state_dir / "daemon.sock", repetitions))
         logged = log_path.read_bytes().count(b'"event":"command_received"')
     sent = CLIENTS * (WARM_UP + COMMANDS * repetitions)
     if logged < sent:
@@ -56,9 +56,11 @@ def run(repetitions: int, quick: bool) -> Figure:
         limit=5000,
         note=(
             f"{CLIENTS} connections x {COMMANDS} status commands, one in flight each, "
-            f"{RUNS} dry runs at SG_1, file stores; the clients run in this process and "
-            f"compete with the daemon for the {os.cpu_count()} CPUs"
+            f"{RUNS} dry runs at SG_1, embedded stores; the clients run in this process and "
+            f"compete with the daemon for the {os.cpu_count()} CPUs; cpu: commands per "
+            "second of the daemon's CPU time (/proc, clock ticks)"
         ),
+        cpu=cpu_rates,
     )
 
 
@@ -111,11 +113,19 @@ def stop(daemon: subprocess.Popen[bytes]) -> int:
         raise
 
 
-async def measure(daemon: subprocess.Popen[bytes], socket: Path, repetitions: int) -> list[float]:
+async def measure(
+    daemon: subprocess.Popen[bytes], socket: Path, repetitions: int
+) -> tuple[list[float], list[float]]:
+    """Commands per wall second, and per second of the daemon's CPU time, per repetition."""
     await ready(daemon, socket)
     run_ids = await start_runs(socket)
     await burst(socket, run_ids, WARM_UP)
-    return [await burst(socket, run_ids, COMMANDS) for _ in range(repetitions)]
+    rates, cpu_rates = [], []
+    for _ in range(repetitions):
+        cpu = cpu_seconds(daemon.pid)
+        rates.append(await burst(socket, run_ids, COMMANDS))
+        cpu_rates.append(CLIENTS * COMMANDS / max(cpu_seconds(daemon.pid) - cpu, 1e-9))
+    return rates, cpu_rates
 
 
 async def ready(daemon: subprocess.Popen[bytes], socket: Path) -> None:

@@ -1,16 +1,22 @@
 """1,000 concurrent runs to closeout in one process, both gates approved by a
-scripted reviewer, on the embedded file stores (fsync on); and what the process
-holds while all of them wait at SG_1.
+scripted reviewer, on the embedded stores (fsync on); the CPU each run costs, as
+a multiple of one in-memory walk's; and the live memory each run holds while it
+waits at SG_1.
 
 Each repetition is a fresh subprocess (``python -m benchmarks.fleet STATE RUNS``)
-on a fresh state directory whose published documents are hard links to one
-template, so its peak RSS and its RSS deltas are its own. In it: one warm-up
-walk, then ``cut_batch`` of every document (all paused at SG_1), a measurement
-of the paused process, then a reviewer that reads each run, approves and resumes
-it through SG_2 to closeout, all runs at once. Rate: runs over the cut and the
-review time (the measurement between them excluded). Log events are rendered
-as JSON into /dev/null, as a daemon writes them to a file, so they cost their
-rendering but are not held in memory.
+on a fresh state directory, a copy of one template holding the published
+documents (a copy, not hard links: a database file is written in place), so its
+figures are its own. In it: one warm-up walk on the embedded
+stores and ``MEMORY_WALKS`` dry walks on fresh in-memory stores (the CPU floor),
+then ``cut_batch`` of every document (all paused at SG_1), then a reviewer that
+reads each run, approves and resumes it through SG_2 to closeout, all runs at
+once. Rate: runs over the cut and the review time; CPU: ``process_time`` (every
+thread) over the same span, per run. Then, with ``tracemalloc`` on (it slows
+allocation, so only now), ``cut_batch`` of as many other documents: the live
+bytes traced after it, with every run paused and the collector run, over the
+runs; the top allocation sites say what a paused run holds. Log events are
+rendered as JSON into /dev/null, as a daemon writes them to a file, so they cost
+their rendering but are not held in memory.
 """
 
 from __future__ import annotations
@@ -26,13 +32,14 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchmarks.common import ROOT, Figure, absolute, scratch_dir
-from benchmarks.files import file_config, file_walk, publish
-from benchmarks.walk import approve_and_resume
+from benchmarks.common import ROOT, Figure, absolute, compared, embedded, scratch_dir
+from benchmarks.files import publish_all
+from benchmarks.walk import approve_and_resume, one_walk, walk_once
 
 if TYPE_CHECKING:
     from cutter.runner import Runner
@@ -40,6 +47,9 @@ if TYPE_CHECKING:
 RUNS = 1000
 QUICK_RUNS = 150  # --quick: the figure's shape within the minute; the full run is 1,000
 REPETITIONS = 5  # at most: a repetition of 1,000 runs takes most of a minute
+MEMORY_WALKS = 5  # in-memory walks per repetition, for the CPU floor
+TOP = 8  # allocation sites reported for the paused runs
+FRAMES = 12  # traceback depth tracemalloc keeps, to find the cutter/actors frame
 
 
 def vm_rss_kib() -> int:
@@ -85,11 +95,26 @@ async def snapshot(runner: Runner) -> dict[str, int]:
     gc.collect()
     return {
         "rss_kib": vm_rss_kib(),
+        "traced": tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else 0,
         "actors": registered_actors(runner),
         "tasks": len(asyncio.all_tasks()),
         "threads": threading.active_count(),
         **alive(),
     }
+
+
+def site(trace: tracemalloc.Statistic) -> str:
+    """Where an allocation was made: the innermost frame in this project's code
+    (``actors/`` or ``cutter/``) and the innermost frame itself, if they differ."""
+    frames = list(reversed(trace.traceback))  # most recent call first
+    ours = next((f for f in frames if "/cutter/" in f.filename or "/actors/" in f.filename), None)
+
+    def short(frame: tracemalloc.Frame) -> str:
+        parts = Path(frame.filename).parts
+        return f"{'/'.join(parts[-2:])}:{frame.lineno}"
+
+    inner = short(frames[0])
+    return inner if ours is None or ours is frames[0] else f"{short(ours)} ({inner})"
 
 
 async def fleet(state: Path, runs: int) -> dict[str, Any]:
@@ -98,35 +123,55 @@ async def fleet(state: Path, runs: int) -> dict[str, Any]:
     from cutter.runner import Runner
     from cutter.states import RunState
 
-    config = file_config(state)
-    await file_walk(config, "warm-up")
-    async with Runner(config) as runner:
-        before = await snapshot(runner)
-        start = time.perf_counter()
-        paused = await runner.cut_batch([f"doc-{i}" for i in range(runs)])
-        cut = time.perf_counter() - start
-        states = Counter(sc.state for sc in paused)
-        assert states == {RunState.AWAITING_CUT_AUTHORIZATION: runs}, states
-        run_ids = [sc.run_id for sc in paused]
-        del paused  # the reviewer reads each run back: measure what the runner holds
-        at_gate = await snapshot(runner)
-        ended: Counter[RunState] = Counter()
+    async with embedded(state) as config:
+        await walk_once(config, "warm-up")
+        await one_walk()  # warm up
+        memory_walk_cpu = statistics.median([(await one_walk()).cpu for _ in range(MEMORY_WALKS)])
+        async with Runner(config) as runner:
+            before = await snapshot(runner)
+            start, start_cpu = time.perf_counter(), time.process_time()
+            paused = await runner.cut_batch([f"doc-{i}" for i in range(runs)])
+            cut = time.perf_counter() - start
+            states = Counter(sc.state for sc in paused)
+            assert states == {RunState.AWAITING_CUT_AUTHORIZATION: runs}, states
+            run_ids = [sc.run_id for sc in paused]
+            del paused  # the reviewer reads each run back
+            ended: Counter[RunState] = Counter()
 
-        async def review(run_id: str) -> None:
-            sc = await approve_and_resume(runner, config, await runner.status(run_id))
-            ended[sc.state] += 1
+            async def review(run_id: str) -> None:
+                sc = await approve_and_resume(runner, config, await runner.status(run_id))
+                ended[sc.state] += 1
 
-        start = time.perf_counter()
-        async with anyio.create_task_group() as tg:
-            for run_id in run_ids:
-                tg.start_soon(review, run_id)
-        review_s = time.perf_counter() - start
-    assert ended == {RunState.CLOSEOUT_REPORTED: runs}, ended
+            start = time.perf_counter()
+            async with anyio.create_task_group() as tg:
+                for run_id in run_ids:
+                    tg.start_soon(review, run_id)
+            review_s = time.perf_counter() - start
+            cpu_s = time.process_time() - start_cpu
+            assert ended == {RunState.CLOSEOUT_REPORTED: runs}, ended
+            del run_ids
+
+            # What a paused run holds: only allocations made from here on are traced.
+            settled = await snapshot(runner)
+            tracemalloc.start(FRAMES)
+            traced_before = tracemalloc.get_traced_memory()[0]
+            paused = await runner.cut_batch([f"held-{i}" for i in range(runs)])
+            assert len(paused) == runs
+            del paused  # what the caller got back is not what the runner holds
+            at_gate = await snapshot(runner)
+            held = tracemalloc.take_snapshot().statistics("traceback")
+            tracemalloc.stop()
+    top = [{"site": site(stat), "bytes": stat.size, "blocks": stat.count} for stat in held[:TOP]]
     return {
         "runs": runs,
         "cut_s": cut,
         "review_s": review_s,
+        "cpu_s": cpu_s,
+        "memory_walk_cpu_s": memory_walk_cpu,
+        "held_bytes": at_gate["traced"] - traced_before,
+        "top": top,
         "before": before,
+        "settled": settled,
         "at_gate": at_gate,
         "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
     }
@@ -157,22 +202,37 @@ def run(repetitions: int, quick: bool) -> list[Figure]:
     import anyio
 
     runs = QUICK_RUNS if quick else RUNS
+    docs = [f"doc-{i}" for i in range(runs)] + [f"held-{i}" for i in range(runs)] + ["warm-up"]
+
+    async def template_of(template: Path) -> None:
+        async with embedded(template) as config:
+            await publish_all(config, docs)
+
     with scratch_dir("fleet") as tmp:
         template = Path(tmp) / "template"
-        anyio.run(publish, file_config(template), [f"doc-{i}" for i in range(runs)] + ["warm-up"])
+        anyio.run(template_of, template)
         results = []
         for i in range(min(repetitions, REPETITIONS)):
             state = Path(tmp) / f"repetition-{i}"
-            shutil.copytree(template, state, copy_function=os.link)  # write-once or replaced
+            shutil.copytree(template, state)  # a copy: a database file is written in place
             results.append(one_repetition(state, runs))
             shutil.rmtree(state)
-    rates = [r["runs"] / (r["cut_s"] + r["review_s"]) for r in results]
-    per_run = [(r["at_gate"]["rss_kib"] - r["before"]["rss_kib"]) / r["runs"] for r in results]
+    spans = [r["cut_s"] + r["review_s"] for r in results]
+    rates = [r["runs"] / span for r, span in zip(results, spans, strict=True)]
+    cpu_ms = [r["cpu_s"] / r["runs"] * 1e3 for r in results]
+    walk_ms = [r["memory_walk_cpu_s"] * 1e3 for r in results]
+    held_kib = [r["held_bytes"] / r["runs"] / 1024 for r in results]
     peak = [r["peak_rss_kib"] / 1024 for r in results]
-    cut_share = [r["cut_s"] / (r["cut_s"] + r["review_s"]) * 100 for r in results]
+    cut_share = [r["cut_s"] / span * 100 for r, span in zip(results, spans, strict=True)]
+    size = f"{runs:,} runs" + (f" (--quick; the target is for {RUNS:,})" if quick else "")
+    median_result = sorted(results, key=lambda r: r["held_bytes"])[len(results) // 2]
+    holders = "; ".join(
+        f"{t['site']} {t['bytes'] / 1024:.1f} KiB in {t['blocks']} blocks"
+        for t in median_result["top"]
+    )
 
     def counts(key: str) -> str:
-        values = sorted({(r["before"].get(key, 0), r["at_gate"].get(key, 0)) for r in results})
+        values = sorted({(r["settled"].get(key, 0), r["at_gate"].get(key, 0)) for r in results})
         return " / ".join(f"{b} -> {a}" for b, a in values)
 
     return [
@@ -183,22 +243,40 @@ def run(repetitions: int, quick: bool) -> list[Figure]:
             target=">= 100 runs/s",
             limit=100,
             note=(
-                f"{runs} runs, dry run, file stores (fsync on), each repetition a fresh "
+                f"{size}, dry run, embedded stores (fsync on), each repetition a fresh "
                 f"process: cut_batch to SG_1 ({spread(cut_share)}% of the time), then a "
                 "scripted reviewer approves and resumes every run at once through SG_2 to "
                 f"closeout; peak RSS {spread(peak)} MiB"
             ),
+            cpu=[r["runs"] / r["cpu_s"] for r in results],
+        ),
+        compared(
+            "fleet-cpu",
+            "ms",
+            cpu_ms,
+            walk_ms,
+            target="<= 2.5 in-memory walks of CPU per run",
+            limit=2.5,
+            note=(
+                f"{size}: process CPU time (every thread) over the cut and the review, per "
+                "run, beside the CPU of one dry walk on fresh in-memory stores (same "
+                f"process, median of {MEMORY_WALKS})"
+            ),
+            cpu=cpu_ms,
+            floor_cpu=walk_ms,
         ),
         absolute(
-            "fleet-rss",
+            "fleet-mem",
             "KiB",
-            per_run,
-            target="<= 50 KiB per paused run",
-            limit=50,
+            held_kib,
+            target="<= 8 KiB live per paused run",
+            limit=8,
             higher_is_better=False,
             note=(
-                f"(VmRSS with {runs} runs paused at SG_1 - VmRSS before) / {runs}, after "
-                "gc.collect(); before -> paused: registered actors "
+                f"{size}: bytes tracemalloc traces alive after cut_batch of {runs:,} more "
+                "runs, all paused at SG_1 (gc.collect() run), / runs; the largest sites of "
+                f"the median repetition (a few blocks are a table's growth, not a run's): "
+                f"{holders}; after the review -> paused: registered actors "
                 f"{counts('actors')}, asyncio tasks {counts('tasks')}, actor cells alive "
                 f"{counts('actor cells')}, memory streams alive {counts('memory streams')}, "
                 f"threads {counts('threads')}"

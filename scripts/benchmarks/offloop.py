@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import CORPUS, ROOT, Figure, Sample
+from benchmarks.common import CORPUS, ROOT, Figure, Sample, embedded, publish
 from benchmarks.daemon import cpu_seconds, daemon_process, ready
 
 RUNS = 200
@@ -64,7 +64,7 @@ def run(repetitions: int, quick: bool) -> list[Figure]:
     pings = statistics.median(r["pings"] for r in rounds)
     note = (
         f"{big.name} ({big.stat().st_size:,} B) and {RUNS} charter runs walked to SG_1 "
-        f"at once, file stores; window {wall:.2f} s wall, daemon CPU {cpu:.2f} s "
+        f"at once, embedded stores; window {wall:.2f} s wall, daemon CPU {cpu:.2f} s "
         f"(user+sys), {pings:.0f} pings in it; floor: the same daemon idle; "
         f"{reps} repetitions; {os.cpu_count()} CPUs shared with the clients"
     )
@@ -85,15 +85,14 @@ def figure(name: str, busy: list[float], idle: list[float], note: str) -> Figure
 
 
 async def publish_all(state_dir: Path, charter: bytes, large: bytes, reps: int) -> None:
-    from cutter.stores.file_target import FileSources
     from cutter.stores.owner import make_state_dir
 
     make_state_dir(state_dir)
-    sources = FileSources(state_dir / "target" / "sources")
-    for rep in range(reps):
-        await sources.publish(f"big-{rep}", large)
-        for i in range(RUNS):
-            await sources.publish(f"charter-{rep}-{i}", charter)
+    async with embedded(state_dir) as config:
+        for rep in range(reps):
+            await publish(config, f"big-{rep}", large)
+            for i in range(RUNS):
+                await publish(config, f"charter-{rep}-{i}", charter)
 
 
 async def measure(
