@@ -78,14 +78,16 @@ def close_databases() -> None:
 
 
 def stored_rows(path: Path) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table of the database at ``path`` (its schema version
-    aside), by table, empty tables left out: "nothing was written" is equality."""
+    """Every row of every table of the database at ``path`` (its bookkeeping aside:
+    the schema version, the durability barrier's counter), by table, empty tables left
+    out: "nothing was written" is equality."""
     with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
         tables = [
             r[0]
             for r in conn.execute(
                 "SELECT name FROM sqlite_schema WHERE type = 'table'"
-                " AND name NOT IN ('schema_version', 'sqlite_sequence') ORDER BY name"
+                " AND name NOT IN ('schema_version', 'durable_mark', 'sqlite_sequence')"
+                " ORDER BY name"
             )
         ]
         found = {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in tables}
@@ -205,6 +207,7 @@ def build_runner(
             kill_switch=kill_switch,
             policy=policy or GatePolicy(),
             clock=clock,
+            durable=db.durable,
         )
     )
     rig = Rig(
