@@ -810,13 +810,27 @@ async def test_an_sv_id_naming_another_version_is_refused(tmp_path: Path) -> Non
 
 async def test_a_refused_batch_writes_nothing(tmp_path: Path) -> None:
     stores = open_stores(tmp_path)
+    await populate(stores)
+    data = article_source(6, tag=" new doc")
+    version = await stores.sources.publish("doc-9", data)
+    before = stored_rows(stores.db.path)
+    held = await stores.ius.rows("doc-1")
+    clash = msgspec.structs.replace(held[0], change_set_id="cs-thief")
+    with pytest.raises(StopVerifyFailed, match=held[0].change_set_id):
+        await stores.ius.write_staged([*cut(version, data, "cs-9"), clash])
+    assert stored_rows(stores.db.path) == before  # not even doc-9's rows, which were new
+
+
+async def test_a_batch_repeating_a_key_with_another_region_is_refused(tmp_path: Path) -> None:
+    stores = open_stores(tmp_path)
     data = article_source(6)
     version = await stores.sources.publish("doc-1", data)
-    await stores.ius.write_staged(cut(version, data, "cs-a")[:1])
-    before = stored_rows(stores.db.path)
-    with pytest.raises(StopVerifyFailed):  # its first row is cs-a's already
-        await stores.ius.write_staged(cut(version, data, "cs-b"))
-    assert stored_rows(stores.db.path) == before
+    rows = cut(version, data, "cs-a")
+    twin = msgspec.structs.replace(rows[0], region_sha="0" * 64)
+    with pytest.raises(StopVerifyFailed):
+        await stores.ius.write_staged([*rows, twin])
+    assert await stores.ius.rows("doc-1") == []
+    assert await stores.ius.write_staged([*rows, rows[0]]) == 3  # an exact repeat is one row
 
 
 # -- coroutines racing ------------------------------------------------------------------
