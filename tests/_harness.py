@@ -10,9 +10,12 @@ async with rig.runner:
 from __future__ import annotations
 
 import itertools
+import sqlite3
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from cutter.approvals import GatePolicy
 from cutter.kbdocs import Approval, Decision, phase_doc_id, request_doc_id
@@ -21,8 +24,9 @@ from cutter.ports import Target
 from cutter.records import IURow, IUState
 from cutter.runner import Runner, RunnerConfig
 from cutter.sidecar import GateRecord, Sidecar
+from cutter.sqlite.database import FILE_NAME, Database, open_now
+from cutter.sqlite.records import SqliteKillSwitch, SqliteKnowledgeBase, SqliteRunStore
 from cutter.states import RunState
-from cutter.stores.files import FileKillSwitch, FileKnowledgeBase, FileRunStore
 from cutter.stores.memory_target import (
     InMemoryIUStore,
     InMemoryLedger,
@@ -55,22 +59,66 @@ class FakeClock:
         self.now += delta
 
 
+# Every database a rig opened; ``close_databases`` (an autouse fixture of
+# tests/conftest.py) closes them when the test ends.
+_OPEN: list[Database] = []
+
+
+def open_database_now(state_dir: Path) -> Database:
+    """The embedded database of ``state_dir`` (made as needed), closed at teardown."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    db = open_now(state_dir / FILE_NAME)
+    _OPEN.append(db)
+    return db
+
+
+def close_databases() -> None:
+    while _OPEN:
+        _OPEN.pop().close()
+
+
+def stored_rows(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table of the database at ``path`` (its bookkeeping aside:
+    the schema version, the durability barrier's counter), by table, empty tables left
+    out: "nothing was written" is equality."""
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_schema WHERE type = 'table'"
+                " AND name NOT IN ('schema_version', 'durable_mark', 'sqlite_sequence')"
+                " ORDER BY name"
+            )
+        ]
+        found = {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in tables}
+    return {t: rows for t, rows in found.items() if rows}
+
+
+def hand_edit(path: Path, statement: str, *args: object) -> int:
+    """Run ``statement`` on the database at ``path`` from outside the stores (as any
+    SQLite tool could); the number of rows it changed."""
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        return conn.execute(statement, args).rowcount
+
+
 @dataclass
 class Rig:
     runner: Runner
     disc: InMemoryDiscoverer
     store: InMemoryIUStore
-    kb: FileKnowledgeBase
+    kb: SqliteKnowledgeBase
     sources: InMemorySources
     ledger: InMemoryLedger
-    run_store: FileRunStore
+    run_store: SqliteRunStore
     grants: StaticGrantProbe
-    kill_switch: FileKillSwitch
+    kill_switch: SqliteKillSwitch
     clock: FakeClock
     state_dir: Path
+    db: Database
+    fresh: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
 
     def reopen(self, **config: object) -> Rig:
-        """A new runner and file stores on the same state directory, same target:
+        """A new runner and stores on the same database (opened again), same target:
         what a process restart sees."""
         return build_runner(
             self.state_dir,
@@ -82,6 +130,43 @@ class Rig:
             clock=self.clock,
             **config,
         )
+
+    # What a test reads or edits behind the stores' back, as a person with any SQLite
+    # tool could: the tests say what they change, not where a store keeps it.
+
+    def stored(self) -> dict[str, list[tuple[Any, ...]]]:
+        """Every row the state holds, by table (``rig.fresh`` is it at build time)."""
+        return stored_rows(self.db.path)
+
+    def stored_sidecar(self, run_id: str) -> bytes:
+        data = self.db.value("SELECT sidecar FROM runs WHERE run_id = ?", (run_id,))
+        assert data is not None, f"no stored run {run_id}"
+        return bytes(data)
+
+    def overwrite_sidecar(self, run_id: str, data: bytes) -> None:
+        """Replace the stored bytes of ``run_id``'s sidecar (state and doc columns kept)."""
+        changed = hand_edit(
+            self.db.path, "UPDATE runs SET sidecar = ? WHERE run_id = ?", data, run_id
+        )
+        assert changed == 1, f"no stored run {run_id}"
+
+    def stored_kb_doc(self, kb_id: str) -> bytes | None:
+        data = self.db.value("SELECT doc FROM kb_docs WHERE kb_id = ?", (kb_id,))
+        return None if data is None else bytes(data)
+
+    def overwrite_kb_doc(self, kb_id: str, data: bytes) -> None:
+        """Store ``data`` as the bytes of KB doc ``kb_id``, there already or not."""
+        hand_edit(
+            self.db.path,
+            "INSERT INTO kb_docs (kb_id, doc) VALUES (?, ?)"
+            " ON CONFLICT (kb_id) DO UPDATE SET doc = excluded.doc",
+            kb_id,
+            data,
+        )
+
+    def delete_kb_doc(self, kb_id: str) -> None:
+        changed = hand_edit(self.db.path, "DELETE FROM kb_docs WHERE kb_id = ?", kb_id)
+        assert changed == 1, f"no stored KB doc {kb_id}"
 
 
 def seed_discoverer(n_candidates: int = 12) -> InMemoryDiscoverer:
@@ -108,9 +193,10 @@ def build_runner(
     ledger = ledger or InMemoryLedger()
     grants = grants or StaticGrantProbe()
     clock = clock or FakeClock()
-    kb = FileKnowledgeBase(tmpdir / "kb")
-    run_store = FileRunStore(tmpdir / "state")
-    kill_switch = FileKillSwitch(tmpdir / "state" / "kill-switch")
+    db = open_database_now(tmpdir)
+    kb = SqliteKnowledgeBase(db)
+    run_store = SqliteRunStore(db)
+    kill_switch = SqliteKillSwitch(db)
     runner = Runner(
         RunnerConfig(
             target=Target(sources=sources, ius=store, ledger=ledger),
@@ -121,11 +207,14 @@ def build_runner(
             kill_switch=kill_switch,
             policy=policy or GatePolicy(),
             clock=clock,
+            durable=db.durable,
         )
     )
-    return Rig(
-        runner, disc, store, kb, sources, ledger, run_store, grants, kill_switch, clock, tmpdir
+    rig = Rig(
+        runner, disc, store, kb, sources, ledger, run_store, grants, kill_switch, clock, tmpdir, db
     )
+    rig.fresh = rig.stored()
+    return rig
 
 
 _serial = itertools.count(1)

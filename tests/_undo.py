@@ -1,7 +1,7 @@
 """Live runs that stop after leg A wrote, as scenarios any target can run (issue 10, part 2).
 
 Each scenario takes a ``World`` — a ``RunnerConfig`` over some target (in memory, the
-file stores, PostgreSQL), a way to publish a new version of ``DOC_ID``, and the test's
+embedded SQLite stores, PostgreSQL), a way to publish a new version of ``DOC_ID``, and the test's
 ``monkeypatch`` — cuts a first version to the end (its 9 rows are what every later
 run backs up and must find again), then walks a live run of a second version into
 one stop and checks how it ended:
@@ -13,7 +13,7 @@ one stop and checks how it ended:
   and ``abort``, ``resume`` or a restart's recovery finishing it;
 - standing, once the cut is committed (closeout failing after ``lifecycle_enact``).
 
-``tests/test_undo.py`` runs them on the in-memory and the file stores,
+``tests/test_undo.py`` runs them on the in-memory and the embedded SQLite stores,
 ``tests/pg/test_undo_pg.py`` on PostgreSQL.
 """
 

@@ -19,6 +19,7 @@ import pytest
 import structlog
 from hypothesis import HealthCheck, settings
 
+from tests._harness import close_databases
 from tests.inputs import under_ci
 
 settings.register_profile(
@@ -41,6 +42,13 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if under_ci() el
 def anyio_backend() -> str:
     """Cutter tests run on asyncio (asyncpg is asyncio-only); actors tests override this."""
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _close_harness_databases() -> Iterator[None]:
+    """Close the SQLite databases ``tests._harness`` opened during the test."""
+    yield
+    close_databases()
 
 
 @pytest.fixture(autouse=True)

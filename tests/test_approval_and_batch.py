@@ -37,7 +37,6 @@ from tests._harness import (
     Rig,
     build_runner,
     seed_discoverer,
-    tree,
     write_sg1_approval,
     write_sg2_approval,
 )
@@ -192,7 +191,7 @@ class TestApprovalAndBatch:
                 await rig.runner.cut_batch([BATCH_DOCS[0], hostile, BATCH_DOCS[1]])
             assert await rig.runner.runs() == []
         assert await rig.run_store.run_ids() == []
-        assert tree(tmp_path) == {}
+        assert rig.stored() == rig.fresh
 
     # --- abort ----------------------------------------------------------------------------
     async def test_abort_at_sg1(self, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 from cutter.codec import decode_kb_doc, decode_sidecar
 from cutter.errors import CorruptRecord, InvalidIdentifier
 from cutter.ledger import ChainBroken, StoredEntry, verify_stored
-from tests._harness import DOC_ID, OPERATOR, build_runner, tree
+from tests._harness import DOC_ID, OPERATOR, build_runner
 
 BAD_UTF8 = [
     b'{"schema":1,"run_id":"\xc3"}',
@@ -45,8 +45,8 @@ async def test_an_abort_reason_that_is_not_unicode_text_changes_nothing(tmp_path
     rig = build_runner(tmp_path)
     async with rig.runner:
         sc = await rig.runner.cut(DOC_ID, started_by=OPERATOR)
-        files = tree(tmp_path)
+        files = rig.stored()
         with pytest.raises(InvalidIdentifier, match="reason"):
             await rig.runner.abort(sc.run_id, reason="bad \ud800 text", by="ops-kim")
-        assert tree(tmp_path) == files
+        assert rig.stored() == files
         assert await rig.runner.status(sc.run_id) == sc

@@ -37,7 +37,7 @@ NEXT_FOUR = PHASES[5:9]
 
 
 async def kb_texts(rig: Rig) -> list[str]:
-    return [rig.kb.path_of(k).read_text() for k in await rig.kb.list("")]
+    return [(rig.stored_kb_doc(k) or b"").decode() for k in await rig.kb.list("")]
 
 
 class TestKillSwitchOff:
@@ -190,7 +190,7 @@ class TestUnknownDocumentStop:
         stop_doc = await rig.kb.get(f"runs/{sc.run_id}/stop")
         assert isinstance(stop_doc, StopDoc)
         assert stop_doc.code is StopCode.DOCUMENT_UNKNOWN
-        stored = rig.run_store.sidecar_path(sc.run_id).read_text()
+        stored = rig.stored_sidecar(sc.run_id).decode()
         for text in [stored, *await kb_texts(rig)]:
             assert "Traceback" not in text
             assert 'File "' not in text

@@ -1,7 +1,7 @@
 """The gate checked where the write happens (issue 11, part 4): leg A and
 lifecycle_enact judge their gate again from the policy, the KB and the consumption
 records, so an edited sidecar, a hand-written approval or a signature by a key the
-policy does not list lets no LIVE run write a row (file stores)."""
+policy does not list lets no LIVE run write a row (embedded SQLite stores)."""
 
 from __future__ import annotations
 
@@ -37,16 +37,15 @@ def live(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cutter, "__execution_enabled__", True)
 
 
-def edit_sidecar_file(rig: Rig, run_id: str, old: bytes, new: bytes) -> None:
+def edit_sidecar(rig: Rig, run_id: str, old: bytes, new: bytes) -> None:
     """What someone with write access to the state directory does: edit the bytes."""
-    path = rig.run_store.sidecar_path(run_id)
-    data = path.read_bytes()
+    data = rig.stored_sidecar(run_id)
     assert data.count(old) == 1, data
-    path.write_bytes(data.replace(old, new))
+    rig.overwrite_sidecar(run_id, data.replace(old, new))
 
 
 def forge_use(rig: Rig, sidecar: Sidecar, kb_id: str) -> None:
-    """Record a use of ``kb_id`` at the open gate in the sidecar file, as if the
+    """Record a use of ``kb_id`` at the open gate in the stored sidecar, as if the
     gatekeeper had consumed it (it never did)."""
     gate = sidecar.pending_gate
     assert gate is not None
@@ -59,7 +58,7 @@ def forge_use(rig: Rig, sidecar: Sidecar, kb_id: str) -> None:
     )
     forged = msgspec.structs.replace(gate, uses=(use,))
     edited = msgspec.structs.replace(sidecar, gates=replace_gate(sidecar, forged))
-    rig.run_store.sidecar_path(sidecar.run_id).write_bytes(encode_sidecar(edited))
+    rig.overwrite_sidecar(sidecar.run_id, encode_sidecar(edited))
 
 
 async def active_rows(rig: Rig) -> list[str]:
@@ -77,7 +76,7 @@ async def test_sg1_required_approvals_edited_to_zero_writes_no_row(tmp_path: Pat
     async with rig.runner:
         sc = await rig.runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)
         assert sc.state is RunState.AWAITING_CUT_AUTHORIZATION
-        edit_sidecar_file(rig, sc.run_id, b'"required_approvals":1', b'"required_approvals":0')
+        edit_sidecar(rig, sc.run_id, b'"required_approvals":1', b'"required_approvals":0')
         sc = await rig.runner.resume(sc.run_id)
     assert_stopped_at_the_gate(sc)
     assert "requires 1 distinct approvers, the run has 0" in sc.stop.message  # type: ignore[union-attr]
@@ -92,10 +91,10 @@ async def test_sg2_required_approvals_edited_to_zero_enacts_nothing(tmp_path: Pa
         assert sc.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION, sc.stop
         assert await rig.store.rows(DOC_ID) != []  # leg A staged the rows
         # Only SG_2's record is edited: SG_1's was consumed honestly.
-        data = rig.run_store.sidecar_path(sc.run_id).read_bytes()
+        data = rig.stored_sidecar(sc.run_id)
         head, sep, tail = data.rpartition(b'"required_approvals":1')
         assert sep
-        rig.run_store.sidecar_path(sc.run_id).write_bytes(head + b'"required_approvals":0' + tail)
+        rig.overwrite_sidecar(sc.run_id, head + b'"required_approvals":0' + tail)
         sc = await rig.runner.resume(sc.run_id)
     assert_stopped_at_the_gate(sc)
     assert sc.stop.message.startswith("SG_2 is not passed")  # type: ignore[union-attr]

@@ -45,7 +45,6 @@ from tests._harness import (
     REVIEWER_2,
     Rig,
     build_runner,
-    tree,
     write_approval,
     write_sg1_approval,
     write_sg2_approval,
@@ -73,14 +72,14 @@ async def assert_refused(
     """Resume with ``approval_kb_id``; check (a) the exact type, (b) the sidecar is
     untouched, (c) one ``ApprovalRefusal`` doc records it. Returns the exception."""
     before = await rig.run_store.load(run_id)
-    before_bytes = rig.run_store.sidecar_path(run_id).read_bytes()
+    before_bytes = rig.stored_sidecar(run_id)
     seen = await refusal_ids(rig, run_id)
     with pytest.raises(expected) as info:
         await rig.runner.resume(run_id, approval_kb_id)
     assert type(info.value) is expected
     assert info.value.run_id == run_id
     assert await rig.run_store.load(run_id) == before
-    assert rig.run_store.sidecar_path(run_id).read_bytes() == before_bytes
+    assert rig.stored_sidecar(run_id) == before_bytes
     new = sorted(await refusal_ids(rig, run_id) - seen)
     assert len(new) == 1, new
     doc = await rig.kb.get(new[0])
@@ -278,15 +277,14 @@ class TestGateInvariants:
             assert isinstance(await rig.kb.get(request_id), SovereignRequest)
             await assert_refused(rig, sc.run_id, request_id, ApprovalNotFound)
 
-    async def test_corrupt_approval_file_is_invalid(self, tmp_path: Path) -> None:
+    async def test_corrupt_approval_doc_is_invalid(self, tmp_path: Path) -> None:
         rig = build_runner(tmp_path)
         async with rig.runner:
             sc = await at_sg1(rig)
             kb_id = await write_sg1_approval(rig, sc.run_id)
-            path = rig.kb.path_of(kb_id)
-            path.write_bytes(b"\x00\xffnot json {{{")
+            rig.overwrite_kb_doc(kb_id, b"\x00\xffnot json {{{")
             await assert_refused(rig, sc.run_id, kb_id, ApprovalInvalid)
-            assert path.read_bytes() == b"\x00\xffnot json {{{"
+            assert rig.stored_kb_doc(kb_id) == b"\x00\xffnot json {{{"
 
     @pytest.mark.parametrize(
         "hostile",
@@ -298,27 +296,27 @@ class TestGateInvariants:
         rig = build_runner(tmp_path)
         async with rig.runner:
             sc = await at_sg1(rig)
-            files = tree(tmp_path)
+            files = rig.stored()
             with pytest.raises(InvalidIdentifier):
                 await rig.runner.resume(sc.run_id, hostile)
-            assert tree(tmp_path) == files
+            assert rig.stored() == files
             assert await rig.run_store.load(sc.run_id) == sc
 
     async def test_approval_kb_id_the_kb_cannot_store_is_refused_and_the_run_survives(
         self, tmp_path: Path
     ) -> None:
-        # "a.json/b" passes cutter.ids.check_kb_id but not the stores' rule
-        # (check_store_kb_id): bad input must still be a typed error, run unchanged.
+        # An inner segment ending in ".json" is refused (cutter.ids.check_kb_id): bad
+        # input must be a typed error, the run unchanged.
         rig = build_runner(tmp_path)
         async with rig.runner:
             sc = await at_sg1(rig)
-            files = tree(tmp_path)
+            files = rig.stored()
             with pytest.raises(InvalidIdentifier):
                 await rig.runner.resume(sc.run_id, "approvals.json/x")
             after = await rig.run_store.load(sc.run_id)
             assert after.state is RunState.AWAITING_CUT_AUTHORIZATION
             assert after == sc
-            assert tree(tmp_path) == files
+            assert rig.stored() == files
 
     # --- how many approve -----------------------------------------------------------------
     async def test_two_required_approvals_first_waits_second_advances(self, tmp_path: Path) -> None:
@@ -540,7 +538,7 @@ class TestGateInvariants:
             rig.grants.grants = ("iu:insert",)
             stopped = await rig.runner.resume(sc.run_id, kb_id)
             assert stopped.stop_code == StopCode.DRIFT
-            files = tree(tmp_path)
+            files = rig.stored()
             # Restoring the grants does not revive a drifted run.
             rig.grants.grants = REQUIRED_GRANTS
             with pytest.raises(RunNotResumable):
@@ -550,5 +548,7 @@ class TestGateInvariants:
         assert await rig.store.rows(DOC_ID) == [OLD_ROW]
         assert await rig.ledger.entries() == []
         assert await phase_doc_ids(rig, sc.run_id) == [stopped.phase_docs[p] for p in PHASES[:5]]
-        new_files = set(tree(tmp_path)) - set(files)
-        assert all(f.startswith("kb/approvals/") for f in new_files), new_files
+        after = rig.stored()
+        new_docs = set(after.pop("kb_docs")) - set(files.pop("kb_docs"))
+        assert after == files  # no run, consumption or kill-switch row changed
+        assert all(row[0].startswith("approvals/") for row in new_docs), new_docs

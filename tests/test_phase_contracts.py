@@ -5,10 +5,8 @@ not one."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import anyio
 import msgspec
 import pytest
 
@@ -306,12 +304,6 @@ def not_tiling(kind: str) -> InMemoryDiscoverer:
     return InMemoryDiscoverer(seeded.source, cands)
 
 
-async def files_under(root: Path) -> AsyncIterator[anyio.Path]:
-    async for path in anyio.Path(root).rglob("*"):
-        if await path.is_file():
-            yield path
-
-
 class TestRunnerHonoursThePlan:
     @pytest.mark.anyio
     @pytest.mark.parametrize("kind", ["gap", "overlap"])
@@ -336,9 +328,11 @@ class TestRunnerHonoursThePlan:
         assert await rig.store.rows(DOC_ID) == []
         assert await rig.ledger.entries() == []
 
-        stored = {p.name: await p.read_bytes() async for p in files_under(tmp_path)}
-        assert f"{sc.run_id}.json" in stored, "the sidecar file"
-        assert {"01-source_pin.json", "02-mark.json", "stop.json"} <= stored.keys()
-        for name, data in stored.items():
-            assert b"Traceback" not in data, name
-            assert b'File "' not in data, name
+        stored = rig.stored()
+        assert [row[0] for row in stored["runs"]] == [sc.run_id], "the sidecar"
+        kb_ids = {row[0] for row in stored["kb_docs"]}
+        assert {*sc.phase_docs.values(), stop_doc_id(sc.run_id)} <= kb_ids
+        assert len(sc.phase_docs) == 2  # source_pin and mark
+        for table, rows in stored.items():
+            assert "Traceback" not in repr(rows), table
+            assert 'File "' not in repr(rows), table

@@ -24,7 +24,6 @@ from cutter.policy import parse_policy
 from cutter.policy_book import current, default_policy, replace
 from cutter.principals import Caller, acting, principal_of_uid
 from cutter.protocol import Error, ListRuns, Ping, PolicyInfo, Pong, ShowPolicy, StatusOf
-from cutter.stores.files import FileKillSwitch
 from cutter.walk import Gate
 from tests._harness import DOC_ID, OPERATOR, REVIEWER, REVIEWER_2, build_runner
 from tests._harness import write_sg1_approval as write_approval
@@ -128,8 +127,7 @@ async def test_a_damaged_policy_never_falls_back_to_a_laxer_one(tmp_path: Path) 
     rig = build_runner(tmp_path)
     async with rig.runner:
         sc = await rig.runner.cut(DOC_ID, started_by=OPERATOR)
-        rig.kb.path_of(POLICY_CURRENT).parent.mkdir(parents=True, exist_ok=True)
-        rig.kb.path_of(POLICY_CURRENT).write_bytes(b'{"type":"policy_version","version":')
+        rig.overwrite_kb_doc(POLICY_CURRENT, b'{"type":"policy_version","version":')
         kb_id = await write_approval(rig, sc.run_id)
         with pytest.raises(PolicyUnreadable):
             await rig.runner.resume(sc.run_id, kb_id)
@@ -140,7 +138,7 @@ async def test_a_damaged_policy_never_falls_back_to_a_laxer_one(tmp_path: Path) 
 async def test_a_connection_that_proves_nobody_may_only_ping(tmp_path: Path) -> None:
     rig = build_runner(tmp_path)
     async with rig.runner, anyio.create_task_group() as jobs:
-        daemon = Daemon(rig.runner, FileKillSwitch(tmp_path / "ks"), EventBus(), jobs, owner="root")
+        daemon = Daemon(rig.runner, rig.kill_switch, EventBus(), jobs, owner="root")
         nobody = Caller(None, "unix peer without credentials")
         assert isinstance(await daemon.handle(Ping(), nobody), Pong)
         for command in (ShowPolicy(), ListRuns(), StatusOf(run_id="run-x")):

@@ -29,7 +29,8 @@ pytestmark = pytest.mark.anyio
 
 async def _consumed_then_crashed(rig: Rig) -> tuple[Sidecar, str]:
     """A run at SG_1 whose approval was consumed by a process that died before it
-    saved the run's advance: the journal names the run, the sidecar still waits."""
+    saved the run's advance: the consumption record names the run, the sidecar still
+    waits."""
     async with rig.runner:
         at_sg1 = await rig.runner.cut(DOC_ID, started_by=OPERATOR)
         sg1 = await write_sg1_approval(rig, at_sg1.run_id)

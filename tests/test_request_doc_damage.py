@@ -31,13 +31,13 @@ def flips(size: int, seed: int = 1206, n: int = 40) -> list[tuple[int, int]]:
 
 
 async def refused_and_unchanged(rig: Rig, run_id: str, approval: str) -> None:
-    before = rig.run_store.sidecar_path(run_id).read_bytes()
+    before = rig.stored_sidecar(run_id)
     with pytest.raises(GateRefusal) as refused:
         await rig.runner.resume(run_id, approval)
     assert refused.value.code == GateRequestDamaged.code, refused.value.message
     assert await rig.run_store.consumed_by(approval) is None
     assert await rig.run_store.consumed_for(run_id) == []
-    assert rig.run_store.sidecar_path(run_id).read_bytes() == before
+    assert rig.stored_sidecar(run_id) == before
 
 
 async def test_every_flipped_byte_of_the_request_doc_is_refused(tmp_path: Path) -> None:
@@ -47,20 +47,20 @@ async def test_every_flipped_byte_of_the_request_doc_is_refused(tmp_path: Path) 
         assert sidecar.state is RunState.AWAITING_CUT_AUTHORIZATION
         gate = sidecar.pending_gate
         assert gate is not None
-        path = rig.kb.path_of(gate.request_kb_id)
-        good = path.read_bytes()
+        good = rig.stored_kb_doc(gate.request_kb_id)
+        assert good is not None
         approval = await write_sg1_approval(rig, sidecar.run_id)
         for at, mask in flips(len(good)):
             damaged = bytearray(good)
             damaged[at] ^= mask
-            path.write_bytes(bytes(damaged))
+            rig.overwrite_kb_doc(gate.request_kb_id, bytes(damaged))
             await refused_and_unchanged(rig, sidecar.run_id, approval)
             with pytest.raises(GateRequestDamaged):
                 await rig.runner.review(sidecar.run_id)
-        path.unlink()
+        rig.delete_kb_doc(gate.request_kb_id)
         await refused_and_unchanged(rig, sidecar.run_id, approval)
         # The doc as it was: the same approval is taken, once.
-        path.write_bytes(good)
+        rig.overwrite_kb_doc(gate.request_kb_id, good)
         after = await rig.runner.resume(sidecar.run_id, approval)
         assert after.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION
         assert await rig.run_store.consumed_by(approval) == sidecar.run_id

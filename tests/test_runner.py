@@ -30,7 +30,6 @@ from tests._harness import (
     OPERATOR,
     SV_ID,
     build_runner,
-    tree,
     write_sg1_approval,
     write_sg2_approval,
 )
@@ -74,7 +73,7 @@ class TestRunner:
             with pytest.raises(UnknownRun):
                 await rig.runner.resume("run-0000000000000000")
         assert info.value.run_id == "run-0000000000000000"
-        assert tree(tmp_path) == {}
+        assert rig.stored() == rig.fresh
 
     @pytest.mark.parametrize("hostile", HOSTILE_IDS)
     @pytest.mark.parametrize("verb", ["status", "resume", "abort"])
@@ -89,11 +88,11 @@ class TestRunner:
         }
         async with rig.runner:
             sc = await rig.runner.cut(DOC_ID, started_by=OPERATOR)
-            files = tree(tmp_path)
+            files = rig.stored()
             with pytest.raises(InvalidIdentifier):
                 await calls[verb](rig.runner)
             assert await rig.runner.runs() == [sc]
-        assert tree(tmp_path) == files
+        assert rig.stored() == files
 
     @pytest.mark.parametrize("hostile", HOSTILE_IDS)
     async def test_hostile_doc_id_is_refused_before_anything_is_written(
@@ -105,7 +104,7 @@ class TestRunner:
                 await rig.runner.cut(hostile, started_by=OPERATOR)
             with pytest.raises(InvalidIdentifier):
                 await rig.runner.cut(DOC_ID, started_by=hostile)
-        assert tree(tmp_path) == {}
+        assert rig.stored() == rig.fresh
         assert rig.disc.calls == 0
 
     async def test_unknown_document_stops_cleanly(self, tmp_path: Path) -> None:
@@ -126,11 +125,11 @@ class TestRunner:
             sc = await rig.runner.resume(sc.run_id, await write_sg1_approval(rig, sc.run_id))
             sc = await rig.runner.resume(sc.run_id, await write_sg2_approval(rig, sc.run_id))
             assert sc.state is RunState.CLOSEOUT_REPORTED
-            files = tree(tmp_path)
+            files = rig.stored()
             with pytest.raises(RunNotResumable) as info:
                 await rig.runner.resume(sc.run_id)
         assert info.value.state == RunState.CLOSEOUT_REPORTED
-        assert tree(tmp_path) == files
+        assert rig.stored() == files
 
     # --- modes ----------------------------------------------------------------------------
     def test_execution_is_disabled_by_default(self) -> None:
@@ -147,7 +146,7 @@ class TestRunner:
                 await rig.runner.cut_batch([DOC_ID], Mode.LIVE, started_by=OPERATOR)
         assert await rig.run_store.run_ids() == []
         assert await rig.kb.list("") == []
-        assert tree(tmp_path) == {}
+        assert rig.stored() == rig.fresh
         assert rig.disc.calls == 0
         assert await rig.store.rows(DOC_ID) == []
 
@@ -271,8 +270,8 @@ class TestRunner:
             stop = await rig.kb.get(stop_doc_id(sc.run_id))
             assert isinstance(stop, StopDoc)
             assert stop.error_id == sc.stop.error_id
-            for name, data in tree(tmp_path).items():
-                assert b"Traceback" not in data, name
+            for table, rows in rig.stored().items():
+                assert "Traceback" not in repr(rows), table
 
             # The runner keeps serving: a new cut in the same session works.
             again = await rig.runner.cut(DOC_ID, started_by=OPERATOR)

@@ -33,7 +33,6 @@ from tests._harness import (
     Rig,
     build_runner,
     seed_discoverer,
-    tree,
     write_sg1_approval,
     write_sg2_approval,
 )
@@ -220,7 +219,7 @@ class TestDrain:
         async with rig.runner:
             at_sg1 = await rig.runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)
             sg1 = await write_sg1_approval(rig, at_sg1.run_id)
-            before = tree(tmp_path)
+            before = rig.stored()
             rig.runner.drain()
             with pytest.raises(ShuttingDown) as info:
                 await rig.runner.cut("doc-other", started_by=OPERATOR)
@@ -232,7 +231,7 @@ class TestDrain:
             # reads still answer
             assert await rig.runner.status(at_sg1.run_id) == at_sg1
             assert [s.run_id for s in await rig.runner.runs()] == [at_sg1.run_id]
-        assert tree(tmp_path) == before
+        assert rig.stored() == before
         # the approval was not consumed: a fresh runner may still use it
         fresh = rig.reopen()
         async with fresh.runner:

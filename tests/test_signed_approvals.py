@@ -33,7 +33,6 @@ from cutter.protocol import ApprovalStored, Error, Ping, Pong, SubmitApproval
 from cutter.signing import NAMESPACE, allowed_signers, approval_payload
 from cutter.sshsig import sign
 from cutter.states import RunState
-from cutter.stores.files import FileKillSwitch
 from cutter.walk import Gate
 from tests._harness import DOC_ID, OPERATOR, REVIEWER, REVIEWER_2, Rig, build_runner
 from tests._harness import write_sg1_approval as write_unsigned
@@ -307,7 +306,7 @@ async def test_the_daemon_stores_signed_decisions_and_refuses_the_rest_and_keeps
     await set_policy(rig, policy_text(keys["bob"]))
     bob = Caller(REVIEWER, "unix uid=1001")
     async with rig.runner, anyio.create_task_group() as jobs:
-        daemon = Daemon(rig.runner, FileKillSwitch(tmp_path / "ks"), EventBus(), jobs, owner="root")
+        daemon = Daemon(rig.runner, rig.kill_switch, EventBus(), jobs, owner="root")
         sc = await rig.runner.cut(DOC_ID, started_by=OPERATOR)
         gate = sc.pending_gate
         assert gate is not None
@@ -373,7 +372,7 @@ async def test_a_relay_forwards_a_reviewers_signature_but_cannot_mint_one(
     await set_policy(rig, policy_text(keys["bob"]).replace('admins = ["root"]', RELAY_POLICY))
     relay = Caller("review-bot", "unix uid=1002")
     async with rig.runner, anyio.create_task_group() as jobs:
-        daemon = Daemon(rig.runner, FileKillSwitch(tmp_path / "ks"), EventBus(), jobs, owner="root")
+        daemon = Daemon(rig.runner, rig.kill_switch, EventBus(), jobs, owner="root")
         sc = await rig.runner.cut(DOC_ID, started_by=OPERATOR)
         gate = sc.pending_gate
         assert gate is not None

@@ -13,8 +13,8 @@ from cutter.canonical import sha256_hex
 from cutter.errors import StopCode
 from cutter.mode import Mode
 from cutter.sidecar import DriftUnit, Sidecar
+from cutter.sqlite.target import SqliteSources
 from cutter.states import RunState
-from cutter.stores.file_sources import FileSources
 from cutter.walk import Phase, Pin
 from tests._harness import (
     DOC_ID,
@@ -23,8 +23,10 @@ from tests._harness import (
     SV_ID,
     Rig,
     build_runner,
+    hand_edit,
+    open_database_now,
     seed_discoverer,
-    tree,
+    stored_rows,
     write_sg1_approval,
     write_sg2_approval,
 )
@@ -37,13 +39,26 @@ def live(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cutter, "__execution_enabled__", True)
 
 
-async def on_file_sources(tmp_path: Path) -> tuple[Rig, FileSources, bytes]:
-    """A rig whose source store is the embedded file store, holding the seeded source."""
+async def on_embedded_sources(tmp_path: Path) -> tuple[Rig, SqliteSources, bytes]:
+    """A rig whose source store is the embedded SQLite one, holding the seeded source."""
     disc = seed_discoverer()
-    sources = FileSources(tmp_path / "target" / "sources")
+    sources = SqliteSources(open_database_now(tmp_path / "target"))
     await sources.publish(DOC_ID, disc.source, sv_id=SV_ID, sd_id=SD_ID)
     rig = build_runner(tmp_path / "run", disc=disc, sources=sources)  # type: ignore[arg-type]
     return rig, sources, disc.source
+
+
+def overwrite_bytes(sources: SqliteSources, data: bytes) -> None:
+    """Replace the stored bytes of SV_ID behind the store's back; the sha256 recorded
+    beside them stays (the size column follows, as the schema's check demands)."""
+    changed = hand_edit(
+        sources.db.path,
+        "UPDATE source_versions SET content = ?, size = ? WHERE sv_id = ?",
+        data,
+        len(data),
+        SV_ID,
+    )
+    assert changed == 1
 
 
 async def at_sg1(rig: Rig) -> Sidecar:
@@ -55,13 +70,12 @@ async def at_sg1(rig: Rig) -> Sidecar:
 async def test_a_byte_appended_at_sg1_is_drift_and_the_approval_stays_unused(
     tmp_path: Path,
 ) -> None:
-    rig, sources, source = await on_file_sources(tmp_path)
+    rig, sources, source = await on_embedded_sources(tmp_path)
     async with rig.runner:
         sc = await at_sg1(rig)
         kb_id = await write_sg1_approval(rig, sc.run_id)
-        with sources.bytes_path(SV_ID).open("ab") as f:
-            f.write(b"!")
-        target_before = tree(tmp_path / "target")
+        overwrite_bytes(sources, source + b"!")
+        target_before = stored_rows(sources.db.path)
         sc = await rig.runner.resume(sc.run_id, kb_id)
     assert sc.state is RunState.FAILED
     assert sc.stop_code == StopCode.DRIFT
@@ -75,13 +89,13 @@ async def test_a_byte_appended_at_sg1_is_drift_and_the_approval_stays_unused(
     assert await rig.run_store.consumed_by(kb_id) is None
     assert await rig.store.rows(DOC_ID) == []
     assert await rig.ledger.entries() == []
-    assert tree(tmp_path / "target") == target_before
+    assert stored_rows(sources.db.path) == target_before
 
 
 async def test_bytes_changed_in_place_at_sg1_name_the_units_they_fall_in(
     tmp_path: Path,
 ) -> None:
-    rig, sources, source = await on_file_sources(tmp_path)
+    rig, sources, source = await on_embedded_sources(tmp_path)
     async with rig.runner:
         sc = await at_sg1(rig)
         units = rig.disc.candidates
@@ -89,7 +103,7 @@ async def test_bytes_changed_in_place_at_sg1_name_the_units_they_fall_in(
         edited = bytearray(source)
         for unit in (units[2], units[7]):  # one byte inside each of two units
             edited[unit.start + 1] ^= 0x01
-        sources.bytes_path(SV_ID).write_bytes(bytes(edited))
+        overwrite_bytes(sources, bytes(edited))
         sc = await rig.runner.resume(sc.run_id, kb_id)
     assert sc.stop_code == StopCode.DRIFT
     [item] = sc.drift
@@ -100,16 +114,16 @@ async def test_bytes_changed_in_place_at_sg1_name_the_units_they_fall_in(
     )
     assert sc.stop is not None
     assert f"source_sha (changed {units[2].label}, changed {units[7].label})" in sc.stop.message
-    # Stored as the run's record: the sidecar on disk reads back with the names.
+    # Stored as the run's record: the stored sidecar reads back with the names.
     assert (await rig.run_store.load(sc.run_id)).drift == sc.drift
 
 
 async def test_many_drifted_units_are_named_on_one_line(tmp_path: Path) -> None:
-    rig, sources, source = await on_file_sources(tmp_path)
+    rig, sources, source = await on_embedded_sources(tmp_path)
     async with rig.runner:
         sc = await at_sg1(rig)
         kb_id = await write_sg1_approval(rig, sc.run_id)
-        sources.bytes_path(SV_ID).write_bytes(bytes(b ^ 0x01 for b in source))
+        overwrite_bytes(sources, bytes(b ^ 0x01 for b in source))
         sc = await rig.runner.resume(sc.run_id, kb_id)
     assert sc.stop is not None
     [item] = sc.drift
@@ -119,23 +133,28 @@ async def test_many_drifted_units_are_named_on_one_line(tmp_path: Path) -> None:
 
 
 async def test_stored_bytes_removed_at_sg2_are_drift(tmp_path: Path) -> None:
-    rig, sources, _ = await on_file_sources(tmp_path)
+    rig, sources, _ = await on_embedded_sources(tmp_path)
     async with rig.runner:
         sc = await at_sg1(rig)
         sc = await rig.runner.resume(sc.run_id, await write_sg1_approval(rig, sc.run_id))
         assert sc.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION
         kb_id = await write_sg2_approval(rig, sc.run_id)
-        sources.bytes_path(SV_ID).unlink()
+        # The version's row gone, as a hand edit without foreign keys can do.
+        assert hand_edit(sources.db.path, "DELETE FROM source_versions WHERE sv_id = ?", SV_ID)
         sc = await rig.runner.resume(sc.run_id, kb_id)
     assert sc.state is RunState.FAILED
     assert sc.stop_code == StopCode.DRIFT
-    assert [(d.pin, d.after) for d in sc.drift] == [("source_sha", "<missing>")]
+    # Without its row the version is gone too: both pins are missing.
+    assert [(d.pin, d.after) for d in sc.drift] == [
+        ("source_sha", "<missing>"),
+        ("source_version_id", "<missing>"),
+    ]
     assert Phase.LIFECYCLE_ENACT not in sc.phases_passed
     assert await rig.run_store.consumed_by(kb_id) is None
 
 
 async def test_unchanged_bytes_pass_the_gate(tmp_path: Path) -> None:
-    rig, _, _ = await on_file_sources(tmp_path)
+    rig, _, _ = await on_embedded_sources(tmp_path)
     async with rig.runner:
         sc = await at_sg1(rig)
         kb_id = await write_sg1_approval(rig, sc.run_id)
@@ -147,13 +166,13 @@ async def test_unchanged_bytes_pass_the_gate(tmp_path: Path) -> None:
 async def test_a_review_of_changed_source_bytes_says_which_units_will_drift(
     tmp_path: Path,
 ) -> None:
-    rig, sources, source = await on_file_sources(tmp_path)
+    rig, sources, source = await on_embedded_sources(tmp_path)
     async with rig.runner:
         sc = await at_sg1(rig)
         units = rig.disc.candidates
         edited = bytearray(source)
         edited[units[4].start + 1] ^= 0x01
-        sources.bytes_path(SV_ID).write_bytes(bytes(edited))
+        overwrite_bytes(sources, bytes(edited))
         _, review = await rig.runner.review(sc.run_id)
     [note] = review.notes
     assert f"approving stops at drift (changed {units[4].label})" in note

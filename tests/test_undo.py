@@ -1,9 +1,11 @@
 """A run that stops after writing ends with its writes undone (issue 10, parts 2 and 5):
-every scenario of ``tests/_undo.py`` on the in-memory target and on the file stores,
+every scenario of ``tests/_undo.py`` on the in-memory target and on the embedded
+SQLite stores,
 and what a dry run and a supervisor crash leave."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,55 +18,40 @@ import cutter.supervisor
 from cutter import RunState, StopCode
 from cutter.kbdocs import StopDoc, stop_doc_id
 from cutter.ports import Target
-from cutter.runner import RunnerConfig
-from cutter.stores.file_target import FileIUStore, FileLedger, FileSources
-from cutter.stores.files import FileKillSwitch, FileKnowledgeBase, FileRunStore
-from cutter.stores.memory_target import (
-    InMemoryIUStore,
-    InMemoryLedger,
-    InMemorySources,
-    StaticGrantProbe,
-)
+from cutter.sqlite.config import embedded_config
+from cutter.stores.memory_target import InMemoryIUStore, InMemoryLedger, InMemorySources
 from cutter.walk import Phase
 from tests._harness import DOC_ID, OPERATOR, build_runner, write_sg1_approval
 from tests._undo import DISCOVERER, SCENARIOS, World
 
 pytestmark = pytest.mark.anyio
 
-TARGETS = ("memory", "files")
+TARGETS = ("memory", "sqlite")
 
 
 @asynccontextmanager
 async def world_on(kind: str, root: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[World]:
-    """A world on ``kind`` target stores; the KB, runs and kill switch are files."""
-    if kind == "memory":
-        memory = InMemorySources()
-        serial = iter(range(1, 100))
+    """A world on ``kind`` target stores; the KB, runs and kill switch are the
+    embedded SQLite ones either way."""
+    if kind == "sqlite":
+        async with embedded_config(root, discoverer=DISCOVERER) as config:
+            sources = config.target.sources
 
-        async def publish(data: bytes) -> str:
-            return memory.publish(DOC_ID, data, sv_id=f"sv-{next(serial)}").sv_id
+            async def publish_embedded(data: bytes) -> str:
+                return (await sources.publish(DOC_ID, data)).sv_id  # type: ignore[attr-defined]
 
+            yield World(config=config, publish=publish_embedded, monkeypatch=monkeypatch)
+        return
+    memory = InMemorySources()
+    serial = iter(range(1, 100))
+
+    async def publish(data: bytes) -> str:
+        return memory.publish(DOC_ID, data, sv_id=f"sv-{next(serial)}").sv_id
+
+    async with embedded_config(root, discoverer=DISCOVERER) as embedded:
         target = Target(sources=memory, ius=InMemoryIUStore(), ledger=InMemoryLedger())
-    else:
-        files = FileSources(root / "target" / "sources")
-
-        async def publish(data: bytes) -> str:
-            return (await files.publish(DOC_ID, data)).sv_id
-
-        target = Target(
-            sources=files,
-            ius=FileIUStore(root / "target" / "ius"),
-            ledger=FileLedger(root / "target" / "ledger"),
-        )
-    config = RunnerConfig(
-        target=target,
-        kb=FileKnowledgeBase(root / "kb"),
-        run_store=FileRunStore(root / "state"),
-        discoverer=DISCOVERER,
-        grants=StaticGrantProbe(),
-        kill_switch=FileKillSwitch(root / "state" / "kill-switch"),
-    )
-    yield World(config=config, publish=publish, monkeypatch=monkeypatch)
+        config = dataclasses.replace(embedded, target=target)
+        yield World(config=config, publish=publish, monkeypatch=monkeypatch)
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)

@@ -1,8 +1,9 @@
-"""Contract tests of every adapter operation, over the in-memory fakes and PostgreSQL.
+"""Contract tests of every adapter operation, over the in-memory fakes, the embedded
+SQLite stores and PostgreSQL.
 
-Each contract test runs twice (``memory`` and ``pg``) with the same assertions, so the
-fake cannot drift from what PostgreSQL does; the target contracts run a third time over
-the durable file stores (``files``). The PostgreSQL side runs every statement
+Each contract test runs three times (``memory``, ``sqlite`` and ``pg``) with the same
+assertions, so neither the fake nor the embedded database can drift from what
+PostgreSQL does. The PostgreSQL side runs every statement
 as ``cutter_writer`` on a fresh migrated database. What only PostgreSQL has (the grant
 probe, the kill switch, process-wide document locks) is tested on its own below.
 """
@@ -37,7 +38,7 @@ from cutter.pg.target import PgGrantProbe, PgLedger
 from cutter.ports import LedgerReader
 from cutter.records import REQUIRED_GRANTS, Backup, IUState
 from cutter.sidecar import Sidecar
-from cutter.stores.file_target import FileLedger
+from cutter.sqlite.target import SqliteLedger
 from cutter.stores.locks import InProcessDocumentLocks
 from cutter.stores.memory_target import StaticGrantProbe
 from tests._harness import paused_sidecar
@@ -378,7 +379,7 @@ async def test_appends_chain_from_genesis(target: TargetUnderTest) -> None:
         assert entry.entry_hash == chain_hash(prev, entry.envelope)
     assert await target.ledger.entries() == expected
     assert verify_chain(await target.ledger.entries()) == expected[-1].entry_hash
-    if isinstance(target.ledger, PgLedger | FileLedger):
+    if isinstance(target.ledger, PgLedger | SqliteLedger):
         assert await target.ledger.verify() == expected[-1].entry_hash
 
 
@@ -408,7 +409,7 @@ async def test_stored_reads_every_entry_as_stored(target: TargetUnderTest) -> No
 async def test_an_empty_ledger_verifies_to_genesis(target: TargetUnderTest) -> None:
     assert await target.ledger.entries() == []
     assert verify_chain([]) == GENESIS_HASH
-    if isinstance(target.ledger, PgLedger | FileLedger):
+    if isinstance(target.ledger, PgLedger | SqliteLedger):
         assert await target.ledger.verify() == GENESIS_HASH
 
 

@@ -1,7 +1,7 @@
 """One open run per document, as the run store keeps it (``RunStore.create``): the same
-contract on the in-memory, file and PostgreSQL run stores, then what only one store
-has — the file store's claims left by a crash, the PostgreSQL index the writer role
-cannot drop.
+contract on the in-memory, embedded SQLite and PostgreSQL run stores, then what each
+database adds — the indexes name exactly the terminal states, a run whose record
+cannot be read still holds its document, the writer role cannot drop the index.
 
 A run holds its document from ``create`` until its sidecar is saved in a terminal
 state; HALTED and ROLLBACK_PENDING hold it. A second ``create`` is ``DocumentBusy``
@@ -10,6 +10,7 @@ naming the holder and records nothing, whichever handle (process) makes it.
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -27,10 +28,12 @@ from cutter.pg.connect import create_pool
 from cutter.pg.records import PgRunStore
 from cutter.ports import RunStore
 from cutter.sidecar import Sidecar
+from cutter.sqlite import records as sqlite_records
+from cutter.sqlite.database import FILE_NAME, open_now
+from cutter.sqlite.records import SqliteRunStore
 from cutter.states import TERMINAL, RunState
-from cutter.stores.files import FileRunStore
 from cutter.stores.memory_records import InMemoryRunStore
-from tests._harness import paused_sidecar
+from tests._harness import hand_edit, paused_sidecar
 from tests.pg.conftest import PgDatabase
 
 pytestmark = pytest.mark.anyio
@@ -51,7 +54,7 @@ class Stores:
     other: Callable[[], RunStore]  # another handle on the same records (another process)
 
 
-@pytest.fixture(params=["memory", "file", "pg"])
+@pytest.fixture(params=["memory", "sqlite", "pg"])
 def kind(request: pytest.FixtureRequest) -> tuple[str, PgDatabase | None]:
     """The store's kind; its database for ``pg`` (resolved here, outside the loop)."""
     if request.param == "pg":
@@ -65,8 +68,18 @@ async def stores(kind: tuple[str, PgDatabase | None], tmp_path: Path) -> AsyncIt
     if name == "memory":
         memory = InMemoryRunStore()
         yield Stores("memory", memory, lambda: memory)
-    elif name == "file":
-        yield Stores("file", FileRunStore(tmp_path), lambda: FileRunStore(tmp_path))
+    elif name == "sqlite":
+        opened = [open_now(tmp_path / FILE_NAME)]
+
+        def other() -> RunStore:  # another open database on the same file
+            opened.append(open_now(tmp_path / FILE_NAME))
+            return SqliteRunStore(opened[-1])
+
+        try:
+            yield Stores("sqlite", SqliteRunStore(opened[0]), other)
+        finally:
+            for database in opened:
+                database.close()
     else:
         assert db is not None
         first = await create_pool(db.writer_dsn, role=WRITER, min_size=0, max_size=4)
@@ -140,68 +153,43 @@ async def test_of_many_concurrent_creates_of_one_document_one_wins(stores: Store
     assert await stores.store.run_ids() == won
 
 
-# == the file store: claims a crash left ================================================
+# == the databases: the index ============================================================
 
 
-def claim_file(root: Path, doc_id: str = DOC) -> Path:
-    return root / "open" / f"{doc_id}.json"
+def terminal_states_in(text: str) -> set[str]:
+    (listed,) = re.findall(r"state NOT IN \(([^)]*)\)", text)
+    return {s.strip().strip("'") for s in listed.split(",")}
 
 
-async def test_a_claim_whose_run_was_never_saved_holds_nothing(tmp_path: Path) -> None:
-    """A crash between the claim and the run's first save leaves a claim and no run."""
-    await FileRunStore(tmp_path).create(run("run-a"))
-    (tmp_path / "runs" / "run-a.json").unlink()  # as if the save never happened
-    assert claim_file(tmp_path).exists()
-    reopened = FileRunStore(tmp_path)
-    await reopened.create(run("run-b"))
-    assert await reopened.run_ids() == ["run-b"]
-    with pytest.raises(DocumentBusy, match="run-b"):
-        await FileRunStore(tmp_path).create(run("run-c"))
+def test_the_sqlite_index_and_holder_query_name_exactly_the_terminal_states() -> None:
+    sql = (
+        resources.files("cutter.sqlite")
+        .joinpath("migrations/0001_initial.sql")
+        .read_text(encoding="utf-8")
+    )
+    holder = inspect.getsource(sqlite_records._busy)
+    for text in (sql, holder):
+        assert terminal_states_in(text) == {s.value for s in TERMINAL}
 
 
-async def test_a_claim_left_after_a_terminal_save_holds_nothing(tmp_path: Path) -> None:
-    """A crash between the terminal save and the claim's removal leaves both."""
-    store = FileRunStore(tmp_path)
-    await store.create(run("run-a"))
-    held = claim_file(tmp_path).read_bytes()
-    await store.save(run("run-a", RunState.ABORTED))
-    assert not claim_file(tmp_path).exists()  # released on the terminal save
-    claim_file(tmp_path).write_bytes(held)  # put back: the removal never happened
-    await FileRunStore(tmp_path).create(run("run-b"))
-    assert b"run-b" in claim_file(tmp_path).read_bytes()
-
-
-@pytest.mark.parametrize("content", [b"", b'{"doc_id": "doc-1", "run_'])
-async def test_a_claim_cut_short_while_written_holds_nothing(
-    tmp_path: Path, content: bytes
-) -> None:
-    claim_file(tmp_path).parent.mkdir(parents=True)
-    claim_file(tmp_path).write_bytes(content)
-    await FileRunStore(tmp_path).create(run("run-b"))
-    assert (await FileRunStore(tmp_path).load("run-b")).state is RunState.CREATED
-
-
-async def test_a_claim_whose_run_cannot_be_read_still_holds(tmp_path: Path) -> None:
-    await FileRunStore(tmp_path).create(run("run-a"))
-    (tmp_path / "runs" / "run-a.json").write_bytes(b"{not json")
-    with pytest.raises(DocumentBusy, match="run-a"):
-        await FileRunStore(tmp_path).create(run("run-b"))
-
-
-async def test_open_runs_saved_before_claims_existed_hold_their_document(
+async def test_a_run_whose_record_cannot_be_read_still_holds_its_document(
     tmp_path: Path,
 ) -> None:
-    """A state directory written before this rule: open runs and no claims."""
-    await FileRunStore(tmp_path).save(run("run-a", RunState.AWAITING_CUT_AUTHORIZATION))
-    await FileRunStore(tmp_path).save(run("run-z", RunState.CLOSEOUT_REPORTED, "doc-2"))
-    assert not (tmp_path / "open").exists()
-    fresh = FileRunStore(tmp_path)
-    with pytest.raises(DocumentBusy, match="run-a"):
-        await fresh.create(run("run-b"))
-    await fresh.create(run("run-c", doc_id="doc-2"))  # a closed run holds nothing
+    """The index is over the run's document column, not its record: a damaged
+    sidecar neither frees the document nor hides who holds it."""
+    database = open_now(tmp_path / FILE_NAME)
+    try:
+        await SqliteRunStore(database).create(run("run-a"))
+        sql = "UPDATE runs SET sidecar = ? WHERE run_id = ?"
+        assert hand_edit(database.path, sql, b"{not json", "run-a") == 1
+        with pytest.raises(DocumentBusy, match="run-a"):
+            await SqliteRunStore(database).create(run("run-b"))
+        assert await SqliteRunStore(database).run_ids() == ["run-a"]
+    finally:
+        database.close()
 
 
-# == PostgreSQL: the index ================================================================
+# == PostgreSQL ============================================================================
 
 
 def test_the_index_and_the_holder_query_name_exactly_the_terminal_states() -> None:
@@ -211,8 +199,7 @@ def test_the_index_and_the_holder_query_name_exactly_the_terminal_states() -> No
         .read_text(encoding="utf-8")
     )
     for text in (sql, q.OPEN_RUN_OF):
-        (listed,) = re.findall(r"state NOT IN \(([^)]*)\)", text)
-        assert {s.strip().strip("'") for s in listed.split(",")} == {s.value for s in TERMINAL}
+        assert terminal_states_in(text) == {s.value for s in TERMINAL}
 
 
 async def test_the_writer_role_cannot_drop_the_index(pg_db: PgDatabase) -> None:

@@ -1,5 +1,5 @@
 """Pages of the run list (``cutter.run_pages``, ``RunStore.page``) on the in-memory,
-file and PostgreSQL run stores, with 5,000 stored runs: the pages of a filter
+embedded SQLite and PostgreSQL run stores, with 5,000 stored runs: the pages of a filter
 cover every run it matches exactly once, in run id order; a run that changes state
 or is created while someone pages is neither lost nor listed twice; a cursor this
 daemon did not hand out is refused, typed."""
@@ -24,8 +24,9 @@ from cutter.run_pages import (
     page_of,
 )
 from cutter.sidecar import Sidecar
+from cutter.sqlite.database import FILE_NAME, open_database
+from cutter.sqlite.records import SqliteRunStore
 from cutter.states import RunState
-from cutter.stores.files import FileRunStore
 from cutter.stores.memory_records import InMemoryRunStore
 from tests._many_runs import many_runs, no_fsync, nth_run, run_id_of, store_runs
 from tests.pg.conftest import PgDatabase
@@ -36,7 +37,7 @@ WRITER = "cutter_writer"
 MANY = 5000
 
 
-@pytest.fixture(params=["memory", "file", "pg"])
+@pytest.fixture(params=["memory", "sqlite", "pg"])
 def kind(request: pytest.FixtureRequest) -> tuple[str, PgDatabase | None]:
     if request.param == "pg":
         return "pg", request.getfixturevalue("pg_db")
@@ -48,8 +49,9 @@ async def store(kind: tuple[str, PgDatabase | None], tmp_path: Path) -> AsyncIte
     name, db = kind
     if name == "memory":
         yield InMemoryRunStore()
-    elif name == "file":
-        yield FileRunStore(tmp_path)
+    elif name == "sqlite":
+        async with open_database(tmp_path / FILE_NAME) as database:
+            yield SqliteRunStore(database)
     else:
         assert db is not None
         pool = await create_pool(db.writer_dsn, role=WRITER, min_size=0, max_size=8)

@@ -27,7 +27,6 @@ from cutter.mode import Mode
 from cutter.principals import Caller
 from cutter.protocol import Error, MintLink, ReviewLink, SubmitApproval
 from cutter.states import RunState
-from cutter.stores.files import FileKillSwitch
 from cutter.walk import Gate
 from cutter.web.app import MAX_FORM_BYTES, review_app
 from cutter.web.links import DEFAULT_TTL
@@ -86,7 +85,7 @@ async def page(
     rig = build_runner(tmp_path)
     await set_policy(rig, policy)
     async with rig.runner, anyio.create_task_group() as jobs:
-        daemon = Daemon(rig.runner, FileKillSwitch(tmp_path / "ks"), EventBus(), jobs, owner="root")
+        daemon = Daemon(rig.runner, rig.kill_switch, EventBus(), jobs, owner="root")
         daemon.web_url = BASE
         sidecar = await rig.runner.cut(DOC_ID, mode, started_by=OPERATOR)
         transport = httpx.ASGITransport(app=review_app(daemon))
@@ -341,9 +340,8 @@ async def test_the_inbox_and_the_review_page_show_the_gate_and_every_unit(tmp_pa
 async def test_a_corrupt_run_is_a_typed_page_and_the_daemon_keeps_serving(tmp_path: Path) -> None:
     async with page(tmp_path) as p:
         path = await p.mint()
-        sidecar_file = tmp_path / "state" / "runs" / f"{p.run_id}.json"
-        good = sidecar_file.read_bytes()
-        sidecar_file.write_bytes(good[: len(good) // 2])
+        good = p.rig.stored_sidecar(p.run_id)
+        p.rig.overwrite_sidecar(p.run_id, good[: len(good) // 2])
         for where in (f"/runs/{p.run_id}", path):
             refusal(await p.http.get(where), 400, "E_CORRUPT_RECORD")
         # The inbox serves, the run listed apart as unreadable with the reason (issue 12).
@@ -351,7 +349,7 @@ async def test_a_corrupt_run_is_a_typed_page_and_the_daemon_keeps_serving(tmp_pa
         assert inbox.status_code == 200, inbox.text
         assert f"<tr><td>{p.run_id}</td><td>E_CORRUPT_RECORD</td>" in inbox.text
         assert f'<a href="/runs/{p.run_id}">' not in inbox.text
-        sidecar_file.write_bytes(good)
+        p.rig.overwrite_sidecar(p.run_id, good)
         assert (await p.http.get(path)).status_code == 200
 
 

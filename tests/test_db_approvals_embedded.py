@@ -1,6 +1,6 @@
 """``db-approvals/`` belongs to PostgreSQL's db_approvals table alone (issue 11, part 5):
-a file dropped there in the state directory is not served, no KB store writes one, and
-only an approval served from there gets the proof "database"."""
+a doc written there into the embedded database by hand is not served, no KB store
+writes one, and only an approval served from there gets the proof "database"."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from cutter.errors import ApprovalSignatureRequired, InvalidIdentifier
 from cutter.kbdocs import Approval, Decision
 from cutter.policy import parse_policy
 from cutter.runner import utc_now
-from cutter.stores.files import FileKnowledgeBase, encode_kb_doc
+from cutter.sqlite.records import SqliteKnowledgeBase
+from cutter.stores.encoding import encode_kb_doc
 from cutter.stores.memory_records import InMemoryKnowledgeBase
 from cutter.walk import Gate
+from tests._harness import hand_edit, open_database_now, stored_rows
 
 pytestmark = pytest.mark.anyio
 
@@ -36,20 +38,23 @@ def approval() -> Approval:
     )
 
 
-async def test_a_file_dropped_under_db_approvals_is_not_served(tmp_path: Path) -> None:
-    kb = FileKnowledgeBase(tmp_path)
-    path = kb.path_of(FORGED)
-    path.parent.mkdir(parents=True)
-    path.write_bytes(encode_kb_doc(FORGED, approval()))
+async def test_a_doc_written_by_hand_under_db_approvals_is_not_served(tmp_path: Path) -> None:
+    kb = SqliteKnowledgeBase(open_database_now(tmp_path))
+    data = encode_kb_doc(FORGED, approval())
+    sql = "INSERT INTO kb_docs (kb_id, doc) VALUES (?, ?)"
+    assert hand_edit(kb.db.path, sql, FORGED, data) == 1
     with pytest.raises(KeyError):
         await kb.get(FORGED)
 
 
 async def test_no_kb_store_writes_under_db_approvals(tmp_path: Path) -> None:
-    for kb in (FileKnowledgeBase(tmp_path), InMemoryKnowledgeBase()):
+    embedded = SqliteKnowledgeBase(open_database_now(tmp_path))
+    before = stored_rows(embedded.db.path)
+    for kb in (embedded, InMemoryKnowledgeBase()):
         with pytest.raises(InvalidIdentifier, match="written by the database alone"):
             await kb.put(FORGED, approval())
-    assert not (tmp_path / "db-approvals").exists()
+        assert await kb.list("") == []
+    assert stored_rows(embedded.db.path) == before
 
 
 async def test_only_an_approval_served_from_db_approvals_proves_database() -> None:

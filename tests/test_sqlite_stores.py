@@ -1,0 +1,937 @@
+"""The embedded SQLite stores: what the file stores' own tests promised that is not
+about files (tests/test_file_stores.py and tests/test_file_target.py, deleted with the
+file stores in issue 13), and that the port contracts in tests/pg/test_adapters.py do
+not already check for ``sqlite``.
+
+Records: hostile ids refused before anything is stored, records the store could not
+read back refused, no state shared with callers, a corrupt record named and left as
+found, consumption exactly once across restarts and across processes, the kill
+switch. Target: a reopened database reads the same state and carries on, a ``kill -9``
+mid-write leaves a readable store, damaged rows are named and left alone, hostile ids
+refused, concurrent writers lose nothing. Records are damaged with SQL on the database
+file, as any SQLite tool could (``tests._harness.hand_edit``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import anyio
+import msgspec
+import pytest
+
+from cutter import codec
+from cutter.canonical import sha256_hex
+from cutter.errors import (
+    ApprovalConsumedAlready,
+    CorruptRecord,
+    InvalidIdentifier,
+    StopCode,
+    StopVerifyFailed,
+    UnknownDocument,
+    UnknownRun,
+)
+from cutter.kbdocs import Decision, PhaseDoc, StopDoc
+from cutter.ledger import GENESIS_HASH, ChainBroken, CutEnvelope, verify_chain
+from cutter.mode import Mode
+from cutter.ports import KnowledgeBase, RunStore
+from cutter.records import Backup, IURow, IUState, SourceVersion
+from cutter.sidecar import ApprovalUse, Sidecar
+from cutter.sqlite.database import FILE_NAME, Database
+from cutter.sqlite.records import SqliteKillSwitch, SqliteKnowledgeBase, SqliteRunStore
+from cutter.sqlite.target import SqliteIUStore, SqliteLedger, SqliteSources
+from cutter.stores.memory_records import InMemoryKnowledgeBase, InMemoryRunStore
+from cutter.walk import Phase, Pin
+from tests._harness import hand_edit, open_database_now, paused_sidecar, stored_rows
+from tests.pg._stores import article_source, cut, envelopes
+
+pytestmark = pytest.mark.anyio
+
+REPO = Path(__file__).resolve().parents[1]
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+APPROVAL_ID = "runs/run-a/gates/SG_1/approvals/alice"
+
+
+def sidecar(run_id: str = "run-a", *, started_by: str = "operator") -> Sidecar:
+    """A run paused at SG_1, holding a document of its own (one open run per document)."""
+    run = paused_sidecar(run_id, started_by=started_by)
+    return msgspec.structs.replace(run, doc_id=f"doc-of-{run_id}")
+
+
+def use(approval_kb_id: str = APPROVAL_ID) -> ApprovalUse:
+    return ApprovalUse(
+        approval_kb_id=approval_kb_id,
+        approver="alice",
+        decision=Decision.APPROVE,
+        peer="alice@host",
+        consumed_at=T0 + timedelta(minutes=5),
+    )
+
+
+def phase_doc() -> PhaseDoc:
+    return PhaseDoc(
+        run_id="run-a",
+        phase=Phase.SOURCE_PIN,
+        ordinal=0,
+        mode=Mode.DRY_RUN,
+        passed_at=T0,
+        pins_added={Pin.SOURCE_SHA: "ab" * 32, Pin.SOURCE_SIZE: 120},
+        note="pinned",
+    )
+
+
+def stop_doc() -> StopDoc:
+    return StopDoc(
+        run_id="run-a", doc_id="doc-1", code=StopCode.DRIFT, message="moved", error_id=None, at=T0
+    )
+
+
+# == records: on the in-memory and the SQLite stores =====================================
+
+
+@dataclass
+class Records:
+    kb: KnowledgeBase
+    runs: RunStore
+    reopen: Callable[[], RunStore]  # another handle on the same records (a restart)
+    stored: Callable[[], object]  # everything stored: "nothing was written" is equality
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def records(request: pytest.FixtureRequest, tmp_path: Path) -> Records:
+    if request.param == "memory":
+        kb, runs = InMemoryKnowledgeBase(), InMemoryRunStore()
+        return Records(
+            kb,
+            runs,
+            lambda: runs,
+            lambda: (dict(kb._docs), dict(runs._sidecars), dict(runs._consumed)),
+        )
+    db = open_database_now(tmp_path)
+    return Records(
+        SqliteKnowledgeBase(db),
+        SqliteRunStore(db),
+        lambda: SqliteRunStore(open_database_now(tmp_path)),
+        lambda: stored_rows(db.path),
+    )
+
+
+HOSTILE_KB_IDS = [
+    "../x",
+    "a/../b",
+    "..",
+    ".",
+    "/abs",
+    "a\x00b",
+    "a\nb",
+    "a\x1bb",
+    "x" * 600,
+    "",
+    "a//b",
+    "a/",
+    ".hidden",
+    "a\\b",
+    "a b",
+    "caf\u00e9",
+    "a/b.json/c",
+    "/".join("s" * 9),  # more than 8 segments
+]
+HOSTILE_RUN_IDS = ["../x", "a/b", "/abs", "a\x00b", "a\nb", "x" * 600, "", "..", ".x", "a b"]
+
+
+@pytest.mark.parametrize("kb_id", HOSTILE_KB_IDS)
+async def test_kb_refuses_hostile_ids_before_storing_anything(records: Records, kb_id: str) -> None:
+    before = records.stored()
+    with pytest.raises(InvalidIdentifier):
+        await records.kb.put(kb_id, stop_doc())
+    with pytest.raises(InvalidIdentifier):
+        await records.kb.get(kb_id)
+    if kb_id:
+        with pytest.raises(InvalidIdentifier):
+            await records.kb.list(kb_id)
+    assert records.stored() == before
+    assert await records.kb.list("") == []
+
+
+@pytest.mark.parametrize("run_id", HOSTILE_RUN_IDS)
+async def test_run_store_refuses_hostile_run_ids_before_storing_anything(
+    records: Records, run_id: str
+) -> None:
+    before = records.stored()
+    with pytest.raises(InvalidIdentifier):
+        await records.runs.load(run_id)
+    with pytest.raises(InvalidIdentifier):
+        await records.runs.save(sidecar(run_id))
+    with pytest.raises(InvalidIdentifier):
+        await records.runs.save_consuming(sidecar(run_id), use())
+    assert await records.runs.consumed_by(APPROVAL_ID) is None  # refused before consuming
+    assert records.stored() == before
+
+
+@pytest.mark.parametrize("kb_id", HOSTILE_KB_IDS)
+async def test_run_store_refuses_hostile_approval_ids_before_storing_anything(
+    records: Records, kb_id: str
+) -> None:
+    before = records.stored()
+    with pytest.raises(InvalidIdentifier):
+        await records.runs.save_consuming(sidecar(), use(kb_id))
+    with pytest.raises(InvalidIdentifier):
+        await records.runs.consumed_by(kb_id)
+    with pytest.raises(UnknownRun):
+        await records.runs.load("run-a")  # refused before saving
+    assert records.stored() == before
+
+
+async def test_records_the_store_could_not_read_back_are_refused(records: Records) -> None:
+    bad_doc = msgspec.structs.replace(stop_doc(), run_id=123)  # no type check at construction
+    with pytest.raises(CorruptRecord, match="not written"):
+        await records.kb.put("runs/run-a/stop", bad_doc)
+    bad_run = msgspec.structs.replace(sidecar(), state="SLEEPING")
+    with pytest.raises(CorruptRecord, match="not written"):
+        await records.runs.save(bad_run)
+    with pytest.raises(CorruptRecord, match="not written"):
+        await records.runs.save_consuming(bad_run, use())
+    assert await records.runs.consumed_by(APPROVAL_ID) is None
+    assert await records.runs.run_ids() == []
+    assert await records.kb.list("") == []
+
+
+async def test_stores_share_no_state_with_callers(records: Records) -> None:
+    doc = phase_doc()
+    await records.kb.put("runs/run-a/phases/00-source_pin", doc)
+    doc.pins_added[Pin.IU_COUNT] = 99  # frozen struct, mutable dict: the store must not care
+    first = await records.kb.get("runs/run-a/phases/00-source_pin")
+    assert isinstance(first, PhaseDoc)
+    first.pins_added[Pin.BACKUP_ID] = "b"
+    assert await records.kb.get("runs/run-a/phases/00-source_pin") == phase_doc()
+    run = sidecar()
+    await records.runs.save(run)
+    run.pins[Pin.IU_COUNT] = 3
+    loaded = await records.runs.load("run-a")
+    loaded.pins[Pin.BACKUP_ID] = "b"
+    assert await records.runs.load("run-a") == sidecar()
+
+
+async def test_a_consumed_approval_refuses_even_its_own_run_and_overwrites_nothing(
+    records: Records,
+) -> None:
+    first = sidecar("run-a")
+    await records.runs.save_consuming(first, use())
+    with pytest.raises(ApprovalConsumedAlready):
+        await records.runs.save_consuming(sidecar("run-a", started_by="someone-else"), use())
+    assert await records.runs.load("run-a") == first
+    assert await records.runs.consumed_by(APPROVAL_ID) == "run-a"
+
+
+async def test_consumed_for_lists_a_runs_consumptions_across_a_restart(records: Records) -> None:
+    runs = records.runs
+    assert await runs.consumed_for("run-a") == []
+    await runs.save_consuming(sidecar("run-a"), use())
+    other, third = APPROVAL_ID.replace("alice", "bob"), APPROVAL_ID.replace("alice", "cy")
+    await runs.save_consuming(sidecar("run-b"), use(other))
+    await runs.save_consuming(sidecar("run-a"), use(third))
+    assert await runs.consumed_for("run-a") == sorted([APPROVAL_ID, third])
+    assert await runs.consumed_for("run-b") == [other]
+    reopened = records.reopen()
+    assert await reopened.consumed_for("run-a") == sorted([APPROVAL_ID, third])
+    with pytest.raises(ApprovalConsumedAlready):  # and the restart still refuses a reuse
+        await reopened.save_consuming(sidecar("run-c"), use())
+    with pytest.raises(UnknownRun):
+        await reopened.load("run-c")
+
+
+async def test_long_approval_ids_sharing_a_long_prefix_are_distinct(records: Records) -> None:
+    head = "/".join(["s" * 60] * 7)
+    first, second = head + "/" + "a" * 60, head + "/" + "b" * 60
+    await records.runs.save_consuming(sidecar("run-a"), use(first))
+    assert await records.runs.consumed_by(second) is None
+    await records.runs.save_consuming(sidecar("run-b"), use(second))
+    assert await records.runs.consumed_by(first) == "run-a"
+    assert await records.runs.consumed_by(second) == "run-b"
+
+
+# -- SQLite only: a corrupt record is named and left as found ---------------------------
+
+GOOD_SIDECAR = codec.encode(sidecar())
+GOOD_DOC = codec.encode(stop_doc())
+BROKEN: dict[str, bytes] = {
+    "truncated": GOOD_SIDECAR[: len(GOOD_SIDECAR) // 2],
+    "empty": b"",
+    "garbage": b"\x00\xff not json \xfe",
+    "json-array": b"[1, 2, 3]",
+    "bad-enum": GOOD_DOC.replace(b"STOP_DRIFT", b"STOP_NOT_A_CODE"),
+}
+NOT_A_SIDECAR = {**BROKEN, "a-kb-doc": GOOD_DOC}
+NOT_A_KB_DOC = {**BROKEN, "a-sidecar": GOOD_SIDECAR, "doc-truncated": GOOD_DOC[:-1]}
+
+
+@pytest.mark.parametrize("content", NOT_A_SIDECAR.values(), ids=NOT_A_SIDECAR.keys())
+async def test_a_corrupt_sidecar_is_named_left_as_found_and_still_listed(
+    tmp_path: Path, content: bytes
+) -> None:
+    store = SqliteRunStore(open_database_now(tmp_path))
+    await store.save(sidecar("run-a"))
+    sql = "UPDATE runs SET sidecar = ? WHERE run_id = ?"
+    assert hand_edit(store.db.path, sql, content, "run-a") == 1
+    before = stored_rows(store.db.path)
+    with pytest.raises(CorruptRecord) as info:
+        await store.load("run-a")
+    assert "run-a" in info.value.location
+    assert info.value.code == "E_CORRUPT_RECORD"
+    assert await store.run_ids() == ["run-a"]  # not hidden either
+    assert stored_rows(store.db.path) == before
+
+
+@pytest.mark.parametrize("content", NOT_A_KB_DOC.values(), ids=NOT_A_KB_DOC.keys())
+async def test_a_corrupt_kb_doc_is_named_and_left_as_found(tmp_path: Path, content: bytes) -> None:
+    kb = SqliteKnowledgeBase(open_database_now(tmp_path))
+    await kb.put("runs/run-a/stop", stop_doc())
+    sql = "UPDATE kb_docs SET doc = ? WHERE kb_id = ?"
+    assert hand_edit(kb.db.path, sql, content, "runs/run-a/stop") == 1
+    before = stored_rows(kb.db.path)
+    with pytest.raises(CorruptRecord) as info:
+        await kb.get("runs/run-a/stop")
+    assert "runs/run-a/stop" in info.value.location
+    assert await kb.list("") == ["runs/run-a/stop"]
+    assert stored_rows(kb.db.path) == before
+
+
+async def test_a_replayed_kb_doc_rewrites_nothing(tmp_path: Path) -> None:
+    kb = SqliteKnowledgeBase(open_database_now(tmp_path))
+    await kb.put("runs/run-a/stop", stop_doc())
+    before = stored_rows(kb.db.path)
+    await kb.put("runs/run-a/stop", stop_doc())
+    assert stored_rows(kb.db.path) == before  # not even its updated_at
+
+
+# -- SQLite only: processes race for approvals ------------------------------------------
+
+RACES = 150  # approvals the processes fight over, in the same order, so many collide
+
+
+def race_approval(n: int) -> str:
+    return f"runs/run-x/gates/SG_1/approvals/a{n:03d}"
+
+
+RACER = """
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import anyio
+
+from cutter.errors import ApprovalConsumedAlready
+from cutter.kbdocs import Decision
+from cutter.mode import Mode
+from cutter.sidecar import ApprovalUse, Sidecar
+from cutter.sqlite.database import open_now
+from cutter.sqlite.records import SqliteRunStore
+from cutter.states import RunState
+
+path, run_id, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+now = datetime.now(UTC)
+db = open_now(Path(path))
+store = SqliteRunStore(db)
+sidecar = Sidecar(run_id=run_id, doc_id=f"doc-{run_id}", mode=Mode.DRY_RUN, started_by="op",
+                  created_at=now, updated_at=now, state=RunState.RUNNING)
+
+
+async def race() -> None:
+    for n in range(count):
+        approval = f"runs/run-x/gates/SG_1/approvals/a{n:03d}"
+        use = ApprovalUse(approval_kb_id=approval, approver="alice",
+                          decision=Decision.APPROVE, peer=None, consumed_at=now)
+        try:
+            await store.save_consuming(sidecar, use)
+        except ApprovalConsumedAlready:
+            continue
+        print(approval, flush=True)
+
+
+print("ready", flush=True)
+sys.stdin.readline()
+anyio.run(race)
+db.close()
+"""
+
+
+def test_processes_racing_for_approvals_consume_each_exactly_once(tmp_path: Path) -> None:
+    path = tmp_path / FILE_NAME
+    open_database_now(tmp_path)  # made and migrated before the racers start
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, str(path), f"run-{n}", str(RACES)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            env=env,
+        )
+        for n in range(4)
+    ]
+    won: dict[str, list[str]] = {}
+    try:
+        for racer in racers:  # the barrier: all are set up and blocked on stdin
+            assert racer.stdout is not None
+            assert racer.stdout.readline() == "ready\n"
+        for racer in racers:  # then released together
+            assert racer.stdin is not None
+            racer.stdin.write("go\n")
+            racer.stdin.flush()
+        for n, racer in enumerate(racers):
+            out, err = racer.communicate(timeout=300)
+            assert racer.returncode == 0, err
+            won[f"run-{n}"] = out.split()
+    finally:
+        for racer in racers:
+            if racer.poll() is None:
+                racer.kill()
+                racer.wait()
+
+    claims = sorted(approval for approvals in won.values() for approval in approvals)
+    assert claims == [race_approval(n) for n in range(RACES)]  # each won exactly once
+    store = SqliteRunStore(open_database_now(tmp_path))
+    for run_id, approvals in won.items():
+        for approval in approvals:
+            assert anyio.run(store.consumed_by, approval) == run_id
+    assert anyio.run(store.run_ids) == sorted(r for r, approvals in won.items() if approvals)
+
+
+# -- SQLite only: the kill switch -------------------------------------------------------
+
+
+async def test_kill_switch_engage_and_release_are_idempotent(tmp_path: Path) -> None:
+    switch = SqliteKillSwitch(open_database_now(tmp_path))
+    assert not await switch.engaged()
+    await switch.engage("incident 42\nsee pager")
+    assert await switch.engaged()
+    reason = switch.db.value("SELECT reason FROM kill_switch WHERE id = 1")
+    assert reason == "incident 42 see pager"  # one line
+    await switch.engage("again")
+    assert await switch.engaged()
+    await switch.release()
+    assert not await switch.engaged()
+    await switch.release()
+    assert not await switch.engaged()
+    again = SqliteKillSwitch(open_database_now(tmp_path))  # a restart sees the same
+    await switch.engage("down")
+    assert await again.engaged()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param("DELETE FROM kill_switch", id="row-gone"),
+        pytest.param("DROP TABLE kill_switch", id="table-gone"),
+    ],
+)
+async def test_kill_switch_fails_closed_when_its_state_cannot_be_read(
+    tmp_path: Path, damage: str
+) -> None:
+    switch = SqliteKillSwitch(open_database_now(tmp_path))
+    hand_edit(switch.db.path, damage)
+    assert await switch.engaged()
+
+
+async def test_kill_switch_fails_closed_on_a_closed_database(tmp_path: Path) -> None:
+    db = open_database_now(tmp_path)
+    switch = SqliteKillSwitch(db)
+    db.close()
+    assert await switch.engaged()
+
+
+# == target: sources, IUs, ledger ==========================================================
+
+
+@dataclass
+class Stores:
+    db: Database
+    sources: SqliteSources
+    ius: SqliteIUStore
+    ledger: SqliteLedger
+
+
+def open_stores(state_dir: Path) -> Stores:
+    """The target stores on the database of ``state_dir``; again on the same directory,
+    a second open database on the same file: what a restart sees."""
+    db = open_database_now(state_dir)
+    return Stores(db, SqliteSources(db), SqliteIUStore(db), SqliteLedger(db))
+
+
+def envelope(n: int) -> CutEnvelope:
+    return CutEnvelope(
+        run_id=f"run-{n}",
+        doc_id="doc-1",
+        sv_id=f"sv-{n}",
+        change_set_id=f"cs-{n}",
+        manifest_digest=f"{n:064x}",
+        iu_count=n,
+    )
+
+
+async def populate(stores: Stores) -> str:
+    """Two documents, two versions of one, a cut enacted, a staged cut, a backup, a
+    ledger; the backup's id."""
+    old_data, new_data = article_source(4, tag=" v1"), article_source(5, tag=" v2")
+    old = await stores.sources.publish("doc-1", old_data)
+    await stores.ius.write_staged(cut(old, old_data, "cs-old", parts=3))
+    await stores.ius.enact("cs-old")
+    await stores.sources.mark_cut(old.sv_id, "cs-old")
+    backup = Backup(doc_id="doc-1", rows=tuple(await stores.ius.rows("doc-1")))
+    backup_id = await stores.ius.save_backup(backup)
+    new = await stores.sources.publish("doc-1", new_data)
+    await stores.ius.write_staged(cut(new, new_data, "cs-new", parts=4))
+    other_data = article_source(3, tag=" other")
+    other = await stores.sources.publish("doc-2", other_data)
+    await stores.ius.write_staged(cut(other, other_data, "cs-other"))
+    for e in envelopes():
+        await stores.ledger.append(e)
+    return backup_id
+
+
+async def view(stores: Stores, backup_id: str) -> dict[str, object]:
+    """Everything a reader can see of the populated stores."""
+    current = {d: await stores.sources.current(d) for d in ("doc-1", "doc-2")}
+    versions = sorted(
+        {r.sv_id for d in current for r in await stores.ius.rows(d)}
+        | {v.sv_id for v in current.values()}
+    )
+    return {
+        "current": current,
+        "contents": {sv: await stores.sources.content(sv) for sv in versions},
+        "cut_by": {sv: await stores.sources.cut_by(sv) for sv in versions},
+        "rows": {d: await stores.ius.rows(d) for d in current},
+        "change_sets": {
+            cs: await stores.ius.change_set(cs) for cs in ("cs-old", "cs-new", "cs-other")
+        },
+        "backup": await stores.ius.load_backup(backup_id),
+        "entries": await stores.ledger.entries(),
+        "head": await stores.ledger.verify(),
+    }
+
+
+async def test_a_reopened_database_reads_the_same_state_and_carries_on(tmp_path: Path) -> None:
+    first = open_stores(tmp_path)
+    backup_id = await populate(first)
+    before = await view(first, backup_id)
+    assert len(before["entries"]) == 3  # type: ignore[arg-type]
+
+    again = open_stores(tmp_path)
+    assert await view(again, backup_id) == before
+    assert await again.ius.enact("cs-new") == 4
+    assert await again.ledger.append(envelopes()[0]) == before["entries"][0]  # type: ignore[index]
+    fourth = await again.ledger.append(envelope(4))
+    assert (fourth.seq, fourth.prev_hash) == (3, before["head"])
+    third = open_stores(tmp_path)
+    assert await third.ius.change_set("cs-new") == await again.ius.change_set("cs-new")
+    assert await third.ledger.verify() == fourth.entry_hash
+
+
+def test_a_kill_9_mid_write_leaves_a_readable_store(tmp_path: Path) -> None:
+    """A child writes in a loop and says which writes returned; it is killed (SIGKILL)
+    at some instruction of a later one. Everything acknowledged is there, the rest
+    reads whole or not at all, and the stores carry on."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(tmp_path / FILE_NAME)],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        text=True,
+    )
+    assert child.stdout is not None
+    acknowledged = -1
+    try:
+        for line in child.stdout:
+            acknowledged = int(line)
+            if acknowledged >= 25:
+                break
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        child.stdout.close()
+    assert acknowledged >= 25
+
+    async def check() -> None:
+        stores = open_stores(tmp_path)
+        entries = await stores.ledger.entries()
+        assert verify_chain(entries) == await stores.ledger.verify()
+        runs = [e.envelope.run_id for e in entries]
+        assert runs[: acknowledged + 1] == [f"run-{i}" for i in range(acknowledged + 1)]
+        for i in range(acknowledged + 1):
+            rows = await stores.ius.change_set(f"cs-{i}")
+            assert [r.sv_id for r in rows] == [f"sv-{i}"] * 2
+            assert {r.state for r in rows} <= {IUState.ACTIVE, IUState.SUPERSEDED}  # enacted
+        for doc_id in ("doc-0", "doc-1", "doc-2"):
+            current = await stores.sources.current(doc_id)
+            assert (await stores.sources.content(current.sv_id)).startswith(b"version ")
+            rows = await stores.ius.rows(doc_id)
+            assert len({r.change_set_id for r in rows if r.state is IUState.ACTIVE}) == 1
+        last = await stores.ledger.append(envelope(10_000))  # the stores carry on
+        assert await stores.ledger.verify() == last.entry_hash
+
+    anyio.run(check)
+
+
+KILLED_WRITER = """
+import sys
+from pathlib import Path
+
+import anyio
+
+from cutter.ledger import CutEnvelope
+from cutter.records import IURow, IUState
+from cutter.sqlite.database import open_now
+from cutter.sqlite.target import SqliteIUStore, SqliteLedger, SqliteSources
+
+db = open_now(Path(sys.argv[1]))
+sources, ius, ledger = SqliteSources(db), SqliteIUStore(db), SqliteLedger(db)
+
+
+async def main() -> None:
+    for i in range(100_000):
+        doc_id = f"doc-{i % 3}"
+        await sources.publish(doc_id, f"version {i}".encode() * 50, sv_id=f"sv-{i}")
+        rows = [
+            IURow(iu_id=f"iu-{i}-{n}", doc_id=doc_id, sv_id=f"sv-{i}", ordinal=n, label="x",
+                  kind="unit", start=n, end=n + 1, region_sha=f"{n:064x}", body=b"x",
+                  state=IUState.STAGED, change_set_id=f"cs-{i}")
+            for n in range(2)
+        ]
+        await ius.write_staged(rows)
+        await ius.enact(f"cs-{i}")
+        await ledger.append(CutEnvelope(run_id=f"run-{i}", doc_id=doc_id, sv_id=f"sv-{i}",
+                                        change_set_id=f"cs-{i}", manifest_digest="0" * 64,
+                                        iu_count=2))
+        print(i, flush=True)
+
+
+anyio.run(main)
+"""
+
+
+# -- damaged rows are named and left as found -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Victim:
+    """A stored value to damage (by SQL), and the reads that must then report it."""
+
+    name: str
+    damage: Callable[[Stores, str], str]  # the statement; returns the name reads must give
+    reads: Callable[[Stores, str], list[Callable[[], Awaitable[object]]]]
+
+
+def _damage_backup(stores: Stores, backup_id: str) -> str:
+    sql = "UPDATE backups SET payload = substr(payload, 1, 20) WHERE backup_id = ?"
+    assert hand_edit(stores.db.path, sql, backup_id) == 1
+    return f"backups/{backup_id}"
+
+
+def _damage_version(stores: Stores, _backup_id: str) -> str:
+    sv_id = current_sv(stores, "doc-2")
+    sql = "UPDATE source_versions SET content = ? WHERE sv_id = ?"
+    data = article_source(3, tag=" OTHER")  # same length, other bytes: the sha is wrong
+    assert hand_edit(stores.db.path, sql, data, sv_id) == 1
+    return f"source_versions/{sv_id}"
+
+
+def _damage_ledger(stores: Stores, _backup_id: str) -> str:
+    # The head: an append reads it (and only it) to chain the next entry.
+    with_triggers_off(stores, "UPDATE ledger SET envelope = X'DEADBEEF' WHERE seq = 2")
+    return "ledger/2"
+
+
+def current_sv(stores: Stores, doc_id: str) -> str:
+    value = stores.db.value("SELECT current_sv_id FROM documents WHERE doc_id = ?", (doc_id,))
+    assert isinstance(value, str)
+    return value
+
+
+def with_triggers_off(stores: Stores, statement: str) -> None:
+    """A hand edit of the append-only ledger: drop its guard, edit, put the guard back."""
+    hand_edit(stores.db.path, "DROP TRIGGER ledger_no_update")
+    assert hand_edit(stores.db.path, statement) == 1
+    hand_edit(
+        stores.db.path,
+        "CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger"
+        " BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END",
+    )
+
+
+VICTIMS = [
+    Victim("backup", _damage_backup, lambda s, b: [lambda: s.ius.load_backup(b)]),
+    Victim(
+        "version bytes",
+        _damage_version,
+        lambda s, _b: [lambda: s.sources.content(current_sv(s, "doc-2"))],
+    ),
+    Victim(
+        "ledger entry",
+        _damage_ledger,
+        lambda s, _b: [
+            lambda: s.ledger.entries(),
+            lambda: s.ledger.append(envelope(9)),
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize("victim", VICTIMS, ids=lambda v: v.name)
+async def test_a_damaged_row_is_corrupt_record_naming_it_and_is_left_alone(
+    tmp_path: Path, victim: Victim
+) -> None:
+    stores = open_stores(tmp_path)
+    backup_id = await populate(stores)
+    name = victim.damage(stores, backup_id)
+    before = stored_rows(stores.db.path)
+    for read in victim.reads(stores, backup_id):
+        with pytest.raises(CorruptRecord) as caught:
+            await read()
+        assert name in caught.value.location
+        assert caught.value.code == "E_CORRUPT_RECORD"
+    assert stored_rows(stores.db.path) == before  # reported, never repaired
+
+
+async def test_what_the_damage_does_not_touch_still_reads(tmp_path: Path) -> None:
+    stores = open_stores(tmp_path)
+    backup_id = await populate(stores)
+    doc_2 = await stores.ius.rows("doc-2")
+    _damage_backup(stores, backup_id)
+    _damage_ledger(stores, backup_id)
+    with pytest.raises(ChainBroken) as broken:  # verify reads the bytes, not the decode
+        await stores.ledger.verify()
+    assert broken.value.seq == 2
+    assert await stores.ius.rows("doc-2") == doc_2
+    assert await stores.ius.enact("cs-other") == 3  # another document's cut still lands
+
+
+async def test_a_ledger_entry_changed_but_still_decodable_breaks_the_chain(
+    tmp_path: Path,
+) -> None:
+    stores = open_stores(tmp_path)
+    await populate(stores)
+    with_triggers_off(
+        stores,
+        "UPDATE ledger SET envelope = CAST(replace(CAST(envelope AS TEXT),"
+        " '\"iu_count\":12', '\"iu_count\":13') AS BLOB) WHERE seq = 0",
+    )
+    before = stored_rows(stores.db.path)
+    with pytest.raises(ChainBroken) as caught:
+        await stores.ledger.verify()
+    assert caught.value.seq == 0
+    assert stored_rows(stores.db.path) == before
+
+
+async def test_verify_checks_the_stored_bytes_are_canonical(tmp_path: Path) -> None:
+    """An entry whose hashes are right for its stored bytes, which are not canonical:
+    ``entries`` decodes it, ``verify`` does not pass it."""
+    stores = open_stores(tmp_path)
+    body = b'{"kind":"cut", "run_id":"run-a","doc_id":"doc-1","sv_id":"sv-1",'
+    body += b'"change_set_id":"cs-a","manifest_digest":"' + b"0" * 64 + b'","iu_count":1}'
+    entry_hash = sha256_hex(bytes.fromhex(GENESIS_HASH) + body)
+    sql = (
+        "INSERT INTO ledger (seq, prev_hash, entry_hash, envelope, envelope_sha)"
+        " VALUES (0, ?, ?, ?, ?)"
+    )
+    hand_edit(stores.db.path, sql, GENESIS_HASH, entry_hash, body, sha256_hex(body))
+    [entry] = await stores.ledger.entries()
+    assert entry.entry_hash == entry_hash
+    with pytest.raises(ChainBroken, match="canonical"):
+        await stores.ledger.verify()
+
+
+# -- hostile ids ------------------------------------------------------------------------
+
+HOSTILE = [
+    "../escape",
+    "/etc/passwd",
+    "a/b",
+    "..",
+    ".hidden",
+    "",
+    "nul\x00byte",
+    "sp ace",
+    "x" * 200,
+    "back\\slash",
+    "-leading-dash",
+]
+
+
+def version_of(doc_id: str, sv_id: str) -> SourceVersion:
+    return SourceVersion(doc_id=doc_id, sd_id=f"sd-{doc_id}", sv_id=sv_id, sha256="0", size=0)
+
+
+@pytest.mark.parametrize("bad", HOSTILE)
+async def test_hostile_ids_are_refused_before_anything_is_stored(tmp_path: Path, bad: str) -> None:
+    stores = open_stores(tmp_path)
+    before = stored_rows(stores.db.path)
+    data = article_source(3)
+    good = cut(version_of("doc-1", "sv-1"), data, "cs-a")
+    smuggled = msgspec.structs.replace(good[0], doc_id=bad)
+    calls: list[Callable[[], Awaitable[object]]] = [
+        lambda: stores.sources.publish(bad, data),
+        lambda: stores.sources.publish("doc-1", data, sv_id=bad),
+        lambda: stores.sources.current(bad),
+        lambda: stores.sources.content(bad),
+        lambda: stores.sources.mark_cut(bad, "cs-a"),
+        lambda: stores.sources.cut_by(bad),
+        lambda: stores.ius.rows(bad),
+        lambda: stores.ius.write_staged([*good, smuggled]),
+        lambda: stores.ius.restore(Backup(doc_id=bad, rows=())),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidIdentifier):
+            await call()
+    assert stored_rows(stores.db.path) == before
+
+
+async def test_an_sv_id_naming_another_version_is_refused(tmp_path: Path) -> None:
+    stores = open_stores(tmp_path)
+    await stores.sources.publish("doc-1", b"one", sv_id="sv-fixed")
+    before = stored_rows(stores.db.path)
+    with pytest.raises(InvalidIdentifier, match="sv-fixed"):
+        await stores.sources.publish("doc-2", b"two", sv_id="sv-fixed")
+    assert stored_rows(stores.db.path) == before
+    assert await stores.sources.content("sv-fixed") == b"one"
+    with pytest.raises(UnknownDocument):
+        await stores.sources.current("doc-2")
+
+
+async def test_a_refused_batch_writes_nothing(tmp_path: Path) -> None:
+    stores = open_stores(tmp_path)
+    await populate(stores)
+    data = article_source(6, tag=" new doc")
+    version = await stores.sources.publish("doc-9", data)
+    before = stored_rows(stores.db.path)
+    held = await stores.ius.rows("doc-1")
+    clash = msgspec.structs.replace(held[0], change_set_id="cs-thief")
+    with pytest.raises(StopVerifyFailed, match=held[0].change_set_id):
+        await stores.ius.write_staged([*cut(version, data, "cs-9"), clash])
+    assert stored_rows(stores.db.path) == before  # not even doc-9's rows, which were new
+
+
+async def test_a_batch_repeating_a_key_with_another_region_is_refused(tmp_path: Path) -> None:
+    stores = open_stores(tmp_path)
+    data = article_source(6)
+    version = await stores.sources.publish("doc-1", data)
+    rows = cut(version, data, "cs-a")
+    twin = msgspec.structs.replace(rows[0], region_sha="0" * 64)
+    with pytest.raises(StopVerifyFailed):
+        await stores.ius.write_staged([*rows, twin])
+    assert await stores.ius.rows("doc-1") == []
+    assert await stores.ius.write_staged([*rows, rows[0]]) == 3  # an exact repeat is one row
+
+
+# -- coroutines racing ------------------------------------------------------------------
+
+
+async def test_concurrent_batches_of_different_documents_lose_nothing(tmp_path: Path) -> None:
+    stores = open_stores(tmp_path)
+    expected: dict[str, list[IURow]] = {}
+    for d in range(8):
+        data = article_source(6, tag=f" doc {d}")
+        version = await stores.sources.publish(f"doc-{d}", data)
+        expected[f"doc-{d}"] = cut(version, data, f"cs-{d}", parts=5)
+    added: list[int] = []
+
+    async def write(rows: list[IURow]) -> None:
+        added.append(await stores.ius.write_staged(rows))
+
+    async with anyio.create_task_group() as tg:
+        for rows in expected.values():
+            tg.start_soon(write, rows[:3])
+            tg.start_soon(write, rows[3:])
+            tg.start_soon(write, rows)  # overlaps both: adds what they have not
+    assert sum(added) == 5 * len(expected)
+    reopened = open_stores(tmp_path)
+    for d, (doc_id, rows) in enumerate(expected.items()):
+        assert await stores.ius.rows(doc_id) == rows
+        assert await reopened.ius.change_set(f"cs-{d}") == rows
+
+
+async def test_concurrent_conflicting_batches_have_one_winner(tmp_path: Path) -> None:
+    stores = open_stores(tmp_path)
+    data = article_source(6)
+    version = await stores.sources.publish("doc-1", data)
+    outcomes: dict[str, str] = {}
+
+    async def write(change_set_id: str) -> None:
+        try:
+            await stores.ius.write_staged(cut(version, data, change_set_id))
+        except StopVerifyFailed:
+            outcomes[change_set_id] = "refused"
+        else:
+            outcomes[change_set_id] = "won"
+
+    async with anyio.create_task_group() as tg:
+        for n in range(6):
+            tg.start_soon(write, f"cs-{n}")
+    [winner] = [cs for cs, outcome in outcomes.items() if outcome == "won"]
+    assert len(outcomes) == 6
+    assert {r.change_set_id for r in await stores.ius.rows("doc-1")} == {winner}
+
+
+async def test_concurrent_enacts_and_batches_lose_nothing(tmp_path: Path) -> None:
+    stores = open_stores(tmp_path)
+    for d in range(6):
+        data = article_source(4, tag=f" {d}")
+        version = await stores.sources.publish(f"doc-{d}", data)
+        await stores.ius.write_staged(cut(version, data, f"cs-{d}"))
+
+    async def enact_then_write(d: int) -> None:
+        assert await stores.ius.enact(f"cs-{d}") == 3
+        data = article_source(5, tag=f" {d} next")
+        version = await stores.sources.publish(f"doc-{d}", data)
+        assert await stores.ius.write_staged(cut(version, data, f"cs-{d}-next")) == 3
+
+    async with anyio.create_task_group() as tg:
+        for d in range(6):
+            tg.start_soon(enact_then_write, d)
+    for d in range(6):
+        states = [r.state for r in await stores.ius.change_set(f"cs-{d}")]
+        assert states == [IUState.ACTIVE] * 3
+        assert len(await stores.ius.change_set(f"cs-{d}-next")) == 3
+        assert len(await stores.ius.rows(f"doc-{d}")) == 6
+
+
+async def test_concurrent_ledger_appends_lose_nothing_and_verify(tmp_path: Path) -> None:
+    stores = open_stores(tmp_path)
+    appended: list[int] = []
+
+    async def append(n: int) -> None:
+        appended.append((await stores.ledger.append(envelope(n))).seq)
+
+    async with anyio.create_task_group() as tg:
+        for n in range(40):
+            tg.start_soon(append, n)
+            tg.start_soon(append, n)  # the same envelope twice: one entry
+    entries = await stores.ledger.entries()
+    assert sorted(e.envelope.run_id for e in entries) == sorted(f"run-{n}" for n in range(40))
+    assert [e.seq for e in entries] == list(range(40))
+    assert sorted(set(appended)) == list(range(40))
+    assert len(appended) == 80
+    assert await stores.ledger.verify() == verify_chain(entries) == entries[-1].entry_hash
+    assert await open_stores(tmp_path).ledger.verify() == entries[-1].entry_hash
+
+
+async def test_concurrent_mark_cut_has_one_winner(tmp_path: Path) -> None:
+    stores = open_stores(tmp_path)
+    version = await stores.sources.publish("doc-1", b"bytes")
+    async with anyio.create_task_group() as tg:
+        for n in range(10):
+            tg.start_soon(stores.sources.mark_cut, version.sv_id, f"cs-{n}")
+    winner = await stores.sources.cut_by(version.sv_id)
+    assert winner is not None
+    assert winner.startswith("cs-")
+    assert await open_stores(tmp_path).sources.cut_by(version.sv_id) == winner
