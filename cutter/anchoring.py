@@ -61,10 +61,9 @@ async def confirm_cut_anchor(
     A run whose cut was appended before anchors existed has none yet: its entry
     is found by the pinned ``entry_hash`` and anchored here. Raises
     ``StopVerifyFailed`` when the entry is missing or changed."""
-    entries = await ledger.entries()
     anchor = await held_anchor(kb, run_id, "cut")
-    if anchor is None:
-        found = [e for e in entries if e.entry_hash == entry_hash]
+    if anchor is None:  # a run from before anchors: rare, so the whole ledger is read
+        found = [e for e in await ledger.entries() if e.entry_hash == entry_hash]
         if not found:
             raise StopVerifyFailed(
                 f"the ledger holds no entry {entry_hash[:12]}… recorded by this run's cut"
@@ -75,8 +74,7 @@ async def confirm_cut_anchor(
             f"this run's ledger anchor names entry hash {anchor.entry_hash[:12]}…, "
             f"its manifest_envelope_id pin {entry_hash[:12]}…"
         )
-    at = entries[anchor.seq] if 0 <= anchor.seq < len(entries) else None
-    status, detail = judge_entry(anchor, at)
+    status, detail = judge_entry(anchor, await ledger.at(anchor.seq))
     if status is not AnchorStatus.HOLDS:
         raise StopVerifyFailed(f"ledger entry {anchor.seq} of this run's cut {status}: {detail}")
     return anchor

@@ -91,6 +91,19 @@ class Ledger(Protocol):
 
     async def entries(self) -> list[LedgerEntry]: ...
 
+    async def at(self, seq: int) -> LedgerEntry | None:
+        """The entry at ``seq``, if there is one: what an anchor is checked against
+        without reading the whole ledger."""
+        ...
+
+    async def head(self) -> LedgerEntry | None:
+        """The last entry, if any."""
+        ...
+
+    async def find(self, envelope: LedgerEnvelope) -> LedgerEntry | None:
+        """The stored entry whose envelope equals ``envelope``, if any."""
+        ...
+
 
 @runtime_checkable
 class LedgerReader(Protocol):

@@ -261,6 +261,15 @@ class _UndoLedger:
     async def entries(self) -> list[LedgerEntry]:
         return await self.ledger.entries()
 
+    async def at(self, seq: int) -> LedgerEntry | None:
+        return await self.ledger.at(seq)
+
+    async def head(self) -> LedgerEntry | None:
+        return await self.ledger.head()
+
+    async def find(self, envelope: LedgerEnvelope) -> LedgerEntry | None:
+        return await self.ledger.find(envelope)
+
 
 def _target_for_undo(target: Target) -> Target:
     return Target(sources=target.sources, ius=target.ius, ledger=_UndoLedger(target.ledger))

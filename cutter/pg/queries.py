@@ -74,6 +74,7 @@ LEDGER_LOCK = "SELECT pg_advisory_xact_lock(hashtext('iu-cutter ledger'))"
 LEDGER_BY_ENVELOPE = """
 SELECT seq, prev_hash, entry_hash, envelope FROM ledger WHERE envelope_sha = $1
 """
+LEDGER_AT = "SELECT seq, prev_hash, entry_hash, envelope FROM ledger WHERE seq = $1"
 LEDGER_HEAD = "SELECT seq, prev_hash, entry_hash, envelope FROM ledger ORDER BY seq DESC LIMIT 1"
 LEDGER_INSERT = """
 INSERT INTO ledger (seq, prev_hash, entry_hash, envelope, envelope_sha)

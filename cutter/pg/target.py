@@ -308,6 +308,21 @@ class PgLedger:
         with domain_errors("ledger read"):
             return [_entry(r) for r in await self.pool.fetch(q.LEDGER_ALL)]
 
+    async def at(self, seq: int) -> LedgerEntry | None:
+        with domain_errors("ledger read"):
+            row = await self.pool.fetchrow(q.LEDGER_AT, seq)
+        return None if row is None else _entry(row)
+
+    async def head(self) -> LedgerEntry | None:
+        with domain_errors("ledger read"):
+            row = await self.pool.fetchrow(q.LEDGER_HEAD)
+        return None if row is None else _entry(row)
+
+    async def find(self, envelope: LedgerEnvelope) -> LedgerEntry | None:
+        with domain_errors("ledger read"):
+            row = await self.pool.fetchrow(q.LEDGER_BY_ENVELOPE, sha256_hex(canonical(envelope)))
+        return None if row is None else _entry(row)
+
     async def stored(self) -> list[StoredEntry]:
         """Every row as stored, in ``seq`` order (``LedgerReader``)."""
         with domain_errors("ledger verify"):

@@ -364,6 +364,21 @@ class SqliteLedger:
         rows = self.db.all(f"SELECT {_LEDGER_COLUMNS} FROM ledger ORDER BY seq")
         return [_entry(r) for r in rows]
 
+    async def at(self, seq: int) -> LedgerEntry | None:
+        row = self.db.one(f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE seq = ?", (seq,))
+        return None if row is None else _entry(row)
+
+    async def head(self) -> LedgerEntry | None:
+        row = self.db.one(f"SELECT {_LEDGER_COLUMNS} FROM ledger ORDER BY seq DESC LIMIT 1")
+        return None if row is None else _entry(row)
+
+    async def find(self, envelope: LedgerEnvelope) -> LedgerEntry | None:
+        envelope_sha = sha256_hex(canonical(envelope))
+        row = self.db.one(
+            f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE envelope_sha = ?", (envelope_sha,)
+        )
+        return None if row is None else _entry(row)
+
     async def stored(self) -> list[StoredEntry]:
         """Every row as stored, in ``seq`` order (``LedgerReader``)."""
         rows = self.db.all(f"SELECT {_LEDGER_COLUMNS} FROM ledger ORDER BY seq")

@@ -139,6 +139,15 @@ class InMemoryLedger:
     async def entries(self) -> list[LedgerEntry]:
         return list(self._entries)
 
+    async def at(self, seq: int) -> LedgerEntry | None:
+        return self._entries[seq] if 0 <= seq < len(self._entries) else None
+
+    async def head(self) -> LedgerEntry | None:
+        return self._entries[-1] if self._entries else None
+
+    async def find(self, envelope: LedgerEnvelope) -> LedgerEntry | None:
+        return next((e for e in self._entries if e.envelope == envelope), None)
+
     async def stored(self) -> list[StoredEntry]:
         return [
             StoredEntry(e.seq, e.prev_hash, e.entry_hash, canonical(e.envelope))

@@ -81,16 +81,28 @@ class OverlayLedger:
         self._added: list[LedgerEntry] = []
 
     async def append(self, envelope: LedgerEnvelope) -> LedgerEntry:
-        entries = await self.entries()
-        for entry in entries:
-            if entry.envelope == envelope:
-                return entry
-        entry = next_entry(entries[-1] if entries else None, envelope)
+        held = await self.find(envelope)
+        if held is not None:
+            return held
+        entry = next_entry(await self.head(), envelope)
         self._added.append(entry)
         return entry
 
     async def entries(self) -> list[LedgerEntry]:
         return [*await self._base.entries(), *self._added]
+
+    async def at(self, seq: int) -> LedgerEntry | None:
+        for entry in self._added:
+            if entry.seq == seq:
+                return entry
+        return await self._base.at(seq)
+
+    async def head(self) -> LedgerEntry | None:
+        return self._added[-1] if self._added else await self._base.head()
+
+    async def find(self, envelope: LedgerEnvelope) -> LedgerEntry | None:
+        mine = next((e for e in self._added if e.envelope == envelope), None)
+        return mine if mine is not None else await self._base.find(envelope)
 
 
 def sandbox(target: Target) -> Target:

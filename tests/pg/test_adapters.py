@@ -35,12 +35,13 @@ from cutter.pg.connect import StoreUnavailable, create_pool
 from cutter.pg.locks import PgDocumentLocks
 from cutter.pg.records import PgKillSwitch
 from cutter.pg.target import PgGrantProbe, PgLedger
-from cutter.ports import LedgerReader
+from cutter.ports import LedgerReader, Target
 from cutter.records import REQUIRED_GRANTS, Backup, IUState
 from cutter.sidecar import Sidecar
 from cutter.sqlite.target import SqliteLedger
 from cutter.stores.locks import InProcessDocumentLocks
 from cutter.stores.memory_target import StaticGrantProbe
+from cutter.stores.sandbox import sandbox
 from tests._harness import paused_sidecar
 from tests.pg._stores import (
     BACKENDS,
@@ -394,6 +395,28 @@ async def test_an_envelope_appended_twice_is_one_entry(target: TargetUnderTest) 
     assert await target.ledger.entries() == [one, two, three]
     if target.db is not None:
         assert await admin_fetchval(target.db.admin_dsn, "SELECT count(*) FROM ledger") == 3
+
+
+async def test_one_entry_is_read_by_its_seq_its_envelope_or_as_the_head(
+    target: TargetUnderTest,
+) -> None:
+    ledger = target.ledger
+    first, second, third = envelopes()
+    assert (await ledger.head(), await ledger.at(0), await ledger.find(first)) == (None,) * 3
+    appended = [await ledger.append(e) for e in (first, second)]
+    assert [await ledger.at(seq) for seq in (0, 1, 2, -1)] == [*appended, None, None]
+    assert await ledger.head() == appended[1]
+    assert await ledger.find(second) == appended[1]
+    assert await ledger.find(third) is None
+    overlay = sandbox(Target(target.sources, target.ius, ledger)).ledger
+    added = await overlay.append(third)  # a dry run's entry, on top of the stored ones
+    assert added.seq == 2
+    assert await overlay.head() == added
+    assert await overlay.at(2) == added
+    assert await overlay.at(1) == appended[1]
+    assert await overlay.find(first) == appended[0]
+    assert await overlay.append(first) == appended[0]
+    assert await ledger.head() == appended[1]  # the dry run's entry stayed in its sandbox
 
 
 async def test_stored_reads_every_entry_as_stored(target: TargetUnderTest) -> None:
