@@ -34,8 +34,10 @@ short synchronous statement: in WAL mode they read the last committed state and
 never wait for the writer.
 
 Errors. SQLite's "disk full" is ``StorageFull``, "read-only"/"cannot open"/"permission"
-``StorageReadOnly``, "corrupt"/"not a database" ``StorageCorrupt``, other I/O errors and
-a lock held too long ``StorageError``; the transaction is rolled back, so nothing is
+``StorageReadOnly``, "corrupt"/"not a database" ``StorageCorrupt``, a lock another
+process held past the busy timeout ``StorageBusy``, other I/O errors and any other
+``sqlite3.Error`` (a constraint a write broke) a plain ``StorageError``: no raw
+``sqlite3.Error`` leaves this module. The transaction is rolled back, so nothing is
 half-applied, and the next write, once there is space again, starts from the last
 commit.
 """
@@ -54,7 +56,14 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
-from cutter.errors import CutterError, StorageCorrupt, StorageError, StorageFull, StorageReadOnly
+from cutter.errors import (
+    CutterError,
+    StorageBusy,
+    StorageCorrupt,
+    StorageError,
+    StorageFull,
+    StorageReadOnly,
+)
 from cutter.failpoints import failpoint
 
 T = TypeVar("T")
@@ -97,12 +106,20 @@ def storage_error(exc: sqlite3.Error, location: str) -> CutterError | None:
     if name.startswith("SQLITE_IOERR"):
         return StorageError(location, reason)
     if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
-        return StorageError(location, f"{reason}: another process holds it too long")
+        return StorageBusy(
+            location,
+            f"{reason}: another process held its write lock longer than "
+            f"{BUSY_TIMEOUT_MS / 1000:g} s",
+        )
     return None
 
 
-def typed(exc: sqlite3.Error, location: str) -> BaseException:
-    return storage_error(exc, location) or exc
+def typed(exc: sqlite3.Error, location: str) -> CutterError:
+    """The typed error for ``exc``: a storage error above, else a ``StorageError``
+    naming SQLite's reason (a constraint, a statement a store got wrong), so no raw
+    ``sqlite3.Error`` leaves the database."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return storage_error(exc, location) or StorageError(location, str(exc) or name)
 
 
 @dataclass(eq=False)
