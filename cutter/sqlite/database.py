@@ -291,10 +291,11 @@ class Database:
         except Exception as exc:  # one job alone raised, or the transaction is gone
             if conn.in_transaction:
                 conn.rollback()
-            error = typed(exc, self.location) if isinstance(exc, sqlite3.Error) else exc
             for job in batch:  # a write that refused itself keeps its own reason
                 if job.error is None:
-                    job.error = error
+                    # One instance per caller: an exception raised in two tasks would
+                    # carry both tasks' tracebacks.
+                    job.error = typed(exc, self.location) if isinstance(exc, sqlite3.Error) else exc
                 job.result = None
                 job.finished = True
             return

@@ -54,16 +54,19 @@ def committed_ids(path: Path) -> list[str]:
 
 
 class Held:
-    """A write that inserts ``held/…`` and then waits in the worker thread, holding its
-    batch open, until ``release``; writes arriving meanwhile queue for the next batch."""
+    """A write that inserts ``held/…`` (or runs ``write``) and then waits in the worker
+    thread, holding its batch open, until ``release``; writes arriving meanwhile queue
+    for the next batch."""
 
-    def __init__(self, *kb_ids: str) -> None:
-        self.kb_ids = kb_ids or ("held/0",)
+    def __init__(
+        self, *kb_ids: str, write: Callable[[sqlite3.Connection], object] | None = None
+    ) -> None:
+        self.write = write or insert(*(kb_ids or ("held/0",)))
         self.entered = threading.Event()
         self.gate = threading.Event()
 
     def __call__(self, conn: sqlite3.Connection) -> str:
-        insert(*self.kb_ids)(conn)
+        self.write(conn)
         self.entered.set()
         self.gate.wait()
         return "held"
