@@ -194,3 +194,11 @@ async def test_no_raw_sqlite_error_escapes_a_read(db: Database) -> None:
     assert isinstance(caught.value, StorageError)
     with pytest.raises(StorageError):
         db.value("SELECT 1 FROM kb_docs WHERE kb_id = ?", ())  # a wrong number of arguments
+
+
+async def test_a_constraint_a_write_breaks_on_the_loop_is_typed(db: Database) -> None:
+    await db.write(insert("once/0"))  # a small write with no batch in flight: on the loop
+    with pytest.raises(StorageError) as caught:
+        await db.write(insert("once/1", "once/0"))
+    assert "UNIQUE constraint failed" in caught.value.message
+    assert kb_ids(db) == ["once/0"]  # nor did once/1 land

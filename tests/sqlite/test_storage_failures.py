@@ -86,6 +86,41 @@ async def test_a_full_disk_is_storage_full_nothing_half_applied_and_recovers(
             assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
 
 
+async def test_a_full_disk_fails_a_batch_whole_with_an_error_per_caller(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "mnt", size="2m") as mount:
+        path = mount / FILE_NAME
+        async with open_database(path) as db:
+            kb = SqliteKnowledgeBase(db)
+            await kb.put("docs/0", doc(0))
+            before = dump(path)
+            outcome: dict[str, BaseException] = {}
+
+            async def put(kb_id: str) -> None:
+                try:
+                    await kb.put(kb_id, doc(1, note_size=100_000))
+                except StorageFull as exc:
+                    outcome[kb_id] = exc
+
+            held = Held(write=lambda c: None)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(held.run, db)
+                await held.started()
+                tg.start_soon(put, "docs/a")
+                tg.start_soon(put, "docs/b")
+                await anyio.wait_all_tasks_blocked()  # both queued for the next batch
+                filler = fill(mount)
+                held.release()
+            # The batch's COMMIT found no space: neither write landed, and each caller
+            # has an error of its own (one instance raised in two tasks would carry
+            # both tasks' tracebacks).
+            assert sorted(outcome) == ["docs/a", "docs/b"]
+            assert outcome["docs/a"] is not outcome["docs/b"]
+            assert dump(path) == before
+            filler.unlink()
+            await kb.put("docs/a", doc(1, note_size=100_000))
+            assert await kb.list("") == ["docs/0", "docs/a"]
+
+
 # -- a read-only state directory -----------------------------------------------------
 
 
