@@ -44,6 +44,7 @@ commit.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable
@@ -251,22 +252,33 @@ class Database:
 
     def _in_thread(self, batch: list[_Write[Any]]) -> None:
         """One batch in the worker thread: wait for another process's write lock up to
-        ``BUSY_TIMEOUT_MS``, sync the WAL when a job asks for durability."""
+        ``BUSY_TIMEOUT_MS``, sync the WAL when a job asks for durability. It never
+        raises: a job it could not run is finished with a typed error, so no caller of
+        the batch waits for ever and none sees a raw ``sqlite3.Error``."""
         conn = self._writer
         durable = any(job.durable for job in batch)
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        if durable:
-            conn.execute("PRAGMA synchronous = FULL")
         try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if durable:
+                conn.execute("PRAGMA synchronous = FULL")
             self._transaction(batch, began=False)
+        except sqlite3.Error as exc:  # a pragma before the transaction failed
+            for job in batch:
+                if not job.finished:
+                    job.error, job.result, job.finished = typed(exc, self.location), None, True
+        try:
             if self._wal_bytes() > CHECKPOINT_WAL_BYTES:
                 # PASSIVE never waits and never fails for a busy reader: what it cannot
-                # copy now, the checkpoint after a later batch copies.
+                # copy now, the checkpoint after a later batch copies. Nor does a failed
+                # copy (no space to grow the file) undo the commits: it is left for later.
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:
+            pass
         finally:
-            conn.execute("PRAGMA busy_timeout = 0")
-            if durable:
-                conn.execute("PRAGMA synchronous = NORMAL")
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("PRAGMA busy_timeout = 0")
+                if durable:
+                    conn.execute("PRAGMA synchronous = NORMAL")
 
     def _wal_bytes(self) -> int:
         try:

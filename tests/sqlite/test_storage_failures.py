@@ -121,6 +121,43 @@ async def test_a_full_disk_fails_a_batch_whole_with_an_error_per_caller(tmp_path
             assert await kb.list("") == ["docs/0", "docs/a"]
 
 
+async def test_a_checkpoint_that_finds_no_space_fails_no_caller_raw_nor_hangs_one(
+    tmp_path: Path,
+) -> None:
+    """After a batch the worker thread copies a WAL past ``CHECKPOINT_WAL_BYTES`` into
+    the database file, which must grow: on a full disk that copy fails. The callers
+    get typed errors (or their committed results), none waits for ever."""
+    with tmpfs(tmp_path / "mnt", size="16m") as mount:
+        path = mount / FILE_NAME
+        async with open_database(path) as db:
+            kb = SqliteKnowledgeBase(db)
+            for n in range(10):  # ~5 MB of new pages in the WAL, none copied yet
+                await kb.put(f"docs/{n}", doc(n, note_size=500_000))
+            fill(mount)
+            outcome: dict[str, BaseException | None] = {}
+
+            async def put(kb_id: str) -> None:
+                try:
+                    await kb.put(kb_id, doc(1))
+                except Exception as exc:  # kept for the assertions below
+                    outcome[kb_id] = exc
+                else:
+                    outcome[kb_id] = None
+
+            held = Held(write=lambda c: None)
+            with anyio.fail_after(60):  # a hang guard, not a measurement
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(held.run, db)
+                    await held.started()
+                    tg.start_soon(put, "docs/a")
+                    tg.start_soon(put, "docs/b")
+                    await anyio.wait_all_tasks_blocked()
+                    held.release()
+            assert sorted(outcome) == ["docs/a", "docs/b"]
+            for error in outcome.values():
+                assert error is None or isinstance(error, StorageFull), repr(error)
+
+
 # -- a read-only state directory -----------------------------------------------------
 
 
