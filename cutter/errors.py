@@ -231,6 +231,13 @@ class StorageCorrupt(StorageError):
         CutterError.__init__(self, f"damaged database {location}: {reason}")
 
 
+class StorageBusy(StorageError):
+    """Another process held the embedded database's write lock past the busy timeout:
+    nothing of this write was applied; the same write may be retried."""
+
+    code = "E_STORAGE_BUSY"
+
+
 class ShuttingDown(CutterError):
     """The runner is draining: it takes no new command."""
 

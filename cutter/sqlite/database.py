@@ -34,14 +34,17 @@ short synchronous statement: in WAL mode they read the last committed state and
 never wait for the writer.
 
 Errors. SQLite's "disk full" is ``StorageFull``, "read-only"/"cannot open"/"permission"
-``StorageReadOnly``, "corrupt"/"not a database" ``StorageCorrupt``, other I/O errors and
-a lock held too long ``StorageError``; the transaction is rolled back, so nothing is
+``StorageReadOnly``, "corrupt"/"not a database" ``StorageCorrupt``, a lock another
+process held past the busy timeout ``StorageBusy``, other I/O errors and any other
+``sqlite3.Error`` (a constraint a write broke) a plain ``StorageError``: no raw
+``sqlite3.Error`` leaves this module. The transaction is rolled back, so nothing is
 half-applied, and the next write, once there is space again, starts from the last
 commit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable
@@ -54,7 +57,14 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
-from cutter.errors import CutterError, StorageCorrupt, StorageError, StorageFull, StorageReadOnly
+from cutter.errors import (
+    CutterError,
+    StorageBusy,
+    StorageCorrupt,
+    StorageError,
+    StorageFull,
+    StorageReadOnly,
+)
 from cutter.failpoints import failpoint
 
 T = TypeVar("T")
@@ -97,12 +107,20 @@ def storage_error(exc: sqlite3.Error, location: str) -> CutterError | None:
     if name.startswith("SQLITE_IOERR"):
         return StorageError(location, reason)
     if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
-        return StorageError(location, f"{reason}: another process holds it too long")
+        return StorageBusy(
+            location,
+            f"{reason}: another process held its write lock longer than "
+            f"{BUSY_TIMEOUT_MS / 1000:g} s",
+        )
     return None
 
 
-def typed(exc: sqlite3.Error, location: str) -> BaseException:
-    return storage_error(exc, location) or exc
+def typed(exc: sqlite3.Error, location: str) -> CutterError:
+    """The typed error for ``exc``: a storage error above, else a ``StorageError``
+    naming SQLite's reason (a constraint, a statement a store got wrong), so no raw
+    ``sqlite3.Error`` leaves the database."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return storage_error(exc, location) or StorageError(location, str(exc) or name)
 
 
 @dataclass(eq=False)
@@ -234,22 +252,33 @@ class Database:
 
     def _in_thread(self, batch: list[_Write[Any]]) -> None:
         """One batch in the worker thread: wait for another process's write lock up to
-        ``BUSY_TIMEOUT_MS``, sync the WAL when a job asks for durability."""
+        ``BUSY_TIMEOUT_MS``, sync the WAL when a job asks for durability. It never
+        raises: a job it could not run is finished with a typed error, so no caller of
+        the batch waits for ever and none sees a raw ``sqlite3.Error``."""
         conn = self._writer
         durable = any(job.durable for job in batch)
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        if durable:
-            conn.execute("PRAGMA synchronous = FULL")
         try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if durable:
+                conn.execute("PRAGMA synchronous = FULL")
             self._transaction(batch, began=False)
+        except sqlite3.Error as exc:  # a pragma before the transaction failed
+            for job in batch:
+                if not job.finished:
+                    job.error, job.result, job.finished = typed(exc, self.location), None, True
+        try:
             if self._wal_bytes() > CHECKPOINT_WAL_BYTES:
                 # PASSIVE never waits and never fails for a busy reader: what it cannot
-                # copy now, the checkpoint after a later batch copies.
+                # copy now, the checkpoint after a later batch copies. Nor does a failed
+                # copy (no space to grow the file) undo the commits: it is left for later.
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:
+            pass
         finally:
-            conn.execute("PRAGMA busy_timeout = 0")
-            if durable:
-                conn.execute("PRAGMA synchronous = NORMAL")
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("PRAGMA busy_timeout = 0")
+                if durable:
+                    conn.execute("PRAGMA synchronous = NORMAL")
 
     def _wal_bytes(self) -> int:
         try:
@@ -274,10 +303,11 @@ class Database:
         except Exception as exc:  # one job alone raised, or the transaction is gone
             if conn.in_transaction:
                 conn.rollback()
-            error = typed(exc, self.location) if isinstance(exc, sqlite3.Error) else exc
             for job in batch:  # a write that refused itself keeps its own reason
                 if job.error is None:
-                    job.error = error
+                    # One instance per caller: an exception raised in two tasks would
+                    # carry both tasks' tracebacks.
+                    job.error = typed(exc, self.location) if isinstance(exc, sqlite3.Error) else exc
                 job.result = None
                 job.finished = True
             return
