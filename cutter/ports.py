@@ -140,21 +140,30 @@ class RunStore(Protocol):
     async def create(self, sidecar: Sidecar) -> None:
         """Record a new run, and with it the run's claim on its document: one open run
         per document, across processes. The claim holds until the run's sidecar is
-        saved in a terminal state (``cutter.states.TERMINAL``).
+        saved in a terminal state (``cutter.states.TERMINAL``). The run is stored at
+        ``sidecar.revision`` (0 for a new run).
 
         Raises ``DocumentBusy`` naming the open run that holds the document, and then
         records nothing."""
         ...
 
     async def save(self, sidecar: Sidecar) -> None:
-        """Save a run's sidecar; saving it in a terminal state frees its document."""
+        """Save a run's sidecar, compare-and-save (``cutter.run_revision``): only when
+        the stored run's revision is ``sidecar.revision - 1``, as one atomic step.
+        Saving it in a terminal state frees its document.
+
+        Raises ``RunChanged`` when the stored revision is any other (another walker
+        saved first), ``UnknownRun`` when no such run was created (saving never
+        creates a run), and then saves nothing."""
         ...
 
     async def save_consuming(self, sidecar: Sidecar, use: ApprovalUse) -> None:
-        """Consume ``use.approval_kb_id`` and save ``sidecar`` as one step.
+        """Consume ``use.approval_kb_id`` and save ``sidecar`` as one step, the save
+        compare-and-save as ``save``.
 
-        Raises ``ApprovalConsumedAlready`` when the approval was consumed before,
-        by any process, and then saves nothing."""
+        Raises ``ApprovalConsumedAlready`` when the approval was consumed before, by
+        any process (whatever the revision), then ``RunChanged`` or ``UnknownRun`` as
+        ``save`` does; on any of them it consumes nothing and saves nothing."""
         ...
 
     async def consumed_by(self, approval_kb_id: str) -> str | None:

@@ -1,14 +1,15 @@
 """The single place a run's state changes, is persisted, and is logged.
 
-Every save first checks that the stored sidecar is still the one this walk
-holds: a walker with a stale copy (a second process, a raced resume) is refused
-with ``RunChanged`` instead of writing over another walker's progress."""
+Every save is compare-and-save (``cutter.run_revision``): the sidecar it saves is
+one revision after the one this walk holds, and the store saves it only over that
+one. A walker with a stale copy (a second process, a raced resume) is refused by
+the store with ``RunChanged`` instead of writing over another walker's progress,
+with no read before the write."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from cutter.errors import RunChanged
 from cutter.logs import Logger
 from cutter.phases.context import Clock
 from cutter.ports import RunStore
@@ -25,7 +26,6 @@ class RunRecorder:
     async def move(self, sidecar: Sidecar, target: RunState, **changes: Any) -> Sidecar:
         """Transition (checked), persist, then log ``run_state_changed``."""
         after = transition(sidecar, target, at=self.clock(), **changes)
-        await self._still(sidecar)
         await self.store.save(after)
         self._logged(sidecar, after)
         return after
@@ -33,7 +33,6 @@ class RunRecorder:
     async def amend(self, sidecar: Sidecar, **changes: Any) -> Sidecar:
         """Persist a change that keeps the state (pins, phase docs)."""
         after = amend(sidecar, at=self.clock(), **changes)
-        await self._still(sidecar)
         await self.store.save(after)
         return after
 
@@ -46,14 +45,9 @@ class RunRecorder:
             after = amend(sidecar, at=at, **changes)
         else:
             after = transition(sidecar, target, at=at, **changes)
-        await self._still(sidecar)
         await self.store.save_consuming(after, use)
         self._logged(sidecar, after)
         return after
-
-    async def _still(self, held: Sidecar) -> None:
-        if await self.store.load(held.run_id) != held:
-            raise RunChanged(held.run_id, "the run changed under this walk; nothing was saved")
 
     def _logged(self, before: Sidecar, after: Sidecar) -> None:
         if before.state is not after.state:

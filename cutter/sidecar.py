@@ -7,7 +7,7 @@ in ``cutter.states``. Everything here is pure.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -144,6 +144,11 @@ class Sidecar(Struct, frozen=True, kw_only=True):
     # The principal the daemon authenticated for the start: ``started_by`` itself,
     # or a relay that started the run for ``started_by``. None: started in-process.
     started_by_principal: str | None = None
+    # How many times the run was saved since ``create``: every save is the stored
+    # revision + 1, and the run store refuses any other (``RunChanged``): a walker
+    # holding a stale copy cannot write over another's progress. Sidecars stored
+    # before the field read as revision 0.
+    revision: Annotated[int, msgspec.Meta(ge=0)] = 0
 
     @property
     def stop_code(self) -> str | None:
@@ -169,16 +174,20 @@ class Sidecar(Struct, frozen=True, kw_only=True):
 
 
 def transition(sidecar: Sidecar, target: RunState, *, at: datetime, **changes: Any) -> Sidecar:
-    """A new sidecar in ``target`` state (checked against the table) with ``changes``."""
+    """A new sidecar in ``target`` state (checked against the table) with ``changes``,
+    one revision after ``sidecar``."""
     check_transition(sidecar.state, target)
-    return msgspec.structs.replace(sidecar, state=target, updated_at=at, **changes)
+    return msgspec.structs.replace(
+        sidecar, state=target, updated_at=at, **changes, revision=sidecar.revision + 1
+    )
 
 
 def amend(sidecar: Sidecar, *, at: datetime, **changes: Any) -> Sidecar:
-    """A new sidecar in the same state with ``changes`` (pins, phase docs, gate uses)."""
+    """A new sidecar in the same state with ``changes`` (pins, phase docs, gate uses),
+    one revision after ``sidecar``."""
     if "state" in changes:
         raise ValueError("use transition() to change state")
-    return msgspec.structs.replace(sidecar, updated_at=at, **changes)
+    return msgspec.structs.replace(sidecar, updated_at=at, **changes, revision=sidecar.revision + 1)
 
 
 def replace_gate(sidecar: Sidecar, record: GateRecord) -> tuple[GateRecord, ...]:

@@ -1,4 +1,4 @@
-"""Thousands of stored runs, made cheaply through the run store's own API (``save``),
+"""Thousands of stored runs, made cheaply through the run store's own API (``create``),
 not by walking: what the run list's paging is tested and measured against.
 
 Ids are hex like real ones (``run-`` and 16 hex digits, so their order is not their
@@ -41,11 +41,11 @@ def many_runs(count: int) -> list[Sidecar]:
 
 
 async def store_runs(store: RunStore, runs: list[Sidecar], at_once: int = 8) -> None:
-    """Save every run, ``at_once`` at a time (a database store round-trips each)."""
+    """Create every run, ``at_once`` at a time (a database store round-trips each)."""
 
     async def saver(share: list[Sidecar]) -> None:
         for run in share:
-            await store.save(run)
+            await store.create(run)
 
     async with anyio.create_task_group() as tg:
         for k in range(at_once):

@@ -19,6 +19,7 @@ from cutter.runner import utc_now
 from cutter.sidecar import ApprovalUse, replace_gate
 from cutter.walk import Gate
 from tests._harness import DOC_ID, OPERATOR, REVIEWER, build_runner, write_approval
+from tests._revision import next_revision
 from tests.test_gate_invariants import assert_refused, at_sg1
 
 pytestmark = pytest.mark.anyio
@@ -59,6 +60,7 @@ async def test_a_recorded_use_of_one_stops_the_run_before_a_row(
             peer=None,
             consumed_at=utc_now(),
         )
+        sc = next_revision(sc)  # the consumption saved the run as it was
         await rig.run_store.save_consuming(sc, use)
         gate = sc.pending_gate
         assert gate is not None
@@ -68,7 +70,7 @@ async def test_a_recorded_use_of_one_stops_the_run_before_a_row(
             stop=None,
             gates=replace_gate(sc, msgspec.structs.replace(gate, uses=(use,))),
         )
-        await rig.run_store.save(forged)
+        await rig.run_store.save(next_revision(forged))
         after = await rig.runner.resume(sc.run_id)
     assert after.state is RunState.FAILED
     assert after.stop is not None

@@ -27,6 +27,7 @@ from tests._harness import (
     write_sg1_approval,
     write_sg2_approval,
 )
+from tests._revision import next_revision
 from tests.test_signed_approvals import Key, make_key, policy_text, set_policy, write_signed
 
 pytestmark = pytest.mark.anyio
@@ -156,7 +157,7 @@ async def test_an_approval_signed_by_an_unlisted_key_and_consumed_writes_no_row(
             stop=None,
             gates=replace_gate(sc, msgspec.structs.replace(gate, uses=(use,))),
         )
-        await rig.run_store.save_consuming(forged, use)
+        await rig.run_store.save_consuming(next_revision(forged), use)
         assert await rig.run_store.consumed_by(kb_id) == sc.run_id
         sc = await rig.runner.resume(sc.run_id)
     assert_stopped_at_the_gate(sc)

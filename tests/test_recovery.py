@@ -23,6 +23,7 @@ from tests._harness import (
     write_sg1_approval,
     write_sg2_approval,
 )
+from tests._revision import next_revision, over_stored
 
 pytestmark = pytest.mark.anyio
 
@@ -34,6 +35,7 @@ async def _consumed_then_crashed(rig: Rig) -> tuple[Sidecar, str]:
     async with rig.runner:
         at_sg1 = await rig.runner.cut(DOC_ID, started_by=OPERATOR)
         sg1 = await write_sg1_approval(rig, at_sg1.run_id)
+    at_sg1 = next_revision(at_sg1)
     use = ApprovalUse(
         approval_kb_id=sg1,
         approver=REVIEWER,
@@ -119,7 +121,7 @@ async def test_walk_resumes_from_the_last_persisted_phase_with_the_same_result(
     # Crash right after leg B was persisted: put that sidecar back as the latest.
     mid = next(s for s in saved if s.phases_passed and s.phases_passed[-1] is Phase.LEG_B_RECORD)
     assert mid.state is RunState.RUNNING
-    await original_save(mid)
+    await original_save(await over_stored(rig.run_store, mid))
     fresh = rig.reopen()
     async with fresh.runner:
         resumed = await fresh.runner.resume(sc.run_id)
@@ -158,7 +160,7 @@ async def test_a_crash_between_a_gate_phase_and_its_gate_never_walks_past_the_ga
         if s.phases_passed[-1:] == (Phase.GRANT_PROBE,) and s.state is RunState.RUNNING
     )
     assert probed.gates == ()
-    await original_save(probed)  # the crash: the gate was never opened
+    await original_save(await over_stored(rig.run_store, probed))  # the gate never opened
     fresh = rig.reopen()
     async with fresh.runner:
         recovered = await fresh.runner.recover()

@@ -50,6 +50,7 @@ from cutter.sqlite.target import SqliteIUStore, SqliteLedger, SqliteSources
 from cutter.stores.memory_records import InMemoryKnowledgeBase, InMemoryRunStore
 from cutter.walk import Phase, Pin
 from tests._harness import hand_edit, open_database_now, paused_sidecar, stored_rows
+from tests._revision import next_revision
 from tests.pg._stores import article_source, cut, envelopes
 
 pytestmark = pytest.mark.anyio
@@ -212,7 +213,7 @@ async def test_stores_share_no_state_with_callers(records: Records) -> None:
     first.pins_added[Pin.BACKUP_ID] = "b"
     assert await records.kb.get("runs/run-a/phases/00-source_pin") == phase_doc()
     run = sidecar()
-    await records.runs.save(run)
+    await records.runs.create(run)
     run.pins[Pin.IU_COUNT] = 3
     loaded = await records.runs.load("run-a")
     loaded.pins[Pin.BACKUP_ID] = "b"
@@ -222,10 +223,11 @@ async def test_stores_share_no_state_with_callers(records: Records) -> None:
 async def test_a_consumed_approval_refuses_even_its_own_run_and_overwrites_nothing(
     records: Records,
 ) -> None:
-    first = sidecar("run-a")
+    await records.runs.create(sidecar("run-a"))
+    first = next_revision(sidecar("run-a"))
     await records.runs.save_consuming(first, use())
     with pytest.raises(ApprovalConsumedAlready):
-        await records.runs.save_consuming(sidecar("run-a", started_by="someone-else"), use())
+        await records.runs.save_consuming(next_revision(first, started_by="someone-else"), use())
     assert await records.runs.load("run-a") == first
     assert await records.runs.consumed_by(APPROVAL_ID) == "run-a"
 
@@ -233,10 +235,12 @@ async def test_a_consumed_approval_refuses_even_its_own_run_and_overwrites_nothi
 async def test_consumed_for_lists_a_runs_consumptions_across_a_restart(records: Records) -> None:
     runs = records.runs
     assert await runs.consumed_for("run-a") == []
-    await runs.save_consuming(sidecar("run-a"), use())
+    await runs.create(sidecar("run-a"))
+    await runs.create(sidecar("run-b"))
+    await runs.save_consuming(next_revision(sidecar("run-a")), use())
     other, third = APPROVAL_ID.replace("alice", "bob"), APPROVAL_ID.replace("alice", "cy")
-    await runs.save_consuming(sidecar("run-b"), use(other))
-    await runs.save_consuming(sidecar("run-a"), use(third))
+    await runs.save_consuming(next_revision(sidecar("run-b")), use(other))
+    await runs.save_consuming(next_revision(next_revision(sidecar("run-a"))), use(third))
     assert await runs.consumed_for("run-a") == sorted([APPROVAL_ID, third])
     assert await runs.consumed_for("run-b") == [other]
     reopened = records.reopen()
@@ -250,9 +254,11 @@ async def test_consumed_for_lists_a_runs_consumptions_across_a_restart(records: 
 async def test_long_approval_ids_sharing_a_long_prefix_are_distinct(records: Records) -> None:
     head = "/".join(["s" * 60] * 7)
     first, second = head + "/" + "a" * 60, head + "/" + "b" * 60
-    await records.runs.save_consuming(sidecar("run-a"), use(first))
+    await records.runs.create(sidecar("run-a"))
+    await records.runs.create(sidecar("run-b"))
+    await records.runs.save_consuming(next_revision(sidecar("run-a")), use(first))
     assert await records.runs.consumed_by(second) is None
-    await records.runs.save_consuming(sidecar("run-b"), use(second))
+    await records.runs.save_consuming(next_revision(sidecar("run-b")), use(second))
     assert await records.runs.consumed_by(first) == "run-a"
     assert await records.runs.consumed_by(second) == "run-b"
 
@@ -277,7 +283,7 @@ async def test_a_corrupt_sidecar_is_named_left_as_found_and_still_listed(
     tmp_path: Path, content: bytes
 ) -> None:
     store = SqliteRunStore(open_database_now(tmp_path))
-    await store.save(sidecar("run-a"))
+    await store.create(sidecar("run-a"))
     sql = "UPDATE runs SET sidecar = ? WHERE run_id = ?"
     assert hand_edit(store.db.path, sql, content, "run-a") == 1
     before = stored_rows(store.db.path)
@@ -326,6 +332,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
+import msgspec
 
 from cutter.errors import ApprovalConsumedAlready
 from cutter.kbdocs import Decision
@@ -344,17 +351,21 @@ sidecar = Sidecar(run_id=run_id, doc_id=f"doc-{run_id}", mode=Mode.DRY_RUN, star
 
 
 async def race() -> None:
+    held = sidecar
     for n in range(count):
         approval = f"runs/run-x/gates/SG_1/approvals/a{n:03d}"
         use = ApprovalUse(approval_kb_id=approval, approver="alice",
                           decision=Decision.APPROVE, peer=None, consumed_at=now)
+        advanced = msgspec.structs.replace(held, revision=held.revision + 1)
         try:
-            await store.save_consuming(sidecar, use)
+            await store.save_consuming(advanced, use)
         except ApprovalConsumedAlready:
             continue
+        held = advanced
         print(approval, flush=True)
 
 
+anyio.run(store.create, sidecar)
 print("ready", flush=True)
 sys.stdin.readline()
 anyio.run(race)
@@ -406,7 +417,7 @@ def test_processes_racing_for_approvals_consume_each_exactly_once(tmp_path: Path
     for run_id, approvals in won.items():
         for approval in approvals:
             assert anyio.run(store.consumed_by, approval) == run_id
-    assert anyio.run(store.run_ids) == sorted(r for r, approvals in won.items() if approvals)
+    assert anyio.run(store.run_ids) == sorted(won)  # each racer created its run
 
 
 # -- SQLite only: the kill switch -------------------------------------------------------

@@ -113,13 +113,16 @@ ORDER BY kb_id COLLATE "C"
 """
 
 # --- runs ---------------------------------------------------------------------
+# Compare-and-save (migration 0006, cutter.run_revision): only over the revision
+# just before the sidecar's; no row updated is a stale walker or an unknown run.
 RUN_SAVE = """
-INSERT INTO runs (run_id, doc_id, state, sidecar) VALUES ($1, $2, $3, $4)
-ON CONFLICT (run_id) DO UPDATE
-SET doc_id = EXCLUDED.doc_id, state = EXCLUDED.state, sidecar = EXCLUDED.sidecar,
-    updated_at = now()
+UPDATE runs SET doc_id = $2, state = $3, sidecar = $4, revision = $5, updated_at = now()
+WHERE run_id = $1 AND revision = $5 - 1
 """
-RUN_CREATE = "INSERT INTO runs (run_id, doc_id, state, sidecar) VALUES ($1, $2, $3, $4)"
+RUN_REVISION = "SELECT revision FROM runs WHERE run_id = $1"
+RUN_CREATE = """
+INSERT INTO runs (run_id, doc_id, state, sidecar, revision) VALUES ($1, $2, $3, $4, $5)
+"""
 # The unique index of migration 0002; its violation is a busy document.
 ONE_OPEN_RUN_INDEX = "runs_one_open_per_document"
 OPEN_RUN_OF = """

@@ -32,6 +32,7 @@ from cutter.pg import queries as q
 from cutter.pg.connect import domain_errors
 from cutter.quarantine import UnreadableRun, unreadable
 from cutter.run_pages import RunFilter
+from cutter.run_revision import revision_refusal
 from cutter.sidecar import ApprovalUse, Sidecar
 from cutter.stores.encoding import encode_kb_doc, encode_sidecar
 from cutter.walk import Gate
@@ -153,29 +154,43 @@ class PgRunStore:
     async def create(self, sidecar: Sidecar) -> None:
         """One ``INSERT``: the partial unique index ``runs_one_open_per_document``
         refuses a second open run of the document, in any process."""
-        await self._write(q.RUN_CREATE, sidecar, "run create")
-
-    async def save(self, sidecar: Sidecar) -> None:
-        """An upsert: the index holds here too, so saving an open run that is not yet
-        recorded is ``DocumentBusy`` as ``create`` is."""
-        await self._write(q.RUN_SAVE, sidecar, "run save")
-
-    async def _write(self, query: str, sidecar: Sidecar, what: str) -> None:
         data = encode_sidecar(sidecar)
-        with domain_errors(what):
+        with domain_errors("run create"):
             try:
                 await self.pool.execute(
-                    query, sidecar.run_id, sidecar.doc_id, sidecar.state.value, data
+                    q.RUN_CREATE,
+                    sidecar.run_id,
+                    sidecar.doc_id,
+                    sidecar.state.value,
+                    data,
+                    sidecar.revision,
                 )
             except asyncpg.UniqueViolationError as exc:
-                if exc.constraint_name != q.ONE_OPEN_RUN_INDEX:
-                    raise
-                holder = await self.pool.fetchval(q.OPEN_RUN_OF, sidecar.doc_id)
-                raise DocumentBusy(
-                    sidecar.doc_id, "another run" if holder is None else f"run {holder}"
-                ) from None
+                raise await self._busy(sidecar, exc) from None
+
+    async def save(self, sidecar: Sidecar) -> None:
+        """Compare-and-save in one ``UPDATE`` (``cutter.run_revision``): no row
+        updated is ``RunChanged`` (another walker saved first) or ``UnknownRun``.
+        The index holds here too: reopening a run over another open one of its
+        document is ``DocumentBusy``."""
+        data = encode_sidecar(sidecar)
+        with domain_errors("run save"):
+            try:
+                async with self.pool.acquire() as conn:
+                    await _compare_and_save(conn, sidecar, data)
+            except asyncpg.UniqueViolationError as exc:
+                raise await self._busy(sidecar, exc) from None
+
+    async def _busy(self, sidecar: Sidecar, exc: asyncpg.UniqueViolationError) -> Exception:
+        if exc.constraint_name != q.ONE_OPEN_RUN_INDEX:
+            return exc
+        holder = await self.pool.fetchval(q.OPEN_RUN_OF, sidecar.doc_id)
+        return DocumentBusy(sidecar.doc_id, "another run" if holder is None else f"run {holder}")
 
     async def save_consuming(self, sidecar: Sidecar, use: ApprovalUse) -> None:
+        """One transaction: the consumption's ``INSERT`` (``ApprovalConsumedAlready``
+        when the row exists), then the compare-and-save; a refused save rolls the
+        consumption back with it."""
         kb_id = check_kb_id(use.approval_kb_id)
         data = encode_sidecar(sidecar)
         with domain_errors("consume approval"):
@@ -183,9 +198,7 @@ class PgRunStore:
                 won = await conn.fetchval(q.CONSUME, kb_id, sidecar.run_id, use.consumed_at)
                 if won is None:
                     raise ApprovalConsumedAlready(sidecar.run_id, kb_id)
-                await conn.execute(
-                    q.RUN_SAVE, sidecar.run_id, sidecar.doc_id, sidecar.state.value, data
-                )
+                await _compare_and_save(conn, sidecar, data)
 
     async def consumed_by(self, approval_kb_id: str) -> str | None:
         kb_id = check_kb_id(approval_kb_id)
@@ -221,6 +234,18 @@ class PgRunStore:
             except CorruptRecord as exc:  # set aside, named (cutter.quarantine)
                 found.append(unreadable(r["run_id"], exc))
         return found
+
+
+async def _compare_and_save(
+    conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy, sidecar: Sidecar, data: bytes
+) -> None:
+    """Save ``sidecar`` only over the revision before it, else raise why not."""
+    status = await conn.execute(
+        q.RUN_SAVE, sidecar.run_id, sidecar.doc_id, sidecar.state.value, data, sidecar.revision
+    )
+    if status != "UPDATE 1":
+        stored = await conn.fetchval(q.RUN_REVISION, sidecar.run_id)
+        raise revision_refusal(sidecar.run_id, stored, sidecar.revision)
 
 
 class PgKillSwitch:

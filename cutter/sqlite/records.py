@@ -26,6 +26,7 @@ from cutter.ids import check_kb_id, check_run_id
 from cutter.kbdocs import KBDoc
 from cutter.quarantine import UnreadableRun, unreadable
 from cutter.run_pages import RunFilter
+from cutter.run_revision import revision_refusal
 from cutter.sidecar import ApprovalUse, Sidecar
 from cutter.sqlite.database import Database
 from cutter.stores.encoding import encode_kb_doc, encode_sidecar
@@ -91,15 +92,30 @@ def _busy(conn: sqlite3.Connection, exc: sqlite3.IntegrityError, doc_id: str) ->
 
 
 def _save(conn: sqlite3.Connection, sidecar: Sidecar, data: bytes) -> None:
+    """Compare-and-save (``cutter.run_revision``): one ``UPDATE`` over the revision
+    before the sidecar's; no row updated is ``RunChanged`` or ``UnknownRun``, and the
+    write (with a consumption in it) is undone."""
     try:
-        conn.execute(
-            "INSERT INTO runs (run_id, doc_id, state, sidecar) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (run_id) DO UPDATE SET doc_id = excluded.doc_id,"
-            f" state = excluded.state, sidecar = excluded.sidecar, updated_at = {_NOW}",
-            (sidecar.run_id, sidecar.doc_id, sidecar.state.value, data),
-        )
+        updated = conn.execute(
+            f"UPDATE runs SET doc_id = ?, state = ?, sidecar = ?, revision = ?, updated_at = {_NOW}"
+            " WHERE run_id = ? AND revision = ?",
+            (
+                sidecar.doc_id,
+                sidecar.state.value,
+                data,
+                sidecar.revision,
+                sidecar.run_id,
+                sidecar.revision - 1,
+            ),
+        ).rowcount
     except sqlite3.IntegrityError as exc:
         raise _busy(conn, exc, sidecar.doc_id) from None
+    if updated != 1:
+        row = conn.execute("SELECT revision FROM runs WHERE run_id = ?", (sidecar.run_id,))
+        stored = row.fetchone()
+        raise revision_refusal(
+            sidecar.run_id, None if stored is None else stored[0], sidecar.revision
+        )
 
 
 class SqliteRunStore:
@@ -122,8 +138,9 @@ class SqliteRunStore:
         def create(conn: sqlite3.Connection) -> None:
             try:
                 conn.execute(
-                    "INSERT INTO runs (run_id, doc_id, state, sidecar) VALUES (?, ?, ?, ?)",
-                    (sidecar.run_id, sidecar.doc_id, sidecar.state.value, data),
+                    "INSERT INTO runs (run_id, doc_id, state, sidecar, revision)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (sidecar.run_id, sidecar.doc_id, sidecar.state.value, data, sidecar.revision),
                 )
             except sqlite3.IntegrityError as exc:
                 raise _busy(conn, exc, sidecar.doc_id) from None

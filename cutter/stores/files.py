@@ -89,6 +89,7 @@ from cutter.ids import check_doc_id, check_kb_id, check_run_id
 from cutter.kbdocs import KBDoc
 from cutter.quarantine import UnreadableRun, unreadable
 from cutter.run_pages import RunFilter, fill_page
+from cutter.run_revision import check_revision
 from cutter.sidecar import ApprovalUse, Sidecar
 from cutter.states import TERMINAL
 from cutter.stores.atomic import create_exclusive, read_bytes, remove, write_atomic
@@ -320,13 +321,23 @@ class FileRunStore:
         return sidecar
 
     def _save(self, sidecar: Sidecar) -> None:
+        """Compare-and-save (``cutter.run_revision``) under the store's lock: one
+        process at a time compares and writes (not across processes)."""
         data = encode_sidecar(sidecar)
-        write_atomic(self.sidecar_path(sidecar.run_id), data)
-        if sidecar.state in TERMINAL:
-            with self._claim_lock:
+        path = self.sidecar_path(sidecar.run_id)
+        with self._claim_lock:
+            check_revision(sidecar.run_id, self._stored_revision(sidecar.run_id), sidecar.revision)
+            write_atomic(path, data)
+            if sidecar.state in TERMINAL:
                 claim = self.claim_path(sidecar.doc_id)
                 if self._claim_holder(claim) == sidecar.run_id:
                     remove(claim)
+
+    def _stored_revision(self, run_id: str) -> int | None:
+        try:
+            return self._load(run_id).revision
+        except UnknownRun:
+            return None
 
     def _create(self, sidecar: Sidecar) -> None:
         data = encode_sidecar(sidecar)
@@ -389,13 +400,20 @@ class FileRunStore:
                 consumed_at=use.consumed_at,
             )
         )
-        if not create_exclusive(journal, record):
-            raise ApprovalConsumedAlready(sidecar.run_id, use.approval_kb_id)
-        with self._index_lock:
-            if self._by_run is not None:
-                self._by_run.setdefault(sidecar.run_id, set()).add(use.approval_kb_id)
-        failpoint("consume:journaled")
-        write_atomic(path, data)
+        with self._claim_lock:
+            # The consumption first, as PostgreSQL's transaction: a consumed approval
+            # is ApprovalConsumedAlready whatever the revision.
+            if read_bytes(journal) is not None:
+                raise ApprovalConsumedAlready(sidecar.run_id, use.approval_kb_id)
+            stored = self._stored_revision(sidecar.run_id)
+            check_revision(sidecar.run_id, stored, sidecar.revision)
+            if not create_exclusive(journal, record):
+                raise ApprovalConsumedAlready(sidecar.run_id, use.approval_kb_id)
+            with self._index_lock:
+                if self._by_run is not None:
+                    self._by_run.setdefault(sidecar.run_id, set()).add(use.approval_kb_id)
+            failpoint("consume:journaled")
+            write_atomic(path, data)
 
     def _consumed_for(self, run_id: str) -> list[str]:
         with self._index_lock:

@@ -22,6 +22,7 @@ from cutter.ids import check_kb_id, check_run_id
 from cutter.kbdocs import KBDoc
 from cutter.quarantine import UnreadableRun, unreadable
 from cutter.run_pages import RunFilter, fill_page
+from cutter.run_revision import check_revision
 from cutter.sidecar import ApprovalUse, Sidecar
 from cutter.states import TERMINAL
 from cutter.stores.encoding import encode_kb_doc, encode_sidecar, under_prefix
@@ -58,6 +59,7 @@ class InMemoryRunStore:
         self._sidecars: dict[str, bytes] = {}
         self._consumed: dict[str, str] = {}
         self._open: dict[str, str] = {}  # doc_id -> the open run that holds it
+        self._revisions: dict[str, int] = {}  # run_id -> the stored revision, as a column
 
     async def load(self, run_id: str) -> Sidecar:
         await checkpoint()
@@ -78,22 +80,34 @@ class InMemoryRunStore:
         if sidecar.state not in TERMINAL:
             self._open[sidecar.doc_id] = sidecar.run_id
         self._sidecars[sidecar.run_id] = data
+        self._revisions[sidecar.run_id] = sidecar.revision
 
     async def save(self, sidecar: Sidecar) -> None:
+        """Compare-and-save (``cutter.run_revision``)."""
         await checkpoint()
-        self._sidecars[sidecar.run_id] = encode_sidecar(sidecar)
-        if sidecar.state in TERMINAL and self._open.get(sidecar.doc_id) == sidecar.run_id:
-            del self._open[sidecar.doc_id]
+        data = encode_sidecar(sidecar)
+        # Compare and set with no await in between: atomic within the event loop.
+        check_revision(sidecar.run_id, self._revisions.get(sidecar.run_id), sidecar.revision)
+        self._stored(sidecar, data)
 
     async def save_consuming(self, sidecar: Sidecar, use: ApprovalUse) -> None:
+        """The consumption first, as PostgreSQL's transaction: a consumed approval is
+        ``ApprovalConsumedAlready`` whatever the revision."""
         await checkpoint()
         data = encode_sidecar(sidecar)
         kb_id = check_kb_id(use.approval_kb_id)
         # Check and set with no await in between: atomic within the event loop.
         if kb_id in self._consumed:
             raise ApprovalConsumedAlready(sidecar.run_id, kb_id)
+        check_revision(sidecar.run_id, self._revisions.get(sidecar.run_id), sidecar.revision)
         self._consumed[kb_id] = sidecar.run_id
+        self._stored(sidecar, data)
+
+    def _stored(self, sidecar: Sidecar, data: bytes) -> None:
         self._sidecars[sidecar.run_id] = data
+        self._revisions[sidecar.run_id] = sidecar.revision
+        if sidecar.state in TERMINAL and self._open.get(sidecar.doc_id) == sidecar.run_id:
+            del self._open[sidecar.doc_id]
 
     async def consumed_by(self, approval_kb_id: str) -> str | None:
         await checkpoint()

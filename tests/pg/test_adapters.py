@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import re
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 import asyncpg
@@ -25,6 +26,7 @@ from cutter.errors import (
     ApprovalConsumedAlready,
     CorruptRecord,
     DocumentBusy,
+    RunChanged,
     StopVerifyFailed,
     UnknownDocument,
     UnknownRun,
@@ -39,10 +41,12 @@ from cutter.ports import LedgerReader, Target
 from cutter.records import REQUIRED_GRANTS, Backup, IUState
 from cutter.sidecar import Sidecar
 from cutter.sqlite.target import SqliteLedger
+from cutter.states import RunState
 from cutter.stores.locks import InProcessDocumentLocks
 from cutter.stores.memory_target import StaticGrantProbe
 from cutter.stores.sandbox import sandbox
 from tests._harness import paused_sidecar
+from tests._revision import next_revision
 from tests.pg._stores import (
     BACKENDS,
     TARGET_BACKENDS,
@@ -67,11 +71,11 @@ from tests.pg.conftest import PgDatabase
 pytestmark = pytest.mark.anyio
 
 
-def sidecar(run_id: str = "run-a", *, started_by: str = "operator") -> Sidecar:
+def sidecar(run_id: str = "run-a", *, started_by: str = "operator", **changes: Any) -> Sidecar:
     """A paused run of a document of its own: two open runs of one document are never
     both recorded (``tests/pg/test_open_runs.py``)."""
     paused = paused_sidecar(run_id, started_by=started_by)
-    return msgspec.structs.replace(paused, doc_id=f"doc-of-{run_id}")
+    return msgspec.structs.replace(paused, **{"doc_id": f"doc-of-{run_id}", **changes})
 
 
 @pytest.fixture(params=BACKENDS)
@@ -562,24 +566,116 @@ async def test_kb_get_of_corrupt_bytes_is_corrupt_record_naming_the_id(
 # == RunStore =========================================================================
 
 
-async def test_run_save_then_load_round_trips_and_save_replaces(
+async def test_run_create_then_load_round_trips_and_save_replaces(
     records: RecordsUnderTest,
 ) -> None:
-    await records.runs.save(sidecar("run-b"))
-    await records.runs.save(sidecar("run-a"))
+    await records.runs.create(sidecar("run-b"))
+    await records.runs.create(sidecar("run-a"))
     assert await records.runs.load("run-a") == sidecar("run-a")
     assert await records.runs.load("run-b") == sidecar("run-b")
-    await records.runs.save(sidecar("run-a", started_by="someone else"))
-    assert await records.runs.load("run-a") == sidecar("run-a", started_by="someone else")
+    replaced = next_revision(sidecar("run-a"), started_by="someone else")
+    await records.runs.save(replaced)
+    assert await records.runs.load("run-a") == replaced
     assert await records.runs.run_ids() == ["run-a", "run-b"]
 
 
 async def test_loading_an_unknown_run_is_unknown_run(records: RecordsUnderTest) -> None:
-    await records.runs.save(sidecar("run-a"))
+    await records.runs.create(sidecar("run-a"))
     with pytest.raises(UnknownRun) as caught:
         await records.runs.load("run-z")
     assert caught.value.run_id == "run-z"
     assert await records.runs.run_ids() == ["run-a"]
+
+
+async def test_a_stale_save_is_run_changed_and_saves_nothing(records: RecordsUnderTest) -> None:
+    """Two walkers hold the same revision: the first save wins, the second is refused
+    by the store itself, whatever it holds (compare-and-save, not load-then-save)."""
+    held = sidecar("run-a")
+    await records.runs.create(held)
+    first = next_revision(held, started_by="first walker")
+    await records.runs.save(first)
+    for stale in (
+        next_revision(held, started_by="second walker"),
+        next_revision(held, started_by="first walker"),  # even the same content
+        held,  # a revision that was stored already
+        sidecar("run-a", revision=first.revision + 5),  # a revision from the future
+    ):
+        with pytest.raises(RunChanged) as caught:
+            await records.runs.save(stale)
+        assert caught.value.code == "E_RUN_CHANGED"
+        assert caught.value.run_id == "run-a"
+        assert await records.runs.load("run-a") == first
+    second = next_revision(first, started_by="after the first")  # the winner goes on
+    await records.runs.save(second)
+    assert await records.runs.load("run-a") == second
+
+
+async def test_a_stale_terminal_save_frees_no_document(records: RecordsUnderTest) -> None:
+    held = sidecar("run-a")
+    await records.runs.create(held)
+    await records.runs.save(next_revision(held))
+    with pytest.raises(RunChanged):
+        await records.runs.save(next_revision(held, state=RunState.ABORTED))
+    with pytest.raises(DocumentBusy):
+        await records.runs.create(sidecar("run-b", doc_id=held.doc_id))
+
+
+async def test_saving_a_run_never_created_is_unknown_run_and_creates_nothing(
+    records: RecordsUnderTest,
+) -> None:
+    approval = "runs/run-a/gates/SG_1/approvals/alice"
+    for revision in (0, 1):
+        with pytest.raises(UnknownRun) as caught:
+            await records.runs.save(sidecar("run-a", revision=revision))
+        assert caught.value.run_id == "run-a"
+        with pytest.raises(UnknownRun):
+            await records.runs.save_consuming(
+                sidecar("run-a", revision=revision), approval_use(approval)
+            )
+    assert await records.runs.run_ids() == []
+    assert await records.runs.consumed_by(approval) is None
+    assert await records.runs.consumed_for("run-a") == []
+
+
+async def test_a_stale_save_consuming_is_run_changed_and_consumes_nothing(
+    records: RecordsUnderTest,
+) -> None:
+    """Two resumers hold the same revision, each with its own approval: the second
+    save is refused and its approval stays unconsumed, usable by a current walker."""
+    first_approval = "runs/run-a/gates/SG_1/approvals/alice"
+    second_approval = "runs/run-a/gates/SG_1/approvals/bob"
+    held = sidecar("run-a")
+    await records.runs.create(held)
+    first = next_revision(held, started_by="first resumer")
+    await records.runs.save_consuming(first, approval_use(first_approval))
+    with pytest.raises(RunChanged) as caught:
+        await records.runs.save_consuming(
+            next_revision(held, started_by="second resumer"), approval_use(second_approval)
+        )
+    assert caught.value.code == "E_RUN_CHANGED"
+    assert await records.runs.load("run-a") == first
+    assert await records.runs.consumed_by(second_approval) is None
+    assert await records.runs.consumed_for("run-a") == [first_approval]
+    # Not consumed: a walker holding the stored revision can use it.
+    current = next_revision(first, started_by="current")
+    await records.runs.save_consuming(current, approval_use(second_approval))
+    assert await records.runs.consumed_by(second_approval) == "run-a"
+    assert await records.runs.load("run-a") == current
+
+
+async def test_a_consumed_approval_is_refused_before_the_revision_is_compared(
+    records: RecordsUnderTest,
+) -> None:
+    approval = "runs/run-a/gates/SG_1/approvals/alice"
+    held = sidecar("run-a")
+    await records.runs.create(held)
+    first = next_revision(held)
+    await records.runs.save_consuming(first, approval_use(approval))
+    with pytest.raises(ApprovalConsumedAlready):  # stale too: the precise answer wins
+        await records.runs.save_consuming(next_revision(held), approval_use(approval))
+    with pytest.raises(ApprovalConsumedAlready):
+        await records.runs.save_consuming(sidecar("run-z"), approval_use(approval))
+    assert await records.runs.load("run-a") == first
 
 
 async def test_an_approval_is_consumed_once_and_the_loser_saves_nothing(
@@ -587,8 +683,9 @@ async def test_an_approval_is_consumed_once_and_the_loser_saves_nothing(
 ) -> None:
     approval = "runs/run-a/gates/SG_1/approvals/alice"
     assert await records.runs.consumed_by(approval) is None
-    await records.runs.save(sidecar("run-a"))
-    advanced = sidecar("run-a", started_by="advanced")
+    await records.runs.create(sidecar("run-a"))
+    await records.runs.create(sidecar("run-b"))
+    advanced = next_revision(sidecar("run-a"), started_by="advanced")
     await records.runs.save_consuming(advanced, approval_use(approval))
     assert await records.runs.load("run-a") == advanced
     assert await records.runs.consumed_by(approval) == "run-a"
@@ -596,20 +693,18 @@ async def test_an_approval_is_consumed_once_and_the_loser_saves_nothing(
     # The same run again, and another run: both refused, neither sidecar saved.
     with pytest.raises(ApprovalConsumedAlready):
         await records.runs.save_consuming(
-            sidecar("run-a", started_by="second"), approval_use(approval)
+            next_revision(advanced, started_by="second"), approval_use(approval)
         )
     with pytest.raises(ApprovalConsumedAlready) as caught:
-        await records.runs.save_consuming(sidecar("run-b"), approval_use(approval))
+        await records.runs.save_consuming(next_revision(sidecar("run-b")), approval_use(approval))
     assert approval in str(caught.value)
     assert await records.runs.load("run-a") == advanced
-    with pytest.raises(UnknownRun):
-        await records.runs.load("run-b")
+    assert await records.runs.load("run-b") == sidecar("run-b")
     assert await records.runs.consumed_by(approval) == "run-a"
-    assert await records.runs.run_ids() == ["run-a"]
 
     # Another approval is its own.
     other = "runs/run-b/gates/SG_1/approvals/bob"
-    await records.runs.save_consuming(sidecar("run-b"), approval_use(other))
+    await records.runs.save_consuming(next_revision(sidecar("run-b")), approval_use(other))
     assert await records.runs.consumed_by(other) == "run-b"
     assert await records.runs.consumed_by(approval) == "run-a"
     assert await records.runs.consumed_for("run-a") == [approval]
@@ -625,12 +720,16 @@ async def test_concurrent_consumers_of_one_approval_have_one_winner(
 
     async def consume(run_id: str) -> None:
         try:
-            await records.runs.save_consuming(sidecar(run_id), approval_use(approval))
+            await records.runs.save_consuming(
+                next_revision(sidecar(run_id)), approval_use(approval)
+            )
         except ApprovalConsumedAlready:
             outcomes[run_id] = "refused"
         else:
             outcomes[run_id] = "won"
 
+    for i in range(8):
+        await records.runs.create(sidecar(f"run-{i}"))
     async with anyio.create_task_group() as tg:
         for i in range(8):
             tg.start_soon(consume, f"run-{i}")
@@ -638,15 +737,41 @@ async def test_concurrent_consumers_of_one_approval_have_one_winner(
     assert len(outcomes) == 8
     assert len(winners) == 1
     assert await records.runs.consumed_by(approval) == winners[0]
-    assert await records.runs.run_ids() == winners
+    for i in range(8):
+        run_id = f"run-{i}"
+        saved = next_revision(sidecar(run_id)) if run_id in winners else sidecar(run_id)
+        assert await records.runs.load(run_id) == saved
+
+
+async def test_concurrent_walkers_of_one_run_have_one_winner(records: RecordsUnderTest) -> None:
+    """Eight walkers hold the same revision and save at once: exactly one is saved."""
+    held = sidecar("run-a")
+    await records.runs.create(held)
+    outcomes: dict[str, str] = {}
+
+    async def save(walker: str) -> None:
+        try:
+            await records.runs.save(next_revision(held, started_by=walker))
+        except RunChanged:
+            outcomes[walker] = "refused"
+        else:
+            outcomes[walker] = "won"
+
+    async with anyio.create_task_group() as tg:
+        for i in range(8):
+            tg.start_soon(save, f"walker-{i}")
+    winners = [walker for walker, outcome in outcomes.items() if outcome == "won"]
+    assert len(outcomes) == 8
+    assert len(winners) == 1
+    assert await records.runs.load("run-a") == next_revision(held, started_by=winners[0])
 
 
 @pytest.mark.parametrize("garbage", GARBAGE)
 async def test_loading_a_corrupt_sidecar_is_corrupt_record_naming_the_run(
     records: RecordsUnderTest, garbage: bytes
 ) -> None:
-    await records.runs.save(sidecar("run-a"))
-    await records.runs.save(sidecar("run-b"))
+    await records.runs.create(sidecar("run-a"))
+    await records.runs.create(sidecar("run-b"))
     await records.corrupt_run("run-a", garbage)
     with pytest.raises(CorruptRecord) as caught:
         await records.runs.load("run-a")

@@ -429,7 +429,7 @@ async def test_a_hostile_run_id_never_reaches_sql(pg_db: PgDatabase, run_id: str
     pool = await create_pool(pg_db.writer_dsn, role=WRITER, min_size=0)
     try:
         runs = PgRunStore(pool)
-        await runs.save(sidecar("run-a"))
+        await runs.create(sidecar("run-a"))
         before = {t: await table_snapshot(pg_db.admin_dsn, t) for t in TOUCHED}
         with pytest.raises(InvalidIdentifier):
             await runs.save(sidecar(run_id))

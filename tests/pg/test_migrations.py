@@ -16,12 +16,15 @@ from pathlib import Path
 
 import anyio
 import asyncpg
+import msgspec
 import pytest
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 from click.testing import CliRunner
 
+from cutter import codec
 from cutter.cli import main
+from cutter.errors import RunChanged
 from cutter.ledger import ChainBroken
 from cutter.pg.connect import create_pool
 from cutter.pg.migrate import (
@@ -31,9 +34,12 @@ from cutter.pg.migrate import (
     migrations,
     schema_version,
 )
+from cutter.pg.records import PgRunStore
 from cutter.pg.roles import CONTROL, CONTROL_GRANTS, WRITER_GRANTS, create_roles
 from cutter.pg.target import PgGrantProbe, PgLedger
 from cutter.records import REQUIRED_GRANTS
+from cutter.sidecar import Sidecar
+from tests._harness import paused_sidecar
 from tests.pg._stores import (
     ADMIN_TIMEOUT_S,
     WRITER,
@@ -52,6 +58,7 @@ VERSIONS = [
     (3, "database_approvals"),
     (4, "control_role"),
     (5, "run_pages"),
+    (6, "run_revision"),
 ]
 TABLES = {
     "documents",
@@ -103,13 +110,13 @@ def expected_versions() -> list[tuple[int, str]]:
 @pytest.mark.anyio
 async def test_migrate_applies_everything_once_and_then_nothing(empty_db: str) -> None:
     assert await public_tables(empty_db) == []
-    assert await migrate(empty_db) == [1, 2, 3, 4, 5]
-    assert await schema_version(empty_db) == 5
+    assert await migrate(empty_db) == [1, 2, 3, 4, 5, 6]
+    assert await schema_version(empty_db) == 6
     assert set(await public_tables(empty_db)) == TABLES
     assert await versions(empty_db) == expected_versions() == VERSIONS
 
     assert await migrate(empty_db) == []
-    assert await schema_version(empty_db) == 5
+    assert await schema_version(empty_db) == 6
     assert await versions(empty_db) == VERSIONS
     assert set(await public_tables(empty_db)) == TABLES
     # The kill switch row is seeded once, not again on the second run.
@@ -121,7 +128,7 @@ async def test_migrate_applies_everything_once_and_then_nothing(empty_db: str) -
 @pytest.mark.anyio
 async def test_migrating_the_migrated_template_clone_applies_nothing(pg_db: PgDatabase) -> None:
     assert await migrate(pg_db.admin_dsn) == []
-    assert await schema_version(pg_db.admin_dsn) == 5
+    assert await schema_version(pg_db.admin_dsn) == 6
 
 
 async def _back_to_version_1_with_two_open_runs(dsn: str) -> None:
@@ -170,6 +177,48 @@ def test_two_open_runs_of_one_document_stop_migration_0002_changing_nothing(
     anyio.run(_admin, dsn, "UPDATE runs SET state = 'ABORTED' WHERE run_id = 'run-a'")
     assert anyio.run(migrate, dsn) == [2]
     assert anyio.run(versions, dsn) == sorted(VERSIONS)
+
+
+async def _run_stored_before_0006(dsn: str) -> Sidecar:
+    """As a database migrated before 0006: no revision column, and a run whose
+    sidecar was encoded before sidecars carried a revision."""
+    run = paused_sidecar("run-a")
+    data = codec.encode(run)
+    assert data.count(b',"revision":0') == 1
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("ALTER TABLE runs DROP COLUMN revision")
+        await conn.execute("DELETE FROM schema_version WHERE version = 6")
+        await conn.execute(
+            "INSERT INTO runs (run_id, doc_id, state, sidecar) VALUES ($1, $2, $3, $4)",
+            run.run_id,
+            run.doc_id,
+            run.state.value,
+            data.replace(b',"revision":0', b""),
+        )
+    finally:
+        await conn.close()
+    return run
+
+
+@pytest.mark.anyio
+async def test_a_run_stored_before_0006_is_revision_0_and_saves_compare_and_save(
+    pg_db: PgDatabase,
+) -> None:
+    run = await _run_stored_before_0006(pg_db.admin_dsn)
+    assert await migrate(pg_db.admin_dsn) == [6]
+    pool = await create_pool(pg_db.writer_dsn, role=WRITER, min_size=0)
+    try:
+        store = PgRunStore(pool)
+        assert await store.load(run.run_id) == run
+        assert run.revision == 0
+        advanced = msgspec.structs.replace(run, started_by="first", revision=1)
+        await store.save(advanced)
+        with pytest.raises(RunChanged):  # a second walker that also held revision 0
+            await store.save(msgspec.structs.replace(run, started_by="second", revision=1))
+        assert await store.load(run.run_id) == advanced
+    finally:
+        await pool.close()
 
 
 CHILD = """
@@ -223,7 +272,7 @@ async def test_two_processes_migrating_at_once_apply_each_version_once(empty_db:
             results = [json.loads(await _line(out)) for out in outs]
             codes = [await child.wait() for child in children]
     assert codes == [0, 0]
-    assert sorted(results) == [[], [1, 2, 3, 4, 5]]
+    assert sorted(results) == [[], [1, 2, 3, 4, 5, 6]]
     assert await versions(empty_db) == VERSIONS
     assert set(await public_tables(empty_db)) == TABLES
     assert await admin_fetchval(empty_db, "SELECT count(*) FROM kill_switch") == 1
@@ -233,12 +282,12 @@ def test_the_cli_migrates_and_prints_the_schema_version(empty_db: str) -> None:
     runner = CliRunner()
     first = runner.invoke(main, ["db", "migrate", "--dsn", empty_db])
     assert first.exit_code == 0, first.output
-    assert "applied [1, 2, 3, 4, 5]" in first.output
-    assert "schema version 5" in first.output
+    assert "applied [1, 2, 3, 4, 5, 6]" in first.output
+    assert "schema version 6" in first.output
     again = runner.invoke(main, ["db", "migrate", "--dsn", empty_db])
     assert again.exit_code == 0, again.output
     assert "applied nothing" in again.output
-    assert "schema version 5" in again.output
+    assert "schema version 6" in again.output
 
 
 # == roles ============================================================================

@@ -43,8 +43,13 @@ OPEN_STATES = sorted(set(RunState) - TERMINAL)
 DOC = "doc-1"
 
 
-def run(run_id: str, state: RunState = RunState.CREATED, doc_id: str = DOC) -> Sidecar:
-    return msgspec.structs.replace(paused_sidecar(run_id), state=state, doc_id=doc_id)
+def run(
+    run_id: str, state: RunState = RunState.CREATED, doc_id: str = DOC, revision: int = 0
+) -> Sidecar:
+    """``revision``: a save follows the stored revision (``cutter.run_revision``)."""
+    return msgspec.structs.replace(
+        paused_sidecar(run_id), state=state, doc_id=doc_id, revision=revision
+    )
 
 
 @dataclass
@@ -114,7 +119,7 @@ async def test_a_second_open_run_of_a_document_is_refused_naming_the_holder(
 @pytest.mark.parametrize("state", OPEN_STATES)
 async def test_every_open_state_holds_the_document(stores: Stores, state: RunState) -> None:
     await stores.store.create(run("run-a"))
-    await stores.store.save(run("run-a", state))
+    await stores.store.save(run("run-a", state, revision=1))
     with pytest.raises(DocumentBusy, match="run-a"):
         await stores.other().create(run("run-b"))
 
@@ -124,8 +129,8 @@ async def test_a_terminal_save_frees_the_document_for_the_next_run(
     stores: Stores, state: RunState
 ) -> None:
     await stores.store.create(run("run-a"))
-    await stores.store.save(run("run-a", RunState.RUNNING))
-    await stores.store.save(run("run-a", state))
+    await stores.store.save(run("run-a", RunState.RUNNING, revision=1))
+    await stores.store.save(run("run-a", state, revision=2))
     await stores.other().create(run("run-b"))
     assert (await stores.store.load("run-b")).state is RunState.CREATED
     with pytest.raises(DocumentBusy, match="run-b"):  # and run-b holds it now

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import msgspec
 import pytest
 
 from cutter.pg.connect import create_pool
@@ -29,6 +28,7 @@ from cutter.sqlite.records import SqliteRunStore
 from cutter.states import RunState
 from cutter.stores.memory_records import InMemoryRunStore
 from tests._many_runs import many_runs, no_fsync, nth_run, run_id_of, store_runs
+from tests._revision import next_revision
 from tests.pg.conftest import PgDatabase
 
 pytestmark = pytest.mark.anyio
@@ -118,13 +118,13 @@ async def test_runs_that_change_or_appear_while_paging_are_listed_once(
     # While the operator reads page 1: a listed run and a run not yet listed end
     # (their state changes), and two new runs appear, one each side of the cursor.
     for run_id in (ids[10], ids[200]):
-        changed = msgspec.structs.replace(by_id[run_id], state=RunState.ABORTED)
+        changed = next_revision(by_id[run_id], state=RunState.ABORTED)
         await store.save(changed)
     newcomers = [nth_run(n) for n in range(300, 400)]
     before = next(r for r in newcomers if r.run_id < ids[99])
     after = next(r for r in newcomers if r.run_id > ids[99])
-    await store.save(before)
-    await store.save(after)
+    await store.create(before)
+    await store.create(after)
     rest: list[str] = []
     while cursor is not None:
         got = await page_of(store, RunFilter(), 100, cursor)

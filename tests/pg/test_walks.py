@@ -30,6 +30,7 @@ from cutter.stores.seeded import InMemoryDiscoverer
 from cutter.walk import PHASES, Gate, Phase, Pin
 from tests._gates import UncheckedGates
 from tests._harness import OPERATOR
+from tests._revision import over_stored
 from tests.pg._walk import (
     DOC_ID,
     N_IUS,
@@ -270,7 +271,7 @@ async def test_leg_a_replayed_after_a_crash_writes_nothing_new(
             and s.phases_passed[-1:] == (Phase.GRANT_PROBE,)
             and s.gate(Gate.SG_1) is not None  # approved, not merely probed
         )
-        await original_save(before_leg_a)
+        await original_save(await over_stored(store, before_leg_a))
         replayed = await runner.resume(sc.run_id)
         assert replayed.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION
         leg_a_doc = await config.kb.get(replayed.phase_docs[Phase.CUT_LEG_A])

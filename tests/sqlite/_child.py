@@ -83,10 +83,12 @@ def hold(db_path: Path) -> None:
 async def consume(db_path: Path, run_id: str, approval: str) -> None:
     async with open_database(db_path) as db:
         sidecar = msgspec.structs.replace(paused_sidecar(run_id), doc_id=f"doc-of-{run_id}")
+        await SqliteRunStore(db).create(sidecar)  # a save never creates a run
         say("ready")
         await anyio.to_thread.run_sync(sys.stdin.readline)
+        advanced = msgspec.structs.replace(sidecar, revision=sidecar.revision + 1)
         try:
-            await SqliteRunStore(db).save_consuming(sidecar, approval_use(approval))
+            await SqliteRunStore(db).save_consuming(advanced, approval_use(approval))
         except CutterError as exc:
             say(f"lost {exc.code}")
         else:

@@ -259,7 +259,7 @@ async def test_damage_found_after_open_is_typed_and_half_applies_nothing(tmp_pat
         async with anyio.create_task_group() as tg:  # the next batch: one write hits the damage
             tg.start_soon(held.run, db)
             await held.started()
-            tg.start_soon(caught, "save", partial(runs.save, run))
+            tg.start_soon(caught, "save", partial(runs.create, run))
             tg.start_soon(caught, "put", partial(kb.put, "docs/new", doc(1000)))
             await anyio.wait_all_tasks_blocked()
             held.release()

@@ -54,7 +54,9 @@ async def test_two_processes_consuming_one_approval_exactly_one_wins(tmp_path: P
     async with open_database(path) as db:
         runs = SqliteRunStore(db)
         assert await runs.consumed_by(APPROVAL) == winner
-        assert await runs.run_ids() == [winner]  # the loser saved nothing
+        loser = "run-b" if winner == "run-a" else "run-a"
+        assert (await runs.load(winner)).revision == 1
+        assert (await runs.load(loser)).revision == 0  # the loser saved nothing
 
 
 async def test_two_processes_appending_to_the_ledger_keep_one_chain(tmp_path: Path) -> None:
