@@ -25,6 +25,15 @@ def decode_kb_doc(data: bytes, location: str) -> KBDoc:
         raise CorruptRecord(location, one_line(str(exc))) from exc
 
 
+def decode_stored_sidecar(data: bytes, run_id: str, location: str) -> Sidecar:
+    """The sidecar stored under ``run_id``; the record of another run there is corrupt
+    (a store must never answer for one run with another's state)."""
+    sidecar = decode_sidecar(data, location)
+    if sidecar.run_id != run_id:
+        raise CorruptRecord(location, f"holds run {sidecar.run_id[:60]!r}")
+    return sidecar
+
+
 def decode_sidecar(data: bytes, location: str) -> Sidecar:
     """A sidecar of this cutter's schema; any other schema is ``CorruptRecord`` too (its
     fields may mean something else)."""

@@ -149,7 +149,7 @@ class PgRunStore:
             data = await self.pool.fetchval(q.RUN_LOAD, run_id)
         if data is None:
             raise UnknownRun(run_id)
-        return codec.decode_sidecar(bytes(data), f"runs/{run_id}")
+        return codec.decode_stored_sidecar(bytes(data), run_id, f"runs/{run_id}")
 
     async def create(self, sidecar: Sidecar) -> None:
         """One ``INSERT``: the partial unique index ``runs_one_open_per_document``
@@ -230,7 +230,8 @@ class PgRunStore:
         found: builtins.list[Sidecar | UnreadableRun] = []
         for r in rows:
             try:
-                found.append(codec.decode_sidecar(bytes(r["sidecar"]), f"runs/{r['run_id']}"))
+                stored, run_id = bytes(r["sidecar"]), r["run_id"]
+                found.append(codec.decode_stored_sidecar(stored, run_id, f"runs/{run_id}"))
             except CorruptRecord as exc:  # set aside, named (cutter.quarantine)
                 found.append(unreadable(r["run_id"], exc))
         return found

@@ -129,7 +129,7 @@ class SqliteRunStore:
         data = self.db.value("SELECT sidecar FROM runs WHERE run_id = ?", (run_id,))
         if data is None:
             raise UnknownRun(run_id)
-        return codec.decode_sidecar(bytes(data), f"runs/{run_id}")
+        return codec.decode_stored_sidecar(bytes(data), run_id, f"runs/{run_id}")
 
     async def create(self, sidecar: Sidecar) -> None:
         """One insert: the index refuses a second open run of the document."""
@@ -210,7 +210,7 @@ class SqliteRunStore:
         found: builtins.list[Sidecar | UnreadableRun] = []
         for run_id, data in rows:
             try:
-                found.append(codec.decode_sidecar(bytes(data), f"runs/{run_id}"))
+                found.append(codec.decode_stored_sidecar(bytes(data), run_id, f"runs/{run_id}"))
             except CorruptRecord as exc:  # set aside, named (cutter.quarantine)
                 found.append(unreadable(run_id, exc))
         return found

@@ -68,7 +68,7 @@ class InMemoryRunStore:
             data = self._sidecars[run_id]
         except KeyError:
             raise UnknownRun(run_id) from None
-        return codec.decode_sidecar(data, f"memory:runs/{run_id}")
+        return codec.decode_stored_sidecar(data, run_id, f"memory:runs/{run_id}")
 
     async def create(self, sidecar: Sidecar) -> None:
         await checkpoint()
@@ -129,7 +129,8 @@ class InMemoryRunStore:
     def _loaded(self, run_ids: list[str]) -> Iterator[Sidecar | UnreadableRun]:
         for run_id in run_ids:
             try:
-                yield codec.decode_sidecar(self._sidecars[run_id], f"memory:runs/{run_id}")
+                data = self._sidecars[run_id]
+                yield codec.decode_stored_sidecar(data, run_id, f"memory:runs/{run_id}")
             except CorruptRecord as exc:
                 yield unreadable(run_id, exc)
 

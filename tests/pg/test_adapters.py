@@ -38,10 +38,13 @@ from cutter.pg.locks import PgDocumentLocks
 from cutter.pg.records import PgKillSwitch
 from cutter.pg.target import PgGrantProbe, PgLedger
 from cutter.ports import LedgerReader, Target
+from cutter.quarantine import UnreadableRun
 from cutter.records import REQUIRED_GRANTS, Backup, IUState
+from cutter.run_pages import RunFilter
 from cutter.sidecar import Sidecar
 from cutter.sqlite.target import SqliteLedger
 from cutter.states import RunState
+from cutter.stores.encoding import encode_sidecar
 from cutter.stores.locks import InProcessDocumentLocks
 from cutter.stores.memory_target import StaticGrantProbe
 from cutter.stores.sandbox import sandbox
@@ -778,6 +781,21 @@ async def test_loading_a_corrupt_sidecar_is_corrupt_record_naming_the_run(
     assert "run-a" in caught.value.location
     assert "run-a" in str(caught.value)
     assert await records.runs.load("run-b") == sidecar("run-b")
+
+
+async def test_a_run_holding_another_runs_record_is_corrupt_not_the_other_run(
+    records: RecordsUnderTest,
+) -> None:
+    await records.runs.create(sidecar("run-a"))
+    await records.runs.create(sidecar("run-b"))
+    await records.corrupt_run("run-a", encode_sidecar(sidecar("run-b")))
+    with pytest.raises(CorruptRecord) as caught:
+        await records.runs.load("run-a")
+    assert "run-b" in str(caught.value)
+    page = await records.runs.page("", 10, RunFilter())
+    assert [getattr(found, "run_id", None) for found in page] == ["run-a", "run-b"]
+    assert isinstance(page[0], UnreadableRun)
+    assert page[1] == sidecar("run-b")
 
 
 # == GrantProbe =======================================================================
