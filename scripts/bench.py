@@ -35,7 +35,7 @@ from benchmarks.fleet import QUICK_RUNS, RUNS  # noqa: E402
 FIGURES = (
     "ask",
     "walk",
-    "files",
+    "embedded",
     "fleet",
     "pg",
     "discovery",

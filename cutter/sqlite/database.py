@@ -45,7 +45,6 @@ commit.
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -73,9 +72,12 @@ FILE_NAME = "cutter.sqlite3"
 BUSY_TIMEOUT_MS = 10_000  # another process (add-document) holding the write lock
 QUICK_CHECK_LINES = 5  # problems named in a StorageCorrupt
 # The WAL is copied into the database (a PASSIVE checkpoint, in the worker thread, after
-# a batch) once it is this large; SQLite's own automatic checkpoint would run inside
-# whichever commit crossed its threshold, on the loop.
-CHECKPOINT_WAL_BYTES = 4 * 1024 * 1024
+# a batch) once this many transactions were committed since the last copy (about
+# 4 MiB of WAL at a walk's few pages each); SQLite's own automatic checkpoint would run
+# inside whichever commit crossed its threshold, on the loop. A WAL file a burst grew
+# past WAL_LIMIT_BYTES is truncated back to it when it restarts.
+CHECKPOINT_COMMITS = 256
+WAL_LIMIT_BYTES = 16 * 1024 * 1024
 
 _FULL = {"SQLITE_FULL"}
 _READ_ONLY = {
@@ -147,6 +149,7 @@ class Database:
         self._closed = False
         self._committed = 0  # transactions this process committed, in order
         self._durable_through = 0  # the last of them a WAL sync made durable
+        self._checkpointed_at = 0  # the last of them before the latest checkpoint
         self.batches = 0  # transactions committed (the benchmarks report writes per batch)
         self.writes = 0
 
@@ -267,7 +270,8 @@ class Database:
                 if not job.finished:
                     job.error, job.result, job.finished = typed(exc, self.location), None, True
         try:
-            if self._wal_bytes() > CHECKPOINT_WAL_BYTES:
+            if self._committed - self._checkpointed_at >= CHECKPOINT_COMMITS:
+                self._checkpointed_at = self._committed
                 # PASSIVE never waits and never fails for a busy reader: what it cannot
                 # copy now, the checkpoint after a later batch copies. Nor does a failed
                 # copy (no space to grow the file) undo the commits: it is left for later.
@@ -279,12 +283,6 @@ class Database:
                 conn.execute("PRAGMA busy_timeout = 0")
                 if durable:
                     conn.execute("PRAGMA synchronous = NORMAL")
-
-    def _wal_bytes(self) -> int:
-        try:
-            return os.stat(f"{self.path}-wal").st_size
-        except OSError:
-            return 0
 
     def _transaction(self, batch: list[_Write[Any]], *, began: bool) -> None:
         """``batch`` in one transaction: each job under a savepoint of its own when
@@ -394,6 +392,7 @@ def open_now(path: Path, *, create: bool = True) -> Database:
             raise StorageReadOnly(location, f"cannot use write-ahead logging (journal_mode {mode})")
         writer.execute("PRAGMA synchronous = NORMAL")  # FULL only for a barrier's commit
         writer.execute("PRAGMA wal_autocheckpoint = 0")  # checkpoints run in the worker thread
+        writer.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
         migrate(writer)
         writer.execute("PRAGMA busy_timeout = 0")  # a write on the loop never waits
         reader = _connect(path, uri_mode="rw")

@@ -31,9 +31,10 @@ async def embedded(state_dir: Path) -> AsyncIterator[RunnerConfig]:
     """The embedded default's stores under ``state_dir`` (made as needed), as the
     daemon and the Python API get them. Every figure on the embedded stores takes
     them from here, so a change of the embedded default is one edit."""
-    from cutter.config import file_config
+    from cutter.sqlite.config import embedded_config
 
-    yield file_config(state_dir)
+    async with embedded_config(state_dir) as config:
+        yield config
 
 
 async def publish(config: RunnerConfig, doc_id: str, data: bytes) -> None:

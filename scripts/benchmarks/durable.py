@@ -1,12 +1,12 @@
-"""Durable points: the store writes a walk makes, counted, and what the least
-durable write per point costs on a given filesystem.
+"""Durable points and store writes a walk makes, counted, and what the least durable
+write per point costs on a given filesystem.
 
-A durable point is one call of a store's write method (a run saved, a KB doc put,
-leg A's staged rows, an enact, a ledger append, a source marked cut, ...): each
-must be on disk before the walk goes on, and a store that batches nothing pays at
-least one ``fdatasync`` for it. ``counting_writes`` wraps those methods on a
-config's store instances (benchmark only), so the count is the walk's own, not a
-constant; ``fdatasyncs`` is the floor's price of that many points.
+A durable point is an acknowledgement: a call of ``RunnerConfig.durable``, after
+which what the walk did must survive a power loss (``counting_acknowledgements``).
+A store write (a run saved, a KB doc put, leg A's staged rows, …) is what a store
+that syncs every write pays a sync for (``counting_writes`` wraps those methods on a
+config's store instances, benchmark only). Both counts are the walk's own, not
+constants; ``fdatasyncs`` is the floor's price of that many points.
 """
 
 from __future__ import annotations
@@ -65,6 +65,21 @@ def counting_writes(config: RunnerConfig) -> Counter[str]:
             if bound is not None:
                 setattr(store, method, counting(f"{name}.{method}", bound))
     return counts
+
+
+def counting_acknowledgements(config: RunnerConfig) -> tuple[RunnerConfig, Callable[[], int]]:
+    """``config`` whose ``durable`` counts its calls (the walk's acknowledgements),
+    and how to read the count."""
+    import dataclasses
+
+    calls = [0]
+    inner = config.durable
+
+    async def durable() -> None:
+        calls[0] += 1
+        await inner()
+
+    return dataclasses.replace(config, durable=durable), lambda: calls[0]
 
 
 def describe(counts: Counter[str]) -> str:

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchmarks.common import ROOT, Figure, absolute, compared, embedded, scratch_dir
-from benchmarks.files import publish_all
+from benchmarks.embedded import publish_all
 from benchmarks.walk import approve_and_resume, one_walk, walk_once
 
 if TYPE_CHECKING:

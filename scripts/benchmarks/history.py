@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from benchmarks.common import Figure, compared, embedded, publish, scratch_dir
 from benchmarks.durable import fsync_off
-from benchmarks.files import checked_walk
+from benchmarks.embedded import checked_walk
 from benchmarks.walk import walk_once
 
 if TYPE_CHECKING:

@@ -13,7 +13,6 @@ run-id order. Everything runs in one event loop, as in the daemon.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -69,28 +68,14 @@ def least_read(store: Any, count: int) -> Callable[[], None]:
     store allows."""
     from cutter import codec
 
-    db = getattr(store, "db", None)
-    if db is not None:  # SQLite
+    db = store.db
 
-        def select() -> None:
-            sql = "SELECT run_id, sidecar FROM runs ORDER BY run_id LIMIT ?"
-            for run_id, data in db.all(sql, (count,)):
-                codec.decode_sidecar(bytes(data), run_id)
+    def select() -> None:
+        sql = "SELECT run_id, sidecar FROM runs ORDER BY run_id LIMIT ?"
+        for run_id, data in db.all(sql, (count,)):
+            codec.decode_sidecar(bytes(data), run_id)
 
-        return select
-    from cutter.stores.atomic import read_bytes
-    from cutter.stores.files import SUFFIX
-
-    runs_dir = store._runs
-
-    def listing() -> None:
-        names = sorted(n for n in os.listdir(runs_dir) if n.endswith(SUFFIX))
-        for name in names[:count]:
-            data = read_bytes(runs_dir / name)
-            assert data is not None
-            codec.decode_sidecar(data, name)
-
-    return listing
+    return select
 
 
 async def measure(state: Path, repetitions: int) -> list[tuple[Any, ...]]:

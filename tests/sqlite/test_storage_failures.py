@@ -21,6 +21,7 @@ import pytest
 from cutter.errors import StorageCorrupt, StorageFull, StorageReadOnly, UnknownRun
 from cutter.kbdocs import KBDoc
 from cutter.sidecar import Sidecar
+from cutter.sqlite import database
 from cutter.sqlite.database import FILE_NAME, open_database, open_now
 from cutter.sqlite.records import SqliteKnowledgeBase, SqliteRunStore
 from tests._harness import paused_sidecar
@@ -122,11 +123,13 @@ async def test_a_full_disk_fails_a_batch_whole_with_an_error_per_caller(tmp_path
 
 
 async def test_a_checkpoint_that_finds_no_space_fails_no_caller_raw_nor_hangs_one(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """After a batch the worker thread copies a WAL past ``CHECKPOINT_WAL_BYTES`` into
-    the database file, which must grow: on a full disk that copy fails. The callers
-    get typed errors (or their committed results), none waits for ever."""
+    """After a batch the worker thread copies the WAL, once ``CHECKPOINT_COMMITS``
+    transactions are in it, into the database file, which must grow: on a full disk
+    that copy fails. The callers get typed errors (or their committed results), none
+    waits for ever."""
+    monkeypatch.setattr(database, "CHECKPOINT_COMMITS", 10)
     with tmpfs(tmp_path / "mnt", size="16m") as mount:
         path = mount / FILE_NAME
         async with open_database(path) as db:
