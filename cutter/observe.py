@@ -66,7 +66,7 @@ async def name_units(
         elif item.pin == Pin.SOURCE_SHA.value:
             sv_id = str(sidecar.pins[Pin.SOURCE_VERSION_ID])
             stored = await services.target.sources.stored_bytes(sv_id)
-            found = await off_loop(plan_drift, manifest, stored)
+            found = await off_loop(plan_drift, manifest, stored, size=len(stored or b""))
         elif item.pin == Pin.VERIFY_RESULT_ID.value:
             change_set_id = str(sidecar.pins[Pin.CHANGE_SET_ID])
             found = staged_drift(manifest, await services.target.ius.change_set(change_set_id))
@@ -86,4 +86,4 @@ async def _current_regions(services: Services, doc_id: str) -> tuple[Region, ...
     except (UnknownDocument, CorruptRecord):
         return None
     candidates = await discover_off_loop(services.discoverer, data)
-    return await off_loop(regions_of_candidates, data, candidates)
+    return await off_loop(regions_of_candidates, data, candidates, size=len(data))

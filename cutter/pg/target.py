@@ -89,7 +89,7 @@ async def publish(
     same bytes twice is one version; a document over the size limit is refused
     (``E_DOCUMENT_TOO_LARGE``), nothing stored."""
     check_document_size(len(data))
-    sha = await off_loop(sha256_hex, data)
+    sha = await off_loop(sha256_hex, data, size=len(data))
     sv_id = "sv-" + sha256_hex(f"{doc_id}\x00{sha}".encode())[:24]
     version = SourceVersion(
         doc_id=doc_id, sd_id=sd_id or f"sd-{doc_id}", sv_id=sv_id, sha256=sha, size=len(data)

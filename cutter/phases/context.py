@@ -71,7 +71,7 @@ class PhaseContext:
         data = checked.source(sv_id, sha)
         if data is None:
             data = await self.services.target.sources.content(sv_id)
-            if await off_loop(sha256_hex, data) != sha:
+            if await off_loop(sha256_hex, data, size=len(data)) != sha:
                 raise StopVerifyFailed("source bytes no longer match the pinned source_sha")
             checked.keep_source(sv_id, sha, data)
         return data

@@ -72,7 +72,8 @@ async def cutplan(ctx: PhaseContext) -> PhaseOutput:
     if version.sv_id != ctx.pin_str(Pin.SOURCE_VERSION_ID):
         raise StopPlanInvalid("the document changed version while being planned")
     candidates = await discover_off_loop(ctx.services.discoverer, data)
-    manifest = await off_loop(_plan, version, data, candidates, ctx.pin_str(Pin.REGION_SHA))
+    region_sha = ctx.pin_str(Pin.REGION_SHA)
+    manifest = await off_loop(_plan, version, data, candidates, region_sha, size=len(data))
     return PhaseOutput(
         pins={Pin.MANIFEST_DIGEST: manifest.digest, Pin.IU_COUNT: len(manifest.ius)},
         note=f"{len(manifest.ius)} IUs planned",

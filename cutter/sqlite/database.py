@@ -136,6 +136,16 @@ class _Write(Generic[T]):
     error: BaseException | None = None
 
 
+@dataclass(eq=False)
+class _Turn:
+    """The loop transaction of one turn of the event loop: the small writes of every
+    task that ran in it, committed together by the first."""
+
+    jobs: list[_Write[Any]] = field(default_factory=list)
+    done: anyio.Event = field(default_factory=anyio.Event)
+    gone: sqlite3.Error | None = None  # SQLite rolled the transaction back under a job
+
+
 class Database:
     """One open embedded database: see the module docstring. Make it with
     ``open_database``; the stores share one per state directory."""
@@ -146,6 +156,7 @@ class Database:
         self._reader = reader
         self._pending: list[_Write[Any]] = []
         self._leading = False
+        self._turn: _Turn | None = None  # the loop transaction open this turn, if any
         self._closed = False
         self._committed = 0  # transactions this process committed, in order
         self._durable_through = 0  # the last of them a WAL sync made durable
@@ -195,21 +206,25 @@ class Database:
         typed error that failed its transaction. Committed means crash-safe (a ``kill
         -9`` keeps it); ``durable`` makes it survive a power loss too.
 
-        A small write with no batch in flight commits at once, on the loop (no fsync
-        waits there: ``synchronous=NORMAL``); ``bulk`` ones (thousands of rows, megabytes)
-        and those arriving while a batch is in the worker thread go through it, as do
-        ``durable`` ones, which return once ``durable()`` would."""
+        A small write with no batch in flight runs at once, on the loop, in the loop
+        transaction of this turn of the loop, which commits (no fsync waits there:
+        ``synchronous=NORMAL``) once every task the loop runs this turn had its chance
+        to join; ``bulk`` ones (thousands of rows, megabytes) and those arriving while a
+        batch is in the worker thread go through it, as do ``durable`` ones, which
+        return once ``durable()`` would."""
         self._check_open()
         job: _Write[T] = _Write(fn, after_commit, durable)
-        if bulk or durable or self._leading or not self._inline(job):
-            with anyio.CancelScope(shield=True):
-                self._pending.append(job)
-                if self._leading:
-                    await job.wake.wait()  # finished in a batch, or promoted to lead
-                if not job.finished:
-                    await self._lead(job)
-        else:
-            await anyio.lowlevel.cancel_shielded_checkpoint()
+        with anyio.CancelScope(shield=True):
+            if bulk or durable or self._leading:
+                await self._queue(job)
+            elif self._turn is not None:
+                turn = self._turn
+                self._run(self._writer, job, turn)
+                await turn.done.wait()
+            elif self._begin():
+                await self._lead_turn(job)
+            else:  # another process holds the write lock: wait for it in a thread
+                await self._queue(job)
         if job.error is not None:
             raise job.error
         result: T = job.result
@@ -225,18 +240,43 @@ class Database:
             return
         await self.write(_mark_durable, bulk=True, durable=True)
 
-    def _inline(self, job: _Write[Any]) -> bool:
-        """Commit ``job`` now on the calling thread; False when another process holds
-        the write lock (the caller then waits for it in the worker thread)."""
+    def _begin(self) -> bool:
+        """Open the loop transaction of this turn; False when another process holds the
+        write lock (never waited for on the loop) or it cannot be opened now."""
         try:
             self._writer.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if getattr(exc, "sqlite_errorname", "") == "SQLITE_BUSY":
-                return False
-            job.error, job.finished = typed(exc, self.location), True
-            return True
-        self._transaction([job], began=True)
+        except sqlite3.Error:
+            return False  # the thread path waits for the lock, or gives the typed error
+        self._turn = _Turn()
         return True
+
+    async def _lead_turn(self, job: _Write[Any]) -> None:
+        """Run ``job`` in the loop transaction just opened, let every task the loop runs
+        this turn add its writes, then commit them together."""
+        turn = self._turn
+        assert turn is not None
+        self._run(self._writer, job, turn)
+        await anyio.lowlevel.cancel_shielded_checkpoint()
+        self._turn = None
+        if turn.gone is None:
+            self._commit(turn.jobs)
+        else:  # SQLite rolled the transaction back under a job: none of them happened
+            for done in turn.jobs:
+                if done.error is None:
+                    done.error, done.result = typed(turn.gone, self.location), None
+                done.finished = True
+        turn.done.set()
+        if self._pending:  # bulk or durable writes waited for the connection
+            self._leading = True
+            self._pending[0].wake.set()
+
+    async def _queue(self, job: _Write[Any]) -> None:
+        """``job`` in the next batch in the worker thread."""
+        self._pending.append(job)
+        if self._leading or self._turn is not None:
+            await job.wake.wait()  # finished in a batch, or promoted to lead
+        if not job.finished:
+            await self._lead(job)
 
     async def _lead(self, job: _Write[Any]) -> None:
         self._leading = True
@@ -264,7 +304,7 @@ class Database:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             if durable:
                 conn.execute("PRAGMA synchronous = FULL")
-            self._transaction(batch, began=False)
+            self._transaction(batch)
         except sqlite3.Error as exc:  # a pragma before the transaction failed
             for job in batch:
                 if not job.finished:
@@ -284,20 +324,17 @@ class Database:
                 if durable:
                     conn.execute("PRAGMA synchronous = NORMAL")
 
-    def _transaction(self, batch: list[_Write[Any]], *, began: bool) -> None:
+    def _transaction(self, batch: list[_Write[Any]]) -> None:
         """``batch`` in one transaction: each job under a savepoint of its own when
         there are several, so a job that raises undoes only itself."""
         conn = self._writer
-        committed = self._committed + 1
         try:
-            if not began:
-                conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN IMMEDIATE")
             if len(batch) == 1:
                 batch[0].result = batch[0].fn(conn)
             else:
                 for job in batch:
                     self._run(conn, job)
-            conn.execute("COMMIT")
         except Exception as exc:  # one job alone raised, or the transaction is gone
             if conn.in_transaction:
                 conn.rollback()
@@ -309,6 +346,24 @@ class Database:
                 job.result = None
                 job.finished = True
             return
+        self._commit(batch)
+
+    def _commit(self, batch: list[_Write[Any]]) -> None:
+        """Commit the open transaction holding ``batch``; every job is finished after,
+        with its result or an error of its own."""
+        conn = self._writer
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.rollback()
+            for job in batch:
+                if job.error is None:
+                    job.error = typed(exc, self.location)  # one instance per caller
+                job.result = None
+                job.finished = True
+            return
+        committed = self._committed + 1
         self._committed = committed
         if any(job.durable for job in batch):
             self._durable_through = committed
@@ -320,13 +375,22 @@ class Database:
             if job.after_commit is not None and job.error is None:
                 failpoint(job.after_commit)
 
-    def _run(self, conn: sqlite3.Connection, job: _Write[Any]) -> None:
+    def _run(self, conn: sqlite3.Connection, job: _Write[Any], turn: _Turn | None = None) -> None:
+        """``job`` under a savepoint of its own in the open transaction; in a loop
+        ``turn``, a job that finds the transaction gone records it there."""
+        if turn is not None:
+            turn.jobs.append(job)
+            if turn.gone is not None:
+                return  # the turn's transaction is gone: its leader fails every job
         conn.execute("SAVEPOINT job")
         try:
             job.result = job.fn(conn)
         except sqlite3.Error as exc:
             if not conn.in_transaction:
-                raise  # SQLite rolled the transaction back (disk full, I/O): fail the batch
+                if turn is None:
+                    raise  # SQLite rolled the transaction back (disk full, I/O): fail the batch
+                turn.gone = exc
+                return
             conn.execute("ROLLBACK TO job")
             conn.execute("RELEASE job")
             job.error = typed(exc, self.location)

@@ -49,15 +49,8 @@ def _sv_of(doc_id: str, sha: str) -> str:
     return "sv-" + sha256_hex(f"{doc_id}\x00{sha}".encode())[:24]
 
 
-# Bytes hashed on the loop: sha256 runs at about 1 GB/s, so this is at most a quarter of
-# a millisecond; larger documents are hashed in a worker thread.
-HASH_ON_LOOP_BYTES = 256 * 1024
-
-
 async def _sha256(data: bytes) -> str:
-    if len(data) <= HASH_ON_LOOP_BYTES:
-        return sha256_hex(data)
-    return await off_loop(sha256_hex, data)
+    return await off_loop(sha256_hex, data, size=len(data))
 
 
 def _sv_id(sv_id: object) -> str:

@@ -224,3 +224,43 @@ def test_every_commit_keeps_the_wal_and_leaves_checkpoints_to_the_thread(
         assert writer.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     finally:
         db.close()
+
+
+async def test_small_writes_of_one_turn_of_the_loop_commit_together(db: Database) -> None:
+    """Tasks the loop runs in one turn write into one loop transaction: one commit,
+    and a write that refuses itself is undone alone."""
+
+    def refuses(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO kb_docs (kb_id, doc) VALUES ('refused', x'00')")
+        raise LookupError("refused by the write itself")
+
+    refused: list[BaseException] = []
+
+    async def refusing() -> None:
+        try:
+            await db.write(refuses)
+        except LookupError as exc:
+            refused.append(exc)
+
+    before = db.batches
+    async with anyio.create_task_group() as tg:
+        for key in ("a", "b", "c"):
+            tg.start_soon(db.write, put(key, key.encode()))
+        tg.start_soon(refusing)
+        tg.start_soon(db.write, put("d", b"d"))
+    assert db.batches == before + 1
+    assert recording(db).syncs() == ["NORMAL"]
+    assert len(refused) == 1
+    assert stored(db, "refused") is None
+    assert [stored(db, key) for key in "abcd"] == [b"a", b"b", b"c", b"d"]
+
+
+async def test_a_bulk_write_waits_for_the_loop_transaction_then_runs(db: Database) -> None:
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(db.write, put("small", b"1"))
+        tg.start_soon(lambda: db.write(put("bulk", b"2"), bulk=True))
+        tg.start_soon(db.write, put("also-small", b"3"))
+    assert [stored(db, k) for k in ("small", "bulk", "also-small")] == [b"1", b"2", b"3"]
+    statements = recording(db).statements
+    assert statements.count("BEGIN IMMEDIATE") == db.batches
+    assert statements.count("COMMIT") == db.batches
