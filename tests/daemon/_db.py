@@ -88,3 +88,17 @@ def write_lock(state_dir: Path) -> Iterator[None]:
             yield
         finally:
             conn.execute("ROLLBACK")
+
+
+def sidecars_stored(state_dir: Path) -> dict[str, bytes]:
+    """Every run's stored sidecar bytes, by run id."""
+    rows = query(state_dir, "SELECT run_id, sidecar FROM runs ORDER BY run_id")
+    return {str(run_id): bytes(data) for run_id, data in rows}  # type: ignore[arg-type]
+
+
+def kb_list(state_dir: Path, prefix: str) -> list[str]:
+    return read(state_dir, lambda c: c.kb.list(prefix))
+
+
+def kb_get(state_dir: Path, kb_id: str) -> object:
+    return read(state_dir, lambda c: c.kb.get(kb_id))

@@ -1,7 +1,8 @@
 """One owner per state directory, whatever the transport: real ``cutter`` processes.
 
-Two daemons on one state directory lose committed data (each store's writers are
-serialised only within a process), so the second is refused: ``E_STATE_DIR_BUSY``
+Two daemons on one state directory would walk the same runs at once (each resumes
+every unfinished run it finds; a run's walk is serialised only within a process),
+so the second is refused: ``E_STATE_DIR_BUSY``
 on one stderr line naming the owner's pid, exit code 3, nothing changed. Every
 order of socket and ``--stdio`` is tried, and a socket file deleted under a live
 daemon. The first daemon still answers afterwards, and once it is killed with
@@ -268,3 +269,39 @@ def test_a_state_dir_below_a_regular_file_is_one_line(tmp_path: Path, args: list
         f"Error: E_STATE_DIR_UNUSABLE: state directory {state} cannot be used: Not a directory"
     ]
     assert regular.read_bytes() == b"not a directory"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["daemon"],
+        ["daemon", "--stdio", "--log", "{tmp}/stdio.log"],
+        ["demo"],
+        ["add-document", "doc-1", str(SAMPLE)],
+        ["doctor"],
+        ["verify-ledger"],
+    ],
+    ids=["daemon", "daemon-stdio", "demo", "add-document", "doctor", "verify-ledger"],
+)
+def test_a_state_dir_of_the_old_file_stores_is_refused_in_one_line(
+    tmp_path: Path, args: list[str]
+) -> None:
+    """No release used the file stores, so nothing migrates them; a state directory
+    they wrote is named, with what to do, and left exactly as it was."""
+    state = tmp_path / "state"
+    for name in ("kb", "runs", "target"):
+        (state / name).mkdir(parents=True)
+    (state / "runs" / "run-0123456789abcdef.json").write_bytes(b"{}")
+    before = snapshot(state)
+    command, *rest = (a.replace("{tmp}", str(tmp_path)) for a in args)
+    done = cutter(command, "--state-dir", str(state), *rest)
+    assert done.returncode == EXIT_ERROR, done.stderr
+    assert done.stderr.splitlines() == [
+        f"Error: E_STATE_DIR_UNUSABLE: state directory {state} cannot be used: it holds "
+        "the file stores of an earlier cutter (kb, runs, target), which this one does not "
+        "read (no release used them): move it aside and start afresh there, adding the "
+        "documents again (cutter add-document)"
+    ]
+    assert "Traceback" not in done.stdout
+    assert snapshot(state) == before
+    assert not (tmp_path / "stdio.log").exists()

@@ -2,8 +2,9 @@
 bind mount of it) under the test's directory, which needs root and a kernel that lets
 it mount (a CI container as root does; elsewhere the tests skip, ``may_skip``).
 
-Every write answers a typed code (``E_STORAGE_FULL``, ``E_STORAGE_READ_ONLY``),
-changes nothing and leaves no temp file; a daemon refused a read-only state
+Every write answers a typed code (``E_STORAGE_FULL``, ``E_STORAGE_READ_ONLY``) and
+changes nothing (SQLite rolls the transaction back), and the same command succeeds
+once there is space again; a daemon refused a read-only state
 directory says so in one line; SIGTERM on a read-only directory exits 0.
 """
 
@@ -21,6 +22,7 @@ import pytest
 from cutter.mode import Mode
 from cutter.protocol import AbortRun, Error, Start
 from cutter.states import RunState
+from tests.daemon._db import sidecars_stored
 from tests.daemon._drive import OPERATOR, add_document, ask, launch, start_run, status
 from tests.daemon.test_owner import EXIT_ERROR, cutter
 
@@ -65,10 +67,6 @@ def fill(mount: Path) -> None:
         os.close(fd)
 
 
-def temps(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*.tmp")]
-
-
 def no_traceback(stderr_dir: Path) -> None:
     for path in stderr_dir.glob("*.stderr"):
         assert "Traceback" not in path.read_text(errors="replace"), path
@@ -82,18 +80,16 @@ def test_a_full_disk_answers_e_storage_full_and_changes_nothing(tmp_path: Path) 
         try:
             run = anyio.run(start_run, daemon.socket, Mode.DRY_RUN)
             assert run.state is RunState.AWAITING_CUT_AUTHORIZATION
-            sidecar = state / "runs" / "runs" / f"{run.run_id}.json"
-            before = sidecar.read_bytes()
+            before = sidecars_stored(state)
             fill(mount)
             abort = AbortRun(id="abort", run_id=run.run_id, reason="disk full", by=OPERATOR)
             reply = anyio.run(ask, daemon.socket, abort)
             assert isinstance(reply, Error), reply
             assert reply.code == "E_STORAGE_FULL", reply
-            assert "No space left on device" in reply.message
+            assert str(state / "cutter.sqlite3") in reply.message
             start = Start(id="again", doc_id="other", started_by=OPERATOR, mode=Mode.DRY_RUN)
             assert isinstance(anyio.run(ask, daemon.socket, start), Error)
-            assert sidecar.read_bytes() == before
-            assert temps(state) == []
+            assert sidecars_stored(state) == before
             assert anyio.run(status, daemon.socket, run.run_id).state is run.state
             (mount / "filler").unlink()  # space again: the same command now succeeds
             assert not isinstance(anyio.run(ask, daemon.socket, abort), Error)
@@ -115,7 +111,6 @@ def test_a_read_only_state_dir_answers_typed_and_sigterm_exits_0(tmp_path: Path)
                 reply = anyio.run(ask, daemon.socket, abort)
                 assert isinstance(reply, Error), reply
                 assert reply.code == "E_STORAGE_READ_ONLY", reply
-                assert temps(state) == []
                 assert daemon.stop() == 0  # on main: 1, an OSError traceback on unlink
                 (left,) = daemon.named("socket_not_removed")
                 assert left["code"] == "E_STORAGE_READ_ONLY"
