@@ -50,8 +50,8 @@ def check_layout(state_dir: Path) -> None:
         raise StateDirUnusable(
             str(state_dir),
             f"it holds the file stores of an earlier cutter ({', '.join(old)}), which this "
-            "one does not read (no release used them): move it aside "
-            f"(mv {state_dir} {state_dir}.files) and start again, re-adding the documents",
+            "one does not read (no release used them): move it aside and start afresh "
+            "there, adding the documents again (cutter add-document)",
         )
 
 
