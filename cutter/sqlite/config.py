@@ -97,7 +97,8 @@ async def open_state_dir(state_dir: Path, *, create: bool = False) -> AsyncItera
     ``verify-ledger``, ``doctor``), closed on exit; it may run beside a daemon that
     owns the directory (SQLite's locks; a write waits for the daemon's batch).
     With ``create`` the directory and the database are made as needed; without it
-    a missing directory or database is ``InputError`` (nothing is made). An
+    a missing directory or database is ``InputError`` (nothing is made). What it
+    wrote is durable (``Database.durable``) before the block's exit returns. An
     old-layout directory is ``StateDirUnusable`` (``check_layout``)."""
     from cutter.stores.owner import make_state_dir
 
@@ -112,3 +113,4 @@ async def open_state_dir(state_dir: Path, *, create: bool = False) -> AsyncItera
         raise InputError(f"no database {path}: nothing was stored under {state_dir} yet")
     async with open_database(path, create=create) as db:
         yield db
+        await db.durable()  # what the command reports done survives a power loss
