@@ -102,3 +102,12 @@ def kb_list(state_dir: Path, prefix: str) -> list[str]:
 
 def kb_get(state_dir: Path, kb_id: str) -> object:
     return read(state_dir, lambda c: c.kb.get(kb_id))
+
+
+def contents(state_dir: Path) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table: "nothing was written" is equality."""
+    tables = query(state_dir, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+    return {
+        str(name): sorted(query(state_dir, f'SELECT * FROM "{name}"'), key=repr)
+        for (name,) in tables
+    }

@@ -63,8 +63,7 @@ from cutter.sqlite.config import embedded_config
 from cutter.sqlite.target import SqliteSources
 from cutter.states import RunState
 from cutter.walk import Gate
-from tests._harness import tree
-from tests.daemon._db import consumed_approvals, query, sidecars_stored
+from tests.daemon._db import consumed_approvals, contents, query, sidecars_stored
 from tests.daemon.conftest import ROOT, DaemonProcess, start_daemon
 
 SAMPLE = ROOT / "cutter" / "samples" / "garden-charter.md"
@@ -501,15 +500,15 @@ def test_hostile_ids_in_valid_commands_are_refused_with_typed_errors(fuzzed: Fuz
     @given(data=st.data())
     def hostile_ids_are_refused(data: st.DataObject) -> None:
         command = data.draw(hostile_commands(run_ids))
-        before = tree(fuzzed.state_dir)
+        before = contents(fuzzed.state_dir)
         got = replies(fuzzed.socket, encode(command))
         assert len(got) == 1, got
         [reply] = got
         assert isinstance(reply, Error), (command, reply)
         assert reply.code != "E_INTERNAL", (command, reply)
         assert reply.id == command.id
-        # refused before anything was stored: no KB doc, no sidecar, no journal record
-        assert tree(fuzzed.state_dir) == before
+        # refused before anything was stored: no KB doc, no sidecar, no consumption
+        assert contents(fuzzed.state_dir) == before
 
     hostile_ids_are_refused()
     fuzzed.assert_untouched()

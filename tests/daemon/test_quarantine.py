@@ -115,7 +115,7 @@ def test_a_start_that_fails_after_binding_leaves_no_socket(tmp_path: Path) -> No
     )
     assert done.returncode == 1, done.stderr
     [line] = done.stderr.decode().splitlines()
-    assert line.startswith(f"Error: E_STORAGE_CORRUPT: {database}")
+    assert line == f"Error: E_STORAGE_CORRUPT: damaged database {database}: file is not a database"
     assert not (state_dir / "daemon.sock").exists()
     assert database.read_bytes() == b"not a database, " * 512
 
