@@ -29,12 +29,14 @@ from cutter.failpoints import ENV as FAILPOINT_ENV
 from cutter.mode import Mode
 from cutter.protocol import Ping, Pong, decode_reply, encode
 from cutter.states import RunState
+from tests.daemon._db import consumed_approvals, query
 from tests.daemon._drive import (
     DOC_ID,
     SAMPLE,
     StdioDaemon,
     WatchedDaemon,
     add_document,
+    approve,
     launch,
     start_run,
 )
@@ -305,3 +307,47 @@ def test_a_state_dir_of_the_old_file_stores_is_refused_in_one_line(
     assert "Traceback" not in done.stdout
     assert snapshot(state) == before
     assert not (tmp_path / "stdio.log").exists()
+
+
+def test_add_documents_write_while_the_daemon_walks_runs(tmp_path: Path) -> None:
+    """Both processes write the one database at once — the daemon its runs' records,
+    each ``add-document`` a version — and every write lands whole: SQLite's lock
+    orders the transactions (a writer waits for the other's, never half-applies)."""
+    state = tmp_path / "state"
+    walked = [f"doc-walk-{i}" for i in range(4)]
+    added = [f"doc-new-{i}" for i in range(6)]
+    for doc_id in walked:
+        add_document(doc_id, SAMPLE, state_dir=state)
+
+    async def add(doc_id: str) -> None:
+        command = ["add-document", "--state-dir", str(state), doc_id, str(SAMPLE)]
+        done = await anyio.run_process(
+            [sys.executable, "-m", "cutter", *command],
+            cwd=ROOT,
+            env=_env(),
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+
+    async def walk(socket: Path, doc_id: str) -> None:
+        run = await start_run(socket, Mode.DRY_RUN, doc_id)
+        for _ in range(2):
+            run = (await approve(socket, run)).run
+        assert run.state is RunState.CLOSEOUT_REPORTED, run
+
+    async def both(socket: Path) -> None:
+        async with anyio.create_task_group() as tg:
+            for doc_id in walked:
+                tg.start_soon(walk, socket, doc_id)
+            for doc_id in added:
+                tg.start_soon(add, doc_id)
+
+    with running(state, SOCKET) as owner:
+        anyio.run(both, state / "daemon.sock")
+        assert owner.stop() == 0
+    current = dict(query(state, "SELECT doc_id, current_sv_id FROM documents"))
+    assert sorted(current) == sorted(walked + added)
+    assert query(state, "SELECT DISTINCT state FROM runs") == [("CLOSEOUT_REPORTED",)]
+    assert len(consumed_approvals(state)) == 2 * len(walked)
+    doctor = cutter("doctor", "--state-dir", str(state))
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
