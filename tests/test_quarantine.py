@@ -57,7 +57,7 @@ def stored(root: Path) -> Iterator[tuple[SqliteRunStore, Database]]:
 
         async def save_all() -> None:
             for run in RUNS:
-                await store.save(run)
+                await store.create(run)
 
         anyio.run(save_all)
         yield store, db
