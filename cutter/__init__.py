@@ -9,7 +9,6 @@ anything is touched.
 __execution_enabled__ = False
 
 from cutter.approvals import GatePolicy
-from cutter.config import file_config
 from cutter.errors import (
     ApprovalConsumedAlready,
     CutterError,
@@ -22,6 +21,7 @@ from cutter.mode import Mode
 from cutter.quiet_logs import quiet_unless_configured
 from cutter.runner import Runner, RunnerConfig
 from cutter.sidecar import Sidecar
+from cutter.sqlite.config import embedded_config
 from cutter.states import RunState
 
 __all__ = [
@@ -37,7 +37,7 @@ __all__ = [
     "Sidecar",
     "StopApprovalRequired",
     "StopCode",
-    "file_config",
+    "embedded_config",
 ]
 
 quiet_unless_configured()

@@ -84,7 +84,7 @@ def store_options(state_dir_help: str) -> Callable[[F], F]:
 
     def decorate(func: F) -> F:
         func = click.option(
-            "--dsn", default=None, help="Use PostgreSQL instead of files. " + DSN_HELP
+            "--dsn", default=None, help="Use PostgreSQL instead of SQLite. " + DSN_HELP
         )(func)
         return click.option(
             "--state-dir",
@@ -103,7 +103,7 @@ def store_options(state_dir_help: str) -> Callable[[F], F]:
     type=click.Path(file_okay=False, path_type=Path),
     default=Path(".cutter-demo"),
     show_default=True,
-    help="Where the embedded KB docs and run sidecars are written.",
+    help="Where the embedded database (cutter.sqlite3) is written.",
 )
 @click.option("--live", is_flag=True, help="Enable execution and commit to the target.")
 @click.option("--dsn", default=None, help="Run on PostgreSQL instead. " + DSN_HELP)
@@ -118,7 +118,7 @@ def demo(state_dir: Path, live: bool, dsn: str | None) -> None:
 
 
 @main.command()
-@store_options("Sidecars, KB docs, the target stores (without --dsn) and daemon.sock.")
+@store_options("The embedded database cutter.sqlite3 (without --dsn) and daemon.sock.")
 @click.option("--stdio", is_flag=True, help="Serve frames on stdin/stdout instead of a socket.")
 @click.option(
     "--log",
@@ -297,8 +297,9 @@ def roles(dsn: str, writer: str, reader: str, login: bool) -> None:
 def add_document(state_dir: Path, dsn: str | None, doc_id: str, path: Path) -> None:
     """Store FILE's exact bytes (at most 16 MiB) as DOC_ID's current source version.
 
-    Safe while a daemon owns the state directory: the daemon's runs pinned the
-    version they cut, and a gate stops a run whose document changed (STOP_DRIFT)."""
+    Safe while a daemon owns the state directory: SQLite's locks order the two
+    processes' writes, the daemon's runs pinned the version they cut, and a gate
+    stops a run whose document changed (STOP_DRIFT)."""
     from cutter.discovery.content import require_text
     from cutter.doc_size import read_document
     from cutter.ids import check_doc_id
@@ -311,13 +312,13 @@ def add_document(state_dir: Path, dsn: str | None, doc_id: str, path: Path) -> N
         data = await anyio.to_thread.run_sync(read_document, path)  # E_DOCUMENT_TOO_LARGE
         require_text(data)  # binary or UTF-16: E_DOCUMENT_NOT_TEXT, nothing stored
         if dsn is None:
-            from cutter.stores.file_target import FileSources
-            from cutter.stores.owner import make_state_dir
+            from cutter.sqlite.config import open_state_dir
+            from cutter.sqlite.target import SqliteSources
 
-            # A path below a regular file: one line, not a traceback.
-            await anyio.to_thread.run_sync(make_state_dir, state_dir)
-            sources = FileSources(state_dir / "target" / "sources")
-            return (await sources.publish(checked, data)).sv_id
+            # One transaction of the database; a running daemon's writes and this
+            # one take SQLite's write lock in turn (the other waits, up to a limit).
+            async with open_state_dir(state_dir, create=True) as db:
+                return (await SqliteSources(db).publish(checked, data)).sv_id
         from cutter.pg.connect import connect
         from cutter.pg.target import publish
 

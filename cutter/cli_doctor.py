@@ -15,9 +15,10 @@ def register(group: click.Group) -> None:
     @store_options("The embedded stores' directory (ignored with --dsn).")
     @click.option("--json", "as_json", is_flag=True, help="The report as one JSON object.")
     def doctor(state_dir: Path, dsn: str | None, as_json: bool) -> None:
-        """Read every run, KB doc, gate request, approval, the policy, the consumption
-        journal and the ledger; name each damaged record. Read-only: it may run beside
-        a daemon that owns the state directory. Exit status 1 when anything is damaged."""
+        """Read every run, KB doc, gate request, approval, the policy, the consumed
+        approvals, the ledger and the database file itself; name each damaged record.
+        Read-only: it may run beside a daemon that owns the state directory. Exit
+        status 1 when anything is damaged."""
         from cutter.doctor import describe_report, examine_stores
 
         report = _run(examine_stores, state_dir, dsn)

@@ -1,8 +1,8 @@
 """``cutter verify-ledger``: the ledger's chain and every run's anchor, checked.
 
 Reads the stores directly (no daemon needed; a running daemon may go on
-writing): the file ledger and KB under ``--state-dir``, or the ``ledger`` and
-``kb_docs`` tables at ``--dsn`` (a reader's login is enough). Prints what holds
+writing): the ``ledger`` and ``kb_docs`` tables of the database under
+``--state-dir``, or at ``--dsn`` (a reader's login is enough). Prints what holds
 and, run by run, every anchored entry that is missing or changed; exits 1 when
 anything is wrong. Design and limits: docs/ledger.md §8.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import anyio
 import click
 import msgspec
 
@@ -22,14 +21,12 @@ async def verify_stores(state_dir: Path, dsn: str | None) -> LedgerReport:
     from cutter.anchoring import verify_ledger
 
     if dsn is None:
-        from cutter.errors import InputError
-        from cutter.stores.file_target import FileLedger
-        from cutter.stores.files import FileKnowledgeBase
+        from cutter.sqlite.config import open_state_dir
+        from cutter.sqlite.records import SqliteKnowledgeBase
+        from cutter.sqlite.target import SqliteLedger
 
-        if not await anyio.Path(state_dir).is_dir():
-            raise InputError(f"no state directory {state_dir}")
-        ledger = FileLedger(state_dir / "target" / "ledger")
-        return await verify_ledger(ledger, FileKnowledgeBase(state_dir / "kb"))
+        async with open_state_dir(state_dir) as db:
+            return await verify_ledger(SqliteLedger(db), SqliteKnowledgeBase(db))
     from cutter.pg.connect import create_pool
     from cutter.pg.records import PgKnowledgeBase
     from cutter.pg.target import PgLedger

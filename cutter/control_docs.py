@@ -7,8 +7,8 @@ decisions the daemon stores and attests, ``cutter.approvals.decision_kb_id``) ar
 connection. The gate reads an approval only from ``approvals/…`` or from
 ``db-approvals/…`` (rows the database stamped, ``cutter.db_approvals``): an
 ``Approval`` anywhere else is somewhere the IU writer can write, so it proves
-nothing and is never consumed. On the file stores the state directory's owner can
-write everything; there signatures are the defence (docs/gates.md, Trust model).
+nothing and is never consumed. On the embedded database whoever can write the
+state directory can write everything; there signatures are the defence (docs/gates.md, Trust model).
 """
 
 from __future__ import annotations

@@ -3,14 +3,18 @@ stores, or on PostgreSQL with ``--dsn`` — approving both gates with a scripted
 reviewer and printing each transition. A live demo ends by verifying the ledger
 against every run's anchor, as ``cutter verify-ledger`` does.
 
-On the embedded stores the sources and IU rows are in memory (each demo starts
-afresh), while the KB, the sidecars and the ledger are files under the state
-directory: the ledger persists with the anchors that name its entries, so
-``cutter verify-ledger --state-dir .cutter-demo`` checks every live demo run."""
+On the embedded default everything — the sample's source versions, the IU rows,
+the ledger, the KB docs and the runs — is in the SQLite database
+``<state-dir>/cutter.sqlite3``, which persists: ``cutter verify-ledger
+--state-dir .cutter-demo`` checks every live demo run, ``cutter doctor`` every
+record, and any SQLite tool opens the file. A live demo cuts its source version
+once (``STOP_ALREADY_CUT`` after), so each demo publishes the first edition of the
+sample that no earlier demo cut, on either store."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import shlex
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -28,12 +32,11 @@ from cutter.discovery import TextDiscoverer
 from cutter.kbdocs import Approval, Decision
 from cutter.mode import Mode, enable_execution
 from cutter.phases.context import load_manifest
-from cutter.ports import LedgerReader, Target
+from cutter.ports import LedgerReader
 from cutter.runner import Runner, RunnerConfig, utc_now
 from cutter.sidecar import Sidecar
-from cutter.stores.file_ledger import FileLedger
-from cutter.stores.files import FileKillSwitch, FileKnowledgeBase, FileRunStore
-from cutter.stores.memory_target import InMemoryIUStore, InMemorySources, StaticGrantProbe
+from cutter.sqlite.config import check_layout, database_path, embedded_config
+from cutter.sqlite.target import SqliteSources
 from cutter.stores.owner import claim
 from cutter.walk import Gate
 
@@ -48,27 +51,17 @@ def sample_bytes() -> bytes:
 
 @asynccontextmanager
 async def embedded(state_dir: Path) -> AsyncIterator[tuple[RunnerConfig, str]]:
-    """The demo's stores. It owns ``state_dir`` first, as a daemon does: its runs and
-    KB docs are files there, which a daemon on the same directory would write too."""
+    """The demo's database. It owns ``state_dir`` first, as a daemon does: a daemon
+    on the same directory would walk the demo's runs too."""
+    check_layout(state_dir)
     with await anyio.to_thread.run_sync(claim, state_dir, "cutter demo"):
-        sources = InMemorySources()
-        sources.publish(DOC_ID, sample_bytes(), sv_id=f"{DOC_ID}-v1")
-        kb = FileKnowledgeBase(state_dir / "kb")
-        yield (
-            RunnerConfig(
-                target=Target(
-                    sources=sources,
-                    ius=InMemoryIUStore(),
-                    ledger=FileLedger(state_dir / "target" / "ledger"),
-                ),
-                kb=kb,
-                run_store=FileRunStore(state_dir / "runs"),
-                discoverer=TextDiscoverer(),
-                grants=StaticGrantProbe(),
-                kill_switch=FileKillSwitch(state_dir / "kill-switch"),
-            ),
-            f"files under {kb.root}",
-        )
+        async with embedded_config(state_dir) as config:
+            sources = config.target.sources
+            assert isinstance(sources, SqliteSources)
+            await publish_uncut(
+                lambda data: sources.publish(DOC_ID, data), lambda sv: sources.cut_by(sv)
+            )
+            yield config, str(database_path(state_dir))
 
 
 @asynccontextmanager
@@ -82,13 +75,21 @@ async def on_postgres(dsn: str) -> AsyncIterator[tuple[RunnerConfig, str]]:
 
     await migrate(dsn)
     await create_roles(dsn)
+    from cutter.pg.queries import CUT_BY
+    from cutter.pg.target import publish
+
     conn = await connect(dsn)
     try:
-        await publish_uncut(conn)
+
+        async def cut_by(sv_id: str) -> str | None:
+            value = await conn.fetchval(CUT_BY, sv_id)
+            return None if value is None else str(value)
+
+        await publish_uncut(lambda data: publish(conn, DOC_ID, data), cut_by)
     finally:
         await conn.close()
     async with pg_config(dsn, TextDiscoverer()) as config:
-        yield config, "rows of the kb_docs table"
+        yield config, ""
 
 
 def sample_edition(edition: int) -> bytes:
@@ -99,18 +100,17 @@ def sample_edition(edition: int) -> bytes:
     return sample_bytes() + f"\n<!-- demo edition {edition} -->\n".encode()
 
 
-async def publish_uncut(conn: Any) -> str:
+async def publish_uncut(
+    publish: Callable[[bytes], Awaitable[Any]], cut_by: Callable[[str], Awaitable[str | None]]
+) -> str:
     """Make the first edition of the sample that no earlier live demo cut the current
     version (a version is cut once: ``STOP_ALREADY_CUT``), so the demo runs again on
     the same database. The version id, as ``publish`` returns it."""
-    from cutter.pg.queries import CUT_BY
-    from cutter.pg.target import publish
-
     edition = 1
     while True:
-        version = await publish(conn, DOC_ID, sample_edition(edition))
-        if await conn.fetchval(CUT_BY, version.sv_id) is None:
-            return version.sv_id
+        version = await publish(sample_edition(edition))
+        if await cut_by(version.sv_id) is None:
+            return str(version.sv_id)
         edition += 1
 
 
@@ -148,12 +148,32 @@ async def run_demo(state_dir: Path, live: bool, dsn: str | None) -> tuple[Sideca
         click.echo(f"\n{len(active)} IUs of {DOC_ID} are active in the target store")
     else:
         click.echo("\ndry run: nothing was committed to the target store (use --live to commit)")
-    click.echo(f"KB docs of this run: runs/{sidecar.run_id}/… in {where}")
+    if where:
+        look_in_sqlite(sidecar, where)
+    else:
+        click.echo(f"KB docs of this run: runs/{sidecar.run_id}/… in the kb_docs table")
     if report is not None:
         click.echo("\nthe ledger against every run's anchor (cutter verify-ledger):")
         for line in describe(report):
             click.echo(f"  {line}")
     return sidecar, report is None or report.ok
+
+
+def look_in_sqlite(sidecar: Sidecar, path: str) -> None:
+    """Where a person looks: the database file, with any SQLite tool."""
+    run = sidecar.run_id
+    click.echo(f"everything of this run is in the SQLite database {path}; for instance:")
+    path = shlex.quote(path)
+    click.echo(f"  sqlite3 {path} \"SELECT kb_id FROM kb_docs WHERE kb_id LIKE 'runs/{run}/%'\"")
+    click.echo(f"  sqlite3 {path} \"SELECT state FROM runs WHERE run_id = '{run}'\"")
+    click.echo(
+        f"  sqlite3 {path} \"SELECT ordinal, label, state FROM ius WHERE doc_id = '{DOC_ID}'\""
+    )
+    state_dir = Path(path).parent
+    click.echo(
+        f"a daemon on it (cutter daemon --state-dir {state_dir}) lists the runs (cutter runs);"
+        " cutter review RUN shows what a gate authorises while a run waits there"
+    )
 
 
 async def approve(config: RunnerConfig, sidecar: Sidecar) -> str:

@@ -11,43 +11,47 @@ One pass, read-only, over what the daemon keeps:
   recorded digest, names the run, gate, nonce and pins) — what the gatekeeper
   refuses as ``GATE_REQUEST_DAMAGED``;
 - the policy in force (``policy/current``);
-- the consumption journal of the file store (``consumed/``: each record decodes and
-  sits under the name of the approval it names);
 - the ledger: its hash chain and every run's anchor (``cutter verify-ledger``'s
-  check, ``cutter.anchoring.verify_ledger``).
+  check, ``cutter.anchoring.verify_ledger``);
+- on the embedded database: the file itself (``PRAGMA quick_check`` when it is
+  opened — a damaged page is reported, not raised — then ``PRAGMA
+  integrity_check``, which also compares every index with its table), and every
+  consumed approval (``consumed_approvals``): the run it names exists and records
+  the approval among its uses (both are written in one transaction, so a
+  difference is damage, not a crash left half-done).
 
-Nothing is written, repaired or moved, and no lock is taken: like ``verify-ledger``
-it may run beside a daemon that owns the state directory (every record is written
-atomically, so a reader sees it whole; a ledger line being appended at that very
-moment can read as a partial line — run it again). PostgreSQL (``--dsn``) needs a
-login that may read the tables.
+Nothing is repaired or moved, and no lock is taken: like ``verify-ledger`` it may
+run beside a daemon that owns the state directory (it reads the last committed
+state; SQLite's WAL lets it read while the daemon writes). PostgreSQL (``--dsn``)
+needs a login that may read the tables.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import anyio.to_thread
 import msgspec
 
 from cutter.anchors import describe
 from cutter.control_docs import APPROVALS_PREFIX, POLICY_PREFIX
-from cutter.errors import CorruptRecord, InvalidIdentifier, one_line
+from cutter.errors import CorruptRecord, StorageCorrupt, one_line
 from cutter.gate_check import request_damage
 from cutter.kbdocs import Approval, PolicyVersion, SovereignRequest
 from cutter.ports import KnowledgeBase, LedgerReader, RunStore
-from cutter.quarantine import scan_runs
-from cutter.stores.files import SUFFIX, ConsumedApproval, journal_name
+from cutter.quarantine import RunScan, scan_runs
+
+if TYPE_CHECKING:
+    from cutter.sqlite.database import Database
 
 REQUEST_SUFFIX = "/request"
 
 
 class Damage(msgspec.Struct, frozen=True, kw_only=True):
-    """One damaged record: ``kind`` is run, kb, request, approval, policy, journal or
-    ledger; ``where`` the run id, kb_id, file or ledger; ``code`` and ``reason`` say
-    what is wrong."""
+    """One damaged record: ``kind`` is run, kb, request, approval, policy, consumed,
+    ledger or database; ``where`` the run id, kb_id, approval, ledger or file;
+    ``code`` and ``reason`` say what is wrong."""
 
     kind: str
     where: str
@@ -59,7 +63,7 @@ class DoctorReport(msgspec.Struct, frozen=True, kw_only=True):
     runs: int  # sidecars looked at
     kb_docs: int
     requests: int  # gate requests checked against the runs that recorded them
-    journal: int  # consumption records (file store; 0 on PostgreSQL)
+    consumed: int  # consumed approvals checked against their runs (0 on PostgreSQL)
     ledger_entries: int
     damage: tuple[Damage, ...]
 
@@ -70,13 +74,13 @@ class DoctorReport(msgspec.Struct, frozen=True, kw_only=True):
 
 @dataclass(frozen=True, slots=True)
 class Records:
-    """What the doctor reads: the run store, the KB, the ledger, and for the file
-    store the consumption journal's directory."""
+    """What the doctor reads: the run store, the KB, the ledger, and for the
+    embedded default the database they are in."""
 
     runs: RunStore
     kb: KnowledgeBase
     ledger: LedgerReader
-    journal_dir: Path | None = None
+    database: Database | None = None
 
 
 def _kind_of(kb_id: str) -> str:
@@ -139,9 +143,10 @@ async def examine(records: Records) -> DoctorReport:
                         reason=one_line(f"run {sidecar.run_id} {gate.gate}: {why}"),
                     )
                 )
-    journal = 0
-    if records.journal_dir is not None:
-        journal, found = await anyio.to_thread.run_sync(journal_damage, records.journal_dir)
+    consumed = 0
+    if records.database is not None:
+        damage += integrity_damage(records.database)
+        consumed, found = consumed_damage(records.database, scan)
         damage += found
     entries, found = await _ledger(records)
     damage += found
@@ -149,7 +154,7 @@ async def examine(records: Records) -> DoctorReport:
         runs=len(scan.runs) + len(scan.unreadable),
         kb_docs=len(kb_ids),
         requests=requests,
-        journal=journal,
+        consumed=consumed,
         ledger_entries=entries,
         damage=tuple(damage),
     )
@@ -172,38 +177,44 @@ async def _ledger(records: Records) -> tuple[int, list[Damage]]:
     ]
 
 
-def journal_damage(root: Path) -> tuple[int, list[Damage]]:
-    """Every record of the file store's consumption journal that does not decode or
-    does not sit under the name of the approval it names."""
-    try:
-        names = sorted(os.listdir(root))
-    except FileNotFoundError:
-        return 0, []
+def integrity_damage(db: Database) -> list[Damage]:
+    """``PRAGMA integrity_check``'s findings (every page, every index against its
+    table), one ``Damage`` naming the file; none when it says ``ok``."""
+    rows = db.all("PRAGMA integrity_check(5)")
+    problems = [str(r[0]) for r in rows if r[0] != "ok"]
+    if not problems:
+        return []
+    reason = one_line("; ".join(problems))
+    return [Damage(kind="database", where=db.location, code=StorageCorrupt.code, reason=reason)]
+
+
+def consumed_damage(db: Database, scan: RunScan) -> tuple[int, list[Damage]]:
+    """Every consumed approval whose run is missing, or does not record using it
+    (an unreadable run is named already, as a run)."""
+    rows = db.all("SELECT approval_kb_id, run_id FROM consumed_approvals ORDER BY approval_kb_id")
+    readable = {sc.run_id: sc for sc in scan.runs}
+    unreadable = {u.run_id for u in scan.unreadable}
     found: list[Damage] = []
-    count = 0
-    for name in names:
-        if not name.endswith(SUFFIX):
+    for kb_id, run_id in rows:
+        if run_id in unreadable:
             continue
-        count += 1
-        path = root / name
-        try:
-            record = msgspec.json.decode(path.read_bytes(), type=ConsumedApproval)
-            if journal_name(record.approval_kb_id) != name:
-                raise CorruptRecord(str(path), f"names {record.approval_kb_id[:60]!r}")
-        except (msgspec.DecodeError, UnicodeDecodeError, InvalidIdentifier) as exc:
-            reason = f"corrupt record {path}: {one_line(str(exc), 200)}"
-            found.append(
-                Damage(kind="journal", where=str(path), code="E_CORRUPT_RECORD", reason=reason)
-            )
-        except CorruptRecord as exc:
-            found.append(Damage(kind="journal", where=str(path), code=exc.code, reason=exc.message))
-    return count, found
+        sidecar = readable.get(run_id)
+        if sidecar is None:
+            why = f"consumed by run {run_id}, which does not exist"
+        elif kb_id not in sidecar.approvals_used:
+            why = f"consumed by run {run_id}, which does not record using it"
+        else:
+            continue
+        found.append(
+            Damage(kind="consumed", where=kb_id, code=CorruptRecord.code, reason=one_line(why))
+        )
+    return len(rows), found
 
 
 def describe_report(report: DoctorReport) -> list[str]:
     lines = [
         f"checked: {report.runs} runs, {report.kb_docs} KB docs, {report.requests} gate "
-        f"requests, {report.journal} consumption records, {report.ledger_entries} ledger entries"
+        f"requests, {report.consumed} consumed approvals, {report.ledger_entries} ledger entries"
     ]
     lines += [f"DAMAGED {d.kind} {d.where}: {d.code}: {d.reason}" for d in report.damage]
     lines.append("all records readable" if report.ok else f"{len(report.damage)} damaged")
@@ -213,26 +224,31 @@ def describe_report(report: DoctorReport) -> list[str]:
 async def examine_stores(state_dir: Path, dsn: str | None) -> DoctorReport:
     """The doctor on the embedded stores under ``state_dir``, or on PostgreSQL."""
     if dsn is None:
-        return await _files(state_dir)
+        return await _embedded(state_dir)
     return await _database(dsn)
 
 
-async def _files(state_dir: Path) -> DoctorReport:
-    from cutter.errors import InputError
-    from cutter.stores.file_target import FileLedger
-    from cutter.stores.files import FileKnowledgeBase, FileRunStore
+async def _embedded(state_dir: Path) -> DoctorReport:
+    from cutter.sqlite.config import database_path, open_state_dir
+    from cutter.sqlite.records import SqliteKnowledgeBase, SqliteRunStore
+    from cutter.sqlite.target import SqliteLedger
 
-    if not await anyio.Path(state_dir).is_dir():
-        raise InputError(f"no state directory {state_dir}")
-    runs = state_dir / "runs"
-    return await examine(
-        Records(
-            runs=FileRunStore(runs),
-            kb=FileKnowledgeBase(state_dir / "kb"),
-            ledger=FileLedger(state_dir / "target" / "ledger"),
-            journal_dir=runs / "consumed",
+    try:
+        async with open_state_dir(state_dir) as db:
+            return await examine(
+                Records(
+                    runs=SqliteRunStore(db),
+                    kb=SqliteKnowledgeBase(db),
+                    ledger=SqliteLedger(db),
+                    database=db,
+                )
+            )
+    except StorageCorrupt as exc:  # quick_check at open: the file is the damage
+        where = str(database_path(state_dir))
+        damage = Damage(kind="database", where=where, code=exc.code, reason=exc.message)
+        return DoctorReport(
+            runs=0, kb_docs=0, requests=0, consumed=0, ledger_entries=0, damage=(damage,)
         )
-    )
 
 
 async def _database(dsn: str) -> DoctorReport:

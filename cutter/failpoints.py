@@ -9,10 +9,10 @@ Points: ``before:<phase>`` (a phase about to run), ``after:<phase>`` (its pins
 persisted), ``leg_a:mid`` (backup stored, rows not yet written),
 ``leg_a:written`` (rows written, pins not yet persisted), ``leg_b:appended``
 (the cut's ledger entry appended, its anchor not yet recorded), ``enact:mid``
-(rows active, source not yet marked cut), ``consume:journaled`` (the file run
-store recorded an approval consumed, the run's advance not yet saved; ``@1`` at
-SG_1, ``@2`` at SG_2 of a one-approver walk), ``create:claimed`` (the file run
-store claimed a new run's document, the run's first sidecar not yet written);
+(rows active, source not yet marked cut), ``consume:committed`` (the embedded
+run store committed the transaction that consumed an approval and saved the
+advanced run, the caller not yet told; ``@1`` at SG_1, ``@2`` at SG_2 of a
+one-approver walk);
 undoing a live run's writes (``cutter.stopping``): ``undo:pending``
 (ROLLBACK_PENDING persisted, no row restored), ``undo:restored`` (rows restored,
 rollback envelope not yet appended), ``undo:recorded`` (envelope appended, the run not yet ended).

@@ -52,8 +52,8 @@ def check_kb_id(value: object) -> str:
         if not _SEGMENT.fullmatch(segment) or ".." in segment:
             raise InvalidIdentifier("kb_id", f"bad segment {segment[:40]!r}")
     for segment in segments[:-1]:
-        # A file store keeps ``a/b`` in ``a/b.json``; ``a/b.json/c`` would need a
-        # directory there, so one doc could shadow another.
+        # Kept from the file stores (which kept ``a/b`` in ``a/b.json``, so
+        # ``a/b.json/c`` could shadow a doc): an id valid once stays valid everywhere.
         if segment.endswith(".json"):
             raise InvalidIdentifier("kb_id", f"inner segment {segment[:40]!r} ends in .json")
     return text

@@ -1,9 +1,9 @@
 """Runs whose stored record cannot be read: set aside, named with the reason, never
 fatal to the others.
 
-A sidecar that does not decode (a flipped byte, bad JSON, another schema, a file
-that names another run) is ``CorruptRecord``; one that cannot be read at all (a
-directory in its place, no permission) is listed the same way. Listing runs (``cutter runs``, the
+A sidecar that does not decode (a flipped byte, bad JSON, another schema, a
+record that names another run) is ``CorruptRecord``; one that cannot be read at
+all (an ``OSError`` from a store) is listed the same way. Listing runs (``cutter runs``, the
 review page's inbox, start-up recovery) reads every sidecar; one such record must
 not stop the daemon or hide the healthy runs. ``scan_runs`` reads them all and
 returns the readable sidecars and, apart, one ``UnreadableRun`` per record it could

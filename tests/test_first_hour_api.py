@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import io
 import re
+import sqlite3
 import subprocess
 import sys
 import textwrap
+from contextlib import closing
 from importlib.metadata import version
 from pathlib import Path
 
@@ -40,15 +42,20 @@ def test_the_help_and_the_protocol_doc_give_the_exit_statuses() -> None:
 
 
 @pytest.mark.anyio
-async def test_file_config_builds_a_runner_config(tmp_path: Path) -> None:
-    config = cutter.file_config(tmp_path / "state")
-    await config.target.sources.publish("doc-1", SAMPLE.read_bytes())  # type: ignore[attr-defined]
-    async with cutter.Runner(config) as runner:
-        sidecar = await runner.cut("doc-1", Mode.DRY_RUN, started_by="ann")
-    assert sidecar.state is RunState.AWAITING_CUT_AUTHORIZATION
-    assert (tmp_path / "state" / "runs").is_dir()  # the daemon's layout
-    assert config.policy.required_approvals == 1
-    assert not config.policy.allow_self_approval
+async def test_embedded_config_builds_a_runner_config(tmp_path: Path) -> None:
+    async with cutter.embedded_config(tmp_path / "state") as config:
+        await config.target.sources.publish("doc-1", SAMPLE.read_bytes())  # type: ignore[attr-defined]
+        async with cutter.Runner(config) as runner:
+            sidecar = await runner.cut("doc-1", Mode.DRY_RUN, started_by="ann")
+        assert sidecar.state is RunState.AWAITING_CUT_AUTHORIZATION
+        assert config.policy.required_approvals == 1
+        assert not config.policy.allow_self_approval
+    # The daemon's database: the run is there for `cutter daemon --state-dir` to serve.
+    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == ["cutter.sqlite3"]
+    with closing(sqlite3.connect(tmp_path / "state" / "cutter.sqlite3")) as db:
+        assert db.execute("SELECT run_id, state FROM runs").fetchall() == [
+            (sidecar.run_id, "AWAITING_CUT_AUTHORIZATION")
+        ]
 
 
 def test_the_library_prints_nothing(tmp_path: Path) -> None:
@@ -58,14 +65,13 @@ def test_the_library_prints_nothing(tmp_path: Path) -> None:
         f"""
         import anyio
         from pathlib import Path
-        from cutter import GatePolicy, Mode, Runner
-        from cutter.daemon.main import embedded_config
+        from cutter import GatePolicy, Mode, Runner, embedded_config
 
         async def main():
-            config, _ = embedded_config(Path({str(tmp_path)!r}), GatePolicy())
-            await config.target.sources.publish("doc-1", Path({str(SAMPLE)!r}).read_bytes())
-            async with Runner(config) as runner:
-                sidecar = await runner.cut("doc-1", Mode.DRY_RUN, started_by="ann")
+            async with embedded_config(Path({str(tmp_path)!r}), policy=GatePolicy()) as config:
+                await config.target.sources.publish("doc-1", Path({str(SAMPLE)!r}).read_bytes())
+                async with Runner(config) as runner:
+                    sidecar = await runner.cut("doc-1", Mode.DRY_RUN, started_by="ann")
             print("ended", sidecar.state.value)
 
         anyio.run(main)

@@ -1,15 +1,20 @@
-"""The ledger checked against its anchors on the embedded file stores (docs/ledger.md §8).
+"""The ledger checked against its anchors on the embedded database (docs/ledger.md §8).
 
-Three live runs on the daemon's file layout: doc-a closed (cut at entry 0), doc-b
+Three live runs in the daemon's SQLite database: doc-a closed (cut at entry 0), doc-b
 rejected at SG_2 (cut at 1, rollback at 2), doc-c closed (cut at 3). The hash chain
 alone accepts a ledger cut short, emptied, or rewritten and re-hashed from genesis;
-checked against the runs' anchors each is found, and named by run.
+checked against the runs' anchors each is found, and named by run. The damage is
+done to the ``ledger`` table with its append-only triggers dropped and put back, as
+someone holding the file could.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -26,17 +31,17 @@ from cutter.approvals import GatePolicy
 from cutter.canonical import canonical, sha256_hex
 from cutter.cli import main
 from cutter.cli_ledger import verify_stores
-from cutter.daemon.main import embedded_config
 from cutter.errors import StopCode
 from cutter.kbdocs import CloseoutReport, Decision, closeout_doc_id
-from cutter.ledger import CutEnvelope, LedgerEntry, LedgerEnvelope, next_entry
+from cutter.ledger import CutEnvelope, LedgerEntry, LedgerEnvelope, decode_envelope, next_entry
 from cutter.mode import Mode
+from cutter.ports import KnowledgeBase
 from cutter.runner import Runner
 from cutter.sidecar import Sidecar
+from cutter.sqlite.config import database_path, embedded_config
+from cutter.sqlite.database import open_database
+from cutter.sqlite.target import SqliteLedger
 from cutter.states import RunState
-from cutter.stores.file_ledger import LedgerLine
-from cutter.stores.file_target import FileLedger, FileSources
-from cutter.stores.files import FileKnowledgeBase
 from cutter.walk import Pin
 from tests._harness import OPERATOR
 from tests.pg._walk import write_approval
@@ -54,7 +59,7 @@ class Runs:
     c: Sidecar  # closed
 
 
-async def walk(runner: Runner, kb: FileKnowledgeBase, doc_id: str, sg2: Decision) -> Sidecar:
+async def walk(runner: Runner, kb: KnowledgeBase, doc_id: str, sg2: Decision) -> Sidecar:
     sc = await runner.cut(doc_id, Mode.LIVE, started_by=OPERATOR)
     sc = await runner.resume(sc.run_id, await write_approval(kb, sc))
     assert sc.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION, sc.stop
@@ -62,15 +67,13 @@ async def walk(runner: Runner, kb: FileKnowledgeBase, doc_id: str, sg2: Decision
 
 
 async def build(state: Path) -> tuple[Sidecar, Sidecar, Sidecar]:
-    sources = FileSources(state / "target" / "sources")
-    for doc_id in ("doc-a", "doc-b", "doc-c", "doc-d"):
-        await sources.publish(doc_id, SAMPLE)
-    config, _ = embedded_config(state, GatePolicy())
-    kb = FileKnowledgeBase(state / "kb")
-    async with Runner(config) as runner:
-        a = await walk(runner, kb, "doc-a", Decision.APPROVE)
-        b = await walk(runner, kb, "doc-b", Decision.REJECT)
-        c = await walk(runner, kb, "doc-c", Decision.APPROVE)
+    async with embedded_config(state, policy=GatePolicy()) as config:
+        for doc_id in ("doc-a", "doc-b", "doc-c", "doc-d"):
+            await config.target.sources.publish(doc_id, SAMPLE)  # type: ignore[attr-defined]
+        async with Runner(config) as runner:
+            a = await walk(runner, config.kb, "doc-a", Decision.APPROVE)
+            b = await walk(runner, config.kb, "doc-b", Decision.REJECT)
+            c = await walk(runner, config.kb, "doc-c", Decision.APPROVE)
     return a, b, c
 
 
@@ -96,47 +99,58 @@ def state(runs: Runs, tmp_path: Path) -> Path:
     return copy
 
 
-def ledger_path(state: Path) -> Path:
-    return state / "target" / "ledger" / "ledger.jsonl"
+@contextmanager
+def tampering(state: Path) -> Iterator[sqlite3.Connection]:
+    """A connection to the state directory's database with the ledger's append-only
+    triggers out of the way, put back (as they were) on exit, the change committed:
+    what an attacker with the file and the code can do."""
+    with closing(sqlite3.connect(database_path(state))) as conn:
+        triggers = conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'ledger'"
+        ).fetchall()
+        assert len(triggers) == 2
+        with conn:
+            for name, _ in triggers:
+                conn.execute(f"DROP TRIGGER {name}")
+            yield conn
+            for _, sql in triggers:
+                conn.execute(sql)
 
 
-def lines_of(state: Path) -> list[bytes]:
-    return ledger_path(state).read_bytes().splitlines(keepends=True)
-
-
-_line_decoder = msgspec.json.Decoder(LedgerLine)
-_envelope_decoder: msgspec.json.Decoder[LedgerEnvelope] = msgspec.json.Decoder(LedgerEnvelope)
+def drop_entries_from(state: Path, seq: int) -> None:
+    """The ledger cut back to the entries before ``seq``."""
+    with tampering(state) as conn:
+        conn.execute("DELETE FROM ledger WHERE seq >= ?", (seq,))
 
 
 def envelopes_of(state: Path) -> list[LedgerEnvelope]:
-    return [
-        _envelope_decoder.decode(bytes(_line_decoder.decode(line).envelope))
-        for line in lines_of(state)
-    ]
+    with closing(sqlite3.connect(database_path(state))) as conn:
+        rows = conn.execute("SELECT envelope FROM ledger ORDER BY seq").fetchall()
+    return [decode_envelope(bytes(envelope)) for (envelope,) in rows]
 
 
 def rewrite_chain(state: Path, envelopes: list[LedgerEnvelope]) -> None:
     """Write ``envelopes`` as a whole new ledger, chained and hashed from genesis exactly
     as cutter does: what an attacker with the file and the code can do."""
     head: LedgerEntry | None = None
-    out = b""
+    rows = []
     for envelope in envelopes:
         head = next_entry(head, envelope)
         body = canonical(envelope)
-        line = LedgerLine(
-            seq=head.seq,
-            prev_hash=head.prev_hash,
-            entry_hash=head.entry_hash,
-            envelope_sha=sha256_hex(body),
-            envelope=msgspec.Raw(body),
+        rows.append((head.seq, head.prev_hash, head.entry_hash, body, sha256_hex(body)))
+    with tampering(state) as conn:
+        conn.execute("DELETE FROM ledger")
+        conn.executemany(
+            "INSERT INTO ledger (seq, prev_hash, entry_hash, envelope, envelope_sha)"
+            " VALUES (?, ?, ?, ?, ?)",
+            rows,
         )
-        out += msgspec.json.encode(line) + b"\n"
-    ledger_path(state).write_bytes(out)
 
 
 async def chain_alone_holds(state: Path) -> None:
     """The check that existed before anchors: it accepts every damage below."""
-    await FileLedger(state / "target" / "ledger").verify()
+    async with open_database(database_path(state), create=False) as db:
+        await SqliteLedger(db).verify()
 
 
 def found(report: LedgerReport) -> list[Found]:
@@ -165,15 +179,17 @@ async def test_a_healthy_ledger_of_cuts_and_a_rollback_verifies(state: Path, run
         (runs.c.run_id, "cut", 3, AnchorStatus.HOLDS),
     ]
     assert report.unanchored == ()
-    entries = await FileLedger(state / "target" / "ledger").entries()
+    async with embedded_config(state) as config:
+        ledger = config.target.ledger
+        assert isinstance(ledger, SqliteLedger)
+        entries = await ledger.entries()
+        kb = config.kb
+        anchors = await read_anchors(kb)
+        reports = [await kb.get(closeout_doc_id(run.run_id)) for run in (runs.a, runs.c)]
     assert report.head == entries[-1].entry_hash
-    kb = FileKnowledgeBase(state / "kb")
-    assert await read_anchors(kb) == sorted(
-        (anchor_of(e) for e in entries), key=lambda a: (a.run_id, a.kind)
-    )
+    assert anchors == sorted((anchor_of(e) for e in entries), key=lambda a: (a.run_id, a.kind))
     # a closed run's pin, anchor and closeout report agree
-    for run in (runs.a, runs.c):
-        report_doc = await kb.get(closeout_doc_id(run.run_id))
+    for run, report_doc in zip((runs.a, runs.c), reports, strict=True):
         assert isinstance(report_doc, CloseoutReport)
         assert report_doc.ledger_anchor is not None
         assert report_doc.ledger_anchor.entry_hash == run.pins[Pin.MANIFEST_ENVELOPE_ID]
@@ -186,7 +202,7 @@ async def test_a_healthy_ledger_of_cuts_and_a_rollback_verifies(state: Path, run
 async def test_dropping_the_newest_entry_names_the_run_it_belonged_to(
     state: Path, runs: Runs
 ) -> None:
-    ledger_path(state).write_bytes(b"".join(lines_of(state)[:-1]))
+    drop_entries_from(state, 3)
     await chain_alone_holds(state)
     report = await verify_stores(state, None)
     assert not report.ok
@@ -195,7 +211,7 @@ async def test_dropping_the_newest_entry_names_the_run_it_belonged_to(
 
 @pytest.mark.anyio
 async def test_keeping_only_the_first_entry_names_every_later_run(state: Path, runs: Runs) -> None:
-    ledger_path(state).write_bytes(lines_of(state)[0])
+    drop_entries_from(state, 1)
     await chain_alone_holds(state)
     ends = "the ledger ends at entry 0"
     assert found(await verify_stores(state, None)) == [
@@ -206,14 +222,8 @@ async def test_keeping_only_the_first_entry_names_every_later_run(state: Path, r
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("how", ["emptied", "removed"])
-async def test_an_emptied_or_removed_ledger_names_every_run(
-    state: Path, runs: Runs, how: str
-) -> None:
-    if how == "emptied":
-        ledger_path(state).write_bytes(b"")
-    else:
-        ledger_path(state).unlink()
+async def test_an_emptied_ledger_names_every_run(state: Path, runs: Runs) -> None:
+    drop_entries_from(state, 0)
     await chain_alone_holds(state)
     empty = "the ledger is empty"
     assert found(await verify_stores(state, None)) == [
@@ -270,9 +280,11 @@ async def test_a_removed_middle_entry_with_the_chain_recomputed_is_found(
 async def test_an_entry_edited_in_place_breaks_the_chain_and_its_anchor(
     state: Path, runs: Runs
 ) -> None:
-    lines = lines_of(state)
-    lines[3] = lines[3].replace(b'"iu_count":8', b'"iu_count":9')
-    ledger_path(state).write_bytes(b"".join(lines))
+    with tampering(state) as conn:
+        [(envelope,)] = conn.execute("SELECT envelope FROM ledger WHERE seq = 3").fetchall()
+        edited = bytes(envelope).replace(b'"iu_count":8', b'"iu_count":9')
+        assert edited != envelope
+        conn.execute("UPDATE ledger SET envelope = ? WHERE seq = 3", (edited,))
     report = await verify_stores(state, None)
     assert (
         report.chain_error == "ledger entry 3: entry_hash does not match the stored envelope bytes"
@@ -288,13 +300,12 @@ async def test_a_run_whose_cut_vanished_before_closeout_does_not_report_closed(
     state: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(cutter, "__execution_enabled__", True)
-    config, _ = embedded_config(state, GatePolicy())
-    kb = FileKnowledgeBase(state / "kb")
-    async with Runner(config) as runner:
+    async with embedded_config(state, policy=GatePolicy()) as config, Runner(config) as runner:
+        kb = config.kb
         sc = await runner.cut("doc-d", Mode.LIVE, started_by=OPERATOR)
         sc = await runner.resume(sc.run_id, await write_approval(kb, sc))
         assert sc.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION
-        ledger_path(state).write_bytes(b"".join(lines_of(state)[:-1]))  # its cut, entry 4
+        drop_entries_from(state, 4)  # its cut, entry 4
         done = await runner.resume(sc.run_id, await write_approval(kb, sc))
     assert done.state is RunState.FAILED
     assert done.stop is not None
@@ -312,7 +323,7 @@ def test_verify_ledger_names_the_damaged_run_and_exits_1(state: Path, runs: Runs
     assert "anchors: 4 recorded by 3 runs, 4 hold" in healthy.output
     assert "OK: the chain holds and every anchored entry is in place" in healthy.output
 
-    ledger_path(state).write_bytes(b"".join(lines_of(state)[:-1]))
+    drop_entries_from(state, 3)
     damaged = cli.invoke(main, ["verify-ledger", "--state-dir", str(state)])
     assert damaged.exit_code == 1
     assert damaged.output.splitlines()[-3:] == [

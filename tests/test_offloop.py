@@ -37,12 +37,13 @@ from cutter.principals import Caller
 from cutter.protocol import ListRuns, Ping, Pong, RunList
 from cutter.records import Candidate
 from cutter.sidecar import Sidecar
+from cutter.sqlite.config import database_path
+from cutter.sqlite.database import open_database
+from cutter.sqlite.target import SqliteSources
 from cutter.states import RunState
-from cutter.stores.file_target import FileSources
-from cutter.stores.files import FileKillSwitch
 from cutter.stores.memory_target import InMemorySources
 from cutter.stores.seeded import InMemoryDiscoverer
-from tests._harness import DOC_ID, OPERATOR, build_runner, tree
+from tests._harness import DOC_ID, OPERATOR, build_runner
 
 ROOT = Path(__file__).resolve().parents[1]
 GUARD = 15.0  # seconds a held discoverer waits before giving up (a broken build)
@@ -78,7 +79,7 @@ async def test_the_daemon_answers_while_a_document_is_being_planned(tmp_path: Pa
     walked: list[Sidecar] = []
     done = anyio.Event()
     async with rig.runner, anyio.create_task_group() as jobs:
-        daemon = Daemon(rig.runner, FileKillSwitch(tmp_path / "ks"), EventBus(), jobs, owner="root")
+        daemon = Daemon(rig.runner, rig.kill_switch, EventBus(), jobs, owner="root")
 
         async def walk() -> None:
             walked.append(await rig.runner.cut(DOC_ID, started_by=OPERATOR))
@@ -130,14 +131,20 @@ async def _collect(into: list[int], work: object) -> None:
     into.append(await work)  # type: ignore[misc]
 
 
-def test_a_store_refuses_a_document_over_the_limit_and_stores_nothing(tmp_path: Path) -> None:
-    sources = FileSources(tmp_path / "sources")
-    with pytest.raises(DocumentTooLarge) as refused:
-        anyio.run(sources.publish, "big-doc", b"x" * (MAX_DOCUMENT_BYTES + 1))
-    assert refused.value.code == "E_DOCUMENT_TOO_LARGE"
-    assert tree(tmp_path) == {}
-    version = anyio.run(sources.publish, "doc-at-limit", b"x" * MAX_DOCUMENT_BYTES)
-    assert version.size == MAX_DOCUMENT_BYTES
+@pytest.mark.anyio
+async def test_a_store_refuses_a_document_over_the_limit_and_stores_nothing(
+    tmp_path: Path,
+) -> None:
+    async with open_database(database_path(tmp_path)) as db:
+        sources = SqliteSources(db)
+        with pytest.raises(DocumentTooLarge) as refused:
+            await sources.publish("big-doc", b"x" * (MAX_DOCUMENT_BYTES + 1))
+        assert refused.value.code == "E_DOCUMENT_TOO_LARGE"
+        assert (
+            db.all("SELECT doc_id FROM documents UNION ALL SELECT sv_id FROM source_versions") == []
+        )
+        version = await sources.publish("doc-at-limit", b"x" * MAX_DOCUMENT_BYTES)
+        assert version.size == MAX_DOCUMENT_BYTES
 
 
 def test_add_document_and_plan_refuse_an_oversized_file_in_one_line(tmp_path: Path) -> None:
@@ -157,7 +164,7 @@ def test_add_document_and_plan_refuse_an_oversized_file_in_one_line(tmp_path: Pa
     assert "E_DOCUMENT_TOO_LARGE" in output
     assert "Traceback" not in output
     assert len(output.strip().splitlines()) == 1
-    assert not (state / "target").exists() or tree(state / "target") == {}
+    assert not database_path(state).exists()  # refused before the store was opened
     planned = CliRunner().invoke(main, ["plan", str(big)])
     assert planned.exit_code == 1
     assert "E_DOCUMENT_TOO_LARGE" in planned.output

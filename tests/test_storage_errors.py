@@ -1,6 +1,12 @@
-"""The durable writers under an injected ENOSPC / EROFS (the host-independent twin of
-tests/daemon/test_storage_errors.py, which fills a real tmpfs): typed, nothing
-half-written, no temp file left; and the start-up sweep of crash-left temp files."""
+"""Storage that cannot take a write, without a real full disk (the host-independent twin
+of tests/daemon/test_storage_errors.py, which fills a real tmpfs).
+
+The database: a write that finds no room (SQLite's ``max_page_count`` reached, what a
+full disk looks like to it) is ``StorageFull`` naming the file, rolls back whole, and
+the same write succeeds once there is room. The files the daemon writes outside its
+database (the owner lock, its log): a full disk or quota is ``StorageFull``, a
+read-only mount or a refused permission ``StorageReadOnly``, any other ``OSError``
+stays what it is."""
 
 from __future__ import annotations
 
@@ -10,17 +16,39 @@ from pathlib import Path
 
 import pytest
 
-from cutter.errors import StorageFull, StorageReadOnly
-from cutter.stores import atomic
-from cutter.stores.file_primitives import create_once
-from cutter.stores.sweep import MIN_AGE_SECONDS, sweep_temps
+from cutter.errors import StorageFull, StorageReadOnly, UnknownDocument
+from cutter.sqlite.config import config_on, database_path
+from cutter.sqlite.database import open_database
+from cutter.sqlite.target import SqliteSources
+from cutter.stores.storage_errors import typed_storage_errors
+
+SAMPLE = Path(__file__).resolve().parent.parent / "cutter" / "samples" / "garden-charter.md"
 
 
-def _failing(code: int) -> object:
-    def fail(*_: object) -> None:
-        raise OSError(code, os.strerror(code))
-
-    return fail
+@pytest.mark.anyio
+async def test_a_database_write_with_no_room_is_typed_rolled_back_and_retried(
+    tmp_path: Path,
+) -> None:
+    path = database_path(tmp_path)
+    async with open_database(path) as db:
+        sources = config_on(db).target.sources
+        assert isinstance(sources, SqliteSources)
+        first = await sources.publish("doc-1", SAMPLE.read_bytes())
+        before = db.all("SELECT doc_id, sv_id FROM source_versions ORDER BY sv_id")
+        pages = db.value("PRAGMA page_count")
+        db._writer.execute(f"PRAGMA max_page_count = {pages}")  # no room for one more page
+        big = SAMPLE.read_bytes() * 64  # ~75 KB: pages the database does not have
+        with pytest.raises(StorageFull) as raised:
+            await sources.publish("doc-2", big)
+        assert raised.value.code == "E_STORAGE_FULL"
+        assert str(path) in raised.value.message
+        assert db.all("SELECT doc_id, sv_id FROM source_versions ORDER BY sv_id") == before
+        assert (await sources.current("doc-1")).sv_id == first.sv_id
+        with pytest.raises(UnknownDocument):
+            await sources.current("doc-2")
+        db._writer.execute("PRAGMA max_page_count = 1073741823")  # room again
+        second = await sources.publish("doc-2", big)
+        assert (await sources.current("doc-2")).sv_id == second.sv_id
 
 
 @pytest.mark.parametrize(
@@ -30,64 +58,23 @@ def _failing(code: int) -> object:
         (errno.EDQUOT, StorageFull),
         (errno.EROFS, StorageReadOnly),
         (errno.EACCES, StorageReadOnly),
+        (errno.EPERM, StorageReadOnly),
     ],
 )
-@pytest.mark.parametrize("writer", ["write_atomic", "create_exclusive", "create_once"])
-def test_a_write_that_cannot_be_stored_is_typed_and_leaves_nothing(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    code: int,
-    typed: type[Exception],
-    writer: str,
+def test_a_file_that_cannot_be_written_is_typed(
+    tmp_path: Path, code: int, typed: type[Exception]
 ) -> None:
-    target = tmp_path / "record.json"
-    if writer == "write_atomic":
-        target.write_bytes(b"old")
-    monkeypatch.setattr(atomic.os, "fsync", _failing(code))
-    write = {
-        "write_atomic": atomic.write_atomic,
-        "create_exclusive": atomic.create_exclusive,
-        "create_once": create_once,
-    }[writer]
-    with pytest.raises(typed) as raised:
-        write(target, b"new")
+    where = tmp_path / "daemon.log"
+    with pytest.raises(typed) as raised, typed_storage_errors(where):
+        raise OSError(code, os.strerror(code))
     assert raised.value.code in ("E_STORAGE_FULL", "E_STORAGE_READ_ONLY")  # type: ignore[attr-defined]
-    assert str(target) in str(raised.value)
-    left = sorted(p.name for p in tmp_path.iterdir())
-    assert left == (["record.json"] if writer == "write_atomic" else [])
-    if writer == "write_atomic":
-        assert target.read_bytes() == b"old"
+    assert str(where) in str(raised.value)
 
 
-def test_another_os_error_is_not_disguised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(atomic.os, "fsync", _failing(errno.EIO))
-    with pytest.raises(OSError, match="Input/output error") as raised:
-        atomic.write_atomic(tmp_path / "x", b"data")
+def test_another_os_error_is_not_disguised(tmp_path: Path) -> None:
+    with (
+        pytest.raises(OSError, match="Input/output error") as raised,
+        typed_storage_errors(tmp_path / "daemon.log"),
+    ):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
     assert raised.value.errno == errno.EIO
-
-
-def test_the_sweep_removes_only_old_temp_files_of_our_shape(tmp_path: Path) -> None:
-    runs = tmp_path / "runs" / "runs"
-    runs.mkdir(parents=True)
-    crash_left = runs / ".run-1.json.0123456789ab.tmp"
-    in_progress = runs / ".run-2.json.ba9876543210.tmp"
-    not_ours = [
-        runs / "run-1.json",
-        runs / ".run-1.json.tmp",  # no random part
-        runs / ".run-1.json.0123456789AB.tmp",  # not our alphabet
-        runs / "notes.tmp",
-    ]
-    for path in [crash_left, in_progress, *not_ours]:
-        path.write_bytes(b"x")
-    link = runs / ".link.json.0123456789ab.tmp"
-    link.symlink_to(tmp_path / "elsewhere")
-    now = os.stat(in_progress).st_mtime
-    old = now - MIN_AGE_SECONDS - 1
-    for path in [crash_left, *not_ours]:
-        os.utime(path, (old, old))
-
-    assert sweep_temps(tmp_path, now=now) == [crash_left]
-    assert not crash_left.exists()
-    assert in_progress.exists()  # may be add-document's write in flight
-    assert all(path.exists() for path in not_ours)
-    assert link.is_symlink()

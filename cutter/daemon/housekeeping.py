@@ -1,9 +1,9 @@
-"""What the daemon does to its state directory at start and at exit, besides serving.
+"""What the daemon does to its state directory at exit, besides serving.
 
-At start (it owns the directory): remove the temp files a crash left
-(``cutter.stores.sweep``). At exit: remove the socket file; when the directory
-has become read-only meanwhile that cannot be done, which is logged with its
-code and does not change the exit status (the next start removes a stale socket).
+At exit: remove the socket file; when the directory has become read-only
+meanwhile that cannot be done, which is logged with its code and does not change
+the exit status (the next start removes a stale socket). Nothing is swept at
+start: the database (SQLite's journal) leaves no temp files of ours behind.
 """
 
 from __future__ import annotations
@@ -14,13 +14,6 @@ import anyio.to_thread
 
 from cutter.logs import Logger
 from cutter.stores.storage_errors import storage_error
-from cutter.stores.sweep import sweep_temps
-
-
-async def sweep_state_dir(state_dir: Path, log: Logger) -> None:
-    removed = await anyio.to_thread.run_sync(sweep_temps, state_dir)
-    if removed:
-        log.info("temp_files_removed", count=len(removed), first=str(removed[0]))
 
 
 def _unlink(path: Path) -> None:

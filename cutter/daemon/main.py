@@ -2,10 +2,12 @@
 
 Start-up: own the state directory (``cutter.stores.owner``: an exclusive lock on
 ``<state_dir>/owner.pid`` for the process's life, whatever the transport, so a
-second daemon is refused before it opens anything), open the stores (files
-under the state directory, or PostgreSQL), finish what a previous process left
-half-done (runs mid-walk, and an approval consumed just before a crash,
-``Runner.unfinished``), then serve. SIGTERM, SIGINT and the ``shutdown``
+second daemon is refused before it opens anything), open the stores (the SQLite
+database ``<state_dir>/cutter.sqlite3``, opened once for the process's life, or
+PostgreSQL), finish what a previous process left half-done (runs mid-walk,
+``Runner.unfinished``), then serve. A state directory the file stores of an
+earlier cutter wrote is refused before anything is claimed or opened
+(``cutter.sqlite.config.check_layout``). SIGTERM, SIGINT and the ``shutdown``
 command take the same path: stop taking commands, let each walk finish the
 phase it is in and persist (it stays RUNNING, so the next start continues it),
 close, exit 0. One log line says started, one stopped.
@@ -27,7 +29,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -37,7 +39,7 @@ import anyio
 from cutter.approvals import GatePolicy
 from cutter.daemon.bus import EventBus
 from cutter.daemon.console import Sinks, choose_sinks, configure
-from cutter.daemon.housekeeping import remove_socket, sweep_state_dir
+from cutter.daemon.housekeeping import remove_socket
 from cutter.daemon.limits import ConnectionLimits, fit_to_open_files
 from cutter.daemon.service import Daemon
 from cutter.daemon.transport import claim_socket, serve_socket, serve_stdio, socket_gid
@@ -48,7 +50,7 @@ from cutter.mode import enable_execution
 from cutter.offloop import use_worker_processes
 from cutter.ports import KillSwitchControl
 from cutter.runner import Runner, RunnerConfig
-from cutter.stores.files import FileKillSwitch
+from cutter.sqlite.config import check_layout
 from cutter.stores.owner import claim
 from cutter.stores.storage_errors import typed_storage_errors
 from cutter.web.address import bind, parse_address
@@ -83,15 +85,6 @@ class DaemonOptions:
         return "cutter daemon --stdio" if self.stdio else f"cutter daemon on {self.socket_path}"
 
 
-def embedded_config(state_dir: Path, policy: GatePolicy) -> tuple[RunnerConfig, KillSwitchControl]:
-    """Every store a file under ``state_dir``: the embedded default, durable (the
-    Python API's ``file_config``), and the kill switch the daemon's commands set."""
-    from cutter.config import file_config
-
-    kill_switch = FileKillSwitch(state_dir / "kill-switch")
-    return replace(file_config(state_dir, policy=policy), kill_switch=kill_switch), kill_switch
-
-
 @asynccontextmanager
 async def open_stores(
     options: DaemonOptions,
@@ -102,7 +95,12 @@ async def open_stores(
         approval_ttl=timedelta(seconds=options.approval_ttl_seconds),
     )
     if options.dsn is None:
-        yield embedded_config(options.state_dir, policy)
+        from cutter.sqlite.config import embedded_config
+        from cutter.sqlite.records import SqliteKillSwitch
+
+        async with embedded_config(options.state_dir, policy=policy) as config:
+            assert isinstance(config.kill_switch, SqliteKillSwitch)
+            yield config, config.kill_switch
         return
     from cutter.pg.records import PgKillSwitch
     from cutter.pg.stores import pg_config
@@ -127,7 +125,6 @@ async def serve(options: DaemonOptions, sinks: Sinks) -> int:
     gid = None if options.socket_group is None else socket_gid(options.socket_group)
     os.umask(0o077)
     await anyio.to_thread.run_sync(private_state_dir, options.state_dir, gid)
-    await sweep_state_dir(options.state_dir, get_logger(component="daemon"))
     # Handlers stay installed until the very end: a second SIGTERM during the drain
     # must not kill the daemon half-way (a supervisor escalates with SIGKILL).
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -233,7 +230,7 @@ async def _serve_claimed(
                 socket_group=options.socket_group,
                 http=daemon.web_url,
                 principal=daemon.owner,
-                store="postgresql" if options.dsn else "files",
+                store="postgresql" if options.dsn else "sqlite",
             )
             await daemon.stop_requested.wait()
             runner.drain()
@@ -255,7 +252,10 @@ async def _stdio_then_stop(daemon: Daemon) -> None:
 def run(options: DaemonOptions) -> int:
     """Serve until stopped; ``StateDirBusy`` (nothing opened, nothing written) when
     another process owns the state directory. The lock is held until the return,
-    or until the kernel drops it with the process."""
+    or until the kernel drops it with the process. ``StateDirUnusable`` (nothing
+    claimed) for a state directory of the file stores of an earlier cutter."""
+    if options.dsn is None:
+        check_layout(options.state_dir)
     with claim(options.state_dir, options.holder):
         if options.log_path is None:
             return anyio.run(serve, options, choose_sinks(None, sys.stdout, sys.stderr))

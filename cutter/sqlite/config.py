@@ -25,7 +25,7 @@ import anyio
 
 from cutter.approvals import GatePolicy
 from cutter.discovery import TextDiscoverer
-from cutter.errors import StateDirUnusable
+from cutter.errors import InputError, StateDirUnusable
 from cutter.ports import Discoverer, Target
 from cutter.runner import RunnerConfig
 from cutter.sqlite.database import FILE_NAME, Database, open_database
@@ -50,8 +50,8 @@ def check_layout(state_dir: Path) -> None:
         raise StateDirUnusable(
             str(state_dir),
             f"it holds the file stores of an earlier cutter ({', '.join(old)}), which this "
-            "one does not read (no release used them): move it aside "
-            f"(mv {state_dir} {state_dir}.files) and start again, re-adding the documents",
+            "one does not read (no release used them): move it aside and start afresh "
+            "there, adding the documents again (cutter add-document)",
         )
 
 
@@ -89,3 +89,28 @@ async def embedded_config(
     async with open_database(database_path(state_dir)) as db:
         yield config_on(db, policy=policy, discoverer=discoverer)
         await db.durable()
+
+
+@asynccontextmanager
+async def open_state_dir(state_dir: Path, *, create: bool = False) -> AsyncIterator[Database]:
+    """The database of ``state_dir`` for a short command (``add-document``,
+    ``verify-ledger``, ``doctor``), closed on exit; it may run beside a daemon that
+    owns the directory (SQLite's locks; a write waits for the daemon's batch).
+    With ``create`` the directory and the database are made as needed; without it
+    a missing directory or database is ``InputError`` (nothing is made). What it
+    wrote is durable (``Database.durable``) before the block's exit returns. An
+    old-layout directory is ``StateDirUnusable`` (``check_layout``)."""
+    from cutter.stores.owner import make_state_dir
+
+    state_dir = Path(state_dir)
+    path = database_path(state_dir)
+    if create:
+        await anyio.to_thread.run_sync(make_state_dir, state_dir)  # typed, one line
+    elif not await anyio.Path(state_dir).is_dir():
+        raise InputError(f"no state directory {state_dir}")
+    check_layout(state_dir)
+    if not create and not await anyio.Path(path).is_file():
+        raise InputError(f"no database {path}: nothing was stored under {state_dir} yet")
+    async with open_database(path, create=create) as db:
+        yield db
+        await db.durable()  # what the command reports done survives a power loss

@@ -1,7 +1,7 @@
-"""In-memory knowledge base and run store: the file stores' semantics, in dicts.
+"""In-memory knowledge base and run store: the embedded stores' semantics, in dicts.
 
 Values are kept as their encoded bytes and decoded on every read, exactly as
-the file stores do, so this fake refuses what they refuse (hostile ids, values
+the database stores do, so this fake refuses what they refuse (hostile ids, values
 that would not decode) and no caller ever shares mutable state with it. Every
 method passes a checkpoint first, so callers see the same interleavings (and
 cancellation points) as with a store that really waits.

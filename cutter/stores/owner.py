@@ -1,12 +1,14 @@
 """One owner per state directory, as PostgreSQL keeps a second server off its data directory.
 
-The embedded stores serialise their writers with in-process locks and replace
-whole files (``HEAD.json``, ``ledger.jsonl``) from what they read: two processes
-writing one state directory lose each other's commits. So whatever opens a state
-directory's stores for a ``Runner`` (``cutter daemon`` on any transport, ``cutter
-demo``) first calls ``claim``: an exclusive ``flock`` on ``<state_dir>/owner.pid``,
-held until ``release`` or the process's end. A second claimant gets
-``StateDirBusy`` naming the pid the file holds.
+The embedded database is SQLite's, whose locks keep two processes' writes whole,
+so a short command (``cutter add-document``, ``doctor``, ``verify-ledger``) may
+use it beside a daemon. But a daemon walks every run it finds in its state
+directory (recovery at start, its in-process one-walk-per-run guard): two daemons
+on one directory would walk the same runs at once. So whatever runs a ``Runner``
+on a state directory (``cutter daemon`` on any transport, ``cutter demo``) first
+calls ``claim``: an exclusive ``flock`` on ``<state_dir>/owner.pid``, held until
+``release`` or the process's end. A second claimant gets ``StateDirBusy`` naming
+the pid the file holds.
 
 - ``flock``, not ``fcntl``/``lockf``: a POSIX record lock belongs to the process
   and is dropped when *any* descriptor of the file is closed, by any code.

@@ -3,8 +3,9 @@
 A full disk or quota (``ENOSPC``, ``EDQUOT``) is ``StorageFull``; a read-only
 mount or a directory this process may not write (``EROFS``, ``EACCES``,
 ``EPERM``) is ``StorageReadOnly``. Every other ``OSError`` stays what it is (a
-bug or a race the caller handles). The durable writers of ``cutter.stores.atomic``
-raise these after removing their temp file, so the old content stays whole.
+bug or a race the caller handles). The files the daemon writes outside its
+database (the owner lock, its log, the socket) use them; the database's own
+errors are typed by ``cutter.sqlite.database.storage_error``.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@
   ``start_run``/``approve``/``status`` are the typed shorthands the walks use.
 - ``StdioDaemon`` is the daemon on ``--stdio``: frames on its stdin, replies on its
   stdout, closing stdin drains it.
-- ``final_state`` reads a stopped embedded daemon's state directory with the file
-  stores and returns a ``FinalState`` with every run-specific id normalised away,
+- ``final_state`` reads a stopped embedded daemon's database (``tests.daemon._db``)
+  and returns a ``FinalState`` with every run-specific id normalised away,
   after checking what must hold whatever the run (ledger chain, sidecars and KB
   docs decode, rows belong to the run's change set, the journal names the run).
 """
@@ -27,8 +27,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-
-import msgspec
 
 from cutter.anchoring import verify_ledger
 from cutter.anchors import describe
@@ -56,10 +54,11 @@ from cutter.protocol import (
     encode,
 )
 from cutter.records import IURow, IUState, Manifest
+from cutter.runner import RunnerConfig
+from cutter.sqlite.target import SqliteLedger, SqliteSources
 from cutter.states import RunState
-from cutter.stores.file_target import FileIUStore, FileLedger, FileSources
-from cutter.stores.files import ConsumedApproval, FileKnowledgeBase, FileRunStore
 from cutter.walk import PHASES, Gate, Phase, Pin
+from tests.daemon._db import consumed_approvals, stores
 from tests.daemon.conftest import ROOT, START_TIMEOUT, DaemonProcess
 
 SAMPLE = ROOT / "cutter" / "samples" / "garden-charter.md"
@@ -402,17 +401,6 @@ class StdioDaemon(LogWaits):
 # -- what a run left on disk --------------------------------------------------------------
 
 
-def journal(state_dir: Path) -> list[ConsumedApproval]:
-    """The consumed-approval journal of an embedded state directory, every record decoded."""
-    consumed_dir = state_dir / "runs" / "consumed"
-    if not consumed_dir.is_dir():
-        return []
-    return [
-        msgspec.json.decode(path.read_bytes(), type=ConsumedApproval)
-        for path in sorted(consumed_dir.glob("*.json"))
-    ]
-
-
 def check_rows_against_plan(
     rows: Sequence[IURow], manifest: Manifest | None, source: bytes
 ) -> None:
@@ -466,12 +454,18 @@ class OnDisk:
 
 async def final_state(state_dir: Path, run_id: str) -> OnDisk:
     """Read the stopped daemon's state directory; check what must hold for any run."""
-    run_store = FileRunStore(state_dir / "runs")
-    kb = FileKnowledgeBase(state_dir / "kb")
-    target = state_dir / "target"
-    ius = FileIUStore(target / "ius")
-    ledger = FileLedger(target / "ledger")
-    sources = FileSources(target / "sources")
+    async with stores(state_dir) as config:
+        return await _final_state(config, state_dir, run_id)
+
+
+async def _final_state(config: RunnerConfig, state_dir: Path, run_id: str) -> OnDisk:
+    run_store = config.run_store
+    kb = config.kb
+    ius = config.target.ius
+    ledger = config.target.ledger
+    sources = config.target.sources
+    assert isinstance(ledger, SqliteLedger)
+    assert isinstance(sources, SqliteSources)
 
     # Every sidecar decodes (load raises CorruptRecord otherwise).
     run_ids = await run_store.run_ids()
@@ -492,9 +486,9 @@ async def final_state(state_dir: Path, run_id: str) -> OnDisk:
             continue
         kb_docs.add((normalise(kb_id, run_id), type(doc).__name__))
 
-    # The consumed-approval journal: every record decodes and names this run.
+    # The consumed approvals: each names this run.
     consumed_ids: list[str] = []
-    for record in journal(state_dir):
+    for record in consumed_approvals(state_dir):
         assert record.run_id == run_id, record
         assert await run_store.consumed_by(record.approval_kb_id) == run_id
         consumed_ids.append(record.approval_kb_id)

@@ -1,15 +1,17 @@
-"""Crash and restart of the real daemon on the embedded file stores.
+"""Crash and restart of the real daemon on the embedded SQLite database.
 
 Every failpoint of a LIVE walk (each phase's ``before:``/``after:``, ``leg_a:mid``,
 ``leg_a:written``, ``leg_b:appended``, ``enact:mid``, and an approval's
-``consume:journaled`` at each gate) makes the daemon ``os._exit(137)`` there, exactly
-like ``kill -9``. The test then restarts it without the failpoint, lets it recover,
-finishes whatever approvals remain, and compares the final state with one
-uninterrupted walk: same IUs, same ledger (verified, same entries, each where its
-run's anchor says), same KB docs, exactly two consumed approvals, every sidecar and KB
-doc decoding. Also: SIGTERM in the middle of a phase drains (exit 0, run RUNNING on
-disk, a restart continues it), and a kill -9 while a run waits at a gate leaves it
-waiting.
+``consume:committed`` at each gate: the approval consumed and the advanced run
+saved in one committed transaction, the reviewer not yet answered) makes the
+daemon ``os._exit(137)`` there, exactly like ``kill -9``. The test then restarts
+it without the failpoint, lets it recover, finishes whatever approvals remain,
+and compares the final state with one uninterrupted walk: same IUs, same ledger
+(verified, same entries, each where its run's anchor says), same KB docs,
+exactly two consumed approvals, every sidecar and KB doc decoding. Also: SIGTERM
+while a walk waits on the database drains (exit 0, the walk paused at the next
+phase boundary, a restart continues it), and a kill -9 while a run
+waits at a gate leaves it waiting.
 
 A LIVE run that fails after leg A (rejected at SG_2, or drift at SG_2: a new version
 published during the pause) is killed at each failpoint of its undo (``undo:pending``,
@@ -21,10 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import shutil
 import signal
-import threading
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -36,13 +36,12 @@ from click.testing import CliRunner
 from cutter.cli import main
 from cutter.client import DaemonUnavailable
 from cutter.failpoints import ENV as FAILPOINT_ENV
-from cutter.kbdocs import Decision, StopDoc, phase_doc_id, stop_doc_id
+from cutter.kbdocs import Decision, StopDoc, stop_doc_id
 from cutter.ledger import RollbackEnvelope
-from cutter.protocol import ApprovalStored, Error, Resume, RunSummary, Start
-from cutter.states import AWAITING, Rollback, RunState
-from cutter.stores.file_target import FileIUStore, FileLedger
-from cutter.stores.files import FileKnowledgeBase, FileRunStore
-from cutter.walk import PHASES, Gate, Phase
+from cutter.protocol import Accepted, ApprovalStored, Error, Resume, RunSummary
+from cutter.states import Rollback, RunState
+from cutter.walk import PHASES, Phase
+from tests.daemon._db import consumed_approvals, stores, write_lock
 from tests.daemon._drive import (
     DOC_ID,
     SAMPLE,
@@ -56,7 +55,6 @@ from tests.daemon._drive import (
     expected_kb_docs,
     final_state,
     finish,
-    journal,
     launch,
     list_runs,
     start_run,
@@ -68,13 +66,13 @@ from tests.daemon.conftest import DaemonProcess
 LIVE = "--enable-execution"
 
 # Every failpoint, in the order a walk reaches them. An approval's consumption is
-# recorded before the walk past its gate: "consume:journaled" is SG_1's, "@2" SG_2's.
+# committed before the walk past its gate: "consume:committed" is SG_1's, "@2" SG_2's.
 _INSIDE = {
     Phase.CUT_LEG_A: ("leg_a:mid", "leg_a:written"),
     Phase.LEG_B_RECORD: ("leg_b:appended",),
     Phase.LIFECYCLE_ENACT: ("enact:mid",),
 }
-_CONSUMED = {Phase.CUT_LEG_A: "consume:journaled", Phase.LIFECYCLE_ENACT: "consume:journaled@2"}
+_CONSUMED = {Phase.CUT_LEG_A: "consume:committed", Phase.LIFECYCLE_ENACT: "consume:committed@2"}
 FAILPOINTS: tuple[str, ...] = tuple(
     point
     for phase in PHASES
@@ -123,7 +121,7 @@ def test_the_matrix_covers_every_failpoint() -> None:
     assert len(set(FAILPOINTS)) == 28
     assert [step_of(p) for p in ("after:grant_probe", "before:cut_leg_a", "leg_a:mid")] == [0, 1, 1]
     assert [step_of(p) for p in ("after:write_verify", "enact:mid", "after:closeout")] == [1, 2, 2]
-    assert [step_of(p) for p in ("consume:journaled", "consume:journaled@2")] == [1, 2]
+    assert [step_of(p) for p in ("consume:committed", "consume:committed@2")] == [1, 2]
 
 
 # -- fixtures -----------------------------------------------------------------------------
@@ -154,7 +152,7 @@ def reaped(daemons: list[DaemonProcess]) -> Iterator[list[DaemonProcess]]:
 
 def _consumed_reader(state: Path) -> Callable[[], Awaitable[list[str]]]:
     async def consumed() -> list[str]:
-        return [record.approval_kb_id for record in journal(state)]
+        return [record.approval_kb_id for record in consumed_approvals(state)]
 
     return consumed
 
@@ -229,28 +227,30 @@ async def test_kill_9_at_failpoint_then_restart_ends_as_an_uninterrupted_walk(
     # Already dead: kill() only reaps it. 137 is the failpoint's os._exit, not our signal.
     assert await anyio.to_thread.run_sync(armed.kill) == 137
 
-    # What the crash left: one run, mid-walk, its sidecar whole — or, killed between an
-    # approval's consumption and the save of the advance, still waiting at the gate
-    # with the approval consumed and not recorded.
-    run_store = FileRunStore(state / "runs")
-    (run_id,) = await run_store.run_ids()
-    crashed = await run_store.load(run_id)
+    # What the crash left: one run, mid-walk, its sidecar whole, and exactly the
+    # approvals it records as used consumed — killed right after an approval's
+    # consumption too: the consumption and the advance are one transaction.
+    async with stores(state) as config:
+        run_store = config.run_store
+        (run_id,) = await run_store.run_ids()
+        crashed = await run_store.load(run_id)
+        consumed = set(await run_store.consumed_for(run_id))
+    assert crashed.state in (RunState.CREATED, RunState.RUNNING), crashed.state
+    assert consumed == crashed.approvals_used
     if point.startswith("consume:"):
-        assert crashed.state in AWAITING, crashed.state
-        unrecorded = set(await run_store.consumed_for(run_id)) - crashed.approvals_used
-        assert len(unrecorded) == 1, unrecorded
-    else:
-        assert crashed.state in (RunState.CREATED, RunState.RUNNING), crashed.state
+        assert len(consumed) == step_of(point), consumed
 
     restarted = await _launch(state, daemons)
     assert [r.run_id for r in await list_runs(restarted.socket)] == [run_id]
     assert restarted.recovering() == [run_id]
     run = await _recovered(restarted, run_id)
-    rows = await FileIUStore(state / "target" / "ius").rows(DOC_ID)
+    async with stores(state) as config:
+        rows = await config.target.ius.rows(DOC_ID)
+        entries = await config.target.ledger.entries()  # type: ignore[attr-defined]
     if died_in == 0:
         # Nothing may be written before SG_1 is approved, crash or not.
         assert rows == [], f"{len(rows)} IU rows written without an SG_1 approval"
-        assert await FileLedger(state / "target" / "ledger").entries() == []
+        assert entries == []
     if died_in <= 1:
         # Nothing may go live before SG_2 is approved, crash or not.
         active = [r.iu_id for r in rows if r.state != "staged"]
@@ -259,7 +259,7 @@ async def test_kill_9_at_failpoint_then_restart_ends_as_an_uninterrupted_walk(
 
     run, resent = await finish(restarted.socket, run, _consumed_reader(state))
     assert run.state is RunState.CLOSEOUT_REPORTED, (run.stop_code, run.stop_message)
-    for record in journal(state):  # a closed run takes no approval, consumed or not
+    for record in consumed_approvals(state):  # a closed run takes no approval, consumed or not
         reply = await _resend(restarted, run_id, record.approval_kb_id)
         assert reply.code == "E_RUN_NOT_RESUMABLE", reply
     assert await anyio.to_thread.run_sync(restarted.stop) == 0
@@ -284,12 +284,12 @@ async def _resend(daemon: WatchedDaemon, run_id: str, approval_kb_id: str) -> Er
 async def test_a_reviewers_retry_after_a_kill_at_consumption_is_the_same_decision(
     nth: int, published: Path, reference: OnDisk, tmp_path: Path, daemons: list[DaemonProcess]
 ) -> None:
-    """The daemon dies right after it recorded the approval consumed (the issue's
-    "kill -9 10-30 ms after command_received"). The restart finishes the advance
-    with that approval; the reviewer's client saw only the hang-up and sends the
+    """The daemon dies right after it committed the approval consumed with the run's
+    advance (the issue's "kill -9 10-30 ms after command_received"). The restart
+    walks on from there; the reviewer's client saw only the hang-up and sends the
     same decision again: it is recognised, not consumed a second time."""
     state = fresh_state(published, tmp_path)
-    armed = await _launch(state, daemons, failpoint=f"consume:journaled@{nth}")
+    armed = await _launch(state, daemons, failpoint=f"consume:committed@{nth}")
     run = await start_run(armed.socket)
     if nth == 2:
         run = (await approve(armed.socket, run)).run
@@ -297,7 +297,7 @@ async def test_a_reviewers_retry_after_a_kill_at_consumption_is_the_same_decisio
     with pytest.raises(DaemonUnavailable):
         await ask(armed.socket, decision)
     assert await anyio.to_thread.run_sync(armed.kill) == 137
-    consumed = [r.approval_kb_id for r in journal(state)]
+    consumed = [r.approval_kb_id for r in consumed_approvals(state)]
     assert len(consumed) == nth
 
     restarted = await _launch(state, daemons)
@@ -309,7 +309,7 @@ async def test_a_reviewers_retry_after_a_kill_at_consumption_is_the_same_decisio
     assert retried.replayed
     assert retried.approval_kb_id == consumed[-1]
     assert retried.run == await status(restarted.socket, run.run_id)
-    assert [r.approval_kb_id for r in journal(state)] == consumed  # nothing new consumed
+    assert [r.approval_kb_id for r in consumed_approvals(state)] == consumed  # none new
 
     run, _ = await finish(restarted.socket, retried.run, _consumed_reader(state))
     assert run.state is RunState.CLOSEOUT_REPORTED
@@ -323,14 +323,14 @@ def test_a_reviewer_whose_daemon_died_is_told_where_the_decision_went(
     published: Path, tmp_path: Path, daemons: list[DaemonProcess]
 ) -> None:
     state = fresh_state(published, tmp_path)
-    armed = launch(state, LIVE, env={FAILPOINT_ENV: "consume:journaled"})
+    armed = launch(state, LIVE, env={FAILPOINT_ENV: "consume:committed"})
     daemons.append(armed)
     run = anyio.run(start_run, armed.socket)
     argv = ["approve", run.run_id, "--gate", "SG_1", "--approver", "reviewer-bob"]
     argv += ["--reason", "plan checked"]
     result = CliRunner().invoke(main, [*argv, "--socket", str(armed.socket)])
     assert result.exit_code == 2, result.output
-    (record,) = journal(state)
+    (record,) = consumed_approvals(state)
     assert result.stderr.startswith("E_DAEMON_UNAVAILABLE: ")
     assert f"stored and used as {record.approval_kb_id}" in result.stderr
     assert f"cutter status {run.run_id}" in result.stderr
@@ -363,79 +363,51 @@ async def test_kill_9_while_waiting_at_a_gate_leaves_the_run_waiting(
     assert (await final_state(state, run.run_id)).final == reference.final
 
 
-# -- SIGTERM in the middle of a phase -----------------------------------------------------------
-
-
-def _hold_phase_doc(fifo: Path, daemon: WatchedDaemon, entered: threading.Event) -> None:
-    """Hold the walk inside a phase: its phase doc's path is a FIFO, and the KB reads the
-    path before writing it, so the phase blocks until the FIFO's writer closes. Opening
-    the writer end returns once the daemon is blocked there; then SIGTERM, and the walk
-    is let go only once the daemon has logged that it drains."""
-    with open(fifo, "wb"):
-        entered.set()
-        daemon.process.send_signal(signal.SIGTERM)
-        daemon.wait_named("daemon_draining")
+# -- SIGTERM while a command waits on a durable write -------------------------------------------
 
 
 @pytest.mark.anyio
-async def test_sigterm_mid_phase_drains_and_a_restart_continues_the_walk(
+async def test_sigterm_while_a_walk_waits_on_the_database_drains_and_a_restart_continues(
     published: Path, reference: OnDisk, tmp_path: Path, daemons: list[DaemonProcess]
 ) -> None:
+    """Another process holds the database's write lock (as ``add-document`` may) while
+    a walk resumed past SG_1 waits to commit the approval's consumption: SIGTERM
+    drains once the lock is let go (exit 0), the walk pauses at the next phase
+    boundary with exactly its approval consumed, and a restarted daemon finishes
+    it as if nothing happened."""
     state = fresh_state(published, tmp_path)
     daemon = await _launch(state, daemons)
     run = await start_run(daemon.socket)
     assert run.state is RunState.AWAITING_CUT_AUTHORIZATION
+    stored = await approve(daemon.socket, run, resume=False)
+    resume = Resume(run_id=run.run_id, approval_kb_id=stored.approval_kb_id, wait=False)
 
-    held = Phase.STRUCTURAL_VERIFY
-    kb = FileKnowledgeBase(state / "kb")
-    fifo = kb.path_of(phase_doc_id(run.run_id, held, PHASES.index(held) + 1))
-    fifo.parent.mkdir(parents=True, exist_ok=True)
-    os.mkfifo(fifo)
-    entered = threading.Event()
-    answers: list[object] = []
+    def held_then_sigterm() -> None:
+        with write_lock(state):
+            assert isinstance(anyio.run(ask, daemon.socket, resume), Accepted)
+            daemon.process.send_signal(signal.SIGTERM)
+            daemon.wait_named("daemon_draining")
 
-    async def approve_sg1() -> None:
-        try:
-            answers.append((await approve(daemon.socket, run)).run)
-        except DaemonUnavailable as exc:
-            answers.append(exc)  # drained before it could answer
-
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(approve_sg1)
-            with anyio.fail_after(60):
-                await anyio.to_thread.run_sync(
-                    _hold_phase_doc, fifo, daemon, entered, abandon_on_cancel=True
-                )
-    finally:
-        if not entered.is_set():  # never reached the phase: unblock the opener
-            with contextlib.suppress(OSError):
-                os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
-    # SIGTERM was sent already (a second one would find the default handler back).
+    with anyio.fail_after(60):
+        await anyio.to_thread.run_sync(held_then_sigterm, abandon_on_cancel=True)
     assert await anyio.to_thread.run_sync(functools.partial(daemon.process.wait, 60)) == 0
     await anyio.to_thread.run_sync(daemon.kill)  # only reaps: closes its pipe
-    (answer,) = answers
-    if isinstance(answer, RunSummary):
-        assert answer.state is RunState.RUNNING
-
-    # The phase finished, the walk stopped at the boundary after it, still RUNNING.
-    on_disk = await FileRunStore(state / "runs").load(run.run_id)
-    assert on_disk.state is RunState.RUNNING
-    assert on_disk.phases_passed == PHASES[: PHASES.index(held) + 1]
-    assert fifo.is_file()
-    assert not fifo.is_fifo()
-    await kb.get(phase_doc_id(run.run_id, held, PHASES.index(held) + 1))
     paused = daemon.logged("walk_paused")
-    assert [(e["run_id"], e["phase"]) for e in paused] == [(run.run_id, "leg_b_record")]
-    assert not [e for e in daemon.logged("phase_started") if e.get("phase") == "leg_b_record"]
+    assert [(e["run_id"], e["phase"]) for e in paused] == [(run.run_id, "cut_leg_a")]
     assert daemon.logged("daemon_stopped")
+
+    async with stores(state) as config:
+        on_disk = await config.run_store.load(run.run_id)
+        consumed = await config.run_store.consumed_for(run.run_id)
+    assert on_disk.state is RunState.RUNNING
+    assert on_disk.phases_passed == PHASES[: PHASES.index(Phase.CUT_LEG_A)]
+    assert consumed == [stored.approval_kb_id]
+    assert on_disk.approvals_used == {stored.approval_kb_id}
 
     restarted = await _launch(state, daemons)
     assert restarted.recovering() == [run.run_id]
     run = await _recovered(restarted, run.run_id)
     assert run.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION
-    assert run.waiting is not None
-    assert run.waiting.gate is Gate.SG_2
     run, _ = await finish(restarted.socket, run, _consumed_reader(state))
     assert run.state is RunState.CLOSEOUT_REPORTED
     assert await anyio.to_thread.run_sync(restarted.stop) == 0
@@ -455,7 +427,8 @@ async def _fail_after_leg_a(daemon: WatchedDaemon, state: Path, failure: str) ->
     run = await start_run(daemon.socket)
     run = (await approve(daemon.socket, run)).run
     assert run.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION
-    assert len(await FileIUStore(state / "target" / "ius").rows(DOC_ID)) == SAMPLE_UNITS
+    async with stores(state) as config:
+        assert len(await config.target.ius.rows(DOC_ID)) == SAMPLE_UNITS
     decision = Decision.APPROVE
     if failure == "drift":
         edited = state.parent / "garden-charter-v2.md"
@@ -512,11 +485,12 @@ async def test_kill_9_inside_the_undo_then_restart_finishes_it_once(
     run_id = await _fail_after_leg_a(armed, state, failure)
     assert await anyio.to_thread.run_sync(armed.kill) == 137  # died at the failpoint
 
-    crashed = await FileRunStore(state / "runs").load(run_id)
+    async with stores(state) as config:
+        crashed = await config.run_store.load(run_id)
+        rows = await config.target.ius.rows(DOC_ID)
     assert crashed.state is RunState.ROLLBACK_PENDING
     assert crashed.undo is not None
     assert crashed.undo.status is Rollback.PENDING
-    rows = await FileIUStore(state / "target" / "ius").rows(DOC_ID)
     assert len(rows) == (SAMPLE_UNITS if point == "undo:pending" else 0)
 
     restarted = await _launch(state, daemons)
@@ -529,43 +503,10 @@ async def test_kill_9_inside_the_undo_then_restart_finishes_it_once(
 
     on_disk = await final_state(state, run_id)
     assert on_disk.final == undone[failure].final
-    rollbacks = [
-        e
-        for e in await FileLedger(state / "target" / "ledger").entries()
-        if isinstance(e.envelope, RollbackEnvelope)
-    ]
+    async with stores(state) as config:
+        entries = await config.target.ledger.entries()  # type: ignore[attr-defined]
+        stop = await config.kb.get(stop_doc_id(run_id))
+    rollbacks = [e for e in entries if isinstance(e.envelope, RollbackEnvelope)]
     assert len(rollbacks) == 1
-    stop = await FileKnowledgeBase(state / "kb").get(stop_doc_id(run_id))
     assert isinstance(stop, StopDoc)
     assert stop.rollback is Rollback.DONE
-
-
-# -- kill -9 between the document's claim and the run's first save ---------------------------
-
-
-@pytest.mark.anyio
-async def test_kill_9_between_the_claim_and_the_first_save_holds_the_document_for_nobody(
-    published: Path, tmp_path: Path, daemons: list[DaemonProcess]
-) -> None:
-    """The file run store claims the document (``open/<doc_id>.json``) before it writes
-    the run's first sidecar: a daemon killed between the two leaves a claim and no run.
-    The restarted daemon has nothing to recover and starts the document."""
-    state = fresh_state(published, tmp_path)
-    armed = await _launch(state, daemons, failpoint="create:claimed")
-    with pytest.raises(DaemonUnavailable):
-        await start_run(armed.socket)
-    assert await anyio.to_thread.run_sync(armed.kill) == 137  # already dead: only reaped
-    claim = state / "runs" / "open" / f"{DOC_ID}.json"
-    assert claim.exists()
-    assert not any((state / "runs" / "runs").glob("*.json"))
-
-    restarted = await _launch(state, daemons)
-    assert restarted.recovering() == []
-    run = await start_run(restarted.socket)
-    assert run.state is RunState.AWAITING_CUT_AUTHORIZATION
-    assert run.run_id in claim.read_text()
-    refused = await ask(restarted.socket, Start(id="again", doc_id=DOC_ID, started_by="x"))
-    assert isinstance(refused, Error)
-    assert refused.code == "STOP_DOCUMENT_BUSY"
-    assert run.run_id in refused.message
-    assert await anyio.to_thread.run_sync(restarted.stop) == 0

@@ -4,17 +4,20 @@
 A real daemon leaves a state directory with every kind of record: a LIVE run walked
 to its closeout (approvals consumed, ledger entries and anchors), a dry run waiting
 at SG_2 and one waiting at SG_1. Stopped, the directory is copied once per case and
-one record damaged: a run's sidecar, a gate request doc (a flipped byte, and a digit
-of its source sha changed, which still decodes but no longer hashes to the recorded
-digest), a consumed approval, a consumption record, the ledger. Each is named, by
-kind and place, and the exit status is 1; the healthy copy exits 0, also while a
-daemon owns the directory (the doctor reads only)."""
+one record of its database damaged: a run's sidecar, a gate request doc (a flipped
+byte, and a digit of its source sha changed, which still decodes but no longer hashes
+to the recorded digest), an approval, a consumed approval its run does not record, a
+ledger entry, the file itself (a page overwritten; an index that no longer matches
+its table). Each is named, by kind and place, and the exit status is 1; the healthy
+copy exits 0, also while a daemon owns the directory (the doctor reads only)."""
 
 from __future__ import annotations
 
 import json
 import random
 import shutil
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import anyio
@@ -23,7 +26,9 @@ from click.testing import CliRunner
 
 from cutter.cli import main
 from cutter.mode import Mode
+from cutter.sqlite.config import database_path
 from cutter.states import RunState
+from tests.daemon._db import execute, query
 from tests.daemon._drive import add_document, approve, launch, start_run
 
 
@@ -60,12 +65,26 @@ def copy(walked: dict[str, object], tmp_path: Path) -> Path:
     return target
 
 
-def high_bit_flip(path: Path, seed: int) -> None:
-    """One ASCII byte's high bit (seeded): the file can never decode afterwards."""
-    data = bytearray(path.read_bytes())
+def high_bit_flip(
+    state_dir: Path, table: str, column: str, key: str, value: str, seed: int
+) -> None:
+    """One ASCII byte's high bit (seeded) of one row's blob: it can never decode after."""
+    [(blob,)] = query(state_dir, f"SELECT {column} FROM {table} WHERE {key} = ?", (value,))
+    assert isinstance(blob, bytes)
+    data = bytearray(blob)
     at = random.Random(seed).choice([i for i, b in enumerate(data) if 0x20 < b < 0x80])
     data[at] ^= 0x80
-    path.write_bytes(bytes(data))
+    execute(state_dir, f"UPDATE {table} SET {column} = ? WHERE {key} = ?", (bytes(data), value))
+
+
+def kb_doc(state_dir: Path, kb_id: str) -> bytes:
+    [(blob,)] = query(state_dir, "SELECT doc FROM kb_docs WHERE kb_id = ?", (kb_id,))
+    assert isinstance(blob, bytes)
+    return blob
+
+
+def put_kb_doc(state_dir: Path, kb_id: str, data: bytes) -> None:
+    execute(state_dir, "UPDATE kb_docs SET doc = ? WHERE kb_id = ?", (data, kb_id))
 
 
 def test_a_healthy_state_directory_passes_also_beside_its_daemon(
@@ -82,7 +101,7 @@ def test_a_healthy_state_directory_passes_also_beside_its_daemon(
     assert report["runs"] == 3
     assert report["requests"] == 5  # SG_1 and SG_2 of two runs, SG_1 of the third
     assert report["ledger_entries"] >= 1
-    assert report["journal"] == 3
+    assert report["consumed"] == 3  # two of the live run, one of the run at SG_2
     daemon = launch(state_dir)  # owns the directory: the doctor still reads it
     try:
         assert doctor(state_dir)[0] == 0
@@ -94,7 +113,7 @@ def test_a_healthy_state_directory_passes_also_beside_its_daemon(
 def test_a_flipped_sidecar_is_named(walked: dict[str, object], tmp_path: Path, seed: int) -> None:
     state_dir = copy(walked, tmp_path)
     run_id = str(walked["sg2"])
-    high_bit_flip(state_dir / "runs" / "runs" / f"{run_id}.json", seed)
+    high_bit_flip(state_dir, "runs", "sidecar", "run_id", run_id, seed)
     code, out = doctor(state_dir)
     assert code == 1, out
     assert f"DAMAGED run {run_id}: E_CORRUPT_RECORD" in out
@@ -107,15 +126,15 @@ def test_a_flipped_request_doc_is_named(
 ) -> None:
     state_dir = copy(walked, tmp_path)
     run_id = str(walked["sg1"])
-    path = state_dir / "kb" / "runs" / run_id / "gates" / "SG_1" / "request.json"
-    data = bytearray(path.read_bytes())
+    kb_id = f"runs/{run_id}/gates/SG_1/request"
+    data = bytearray(kb_doc(state_dir, kb_id))
     rng = random.Random(seed)
     at = rng.randrange(len(data))
     data[at] ^= rng.randrange(1, 256)  # any flip: undecodable, or no longer the request
-    path.write_bytes(bytes(data))
+    put_kb_doc(state_dir, kb_id, bytes(data))
     code, out = doctor(state_dir)
     assert code == 1, out
-    assert f"DAMAGED request runs/{run_id}/gates/SG_1/request:" in out
+    assert f"DAMAGED request {kb_id}:" in out
 
 
 def test_a_request_doc_that_decodes_but_was_changed_is_named(
@@ -123,33 +142,50 @@ def test_a_request_doc_that_decodes_but_was_changed_is_named(
 ) -> None:
     state_dir = copy(walked, tmp_path)
     run_id = str(walked["sg2"])
-    path = state_dir / "kb" / "runs" / run_id / "gates" / "SG_2" / "request.json"
-    doc = json.loads(path.read_bytes())
+    kb_id = f"runs/{run_id}/gates/SG_2/request"
+    doc = json.loads(kb_doc(state_dir, kb_id))
     sha = doc["subject"]["source_sha"]
     doc["subject"]["source_sha"] = ("1" if sha[0] != "1" else "2") + sha[1:]
-    path.write_text(json.dumps(doc, separators=(",", ":")))
+    put_kb_doc(state_dir, kb_id, json.dumps(doc, separators=(",", ":")).encode())
     code, out = doctor(state_dir)
     assert code == 1, out
     assert (
-        f"DAMAGED request runs/{run_id}/gates/SG_2/request: GATE_REQUEST_DAMAGED: "
-        f"run {run_id} SG_2: the request at" in out
+        f"DAMAGED request {kb_id}: GATE_REQUEST_DAMAGED: run {run_id} SG_2: the request at" in out
     )
 
 
-def test_a_flipped_approval_and_consumption_record_are_named(
+def test_a_flipped_approval_and_consumptions_no_run_records_are_named(
     walked: dict[str, object], tmp_path: Path
 ) -> None:
     state_dir = copy(walked, tmp_path)
     run_id = str(walked["live"])
-    [approval, _] = sorted((state_dir / "kb" / "approvals" / run_id).iterdir())
-    high_bit_flip(approval, 8)
-    [record, *_] = sorted((state_dir / "runs" / "consumed").iterdir())
-    high_bit_flip(record, 9)
+    [first, _] = [
+        str(r[0])
+        for r in query(
+            state_dir,
+            "SELECT kb_id FROM kb_docs WHERE kb_id LIKE ? ORDER BY kb_id",
+            (f"approvals/{run_id}/%",),
+        )
+    ]
+    high_bit_flip(state_dir, "kb_docs", "doc", "kb_id", first, 8)
+    # A consumption the run at SG_1 never recorded, and one of a run that is not there.
+    waiting = str(walked["sg1"])
+    for approval, run in ((f"approvals/{waiting}/SG_1-x", waiting), ("approvals/gone", "run-gone")):
+        execute(
+            state_dir,
+            "INSERT INTO consumed_approvals (approval_kb_id, run_id, consumed_at)"
+            " VALUES (?, ?, '2026-12-06T00:00:00+00:00')",
+            (approval, run),
+        )
     code, out = doctor(state_dir)
     assert code == 1, out
-    kb_id = f"approvals/{run_id}/{approval.name.removesuffix('.json')}"
-    assert f"DAMAGED approval {kb_id}: E_CORRUPT_RECORD" in out
-    assert f"DAMAGED journal {record}: E_CORRUPT_RECORD" in out
+    assert f"DAMAGED approval {first}: E_CORRUPT_RECORD" in out
+    assert (
+        f"DAMAGED consumed approvals/{waiting}/SG_1-x: E_CORRUPT_RECORD: consumed by run "
+        f"{waiting}, which does not record using it" in out
+    )
+    assert "DAMAGED consumed approvals/gone: E_CORRUPT_RECORD: consumed by run run-gone," in out
+    assert out.count("DAMAGED") == 3, out
 
 
 @pytest.mark.parametrize("seed", [10, 11])
@@ -157,14 +193,67 @@ def test_a_flipped_ledger_byte_is_named(
     walked: dict[str, object], tmp_path: Path, seed: int
 ) -> None:
     state_dir = copy(walked, tmp_path)
-    [ledger] = [p for p in (state_dir / "target" / "ledger").rglob("*") if p.is_file()]
-    high_bit_flip(ledger, seed)
+    [(trigger,)] = query(state_dir, "SELECT sql FROM sqlite_master WHERE name = 'ledger_no_update'")
+    execute(state_dir, "DROP TRIGGER ledger_no_update")  # the ledger is append-only
+    high_bit_flip(state_dir, "ledger", "envelope", "seq", "0", seed)
+    execute(state_dir, str(trigger))
     code, out = doctor(state_dir)
     assert code == 1, out
     assert "DAMAGED ledger" in out
 
 
-def test_no_state_directory_is_one_typed_line(tmp_path: Path) -> None:
+def test_an_overwritten_page_names_the_database_file(
+    walked: dict[str, object], tmp_path: Path
+) -> None:
+    """A damaged page is found when the doctor opens the file (``quick_check``) and
+    reported, not raised: one line naming the file, exit 1."""
+    state_dir = copy(walked, tmp_path)
+    path = database_path(state_dir)
+    assert not path.with_name(path.name + "-wal").exists()  # checkpointed at close
+    [(page_size,)] = query(state_dir, "PRAGMA page_size")
+    [(root,)] = query(state_dir, "SELECT rootpage FROM sqlite_master WHERE name = 'runs'")
+    assert isinstance(page_size, int)
+    assert isinstance(root, int)
+    with path.open("r+b") as db:
+        db.seek((root - 1) * page_size)
+        db.write(b"\xa5" * page_size)
+    code, out = doctor(state_dir)
+    assert code == 1, out
+    assert f"DAMAGED database {path}: E_STORAGE_CORRUPT:" in out
+    assert out.count("DAMAGED") == 1, out
+
+
+def test_an_index_that_no_longer_matches_its_table_is_named(
+    walked: dict[str, object], tmp_path: Path
+) -> None:
+    """``quick_check`` passes (every page reads); ``integrity_check`` compares the
+    index with its table and the doctor names the file."""
+    state_dir = copy(walked, tmp_path)
+    path = database_path(state_dir)
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA writable_schema = ON")
+        conn.execute(
+            "UPDATE sqlite_master SET sql = 'CREATE INDEX runs_page_by_doc"
+            " ON runs (run_id, doc_id)' WHERE name = 'runs_page_by_doc'"
+        )
+        conn.commit()
+    assert query(state_dir, "PRAGMA quick_check") == [("ok",)]
+    code, out = doctor(state_dir)
+    assert code == 1, out
+    assert f"DAMAGED database {path}: E_STORAGE_CORRUPT:" in out
+    assert "runs_page_by_doc" in out
+
+
+def test_no_state_directory_no_database_or_an_old_one_is_one_typed_line(tmp_path: Path) -> None:
     code, out = doctor(tmp_path / "nothing")
     assert code == 1
     assert "E_INPUT" in out
+    code, out = doctor(tmp_path)  # a directory, no database in it: nothing is made
+    assert (code, out.count("\n")) == (1, 1), out
+    assert f"E_INPUT: no database {tmp_path / 'cutter.sqlite3'}" in out
+    assert not (tmp_path / "cutter.sqlite3").exists()
+    (tmp_path / "kb").mkdir()  # what the file stores of an earlier cutter left
+    code, out = doctor(tmp_path)
+    assert (code, out.count("\n")) == (1, 1), out
+    assert "E_STATE_DIR_UNUSABLE" in out
+    assert "file stores of an earlier cutter (kb)" in out

@@ -1,6 +1,6 @@
 """End to end: the real daemon as a subprocess, driven only through its socket (with
 ``cutter.client.Client`` and ``scripts/approve``) or its stdin/stdout, walking runs
-through both sovereign gates to closeout on the embedded file stores."""
+through both sovereign gates to closeout on the embedded SQLite database."""
 
 from __future__ import annotations
 
@@ -9,17 +9,15 @@ import functools
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 import anyio
 import anyio.to_thread
 import msgspec
 import pytest
 
-from cutter.kbdocs import Decision, phase_doc_id
+from cutter.kbdocs import Decision
 from cutter.mode import Mode
 from cutter.protocol import (
     PROTOCOL_VERSION,
@@ -38,8 +36,8 @@ from cutter.protocol import (
     decode_reply,
 )
 from cutter.states import RunState
-from cutter.stores.files import FileKnowledgeBase, FileRunStore
 from cutter.walk import PHASES, Gate, Phase
+from tests.daemon._db import consumed_approvals, read, stores, write_lock
 from tests.daemon._drive import (
     DOC_ID,
     OPERATOR,
@@ -55,7 +53,6 @@ from tests.daemon._drive import (
     expect,
     expected_kb_docs,
     final_state,
-    journal,
     launch,
     list_runs,
     start_run,
@@ -199,7 +196,7 @@ async def test_the_same_decision_sent_twice_is_used_once(
     other = await ask(daemon.socket, approval_for(run, approver="reviewer-cy"))
     assert isinstance(other, Error)
     assert other.code == "APPROVAL_WRONG_GATE"
-    assert [r.approval_kb_id for r in journal(state)] == [first.approval_kb_id]
+    assert [r.approval_kb_id for r in consumed_approvals(state)] == [first.approval_kb_id]
     assert await anyio.to_thread.run_sync(daemon.stop) == 0
 
 
@@ -238,11 +235,12 @@ async def test_a_decision_for_a_request_no_longer_open_is_refused_not_re_aimed(
     assert await anyio.to_thread.run_sync(daemon.stop) == 0
 
     # Nothing was stored for the refused decisions: no approval, no refusal doc.
-    kb = FileKnowledgeBase(state / "kb")
-    approvals = await kb.list(f"approvals/{run.run_id}")
+    async with stores(state) as config:
+        approvals = await config.kb.list(f"approvals/{run.run_id}")
+        refusals = await config.kb.list(f"runs/{run.run_id}/refusals")
     assert approvals == [first.approval_kb_id]
-    assert await kb.list(f"runs/{run.run_id}/refusals") == []
-    assert [r.approval_kb_id for r in journal(state)] == [first.approval_kb_id]
+    assert refusals == []
+    assert [r.approval_kb_id for r in consumed_approvals(state)] == [first.approval_kb_id]
 
 
 @pytest.mark.anyio
@@ -366,29 +364,26 @@ def test_stdio_live_walk_to_closeout(tmp_path: Path) -> None:
 def test_stdio_end_of_input_drains_a_walk_and_a_restart_continues_it(tmp_path: Path) -> None:
     state = tmp_path / "state"
     add_document(state_dir=state)
-    held = Phase.STRUCTURAL_VERIFY
     with stdio_daemon(state, LIVE) as daemon:
         start = Start(doc_id=DOC_ID, started_by=OPERATOR, mode=Mode.LIVE)
         run = expect(daemon.request(start), RunInfo).run
-        # Hold the walk inside structural_verify: its phase doc's path is a FIFO the KB
-        # reads before it writes, so the phase blocks until the FIFO's writer closes.
-        kb = FileKnowledgeBase(state / "kb")
-        fifo = kb.path_of(phase_doc_id(run.run_id, held, PHASES.index(held) + 1))
-        os.mkfifo(fifo)
         stored = expect(daemon.request(approval_for(run, resume=False)), ApprovalStored)
         assert stored.run.state is RunState.AWAITING_CUT_AUTHORIZATION
         resume = Resume(run_id=run.run_id, approval_kb_id=stored.approval_kb_id, wait=False)
-        assert expect(daemon.request(resume), Accepted).run_id == run.run_id
-        with _opened_when_read(fifo):
-            daemon.close_stdin()  # end of input while the walk is inside the phase
+        # Hold the walk at its first durable write (the approval's consumption with
+        # the run's advance): another process holds the database's write lock.
+        with write_lock(state):
+            assert expect(daemon.request(resume), Accepted).run_id == run.run_id
+            daemon.close_stdin()  # end of input while the walk waits on the database
             daemon.wait_named("daemon_draining")
         assert daemon.close() == 0
     paused = daemon.logged("walk_paused")
-    assert [(e["run_id"], e["phase"]) for e in paused] == [(run.run_id, "leg_b_record")]
+    assert [(e["run_id"], e["phase"]) for e in paused] == [(run.run_id, "cut_leg_a")]
 
-    sidecar = anyio.run(FileRunStore(state / "runs").load, run.run_id)
+    sidecar = read(state, lambda c: c.run_store.load(run.run_id))
     assert sidecar.state is RunState.RUNNING
-    assert sidecar.phases_passed == PHASES[: PHASES.index(held) + 1]
+    assert sidecar.phases_passed == PHASES[: PHASES.index(Phase.CUT_LEG_A)]
+    assert sidecar.approvals_used == {stored.approval_kb_id}
 
     with stdio_daemon(state, LIVE) as daemon:
         assert daemon.wait_named("run_recovering")["run_id"] == run.run_id
@@ -402,27 +397,3 @@ def test_stdio_end_of_input_drains_a_walk_and_a_restart_continues_it(tmp_path: P
     assert len(on_disk.final.ius) == SAMPLE_UNITS
     assert on_disk.final.kb_docs == expected_kb_docs(live=True)
     assert len(on_disk.consumed_ids) == 2
-
-
-@contextlib.contextmanager
-def _opened_when_read(fifo: Path) -> Iterator[None]:
-    """Open ``fifo``'s writer end, which returns once the daemon opens it to read;
-    closing it on exit lets the daemon's read finish (empty)."""
-    handles: list[BinaryIO] = []
-
-    def open_writer() -> None:
-        handles.append(open(fifo, "wb"))  # noqa: SIM115 - closed below
-
-    opener = threading.Thread(target=open_writer, daemon=True)
-    opener.start()
-    opener.join(timeout=60)
-    if opener.is_alive():  # nobody read it: open the reader end to free the thread
-        with contextlib.suppress(OSError):
-            os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
-        opener.join()
-        raise AssertionError("the walk never reached the held phase")
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.close()

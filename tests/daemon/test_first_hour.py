@@ -20,13 +20,12 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import anyio
 import pytest
 
 from cutter.cli_render import DIGEST_PREFIX
 from cutter.protocol import Error, PolicyInfo, RunInfo, decode_reply
 from cutter.states import RunState
-from cutter.stores.files import FileKillSwitch
+from tests.daemon._db import read
 from tests.daemon.conftest import ROOT, START_TIMEOUT, DaemonProcess, start_daemon
 from tests.daemon.test_cli import (
     APPROVE_SCRIPT,
@@ -130,8 +129,7 @@ def test_kill_switch_without_a_reason_is_refused(daemon: DaemonProcess, reason: 
     reply = decode_reply(raw_exchange(daemon.socket, line.encode() + b"\n"))
     assert isinstance(reply, Error)
     assert reply.code == "E_INVALID_ID"
-    switch = FileKillSwitch(daemon.state_dir / "kill-switch")
-    assert anyio.run(switch.engaged) is False
+    assert read(daemon.state_dir, lambda c: c.kill_switch.engaged()) is False
 
 
 def test_abort_and_approval_without_a_reason_are_refused(daemon: DaemonProcess) -> None:

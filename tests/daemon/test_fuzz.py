@@ -59,10 +59,11 @@ from cutter.protocol import (
     decode_reply,
     encode,
 )
+from cutter.sqlite.config import embedded_config
+from cutter.sqlite.target import SqliteSources
 from cutter.states import RunState
-from cutter.stores.file_target import FileSources
 from cutter.walk import Gate
-from tests._harness import tree
+from tests.daemon._db import consumed_approvals, contents, query, sidecars_stored
 from tests.daemon.conftest import ROOT, DaemonProcess, start_daemon
 
 SAMPLE = ROOT / "cutter" / "samples" / "garden-charter.md"
@@ -128,9 +129,7 @@ class Fuzzed:
         return self.daemon.socket
 
     def sidecar_files(self) -> dict[str, bytes]:
-        return {
-            p.stem: p.read_bytes() for p in sorted((self.state_dir / "runs" / "runs").glob("*"))
-        }
+        return sidecars_stored(self.state_dir)
 
     def assert_untouched(self) -> None:
         """The daemon answers, and not one paused run moved."""
@@ -168,13 +167,15 @@ def _approve(path: Path, run: RunSummary) -> RunSummary:
 def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
     """One daemon for the module: two runs paused at SG_1, one at SG_2."""
     state_dir = tmp_path_factory.mktemp("fuzz") / "state"
-    sources = FileSources(state_dir / "target" / "sources")
     data = SAMPLE.read_bytes()
     doc_ids = ["doc-fuzz-1", "doc-fuzz-2", "doc-fuzz-3"]
 
     async def publish() -> None:
-        for doc_id in doc_ids:
-            await sources.publish(doc_id, data)
+        async with embedded_config(state_dir) as config:
+            sources = config.target.sources
+            assert isinstance(sources, SqliteSources)
+            for doc_id in doc_ids:
+                await sources.publish(doc_id, data)
 
     anyio.run(publish)
     daemon = start_daemon(state_dir)
@@ -484,8 +485,7 @@ def test_garbage_frames_get_typed_errors_and_change_nothing(fuzzed: Fuzzed) -> N
         expected, watch = expectations(payload, set(fuzzed.runs))
         got = replies(fuzzed.socket, payload)
         check_replies(got, expected, watch)
-        for run_id, data in fuzzed.sidecars.items():
-            assert (fuzzed.state_dir / "runs" / "runs" / f"{run_id}.json").read_bytes() == data
+        assert sidecars_stored(fuzzed.state_dir) == fuzzed.sidecars
 
     garbage_gets_typed_errors()
     fuzzed.assert_untouched()
@@ -500,15 +500,15 @@ def test_hostile_ids_in_valid_commands_are_refused_with_typed_errors(fuzzed: Fuz
     @given(data=st.data())
     def hostile_ids_are_refused(data: st.DataObject) -> None:
         command = data.draw(hostile_commands(run_ids))
-        before = tree(fuzzed.state_dir)
+        before = contents(fuzzed.state_dir)
         got = replies(fuzzed.socket, encode(command))
         assert len(got) == 1, got
         [reply] = got
         assert isinstance(reply, Error), (command, reply)
         assert reply.code != "E_INTERNAL", (command, reply)
         assert reply.id == command.id
-        # refused before anything was stored: no KB doc, no sidecar, no journal record
-        assert tree(fuzzed.state_dir) == before
+        # refused before anything was stored: no KB doc, no sidecar, no consumption
+        assert contents(fuzzed.state_dir) == before
 
     hostile_ids_are_refused()
     fuzzed.assert_untouched()
@@ -690,9 +690,11 @@ async def test_a_client_gone_right_after_sending_leaves_no_half_applied_command(
     disconnects without reading loses the answer, never half the command. Here
     the whole command happens (the run either advances fully or not at all)."""
     state_dir = tmp_path / "state"
-    sources = FileSources(state_dir / "target" / "sources")
-    for doc_id in ("doc-gone-1", "doc-gone-2"):
-        await sources.publish(doc_id, SAMPLE.read_bytes())
+    async with embedded_config(state_dir) as config:
+        sources = config.target.sources
+        assert isinstance(sources, SqliteSources)
+        for doc_id in ("doc-gone-1", "doc-gone-2"):
+            await sources.publish(doc_id, SAMPLE.read_bytes())
     daemon = start_daemon(state_dir)
     daemons.append(daemon)
     sock = daemon.socket
@@ -758,9 +760,11 @@ async def test_a_client_gone_right_after_sending_leaves_no_half_applied_command(
     assert first.phases_passed == 9
     assert first.waiting is not None
     assert first.waiting.gate is Gate.SG_2
-    stored = sorted((state_dir / "kb" / "approvals" / run_id).glob("SG_1-*"))
+    stored = query(
+        state_dir, "SELECT kb_id FROM kb_docs WHERE kb_id LIKE ?", (f"approvals/{run_id}/SG_1-%",)
+    )
     assert len(stored) == 1
-    assert len(list((state_dir / "runs" / "consumed").glob("*.json"))) == 1
+    assert len(consumed_approvals(state_dir)) == 1
     consumed = [e for e in seen if e.event == "approval_consumed"]
     assert [(e.run_id, e.detail.get("gate")) for e in consumed] == [(run_id, "SG_1")]
     assert daemon.stop() == 0

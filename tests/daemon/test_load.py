@@ -39,8 +39,10 @@ from cutter.protocol import (
     encode,
 )
 from cutter.records import IUState
-from cutter.stores.file_target import FileIUStore, FileLedger, FileSources
+from cutter.runner import RunnerConfig
+from cutter.sqlite.target import SqliteLedger, SqliteSources
 from cutter.walk import Gate
+from tests.daemon._db import Consumed, consumed_approvals, query, stores
 from tests.daemon.conftest import ROOT, DaemonProcess, start_daemon
 
 pytestmark = pytest.mark.anyio
@@ -58,10 +60,12 @@ async def add_documents(state_dir: Path, doc_ids: list[str]) -> None:
     first, *rest = doc_ids
     command = ["add-document", "--state-dir", str(state_dir), first, str(SAMPLE)]
     await anyio.run_process([sys.executable, "-m", "cutter", *command], cwd=ROOT)
-    sources = FileSources(state_dir / "target" / "sources")
     data = SAMPLE.read_bytes()
-    for doc_id in rest:
-        await sources.publish(doc_id, data)
+    async with stores(state_dir) as config:
+        sources = config.target.sources
+        assert isinstance(sources, SqliteSources)
+        for doc_id in rest:
+            await sources.publish(doc_id, data)
 
 
 async def walk_to_closeout(socket: Path, doc_id: str, mode: Mode = Mode.DRY_RUN) -> RunSummary:
@@ -122,9 +126,9 @@ async def list_runs(socket: Path) -> list[RunSummary]:
                 return runs
 
 
-def consumed_records(state_dir: Path) -> list[Path]:
-    """The daemon's journal of consumed approvals: one file per consumption."""
-    return sorted((state_dir / "runs" / "consumed").glob("*.json"))
+def consumed_records(state_dir: Path) -> list[Consumed]:
+    """The daemon's consumed approvals: one row per consumption."""
+    return consumed_approvals(state_dir)
 
 
 def assert_all_closed_out(runs: list[RunSummary], doc_ids: list[str], mode: Mode) -> None:
@@ -163,8 +167,8 @@ async def test_200_concurrent_runs_reach_closeout(
     assert len({str(e["approval_kb_id"]) for e in consumed}) == 2 * n
     assert sorted(e["gate"] for e in consumed) == ["SG_1"] * n + ["SG_2"] * n
     # a dry run commits nothing to the target
-    assert not (state_dir / "target" / "ius" / "HEAD.json").exists()
-    assert await FileLedger(state_dir / "target" / "ledger").entries() == []
+    assert query(state_dir, "SELECT count(*) FROM ius") == [(0,)]
+    assert query(state_dir, "SELECT count(*) FROM ledger") == [(0,)]
 
 
 async def test_20_concurrent_live_runs_reach_closeout(
@@ -187,9 +191,16 @@ async def test_20_concurrent_live_runs_reach_closeout(
     assert daemon.stop() == 0
 
     # each document's rows are written once and active, its version marked cut
-    target = state_dir / "target"
-    ius, sources = FileIUStore(target / "ius"), FileSources(target / "sources")
-    ledger = FileLedger(target / "ledger")
+    async with stores(state_dir) as config:
+        await _check_live_cuts(config, doc_ids, finished)
+
+
+async def _check_live_cuts(
+    config: RunnerConfig, doc_ids: list[str], finished: dict[str, RunSummary]
+) -> None:
+    ius, sources, ledger = config.target.ius, config.target.sources, config.target.ledger
+    assert isinstance(ledger, SqliteLedger)
+    assert isinstance(sources, SqliteSources)
     entries = await ledger.entries()
     await ledger.verify()
     cuts = [e.envelope for e in entries if isinstance(e.envelope, CutEnvelope)]

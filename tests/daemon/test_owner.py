@@ -1,7 +1,8 @@
 """One owner per state directory, whatever the transport: real ``cutter`` processes.
 
-Two daemons on one state directory lose committed data (each store's writers are
-serialised only within a process), so the second is refused: ``E_STATE_DIR_BUSY``
+Two daemons on one state directory would walk the same runs at once (each resumes
+every unfinished run it finds; a run's walk is serialised only within a process),
+so the second is refused: ``E_STATE_DIR_BUSY``
 on one stderr line naming the owner's pid, exit code 3, nothing changed. Every
 order of socket and ``--stdio`` is tried, and a socket file deleted under a live
 daemon. The first daemon still answers afterwards, and once it is killed with
@@ -28,12 +29,14 @@ from cutter.failpoints import ENV as FAILPOINT_ENV
 from cutter.mode import Mode
 from cutter.protocol import Ping, Pong, decode_reply, encode
 from cutter.states import RunState
+from tests.daemon._db import consumed_approvals, query
 from tests.daemon._drive import (
     DOC_ID,
     SAMPLE,
     StdioDaemon,
     WatchedDaemon,
     add_document,
+    approve,
     launch,
     start_run,
 )
@@ -268,3 +271,83 @@ def test_a_state_dir_below_a_regular_file_is_one_line(tmp_path: Path, args: list
         f"Error: E_STATE_DIR_UNUSABLE: state directory {state} cannot be used: Not a directory"
     ]
     assert regular.read_bytes() == b"not a directory"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["daemon"],
+        ["daemon", "--stdio", "--log", "{tmp}/stdio.log"],
+        ["demo"],
+        ["add-document", "doc-1", str(SAMPLE)],
+        ["doctor"],
+        ["verify-ledger"],
+    ],
+    ids=["daemon", "daemon-stdio", "demo", "add-document", "doctor", "verify-ledger"],
+)
+def test_a_state_dir_of_the_old_file_stores_is_refused_in_one_line(
+    tmp_path: Path, args: list[str]
+) -> None:
+    """No release used the file stores, so nothing migrates them; a state directory
+    they wrote is named, with what to do, and left exactly as it was."""
+    state = tmp_path / "state"
+    for name in ("kb", "runs", "target"):
+        (state / name).mkdir(parents=True)
+    (state / "runs" / "run-0123456789abcdef.json").write_bytes(b"{}")
+    before = snapshot(state)
+    command, *rest = (a.replace("{tmp}", str(tmp_path)) for a in args)
+    done = cutter(command, "--state-dir", str(state), *rest)
+    assert done.returncode == EXIT_ERROR, done.stderr
+    assert done.stderr.splitlines() == [
+        f"Error: E_STATE_DIR_UNUSABLE: state directory {state} cannot be used: it holds "
+        "the file stores of an earlier cutter (kb, runs, target), which this one does not "
+        "read (no release used them): move it aside and start afresh there, adding the "
+        "documents again (cutter add-document)"
+    ]
+    assert "Traceback" not in done.stdout
+    assert snapshot(state) == before
+    assert not (tmp_path / "stdio.log").exists()
+
+
+def test_add_documents_write_while_the_daemon_walks_runs(tmp_path: Path) -> None:
+    """Both processes write the one database at once — the daemon its runs' records,
+    each ``add-document`` a version — and every write lands whole: SQLite's lock
+    orders the transactions (a writer waits for the other's, never half-applies)."""
+    state = tmp_path / "state"
+    walked = [f"doc-walk-{i}" for i in range(4)]
+    added = [f"doc-new-{i}" for i in range(6)]
+    for doc_id in walked:
+        add_document(doc_id, SAMPLE, state_dir=state)
+
+    async def add(doc_id: str) -> None:
+        command = ["add-document", "--state-dir", str(state), doc_id, str(SAMPLE)]
+        done = await anyio.run_process(
+            [sys.executable, "-m", "cutter", *command],
+            cwd=ROOT,
+            env=_env(),
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+
+    async def walk(socket: Path, doc_id: str) -> None:
+        run = await start_run(socket, Mode.DRY_RUN, doc_id)
+        for _ in range(2):
+            run = (await approve(socket, run)).run
+        assert run.state is RunState.CLOSEOUT_REPORTED, run
+
+    async def both(socket: Path) -> None:
+        async with anyio.create_task_group() as tg:
+            for doc_id in walked:
+                tg.start_soon(walk, socket, doc_id)
+            for doc_id in added:
+                tg.start_soon(add, doc_id)
+
+    with running(state, SOCKET) as owner:
+        anyio.run(both, state / "daemon.sock")
+        assert owner.stop() == 0
+    current = dict(query(state, "SELECT doc_id, current_sv_id FROM documents"))
+    assert sorted(current) == sorted(walked + added)
+    assert query(state, "SELECT DISTINCT state FROM runs") == [("CLOSEOUT_REPORTED",)]
+    assert len(consumed_approvals(state)) == 2 * len(walked)
+    doctor = cutter("doctor", "--state-dir", str(state))
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr

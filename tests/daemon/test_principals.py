@@ -47,8 +47,8 @@ from cutter.protocol import (
     encode,
 )
 from cutter.states import RunState
-from cutter.stores.files import FileKnowledgeBase, FileRunStore
 from cutter.walk import Gate
+from tests.daemon._db import kb_get, kb_list, query, read
 from tests.daemon._drive import (
     DOC_ID,
     START_TIMEOUT,
@@ -192,11 +192,11 @@ def decide(daemon: WatchedDaemon, user: str, run: RunSummary, approver: str | No
 
 
 def sidecar(daemon: WatchedDaemon, run_id: str) -> Any:
-    return anyio.run(FileRunStore(daemon.state_dir / "runs").load, run_id)
+    return read(daemon.state_dir, lambda c: c.run_store.load(run_id))
 
 
 def approvals_stored(daemon: WatchedDaemon, run_id: str) -> list[str]:
-    return anyio.run(FileKnowledgeBase(daemon.state_dir / "kb").list, f"approvals/{run_id}")
+    return kb_list(daemon.state_dir, f"approvals/{run_id}")
 
 
 def test_the_socket_is_the_groups_and_the_stores_stay_private(daemon: WatchedDaemon) -> None:
@@ -301,7 +301,7 @@ def test_a_relay_is_recorded_as_relay_for_whom(daemon: WatchedDaemon) -> None:
     assert isinstance(stored, ApprovalStored), stored
     (use,) = sidecar(daemon, run.run_id).gate(Gate.SG_1).uses
     assert (use.approver, use.principal, use.relayed_by) == (CAROL, RELAY, RELAY)
-    doc = anyio.run(FileKnowledgeBase(daemon.state_dir / "kb").get, stored.approval_kb_id)
+    doc = kb_get(daemon.state_dir, stored.approval_kb_id)
     assert isinstance(doc, Approval)
     assert (doc.approver, doc.principal) == (CAROL, RELAY)
     # Only a named relay relays: a reviewer cannot forward for another.
@@ -330,16 +330,15 @@ def test_hostile_policies_and_names_are_refused_and_the_daemon_serves_on(
     daemon: WatchedDaemon,
 ) -> None:
     first = set_policy(daemon, _policy(own_principal()))
-    kb = FileKnowledgeBase(daemon.state_dir / "kb")
-    before = anyio.run(kb.list, "policy")
+    before = kb_list(daemon.state_dir, "policy")
     for what, text in HOSTILE_POLICIES.items():
         fmt = "json" if text == "{" else "toml"
         reply = anyio.run(ask, daemon.socket, SetPolicy(text=text, format=fmt))
         refused(reply, "E_POLICY_INVALID")
         assert isinstance(reply, Error)
         assert "Traceback" not in reply.message, what
-    assert anyio.run(kb.list, "policy") == before
-    current = anyio.run(kb.get, "policy/current")
+    assert kb_list(daemon.state_dir, "policy") == before
+    current = kb_get(daemon.state_dir, "policy/current")
     assert isinstance(current, PolicyVersion)
     assert before == [policy_change_id(current), "policy/current"]
     assert current.version == first.version == 1
@@ -358,8 +357,8 @@ def test_a_login_name_outside_the_alphabet_proves_nobody(daemon: WatchedDaemon) 
     refused(as_user(daemon, HOSTILE, ShowPolicy()), "E_PRINCIPAL_UNKNOWN")
     refused(start_as(daemon, HOSTILE, started_by=ANN), "E_PRINCIPAL_UNKNOWN")
     refused(as_user(daemon, HOSTILE, SetPolicy(text=_policy(ANN))), "E_PRINCIPAL_UNKNOWN")
-    assert anyio.run(FileKnowledgeBase(daemon.state_dir / "kb").list, "policy") == []
-    assert not any(daemon.state_dir.joinpath("runs").rglob("run-*.json"))
+    assert kb_list(daemon.state_dir, "policy") == []
+    assert query(daemon.state_dir, "SELECT count(*) FROM runs") == [(0,)]
     assert isinstance(as_user(daemon, EVE, ShowPolicy()), PolicyInfo)  # still serving
 
 
@@ -382,8 +381,7 @@ def test_policy_cli_sets_shows_and_records_every_change(daemon: WatchedDaemon) -
         own_principal(),
         [RELAY],
     )
-    kb = FileKnowledgeBase(daemon.state_dir / "kb")
-    changes = anyio.run(kb.list, "policy/changes")
+    changes = kb_list(daemon.state_dir, "policy/changes")
     assert [c.rsplit("-", 1)[0] for c in changes] == [
         "policy/changes/000001",
         "policy/changes/000002",
@@ -393,7 +391,7 @@ def test_policy_cli_sets_shows_and_records_every_change(daemon: WatchedDaemon) -
     done = subprocess.run([*cli, "set", *where, "--file", str(bad)], capture_output=True, env=env)
     assert done.returncode == 1
     assert done.stderr.decode().startswith("E_POLICY_INVALID: invalid policy: ")
-    assert anyio.run(kb.list, "policy/changes") == changes
+    assert kb_list(daemon.state_dir, "policy/changes") == changes
 
 
 def test_stdio_acts_as_the_daemons_own_principal(tmp_path: Path) -> None:

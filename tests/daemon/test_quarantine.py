@@ -1,11 +1,11 @@
 """One unreadable run record stops nothing (issue 12 §4), on the real daemon.
 
-Three runs wait at SG_1; the daemon stops; one byte of one run's sidecar is flipped
-(a seeded position; the high bit, so the bytes can never decode); the daemon starts
-again. It serves: ``runs`` lists the damaged run apart as unreadable, with the code
+Three runs wait at SG_1; the daemon stops; one byte of one run's stored sidecar is
+flipped (a seeded position; the high bit, so the bytes can never decode); the daemon
+starts again. It serves: ``runs`` lists the damaged run apart as unreadable, with the code
 and the reason, ``status`` of it is a typed error, and a healthy run is approved and
 walks on. Every way out removes the socket file: SIGTERM, and a start-up that fails
-after the socket was bound.
+after the socket was bound (a database file that is not one).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from cutter.mode import Mode
 from cutter.protocol import Error, ListRuns, ReviewOf, RunInfo, RunList, StatusOf
 from cutter.states import RunState
 from cutter.walk import Gate
+from tests.daemon._db import consumed_approvals, execute, query
 from tests.daemon._drive import (
     ROOT,
     add_document,
@@ -36,15 +37,23 @@ from tests.daemon._drive import (
 DOCS = ("doc-a", "doc-b", "doc-c")
 
 
-def flip_one_byte(path: Path, seed: int) -> int:
-    """Flip the high bit of one ASCII byte of ``path`` (chosen by ``seed``): never
-    valid JSON or UTF-8 afterwards. Returns the offset."""
-    data = bytearray(path.read_bytes())
+def flip_one_byte(
+    state_dir: Path, table: str, column: str, key: str, value: str, seed: int
+) -> bytes:
+    """Flip the high bit of one ASCII byte (chosen by ``seed``) of one row's blob:
+    never valid JSON or UTF-8 afterwards. Returns the damaged bytes."""
+    [(blob,)] = query(state_dir, f"SELECT {column} FROM {table} WHERE {key} = ?", (value,))
+    assert isinstance(blob, bytes)
+    data = bytearray(blob)
     offsets = [i for i, b in enumerate(data) if b < 0x80]
     at = random.Random(seed).choice(offsets)
     data[at] ^= 0x80
-    path.write_bytes(bytes(data))
-    return at
+    execute(state_dir, f"UPDATE {table} SET {column} = ? WHERE {key} = ?", (bytes(data), value))
+    return bytes(data)
+
+
+def stored_sidecar(state_dir: Path, run_id: str) -> object:
+    return query(state_dir, "SELECT sidecar FROM runs WHERE run_id = ?", (run_id,))
 
 
 @pytest.mark.parametrize("seed", [3, 12, 2026])
@@ -59,9 +68,8 @@ def test_a_flipped_sidecar_is_quarantined_and_the_rest_serves(tmp_path: Path, se
         assert first.stop() == 0
     assert all(r.state is RunState.AWAITING_CUT_AUTHORIZATION for r in runs)
     damaged, healthy = runs[1], (runs[0], runs[2])
-    sidecar = state_dir / "runs" / "runs" / f"{damaged.run_id}.json"
-    flip_one_byte(sidecar, seed)
-    before = sidecar.read_bytes()
+    flip_one_byte(state_dir, "runs", "sidecar", "run_id", damaged.run_id, seed)
+    before = stored_sidecar(state_dir, damaged.run_id)
 
     daemon = launch(state_dir)  # on main this start died with a CorruptRecord group
     try:
@@ -70,7 +78,7 @@ def test_a_flipped_sidecar_is_quarantined_and_the_rest_serves(tmp_path: Path, se
         assert [u.run_id for u in listed.unreadable] == [damaged.run_id]
         bad = listed.unreadable[0]
         assert bad.code == "E_CORRUPT_RECORD"
-        assert str(sidecar) in bad.reason
+        assert f"runs/{damaged.run_id}" in bad.reason
         # A state filter never hides the quarantined run.
         waiting = ListRuns(id="waiting", state=RunState.AWAITING_CUT_AUTHORIZATION)
         assert expect(anyio.run(ask, daemon.socket, waiting), RunList).unreadable == (bad,)
@@ -87,14 +95,16 @@ def test_a_flipped_sidecar_is_quarantined_and_the_rest_serves(tmp_path: Path, se
     finally:
         assert daemon.stop() == 0
     assert not daemon.socket.exists()
-    assert sidecar.read_bytes() == before  # set aside, never repaired or moved
+    assert stored_sidecar(state_dir, damaged.run_id) == before  # never repaired or moved
 
 
 def test_a_start_that_fails_after_binding_leaves_no_socket(tmp_path: Path) -> None:
-    """The run store's directory is a file: listing runs fails once the socket is bound."""
+    """The database file is not one: opening it fails once the socket is bound, with
+    one typed line naming the file."""
     state_dir = tmp_path / "state"
-    (state_dir / "runs").mkdir(parents=True)
-    (state_dir / "runs" / "runs").write_bytes(b"not a directory")
+    state_dir.mkdir()
+    database = state_dir / "cutter.sqlite3"
+    database.write_bytes(b"not a database, " * 512)
     done = subprocess.run(
         [sys.executable, "-m", "cutter", "daemon", "--state-dir", str(state_dir)],
         capture_output=True,
@@ -103,8 +113,11 @@ def test_a_start_that_fails_after_binding_leaves_no_socket(tmp_path: Path) -> No
         timeout=60,
         check=False,
     )
-    assert done.returncode != 0
+    assert done.returncode == 1, done.stderr
+    [line] = done.stderr.decode().splitlines()
+    assert line == f"Error: E_STORAGE_CORRUPT: damaged database {database}: file is not a database"
     assert not (state_dir / "daemon.sock").exists()
+    assert database.read_bytes() == b"not a database, " * 512
 
 
 def test_an_approval_over_the_socket_for_a_flipped_request_doc_is_refused(
@@ -116,8 +129,7 @@ def test_an_approval_over_the_socket_for_a_flipped_request_doc_is_refused(
     try:
         run = anyio.run(start_run, daemon.socket, Mode.DRY_RUN, "doc-a")
         assert run.waiting is not None
-        request = state_dir / "kb" / f"{run.waiting.request_kb_id}.json"
-        flip_one_byte(request, 1206)
+        flip_one_byte(state_dir, "kb_docs", "doc", "kb_id", run.waiting.request_kb_id, 1206)
         reply = anyio.run(ask, daemon.socket, approval_for(run))
         assert isinstance(reply, Error), reply
         assert reply.code == "GATE_REQUEST_DAMAGED", reply
@@ -126,8 +138,6 @@ def test_an_approval_over_the_socket_for_a_flipped_request_doc_is_refused(
         assert review.code == "GATE_REQUEST_DAMAGED", review
         after = expect(anyio.run(ask, daemon.socket, StatusOf(id="s", run_id=run.run_id)), RunInfo)
         assert after.run == run  # still waiting, undecided
-        assert not (state_dir / "runs" / "consumed").exists() or not any(
-            (state_dir / "runs" / "consumed").iterdir()
-        )
+        assert consumed_approvals(state_dir) == []
     finally:
         assert daemon.stop() == 0

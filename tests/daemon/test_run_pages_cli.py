@@ -16,9 +16,9 @@ from click.testing import CliRunner, Result
 
 from cutter.cli import main
 from cutter.protocol import MAX_FRAME_BYTES, RunList, decode_reply, encode
+from cutter.sqlite.config import embedded_config
 from cutter.states import RunState
-from cutter.stores.files import FileRunStore
-from tests._many_runs import many_runs, no_fsync, store_runs
+from tests._many_runs import many_runs, store_runs
 from tests.daemon.conftest import DaemonProcess, start_daemon
 
 MANY = 5000
@@ -38,8 +38,12 @@ def pages_of(result: Result) -> list[RunList]:
 @pytest.fixture
 def crowded(tmp_path: Path, daemons: list[DaemonProcess]) -> DaemonProcess:
     state = tmp_path / "state"
-    with no_fsync():
-        anyio.run(store_runs, FileRunStore(state / "runs"), many_runs(MANY))
+
+    async def stored() -> None:
+        async with embedded_config(state) as config:  # group commit: few syncs
+            await store_runs(config.run_store, many_runs(MANY), at_once=64)
+
+    anyio.run(stored)
     daemon = start_daemon(state)
     daemons.append(daemon)
     return daemon

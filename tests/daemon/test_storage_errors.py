@@ -2,8 +2,10 @@
 bind mount of it) under the test's directory, which needs root and a kernel that lets
 it mount (a CI container as root does; elsewhere the tests skip, ``may_skip``).
 
-Every write answers a typed code (``E_STORAGE_FULL``, ``E_STORAGE_READ_ONLY``),
-changes nothing and leaves no temp file; a daemon refused a read-only state
+Every write answers a typed code (``E_STORAGE_FULL``; ``E_STORAGE_READ_ONLY`` for a
+process that opens the database on a read-only directory) and
+changes nothing (SQLite rolls the transaction back), and the same command succeeds
+once there is space again; a daemon refused a read-only state
 directory says so in one line; SIGTERM on a read-only directory exits 0.
 """
 
@@ -19,9 +21,10 @@ import anyio
 import pytest
 
 from cutter.mode import Mode
-from cutter.protocol import AbortRun, Error, Start
+from cutter.protocol import AbortRun, Error, RunInfo, Start
 from cutter.states import RunState
-from tests.daemon._drive import OPERATOR, add_document, ask, launch, start_run, status
+from tests.daemon._db import contents, sidecars_stored
+from tests.daemon._drive import OPERATOR, SAMPLE, add_document, ask, launch, start_run, status
 from tests.daemon.test_owner import EXIT_ERROR, cutter
 
 pytestmark = pytest.mark.may_skip
@@ -65,10 +68,6 @@ def fill(mount: Path) -> None:
         os.close(fd)
 
 
-def temps(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*.tmp")]
-
-
 def no_traceback(stderr_dir: Path) -> None:
     for path in stderr_dir.glob("*.stderr"):
         assert "Traceback" not in path.read_text(errors="replace"), path
@@ -82,18 +81,16 @@ def test_a_full_disk_answers_e_storage_full_and_changes_nothing(tmp_path: Path) 
         try:
             run = anyio.run(start_run, daemon.socket, Mode.DRY_RUN)
             assert run.state is RunState.AWAITING_CUT_AUTHORIZATION
-            sidecar = state / "runs" / "runs" / f"{run.run_id}.json"
-            before = sidecar.read_bytes()
+            before = sidecars_stored(state)
             fill(mount)
             abort = AbortRun(id="abort", run_id=run.run_id, reason="disk full", by=OPERATOR)
             reply = anyio.run(ask, daemon.socket, abort)
             assert isinstance(reply, Error), reply
             assert reply.code == "E_STORAGE_FULL", reply
-            assert "No space left on device" in reply.message
+            assert str(state / "cutter.sqlite3") in reply.message
             start = Start(id="again", doc_id="other", started_by=OPERATOR, mode=Mode.DRY_RUN)
             assert isinstance(anyio.run(ask, daemon.socket, start), Error)
-            assert sidecar.read_bytes() == before
-            assert temps(state) == []
+            assert sidecars_stored(state) == before
             assert anyio.run(status, daemon.socket, run.run_id).state is run.state
             (mount / "filler").unlink()  # space again: the same command now succeeds
             assert not isinstance(anyio.run(ask, daemon.socket, abort), Error)
@@ -104,6 +101,10 @@ def test_a_full_disk_answers_e_storage_full_and_changes_nothing(tmp_path: Path) 
 
 
 def test_a_read_only_state_dir_answers_typed_and_sigterm_exits_0(tmp_path: Path) -> None:
+    """The directory turns read-only under a running daemon. The daemon's database is
+    open already (its writes go on through the open files); a new process that opens
+    it to write (add-document) is refused in one typed line and changes nothing; the
+    daemon stops with 0 though it cannot remove its socket."""
     with tmpfs(tmp_path / "mnt") as mount:
         state = mount / "state"
         add_document(state_dir=state)
@@ -111,11 +112,16 @@ def test_a_read_only_state_dir_answers_typed_and_sigterm_exits_0(tmp_path: Path)
         try:
             run = anyio.run(start_run, daemon.socket, Mode.DRY_RUN)
             with read_only(state):
+                before = contents(state)
+                done = cutter("add-document", "--state-dir", str(state), "doc-2", str(SAMPLE))
+                assert done.returncode == EXIT_ERROR, done.stderr
+                [line] = done.stderr.splitlines()
+                assert line.startswith("Error: E_STORAGE_READ_ONLY: "), line
+                assert contents(state) == before
                 abort = AbortRun(id="abort", run_id=run.run_id, reason="ro", by=OPERATOR)
                 reply = anyio.run(ask, daemon.socket, abort)
-                assert isinstance(reply, Error), reply
-                assert reply.code == "E_STORAGE_READ_ONLY", reply
-                assert temps(state) == []
+                assert isinstance(reply, RunInfo), reply
+                assert reply.run.state is RunState.ABORTED
                 assert daemon.stop() == 0  # on main: 1, an OSError traceback on unlink
                 (left,) = daemon.named("socket_not_removed")
                 assert left["code"] == "E_STORAGE_READ_ONLY"

@@ -10,8 +10,9 @@ from pathlib import Path
 import anyio
 
 from cutter.mode import Mode
+from cutter.sqlite.config import embedded_config
+from cutter.sqlite.target import SqliteSources
 from cutter.states import RunState
-from cutter.stores.file_target import FileSources
 from tests.daemon._drive import add_document, launch, start_run
 from tests.daemon.conftest import ROOT
 from tests.daemon.test_owner import EXIT_ERROR, _env, cutter
@@ -83,13 +84,21 @@ def test_binary_and_utf16_files_are_refused_by_plan_and_add_document(tmp_path: P
             (line,) = done.stderr.splitlines()
             assert line.startswith(f"Error: E_DOCUMENT_NOT_TEXT: {reason}"), line
             assert done.stdout == ""
-    assert not (state / "target").exists()  # nothing was stored
+    assert not (state / "cutter.sqlite3").exists()  # nothing was stored
+
+
+async def publish_binary(state: Path) -> None:
+    """Through the store's own API, which (unlike add-document) takes any bytes."""
+    async with embedded_config(state) as config:
+        sources = config.target.sources
+        assert isinstance(sources, SqliteSources)
+        await sources.publish("blob", BINARY)
 
 
 def test_a_binary_document_stored_another_way_is_flagged_in_the_review(tmp_path: Path) -> None:
     state = tmp_path / "state"
     add_document(state_dir=state)  # makes the state directory as add-document does
-    anyio.run(FileSources(state / "target" / "sources").publish, "blob", BINARY)
+    anyio.run(publish_binary, state)
     daemon = launch(state)
     try:
         run = anyio.run(start_run, daemon.socket, Mode.DRY_RUN, "blob")
