@@ -166,9 +166,9 @@ def look_in_sqlite(sidecar: Sidecar, path: str) -> None:
     path = shlex.quote(path)
     click.echo(f"  sqlite3 {path} \"SELECT kb_id FROM kb_docs WHERE kb_id LIKE 'runs/{run}/%'\"")
     click.echo(f"  sqlite3 {path} \"SELECT state FROM runs WHERE run_id = '{run}'\"")
-    click.echo(
-        f"  sqlite3 {path} \"SELECT ordinal, label, state FROM ius WHERE doc_id = '{DOC_ID}'\""
-    )
+    if sidecar.mode is Mode.LIVE:  # a dry run's units stay in its sandbox: none stored
+        query = f"SELECT ordinal, label, state FROM ius WHERE doc_id = '{DOC_ID}'"
+        click.echo(f'  sqlite3 {path} "{query}"')
     state_dir = Path(path).parent
     click.echo(
         f"a daemon on it (cutter daemon --state-dir {state_dir}) lists the runs (cutter runs);"
