@@ -26,10 +26,10 @@ from cutter.records import (
     GRANT_TABLES,
     Backup,
     IURow,
-    IUState,
     SourceVersion,
     WriterGrants,
 )
+from cutter.stores.encoding import row_from_record
 
 _backup_decoder = msgspec.json.Decoder(Backup)
 _encoder = msgspec.json.Encoder()
@@ -104,46 +104,6 @@ async def publish(
 # Records per round trip of a read-back: fewer than CPython's young-generation
 # threshold (700 tracked allocations), so a batch is gone before it can age.
 READ_BATCH = 500
-
-# IUState(text) costs more than the rest of a row together; verify reads 10,000 rows.
-_STATES: dict[str, IUState] = {s.value: s for s in IUState}
-
-
-def row_from_record(record: asyncpg.Record) -> IURow:
-    """An ``ius`` row as read from the database (the columns of ``queries.IU_COLUMNS``,
-    in that order: unpacked by position, half the cost of twelve lookups by name)."""
-    (
-        doc_id,
-        sv_id,
-        ordinal,
-        iu_id,
-        label,
-        kind,
-        start_byte,
-        end_byte,
-        region_sha,
-        body,
-        state_text,
-        change_set_id,
-    ) = record
-    state = _STATES.get(state_text)
-    try:
-        return IURow(
-            iu_id=iu_id,
-            doc_id=doc_id,
-            sv_id=sv_id,
-            ordinal=ordinal,
-            label=label,
-            kind=kind,
-            start=start_byte,
-            end=end_byte,
-            region_sha=region_sha,
-            body=bytes(body),
-            state=IUState(state_text) if state is None else state,
-            change_set_id=change_set_id,
-        )
-    except ValueError as exc:
-        raise CorruptRecord(f"ius/{doc_id}/{sv_id}/{ordinal}", str(exc)) from exc
 
 
 def _tuple(row: IURow) -> tuple[object, ...]:

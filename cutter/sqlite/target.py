@@ -29,11 +29,11 @@ from cutter.ledger import (
     verify_stored,
 )
 from cutter.offloop import off_loop
-from cutter.records import Backup, IURow, IUState, SourceVersion
+from cutter.records import Backup, IURow, SourceVersion
 from cutter.sqlite.database import Database
+from cutter.stores.encoding import row_from_record
 
 _backup_decoder = msgspec.json.Decoder(Backup)
-_STATES: dict[str, IUState] = {s.value: s for s in IUState}
 _IU_COLUMNS = (
     "doc_id, sv_id, ordinal, iu_id, label, kind, start_byte, end_byte, region_sha, body, "
     "state, change_set_id"
@@ -148,27 +148,6 @@ class SqliteSources:
         return None if value is None else str(value)
 
 
-def _row(record: tuple[Any, ...]) -> IURow:
-    (doc_id, sv_id, ordinal, iu_id, label, kind, start, end, region_sha, body, state, cs) = record
-    try:
-        return IURow(
-            iu_id=iu_id,
-            doc_id=doc_id,
-            sv_id=sv_id,
-            ordinal=ordinal,
-            label=label,
-            kind=kind,
-            start=start,
-            end=end,
-            region_sha=region_sha,
-            body=bytes(body),
-            state=_STATES.get(state) or IUState(state),
-            change_set_id=cs,
-        )
-    except ValueError as exc:
-        raise CorruptRecord(f"ius/{doc_id}/{sv_id}/{ordinal}", str(exc)) from exc
-
-
 def _values(row: IURow) -> tuple[object, ...]:
     return (
         row.doc_id,
@@ -200,14 +179,14 @@ class SqliteIUStore:
             f"SELECT {_IU_COLUMNS} FROM ius WHERE doc_id = ? ORDER BY sv_id, ordinal",
             (check_doc_id(doc_id),),
         )
-        return [_row(r) for r in records]
+        return [row_from_record(r) for r in records]
 
     async def change_set(self, change_set_id: str) -> list[IURow]:
         records = self.db.all(
             f"SELECT {_IU_COLUMNS} FROM ius WHERE change_set_id = ? ORDER BY ordinal",
             (change_set_id,),
         )
-        return [_row(r) for r in records]
+        return [row_from_record(r) for r in records]
 
     async def write_staged(self, rows: Sequence[IURow]) -> int:
         """One write: insert what is new, skip a row already there unchanged, refuse

@@ -1,6 +1,7 @@
 """A full disk and a read-only state directory, for real: a small tmpfs (and a read-only
 bind mount of it) under the test's directory, which needs root and a kernel that lets
-it mount (a CI container as root does; elsewhere the tests skip, ``may_skip``).
+it mount (``tests._mounts``: a CI container as root does; elsewhere the tests skip,
+and under ``CI=true`` they fail rather than skip).
 
 Every write answers a typed code (``E_STORAGE_FULL``; ``E_STORAGE_READ_ONLY`` for a
 process that opens the database on a read-only directory) and
@@ -11,61 +12,17 @@ directory says so in one line; SIGTERM on a read-only directory exits 0.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
-import pytest
 
 from cutter.mode import Mode
 from cutter.protocol import AbortRun, Error, RunInfo, Start
 from cutter.states import RunState
+from tests._mounts import fill, read_only, tmpfs
 from tests.daemon._db import contents, sidecars_stored
 from tests.daemon._drive import OPERATOR, SAMPLE, add_document, ask, launch, start_run, status
 from tests.daemon.test_owner import EXIT_ERROR, cutter
-
-pytestmark = pytest.mark.may_skip
-
-
-def _mount(*args: str) -> bool:
-    done = subprocess.run(["mount", *args], capture_output=True, check=False)
-    return done.returncode == 0
-
-
-@contextlib.contextmanager
-def tmpfs(where: Path, size: str = "1m") -> Iterator[Path]:
-    where.mkdir()
-    if os.geteuid() != 0 or not _mount("-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)):
-        pytest.skip("needs root and a kernel that lets it mount a tmpfs")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-@contextlib.contextmanager
-def read_only(directory: Path) -> Iterator[None]:
-    """``directory`` read-only (a read-only bind mount over itself) while inside."""
-    assert _mount("--bind", str(directory), str(directory))
-    try:
-        assert _mount("-o", "remount,bind,ro", str(directory))
-        yield
-    finally:
-        subprocess.run(["umount", "-l", str(directory)], check=False)
-
-
-def fill(mount: Path) -> None:
-    """Take every free block of ``mount``."""
-    fd = os.open(mount / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        with contextlib.suppress(OSError):
-            while os.write(fd, b"\0" * 4096):
-                pass
-    finally:
-        os.close(fd)
 
 
 def no_traceback(stderr_dir: Path) -> None:

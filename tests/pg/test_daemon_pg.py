@@ -19,7 +19,6 @@ from cutter.failpoints import ENV as FAILPOINT_ENV
 from cutter.kbdocs import ApprovalRefusal, PhaseDoc
 from cutter.ledger import CutEnvelope, StoredEntry, decode_envelope, verify_stored
 from cutter.mode import Mode
-from cutter.pg.target import row_from_record
 from cutter.principals import own_principal
 from cutter.protocol import (
     AbortRun,
@@ -35,6 +34,7 @@ from cutter.protocol import (
 )
 from cutter.records import IUState
 from cutter.states import RunState
+from cutter.stores.encoding import row_from_record
 from cutter.walk import PHASES, Phase, Pin
 from tests.daemon._drive import (
     DOC_ID,

@@ -25,8 +25,8 @@ from cutter.sqlite import database
 from cutter.sqlite.database import FILE_NAME, open_database, open_now
 from cutter.sqlite.records import SqliteKnowledgeBase, SqliteRunStore
 from tests._harness import paused_sidecar
+from tests._mounts import fill, read_only, tmpfs
 from tests.pg._stores import phase_doc
-from tests.sqlite._mounts import fill, read_only, tmpfs
 from tests.sqlite.test_group_commit import Held
 
 pytestmark = [pytest.mark.anyio, pytest.mark.may_skip]
