@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -70,6 +71,7 @@ T = TypeVar("T")
 
 FILE_NAME = "cutter.sqlite3"
 BUSY_TIMEOUT_MS = 10_000  # another process (add-document) holding the write lock
+OPEN_RETRY_S = 0.005  # between tries to switch a new file to WAL while another opens it
 QUICK_CHECK_LINES = 5  # problems named in a StorageCorrupt
 # The WAL is copied into the database (a PASSIVE checkpoint, in the worker thread, after
 # a batch) once this many transactions were committed since the last copy (about
@@ -440,6 +442,22 @@ def _quick_check(conn: sqlite3.Connection, location: str) -> None:
         raise StorageCorrupt(location, "; ".join(problems))
 
 
+def _write_ahead(conn: sqlite3.Connection) -> str:
+    """Switch a new database to WAL (a no-op read once it is). The switch needs the
+    file alone, and SQLite answers ``SQLITE_BUSY`` at once, without its busy handler,
+    while another process is opening the same new file (the handler could deadlock
+    there): retried for up to ``BUSY_TIMEOUT_MS``."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            busy = getattr(exc, "sqlite_errorname", "") == "SQLITE_BUSY"
+            if not busy or time.monotonic() > deadline:
+                raise
+        time.sleep(OPEN_RETRY_S)
+
+
 def open_now(path: Path, *, create: bool = True) -> Database:
     """The database at ``path``, opened on the calling thread (``open_database`` is the
     async form); the caller closes it."""
@@ -451,7 +469,7 @@ def open_now(path: Path, *, create: bool = True) -> Database:
     try:
         writer = _connect(path, uri_mode="rwc" if create else "rw")
         _quick_check(writer, location)
-        mode = writer.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = _write_ahead(writer)
         if str(mode).lower() != "wal":
             raise StorageReadOnly(location, f"cannot use write-ahead logging (journal_mode {mode})")
         writer.execute("PRAGMA synchronous = NORMAL")  # FULL only for a barrier's commit
