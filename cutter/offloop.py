@@ -8,8 +8,9 @@ approvals, the kill switch). Here it runs elsewhere, at most ``CPU_WORKERS`` job
 at once per event loop (a bounded ``CapacityLimiter``: 200 walks planning at once
 queue, they do not start 200 workers), and the loop keeps serving.
 
-- ``off_loop(func, *args)``: a worker thread. Enough for hashing (``hashlib`` and
-  ``msgspec`` release the GIL) and for anything short.
+- ``off_loop(func, *args, size=N)``: a worker thread. Enough for hashing (``hashlib``
+  and ``msgspec`` release the GIL) and for anything short. Work on at most
+  ``ON_LOOP_BYTES`` stays on the loop (the hop would cost more).
 - ``discover_off_loop(discoverer, data)``: discovery. In the daemon
   (``use_worker_processes()``) the ``TextDiscoverer``'s cut runs in a worker
   process (``anyio.to_process``): pure-Python discovery holds the GIL through each
@@ -17,8 +18,9 @@ queue, they do not start 200 workers), and the loop keeps serving.
   a good part of its run (``scripts/bench.py --only offloop``, docs/performance.md:
   the longest stall while the largest corpus document is discovered is about
   two thirds of the on-loop time from a thread, a few ms from a process).
-  Elsewhere (tests, a discoverer that is not a pure function of the bytes)
-  discovery takes a worker thread.
+  Elsewhere (the Python API, tests) the ``TextDiscoverer`` takes a worker thread,
+  or stays on the loop for a small document; a discoverer that is not the
+  ``TextDiscoverer`` always takes a thread, its cost being unknown.
 
 Cancelling the caller does not abandon a thread: a walk's phase finishes its
 discovery and is then cancelled, as a drain expects (nothing runs unobserved).
@@ -42,7 +44,9 @@ CPU_WORKERS = 2  # threads running CPU-heavy work at once, per event loop
 # Work on this many bytes or fewer stays on the loop: hashing them takes about 60 us,
 # discovering or planning them well under a millisecond, while a hop to a worker
 # thread and back costs about 100 us of CPU (a process, milliseconds). A fleet of
-# small walks made 24 hops per run before (docs/performance.md).
+# small walks made 24 hops per run before (docs/performance.md). The daemon still
+# discovers every document in a worker process: 32 walk segments each discovering a
+# small document on the loop made its ping p99 under load 65 ms instead of 12.
 ON_LOOP_BYTES = 64 * 1024
 
 T = TypeVar("T")
@@ -98,6 +102,6 @@ async def explain_off_loop(discoverer: Discoverer, data: bytes) -> Discovery | N
     the loop; ``None`` for another discoverer."""
     if not isinstance(discoverer, TextDiscoverer):
         return None
-    if _processes.get() and len(data) > ON_LOOP_BYTES:
+    if _processes.get():  # the daemon: latency first, even a small document leaves the loop
         return await anyio.to_process.run_sync(discover, data, limiter=cpu_limiter())
     return await off_loop(discover, data, size=len(data))

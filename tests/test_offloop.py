@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
+import anyio.to_process
 import pytest
 from click.testing import CliRunner
 
@@ -195,3 +196,35 @@ async def test_discovery_in_a_worker_process_is_the_same_cut() -> None:
     assert there == here
     assert here.warnings  # this edition repeats and skips numbers: warnings travel too
     assert await discover_off_loop(TextDiscoverer(), data) == here.candidates
+
+
+@pytest.mark.anyio
+async def test_small_work_stays_on_the_loop_and_large_work_leaves_it() -> None:
+    from cutter.offloop import ON_LOOP_BYTES, off_loop
+
+    here = threading.get_ident()
+    assert await off_loop(threading.get_ident, size=ON_LOOP_BYTES) == here
+    assert await off_loop(threading.get_ident, size=ON_LOOP_BYTES + 1) != here
+    assert await off_loop(threading.get_ident) != here  # no size: its cost is not known
+
+
+@pytest.mark.anyio
+async def test_the_daemon_discovers_even_a_small_document_in_a_worker_process() -> None:
+    from cutter.discovery import TextDiscoverer
+    from cutter.offloop import explain_off_loop, use_worker_processes
+
+    calls: list[object] = []
+    real = anyio.to_process.run_sync
+
+    async def counted(func: object, *args: object, **kwargs: object) -> object:
+        calls.append(func)
+        return await real(func, *args, **kwargs)  # type: ignore[arg-type]
+
+    use_worker_processes()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(anyio.to_process, "run_sync", counted)
+        found = await explain_off_loop(
+            TextDiscoverer(), b"Article 1\n\nText.\n\nArticle 2\n\nMore.\n"
+        )
+    assert found is not None
+    assert len(calls) == 1
