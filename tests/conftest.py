@@ -19,6 +19,7 @@ import pytest
 import structlog
 from hypothesis import HealthCheck, settings
 
+import cutter
 from tests._harness import close_databases
 from tests.inputs import under_ci
 
@@ -49,6 +50,15 @@ def _close_harness_databases() -> Iterator[None]:
     """Close the SQLite databases ``tests._harness`` opened during the test."""
     yield
     close_databases()
+
+
+@pytest.fixture(autouse=True)
+def _execution_flag_restored() -> Iterator[None]:
+    """Leave the process-wide execution switch as the test found it: a command run
+    in-process (``cutter demo --live`` through click's runner) turns it on for good."""
+    before = cutter.__execution_enabled__
+    yield
+    cutter.__execution_enabled__ = before
 
 
 @pytest.fixture(autouse=True)
