@@ -29,7 +29,7 @@ from cutter.records import (
     SourceVersion,
     WriterGrants,
 )
-from cutter.stores.encoding import row_from_record
+from cutter.stores.encoding import row_from_record, row_values
 
 _backup_decoder = msgspec.json.Decoder(Backup)
 _encoder = msgspec.json.Encoder()
@@ -106,26 +106,6 @@ async def publish(
 READ_BATCH = 500
 
 
-def _tuple(row: IURow) -> tuple[object, ...]:
-    """A row as ``queries.IU_COLUMNS`` in order. The state goes as the ``IUState``
-    itself: a ``StrEnum`` is a ``str`` whose text is its value, which is what asyncpg
-    sends for a text column (``.value`` is an enum property, 40% of this function)."""
-    return (
-        row.doc_id,
-        row.sv_id,
-        row.ordinal,
-        row.iu_id,
-        row.label,
-        row.kind,
-        row.start,
-        row.end,
-        row.region_sha,
-        row.body,
-        row.state,
-        row.change_set_id,
-    )
-
-
 class PgIUStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -167,7 +147,7 @@ class PgIUStore:
                 try:
                     async with conn.transaction():
                         await conn.copy_records_to_table(
-                            q.IU_TABLE, records=map(_tuple, rows), columns=q.IU_COLUMNS
+                            q.IU_TABLE, records=map(row_values, rows), columns=q.IU_COLUMNS
                         )
                 except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError):
                     pass  # rolled back to the savepoint: the staging path decides
@@ -175,7 +155,7 @@ class PgIUStore:
                     return len(rows)
                 await conn.execute(q.STAGE_TABLE)
                 await conn.copy_records_to_table(
-                    q.STAGE_NAME, records=map(_tuple, rows), columns=q.IU_COLUMNS
+                    q.STAGE_NAME, records=map(row_values, rows), columns=q.IU_COLUMNS
                 )
                 conflict = await conn.fetchrow(q.STAGE_CONFLICTS)
                 if conflict is not None:
@@ -222,7 +202,9 @@ class PgIUStore:
                 await conn.execute(q.DELETE_DOC_ROWS, backup.doc_id)
                 if backup.rows:
                     await conn.copy_records_to_table(
-                        q.IU_TABLE, records=[_tuple(r) for r in backup.rows], columns=q.IU_COLUMNS
+                        q.IU_TABLE,
+                        records=[row_values(r) for r in backup.rows],
+                        columns=q.IU_COLUMNS,
                     )
 
 

@@ -31,7 +31,7 @@ from cutter.ledger import (
 from cutter.offloop import off_loop
 from cutter.records import Backup, IURow, SourceVersion
 from cutter.sqlite.database import Database
-from cutter.stores.encoding import row_from_record
+from cutter.stores.encoding import row_from_record, row_values
 
 _backup_decoder = msgspec.json.Decoder(Backup)
 _IU_COLUMNS = (
@@ -148,23 +148,6 @@ class SqliteSources:
         return None if value is None else str(value)
 
 
-def _values(row: IURow) -> tuple[object, ...]:
-    return (
-        row.doc_id,
-        row.sv_id,
-        row.ordinal,
-        row.iu_id,
-        row.label,
-        row.kind,
-        row.start,
-        row.end,
-        row.region_sha,
-        row.body,
-        row.state.value,
-        row.change_set_id,
-    )
-
-
 _INSERT_IU = f"INSERT INTO ius ({_IU_COLUMNS}) VALUES ({', '.join('?' * 12)})"
 
 
@@ -195,7 +178,7 @@ class SqliteIUStore:
         rows = list(rows)
         for row in rows:
             check_doc_id(row.doc_id)
-        values = [_values(r) for r in rows]
+        values = [row_values(r) for r in rows]
 
         def write(conn: sqlite3.Connection) -> int:
             added = 0
@@ -281,7 +264,7 @@ class SqliteIUStore:
         doc_id = check_doc_id(backup.doc_id)
         if any(row.doc_id != doc_id for row in backup.rows):
             raise CorruptRecord(f"backup {backup.backup_id}", "holds rows of another document")
-        values = [_values(r) for r in backup.rows]
+        values = [row_values(r) for r in backup.rows]
 
         def restore(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM ius WHERE doc_id = ?", (doc_id,))

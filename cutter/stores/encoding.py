@@ -75,3 +75,24 @@ def row_from_record(record: Iterable[Any]) -> IURow:
         )
     except ValueError as exc:
         raise CorruptRecord(f"ius/{doc_id}/{sv_id}/{ordinal}", str(exc)) from exc
+
+
+def row_values(row: IURow) -> tuple[object, ...]:
+    """A row as the twelve columns of ``cutter.pg.queries.IU_COLUMNS``, in order, for
+    either database. The state goes as the ``IUState`` itself: a ``StrEnum`` is a
+    ``str`` whose text is its value, which asyncpg and sqlite3 both send as text
+    (``.value`` is an enum property, 40% of this function)."""
+    return (
+        row.doc_id,
+        row.sv_id,
+        row.ordinal,
+        row.iu_id,
+        row.label,
+        row.kind,
+        row.start,
+        row.end,
+        row.region_sha,
+        row.body,
+        row.state,
+        row.change_set_id,
+    )
