@@ -9,6 +9,7 @@ from actors.context import Context
 from actors.errors import ActorCrashed, ActorError, ActorStopped, AskTimeout
 from actors.messages import ChildFailed
 from actors.ref import ActorRef
+from actors.request import Later, Request
 from actors.system import ActorSystem
 
 __all__ = [
@@ -22,4 +23,6 @@ __all__ = [
     "AskTimeout",
     "ChildFailed",
     "Context",
+    "Later",
+    "Request",
 ]

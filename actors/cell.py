@@ -28,11 +28,12 @@ from structlog.typing import FilteringBoundLogger
 
 from actors.context import Context
 from actors.envelope import Envelope, Ok
-from actors.errors import ActorCrashed, ActorStopped
+from actors.errors import ActorCrashed, ActorError, ActorStopped
 from actors.messages import ChildFailed, describe_failure, new_error_id
 from actors.parent import Parent, check_child_name
 from actors.ref import DEFAULT_STOP_TIMEOUT, ActorRef
 from actors.reply import Reply, new_reply
+from actors.request import Later
 
 if TYPE_CHECKING:
     from actors.actor import Actor
@@ -91,6 +92,8 @@ class ActorCell(Generic[M, R]):
         self._task_group: TaskGroup | None = None
         self._task_id: int | None = None
         self._current: Envelope | None = None
+        self._deferred = False  # the current request's reply was taken by `reply_later`
+        self._later: set[Later[object]] = set()
         self._started = False
         self._stopping_ran = False
         self._outbox: MemoryObjectSendStream[Envelope]
@@ -149,6 +152,21 @@ class ActorCell(Generic[M, R]):
         return await waiter.wait(seconds) is not None
 
     # -- used by Context ---------------------------------------------------------------
+
+    def reply_later(self, message: object) -> Later[Any]:
+        current = self._current
+        if current is None or current.message is not message:
+            raise RuntimeError("reply_later() takes the request `receive` is handling now")
+        if self._deferred:
+            raise RuntimeError("reply_later() was already called for this request")
+        self._deferred = True
+        later: Later[Any] = Later(current.reply_to, self._later)
+        self._later.add(later)
+        return later
+
+    def _settle_later(self, error: ActorError) -> None:
+        for later in list(self._later):
+            later.fail(error)
 
     async def spawn_child(self, actor: Actor[Any, Any], name: str) -> ActorRef[Any, Any]:
         if self._task_group is None:
@@ -235,6 +253,7 @@ class ActorCell(Generic[M, R]):
             # Stays set if a cancellation interrupts the handler, so `_finish` can still
             # answer the asker (ActorStopped) instead of leaving it to its timeout.
             self._current = envelope
+            self._deferred = False
             outcome: Ok | None = None
             try:
                 if envelope.system:
@@ -244,10 +263,12 @@ class ActorCell(Generic[M, R]):
             except Exception as exc:
                 self._current = None
                 failure = self._fail(exc)
-                envelope.resolve(ActorCrashed(self.name, failure.error_id, failure.error_type))
+                crashed = ActorCrashed(self.name, failure.error_id, failure.error_type)
+                envelope.resolve(crashed)
+                self._settle_later(crashed)
                 return failure
             self._current = None
-            if outcome is not None:
+            if outcome is not None and not self._deferred:
                 envelope.resolve(outcome)
 
     def _fail(self, exc: Exception) -> ChildFailed:
@@ -293,6 +314,7 @@ class ActorCell(Generic[M, R]):
         if self._current is not None:
             self._current.resolve(ActorStopped(self.name))
             self._current = None
+        self._settle_later(ActorStopped(self.name))
         self._reject_queued()
         self._inbox.close()
         if self._registry.get(self.short_name) is self.ref:

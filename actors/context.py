@@ -12,7 +12,9 @@ if TYPE_CHECKING:
     from actors.actor import Actor
     from actors.cell import ActorCell
     from actors.ref import ActorRef
+    from actors.request import Later, Request
 
+T = TypeVar("T")
 M2 = TypeVar("M2")
 R2 = TypeVar("R2")
 
@@ -54,3 +56,9 @@ class Context:
         ActorStopped once this actor is shutting down its children.
         """
         return await self._cell.spawn_child(actor, name)
+
+    def reply_later(self, request: Request[T]) -> Later[T]:
+        """Take the reply slot of ``request`` (the message ``receive`` is handling now):
+        the value ``receive`` returns is then ignored, and the asker waits until
+        ``Later.reply`` (or the actor's end, which answers ``ActorStopped``)."""
+        return self._cell.reply_later(request)

@@ -12,9 +12,11 @@ from actors.reply import new_reply
 
 if TYPE_CHECKING:
     from actors.cell import ActorCell
+    from actors.request import Request
 
 M = TypeVar("M")
 R = TypeVar("R")
+T = TypeVar("T")
 
 DEFAULT_STOP_TIMEOUT = 5.0
 
@@ -43,8 +45,9 @@ class ActorRef(Generic[M, R]):
         """
         await self._cell.enqueue(Envelope(message))
 
-    async def ask(self, message: M, *, timeout: float) -> R:  # noqa: ASYNC109 - public API
-        """Enqueue `message` and wait for the value `receive` returns for it.
+    async def ask(self, message: Request[T], *, timeout: float) -> T:  # noqa: ASYNC109
+        """Enqueue the request `message` and wait for its reply (``actors.request``):
+        the value `receive` returns for it, or the one given to its ``Later``.
 
         The timeout covers both the wait for mailbox space and the wait for the reply.
         Raises AskTimeout, ActorCrashed (the actor failed on this very message) or
@@ -67,7 +70,7 @@ class ActorRef(Generic[M, R]):
             remaining = timeout
         outcome = await reply.wait(remaining)
         if isinstance(outcome, Ok):
-            return cast(R, outcome.value)
+            return cast(T, outcome.value)
         if outcome is None:
             raise AskTimeout(self.name, timeout)
         raise outcome

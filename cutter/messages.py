@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
+from actors import Request
 from cutter.errors import StopCode
 from cutter.sidecar import DriftItem, Sidecar
 from cutter.walk import Gate, Phase, Pin, PinValue
@@ -20,14 +21,14 @@ class Message(
 
 
 # --- run supervisor ---------------------------------------------------------
-class Walk(Message, frozen=True, kw_only=True, tag="walk"):
+class Walk(Message, Request["SupervisorReply"], frozen=True, kw_only=True, tag="walk"):
     """Walk the run from where it stands to its next stop, using an approval if at a gate."""
 
     approval_kb_id: str | None = None
     peer: str | None = None
 
 
-class Abort(Message, frozen=True, kw_only=True, tag="abort"):
+class Abort(Message, Request["SupervisorReply"], frozen=True, kw_only=True, tag="abort"):
     reason: str
     by: str
 
@@ -51,7 +52,7 @@ SupervisorReply = WalkStopped | Refused
 
 
 # --- phase actors -----------------------------------------------------------
-class RunPhase(Message, frozen=True, kw_only=True, tag="run_phase"):
+class RunPhase(Message, Request["PhaseReply"], frozen=True, kw_only=True, tag="run_phase"):
     sidecar: Sidecar
     replay: bool = False  # re-apply a dry run's writes into a fresh sandbox; no phase doc
 
@@ -73,12 +74,18 @@ PhaseReply = PhasePassed | PhaseFailed
 
 
 # --- gatekeeper -------------------------------------------------------------
-class OpenGate(Message, frozen=True, kw_only=True, tag="open_gate"):
+class OpenGate(Message, Request["GateOpened"], frozen=True, kw_only=True, tag="open_gate"):
     sidecar: Sidecar
     gate: Gate
 
 
-class ConsumeApproval(Message, frozen=True, kw_only=True, tag="consume_approval"):
+class ConsumeApproval(
+    Message,
+    Request["ApprovalConsumed | ApprovalRefused | DriftDetected"],
+    frozen=True,
+    kw_only=True,
+    tag="consume_approval",
+):
     sidecar: Sidecar
     approval_kb_id: str | None
     peer: str | None = None
