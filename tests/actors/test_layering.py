@@ -63,6 +63,8 @@ def test_public_surface() -> None:
         "AskTimeout",
         "ChildFailed",
         "Context",
+        "Later",
+        "Request",
     ]
     assert actors.MAILBOX_SIZE == 16
     assert (PACKAGE / "py.typed").is_file()
