@@ -37,7 +37,7 @@ class RunRecorder:
         self.transitions = transitions
 
     def announce(self, sidecar: Sidecar, change: AnyChange) -> None:
-        """Log ``change`` of the run ``sidecar`` is, then publish it to the sink."""
+        """Log ``change``, a transition of the run ``sidecar``, then publish it to the sink."""
         self.log.log(
             change.level,
             change.event,
