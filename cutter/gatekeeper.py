@@ -55,6 +55,13 @@ from cutter.policy_book import current, default_policy, gate_policy
 from cutter.recorder import RunRecorder
 from cutter.sidecar import GateRecord, Sidecar, StopInfo, replace_gate
 from cutter.states import RunState
+from cutter.transitions import (
+    ClosedGate,
+    ConsumedApproval,
+    DetectedDrift,
+    OpenedGate,
+    RefusedApproval,
+)
 from cutter.walk import GATE_STATE, Gate, Pin
 
 
@@ -130,8 +137,8 @@ class Gatekeeper(Actor[GatekeeperCommand, GatekeeperReply]):
             stop=StopInfo(code=StopCode.APPROVAL_REQUIRED, message=f"waiting for {gate} approval"),
             gates=(*sidecar.gates, record),
         )
-        self.recorder.log.info(
-            "gate_opened", gate=gate.value, request_kb_id=kb_id, request_digest=digest
+        self.recorder.announce(
+            after, OpenedGate(gate=gate, request_kb_id=kb_id, request_digest=digest)
         )
         return GateOpened(sidecar=after)
 
@@ -171,19 +178,8 @@ class Gatekeeper(Actor[GatekeeperCommand, GatekeeperReply]):
             drift = compare(sidecar.pins, await observe(self.services, sidecar, gate.gate))
             if drift:
                 drift = await name_units(self.services, sidecar, drift)
-                self.recorder.log.warning(
-                    "drift_detected",
-                    gate=gate.gate.value,
-                    approval_kb_id=kb_id,
-                    drift=[
-                        {
-                            "pin": d.pin,
-                            "before": d.before,
-                            "after": d.after,
-                            "units": [f"{u.change} {u.label}" for u in d.units],
-                        }
-                        for d in drift
-                    ],
+                self.recorder.announce(
+                    sidecar, DetectedDrift(gate=gate.gate, approval_kb_id=kb_id, drift=drift)
                 )
                 return DriftDetected(items=drift)
         advanced = msgspec.structs.replace(gate, uses=(*gate.uses, use))
@@ -209,20 +205,22 @@ class Gatekeeper(Actor[GatekeeperCommand, GatekeeperReply]):
             if await self.recorder.store.consumed_by(kb_id) is not None:
                 raced = ApprovalConsumedAlready(sidecar.run_id, kb_id)
             return await self._refuse(sidecar, gate.gate, kb_id, raced, message.peer)
-        self.recorder.log.info(
-            "approval_consumed",
-            gate=gate.gate.value,
-            approval_kb_id=kb_id,
-            approver=use.approver,
-            principal=use.principal,
-            peer=use.peer,
-            proof=use.proof,
-            signer_key=use.signer_key,
-            decision=use.decision.value,
-            recovered=recovering,
+        self.recorder.announce(
+            after,
+            ConsumedApproval(
+                gate=gate.gate,
+                approval_kb_id=kb_id,
+                approver=use.approver,
+                principal=use.principal,
+                peer=use.peer,
+                proof=use.proof,
+                signer_key=use.signer_key,
+                decision=use.decision,
+                recovered=recovering,
+            ),
         )
         if advanced.satisfied or advanced.rejected:
-            self.recorder.log.info("gate_closed", gate=gate.gate.value, decision=use.decision.value)
+            self.recorder.announce(after, ClosedGate(gate=gate.gate, decision=use.decision))
         return ApprovalConsumed(sidecar=after)
 
     async def _check_request(self, sidecar: Sidecar, gate: GateRecord) -> None:
@@ -326,12 +324,14 @@ class Gatekeeper(Actor[GatekeeperCommand, GatekeeperReply]):
                 at=self.services.clock(),
             ),
         )
-        self.recorder.log.warning(
-            "approval_refused",
-            gate=gate.value,
-            approval_kb_id=safe_id,
-            code=exc.code,
-            reason=exc.message,
-            error_id=error_id,
+        self.recorder.announce(
+            sidecar,
+            RefusedApproval(
+                gate=gate,
+                approval_kb_id=safe_id,
+                code=exc.code,
+                reason=exc.message,
+                error_id=error_id,
+            ),
         )
         return ApprovalRefused(code=exc.code, message=exc.message, approval_kb_id=safe_id)

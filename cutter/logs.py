@@ -1,7 +1,9 @@
 """Structured logging: one event per transition, JSON lines in production.
 
 Event names are constant snake_case; values are key-values. ``TRANSITION_EVENTS``
-is the set of events that record a transition of a run (tests assert their order).
+is the set of events that record a transition of a run (tests assert their order):
+the run recorder logs each from a typed ``cutter.transitions.Transition``, which it
+also publishes to the daemon's watchers — nothing reads transitions back from the log.
 
 No secret reaches a log line (docs/operations.md, "Secrets"): a logged exception is
 rendered without its frames' local variables (``show_locals=False``: a local may be
@@ -20,12 +22,13 @@ from typing import Any, TextIO
 
 import msgspec
 import structlog
-from structlog.typing import Processor
+from structlog.typing import FilteringBoundLogger, Processor
 
 from cutter.quiet_logs import quiet_default_in_force
 from cutter.secrets import scrub, scrub_event
 
-Logger = Any  # structlog's BoundLogger is dynamically typed
+# What ``get_logger`` returns: structlog's bound logger, as its protocol types it.
+Logger = FilteringBoundLogger
 
 TRANSITION_EVENTS = frozenset(
     {
@@ -61,7 +64,7 @@ exception_dicts = structlog.processors.ExceptionRenderer(
 
 def configure_json(stream: TextIO | None = None, *, tap: Processor | None = None) -> None:
     """JSON lines, one event a line, to ``stream`` (stdout by default). ``tap`` sees
-    every event before it is rendered (the daemon's watchers)."""
+    every event before it is rendered (the daemon's short lines on a terminal)."""
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -79,7 +82,8 @@ def configure_json(stream: TextIO | None = None, *, tap: Processor | None = None
 
 
 def get_logger(**bound: Any) -> Logger:
-    return structlog.get_logger("cutter").bind(**bound)
+    log: Logger = structlog.get_logger("cutter").bind(**bound)
+    return log
 
 
 LOG_FILE_MODE = 0o600

@@ -1,5 +1,10 @@
 """The single place a run's state changes, is persisted, and is logged.
 
+Every transition of a run goes through ``announce``: it is logged (its event name
+and key-values, ``cutter.transitions``) and published, as the typed ``Transition``,
+to the recorder's sink (the daemon's watchers), in that order — watchers see what
+the log says, in the log's order, whatever the log configuration.
+
 Every save is compare-and-save (``cutter.run_revision``): the sidecar it saves is
 one revision after the one this walk holds, and the store saves it only over that
 one. A walker with a stale copy (a second process, a raced resume) is refused by
@@ -15,16 +20,37 @@ from cutter.phases.context import Clock
 from cutter.ports import RunStore
 from cutter.sidecar import ApprovalUse, Sidecar, amend, transition
 from cutter.states import RunState
+from cutter.transitions import NO_TRANSITIONS, AnyChange, ChangedState, Transition, Transitions
 
 
 class RunRecorder:
-    def __init__(self, store: RunStore, clock: Clock, log: Logger) -> None:
+    def __init__(
+        self,
+        store: RunStore,
+        clock: Clock,
+        log: Logger,
+        transitions: Transitions = NO_TRANSITIONS,
+    ) -> None:
         self.store = store
         self.clock = clock
         self.log = log
+        self.transitions = transitions
+
+    def announce(self, sidecar: Sidecar, change: AnyChange) -> None:
+        """Log ``change``, a transition of the run ``sidecar``, then publish it to the sink."""
+        self.log.log(
+            change.level,
+            change.event,
+            run_id=sidecar.run_id,
+            doc_id=sidecar.doc_id,
+            **change.fields(),
+        )
+        self.transitions.publish(
+            Transition(run_id=sidecar.run_id, doc_id=sidecar.doc_id, change=change)
+        )
 
     async def move(self, sidecar: Sidecar, target: RunState, **changes: Any) -> Sidecar:
-        """Transition (checked), persist, then log ``run_state_changed``."""
+        """Transition (checked), persist, then announce ``run_state_changed``."""
         after = transition(sidecar, target, at=self.clock(), **changes)
         await self.store.save(after)
         self._logged(sidecar, after)
@@ -51,9 +77,8 @@ class RunRecorder:
 
     def _logged(self, before: Sidecar, after: Sidecar) -> None:
         if before.state is not after.state:
-            self.log.info(
-                "run_state_changed",
-                from_state=before.state.value,
-                to_state=after.state.value,
-                stop_code=after.stop_code,
+            stop_code = after.stop.code if after.stop else None
+            self.announce(
+                after,
+                ChangedState(from_state=before.state, to_state=after.state, stop_code=stop_code),
             )

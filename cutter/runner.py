@@ -64,6 +64,7 @@ from cutter.stopping import RunStops
 from cutter.stores.locks import InProcessDocumentLocks
 from cutter.stores.sandbox import sandbox
 from cutter.supervisor import RunDeps, RunSupervisor
+from cutter.transitions import NO_TRANSITIONS, Transitions
 
 MAX_WALKING = 32
 """Walk segments in flight at once; more wait their turn. A segment in flight holds
@@ -116,6 +117,9 @@ class RunnerConfig:
     # embedded database syncs its WAL (``cutter.sqlite.database.Database.durable``);
     # stores whose every commit is durable (PostgreSQL, memory) need nothing.
     durable: Callable[[], Awaitable[None]] = nothing_to_sync
+    # Where every run's transitions are published as they are logged (the daemon's
+    # watchers: ``cutter.daemon.bus.EventBus``); nowhere by default.
+    transitions: Transitions = NO_TRANSITIONS
 
 
 class Runner:
@@ -435,6 +439,7 @@ class Runner:
             phase_timeout=c.phase_timeout,
             pause_requested=lambda: self._draining,
             abort_requested=lambda: self._aborts.get(run_id),
+            transitions=c.transitions,
         )
 
     async def _crashed(self, run_id: str, error_type: str, error_id: str) -> Sidecar:
@@ -446,7 +451,7 @@ class Runner:
             return sidecar
         log = get_logger(run_id=run_id, doc_id=sidecar.doc_id)
         stops = RunStops(
-            RunRecorder(self.config.run_store, self.config.clock, log),
+            RunRecorder(self.config.run_store, self.config.clock, log, self.config.transitions),
             self._deps(sidecar).services,
             log,
         )

@@ -60,6 +60,7 @@ from cutter.secrets import scrub
 from cutter.sidecar import Sidecar, StopInfo, gate_due
 from cutter.states import AWAITING, RunState
 from cutter.stopping import RunStops
+from cutter.transitions import NO_TRANSITIONS, FailedPhase, PassedPhase, StartedPhase, Transitions
 from cutter.walk import (
     PHASES,
     SANDBOX_REPLAY,
@@ -101,6 +102,7 @@ class RunDeps:
     phase_timeout: float
     pause_requested: Callable[[], bool] = _never
     abort_requested: Callable[[], Abort | None] = _no_abort
+    transitions: Transitions = NO_TRANSITIONS  # where the recorder publishes transitions
 
 
 class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
@@ -108,7 +110,7 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
         self.sidecar = sidecar
         self.deps = deps
         self.log: Logger = get_logger(run_id=sidecar.run_id, doc_id=sidecar.doc_id)
-        self.recorder = RunRecorder(deps.run_store, deps.services.clock, self.log)
+        self.recorder = RunRecorder(deps.run_store, deps.services.clock, self.log, deps.transitions)
         self.stops = RunStops(self.recorder, deps.services, self.log)
         self.phases: dict[Phase, ActorRef[RunPhase, PhaseReply]] = {}
         self.gatekeeper: ActorRef[GatekeeperCommand, GatekeeperReply] | None = None
@@ -275,11 +277,11 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
             await self._stop(RunState.FAILED, exc.stop_code, exc.message, error_id=new_error_id())
             return False
         failpoint(f"before:{phase.value}")
-        self.log.info("phase_started", phase=phase.value)
+        self.recorder.announce(sc, StartedPhase(phase=phase))
         reply = await self._ask_phase(phase, RunPhase(sidecar=sc))
         if isinstance(reply, PhaseFailed):
-            self.log.warning(
-                "phase_failed", phase=phase.value, code=reply.code.value, error_id=reply.error_id
+            self.recorder.announce(
+                sc, FailedPhase(phase=phase, code=reply.code.value, error_id=reply.error_id)
             )
             await self._stop(RunState.FAILED, reply.code, reply.message, error_id=reply.error_id)
             return False
@@ -287,7 +289,7 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
             check_outputs(phase, sc.pins, reply.pins)
         except StopContractViolated as exc:
             error_id = new_error_id()
-            self.log.warning("phase_failed", phase=phase.value, code=exc.code, error_id=error_id)
+            self.recorder.announce(sc, FailedPhase(phase=phase, code=exc.code, error_id=error_id))
             await self._stop(RunState.FAILED, exc.stop_code, exc.message, error_id=error_id)
             return False
         phase_docs = dict(sc.phase_docs)
@@ -299,7 +301,9 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
             phases_passed=(*sc.phases_passed, phase),
             phase_docs=phase_docs,
         )
-        self.log.info("phase_passed", phase=phase.value, pins=sorted(p.value for p in reply.pins))
+        self.recorder.announce(
+            self.sidecar, PassedPhase(phase=phase, pins=tuple(sorted(reply.pins)))
+        )
         failpoint(f"after:{phase.value}")
         return True
 

@@ -30,6 +30,7 @@ PURE_MODULES = [
     "sidecar",
     "signing",
     "states",
+    "transitions",
     "walk",
 ]
 IMPURE_ROOTS = {"anyio", "asyncpg", "asyncio", "trio", "actors", "structlog"}

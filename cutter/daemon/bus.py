@@ -1,23 +1,25 @@
-"""Transition events for watchers, fed by the structured log.
+"""Transition events for watchers, fed by the run recorder.
 
-A structlog processor publishes every transition event to the subscribers
-whose filter matches, with ``send_nowait`` into a small bounded stream: a
-watcher that cannot keep up is dropped (its stream closed, it is told it
-lagged), so a slow or vanished watcher never blocks a run.
+The bus is the runner's transitions sink (``RunnerConfig.transitions``): the
+recorder publishes every typed ``Transition`` to it right after logging it, and
+the bus sends it, as a protocol ``Event``, to the subscribers whose filter matches,
+with ``send_nowait`` into a small bounded stream: a watcher that cannot keep up is
+dropped (its stream closed, it is told it lagged), so a slow or vanished watcher
+never blocks a run. The log's configuration plays no part: a daemon whose log
+drops everything still serves its watchers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from cutter.logs import TRANSITION_EVENTS
 from cutter.protocol import Event
+from cutter.transitions import Transition
 
 WATCH_BUFFER = 256
 
@@ -47,7 +49,12 @@ class EventBus:
         subscription.send.close()
         subscription.receive.close()
 
-    def publish(self, event: Event) -> None:
+    def publish(self, transition: Transition) -> None:
+        """The recorder's sink: ``transition`` to every watcher of its run."""
+        if self.subscribers:
+            self.send(event_of(transition))
+
+    def send(self, event: Event) -> None:
         for sub in list(self.subscribers):
             if sub.run_id is not None and sub.run_id != event.run_id:
                 continue
@@ -62,25 +69,19 @@ class EventBus:
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 self.subscribers.discard(sub)
 
-    def processor(
-        self, _: Any, __: str, event: MutableMapping[str, Any]
-    ) -> MutableMapping[str, Any]:
-        """A structlog processor: publish transition events, pass everything on."""
-        name = event.get("event")
-        run_id = event.get("run_id")
-        if name in TRANSITION_EVENTS and isinstance(run_id, str) and self.subscribers:
-            self.publish(
-                Event(
-                    event=str(name),
-                    run_id=run_id,
-                    at=datetime.now(UTC),
-                    detail={k: _plain(v) for k, v in event.items() if k not in _SKIP},
-                )
-            )
-        return event
 
-
-_SKIP = frozenset({"event", "run_id", "timestamp", "level", "exc_info"})
+def event_of(transition: Transition) -> Event:
+    """The protocol event of a transition, stamped now: its kind, its run, and in
+    ``detail`` its document and the log event's key-values (a value that is not a
+    string, number, bool or null as text)."""
+    change = transition.change
+    detail = {k: _plain(v) for k, v in change.fields().items()}
+    return Event(
+        event=change.event,
+        run_id=transition.run_id,
+        at=datetime.now(UTC),
+        detail={"doc_id": transition.doc_id, **detail},
+    )
 
 
 def _plain(value: object) -> str | int | bool | None:

@@ -122,20 +122,14 @@ def console_processor(stream: TextIO, *, only: bool) -> Processor:
     return write
 
 
-def configure(sinks: Sinks, tap: Processor) -> None:
-    """The daemon's structlog: ``tap`` (the watchers' bus) sees every event first,
-    then the short line, then the JSON line (when a JSON sink was chosen)."""
+def configure(sinks: Sinks) -> None:
+    """The daemon's structlog: the short line first (when a person reads one), then
+    the JSON line (when a JSON sink was chosen). Watchers are fed by the run
+    recorder, not by the log (``cutter.daemon.bus``)."""
     from cutter.logs import configure_json
 
     human = sinks.human
     if human is None:
-        configure_json(sinks.json, tap=tap)
+        configure_json(sinks.json)
         return
-    show = console_processor(human, only=sinks.json is None)
-
-    def both(logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
-        tapped = tap(logger, method, event)
-        assert isinstance(tapped, MutableMapping)  # the bus passes the event dict on
-        return show(logger, method, tapped)
-
-    configure_json(sinks.json or human, tap=both)
+    configure_json(sinks.json or human, tap=console_processor(human, only=sinks.json is None))

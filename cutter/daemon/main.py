@@ -29,10 +29,9 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import anyio
 
@@ -45,7 +44,7 @@ from cutter.daemon.service import Daemon
 from cutter.daemon.transport import claim_socket, serve_socket, serve_stdio, socket_gid
 from cutter.discovery import TextDiscoverer
 from cutter.errors import StateDirUnusable
-from cutter.logs import get_logger, open_private_log
+from cutter.logs import Logger, get_logger, open_private_log
 from cutter.mode import enable_execution
 from cutter.offloop import use_worker_processes
 from cutter.ports import KillSwitchControl
@@ -118,7 +117,7 @@ async def open_stores(
 
 async def serve(options: DaemonOptions, sinks: Sinks) -> int:
     bus = EventBus()
-    configure(sinks, tap=bus.processor)
+    configure(sinks)
     if options.enable_execution:
         enable_execution()
     # run() made the directory and owns it; only the socket is shared, with one group.
@@ -184,11 +183,11 @@ async def _serve_claimed(
     bus: EventBus,
     signals: AsyncIterator[int],
     http: socket.socket | None,
-    log: Any,
+    log: Logger,
 ) -> None:
     async with (
         open_stores(options) as (config, kill_switch),
-        Runner(config) as runner,
+        Runner(replace(config, transitions=bus)) as runner,
         anyio.create_task_group() as jobs,
     ):
         links = LinkBook(ttl=timedelta(seconds=options.link_ttl_seconds))
