@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from actors.messages import ChildFailed
+
+if TYPE_CHECKING:
+    from actors.deadlines import Deadlines
 
 
 class Parent(Protocol):
     """Whoever supervises an actor: another actor's cell, or the ActorSystem."""
 
     name: str
+    deadlines: Deadlines  # the system's, shared by every actor under it
 
     def _report_failure_nowait(self, failure: ChildFailed) -> bool:
         """Take a child's failure report now; False if it must wait for mailbox room."""

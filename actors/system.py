@@ -11,6 +11,7 @@ from anyio.abc import TaskGroup
 
 from actors.actor import Actor
 from actors.cell import start_actor
+from actors.deadlines import Deadlines
 from actors.errors import ActorStopped
 from actors.messages import ChildFailed
 from actors.ref import DEFAULT_STOP_TIMEOUT, ActorRef
@@ -34,6 +35,7 @@ class ActorSystem:
         self._failures: list[ChildFailed] = []
         self._task_group: TaskGroup | None = None
         self._closing = False
+        self.deadlines: Deadlines
 
     @property
     def failures(self) -> Sequence[ChildFailed]:
@@ -64,8 +66,10 @@ class ActorSystem:
     async def __aenter__(self) -> ActorSystem:
         if self._task_group is not None or self._closing:
             raise RuntimeError("an ActorSystem can be entered only once")
+        self.deadlines = Deadlines()
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
+        task_group.start_soon(self.deadlines.keep, name=f"{self.name} deadlines")
         self._task_group = task_group
         return self
 

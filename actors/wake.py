@@ -1,0 +1,125 @@
+"""One-shot slots that wake one waiting task, and the clock, for the running backend.
+
+A mailbox's waiting receiver, a sender waiting for room and an ask's reply each
+wait on a slot: the first ``set`` wins and any later one is dropped, so a reply
+arriving after its asker gave up vanishes without error. anyio's portable tools
+(an ``Event``, a memory object stream, a cancel scope) cost more than the rest
+of a round trip, so the slot is what each backend itself wakes a task with: a
+loop future on asyncio, a parked task rescheduled on trio (what ``trio.Event``
+does underneath), an ``anyio.Event`` elsewhere. This and ``actors.deadlines``'
+choice of clock are the only places of ``actors/`` that name a backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Callable, Generator
+from typing import Any, Protocol
+
+import anyio
+
+EXPIRED: Any = object()
+"""What ``actors.deadlines`` sets in a slot whose deadline passed."""
+
+
+class Slot(Protocol):
+    """Holds one value; awaiting it waits (cancellably) until the value is set.
+
+    The interface is the part of ``asyncio.Future`` the runtime uses, so that on
+    asyncio a plain loop future is the slot (made, set and awaited in C). Setters
+    check ``done()`` first: a slot whose waiter was cancelled, or that holds a value
+    already, takes no other."""
+
+    def done(self) -> bool: ...
+
+    def set_result(self, value: Any) -> None: ...
+
+    def __await__(self) -> Generator[Any, None, Any]: ...
+
+
+def backend() -> tuple[Callable[[], Slot], Callable[[], float]]:
+    """The running backend's slot factory and clock (seconds, its own time base)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        # The base loop's clock is time.monotonic (cancel scopes use the same); calling
+        # it directly spares a method call per ask.
+        clock = time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
+        return loop.create_future, clock
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            trio.lowlevel.current_task()
+        except RuntimeError:
+            pass
+        else:
+            return _TaskSlot, trio.current_time
+    return _EventSlot, anyio.current_time
+
+
+class _TaskSlot:
+    """trio: the waiting task parks with ``wait_task_rescheduled`` and ``set_result``
+    reschedules it (what ``trio.Event`` does underneath, without its parking lot).
+    A cancelled waiter unparks itself (``Abort.SUCCEEDED``) and the slot counts as
+    done, like a cancelled future."""
+
+    __slots__ = ("_done", "_task", "_value")
+
+    def __init__(self) -> None:
+        self._task: Any = None
+        self._done = False
+        self._value: Any = None
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, value: Any) -> None:
+        self._done = True
+        self._value = value
+        task = self._task
+        if task is not None:
+            self._task = None
+            sys.modules["trio"].lowlevel.reschedule(task)
+
+    def _abort(self, _raise_cancel: object) -> Any:
+        self._task = None
+        self._done = True
+        return sys.modules["trio"].lowlevel.Abort.SUCCEEDED
+
+    async def _wait(self) -> Any:
+        if not self._done:
+            lowlevel = sys.modules["trio"].lowlevel
+            self._task = lowlevel.current_task()
+            await lowlevel.wait_task_rescheduled(self._abort)
+        return self._value
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._wait().__await__()
+
+
+class _EventSlot:
+    """Any other backend: an ``anyio.Event`` and the value beside it."""
+
+    __slots__ = ("_event", "_value")
+
+    def __init__(self) -> None:
+        self._event = anyio.Event()
+        self._value: Any = None
+
+    def done(self) -> bool:
+        return self._event.is_set()
+
+    def set_result(self, value: Any) -> None:
+        self._value = value
+        self._event.set()
+
+    async def _wait(self) -> Any:
+        await self._event.wait()
+        return self._value
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._wait().__await__()
