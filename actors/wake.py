@@ -50,15 +50,21 @@ def backend() -> tuple[Callable[[], Slot], Callable[[], float]]:
         # it directly spares a method call per ask.
         clock = time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
         return loop.create_future, clock
+    global _lowlevel
     trio = sys.modules.get("trio")
     if trio is not None:
         try:
-            trio.lowlevel.current_task()
+            clock = trio.lowlevel.current_clock()
         except RuntimeError:
             pass
         else:
-            return _TaskSlot, trio.current_time
+            _lowlevel = trio.lowlevel
+            return _TaskSlot, clock.current_time  # the run's clock, as cancel scopes read it
     return _EventSlot, anyio.current_time
+
+
+_lowlevel: Any = None
+"""``trio.lowlevel`` once a trio run made slots (trio itself stays optional)."""
 
 
 class _TaskSlot:
@@ -83,22 +89,18 @@ class _TaskSlot:
         task = self._task
         if task is not None:
             self._task = None
-            sys.modules["trio"].lowlevel.reschedule(task)
+            _lowlevel.reschedule(task)
 
     def _abort(self, _raise_cancel: object) -> Any:
         self._task = None
         self._done = True
-        return sys.modules["trio"].lowlevel.Abort.SUCCEEDED
-
-    async def _wait(self) -> Any:
-        if not self._done:
-            lowlevel = sys.modules["trio"].lowlevel
-            self._task = lowlevel.current_task()
-            await lowlevel.wait_task_rescheduled(self._abort)
-        return self._value
+        return _lowlevel.Abort.SUCCEEDED
 
     def __await__(self) -> Generator[Any, None, Any]:
-        return self._wait().__await__()
+        if not self._done:
+            self._task = _lowlevel.current_task()
+            yield from _lowlevel.wait_task_rescheduled(self._abort).__await__()
+        return self._value
 
 
 class _EventSlot:
