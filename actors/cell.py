@@ -89,13 +89,14 @@ class ActorCell(Generic[M, R]):
         self._done = False
         self._stop_waiters: list[Slot] = []
         self._task_group: TaskGroup | None = None
-        self._task_id: int | None = None
+        self._task: object = None
         self._current: Envelope | None = None
         self._deferred = False  # the current request's reply was taken by `reply_later`
         self._later: set[Later[object]] = set()
         self._started = False
         self._stopping_ran = False
         self.deadlines = parent.deadlines
+        self.events = parent.events
         self.new_slot = self.deadlines.new_slot
         self.mailbox: Mailbox[Envelope] = Mailbox(actor.mailbox_size, self.new_slot)
 
@@ -122,7 +123,7 @@ class ActorCell(Generic[M, R]):
         if self._done:
             return
         self.mailbox.close()  # no new messages; the loop ends once the mailbox is drained
-        if anyio.get_current_task().id == self._task_id:
+        if self.deadlines.backend.current_task() is self._task:
             return  # stopping itself: it cannot wait for its own end
         if await self._finished_within(grace):
             return
@@ -189,7 +190,7 @@ class ActorCell(Generic[M, R]):
     # -- the actor's task --------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[ActorRef[M, R]]) -> None:
-        self._task_id = anyio.get_current_task().id
+        self._task = self.deadlines.backend.current_task()
         failure: ChildFailed | None = None
         spawn_error: ActorCrashed | None = None
         reason = "cancelled"
@@ -204,7 +205,7 @@ class ActorCell(Generic[M, R]):
                         spawn_error = ActorCrashed(self.name, failure.error_id, failure.error_type)
                     else:
                         self._started = True
-                        self.log.debug("actor_started")
+                        self.parent.events.debug("actor_started", actor=self.name)
                         task_status.started(self.ref)
                         failure = await self._serve()
                     self.mailbox.close()
@@ -314,7 +315,7 @@ class ActorCell(Generic[M, R]):
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(_FINISHED)
-        self.log.debug("actor_stopped", reason=reason)
+        self.parent.events.debug("actor_stopped", actor=self.name, reason=reason)
         return failure
 
     def discard(self) -> None:

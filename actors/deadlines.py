@@ -23,12 +23,12 @@ class Deadlines:
     """Made inside the running event loop (``ActorSystem.__aenter__``); ``keep`` runs
     in the system's task group for as long as the system lives."""
 
-    __slots__ = ("_pending", "_scope", "_wake_at", "new_slot", "now")
+    __slots__ = ("_pending", "_scope", "_wake_at", "backend", "new_slot", "now")
 
     def __init__(self) -> None:
-        self.new_slot: Callable[[], Slot]
-        self.now: Callable[[], float]
-        self.new_slot, self.now = backend()
+        self.backend = backend()
+        self.new_slot: Callable[[], Slot] = self.backend.new_slot
+        self.now: Callable[[], float] = self.backend.now
         self._pending: dict[Slot, float] = {}
         self._wake_at = math.inf
         self._scope: anyio.CancelScope | None = None

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from actors.messages import ChildFailed
 
 if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
     from actors.deadlines import Deadlines
 
 
@@ -16,6 +18,9 @@ class Parent(Protocol):
 
     name: str
     deadlines: Deadlines  # the system's, shared by every actor under it
+    events: FilteringBoundLogger
+    """The system's ``actors`` logger for lifecycle events, bound once: binding a
+    logger per actor cost more than the rest of its start."""
 
     def _report_failure_nowait(self, failure: ChildFailed) -> bool:
         """Take a child's failure report now; False if it must wait for mailbox room."""

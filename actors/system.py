@@ -7,7 +7,9 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import anyio
+import structlog
 from anyio.abc import TaskGroup
+from structlog.typing import FilteringBoundLogger
 
 from actors.actor import Actor
 from actors.cell import start_actor
@@ -67,6 +69,8 @@ class ActorSystem:
         if self._task_group is not None or self._closing:
             raise RuntimeError("an ActorSystem can be entered only once")
         self.deadlines = Deadlines()
+        # Bound once per system, with the logging configuration of its start.
+        self.events: FilteringBoundLogger = structlog.get_logger("actors").bind()
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         task_group.start_soon(self.deadlines.keep, name=f"{self.name} deadlines")

@@ -16,7 +16,7 @@ import asyncio
 import sys
 import time
 from collections.abc import Callable, Generator
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import anyio
 
@@ -39,8 +39,17 @@ class Slot(Protocol):
     def __await__(self) -> Generator[Any, None, Any]: ...
 
 
-def backend() -> tuple[Callable[[], Slot], Callable[[], float]]:
-    """The running backend's slot factory and clock (seconds, its own time base)."""
+class Backend(NamedTuple):
+    new_slot: Callable[[], Slot]
+    now: Callable[[], float]
+    """Seconds, in the time base the backend's cancel scopes use."""
+    current_task: Callable[[], object]
+    """The running task, as an object compared by identity (anyio's ``TaskInfo`` is
+    built anew at each call)."""
+
+
+def backend() -> Backend:
+    """The running backend's slot factory, clock and current task."""
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
@@ -49,18 +58,23 @@ def backend() -> tuple[Callable[[], Slot], Callable[[], float]]:
         # The base loop's clock is time.monotonic (cancel scopes use the same); calling
         # it directly spares a method call per ask.
         clock = time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
-        return loop.create_future, clock
+        return Backend(loop.create_future, clock, asyncio.current_task)
     global _lowlevel
     trio = sys.modules.get("trio")
     if trio is not None:
         try:
-            clock = trio.lowlevel.current_clock()
+            trio_clock = trio.lowlevel.current_clock()
         except RuntimeError:
             pass
         else:
             _lowlevel = trio.lowlevel
-            return _TaskSlot, clock.current_time  # the run's clock, as cancel scopes read it
-    return _EventSlot, anyio.current_time
+            # The run's clock, as its cancel scopes read it.
+            return Backend(_TaskSlot, trio_clock.current_time, trio.lowlevel.current_task)
+    return Backend(_EventSlot, anyio.current_time, _anyio_task_id)
+
+
+def _anyio_task_id() -> object:
+    return anyio.get_current_task().id
 
 
 _lowlevel: Any = None
