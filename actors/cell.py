@@ -1,6 +1,8 @@
 """The runtime behind one actor: its mailbox, its message loop and its life cycle.
 
-Life of an actor (all of it inside one task, in its parent's task group):
+Life of an actor (all of it inside one task, in the system's task group: every
+actor of a system is a task of that one group, and the tree is kept by the cells,
+not by nested task groups, since a task group per actor cost a sixth of its start):
 
 1. ``started`` runs, then the spawner is released (``TaskGroup.start`` handshake).
 2. The loop handles one envelope at a time until the mailbox (``actors.mailbox``) is
@@ -10,7 +12,8 @@ Life of an actor (all of it inside one task, in its parent's task group):
 4. ``actor_stopped`` is logged and, after a failure, the parent is told (``ChildFailed``).
 
 A hard stop cancels the actor's cancel scope: the step it was in is abandoned, its
-children are cancelled with it, and ``stopping`` still runs under a shielded deadline.
+children are cancelled in turn (and awaited), and ``stopping`` still runs under a
+shielded deadline once they are gone.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ async def start_actor(
 ) -> ActorRef[M, R]:
     """Start `actor` in `task_group` under `parent`; return once its `started` hook ran."""
     check_child_name(parent, registry, name)
-    cell = ActorCell(actor, name, parent, registry)
+    cell = ActorCell(actor, name, parent, registry, task_group)
     registry[name] = cell.ref
     try:
         await task_group.start(cell.run, name=f"actor {cell.name}")
@@ -75,8 +78,10 @@ class ActorCell(Generic[M, R]):
         short_name: str,
         parent: Parent,
         registry: dict[str, ActorRef[Any, Any]],
+        host: TaskGroup,
     ) -> None:
         self.actor = actor
+        self._host = host  # the system's task group: children are started in it too
         self.short_name = short_name
         self.name = f"{parent.name}/{short_name}"
         self.parent = parent
@@ -88,7 +93,7 @@ class ActorCell(Generic[M, R]):
         self._scope = anyio.CancelScope()
         self._done = False
         self._stop_waiters: list[Slot] = []
-        self._task_group: TaskGroup | None = None
+        self._accepting_children = False
         self._task: object = None
         self._current: Envelope | None = None
         self._deferred = False  # the current request's reply was taken by `reply_later`
@@ -127,8 +132,7 @@ class ActorCell(Generic[M, R]):
             return  # stopping itself: it cannot wait for its own end
         if await self._finished_within(grace):
             return
-        self._scope.cancel()
-        await self._finished_within(math.inf)
+        await self.cancel()
 
     async def _finished_within(self, seconds: float) -> bool:
         """Wait for the actor's end, up to ``seconds``; True once it has ended.
@@ -168,9 +172,9 @@ class ActorCell(Generic[M, R]):
             later.fail(error)
 
     async def spawn_child(self, actor: Actor[Any, Any], name: str) -> ActorRef[Any, Any]:
-        if self._task_group is None:
+        if not self._accepting_children:
             raise ActorStopped(self.name)
-        return await start_actor(self._task_group, self, self.child_refs, actor, name)
+        return await start_actor(self._host, self, self.child_refs, actor, name)
 
     # -- Parent protocol ---------------------------------------------------------------
 
@@ -196,30 +200,31 @@ class ActorCell(Generic[M, R]):
         reason = "cancelled"
         try:
             with self._scope:
-                async with anyio.create_task_group() as task_group:
-                    self._task_group = task_group
-                    try:
-                        await self.actor.started(self.ctx)
-                    except Exception as exc:
-                        failure = self._fail(exc)
-                        spawn_error = ActorCrashed(self.name, failure.error_id, failure.error_type)
-                    else:
-                        self._started = True
-                        self.parent.events.debug("actor_started", actor=self.name)
-                        task_status.started(self.ref)
-                        failure = await self._serve()
-                    self.mailbox.close()
-                    self._reject_queued()
-                    self._task_group = None  # no new children from here on
-                    await self._stop_children()
-                    stopping_failure = await self._run_stopping()
-                    if failure is None:
-                        failure = stopping_failure
-                    reason = "failed" if failure is not None else "stopped"
+                self._accepting_children = True
+                try:
+                    await self.actor.started(self.ctx)
+                except Exception as exc:
+                    failure = self._fail(exc)
+                    spawn_error = ActorCrashed(self.name, failure.error_id, failure.error_type)
+                else:
+                    self._started = True
+                    self.events.debug("actor_started", actor=self.name)
+                    task_status.started(self.ref)
+                    failure = await self._serve()
+                self.mailbox.close()
+                self._reject_queued()
+                self._accepting_children = False  # no new children from here on
+                await self._stop_children()
+                stopping_failure = await self._run_stopping()
+                if failure is None:
+                    failure = stopping_failure
+                reason = "failed" if failure is not None else "stopped"
         finally:
-            self._task_group = None
-            if not self._stopping_ran:
+            self._accepting_children = False
+            if self.child_refs or not self._stopping_ran:
+                # Cancelled (a hard stop, the system's end): the children go first.
                 with anyio.move_on_after(CLEANUP_TIMEOUT, shield=True):
+                    await self._cancel_children()
                     late_failure = await self._run_stopping()
                     if failure is None:
                         failure = late_failure
@@ -283,6 +288,19 @@ class ActorCell(Generic[M, R]):
         for child in reversed(list(self.child_refs.values())):
             await child.stop(timeout=DEFAULT_STOP_TIMEOUT)
 
+    async def _cancel_children(self) -> None:
+        """Hard-stop every child, last spawned first, and wait for each to end."""
+        for child in reversed(list(self.child_refs.values())):
+            await child._cell.cancel()
+
+    async def cancel(self) -> None:
+        """Hard stop: cancel the actor's step (its children follow) and wait for its end."""
+        if self._done:
+            return
+        self.mailbox.close()
+        self._scope.cancel()
+        await self._finished_within(math.inf)
+
     async def _run_stopping(self) -> ChildFailed | None:
         if not self._started or self._stopping_ran:
             return None
@@ -315,7 +333,7 @@ class ActorCell(Generic[M, R]):
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(_FINISHED)
-        self.parent.events.debug("actor_stopped", actor=self.name, reason=reason)
+        self.events.debug("actor_stopped", actor=self.name, reason=reason)
         return failure
 
     def discard(self) -> None:
