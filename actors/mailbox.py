@@ -116,6 +116,7 @@ class Mailbox(Generic[T]):
         items, senders = self._items, self._senders
         while senders and len(items) < self._capacity:
             item, slot = senders.popleft()
+            if slot.done():
+                continue  # its sender was cancelled: the item was never sent
             items.append(item)
-            if not slot.done():
-                slot.set_result(True)
+            slot.set_result(True)

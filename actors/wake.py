@@ -1,13 +1,14 @@
 """One-shot slots that wake one waiting task, and the clock, for the running backend.
 
 A mailbox's waiting receiver, a sender waiting for room and an ask's reply each
-wait on a slot: the first ``set`` wins and any later one is dropped, so a reply
-arriving after its asker gave up vanishes without error. anyio's portable tools
+wait on a slot: every setter checks ``done()`` first, so the first value wins and
+a reply arriving after its asker gave up vanishes without error. anyio's portable tools
 (an ``Event``, a memory object stream, a cancel scope) cost more than the rest
 of a round trip, so the slot is what each backend itself wakes a task with: a
 loop future on asyncio, a parked task rescheduled on trio (what ``trio.Event``
-does underneath), an ``anyio.Event`` elsewhere. This and ``actors.deadlines``'
-choice of clock are the only places of ``actors/`` that name a backend.
+does underneath), an ``anyio.Event`` elsewhere. The backend's clock and current
+task come from here too: this is the only module of ``actors/`` that names a
+backend.
 """
 
 from __future__ import annotations
