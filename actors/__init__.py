@@ -1,7 +1,8 @@
 """A small, application-agnostic actor runtime on anyio (asyncio and trio).
 
-Each actor handles one message at a time from a bounded mailbox, lives in its parent's
-task group, and reports failures to its parent as a `ChildFailed` system message.
+Each actor handles one message at a time from a bounded mailbox, runs as a task of its
+system's task group under a parent, and reports failures to its parent as a
+`ChildFailed` system message.
 """
 
 from actors.actor import MAILBOX_SIZE, Actor

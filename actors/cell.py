@@ -1,16 +1,19 @@
 """The runtime behind one actor: its mailbox, its message loop and its life cycle.
 
-Life of an actor (all of it inside one task, in its parent's task group):
+Life of an actor (all of it inside one task, in the system's task group: every
+actor of a system is a task of that one group, and the tree is kept by the cells,
+not by nested task groups, since a task group per actor cost a sixth of its start):
 
 1. ``started`` runs, then the spawner is released (``TaskGroup.start`` handshake).
-2. The loop handles one envelope at a time until the mailbox's send side is closed and
-   the buffer is drained (orderly stop), or a hook raises (failure).
+2. The loop handles one envelope at a time until the mailbox (``actors.mailbox``) is
+   closed and drained (orderly stop), or a hook raises (failure).
 3. The mailbox is closed; asks still queued get ActorStopped; children are stopped, last
    spawned first; ``stopping`` runs.
 4. ``actor_stopped`` is logged and, after a failure, the parent is told (``ChildFailed``).
 
 A hard stop cancels the actor's cancel scope: the step it was in is abandoned, its
-children are cancelled with it, and ``stopping`` still runs under a shielded deadline.
+children are cancelled in turn (and awaited), and ``stopping`` still runs under a
+shielded deadline once they are gone.
 """
 
 from __future__ import annotations
@@ -21,19 +24,18 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 import structlog
-from anyio import BrokenResourceError, ClosedResourceError, EndOfStream, WouldBlock
 from anyio.abc import TaskGroup, TaskStatus
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from structlog.typing import FilteringBoundLogger
 
 from actors.context import Context
-from actors.envelope import Envelope, Ok
+from actors.envelope import SYSTEM, Envelope, fail
 from actors.errors import ActorCrashed, ActorError, ActorStopped
+from actors.mailbox import Mailbox, MailboxClosed
 from actors.messages import ChildFailed, describe_failure, new_error_id
 from actors.parent import Parent, check_child_name
 from actors.ref import DEFAULT_STOP_TIMEOUT, ActorRef
-from actors.reply import Reply, new_reply
 from actors.request import Later
+from actors.wake import Slot
 
 if TYPE_CHECKING:
     from actors.actor import Actor
@@ -45,7 +47,7 @@ CLEANUP_TIMEOUT = 5.0
 """Shielded deadline for the cleanup that still awaits after a cancellation."""
 
 _logger = structlog.get_logger("actors")
-_FINISHED = Ok(None)
+_FINISHED = True  # what a stop waiter's slot gets when the actor has ended
 
 
 async def start_actor(
@@ -57,7 +59,7 @@ async def start_actor(
 ) -> ActorRef[M, R]:
     """Start `actor` in `task_group` under `parent`; return once its `started` hook ran."""
     check_child_name(parent, registry, name)
-    cell = ActorCell(actor, name, parent, registry)
+    cell = ActorCell(actor, name, parent, registry, task_group)
     registry[name] = cell.ref
     try:
         await task_group.start(cell.run, name=f"actor {cell.name}")
@@ -76,8 +78,10 @@ class ActorCell(Generic[M, R]):
         short_name: str,
         parent: Parent,
         registry: dict[str, ActorRef[Any, Any]],
+        host: TaskGroup,
     ) -> None:
         self.actor = actor
+        self._host = host  # the system's task group: children are started in it too
         self.short_name = short_name
         self.name = f"{parent.name}/{short_name}"
         self.parent = parent
@@ -88,17 +92,18 @@ class ActorCell(Generic[M, R]):
         self._registry = registry
         self._scope = anyio.CancelScope()
         self._done = False
-        self._stop_waiters: list[Reply] = []
-        self._task_group: TaskGroup | None = None
-        self._task_id: int | None = None
+        self._stop_waiters: list[Slot] = []
+        self._accepting_children = False
+        self._task: object = None
         self._current: Envelope | None = None
         self._deferred = False  # the current request's reply was taken by `reply_later`
         self._later: set[Later[object]] = set()
         self._started = False
         self._stopping_ran = False
-        self._outbox: MemoryObjectSendStream[Envelope]
-        self._inbox: MemoryObjectReceiveStream[Envelope]
-        self._outbox, self._inbox = anyio.create_memory_object_stream(actor.mailbox_size)
+        self.deadlines = parent.deadlines
+        self.events = parent.events
+        self.new_slot = self.deadlines.new_slot
+        self.mailbox: Mailbox[Envelope] = Mailbox(actor.mailbox_size, self.new_slot)
 
     @property
     def log(self) -> FilteringBoundLogger:
@@ -113,54 +118,52 @@ class ActorCell(Generic[M, R]):
 
     # -- used by ActorRef ------------------------------------------------------------
 
-    def offer(self, envelope: Envelope) -> bool:
-        """Enqueue without waiting; False when the mailbox is full."""
-        try:
-            self._outbox.send_nowait(envelope)
-        except WouldBlock:
-            return False
-        except (ClosedResourceError, BrokenResourceError):
-            raise ActorStopped(self.name) from None
-        return True
-
     async def enqueue(self, envelope: Envelope) -> None:
         try:
-            await self._outbox.send(envelope)
-        except (ClosedResourceError, BrokenResourceError):
+            await self.mailbox.put(envelope)
+        except MailboxClosed:
             raise ActorStopped(self.name) from None
 
     async def stop(self, grace: float) -> None:
         if self._done:
             return
-        self._outbox.close()  # no new messages; the loop ends once the buffer is drained
-        if anyio.get_current_task().id == self._task_id:
+        self.mailbox.close()  # no new messages; the loop ends once the mailbox is drained
+        if self.deadlines.backend.current_task() is self._task:
             return  # stopping itself: it cannot wait for its own end
         if await self._finished_within(grace):
             return
-        self._scope.cancel()
-        await self._finished_within(math.inf)
+        await self.cancel()
 
     async def _finished_within(self, seconds: float) -> bool:
         """Wait for the actor's end, up to ``seconds``; True once it has ended.
 
-        A one-shot reply slot per waiter (``actors.reply``) rather than an event
-        under a cancel scope: a segment of a cutter walk stops a dozen actors."""
+        A one-shot slot per waiter (``actors.wake``) whose deadline the system keeps
+        (``actors.deadlines``) rather than an event under a cancel scope: a segment
+        of a cutter walk stops a dozen actors."""
         if self._done:
             return True
-        waiter = new_reply()
+        waiter = self.new_slot()
         self._stop_waiters.append(waiter)
-        return await waiter.wait(seconds) is not None
+        if seconds == math.inf:
+            return await waiter is _FINISHED
+        self.deadlines.add(waiter, seconds)
+        try:
+            return await waiter is _FINISHED
+        finally:
+            self.deadlines.drop(waiter)
 
     # -- used by Context ---------------------------------------------------------------
 
     def reply_later(self, message: object) -> Later[Any]:
         current = self._current
-        if current is None or current.message is not message:
+        if current is None or current[0] is not message:
             raise RuntimeError("reply_later() takes the request `receive` is handling now")
         if self._deferred:
             raise RuntimeError("reply_later() was already called for this request")
         self._deferred = True
-        later: Later[Any] = Later(current.reply_to, self._later)
+        reply_to = current[1]
+        assert reply_to is not SYSTEM  # a system report is never handed to `receive`
+        later: Later[Any] = Later(reply_to, self._later)
         self._later.add(later)
         return later
 
@@ -169,9 +172,9 @@ class ActorCell(Generic[M, R]):
             later.fail(error)
 
     async def spawn_child(self, actor: Actor[Any, Any], name: str) -> ActorRef[Any, Any]:
-        if self._task_group is None:
+        if not self._accepting_children:
             raise ActorStopped(self.name)
-        return await start_actor(self._task_group, self, self.child_refs, actor, name)
+        return await start_actor(self._host, self, self.child_refs, actor, name)
 
     # -- Parent protocol ---------------------------------------------------------------
 
@@ -180,50 +183,48 @@ class ActorCell(Generic[M, R]):
 
     def _report_failure_nowait(self, failure: ChildFailed) -> bool:
         try:
-            self._outbox.send_nowait(Envelope(failure, system=True))
-        except WouldBlock:
-            return False
-        except (ClosedResourceError, BrokenResourceError):
-            pass
-        return True
+            return self.mailbox.put_nowait((failure, SYSTEM))
+        except MailboxClosed:
+            return True
 
     async def _report_failure(self, failure: ChildFailed) -> None:
-        with suppress(ClosedResourceError, BrokenResourceError):
-            await self._outbox.send(Envelope(failure, system=True))
+        with suppress(MailboxClosed):
+            await self.mailbox.put((failure, SYSTEM))
 
     # -- the actor's task --------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[ActorRef[M, R]]) -> None:
-        self._task_id = anyio.get_current_task().id
+        self._task = self.deadlines.backend.current_task()
         failure: ChildFailed | None = None
         spawn_error: ActorCrashed | None = None
         reason = "cancelled"
         try:
             with self._scope:
-                async with anyio.create_task_group() as task_group:
-                    self._task_group = task_group
-                    try:
-                        await self.actor.started(self.ctx)
-                    except Exception as exc:
-                        failure = self._fail(exc)
-                        spawn_error = ActorCrashed(self.name, failure.error_id, failure.error_type)
-                    else:
-                        self._started = True
-                        self.log.debug("actor_started")
-                        task_status.started(self.ref)
-                        failure = await self._serve()
-                    self._outbox.close()
-                    self._reject_queued()
-                    self._task_group = None  # no new children from here on
-                    await self._stop_children()
-                    stopping_failure = await self._run_stopping()
-                    if failure is None:
-                        failure = stopping_failure
-                    reason = "failed" if failure is not None else "stopped"
+                self._accepting_children = True
+                try:
+                    await self.actor.started(self.ctx)
+                except Exception as exc:
+                    failure = self._fail(exc)
+                    spawn_error = ActorCrashed(self.name, failure.error_id, failure.error_type)
+                else:
+                    self._started = True
+                    self.events.debug("actor_started", actor=self.name)
+                    task_status.started(self.ref)
+                    failure = await self._serve()
+                self.mailbox.close()
+                self._reject_queued()
+                self._accepting_children = False  # no new children from here on
+                await self._stop_children()
+                stopping_failure = await self._run_stopping()
+                if failure is None:
+                    failure = stopping_failure
+                reason = "failed" if failure is not None else "stopped"
         finally:
-            self._task_group = None
-            if not self._stopping_ran:
+            self._accepting_children = False
+            if self.child_refs or not self._stopping_ran:
+                # Cancelled (a hard stop, the system's end): the children go first.
                 with anyio.move_on_after(CLEANUP_TIMEOUT, shield=True):
+                    await self._cancel_children()
                     late_failure = await self._run_stopping()
                     if failure is None:
                         failure = late_failure
@@ -237,43 +238,41 @@ class ActorCell(Generic[M, R]):
 
     async def _serve(self) -> ChildFailed | None:
         """Handle envelopes one at a time; return the failure that ended the loop, if any."""
-        inbox = self._inbox
+        mailbox = self.mailbox
         while True:
             # A buffered envelope is taken without a schedule point; the wait for the
             # next one is the loop's schedule point.
-            try:
-                envelope = inbox.receive_nowait()
-            except WouldBlock:
-                try:
-                    envelope = await inbox.receive()
-                except EndOfStream:
-                    return None
-            except EndOfStream:
-                return None
+            envelope = mailbox.take()
+            if envelope is None:
+                if mailbox.closed:
+                    return None  # closed and drained
+                await mailbox.receiver()  # woken by the next item or by close
+                continue
             # Stays set if a cancellation interrupts the handler, so `_finish` can still
             # answer the asker (ActorStopped) instead of leaving it to its timeout.
             self._current = envelope
             self._deferred = False
-            outcome: Ok | None = None
+            message, reply = envelope
             try:
-                if envelope.system:
-                    await self.actor.on_child_failed(envelope.message, self.ctx)
-                else:
-                    outcome = Ok(await self.actor.receive(envelope.message, self.ctx))
+                if reply is SYSTEM:
+                    await self.actor.on_child_failed(message, self.ctx)
+                    self._current = None
+                    continue
+                value = await self.actor.receive(message, self.ctx)
             except Exception as exc:
                 self._current = None
                 failure = self._fail(exc)
                 crashed = ActorCrashed(self.name, failure.error_id, failure.error_type)
-                envelope.resolve(crashed)
+                fail(envelope, crashed)
                 self._settle_later(crashed)
                 return failure
             self._current = None
-            if outcome is not None and not self._deferred:
-                envelope.resolve(outcome)
+            if reply is not None and not self._deferred and not reply.done():
+                reply.set_result(value)
 
     def _fail(self, exc: Exception) -> ChildFailed:
         """Record a failure: log it with its traceback and stop taking messages at once."""
-        self._outbox.close()
+        self.mailbox.close()
         error_id = new_error_id()
         self.log.error(
             "actor_failed", error_id=error_id, error_type=type(exc).__name__, exc_info=exc
@@ -282,16 +281,25 @@ class ActorCell(Generic[M, R]):
 
     def _reject_queued(self) -> None:
         """Answer every ask still in the mailbox with ActorStopped; drop the rest."""
-        while True:
-            try:
-                envelope = self._inbox.receive_nowait()
-            except (EndOfStream, WouldBlock, ClosedResourceError):
-                return
-            envelope.resolve(ActorStopped(self.name))
+        for envelope in self.mailbox.drain():
+            fail(envelope, ActorStopped(self.name))
 
     async def _stop_children(self) -> None:
         for child in reversed(list(self.child_refs.values())):
             await child.stop(timeout=DEFAULT_STOP_TIMEOUT)
+
+    async def _cancel_children(self) -> None:
+        """Hard-stop every child, last spawned first, and wait for each to end."""
+        for child in reversed(list(self.child_refs.values())):
+            await child._cell.cancel()
+
+    async def cancel(self) -> None:
+        """Hard stop: cancel the actor's step (its children follow) and wait for its end."""
+        if self._done:
+            return
+        self.mailbox.close()
+        self._scope.cancel()
+        await self._finished_within(math.inf)
 
     async def _run_stopping(self) -> ChildFailed | None:
         if not self._started or self._stopping_ran:
@@ -310,13 +318,12 @@ class ActorCell(Generic[M, R]):
         the parent can take it at once, so `stopped` implies `system.failures` is up to
         date; returns the report if it still has to wait for room in the parent's mailbox.
         """
-        self._outbox.close()
+        self.mailbox.close()
         if self._current is not None:
-            self._current.resolve(ActorStopped(self.name))
+            fail(self._current, ActorStopped(self.name))
             self._current = None
         self._settle_later(ActorStopped(self.name))
         self._reject_queued()
-        self._inbox.close()
         if self._registry.get(self.short_name) is self.ref:
             del self._registry[self.short_name]
         if failure is not None and self.parent._report_failure_nowait(failure):
@@ -324,14 +331,14 @@ class ActorCell(Generic[M, R]):
         self._done = True
         waiters, self._stop_waiters = self._stop_waiters, []
         for waiter in waiters:
-            waiter.resolve(_FINISHED)
-        self.log.debug("actor_stopped", reason=reason)
+            if not waiter.done():
+                waiter.set_result(_FINISHED)
+        self.events.debug("actor_stopped", actor=self.name, reason=reason)
         return failure
 
     def discard(self) -> None:
         """Clean up after a spawn that failed (idempotent; `run` may never have started)."""
-        self._outbox.close()
+        self.mailbox.close()
         self._reject_queued()
-        self._inbox.close()
         if self._registry.get(self.short_name) is self.ref:
             del self._registry[self.short_name]

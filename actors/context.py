@@ -49,7 +49,7 @@ class Context:
         return self._children_view
 
     async def spawn(self, actor: Actor[M2, R2], name: str) -> ActorRef[M2, R2]:
-        """Start `actor` as a child in this actor's task group, named ``<self>/<name>``.
+        """Start `actor` as a child of this actor, named ``<self>/<name>``.
 
         Returns once the child's `started` hook has run. Raises ValueError if a live child
         already has that name, ActorCrashed if the child's `started` raised, and

@@ -1,44 +1,63 @@
-"""Mailbox items: a message plus, for an ask, the one-shot slot its reply goes into."""
+"""Mailbox items: a message and where its reply goes.
+
+An envelope is a plain pair ``(message, reply_to)``, made once per message (a
+tuple costs a fortieth of a slotted class's ``__init__``). ``reply_to`` is the
+asker's one-shot slot (``actors.wake``), None for a ``tell``, or ``SYSTEM`` for a
+report from the runtime (a ``ChildFailed``), which no ``tell``/``ask`` can make:
+a user message is never mistaken for one.
+
+What an asker's slot receives: the reply value itself (the common case, with
+nothing wrapped around it), a ``Failure`` carrying the runtime error to raise
+instead, or ``actors.wake.EXPIRED`` once its deadline passed.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeAlias
+from collections.abc import Generator
+from typing import Any, Final, TypeAlias
 
 from actors.errors import ActorError
-
-if TYPE_CHECKING:
-    from actors.reply import Reply
+from actors.wake import Slot
 
 
-@dataclass(frozen=True, slots=True)
-class Ok:
-    """A successful reply: the value `receive` returned."""
+class _System:
+    """A slot that is always done: nothing is ever answered to a report."""
 
-    value: Any
+    __slots__ = ()
+
+    def done(self) -> bool:
+        return True
+
+    def set_result(self, value: Any) -> None:
+        pass
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        raise TypeError("nobody waits on a runtime report")
+
+    def __repr__(self) -> str:
+        return "SYSTEM"
 
 
-Outcome: TypeAlias = Ok | ActorError
-"""What travels back to an asker: the reply, or the runtime error to raise instead."""
+SYSTEM: Final[Slot] = _System()
+"""``reply_to`` of the runtime's own reports."""
+
+Envelope: TypeAlias = "tuple[Any, Slot | None]"
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class Envelope:
-    """One mailbox item.
+class Failure:
+    """The runtime error an asker raises instead of getting a reply."""
 
-    `system` envelopes come from the runtime (a `ChildFailed`), never from `tell`/`ask`,
-    so a user message can never be mistaken for one.
-    """
+    __slots__ = ("error",)
 
-    message: Any
-    reply_to: Reply | None = None
-    system: bool = False
+    def __init__(self, error: ActorError) -> None:
+        self.error = error
 
-    def resolve(self, outcome: Outcome) -> None:
-        """Answer the asker, if there is one still listening.
 
-        Safe to call more than once and after the asker gave up (its ask timed out
-        or was cancelled): the late reply is dropped without error.
-        """
-        if self.reply_to is not None:
-            self.reply_to.resolve(outcome)
+def fail(envelope: Envelope, error: ActorError) -> None:
+    """Make the envelope's asker, if one is still listening, raise ``error``.
+
+    Safe to call more than once and after the asker gave up (its ask timed out or
+    was cancelled): the late answer is dropped without error."""
+    reply_to = envelope[1]
+    if reply_to is not None and not reply_to.done():
+        reply_to.set_result(Failure(error))

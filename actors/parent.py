@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from actors.messages import ChildFailed
+
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
+    from actors.deadlines import Deadlines
 
 
 class Parent(Protocol):
     """Whoever supervises an actor: another actor's cell, or the ActorSystem."""
 
     name: str
+    deadlines: Deadlines  # the system's, shared by every actor under it
+    events: FilteringBoundLogger
+    """The system's ``actors`` logger for lifecycle events, bound once: binding a
+    logger per actor cost more than the rest of its start."""
 
     def _report_failure_nowait(self, failure: ChildFailed) -> bool:
         """Take a child's failure report now; False if it must wait for mailbox room."""

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import anyio
 
-from actors.envelope import Envelope, Ok
-from actors.errors import AskTimeout
-from actors.reply import new_reply
+from actors.envelope import Failure
+from actors.errors import ActorStopped, AskTimeout
+from actors.mailbox import MailboxClosed
+from actors.wake import EXPIRED
 
 if TYPE_CHECKING:
     from actors.cell import ActorCell
@@ -43,7 +44,7 @@ class ActorRef(Generic[M, R]):
 
         Raises ActorStopped if the actor has stopped, failed, or is stopping.
         """
-        await self._cell.enqueue(Envelope(message))
+        await self._cell.enqueue((message, None))
 
     async def ask(self, message: Request[T], *, timeout: float) -> T:  # noqa: ASYNC109
         """Enqueue the request `message` and wait for its reply (``actors.request``):
@@ -53,12 +54,17 @@ class ActorRef(Generic[M, R]):
         Raises AskTimeout, ActorCrashed (the actor failed on this very message) or
         ActorStopped (it stopped before answering). A reply arriving after the timeout
         is dropped. With room in the mailbox the message is enqueued at once; the
-        wait for the reply is the call's schedule point.
+        wait for the reply is the call's schedule point. No timer is set per ask:
+        the system's keeper of deadlines (``actors.deadlines``) holds its deadline.
         """
         cell = self._cell
-        reply = new_reply()
-        envelope = Envelope(message, reply)
-        if not cell.offer(envelope):  # the mailbox is full: wait for room, on the clock
+        reply = cell.new_slot()
+        envelope = (message, reply)
+        try:
+            offered = cell.mailbox.put_nowait(envelope)
+        except MailboxClosed:
+            raise ActorStopped(self.name) from None
+        if not offered:  # the mailbox is full: wait for room, on the clock
             start = anyio.current_time()
             try:
                 with anyio.fail_after(timeout):
@@ -68,12 +74,17 @@ class ActorRef(Generic[M, R]):
             remaining = max(0.0, timeout - (anyio.current_time() - start))
         else:
             remaining = timeout
-        outcome = await reply.wait(remaining)
-        if isinstance(outcome, Ok):
-            return cast(T, outcome.value)
-        if outcome is None:
+        deadlines = cell.deadlines
+        deadlines.add(reply, remaining)
+        try:
+            outcome = await reply
+        finally:
+            deadlines.drop(reply)
+        if isinstance(outcome, Failure):
+            raise outcome.error
+        if outcome is EXPIRED:
             raise AskTimeout(self.name, timeout)
-        raise outcome
+        return outcome  # type: ignore[no-any-return]  # the request names its reply type
 
     async def stop(self, *, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:  # noqa: ASYNC109
         """Stop orderly and wait until the actor has finished.

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from actors.envelope import Ok
+from actors.envelope import Failure
 
 if TYPE_CHECKING:
     from actors.errors import ActorError
-    from actors.reply import Reply
+    from actors.wake import Slot
 
 R = TypeVar("R")
 
@@ -38,7 +38,7 @@ class Later(Generic[R]):
 
     __slots__ = ("_owner", "_reply")
 
-    def __init__(self, reply: Reply | None, owner: set[Later[object]]) -> None:
+    def __init__(self, reply: Slot | None, owner: set[Later[object]]) -> None:
         self._reply = reply
         self._owner = owner
 
@@ -49,14 +49,14 @@ class Later(Generic[R]):
 
     def reply(self, value: R) -> None:
         """Answer the asker with ``value`` (once; later calls are ignored)."""
-        self._settle(Ok(value))
+        self._settle(value)
 
     def fail(self, error: ActorError) -> None:
         """Answer the asker by raising ``error`` in it (once)."""
-        self._settle(error)
+        self._settle(Failure(error))
 
-    def _settle(self, outcome: Ok | ActorError) -> None:
+    def _settle(self, outcome: object) -> None:
         if self in self._owner:
             self._owner.discard(self)
-            if self._reply is not None:
-                self._reply.resolve(outcome)
+            if self._reply is not None and not self._reply.done():
+                self._reply.set_result(outcome)

@@ -7,10 +7,13 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import anyio
+import structlog
 from anyio.abc import TaskGroup
+from structlog.typing import FilteringBoundLogger
 
 from actors.actor import Actor
 from actors.cell import start_actor
+from actors.deadlines import Deadlines
 from actors.errors import ActorStopped
 from actors.messages import ChildFailed
 from actors.ref import DEFAULT_STOP_TIMEOUT, ActorRef
@@ -34,6 +37,7 @@ class ActorSystem:
         self._failures: list[ChildFailed] = []
         self._task_group: TaskGroup | None = None
         self._closing = False
+        self.deadlines: Deadlines
 
     @property
     def failures(self) -> Sequence[ChildFailed]:
@@ -64,8 +68,12 @@ class ActorSystem:
     async def __aenter__(self) -> ActorSystem:
         if self._task_group is not None or self._closing:
             raise RuntimeError("an ActorSystem can be entered only once")
+        self.deadlines = Deadlines()
+        # Bound once per system, with the logging configuration of its start.
+        self.events: FilteringBoundLogger = structlog.get_logger("actors").bind()
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
+        task_group.start_soon(self.deadlines.keep, name=f"{self.name} deadlines")
         self._task_group = task_group
         return self
 

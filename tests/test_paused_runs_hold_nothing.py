@@ -12,9 +12,9 @@ from pathlib import Path
 
 import anyio
 import pytest
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from actors.cell import ActorCell
+from actors.mailbox import Mailbox
 from cutter.runner import Runner
 from cutter.states import RunState
 from tests._harness import DOC_ID, build_runner, write_sg1_approval
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.anyio
 class Held:
     registered_actors: int  # the runner's actor system: roots and their children, down
     actor_cells: int  # every actor cell still alive, registered or not
-    open_streams: int  # memory object streams (mailboxes, reply channels) not closed
+    open_mailboxes: int  # actor mailboxes not closed
     tasks: frozenset[asyncio.Task[object]]
 
 
@@ -46,15 +46,12 @@ async def held(runner: Runner) -> Held:
     return Held(
         registered_actors=registered,
         actor_cells=sum(isinstance(o, ActorCell) for o in objects),
-        open_streams=sum(
-            isinstance(o, MemoryObjectSendStream | MemoryObjectReceiveStream) and not o._closed
-            for o in objects
-        ),
+        open_mailboxes=sum(isinstance(o, Mailbox) and not o.closed for o in objects),
         tasks=frozenset(asyncio.all_tasks()),
     )
 
 
-async def test_a_run_paused_at_either_gate_holds_no_actor_task_or_stream(tmp_path: Path) -> None:
+async def test_a_run_paused_at_either_gate_holds_no_actor_task_or_mailbox(tmp_path: Path) -> None:
     rig = build_runner(tmp_path)
     async with rig.runner:
         before = await held(rig.runner)

@@ -1,5 +1,5 @@
 """What every figure shares: samples, the figure record (beside a floor, or
-absolute), timing (wall and CPU), the bare-hop floor, scratch directories beside
+absolute), timing (wall and CPU), scratch directories beside
 the repository, and the embedded stores every embedded figure runs on."""
 
 from __future__ import annotations
@@ -158,28 +158,3 @@ def measured(work: Callable[[], object], repetitions: int) -> tuple[list[float],
         wall.append(clock.wall)
         cpu.append(clock.cpu)
     return wall, cpu
-
-
-async def bare_hops(count: int, then: Callable[[], None] | None = None) -> Clocked:
-    """Wall and CPU seconds for ``count`` request/response hops over two anyio
-    memory object streams (the floor of ``ask`` and of the walk), plus ``then``."""
-    import anyio
-
-    to_server, server_in = anyio.create_memory_object_stream[int](16)
-    to_client, client_in = anyio.create_memory_object_stream[int](16)
-
-    async def server() -> None:
-        async with server_in, to_client:
-            async for message in server_in:
-                await to_client.send(message)
-
-    async with anyio.create_task_group() as tg, to_server, client_in:
-        tg.start_soon(server)
-        with clocked() as clock:
-            for i in range(count):
-                await to_server.send(i)
-                await client_in.receive()
-            if then is not None:
-                then()
-        await to_server.aclose()
-    return clock

@@ -74,17 +74,16 @@ def registered_actors(runner: Runner) -> int:
 
 
 def alive() -> Counter[str]:
-    """Actor cells and memory object streams still alive anywhere, per the collector."""
-    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-
+    """Actor cells and mailboxes still alive anywhere, per the collector."""
     from actors.cell import ActorCell
+    from actors.mailbox import Mailbox
 
     kinds: Counter[str] = Counter()
     for obj in gc.get_objects():
         if isinstance(obj, ActorCell):
             kinds["actor cells"] += 1
-        elif isinstance(obj, MemoryObjectSendStream | MemoryObjectReceiveStream):
-            kinds["memory streams"] += 1
+        elif isinstance(obj, Mailbox):
+            kinds["mailboxes"] += 1
     return kinds
 
 
@@ -278,7 +277,7 @@ def run(repetitions: int, quick: bool) -> list[Figure]:
                 f"the median repetition (a few blocks are a table's growth, not a run's): "
                 f"{holders}; after the review -> paused: registered actors "
                 f"{counts('actors')}, asyncio tasks {counts('tasks')}, actor cells alive "
-                f"{counts('actor cells')}, memory streams alive {counts('memory streams')}, "
+                f"{counts('actor cells')}, mailboxes alive {counts('mailboxes')}, "
                 f"threads {counts('threads')}"
             ),
         ),

@@ -38,9 +38,10 @@ def test_actors_never_imports_cutter() -> None:
     assert {name: found for name, found in offenders.items() if found} == {}
 
 
-# The one backend-specific module: an ask's reply slot is a loop future on asyncio,
+# The one backend-specific module: a waiting task's slot is a loop future on asyncio
+# (and a parked task on trio, reached through sys.modules so trio stays optional),
 # because anyio's portable slot costs more than the rest of the round trip.
-BACKEND_FAST_PATHS = {"reply.py": ["asyncio"]}
+BACKEND_FAST_PATHS = {"wake.py": ["asyncio"]}
 
 
 def test_actors_never_imports_asyncio_or_trio_directly() -> None:
