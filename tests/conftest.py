@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, settings
 import cutter
 from cutter.walk import Gate
 from tests._harness import Paused, at_gate, build_runner, close_databases
+from tests._process_guard import guarded, require_marker
 from tests.inputs import under_ci
 
 settings.register_profile(
@@ -66,6 +67,18 @@ async def rig_at_sg2(tmp_path: Path) -> AsyncIterator[Paused]:
     """As ``rig_at_sg1``, the run approved at SG_1 and paused at SG_2."""
     async for paused in _paused(tmp_path, Gate.SG_2):
         yield paused
+
+
+@pytest.fixture(autouse=True)
+def _subprocess_marked(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that starts a Python, PostgreSQL or other-user process carries the
+    ``subprocess`` marker (``tests._process_guard``): the quick loop starts none."""
+    if "pg_server" in request.fixturenames:
+        require_marker(request.node, "uses PostgreSQL")
+    with guarded(request.node) as refused:
+        yield
+    if refused:
+        pytest.fail(refused[0], pytrace=False)
 
 
 @pytest.fixture(autouse=True)
