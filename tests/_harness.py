@@ -34,7 +34,7 @@ from cutter.stores.memory_target import (
     StaticGrantProbe,
 )
 from cutter.stores.seeded import InMemoryDiscoverer
-from cutter.walk import Gate, Phase, Pin
+from cutter.walk import GATE_STATE, Gate, Phase, Pin
 
 DOC_ID = "doc-charter-001"
 SD_ID = "sd-charter-001"
@@ -263,6 +263,40 @@ async def write_sg1_approval(rig: Rig, run_id: str, **fields: object) -> str:
 async def write_sg2_approval(rig: Rig, run_id: str, **fields: object) -> str:
     fields.setdefault("review_decision_id", f"review-{run_id}")
     return await write_approval(rig, run_id, Gate.SG_2, **fields)  # type: ignore[arg-type]
+
+
+async def at_gate(
+    rig: Rig, gate: Gate, mode: Mode = Mode.DRY_RUN, *, started_by: str = OPERATOR
+) -> Sidecar:
+    """A run of DOC_ID on ``rig`` (its runner entered) paused at ``gate``: cut, and for
+    SG_2 approved at SG_1 by REVIEWER. The one way tests reach a gate through a runner
+    (the ``rig_at_sg1``/``rig_at_sg2`` fixtures of tests/conftest.py use it)."""
+    sc = await rig.runner.cut(DOC_ID, mode, started_by=started_by)
+    assert sc.state is GATE_STATE[Gate.SG_1], sc.stop
+    if gate is Gate.SG_2:
+        sc = await rig.runner.resume(sc.run_id, await write_sg1_approval(rig, sc.run_id))
+        assert sc.state is GATE_STATE[Gate.SG_2], sc.stop
+    return sc
+
+
+async def at_sg1(rig: Rig, mode: Mode = Mode.DRY_RUN) -> Sidecar:
+    return await at_gate(rig, Gate.SG_1, mode)
+
+
+async def at_sg2(rig: Rig, mode: Mode = Mode.DRY_RUN) -> Sidecar:
+    return await at_gate(rig, Gate.SG_2, mode)
+
+
+@dataclass
+class Paused:
+    """A rig whose runner is running, and the run it holds paused at a gate."""
+
+    rig: Rig
+    run: Sidecar
+
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
 
 
 # A row an earlier cut of DOC_ID left active: what a live cut backs up and supersedes.

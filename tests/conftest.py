@@ -13,14 +13,17 @@ the too-slow health check: both are timings, which a loaded machine breaks.
 from __future__ import annotations
 
 import os
-from collections.abc import Generator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
+from pathlib import Path
 
 import pytest
 import structlog
 from hypothesis import HealthCheck, settings
 
 import cutter
-from tests._harness import close_databases
+from cutter.walk import Gate
+from tests._harness import Paused, at_gate, build_runner, close_databases
+from tests._process_guard import guarded, require_marker
 from tests.inputs import under_ci
 
 settings.register_profile(
@@ -43,6 +46,39 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if under_ci() el
 def anyio_backend() -> str:
     """Cutter tests run on asyncio (asyncpg is asyncio-only); actors tests override this."""
     return "asyncio"
+
+
+async def _paused(tmp_path: Path, gate: Gate) -> AsyncIterator[Paused]:
+    rig = build_runner(tmp_path)
+    async with rig.runner:
+        yield Paused(rig, await at_gate(rig, gate))
+
+
+@pytest.fixture
+async def rig_at_sg1(tmp_path: Path) -> AsyncIterator[Paused]:
+    """A runner (running) on the harness's stores with a dry run of DOC_ID paused at
+    SG_1 (``tests._harness.at_gate``); the runner stops when the test ends."""
+    async for paused in _paused(tmp_path, Gate.SG_1):
+        yield paused
+
+
+@pytest.fixture
+async def rig_at_sg2(tmp_path: Path) -> AsyncIterator[Paused]:
+    """As ``rig_at_sg1``, the run approved at SG_1 and paused at SG_2."""
+    async for paused in _paused(tmp_path, Gate.SG_2):
+        yield paused
+
+
+@pytest.fixture(autouse=True)
+def _subprocess_marked(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that starts a Python, PostgreSQL or other-user process carries the
+    ``subprocess`` marker (``tests._process_guard``): the quick loop starts none."""
+    if "pg_server" in request.fixturenames:
+        require_marker(request.node, "uses PostgreSQL")
+    with guarded(request.node) as refused:
+        yield
+    if refused:
+        pytest.fail(refused[0], pytrace=False)
 
 
 @pytest.fixture(autouse=True)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.subprocess
+
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "Pl4nted-S3cret"
 # Nothing listens at either: a socket directory that does not exist, TCP port 1.

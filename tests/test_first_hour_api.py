@@ -58,6 +58,7 @@ async def test_embedded_config_builds_a_runner_config(tmp_path: Path) -> None:
         ]
 
 
+@pytest.mark.subprocess
 def test_the_library_prints_nothing(tmp_path: Path) -> None:
     """A program that drives a Runner (its config built by hand, as it could be on any
     version) sees none of cutter's events on its own stdout or stderr."""

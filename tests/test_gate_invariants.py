@@ -34,7 +34,7 @@ from cutter.errors import (
 from cutter.kbdocs import ApprovalRefusal, Decision, PhaseDoc, SovereignRequest, request_doc_id
 from cutter.ledger import CutEnvelope, RollbackEnvelope, verify_chain
 from cutter.records import REQUIRED_GRANTS, Backup, IUState
-from cutter.sidecar import DriftUnit, Sidecar
+from cutter.sidecar import DriftUnit
 from cutter.stores.memory_target import InMemoryIUStore
 from cutter.walk import PHASES, Gate, Phase, Pin
 from tests._harness import (
@@ -43,7 +43,10 @@ from tests._harness import (
     OPERATOR,
     REVIEWER,
     REVIEWER_2,
+    Paused,
     Rig,
+    at_sg1,
+    at_sg2,
     build_runner,
     write_approval,
     write_sg1_approval,
@@ -94,19 +97,6 @@ async def assert_refused(
     return info.value
 
 
-async def at_sg1(rig: Rig, mode: Mode = Mode.DRY_RUN) -> Sidecar:
-    sc = await rig.runner.cut(DOC_ID, mode, started_by=OPERATOR)
-    assert sc.state is RunState.AWAITING_CUT_AUTHORIZATION
-    return sc
-
-
-async def at_sg2(rig: Rig, mode: Mode = Mode.DRY_RUN) -> Sidecar:
-    sc = await at_sg1(rig, mode)
-    sc = await rig.runner.resume(sc.run_id, await write_sg1_approval(rig, sc.run_id))
-    assert sc.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION
-    return sc
-
-
 class TestGateInvariants:
     # --- what the approval says -----------------------------------------------------
     async def test_no_approval_raises_stop_approval_required(self, tmp_path: Path) -> None:
@@ -116,53 +106,41 @@ class TestGateInvariants:
             exc = await assert_refused(rig, sc.run_id, None, StopApprovalRequired)
         assert exc.code == StopCode.APPROVAL_REQUIRED == "STOP_APPROVAL_REQUIRED"
 
-    async def test_approval_for_sg2_while_at_sg1_is_wrong_gate(self, tmp_path: Path) -> None:
-        rig = build_runner(tmp_path)
-        async with rig.runner:
-            sc = await at_sg1(rig)
-            kb_id = await write_sg2_approval(rig, sc.run_id)
-            await assert_refused(rig, sc.run_id, kb_id, ApprovalWrongGate)
+    async def test_approval_for_sg2_while_at_sg1_is_wrong_gate(self, rig_at_sg1: Paused) -> None:
+        rig, sc = rig_at_sg1.rig, rig_at_sg1.run
+        kb_id = await write_sg2_approval(rig, sc.run_id)
+        await assert_refused(rig, sc.run_id, kb_id, ApprovalWrongGate)
 
-    async def test_approval_naming_another_run_is_wrong_run(self, tmp_path: Path) -> None:
-        rig = build_runner(tmp_path)
-        async with rig.runner:
-            sc = await at_sg1(rig)
-            kb_id = await write_sg1_approval(rig, sc.run_id, for_run="run-0123456789abcdef")
-            await assert_refused(rig, sc.run_id, kb_id, ApprovalWrongRun)
+    async def test_approval_naming_another_run_is_wrong_run(self, rig_at_sg1: Paused) -> None:
+        rig, sc = rig_at_sg1.rig, rig_at_sg1.run
+        kb_id = await write_sg1_approval(rig, sc.run_id, for_run="run-0123456789abcdef")
+        await assert_refused(rig, sc.run_id, kb_id, ApprovalWrongRun)
 
-    async def test_wrong_request_digest_is_stale(self, tmp_path: Path) -> None:
-        rig = build_runner(tmp_path)
-        async with rig.runner:
-            sc = await at_sg1(rig)
-            kb_id = await write_sg1_approval(rig, sc.run_id, request_digest="0" * 64)
-            await assert_refused(rig, sc.run_id, kb_id, ApprovalStale)
+    async def test_wrong_request_digest_is_stale(self, rig_at_sg1: Paused) -> None:
+        rig, sc = rig_at_sg1.rig, rig_at_sg1.run
+        kb_id = await write_sg1_approval(rig, sc.run_id, request_digest="0" * 64)
+        await assert_refused(rig, sc.run_id, kb_id, ApprovalStale)
 
-    async def test_wrong_nonce_is_stale(self, tmp_path: Path) -> None:
-        rig = build_runner(tmp_path)
-        async with rig.runner:
-            sc = await at_sg1(rig)
-            kb_id = await write_sg1_approval(rig, sc.run_id, nonce="f" * 32)
-            await assert_refused(rig, sc.run_id, kb_id, ApprovalStale)
+    async def test_wrong_nonce_is_stale(self, rig_at_sg1: Paused) -> None:
+        rig, sc = rig_at_sg1.rig, rig_at_sg1.run
+        kb_id = await write_sg1_approval(rig, sc.run_id, nonce="f" * 32)
+        await assert_refused(rig, sc.run_id, kb_id, ApprovalStale)
 
-    async def test_issued_before_the_gate_opened_is_stale(self, tmp_path: Path) -> None:
-        rig = build_runner(tmp_path)
-        async with rig.runner:
-            sc = await at_sg1(rig)
-            gate = sc.pending_gate
-            assert gate is not None
-            kb_id = await write_sg1_approval(
-                rig, sc.run_id, issued_at=gate.opened_at - timedelta(seconds=1)
-            )
-            await assert_refused(rig, sc.run_id, kb_id, ApprovalStale)
+    async def test_issued_before_the_gate_opened_is_stale(self, rig_at_sg1: Paused) -> None:
+        rig, sc = rig_at_sg1.rig, rig_at_sg1.run
+        gate = sc.pending_gate
+        assert gate is not None
+        kb_id = await write_sg1_approval(
+            rig, sc.run_id, issued_at=gate.opened_at - timedelta(seconds=1)
+        )
+        await assert_refused(rig, sc.run_id, kb_id, ApprovalStale)
 
-    async def test_issued_in_the_future_is_stale(self, tmp_path: Path) -> None:
-        rig = build_runner(tmp_path)
-        async with rig.runner:
-            sc = await at_sg1(rig)
-            kb_id = await write_sg1_approval(
-                rig, sc.run_id, issued_at=rig.clock.now + timedelta(hours=1)
-            )
-            await assert_refused(rig, sc.run_id, kb_id, ApprovalStale)
+    async def test_issued_in_the_future_is_stale(self, rig_at_sg1: Paused) -> None:
+        rig, sc = rig_at_sg1.rig, rig_at_sg1.run
+        kb_id = await write_sg1_approval(
+            rig, sc.run_id, issued_at=rig.clock.now + timedelta(hours=1)
+        )
+        await assert_refused(rig, sc.run_id, kb_id, ApprovalStale)
 
     async def test_expired_approval_is_refused_and_never_auto_approves(
         self, tmp_path: Path
@@ -187,12 +165,10 @@ class TestGateInvariants:
             sc = await rig.runner.resume(sc.run_id, kb_id)
         assert sc.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION
 
-    async def test_self_approval_is_refused(self, tmp_path: Path) -> None:
-        rig = build_runner(tmp_path)
-        async with rig.runner:
-            sc = await at_sg1(rig)
-            kb_id = await write_sg1_approval(rig, sc.run_id, approver=OPERATOR)
-            await assert_refused(rig, sc.run_id, kb_id, SelfApprovalRefused)
+    async def test_self_approval_is_refused(self, rig_at_sg1: Paused) -> None:
+        rig, sc = rig_at_sg1.rig, rig_at_sg1.run
+        kb_id = await write_sg1_approval(rig, sc.run_id, approver=OPERATOR)
+        await assert_refused(rig, sc.run_id, kb_id, SelfApprovalRefused)
 
     async def test_self_approval_accepted_when_policy_allows_it(self, tmp_path: Path) -> None:
         rig = build_runner(tmp_path, policy=GatePolicy(allow_self_approval=True))
@@ -263,28 +239,24 @@ class TestGateInvariants:
         assert sc.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION
 
     # --- where the approval points ------------------------------------------------------
-    async def test_approval_kb_id_that_does_not_exist_is_not_found(self, tmp_path: Path) -> None:
-        rig = build_runner(tmp_path)
-        async with rig.runner:
-            sc = await at_sg1(rig)
-            await assert_refused(rig, sc.run_id, "approvals/nobody/wrote-this", ApprovalNotFound)
+    async def test_approval_kb_id_that_does_not_exist_is_not_found(
+        self, rig_at_sg1: Paused
+    ) -> None:
+        rig, sc = rig_at_sg1.rig, rig_at_sg1.run
+        await assert_refused(rig, sc.run_id, "approvals/nobody/wrote-this", ApprovalNotFound)
 
-    async def test_kb_id_of_a_non_approval_doc_is_not_found(self, tmp_path: Path) -> None:
-        rig = build_runner(tmp_path)
-        async with rig.runner:
-            sc = await at_sg1(rig)
-            request_id = request_doc_id(sc.run_id, Gate.SG_1)
-            assert isinstance(await rig.kb.get(request_id), SovereignRequest)
-            await assert_refused(rig, sc.run_id, request_id, ApprovalNotFound)
+    async def test_kb_id_of_a_non_approval_doc_is_not_found(self, rig_at_sg1: Paused) -> None:
+        rig, sc = rig_at_sg1.rig, rig_at_sg1.run
+        request_id = request_doc_id(sc.run_id, Gate.SG_1)
+        assert isinstance(await rig.kb.get(request_id), SovereignRequest)
+        await assert_refused(rig, sc.run_id, request_id, ApprovalNotFound)
 
-    async def test_corrupt_approval_doc_is_invalid(self, tmp_path: Path) -> None:
-        rig = build_runner(tmp_path)
-        async with rig.runner:
-            sc = await at_sg1(rig)
-            kb_id = await write_sg1_approval(rig, sc.run_id)
-            rig.overwrite_kb_doc(kb_id, b"\x00\xffnot json {{{")
-            await assert_refused(rig, sc.run_id, kb_id, ApprovalInvalid)
-            assert rig.stored_kb_doc(kb_id) == b"\x00\xffnot json {{{"
+    async def test_corrupt_approval_doc_is_invalid(self, rig_at_sg1: Paused) -> None:
+        rig, sc = rig_at_sg1.rig, rig_at_sg1.run
+        kb_id = await write_sg1_approval(rig, sc.run_id)
+        rig.overwrite_kb_doc(kb_id, b"\x00\xffnot json {{{")
+        await assert_refused(rig, sc.run_id, kb_id, ApprovalInvalid)
+        assert rig.stored_kb_doc(kb_id) == b"\x00\xffnot json {{{"
 
     @pytest.mark.parametrize(
         "hostile",

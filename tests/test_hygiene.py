@@ -81,6 +81,7 @@ def run_probe(tmp_path: Path, *, ci: bool) -> dict[str, str]:
     return outcomes
 
 
+@pytest.mark.subprocess
 def test_under_ci_only_a_declared_skip_stays_a_skip(tmp_path: Path) -> None:
     assert run_probe(tmp_path, ci=True) == {
         "test_passes": "PASSED",
@@ -92,6 +93,7 @@ def test_under_ci_only_a_declared_skip_stays_a_skip(tmp_path: Path) -> None:
     }
 
 
+@pytest.mark.subprocess
 def test_outside_ci_skips_are_skips(tmp_path: Path) -> None:
     outcomes = run_probe(tmp_path, ci=False)
     assert outcomes.pop("test_passes") == "PASSED"

@@ -148,6 +148,7 @@ async def test_a_store_refuses_a_document_over_the_limit_and_stores_nothing(
         assert version.size == MAX_DOCUMENT_BYTES
 
 
+@pytest.mark.subprocess
 def test_add_document_and_plan_refuse_an_oversized_file_in_one_line(tmp_path: Path) -> None:
     big = tmp_path / "big.txt"
     with big.open("wb") as file:  # sparse: the refusal must come before reading it
@@ -185,6 +186,7 @@ async def test_a_stored_version_over_the_limit_stops_at_source_pin_unread(tmp_pa
     assert disc.calls == 0
 
 
+@pytest.mark.subprocess
 @pytest.mark.anyio
 async def test_discovery_in_a_worker_process_is_the_same_cut() -> None:
     """The daemon's path (``use_worker_processes``): the cut and the warnings come back
@@ -208,6 +210,7 @@ async def test_small_work_stays_on_the_loop_and_large_work_leaves_it() -> None:
     assert await off_loop(threading.get_ident) != here  # no size: its cost is not known
 
 
+@pytest.mark.subprocess
 @pytest.mark.anyio
 async def test_the_daemon_discovers_even_a_small_document_in_a_worker_process() -> None:
     from cutter.discovery import TextDiscoverer

@@ -15,13 +15,13 @@ from cutter.mode import Mode
 from cutter.sidecar import DriftUnit, Sidecar
 from cutter.sqlite.target import SqliteSources
 from cutter.states import RunState
-from cutter.walk import Phase, Pin
+from cutter.walk import Gate, Phase, Pin
 from tests._harness import (
     DOC_ID,
-    OPERATOR,
     SD_ID,
     SV_ID,
     Rig,
+    at_gate,
     build_runner,
     hand_edit,
     open_database_now,
@@ -62,9 +62,7 @@ def overwrite_bytes(sources: SqliteSources, data: bytes) -> None:
 
 
 async def at_sg1(rig: Rig) -> Sidecar:
-    sc = await rig.runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)
-    assert sc.state is RunState.AWAITING_CUT_AUTHORIZATION
-    return sc
+    return await at_gate(rig, Gate.SG_1, Mode.LIVE)
 
 
 async def test_a_byte_appended_at_sg1_is_drift_and_the_approval_stays_unused(

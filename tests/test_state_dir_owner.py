@@ -49,6 +49,7 @@ def test_release_empties_the_file_and_frees_the_directory(tmp_path: Path) -> Non
         assert (state / LOCK_FILE).read_text().splitlines()[0] == str(os.getpid())
 
 
+@pytest.mark.subprocess
 def test_a_dead_owners_pid_file_does_not_block(tmp_path: Path) -> None:
     state = tmp_path / "state"
     state.mkdir()

@@ -153,6 +153,7 @@ def watcher(socket: Path, *args: str) -> subprocess.Popen[str]:
 
 
 # --- the walk --------------------------------------------------------------------------------
+@pytest.mark.subprocess
 def test_both_gates_from_the_command_line(daemon: DaemonProcess) -> None:
     socket = daemon.socket
     started = ok(socket, "start", DOC_ID, "--by", STARTER)
@@ -216,6 +217,7 @@ def test_both_gates_from_the_command_line(daemon: DaemonProcess) -> None:
     assert "waits at no gate" in refused(again, "E_RUN_NOT_AT_GATE")
 
 
+@pytest.mark.subprocess
 def test_json_replies_are_protocol_frames(daemon: DaemonProcess) -> None:
     socket = daemon.socket
     assert expect(frame(ok(socket, "ping", "--json")), Pong).protocol == PROTOCOL_VERSION
@@ -254,6 +256,7 @@ def test_json_replies_are_protocol_frames(daemon: DaemonProcess) -> None:
     assert expect(frame(refusal), Error).code == "E_RUN_NOT_RESUMABLE"
 
 
+@pytest.mark.subprocess
 def test_the_approver_is_the_caller_unless_declared(daemon: DaemonProcess) -> None:
     """Without --approver the decision is the caller's own: the login name of its uid,
     which is the principal the daemon authenticates; the hint asks for no name."""
@@ -267,6 +270,7 @@ def test_the_approver_is_the_caller_unless_declared(daemon: DaemonProcess) -> No
 
 
 # --- refusals ---------------------------------------------------------------------------------
+@pytest.mark.subprocess
 def test_self_approval_is_refused_and_changes_nothing(daemon: DaemonProcess) -> None:
     socket = daemon.socket
     run = start(socket)
@@ -286,6 +290,7 @@ def test_self_approval_is_refused_and_changes_nothing(daemon: DaemonProcess) -> 
     assert after.waiting.approvals == 0
 
 
+@pytest.mark.subprocess
 def test_unknown_and_malformed_runs(daemon: DaemonProcess) -> None:
     socket = daemon.socket
     refused(cli(socket, "status", "run-0000000000000000"), "E_UNKNOWN_RUN")
@@ -310,6 +315,7 @@ def test_no_daemon_exits_2(tmp_path: Path) -> None:
     assert expect(frame(cli(socket, "runs", "--json")), Error).code == "E_DAEMON_UNAVAILABLE"
 
 
+@pytest.mark.subprocess
 def test_kill_switch_round_trip(daemon: DaemonProcess) -> None:
     socket = daemon.socket
     assert (
@@ -326,6 +332,7 @@ def test_kill_switch_round_trip(daemon: DaemonProcess) -> None:
 
 
 # --- the reviewer's script, watching, shutting down ---------------------------------------------
+@pytest.mark.subprocess
 def test_approve_script_releases_sg1(daemon: DaemonProcess) -> None:
     socket = daemon.socket
     run = start(socket)
@@ -366,6 +373,7 @@ def test_approve_script_releases_sg1(daemon: DaemonProcess) -> None:
     assert missing.stderr.startswith("E_REVIEW_DECISION_REQUIRED: ")
 
 
+@pytest.mark.subprocess
 def test_watch_prints_transitions_until_the_run_ends(daemon: DaemonProcess) -> None:
     socket = daemon.socket
     run = start(socket)
@@ -390,6 +398,7 @@ def test_watch_prints_transitions_until_the_run_ends(daemon: DaemonProcess) -> N
     assert any(f"approval_consumed  SG_1 approve {REVIEWER}" in line for line in text)
 
 
+@pytest.mark.subprocess
 def test_watch_stops_quietly_on_ctrl_c(daemon: DaemonProcess) -> None:
     process = watcher(daemon.socket)
     process.send_signal(signal.SIGINT)
@@ -398,6 +407,7 @@ def test_watch_stops_quietly_on_ctrl_c(daemon: DaemonProcess) -> None:
     assert "Traceback" not in out + err
 
 
+@pytest.mark.subprocess
 def test_shutdown_stops_the_daemon(daemon: DaemonProcess) -> None:
     result = cli(daemon.socket, "shutdown")
     assert daemon.process.wait(timeout=TIMEOUT) == 0
@@ -407,6 +417,7 @@ def test_shutdown_stops_the_daemon(daemon: DaemonProcess) -> None:
     assert gone.stderr.startswith("E_DAEMON_UNAVAILABLE: ")
 
 
+@pytest.mark.subprocess
 def test_shutdown_is_answered(daemon: DaemonProcess) -> None:
     result = cli(daemon.socket, "shutdown", "--json")
     assert daemon.process.wait(timeout=TIMEOUT) == 0

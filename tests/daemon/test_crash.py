@@ -211,6 +211,7 @@ async def _recovered(daemon: WatchedDaemon, run_id: str) -> RunSummary:
 # -- kill -9 at every failpoint -------------------------------------------------------------
 
 
+@pytest.mark.subprocess
 @pytest.mark.anyio
 @pytest.mark.parametrize("point", FAILPOINTS)
 async def test_kill_9_at_failpoint_then_restart_ends_as_an_uninterrupted_walk(
@@ -279,6 +280,7 @@ async def _resend(daemon: WatchedDaemon, run_id: str, approval_kb_id: str) -> Er
 # -- kill -9 between an approval's consumption and the run's advance ---------------------------
 
 
+@pytest.mark.subprocess
 @pytest.mark.anyio
 @pytest.mark.parametrize("nth", [1, 2])
 async def test_a_reviewers_retry_after_a_kill_at_consumption_is_the_same_decision(
@@ -319,6 +321,7 @@ async def test_a_reviewers_retry_after_a_kill_at_consumption_is_the_same_decisio
     assert len(on_disk.consumed_ids) == 2
 
 
+@pytest.mark.subprocess
 def test_a_reviewer_whose_daemon_died_is_told_where_the_decision_went(
     published: Path, tmp_path: Path, daemons: list[DaemonProcess]
 ) -> None:
@@ -340,6 +343,7 @@ def test_a_reviewer_whose_daemon_died_is_told_where_the_decision_went(
 # -- kill -9 at a gate ------------------------------------------------------------------------
 
 
+@pytest.mark.subprocess
 @pytest.mark.anyio
 async def test_kill_9_while_waiting_at_a_gate_leaves_the_run_waiting(
     published: Path, reference: OnDisk, tmp_path: Path, daemons: list[DaemonProcess]
@@ -366,6 +370,7 @@ async def test_kill_9_while_waiting_at_a_gate_leaves_the_run_waiting(
 # -- SIGTERM while a command waits on a durable write -------------------------------------------
 
 
+@pytest.mark.subprocess
 @pytest.mark.anyio
 async def test_sigterm_while_a_walk_waits_on_the_database_drains_and_a_restart_continues(
     published: Path, reference: OnDisk, tmp_path: Path, daemons: list[DaemonProcess]
@@ -469,6 +474,7 @@ def undone(published: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     return references
 
 
+@pytest.mark.subprocess
 @pytest.mark.anyio
 @pytest.mark.parametrize("point", UNDO_FAILPOINTS)
 @pytest.mark.parametrize("failure", FAILURES)

@@ -87,6 +87,7 @@ def put_kb_doc(state_dir: Path, kb_id: str, data: bytes) -> None:
     execute(state_dir, "UPDATE kb_docs SET doc = ? WHERE kb_id = ?", (data, kb_id))
 
 
+@pytest.mark.subprocess
 def test_a_healthy_state_directory_passes_also_beside_its_daemon(
     walked: dict[str, object], tmp_path: Path
 ) -> None:

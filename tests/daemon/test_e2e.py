@@ -61,6 +61,8 @@ from tests.daemon._drive import (
 from tests.daemon.conftest import DaemonProcess
 from tests.inputs import input_file
 
+pytestmark = pytest.mark.subprocess
+
 APPROVE_SCRIPT = ROOT / "scripts" / "approve"
 LIVE = "--enable-execution"
 

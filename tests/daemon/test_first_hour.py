@@ -44,6 +44,8 @@ from tests.daemon.test_cli import (
     start_with_sample,
 )
 
+pytestmark = pytest.mark.subprocess
+
 EXIT_STOPPED = 4  # the documented status of a run that stopped (docs/protocol.md)
 
 

@@ -682,6 +682,7 @@ class Watcher:
                 self.seen.append(reply)
 
 
+@pytest.mark.subprocess
 @pytest.mark.anyio
 async def test_a_client_gone_right_after_sending_leaves_no_half_applied_command(
     tmp_path: Path, daemons: list[DaemonProcess]

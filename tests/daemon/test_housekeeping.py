@@ -6,10 +6,13 @@ import hashlib
 from pathlib import Path
 
 import anyio
+import pytest
 
 from cutter.daemon.logid import LOGGED_ID_CHARS
 from cutter.protocol import Error, StatusOf
 from tests.daemon._drive import ask, launch
+
+pytestmark = pytest.mark.subprocess
 
 
 def test_a_megabyte_command_id_is_logged_as_a_bounded_prefix_and_hash(tmp_path: Path) -> None:

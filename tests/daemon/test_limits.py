@@ -33,7 +33,7 @@ from cutter.protocol import (
 from tests.daemon._drive import DOC_ID, OPERATOR, add_document
 from tests.daemon.conftest import DaemonProcess, start_daemon
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.subprocess]
 
 MIB = 1 << 20
 GUARD = 120  # seconds: only so a hung daemon fails the test instead of the suite

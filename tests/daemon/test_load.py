@@ -45,7 +45,7 @@ from cutter.walk import Gate
 from tests.daemon._db import Consumed, consumed_approvals, query, stores
 from tests.daemon.conftest import ROOT, DaemonProcess, start_daemon
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.subprocess]
 
 SAMPLE = ROOT / "cutter" / "samples" / "garden-charter.md"
 OPERATOR = "operator-ann"

@@ -42,6 +42,8 @@ from tests.daemon._drive import (
 )
 from tests.daemon.conftest import ROOT, START_TIMEOUT
 
+pytestmark = pytest.mark.subprocess
+
 SOCKET, STDIO = "socket", "stdio"
 EXIT_STATE_DIR_BUSY = 3  # documented in docs/operations.md
 EXIT_ERROR = 1

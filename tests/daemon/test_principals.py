@@ -83,7 +83,7 @@ while not data.endswith(b"\\n"):
 sys.stdout.write(data.decode())
 """
 
-pytestmark = pytest.mark.may_skip
+pytestmark = [pytest.mark.may_skip, pytest.mark.subprocess]
 
 
 def _policy(admin: str, *, sg_1_required: int = 2) -> str:

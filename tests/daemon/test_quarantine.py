@@ -34,6 +34,8 @@ from tests.daemon._drive import (
     start_run,
 )
 
+pytestmark = pytest.mark.subprocess
+
 DOCS = ("doc-a", "doc-b", "doc-c")
 
 

@@ -33,7 +33,7 @@ from tests.daemon._drive import (
 from tests.daemon.conftest import DaemonProcess
 from tests.inputs import input_file
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.subprocess]
 
 CORPUS_DOC = ROOT / "tests" / "corpus" / "gdpr-2016-679.txt"
 DOC = "gdpr"

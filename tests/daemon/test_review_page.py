@@ -25,6 +25,8 @@ from cutter.walk import Gate
 from tests.daemon.conftest import ROOT, DaemonProcess, start_daemon
 from tests.inputs import input_file
 
+pytestmark = pytest.mark.subprocess
+
 CHROMIUM = Path(os.environ.get("CUTTER_CHROMIUM", "/usr/bin/chromium"))
 SAMPLE = ROOT / "cutter" / "samples" / "garden-charter.md"
 SCRIPT = "<script>alert(1)</script>"

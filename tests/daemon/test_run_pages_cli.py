@@ -21,6 +21,8 @@ from cutter.states import RunState
 from tests._many_runs import many_runs, store_runs
 from tests.daemon.conftest import DaemonProcess, start_daemon
 
+pytestmark = pytest.mark.subprocess
+
 MANY = 5000
 
 

@@ -25,6 +25,8 @@ from tests.daemon.test_cli import (
     start_with_sample,
 )
 
+pytestmark = pytest.mark.subprocess
+
 REVIEWER = "bob"
 TIMEOUT = 60
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import anyio
+import pytest
 
 from cutter.mode import Mode
 from cutter.protocol import AbortRun, Error, RunInfo, Start
@@ -23,6 +24,8 @@ from tests._mounts import fill, read_only, tmpfs
 from tests.daemon._db import contents, sidecars_stored
 from tests.daemon._drive import OPERATOR, SAMPLE, add_document, ask, launch, start_run, status
 from tests.daemon.test_owner import EXIT_ERROR, cutter
+
+pytestmark = pytest.mark.subprocess
 
 
 def no_traceback(stderr_dir: Path) -> None:

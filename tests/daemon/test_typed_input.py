@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import anyio
+import pytest
 
 from cutter.mode import Mode
 from cutter.sqlite.config import embedded_config
@@ -16,6 +17,8 @@ from cutter.states import RunState
 from tests.daemon._drive import add_document, launch, start_run
 from tests.daemon.conftest import ROOT
 from tests.daemon.test_owner import EXIT_ERROR, _env, cutter
+
+pytestmark = pytest.mark.subprocess
 
 HUGE = "7" * 5000  # over Python's 4,300-digit int() limit
 BINARY = b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)) * 4

@@ -19,9 +19,10 @@ from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
+import pytest
 
 from cutter.canonical import sha256_hex
 from cutter.kbdocs import Approval, Decision, PhaseDoc
@@ -31,7 +32,7 @@ from cutter.pg.connect import create_pool
 from cutter.pg.records import PgKnowledgeBase, PgRunStore
 from cutter.pg.target import PgIUStore, PgLedger, PgSourceRepository, publish
 from cutter.ports import IUStore, KnowledgeBase, Ledger, RunStore, SourceRepository
-from cutter.records import IURow, IUState, SourceVersion
+from cutter.records import Backup, IURow, IUState, SourceVersion
 from cutter.sidecar import ApprovalUse
 from cutter.sqlite.database import open_database
 from cutter.sqlite.records import SqliteKnowledgeBase, SqliteRunStore
@@ -39,13 +40,16 @@ from cutter.sqlite.target import SqliteIUStore, SqliteLedger, SqliteSources
 from cutter.stores.memory_records import InMemoryKnowledgeBase, InMemoryRunStore
 from cutter.stores.memory_target import InMemoryIUStore, InMemoryLedger, InMemorySources
 from cutter.walk import Gate, Phase, Pin
+from tests._harness import open_database_now, stored_rows
 from tests.pg.conftest import PgDatabase
 
 WRITER = "cutter_writer"
 CONTROL = "cutter_control"
 ADMIN_TIMEOUT_S = 10.0
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-BACKENDS = ["memory", "sqlite", "pg"]
+# PostgreSQL's runs start (or share) a server: marked for the quick loop to skip.
+PG = pytest.param("pg", marks=pytest.mark.subprocess)
+BACKENDS = ["memory", "sqlite", PG]
 TARGET_BACKENDS = BACKENDS
 
 
@@ -108,6 +112,21 @@ class TargetUnderTest:
     ledger: Ledger
     publish: Callable[[str, bytes], Awaitable[SourceVersion]]
     db: PgDatabase | None
+    # Everything stored, by table: "nothing was written" is equality.
+    stored: Callable[[], Awaitable[object]]
+    # The same stores opened again (a restart): a new connection, pool or handle.
+    reopen: Callable[[], Awaitable[TargetUnderTest]]
+
+
+async def everything_stored(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table of the database at ``dsn`` (the migrations' own
+    bookkeeping aside), by table."""
+    rows = await admin_fetch(
+        dsn,
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        " AND tablename NOT IN ('schema_migrations', 'schema_version') ORDER BY 1",
+    )
+    return {r["tablename"]: await table_snapshot(dsn, r["tablename"]) for r in rows}
 
 
 @asynccontextmanager
@@ -119,9 +138,25 @@ async def open_target(backend: Backend) -> AsyncIterator[TargetUnderTest]:
             sv_id = f"sv-{doc_id}-{sha256_hex(data)[:16]}"
             return sources.publish(doc_id, data, sv_id=sv_id)
 
-        yield TargetUnderTest(
-            "memory", sources, InMemoryIUStore(), InMemoryLedger(), publish_memory, None
+        ius, ledger = InMemoryIUStore(), InMemoryLedger()
+
+        async def stored_memory() -> object:
+            return (
+                dict(sources._current),
+                dict(sources._content),
+                dict(sources._cut_by),
+                dict(ius._rows),
+                dict(ius._backups),
+                list(ledger._entries),
+            )
+
+        async def reopen_memory() -> TargetUnderTest:
+            return opened  # one process: the same objects
+
+        opened = TargetUnderTest(
+            "memory", sources, ius, ledger, publish_memory, None, stored_memory, reopen_memory
         )
+        yield opened
         return
     if backend.kind == "sqlite":
         with tempfile.TemporaryDirectory(prefix="cutter-target-") as tmp:
@@ -131,6 +166,22 @@ async def open_target(backend: Backend) -> AsyncIterator[TargetUnderTest]:
                 async def publish_sqlite(doc_id: str, data: bytes) -> SourceVersion:
                     return await embedded.publish(doc_id, data)
 
+                async def stored_sqlite() -> object:
+                    return stored_rows(database.path)
+
+                async def reopen_sqlite() -> TargetUnderTest:
+                    again = open_database_now(Path(tmp))  # closed at the test's end
+                    return TargetUnderTest(
+                        "sqlite",
+                        SqliteSources(again),
+                        SqliteIUStore(again),
+                        SqliteLedger(again),
+                        publish_sqlite,
+                        None,
+                        stored_sqlite,
+                        reopen_sqlite,
+                    )
+
                 yield TargetUnderTest(
                     "sqlite",
                     embedded,
@@ -138,28 +189,44 @@ async def open_target(backend: Backend) -> AsyncIterator[TargetUnderTest]:
                     SqliteLedger(database),
                     publish_sqlite,
                     None,
+                    stored_sqlite,
+                    reopen_sqlite,
                 )
         return
     db = backend.pg
     pool = await create_pool(db.writer_dsn, role=WRITER, min_size=0, max_size=4)
     admin = await create_pool(db.admin_dsn, min_size=0, max_size=2)
+    pools = [pool, admin]
     try:
 
         async def publish_pg(doc_id: str, data: bytes) -> SourceVersion:
             # Publishing is an ingest step: the writer may not insert source versions.
             return await publish(admin, doc_id, data)
 
-        yield TargetUnderTest(
-            "pg",
-            PgSourceRepository(pool),
-            PgIUStore(pool),
-            PgLedger(pool),
-            publish_pg,
-            db,
-        )
+        async def stored_pg() -> object:
+            return await everything_stored(db.admin_dsn)
+
+        def on(writer: asyncpg.Pool) -> TargetUnderTest:
+            return TargetUnderTest(
+                "pg",
+                PgSourceRepository(writer),
+                PgIUStore(writer),
+                PgLedger(writer),
+                publish_pg,
+                db,
+                stored_pg,
+                reopen_pg,
+            )
+
+        async def reopen_pg() -> TargetUnderTest:
+            again = await create_pool(db.writer_dsn, role=WRITER, min_size=0, max_size=4)
+            pools.append(again)
+            return on(again)
+
+        yield on(pool)
     finally:
-        await admin.close()
-        await pool.close()
+        for opened in reversed(pools):
+            await opened.close()
 
 
 # -- record stores --------------------------------------------------------------------
@@ -174,6 +241,8 @@ class RecordsUnderTest:
     corrupt_run: Callable[[str, bytes], Awaitable[None]]
     delete_kb: Callable[[str], Awaitable[None]]
     db: PgDatabase | None
+    stored: Callable[[], Awaitable[object]]  # everything stored: "nothing written" is equality
+    reopen: Callable[[], Awaitable[RunStore]]  # another handle on the same records (a restart)
 
 
 @asynccontextmanager
@@ -192,8 +261,22 @@ async def open_records(backend: Backend) -> AsyncIterator[RecordsUnderTest]:
         async def delete_kb_memory(kb_id: str) -> None:
             del kb._docs[kb_id]
 
+        async def stored_memory() -> object:
+            return (dict(kb._docs), dict(runs._sidecars), dict(runs._consumed))
+
+        async def reopen_memory() -> RunStore:
+            return runs
+
         yield RecordsUnderTest(
-            "memory", kb, runs, corrupt_kb_memory, corrupt_run_memory, delete_kb_memory, None
+            "memory",
+            kb,
+            runs,
+            corrupt_kb_memory,
+            corrupt_run_memory,
+            delete_kb_memory,
+            None,
+            stored_memory,
+            reopen_memory,
         )
         return
     if backend.kind == "sqlite":
@@ -217,6 +300,12 @@ async def open_records(backend: Backend) -> AsyncIterator[RecordsUnderTest]:
                 async def corrupt_run_sqlite(run_id: str, data: bytes) -> None:
                     overwrite("runs", "run_id", "sidecar", run_id, data)
 
+                async def stored_sqlite() -> object:
+                    return stored_rows(path)
+
+                async def reopen_sqlite() -> RunStore:
+                    return SqliteRunStore(open_database_now(Path(tmp)))  # closed at the end
+
                 yield RecordsUnderTest(
                     "sqlite",
                     SqliteKnowledgeBase(database),
@@ -225,11 +314,14 @@ async def open_records(backend: Backend) -> AsyncIterator[RecordsUnderTest]:
                     corrupt_run_sqlite,
                     delete_kb_sqlite,
                     None,
+                    stored_sqlite,
+                    reopen_sqlite,
                 )
         return
     db = backend.pg
     pool = await create_pool(db.writer_dsn, role=WRITER, min_size=0, max_size=4)
     control = await create_pool(db.control_dsn, role=CONTROL, min_size=0, max_size=2)
+    reopened: list[asyncpg.Pool] = []
     try:
 
         async def corrupt_kb_pg(kb_id: str, data: bytes) -> None:
@@ -255,6 +347,14 @@ async def open_records(backend: Backend) -> AsyncIterator[RecordsUnderTest]:
         async def delete_kb_pg(kb_id: str) -> None:
             await admin_execute(db.admin_dsn, f"DELETE FROM kb_docs WHERE kb_id = '{kb_id}'")
 
+        async def stored_pg() -> object:
+            return await everything_stored(db.admin_dsn)
+
+        async def reopen_pg() -> RunStore:
+            again = await create_pool(db.writer_dsn, role=WRITER, min_size=0, max_size=2)
+            reopened.append(again)
+            return PgRunStore(again, control)
+
         yield RecordsUnderTest(
             "pg",
             PgKnowledgeBase(pool, control),
@@ -263,8 +363,12 @@ async def open_records(backend: Backend) -> AsyncIterator[RecordsUnderTest]:
             corrupt_run_pg,
             delete_kb_pg,
             db,
+            stored_pg,
+            reopen_pg,
         )
     finally:
+        for again in reopened:
+            await again.close()
         await control.close()
         await pool.close()
 
@@ -343,6 +447,71 @@ def envelopes() -> list[LedgerEnvelope]:
             iu_count=3,
         ),
     ]
+
+
+def nth_envelope(n: int) -> CutEnvelope:
+    return CutEnvelope(
+        run_id=f"run-{n}",
+        doc_id="doc-1",
+        sv_id=f"sv-{n}",
+        change_set_id=f"cs-{n}",
+        manifest_digest=f"{n:064x}",
+        iu_count=n,
+    )
+
+
+class TargetStores(Protocol):
+    """What ``populate`` and ``view`` use: a ``TargetUnderTest``, or a test's own
+    handle on one database's target stores."""
+
+    @property
+    def sources(self) -> SourceRepository: ...
+    @property
+    def ius(self) -> IUStore: ...
+    @property
+    def ledger(self) -> Ledger: ...
+    async def publish(self, doc_id: str, data: bytes) -> SourceVersion: ...
+
+
+async def populate(stores: TargetStores) -> str:
+    """Two documents, two versions of one, a cut enacted, a staged cut, a backup, a
+    ledger; the backup's id."""
+    old_data, new_data = article_source(4, tag=" v1"), article_source(5, tag=" v2")
+    old = await stores.publish("doc-1", old_data)
+    await stores.ius.write_staged(cut(old, old_data, "cs-old", parts=3))
+    await stores.ius.enact("cs-old")
+    await stores.sources.mark_cut(old.sv_id, "cs-old")
+    backup = Backup(doc_id="doc-1", rows=tuple(await stores.ius.rows("doc-1")))
+    backup_id = await stores.ius.save_backup(backup)
+    new = await stores.publish("doc-1", new_data)
+    await stores.ius.write_staged(cut(new, new_data, "cs-new", parts=4))
+    other_data = article_source(3, tag=" other")
+    other = await stores.publish("doc-2", other_data)
+    await stores.ius.write_staged(cut(other, other_data, "cs-other"))
+    for e in envelopes():
+        await stores.ledger.append(e)
+    return backup_id
+
+
+async def view(stores: TargetStores, backup_id: str) -> dict[str, object]:
+    """Everything a reader can see of the populated stores."""
+    current = {d: await stores.sources.current(d) for d in ("doc-1", "doc-2")}
+    versions = sorted(
+        {r.sv_id for d in current for r in await stores.ius.rows(d)}
+        | {v.sv_id for v in current.values()}
+    )
+    return {
+        "current": current,
+        "contents": {sv: await stores.sources.content(sv) for sv in versions},
+        "cut_by": {sv: await stores.sources.cut_by(sv) for sv in versions},
+        "rows": {d: await stores.ius.rows(d) for d in current},
+        "change_sets": {
+            cs: await stores.ius.change_set(cs) for cs in ("cs-old", "cs-new", "cs-other")
+        },
+        "backup": await stores.ius.load_backup(backup_id),
+        "entries": await stores.ledger.entries(),
+        "head": await stores.ledger.verify(),
+    }
 
 
 def approval_use(approval_kb_id: str) -> ApprovalUse:

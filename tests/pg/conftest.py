@@ -23,6 +23,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from tests._process_guard import require_marker
 from tests.pg.cluster import SUPERUSER, TempCluster, find_bindir
 
 DSN_ENV = "CUTTER_TEST_DSN"
@@ -179,11 +180,15 @@ def pg_template(pg_server: PgServer) -> Iterator[str]:
 
 
 @pytest.fixture
-def pg_db_factory(pg_server: PgServer, pg_template: str) -> Iterator[Callable[[], PgDatabase]]:
+def pg_db_factory(
+    request: pytest.FixtureRequest, pg_server: PgServer, pg_template: str
+) -> Iterator[Callable[[], PgDatabase]]:
     """Make more fresh databases for one test; all are dropped after it.
 
-    Call it from a sync fixture or a sync test: it runs its own event loop.
+    Call it from a sync fixture or a sync test: it runs its own event loop. The test
+    must be marked ``subprocess`` (also when it asks for a database dynamically).
     """
+    require_marker(request.node, "uses PostgreSQL")
     admin = pg_server.admin_dsn("postgres")
     made: list[str] = []
 

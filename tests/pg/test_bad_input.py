@@ -309,6 +309,7 @@ def _with(row: IURow, field: str, value: str) -> IURow:
         pytest.param("Article \udcff", id="lone-surrogate"),
     ],
 )
+@pytest.mark.subprocess
 async def test_text_postgresql_cannot_hold_refuses_the_whole_batch(
     pg_db: PgDatabase, pg_target: TargetUnderTest, field: str, bad: str
 ) -> None:
@@ -329,6 +330,7 @@ async def test_text_postgresql_cannot_hold_refuses_the_whole_batch(
     assert await pg_target.ius.change_set("cs-a") == kept[:1]
 
 
+@pytest.mark.subprocess
 @pytest.mark.anyio
 async def test_a_nul_in_a_mark_cut_change_set_id_is_refused_and_nothing_is_marked(
     pg_target: TargetUnderTest,
@@ -380,6 +382,7 @@ class Tripwire:
         raise AssertionError(f"a hostile id reached SQL (pool.{name})")
 
 
+@pytest.mark.subprocess
 @pytest.mark.anyio
 @pytest.mark.parametrize("kb_id", HOSTILE_KB_IDS)
 async def test_a_hostile_kb_id_never_reaches_sql(pg_db: PgDatabase, kb_id: str) -> None:
@@ -415,6 +418,7 @@ async def test_a_hostile_kb_id_never_reaches_sql(pg_db: PgDatabase, kb_id: str) 
 TOUCHED = ("kb_docs", "runs", "consumed_approvals")
 
 
+@pytest.mark.subprocess
 @pytest.mark.anyio
 @pytest.mark.parametrize("run_id", HOSTILE_RUN_IDS)
 async def test_a_hostile_run_id_never_reaches_sql(pg_db: PgDatabase, run_id: str) -> None:
@@ -444,6 +448,7 @@ async def test_a_hostile_run_id_never_reaches_sql(pg_db: PgDatabase, run_id: str
         await pool.close()
 
 
+@pytest.mark.subprocess
 @pytest.mark.anyio
 async def test_the_tables_survive_the_classic_injection_as_data(pg_db: PgDatabase) -> None:
     """Values that are not ids (a reason, a note) go in as parameters, never as SQL."""

@@ -12,6 +12,8 @@ import pytest
 from tests.pg.cluster import ClusterError, TempCluster, find_bindir
 from tests.pg.conftest import TEMPLATE, PgDatabase, PgServer
 
+pytestmark = pytest.mark.subprocess
+
 
 async def fetchval(dsn: str, query: str) -> object:
     conn = await asyncpg.connect(dsn)

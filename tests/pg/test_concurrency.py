@@ -36,7 +36,7 @@ from tests._harness import OPERATOR
 from tests.pg._walk import DOC_ID, N_IUS, admin_fetch, kb_ids, publish_source, write_approval
 from tests.pg.conftest import PgDatabase
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.subprocess]
 
 REPO = Path(__file__).resolve().parents[2]
 RACES = 5

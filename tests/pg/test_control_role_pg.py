@@ -59,6 +59,8 @@ from tests._harness import OPERATOR, REVIEWER, REVIEWER_2
 from tests.pg._walk import DOC_ID, N_IUS, admin_execute, admin_fetch, publish_source, write_approval
 from tests.pg.conftest import PgDatabase
 
+pytestmark = pytest.mark.subprocess
+
 REPO = Path(__file__).resolve().parents[2]
 
 POLICY = f"""

@@ -57,7 +57,7 @@ from tests.daemon._drive import (
 from tests.daemon.conftest import DaemonProcess
 from tests.pg.conftest import PgDatabase
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.subprocess]
 
 LIVE = "--enable-execution"
 UNITS = len(TextDiscoverer().discover(SAMPLE.read_bytes()))

@@ -37,7 +37,7 @@ from tests._harness import OPERATOR
 from tests.pg._walk import DOC_ID, N_IUS, admin_execute, admin_fetch, publish_source, write_approval
 from tests.pg.conftest import PgDatabase
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.subprocess]
 
 REVIEWERS = ("ann", "bob")
 

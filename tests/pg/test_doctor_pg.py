@@ -18,7 +18,7 @@ from tests._harness import OPERATOR
 from tests.pg._walk import DOC_ID, N_IUS, admin_execute, publish_source
 from tests.pg.conftest import PgDatabase
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.subprocess]
 
 
 async def test_doctor_names_a_damaged_run_row_and_request_doc(pg_db: PgDatabase) -> None:

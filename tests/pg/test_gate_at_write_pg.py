@@ -21,7 +21,7 @@ from tests._harness import OPERATOR, REVIEWER
 from tests.pg._walk import DOC_ID, N_IUS, admin_execute, admin_fetch, publish_source, write_approval
 from tests.pg.conftest import PgDatabase
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.subprocess]
 
 ZERO = """UPDATE runs SET sidecar = convert_to(replace(convert_from(sidecar, 'UTF8'),
     '"required_approvals":1', '"required_approvals":0'), 'UTF8') WHERE run_id = '{run_id}'"""

@@ -40,7 +40,7 @@ from tests._harness import OPERATOR
 from tests.pg._walk import N_IUS, admin_execute, publish_source, write_approval
 from tests.pg.conftest import PgDatabase
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.subprocess]
 
 DOCS = ("doc-anchor-a", "doc-anchor-b", "doc-anchor-c")
 REHASHED = (

@@ -51,6 +51,8 @@ from tests.pg._stores import (
 )
 from tests.pg.conftest import PgDatabase, PgServer
 
+pytestmark = pytest.mark.subprocess
+
 REPO = Path(__file__).resolve().parents[2]
 VERSIONS = [
     (1, "initial"),

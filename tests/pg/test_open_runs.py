@@ -59,7 +59,7 @@ class Stores:
     other: Callable[[], RunStore]  # another handle on the same records (another process)
 
 
-@pytest.fixture(params=["memory", "sqlite", "pg"])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("pg", marks=pytest.mark.subprocess)])
 def kind(request: pytest.FixtureRequest) -> tuple[str, PgDatabase | None]:
     """The store's kind; its database for ``pg`` (resolved here, outside the loop)."""
     if request.param == "pg":
@@ -207,6 +207,7 @@ def test_the_index_and_the_holder_query_name_exactly_the_terminal_states() -> No
         assert terminal_states_in(text) == {s.value for s in TERMINAL}
 
 
+@pytest.mark.subprocess
 async def test_the_writer_role_cannot_drop_the_index(pg_db: PgDatabase) -> None:
     conn = await asyncpg.connect(pg_db.writer_dsn)
     try:

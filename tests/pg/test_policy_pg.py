@@ -16,6 +16,8 @@ from cutter.policy_book import current, default_policy, replace
 from tests.pg._stores import WRITER
 from tests.pg.conftest import PgDatabase
 
+pytestmark = pytest.mark.subprocess
+
 AT = datetime(2026, 12, 1, tzinfo=UTC)
 
 

@@ -20,7 +20,7 @@ from tests._harness import OPERATOR
 from tests.pg._walk import DOC_ID, N_IUS, admin_fetch, publish_source, write_approval
 from tests.pg.conftest import PgDatabase
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.subprocess]
 
 FLIP = "UPDATE kb_docs SET doc = set_byte(doc, $2, get_byte(doc, $2) # $3) WHERE kb_id = $1"
 

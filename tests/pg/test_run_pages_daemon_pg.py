@@ -22,6 +22,8 @@ from tests.daemon._drive import launch
 from tests.daemon.conftest import DaemonProcess
 from tests.pg.conftest import PgDatabase
 
+pytestmark = pytest.mark.subprocess
+
 MANY = 5000
 WRITER = "cutter_writer"
 

@@ -37,7 +37,7 @@ WRITER = "cutter_writer"
 MANY = 5000
 
 
-@pytest.fixture(params=["memory", "sqlite", "pg"])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("pg", marks=pytest.mark.subprocess)])
 def kind(request: pytest.FixtureRequest) -> tuple[str, PgDatabase | None]:
     if request.param == "pg":
         return "pg", request.getfixturevalue("pg_db")

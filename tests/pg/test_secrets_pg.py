@@ -36,6 +36,8 @@ from tests.inputs import missing_input
 from tests.pg.cluster import PORT, TempCluster, find_bindir
 from tests.pg.conftest import migrate_with_roles
 
+pytestmark = pytest.mark.subprocess
+
 WRITER_SECRET = "Wr1ter-pl4nted-9f3a"
 CONTROL_SECRET = "C0ntrol pl4nted 7e1b"  # a space: quoted in the key=value DSN
 SECRETS = [WRITER_SECRET, CONTROL_SECRET, quote(WRITER_SECRET), quote(CONTROL_SECRET)]

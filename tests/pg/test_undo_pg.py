@@ -14,7 +14,7 @@ from tests._undo import DISCOVERER, DOC_ID, SCENARIOS, World
 from tests.pg._walk import admin_fetch, publish_source
 from tests.pg.conftest import PgDatabase
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.subprocess]
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)

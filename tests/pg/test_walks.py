@@ -44,7 +44,7 @@ from tests.pg._walk import (
 )
 from tests.pg.conftest import PgDatabase
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.subprocess]
 
 
 @pytest.fixture

@@ -103,6 +103,7 @@ async def test_a_write_returns_only_once_its_batch_is_committed(db: Database) ->
         assert committed_ids(db.path)[-1] == f"w/{n}"
 
 
+@pytest.mark.subprocess
 def test_an_acknowledged_write_survives_kill_9(tmp_path: Path) -> None:
     path = tmp_path / FILE_NAME
     with child("acks", str(path)) as proc:
@@ -113,6 +114,7 @@ def test_an_acknowledged_write_survives_kill_9(tmp_path: Path) -> None:
     assert {f"ack/{n}" for n in range(30)} <= set(found)  # a write not yet acknowledged may be too
 
 
+@pytest.mark.subprocess
 def test_kill_9_mid_batch_leaves_the_batch_absent_and_the_database_whole(tmp_path: Path) -> None:
     path = tmp_path / FILE_NAME
     with child("midbatch", str(path), "5") as proc:

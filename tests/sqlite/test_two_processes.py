@@ -41,6 +41,7 @@ def start_together(path: Path, *commands: tuple[str, ...]) -> list[Child]:
     return procs
 
 
+@pytest.mark.subprocess
 async def test_two_processes_consuming_one_approval_exactly_one_wins(tmp_path: Path) -> None:
     path = tmp_path / FILE_NAME
     open_now(path).close()
@@ -59,6 +60,7 @@ async def test_two_processes_consuming_one_approval_exactly_one_wins(tmp_path: P
         assert (await runs.load(loser)).revision == 0  # the loser saved nothing
 
 
+@pytest.mark.subprocess
 async def test_two_processes_appending_to_the_ledger_keep_one_chain(tmp_path: Path) -> None:
     path = tmp_path / FILE_NAME
     open_now(path).close()
@@ -76,6 +78,7 @@ async def test_two_processes_appending_to_the_ledger_keep_one_chain(tmp_path: Pa
         assert runs == {f"run-{tag}-{n}" for tag in "ab" for n in range(25)}
 
 
+@pytest.mark.subprocess
 async def test_a_writer_kept_past_the_busy_timeout_gets_a_typed_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -97,6 +100,7 @@ async def test_a_writer_kept_past_the_busy_timeout_gets_a_typed_error(
         assert await kb.list("") == ["docs/0", "docs/1"]
 
 
+@pytest.mark.subprocess
 def test_processes_opening_a_new_database_at_once_apply_each_migration_once(
     tmp_path: Path,
 ) -> None:
