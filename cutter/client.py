@@ -15,7 +15,7 @@ import anyio
 from anyio.abc import SocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from cutter.errors import CutterError
+from cutter.errors import CutterError, ErrorCode
 from cutter.protocol import (
     MAX_FRAME_BYTES,
     AnyCommand,
@@ -29,14 +29,14 @@ from cutter.protocol import (
 
 
 class DaemonUnavailable(CutterError):
-    code = "E_DAEMON_UNAVAILABLE"
+    code = ErrorCode.DAEMON_UNAVAILABLE
 
 
 class ReplyTooLarge(CutterError):
     """A reply longer than this client reads in one frame: refused, typed, and the
     connection closed (what follows cannot be trusted to start a frame)."""
 
-    code = "E_REPLY_TOO_LARGE"
+    code = ErrorCode.REPLY_TOO_LARGE
 
 
 class Client:
