@@ -32,7 +32,7 @@ from cutter.cli_connect import ClientFailure, Target, daemon_options, expect
 from cutter.cli_outcome import EXIT_STATUS_HELP, finish
 from cutter.cli_render import console, run_table, show_run
 from cutter.client import Client, DaemonUnavailable
-from cutter.errors import SignatureMalformed
+from cutter.errors import ErrorCode, SignatureMalformed
 from cutter.kbdocs import Decision
 from cutter.principals import own_principal
 from cutter.protocol import ApprovalStored, RunInfo, RunSummary, StatusOf, SubmitApproval
@@ -69,33 +69,33 @@ def approval_for(run: RunSummary, given: ApprovalInput) -> SubmitApproval:
     wanted = given.request_digest
     if wanted is not None and not _HEX_PREFIX.fullmatch(wanted):
         raise ClientFailure(
-            "E_BAD_REQUEST_DIGEST",
+            ErrorCode.BAD_REQUEST_DIGEST,
             f"--request-digest must be {MIN_DIGEST_PREFIX} to 64 lowercase hex characters "
             "(the request digest you were shown, or its prefix)",
         )
     wait = run.waiting
     if wait is None:
         raise ClientFailure(
-            "E_RUN_NOT_AT_GATE",
+            ErrorCode.RUN_NOT_AT_GATE,
             f"run {run.run_id} is {run.state.value} and waits at no gate: nothing to approve",
         )
     if wait.gate is not given.gate:
         raise ClientFailure(
-            "APPROVAL_WRONG_GATE",
+            ErrorCode.APPROVAL_WRONG_GATE,
             f"run {run.run_id} waits at {wait.gate.value}, not {given.gate.value}: your "
             f"decision was not sent; review the {wait.gate.value} request "
             f"(cutter review {run.run_id}) and decide on that one",
         )
     if wanted is not None and not wait.request_digest.startswith(wanted):
         raise ClientFailure(
-            "APPROVAL_STALE",
+            ErrorCode.APPROVAL_STALE,
             f"run {run.run_id} waits at {wait.gate.value} on request "
             f"{wait.request_digest[:16]}…, not the {wanted[:16]}… you name: your decision "
             "was not sent; the request changed since you looked",
         )
     if wait.gate is Gate.SG_2 and given.review_decision_id is None:
         raise ClientFailure(
-            "E_REVIEW_DECISION_REQUIRED",
+            ErrorCode.REVIEW_DECISION_REQUIRED,
             f"run {run.run_id} waits at SG_2: pass --review-decision-id ID "
             "(the review decision this approval rests on)",
         )

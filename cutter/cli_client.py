@@ -40,7 +40,7 @@ from cutter.cli_render import event_line, show_run
 from cutter.cli_review import review
 from cutter.cli_runs import runs
 from cutter.client import Client
-from cutter.errors import CutterError
+from cutter.errors import CutterError, ErrorCode
 from cutter.ids import check_reason
 from cutter.kbdocs import Decision
 from cutter.mode import Mode
@@ -178,7 +178,9 @@ def approve_through_database(target: Target, dsn: str, given: ApprovalInput) -> 
 
     if given.sign_with is not None:
         target.fail(
-            ClientFailure("E_USAGE", "--sign-with and --dsn do not go together: choose one proof")
+            ClientFailure(
+                ErrorCode.USAGE, "--sign-with and --dsn do not go together: choose one proof"
+            )
         )
     try:
         stored = anyio.run(approve_in_database, dsn, given)

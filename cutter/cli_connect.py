@@ -19,6 +19,8 @@ import click
 import msgspec
 
 from cutter.client import Client, DaemonUnavailable, ReplyTooLarge
+from cutter.client import expect as client_expect
+from cutter.errors import CutterError, ErrorCode
 from cutter.protocol import AnyCommand, AnyReply, Error, Reply, encode
 from cutter.secrets import scrub
 
@@ -38,7 +40,7 @@ class ClientFailure(click.ClickException):
 
     exit_code = EXIT_REFUSED
 
-    def __init__(self, code: str, message: str, *, error_id: str | None = None) -> None:
+    def __init__(self, code: ErrorCode, message: str, *, error_id: str | None = None) -> None:
         super().__init__(scrub(message))  # a message may quote a DSN: never its password
         self.code = code
         self.error_id = error_id
@@ -61,14 +63,12 @@ class Unreachable(ClientFailure):
 
 
 def expect(reply: AnyReply, kind: type[R]) -> R:
-    """The reply if it is a ``kind``; an Error reply becomes a ClientFailure."""
-    if isinstance(reply, kind):
-        return reply
-    if isinstance(reply, Error):
-        raise ClientFailure(reply.code, reply.message, error_id=reply.error_id)
-    raise ClientFailure(
-        "E_BAD_REPLY", f"expected a {kind.__name__} reply, got {type(reply).__name__}"
-    )
+    """The reply if it is a ``kind``; an Error reply (or another kind) becomes a
+    ClientFailure with the code the client raised (``cutter.client.expect``)."""
+    try:
+        return client_expect(reply, kind)
+    except CutterError as exc:
+        raise ClientFailure(exc.code, exc.message, error_id=exc.error_id) from None
 
 
 # --- talking to the daemon ---------------------------------------------------------------
@@ -95,7 +95,9 @@ class Target:
         except ReplyTooLarge as exc:
             self.fail(ClientFailure(exc.code, exc.message))
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            self.fail(ClientFailure("E_BAD_REPLY", f"the daemon sent a frame I cannot read: {exc}"))
+            self.fail(
+                ClientFailure(ErrorCode.BAD_REPLY, f"the daemon sent a frame I cannot read: {exc}")
+            )
         except KeyboardInterrupt:
             sys.exit(EXIT_INTERRUPTED)
 

@@ -15,6 +15,7 @@ import click
 import msgspec
 
 from cutter.cli_connect import ClientFailure, Target, daemon_options
+from cutter.errors import ErrorCode
 from cutter.protocol import PolicyInfo, SetPolicy, ShowPolicy
 
 MAX_POLICY_BYTES = 256 * 1024
@@ -62,11 +63,13 @@ def policy_set(socket_path: Path, as_json: bool, path: Path) -> None:
     fmt: Literal["toml", "json"] = "json" if path.suffix.lower() == ".json" else "toml"
     data = path.read_bytes()
     if len(data) > MAX_POLICY_BYTES:
-        target.fail(ClientFailure("E_POLICY_INVALID", f"{path} is over {MAX_POLICY_BYTES} bytes"))
+        target.fail(
+            ClientFailure(ErrorCode.POLICY_INVALID, f"{path} is over {MAX_POLICY_BYTES} bytes")
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        target.fail(ClientFailure("E_POLICY_INVALID", f"{path} is not UTF-8 text"))
+        target.fail(ClientFailure(ErrorCode.POLICY_INVALID, f"{path} is not UTF-8 text"))
     _show(target, target.request(SetPolicy(text=text, format=fmt), PolicyInfo))
 
 

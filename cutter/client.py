@@ -9,34 +9,56 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import anyio
 from anyio.abc import SocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from cutter.errors import CutterError
+from cutter.errors import CutterError, ErrorCode, error_for
 from cutter.protocol import (
     MAX_FRAME_BYTES,
     AnyCommand,
     AnyReply,
     Error,
     Event,
+    Reply,
     Watch,
     decode_reply,
     encode,
 )
+from cutter.wire_errors import BadReply
+
+R = TypeVar("R", bound=Reply)
 
 
 class DaemonUnavailable(CutterError):
-    code = "E_DAEMON_UNAVAILABLE"
+    code = ErrorCode.DAEMON_UNAVAILABLE
 
 
 class ReplyTooLarge(CutterError):
     """A reply longer than this client reads in one frame: refused, typed, and the
     connection closed (what follows cannot be trusted to start a frame)."""
 
-    code = "E_REPLY_TOO_LARGE"
+    code = ErrorCode.REPLY_TOO_LARGE
+
+
+def raised(reply: Error) -> CutterError:
+    """The error an ``error`` frame says: the class registered for its code, as the
+    daemon raised it (``cutter.errors.error_for``), with its message and error id."""
+    import cutter.error_classes  # noqa: F401  (registers every class; only on an error)
+
+    return error_for(reply.code, reply.message, error_id=reply.error_id)
+
+
+def expect(reply: AnyReply, kind: type[R]) -> R:
+    """The reply if it is a ``kind``; an ``error`` frame raises its registered class;
+    any other reply raises ``BadReply``."""
+    if isinstance(reply, kind):
+        return reply
+    if isinstance(reply, Error):
+        raise raised(reply)
+    raise BadReply(f"expected a {kind.__name__} reply, got {type(reply).__name__}")
 
 
 class Client:

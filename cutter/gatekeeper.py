@@ -334,4 +334,4 @@ class Gatekeeper(Actor[GatekeeperCommand, GatekeeperReply]):
                 error_id=error_id,
             ),
         )
-        return ApprovalRefused(code=exc.code, message=exc.message, approval_kb_id=safe_id)
+        return ApprovalRefused(refusal=exc.info(approval_kb_id=safe_id))

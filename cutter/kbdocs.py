@@ -13,7 +13,7 @@ from typing import Literal
 import msgspec
 
 from cutter.canonical import digest
-from cutter.errors import StopCode
+from cutter.errors import ErrorCode, StopCode
 from cutter.mode import Mode
 from cutter.policy import Policy
 from cutter.records import Candidate, Manifest
@@ -95,7 +95,7 @@ class Approval(Doc, frozen=True, kw_only=True, tag="approval"):
 class ApprovalRefusal(Doc, frozen=True, kw_only=True, tag="approval_refusal"):
     gate: Gate
     approval_kb_id: str | None
-    code: str
+    code: ErrorCode
     message: str
     peer: str | None
     at: datetime

@@ -9,7 +9,7 @@ from __future__ import annotations
 import msgspec
 
 from actors import Request
-from cutter.errors import StopCode
+from cutter.errors import ErrorCode, RefusalInfo, StopCode
 from cutter.sidecar import DriftItem, Sidecar
 from cutter.walk import Gate, Phase, Pin, PinValue
 
@@ -41,11 +41,14 @@ class WalkStopped(Message, frozen=True, kw_only=True, tag="walk_stopped"):
 
 
 class Refused(Message, frozen=True, kw_only=True, tag="refused"):
-    """The command was refused; the run is unchanged."""
+    """The command was refused; the run is unchanged. The runner raises the
+    registered class of ``refusal.code`` (``cutter.errors.raise_refusal``)."""
 
-    code: str
-    message: str
-    approval_kb_id: str | None = None
+    refusal: RefusalInfo
+
+
+def refused(code: ErrorCode, message: str, approval_kb_id: str | None = None) -> Refused:
+    return Refused(refusal=RefusalInfo(code=code, message=message, approval_kb_id=approval_kb_id))
 
 
 SupervisorReply = WalkStopped | Refused
@@ -103,9 +106,9 @@ class ApprovalConsumed(Message, frozen=True, kw_only=True, tag="approval_consume
 
 
 class ApprovalRefused(Message, frozen=True, kw_only=True, tag="approval_refused"):
-    code: str
-    message: str
-    approval_kb_id: str | None
+    """The approval does not release the gate; passed on as it is (``Refused``)."""
+
+    refusal: RefusalInfo
 
 
 class DriftDetected(Message, frozen=True, kw_only=True, tag="drift_detected"):

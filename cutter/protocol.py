@@ -14,6 +14,7 @@ from typing import Literal
 
 import msgspec
 
+from cutter.errors import ErrorCode
 from cutter.kbdocs import Decision
 from cutter.mode import Mode
 from cutter.policy import Policy
@@ -294,7 +295,7 @@ class ReviewLink(Reply, frozen=True, kw_only=True, tag="review_link"):
 
 
 class Error(Reply, frozen=True, kw_only=True, tag="error"):
-    code: str
+    code: ErrorCode  # closed: every code has its class (``cutter.errors.error_for``)
     message: str
     error_id: str | None = None
 
@@ -320,7 +321,7 @@ _encoder = msgspec.json.Encoder()
 
 
 class BadFrame(Exception):
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str) -> None:
         self.code = code
         self.message = message
         super().__init__(message)
@@ -331,12 +332,12 @@ def decode_command(line: bytes) -> AnyCommand:
     try:
         command = _command_decoder.decode(line)
     except msgspec.ValidationError as exc:
-        raise BadFrame("E_BAD_FRAME", f"invalid command: {exc}") from exc
+        raise BadFrame(ErrorCode.BAD_FRAME, f"invalid command: {exc}") from exc
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise BadFrame("E_BAD_FRAME", "not a JSON frame") from exc
+        raise BadFrame(ErrorCode.BAD_FRAME, "not a JSON frame") from exc
     if command.v != PROTOCOL_VERSION:
         raise BadFrame(
-            "E_PROTOCOL_VERSION", f"protocol version {command.v} is not {PROTOCOL_VERSION}"
+            ErrorCode.PROTOCOL_VERSION, f"protocol version {command.v} is not {PROTOCOL_VERSION}"
         )
     return command
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from cutter.errors import InputError, InvalidIdentifier
+from cutter.errors import ErrorCode, InputError, InvalidIdentifier
 from cutter.ids import check_doc_id, check_run_id
 from cutter.protocol import MAX_FRAME_BYTES, RUNS_DEFAULT_LIMIT, RUNS_MAX_LIMIT, RunSummary
 from cutter.quarantine import UnreadableRun
@@ -58,14 +58,14 @@ _encoder = msgspec.json.Encoder()
 class BadCursor(InputError):
     """A ``runs`` cursor this daemon did not hand out, or for other filters."""
 
-    code = "E_BAD_CURSOR"
+    code = ErrorCode.BAD_CURSOR
 
     def __init__(self, message: str) -> None:
         super().__init__(f"bad cursor: {message}; start again without --cursor")
 
 
 class BadLimit(InputError):
-    code = "E_BAD_LIMIT"
+    code = ErrorCode.BAD_LIMIT
 
     def __init__(self, limit: int) -> None:
         super().__init__(f"limit must be 1 to {MAX_LIMIT}, not {limit}")

@@ -28,7 +28,7 @@ from cutter.errors import (
     ShuttingDown,
     StopCode,
     new_error_id,
-    refusal,
+    raise_refusal,
 )
 from cutter.gate_check import PolicyGateVerifier
 from cutter.gate_review import gate_review
@@ -414,7 +414,7 @@ class Runner:
             case WalkStopped():
                 return reply.sidecar
             case Refused():
-                raise refusal(run_id, reply.code, reply.message, reply.approval_kb_id)
+                raise_refusal(run_id, reply.refusal)
 
     def _deps(self, sidecar: Sidecar) -> RunDeps:
         c = self.config

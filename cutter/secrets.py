@@ -21,7 +21,7 @@ from collections.abc import MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from cutter.errors import CutterError
+from cutter.errors import CutterError, ErrorCode
 
 MASK = "***"
 URI_SCHEMES = ("postgresql", "postgres")
@@ -57,7 +57,7 @@ _ASYNCPG_KEYS = frozenset(
 class DsnInvalid(CutterError):
     """A DSN neither a libpq URI nor key=value pairs asyncpg can be given."""
 
-    code = "E_DSN_INVALID"
+    code = ErrorCode.DSN_INVALID
 
 
 # -- free text ---------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import anyio.to_thread
 
-from cutter.errors import CutterError, one_line
+from cutter.errors import CutterError, ErrorCode, one_line
 from cutter.signing import NAMESPACE, check_signature
 
 SSH_KEYGEN = shutil.which("ssh-keygen") or "/usr/bin/ssh-keygen"
@@ -27,7 +27,7 @@ _GOOD = re.compile(r"with (\S+) key (SHA256:[A-Za-z0-9+/=]+)")
 class SigningFailed(CutterError):
     """``ssh-keygen -Y sign`` did not sign (no such key, a wrong passphrase, no agent)."""
 
-    code = "E_SIGNING_FAILED"
+    code = ErrorCode.SIGNING_FAILED
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,7 @@ from cutter.messages import (
     SupervisorReply,
     Walk,
     WalkStopped,
+    refused,
 )
 from cutter.mode import Mode
 from cutter.phase_actor import PhaseActor
@@ -143,12 +144,12 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
             kb_id = message.approval_kb_id if isinstance(message, Walk) else None
             if kb_id is not None and await self.deps.run_store.consumed_by(kb_id) is not None:
                 # Raced by another resumer that used this approval first.
-                return Refused(
+                return refused(
                     code=ApprovalConsumedAlready.code,
                     message=f"approval {kb_id} was consumed already",
                     approval_kb_id=kb_id,
                 )
-            return Refused(code=exc.code, message=exc.message)
+            return refused(code=exc.code, message=exc.message)
 
     # --- the walk -----------------------------------------------------------
     async def _walk(self, message: Walk) -> SupervisorReply:
@@ -158,12 +159,12 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
             # keeps a second resumer from walking a run another process advanced.
             kb_id = message.approval_kb_id
             if await self.deps.run_store.consumed_by(kb_id) is not None:
-                return Refused(
+                return refused(
                     code=ApprovalConsumedAlready.code,
                     message=f"approval {kb_id} was consumed already",
                     approval_kb_id=kb_id,
                 )
-            return Refused(
+            return refused(
                 code=RunNotAtGate.code,
                 message=f"run is {sc.state}, not waiting at a gate; approval {kb_id} not used",
             )
@@ -185,7 +186,7 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
                 return WalkStopped(sidecar=sc)
         elif sc.state is RunState.HALTED:
             if await self.deps.kill_switch.engaged():
-                return Refused(code=KillSwitchEngaged.code, message="the kill switch is engaged")
+                return refused(code=KillSwitchEngaged.code, message="the kill switch is engaged")
             sc = await self.recorder.move(sc, RunState.RUNNING, stop=None)
         self.sidecar = sc
         await self._advance()
@@ -204,9 +205,7 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
                 case None:
                     return WalkStopped(sidecar=self.sidecar)
                 case ApprovalRefused():
-                    return Refused(
-                        code=reply.code, message=reply.message, approval_kb_id=reply.approval_kb_id
-                    )
+                    return Refused(refusal=reply.refusal)
                 case DriftDetected():
                     await self._stop(
                         RunState.FAILED,
@@ -380,7 +379,7 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
     async def _abort(self, message: Abort) -> SupervisorReply:
         state = self.sidecar.state
         if state not in ABORTABLE:
-            return Refused(
+            return refused(
                 code=RunNotAbortable.code,
                 message=f"run is {state}; only a paused run or one rolling back can be aborted",
             )

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Protocol
 
 import msgspec
 
-from cutter.errors import StopCode
+from cutter.errors import ErrorCode, StopCode
 from cutter.kbdocs import Decision
 from cutter.sidecar import DriftItem
 from cutter.states import RunState
@@ -91,7 +91,7 @@ class RefusedApproval(Change, frozen=True, kw_only=True, tag="approval_refused")
 
     gate: Gate
     approval_kb_id: str | None
-    code: str
+    code: ErrorCode
     reason: str
     error_id: str
 

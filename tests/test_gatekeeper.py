@@ -99,7 +99,7 @@ async def consume(
 
 def code_of(reply: object) -> str:
     assert isinstance(reply, ApprovalRefused), reply
-    return str(reply.code)
+    return str(reply.refusal.code)
 
 
 # -- the world: in-memory stores, a run about to stop at a gate ----------------------------

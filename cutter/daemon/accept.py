@@ -20,6 +20,7 @@ import anyio
 from anyio.abc import ByteStream
 
 from cutter.daemon.limits import Connections
+from cutter.errors import ErrorCode
 from cutter.logs import Logger
 from cutter.protocol import Error, encode
 
@@ -36,7 +37,7 @@ class Accepting(Protocol):
 
 def too_many(limit: int) -> Error:
     return Error(
-        code="E_TOO_MANY_CONNECTIONS",
+        code=ErrorCode.TOO_MANY_CONNECTIONS,
         message=f"the daemon serves {limit} connections at most; close one and try again",
     )
 
@@ -83,7 +84,9 @@ async def accept_loop(
                 continue
             if connections.full:
                 await refuse(stream, connections.limits.max_connections)
-                log.info("connection_refused", code="E_TOO_MANY_CONNECTIONS", open=connections.open)
+                log.info(
+                    "connection_refused", code=ErrorCode.TOO_MANY_CONNECTIONS, open=connections.open
+                )
                 continue
             connections.open += 1
             tg.start_soon(served, stream)

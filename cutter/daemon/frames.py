@@ -16,6 +16,7 @@ import anyio
 from anyio.abc import ByteReceiveStream
 
 from cutter.daemon.limits import BufferBudget, ConnectionLimits
+from cutter.errors import ErrorCode
 from cutter.protocol import MAX_FRAME_BYTES, Error
 
 FIRST_READ = 4096
@@ -26,7 +27,7 @@ _GONE = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream
 class FrameRefused(Exception):
     """The connection ends: ``reply`` is its last frame, ``event`` the log line."""
 
-    def __init__(self, code: str, message: str, event: str) -> None:
+    def __init__(self, code: ErrorCode, message: str, event: str) -> None:
         super().__init__(code)
         self.reply = Error(code=code, message=message)
         self.event = event
@@ -34,7 +35,7 @@ class FrameRefused(Exception):
 
 def _too_large() -> FrameRefused:
     return FrameRefused(
-        "E_FRAME_TOO_LARGE", f"a frame is {MAX_FRAME_BYTES} bytes at most", "frame_refused"
+        ErrorCode.FRAME_TOO_LARGE, f"a frame is {MAX_FRAME_BYTES} bytes at most", "frame_refused"
     )
 
 
@@ -78,13 +79,13 @@ class FrameReader:
             seconds = self._limits.idle_seconds
             deadline = anyio.current_time() + seconds if seconds is not None else None
             timeout = FrameRefused(
-                "E_IDLE_TIMEOUT", f"no frame for {seconds} s", "connection_idle_closed"
+                ErrorCode.IDLE_TIMEOUT, f"no frame for {seconds} s", "connection_idle_closed"
             )
         else:
             room = min(CHUNK, MAX_FRAME_BYTES + 1 - len(self._buffer), self._budget.available)
             if room <= 0:
                 raise FrameRefused(
-                    "E_BUFFER_BUDGET_EXCEEDED",
+                    ErrorCode.BUFFER_BUDGET_EXCEEDED,
                     "the daemon holds as many unfinished frames as it may; try again",
                     "frame_refused",
                 )
@@ -95,7 +96,9 @@ class FrameReader:
                 self._frame_deadline = anyio.current_time() + seconds
             deadline = self._frame_deadline
             timeout = FrameRefused(
-                "E_FRAME_TIMEOUT", f"a frame must be complete within {seconds} s", "frame_timed_out"
+                ErrorCode.FRAME_TIMEOUT,
+                f"a frame must be complete within {seconds} s",
+                "frame_timed_out",
             )
         chunk = b""
         try:

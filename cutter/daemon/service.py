@@ -28,6 +28,7 @@ from cutter.errors import (
     ApproverNotAllowed,
     CutterError,
     DuplicateApprover,
+    ErrorCode,
     RunNotAtGate,
     SelfApprovalRefused,
     SignatureMalformed,
@@ -89,6 +90,12 @@ from cutter.web.errors import HttpNotServing, WebProofNotAccepted
 from cutter.web.links import LinkBook
 
 T = TypeVar("T")
+
+
+def error_reply(command_id: str | None, exc: CutterError) -> Error:
+    """What a client is told of a typed error: its registered code, its one line
+    (secrets scrubbed), from which the client raises the same class."""
+    return Error(id=command_id, code=exc.code, message=scrub(exc.message))
 
 
 @dataclass
@@ -172,12 +179,12 @@ class Daemon:
             await self.runner.config.durable()  # nothing is acknowledged before it is durable
             return reply
         except CutterError as exc:
-            return Error(id=command.id, code=exc.code, message=scrub(exc.message))
+            return error_reply(command.id, exc)
         except Exception:
             error_id = new_error_id()
             self.log.exception("command_failed", id=logged_id(command.id), error_id=error_id)
             return Error(
-                id=command.id, code="E_INTERNAL", message="internal error", error_id=error_id
+                id=command.id, code=ErrorCode.INTERNAL, message="internal error", error_id=error_id
             )
 
     async def _dispatch(self, command: AnyCommand, caller: Caller) -> Reply:
@@ -246,7 +253,7 @@ class Daemon:
                 if len(encode(reply)) > MAX_FRAME_BYTES:
                     return Error(
                         id=command.id,
-                        code="E_REVIEW_TOO_LARGE",
+                        code=ErrorCode.REVIEW_TOO_LARGE,
                         message=f"the review of {sidecar.run_id} ({len(review.units)} units) "
                         f"does not fit in one {MAX_FRAME_BYTES}-byte frame",
                     )

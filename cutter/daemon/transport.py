@@ -31,7 +31,7 @@ from cutter.daemon.accept import accept_loop
 from cutter.daemon.frames import FrameReader, FrameRefused
 from cutter.daemon.limits import STDIO_LIMITS, ConnectionLimits, Connections
 from cutter.daemon.service import Daemon
-from cutter.errors import CutterError, StateDirBusy, StateDirUnusable
+from cutter.errors import CutterError, ErrorCode, StateDirBusy, StateDirUnusable
 from cutter.principals import Caller, own_principal, principal_of_uid
 from cutter.protocol import (
     MAX_FRAME_BYTES,
@@ -64,7 +64,7 @@ def framed(frame: Frame) -> bytes:
     return encode(
         Error(
             id=frame.id,
-            code="E_REPLY_TOO_LARGE",
+            code=ErrorCode.REPLY_TOO_LARGE,
             message=f"the reply is {len(data)} bytes, over the {MAX_FRAME_BYTES}-byte frame: "
             "ask for less (a page of runs, one run)",
         )
@@ -149,7 +149,9 @@ async def _watch(
                     break
             else:
                 lagged = Error(
-                    id=command.id, code="E_WATCH_LAGGED", message="watcher fell behind; dropped"
+                    id=command.id,
+                    code=ErrorCode.WATCH_LAGGED,
+                    message="watcher fell behind; dropped",
                 )
                 await send(stream, lagged, deadline=WATCH_SEND_TIMEOUT)
         except CutterError as exc:

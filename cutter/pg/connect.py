@@ -8,14 +8,14 @@ from typing import Any
 
 import asyncpg
 
-from cutter.errors import CutterError, StopGrantMissing
+from cutter.errors import CutterError, ErrorCode, StopGrantMissing
 from cutter.secrets import redact_dsn, scrub, to_asyncpg
 
 CONNECT_TIMEOUT = 5.0
 
 
 class StoreUnavailable(CutterError):
-    code = "E_STORE_UNAVAILABLE"
+    code = ErrorCode.STORE_UNAVAILABLE
 
 
 _CONNECT_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
@@ -81,7 +81,7 @@ def _describe(exc: BaseException) -> str:
 class RecordRefused(CutterError):
     """The database refused a value (e.g. NUL in text): nothing was written."""
 
-    code = "E_RECORD_REFUSED"
+    code = ErrorCode.RECORD_REFUSED
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from cutter.errors import CutterError
+from cutter.errors import CutterError, ErrorCode
 from cutter.pg.connect import connect, redacted
 from cutter.pg.roles import CONTROL, check_role
 
@@ -23,7 +23,7 @@ from cutter.pg.roles import CONTROL, check_role
 class LoginLacksRole(CutterError):
     """A daemon login is not a member of a role it needs (or the role does not exist)."""
 
-    code = "E_ROLE_MISSING"
+    code = ErrorCode.ROLE_MISSING
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from importlib import resources
 
 import asyncpg
 
-from cutter.errors import CutterError, one_line
+from cutter.errors import CutterError, ErrorCode, one_line
 from cutter.pg.connect import connect
 
 MIGRATION_LOCK = 0x1C_C0_77E5  # pg_advisory_lock key: "iu-cutter migrate"
@@ -24,7 +24,7 @@ class MigrationRefused(CutterError):
     """A migration cannot apply to the rows the database holds (two open runs of one
     document for 0002's index, say); it changed nothing."""
 
-    code = "E_MIGRATION_REFUSED"
+    code = ErrorCode.MIGRATION_REFUSED
 
 
 @dataclass(frozen=True, slots=True)

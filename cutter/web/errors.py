@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from cutter.errors import AccessDenied, CutterError, InputError, Refusal, UnknownRun
+from cutter.errors import AccessDenied, CutterError, ErrorCode, InputError, Refusal, UnknownRun
 
 
 class WebRefusal(CutterError):
     """A request to the review page that is refused; the page says why."""
 
-    code = "E_WEB_REFUSED"
+    code = ErrorCode.WEB_REFUSED
     status: ClassVar[int] = 400
 
 
@@ -19,26 +19,26 @@ class LinkInvalid(WebRefusal):
     """A link token this daemon never minted (forged, truncated, or minted by a
     daemon that has restarted since: links live in its memory)."""
 
-    code = "E_LINK_INVALID"
+    code = ErrorCode.LINK_INVALID
     status = 404
 
 
 class LinkExpired(WebRefusal):
-    code = "E_LINK_EXPIRED"
+    code = ErrorCode.LINK_EXPIRED
     status = 410
 
 
 class LinkUsed(WebRefusal):
     """A link decides once: it was spent by an earlier decision."""
 
-    code = "E_LINK_USED"
+    code = ErrorCode.LINK_USED
     status = 410
 
 
 class LinkWrongRun(WebRefusal):
     """A link minted for one run, used on another's page."""
 
-    code = "E_LINK_WRONG_RUN"
+    code = ErrorCode.LINK_WRONG_RUN
     status = 403
 
 
@@ -46,29 +46,29 @@ class LinkStale(WebRefusal):
     """The request the link was minted for is no longer the one the run waits on
     (the gate moved on, the run stopped): a link is never re-aimed."""
 
-    code = "E_LINK_STALE"
+    code = ErrorCode.LINK_STALE
     status = 409
 
 
 class CsrfInvalid(WebRefusal):
     """A decision posted without the form's token for this link, or with another."""
 
-    code = "E_CSRF_INVALID"
+    code = ErrorCode.CSRF_INVALID
     status = 403
 
 
 class FormTooLarge(WebRefusal):
-    code = "E_FORM_TOO_LARGE"
+    code = ErrorCode.FORM_TOO_LARGE
     status = 413
 
 
 class FormInvalid(WebRefusal):
-    code = "E_FORM_INVALID"
+    code = ErrorCode.FORM_INVALID
     status = 400
 
 
 class NotFound(WebRefusal):
-    code = "E_NOT_FOUND"
+    code = ErrorCode.NOT_FOUND
     status = 404
 
 
@@ -76,26 +76,26 @@ class HttpAddressRefused(InputError):
     """``--http`` names no loopback address and port: tokens travel without TLS, so
     the page listens on loopback only."""
 
-    code = "E_HTTP_ADDRESS_REFUSED"
+    code = ErrorCode.HTTP_ADDRESS_REFUSED
 
 
 class HttpPortBusy(CutterError):
     """The ``--http`` port cannot be bound (in use, or not ours to use)."""
 
-    code = "E_HTTP_PORT_BUSY"
+    code = ErrorCode.HTTP_PORT_BUSY
 
 
 class HttpNotServing(InputError):
     """A link was asked of a daemon started without ``--http``."""
 
-    code = "E_HTTP_NOT_SERVING"
+    code = ErrorCode.HTTP_NOT_SERVING
 
 
 class WebProofNotAccepted(AccessDenied):
     """The policy does not take the review page as proof for this gate (its
     ``proofs`` do not list ``"web"``): no link is minted."""
 
-    code = "E_WEB_PROOF_NOT_ACCEPTED"
+    code = ErrorCode.WEB_PROOF_NOT_ACCEPTED
 
 
 def status_of(exc: CutterError) -> int:
