@@ -76,4 +76,24 @@ def test_cutter_exports_the_seed_surface() -> None:
         "RunState",
     ]:
         assert name in cutter.__all__
-    assert cutter.__execution_enabled__ is False
+    assert cutter.mode.live_execution_enabled is False
+
+
+def imports_package_root(path: Path) -> bool:
+    """``import cutter`` or ``from cutter import x``: a module that reaches the package
+    root runs ``cutter/__init__`` (the runner, the stores) to get one name."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import) and any(a.name == "cutter" for a in node.names):
+            return True
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == "cutter":
+            return True
+    return False
+
+
+def test_no_module_of_the_package_imports_its_root() -> None:
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in sorted((ROOT / "cutter").rglob("*.py"))
+        if imports_package_root(path)
+    ]
+    assert offenders == []

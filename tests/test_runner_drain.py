@@ -16,7 +16,7 @@ import pytest
 from anyio.abc import TaskGroup
 from structlog.testing import capture_logs
 
-import cutter
+import cutter.mode
 from cutter import Mode, RunState, StopCode
 from cutter.errors import ShuttingDown
 from cutter.ledger import CutEnvelope, LedgerEntry, LedgerEnvelope, RollbackEnvelope
@@ -106,7 +106,7 @@ async def walk_in_background(
 
 @pytest.fixture
 def live(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cutter, "__execution_enabled__", True)
+    monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
 
 
 class TestDrain:

@@ -8,6 +8,7 @@ import asyncpg
 import msgspec
 
 from cutter.canonical import canonical, sha256_hex
+from cutter.codec import row_from_record, row_values
 from cutter.doc_size import check_document_size
 from cutter.errors import CorruptRecord, StopVerifyFailed, UnknownDocument
 from cutter.ledger import (
@@ -29,7 +30,6 @@ from cutter.records import (
     SourceVersion,
     WriterGrants,
 )
-from cutter.stores.encoding import row_from_record, row_values
 
 _backup_decoder = msgspec.json.Decoder(Backup)
 _encoder = msgspec.json.Encoder()

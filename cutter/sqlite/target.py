@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from cutter.canonical import canonical, sha256_hex
+from cutter.codec import row_from_record, row_values
 from cutter.doc_size import check_document_size
 from cutter.errors import CorruptRecord, InvalidIdentifier, StopVerifyFailed, UnknownDocument
 from cutter.ids import check_doc_id, check_token
@@ -31,7 +32,6 @@ from cutter.ledger import (
 from cutter.offloop import off_loop
 from cutter.records import Backup, IURow, SourceVersion
 from cutter.sqlite.database import Database
-from cutter.stores.encoding import row_from_record, row_values
 
 _backup_decoder = msgspec.json.Decoder(Backup)
 _IU_COLUMNS = (

@@ -22,6 +22,7 @@ import msgspec
 import pytest
 
 from cutter.canonical import canonical
+from cutter.codec import encode_sidecar
 from cutter.errors import (
     ApprovalConsumedAlready,
     CorruptRecord,
@@ -45,7 +46,6 @@ from cutter.run_pages import RunFilter
 from cutter.sidecar import Sidecar
 from cutter.sqlite.target import SqliteLedger
 from cutter.states import RunState
-from cutter.stores.encoding import encode_sidecar
 from cutter.stores.locks import InProcessDocumentLocks
 from cutter.stores.memory_target import StaticGrantProbe
 from cutter.stores.sandbox import sandbox
