@@ -320,11 +320,11 @@ def add_document(state_dir: Path, dsn: str | None, doc_id: str, path: Path) -> N
             async with open_state_dir(state_dir, create=True) as db:
                 return (await SqliteSources(db).publish(checked, data)).sv_id
         from cutter.pg.connect import connect
-        from cutter.pg.target import publish
+        from cutter.pg.target import PgSourceRepository
 
         conn = await connect(dsn)
         try:
-            return (await publish(conn, checked, data)).sv_id
+            return (await PgSourceRepository(conn).publish(checked, data)).sv_id
         finally:
             await conn.close()
 

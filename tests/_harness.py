@@ -188,7 +188,7 @@ def build_runner(
     disc = disc or seed_discoverer(n_candidates)
     if sources is None:
         sources = InMemorySources()
-        sources.publish(DOC_ID, disc.source, sv_id=SV_ID, sd_id=SD_ID)
+        sources.seed(DOC_ID, disc.source, sv_id=SV_ID, sd_id=SD_ID)
     store = store if store is not None else InMemoryIUStore()
     ledger = ledger or InMemoryLedger()
     grants = grants or StaticGrantProbe()

@@ -51,7 +51,7 @@ def batch_rig(tmp_path: Path) -> Rig:
     disc = seed_discoverer(12)
     sources = InMemorySources()
     for doc_id in BATCH_DOCS:
-        sources.publish(doc_id, disc.source, sv_id=f"sv-{doc_id}-v1")
+        sources.seed(doc_id, disc.source, sv_id=f"sv-{doc_id}-v1")
     return build_runner(tmp_path, disc=disc, sources=sources)
 
 

@@ -58,7 +58,7 @@ def count_gets(rig: Rig, kb_id: str) -> list[str]:
 def counting_rig(tmp_path: Path) -> tuple[Rig, CountingSources]:
     """A runner over counting sources holding the seeded document."""
     sources = CountingSources()
-    sources.publish(DOC_ID, seed_discoverer().source, sv_id=SV_ID, sd_id=SD_ID)
+    sources.seed(DOC_ID, seed_discoverer().source, sv_id=SV_ID, sd_id=SD_ID)
     return build_runner(tmp_path, sources=sources), sources
 
 

@@ -226,7 +226,7 @@ class TestStopDriftOnResume:
             sc = await rig.runner.cut(DOC_ID, started_by=OPERATOR)
             docs_at_pause = await rig.kb.list(f"runs/{sc.run_id}/phases")
             # a new edit of the document during the pause: a new version id
-            rig.sources.publish(DOC_ID, rig.disc.source, sv_id="sv-charter-001-v2")
+            rig.sources.seed(DOC_ID, rig.disc.source, sv_id="sv-charter-001-v2")
             sc = await rig.runner.resume(sc.run_id, await write_sg1_approval(rig, sc.run_id))
         assert sc.state is RunState.FAILED
         assert sc.stop_code == "STOP_DRIFT"

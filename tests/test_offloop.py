@@ -176,7 +176,7 @@ def test_add_document_and_plan_refuse_an_oversized_file_in_one_line(tmp_path: Pa
 async def test_a_stored_version_over_the_limit_stops_at_source_pin_unread(tmp_path: Path) -> None:
     sources = InMemorySources()  # as a store written before the limit, or by another tool
     disc = InMemoryDiscoverer.seeded()
-    sources.publish(DOC_ID, b"x" * (MAX_DOCUMENT_BYTES + 1), sv_id="sv-big")
+    sources.seed(DOC_ID, b"x" * (MAX_DOCUMENT_BYTES + 1), sv_id="sv-big")
     rig = build_runner(tmp_path, disc=disc, sources=sources)
     async with rig.runner:
         sidecar = await rig.runner.cut(DOC_ID, started_by=OPERATOR)

@@ -46,7 +46,7 @@ async def world_on(kind: str, root: Path, monkeypatch: pytest.MonkeyPatch) -> As
     serial = iter(range(1, 100))
 
     async def publish(data: bytes) -> str:
-        return memory.publish(DOC_ID, data, sv_id=f"sv-{next(serial)}").sv_id
+        return memory.seed(DOC_ID, data, sv_id=f"sv-{next(serial)}").sv_id
 
     async with embedded_config(root, discoverer=DISCOVERER) as embedded:
         target = Target(sources=memory, ius=InMemoryIUStore(), ledger=InMemoryLedger())
