@@ -24,6 +24,7 @@ from cutter.daemon.limits import (
 from cutter.errors import CutterError, StateDirBusy
 from cutter.logs import TRANSITION_EVENTS, configure_console
 from cutter.secrets import scrub
+from cutter.state_dir import DEFAULT as DEFAULT_STATE_DIR
 
 
 def _transition_line(_: Any, __: str, event: MutableMapping[str, Any]) -> str:
@@ -89,7 +90,7 @@ def store_options(state_dir_help: str) -> Callable[[F], F]:
         return click.option(
             "--state-dir",
             type=click.Path(file_okay=False, path_type=Path),
-            default=Path(".cutter"),
+            default=DEFAULT_STATE_DIR.root,
             show_default=True,
             help=state_dir_help,
         )(func)

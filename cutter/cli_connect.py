@@ -23,8 +23,9 @@ from cutter.client import expect as client_expect
 from cutter.errors import CutterError, ErrorCode
 from cutter.protocol import AnyCommand, AnyReply, Error, Reply, encode
 from cutter.secrets import scrub
+from cutter.state_dir import DEFAULT as DEFAULT_STATE_DIR
 
-DEFAULT_SOCKET = Path(".cutter/daemon.sock")
+DEFAULT_SOCKET = DEFAULT_STATE_DIR.socket
 EXIT_REFUSED = 1  # the daemon (or this client) answered with an error
 EXIT_UNREACHABLE = 2  # no daemon on the socket, or it hung up
 EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT

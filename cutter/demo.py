@@ -35,8 +35,9 @@ from cutter.phases.context import load_manifest
 from cutter.ports import LedgerReader, SourcePublisher, SourceRepository
 from cutter.runner import Runner, RunnerConfig, utc_now
 from cutter.sidecar import Sidecar
-from cutter.sqlite.config import check_layout, database_path, embedded_config
+from cutter.sqlite.config import check_layout, embedded_config
 from cutter.sqlite.target import SqliteSources
+from cutter.state_dir import StateDir
 from cutter.stores.owner import claim
 from cutter.walk import Gate
 
@@ -59,7 +60,7 @@ async def embedded(state_dir: Path) -> AsyncIterator[tuple[RunnerConfig, str]]:
             sources = config.target.sources
             assert isinstance(sources, SqliteSources)
             await publish_uncut(sources)
-            yield config, str(database_path(state_dir))
+            yield config, str(StateDir(state_dir).database)
 
 
 @asynccontextmanager
