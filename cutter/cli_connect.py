@@ -1,6 +1,6 @@
 """Talking to a running daemon from the command line: where it is, and how it fails.
 
-``Target`` runs a piece of client work on one connection and turns every failure
+``Endpoint`` runs a piece of client work on one connection and turns every failure
 into a ``ClientFailure``: a one-line ``CODE: message`` on stderr and exit 1, or
 ``Unreachable`` (exit 2) when no daemon answers. ``daemon_options`` gives every
 subcommand the same ``--socket`` and ``--json``.
@@ -74,7 +74,7 @@ def expect(reply: AnyReply, kind: type[R]) -> R:
 
 # --- talking to the daemon ---------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
-class Target:
+class Endpoint:
     """Where the daemon is and how to print what it says."""
 
     socket: Path

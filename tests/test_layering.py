@@ -97,3 +97,20 @@ def test_no_module_of_the_package_imports_its_root() -> None:
         if imports_package_root(path)
     ]
     assert offenders == []
+
+
+# Two adapters of one kind, each with its own migration runner: the same name on
+# purpose (cutter.pg.migrate, cutter.sqlite.migrate), never imported together.
+SHARED_CLASS_NAMES = {"Migration"}
+
+
+def test_each_public_class_name_has_one_meaning() -> None:
+    """A name defined in two modules (two ``Target``s, two ``ShuttingDown``s) reads as
+    one thing and is two; the import decides which, silently."""
+    homes: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "cutter").rglob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                homes.setdefault(node.name, []).append(str(path.relative_to(ROOT)))
+    twice = {n: h for n, h in homes.items() if len(h) > 1 and n not in SHARED_CLASS_NAMES}
+    assert twice == {}
