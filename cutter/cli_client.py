@@ -8,7 +8,7 @@ socket exits 2. Refusals the client makes itself (``E_RUN_NOT_AT_GATE``,
 ``APPROVAL_WRONG_GATE``, ``APPROVAL_STALE``, ``E_BAD_REQUEST_DIGEST``,
 ``E_REVIEW_DECISION_REQUIRED``, ``E_BAD_REPLY``) look the same as the daemon's.
 
-``register(group)`` attaches them to the ``cutter`` click group. Around them:
+``COMMANDS`` are the ones ``cutter.cli`` adds to the ``cutter`` group. Around them:
 
 - ``cutter.cli_connect``: ``Endpoint`` (one connection, failures as exit codes) and
   the ``--socket``/``--json`` options;
@@ -37,8 +37,6 @@ from cutter.cli_approve import (
 from cutter.cli_connect import ClientFailure, Endpoint, daemon_options, expect
 from cutter.cli_outcome import finish
 from cutter.cli_render import event_line, show_run
-from cutter.cli_review import review
-from cutter.cli_runs import runs
 from cutter.client import Client
 from cutter.errors import CutterError, ErrorCode
 from cutter.ids import check_reason
@@ -63,7 +61,7 @@ from cutter.protocol import (
 )
 from cutter.states import TERMINAL, RunState
 
-__all__ = ["COMMANDS", "login_name", "register", "reviewer_main"]
+__all__ = ["COMMANDS", "login_name", "reviewer_main"]
 
 
 def login_name() -> str:
@@ -332,8 +330,6 @@ COMMANDS: tuple[click.Command, ...] = (
     ping,
     start,
     status,
-    runs,
-    review,
     approve,
     resume,
     abort,
@@ -341,9 +337,3 @@ COMMANDS: tuple[click.Command, ...] = (
     kill_switch,
     shutdown,
 )
-
-
-def register(group: click.Group) -> None:
-    """Attach the client subcommands to the ``cutter`` group."""
-    for command in COMMANDS:
-        group.add_command(command)

@@ -73,5 +73,4 @@ def policy_set(socket_path: Path, as_json: bool, path: Path) -> None:
     _show(target, target.request(SetPolicy(text=text, format=fmt), PolicyInfo))
 
 
-def register(group: click.Group) -> None:
-    group.add_command(policy)
+COMMANDS: tuple[click.Command, ...] = (policy,)

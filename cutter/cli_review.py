@@ -160,3 +160,6 @@ def review(
     print_review(out, reply.review)
     if hint := approve_hint(reply.run):
         out.print(hint)
+
+
+COMMANDS: tuple[click.Command, ...] = (review,)

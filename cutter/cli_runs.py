@@ -95,3 +95,6 @@ def _none(state: RunState | None, doc_id: str | None) -> str:
     where = [f"in state {state.value}"] if state is not None else []
     where += [f"of {doc_id}"] if doc_id is not None else []
     return " ".join(["no runs", *where])
+
+
+COMMANDS: tuple[click.Command, ...] = (runs,)
