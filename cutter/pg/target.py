@@ -9,7 +9,7 @@ import msgspec
 
 from cutter.canonical import canonical, sha256_hex
 from cutter.codec import row_from_record, row_values
-from cutter.errors import CorruptRecord, InvalidIdentifier, StopVerifyFailed, UnknownDocument
+from cutter.errors import CorruptRecord, StopVerifyFailed, UnknownDocument
 from cutter.ledger import (
     LedgerEntry,
     LedgerEnvelope,
@@ -28,7 +28,7 @@ from cutter.records import (
     SourceVersion,
     WriterGrants,
 )
-from cutter.stores.ingest import new_version
+from cutter.stores.ingest import new_version, version_taken
 
 _backup_decoder = msgspec.json.Decoder(Backup)
 _encoder = msgspec.json.Encoder()
@@ -106,9 +106,7 @@ async def _publish_on(
     )
     held = await conn.fetchrow(q.VERSION_OWNER, version.sv_id)
     if held is not None and (held["doc_id"], held["sha256"]) != (version.doc_id, version.sha256):
-        raise InvalidIdentifier(
-            "sv_id", f"{version.sv_id} names another version (of {held['doc_id']}) already"
-        )
+        raise version_taken(version.sv_id, held["doc_id"])
     await conn.execute(q.SET_CURRENT, version.doc_id, version.sv_id)
 
 

@@ -18,7 +18,7 @@ import msgspec
 
 from cutter.canonical import canonical, sha256_hex
 from cutter.codec import row_from_record, row_values
-from cutter.errors import CorruptRecord, InvalidIdentifier, StopVerifyFailed, UnknownDocument
+from cutter.errors import CorruptRecord, StopVerifyFailed, UnknownDocument
 from cutter.ids import check_doc_id, check_token
 from cutter.ledger import (
     LedgerEntry,
@@ -31,7 +31,7 @@ from cutter.ledger import (
 from cutter.offloop import off_loop
 from cutter.records import Backup, IURow, SourceVersion
 from cutter.sqlite.database import Database
-from cutter.stores.ingest import new_version
+from cutter.stores.ingest import new_version, version_taken
 
 _backup_decoder = msgspec.json.Decoder(Backup)
 _IU_COLUMNS = (
@@ -77,9 +77,7 @@ class SqliteSources:
                     (sv_id, doc_id, sha, len(data), data),
                 )
             elif tuple(held) != (doc_id, sha):
-                raise InvalidIdentifier(
-                    "sv_id", f"{sv_id} names another version (of {held[0]}) already"
-                )
+                raise version_taken(sv_id, held[0])
             conn.execute("UPDATE documents SET current_sv_id = ? WHERE doc_id = ?", (sv_id, doc_id))
             return version
 

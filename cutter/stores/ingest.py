@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from cutter.canonical import sha256_hex
 from cutter.doc_size import check_document_size
+from cutter.errors import InvalidIdentifier
 from cutter.ids import check_doc_id, check_token, default_sd_id, derived_sv_id
 from cutter.offloop import off_loop
 from cutter.records import SourceVersion
@@ -26,3 +27,8 @@ async def new_version(
         sha256=sha,
         size=len(data),
     )
+
+
+def version_taken(sv_id: str, held_by: str) -> InvalidIdentifier:
+    """The refusal of a named ``sv_id`` that another version (of ``held_by``) holds."""
+    return InvalidIdentifier("sv_id", f"{sv_id} names another version (of {held_by}) already")

@@ -11,11 +11,11 @@ from collections.abc import Iterable, Sequence
 import msgspec
 
 from cutter.canonical import canonical, sha256_hex
-from cutter.errors import CorruptRecord, InvalidIdentifier, StopVerifyFailed, UnknownDocument
+from cutter.errors import CorruptRecord, StopVerifyFailed, UnknownDocument
 from cutter.ids import default_sd_id
 from cutter.ledger import LedgerEntry, LedgerEnvelope, StoredEntry, next_entry
 from cutter.records import REQUIRED_GRANTS, Backup, IURow, IUState, SourceVersion, WriterGrants
-from cutter.stores.ingest import new_version
+from cutter.stores.ingest import new_version, version_taken
 
 
 class InMemorySources:
@@ -33,10 +33,7 @@ class InMemorySources:
         version = await new_version(doc_id, data, sv_id=sv_id, sd_id=sd_id)
         held = self._content.get(version.sv_id)
         if held is not None and (held, self._doc_of[version.sv_id]) != (data, version.doc_id):
-            raise InvalidIdentifier(
-                "sv_id",
-                f"{version.sv_id} names another version (of {self._doc_of[version.sv_id]}) already",
-            )
+            raise version_taken(version.sv_id, self._doc_of[version.sv_id])
         return self._store(version, data)
 
     def seed(
