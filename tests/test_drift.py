@@ -138,7 +138,7 @@ Change = Callable[[Rig, Sidecar], Awaitable[None]]
 
 
 async def publish_new_version(rig: Rig, _run: Sidecar) -> None:
-    rig.sources.publish(DOC_ID, rig.disc.source + b"\nArticle 99. Late.\n", sv_id="sv-late")
+    rig.sources.seed(DOC_ID, rig.disc.source + b"\nArticle 99. Late.\n", sv_id="sv-late")
 
 
 async def change_bytes_in_place(rig: Rig, run: Sidecar) -> None:
