@@ -1,12 +1,10 @@
 """iu-cutter: cut long knowledge-base documents into addressable information units.
 
-``__execution_enabled__`` is the live-execution switch: False unless an operator
-turns it on (``cutter.mode.enable_execution()`` or the CLI's
+The live-execution switch is ``cutter.mode.live_execution_enabled``: False unless
+an operator turns it on (``cutter.mode.enable_execution()`` or the CLI's
 ``--enable-execution``). While it is off, ``Mode.LIVE`` is refused before
 anything is touched.
 """
-
-__execution_enabled__ = False
 
 from cutter.approvals import GatePolicy
 from cutter.errors import (

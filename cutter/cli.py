@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import MutableMapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 import anyio.to_thread
 import click
 import structlog
 
+from cutter.cli_client import COMMANDS as CLIENT_COMMANDS
+from cutter.cli_common import (
+    DSN_HELP,
+    failed,
+    run_command,
+    store_options,
+)
+from cutter.cli_doctor import COMMANDS as DOCTOR_COMMANDS
+from cutter.cli_ledger import COMMANDS as LEDGER_COMMANDS
 from cutter.cli_outcome import EXIT_STATUS_HELP
+from cutter.cli_plan import COMMANDS as PLAN_COMMANDS
+from cutter.cli_policy import COMMANDS as POLICY_COMMANDS
+from cutter.cli_review import COMMANDS as REVIEW_COMMANDS
+from cutter.cli_runs import COMMANDS as RUNS_COMMANDS
 from cutter.daemon.limits import (
     DEFAULT_BUFFER_BUDGET,
     DEFAULT_FRAME_SECONDS,
@@ -21,9 +34,8 @@ from cutter.daemon.limits import (
     MIN_BUFFER_BUDGET,
     ConnectionLimits,
 )
-from cutter.errors import CutterError, StateDirBusy
+from cutter.errors import CutterError
 from cutter.logs import TRANSITION_EVENTS, configure_console
-from cutter.secrets import scrub
 
 
 def _transition_line(_: Any, __: str, event: MutableMapping[str, Any]) -> str:
@@ -43,27 +55,6 @@ def configure_transitions() -> None:
     )
 
 
-EXIT_ERROR = 1  # a typed error (CODE: message on stderr)
-EXIT_STATE_DIR_BUSY = 3  # another live process owns the state directory, or the --http port
-# (click uses 2)
-
-
-class CommandFailed(click.ClickException):
-    """One ``Error: CODE: message`` line on stderr and exit code 1; never a traceback."""
-
-    exit_code = EXIT_ERROR
-
-
-class StateDirOwned(CommandFailed):
-    exit_code = EXIT_STATE_DIR_BUSY
-
-
-def failed(exc: CutterError) -> CommandFailed:
-    busy = isinstance(exc, StateDirBusy) or exc.code == "E_HTTP_PORT_BUSY"
-    kind = StateDirOwned if busy else CommandFailed
-    return kind(scrub(f"{exc.code}: {exc.message}"))  # never a DSN's password
-
-
 @click.group(epilog=EXIT_STATUS_HELP)
 @click.version_option(package_name="iu-cutter", prog_name="cutter")
 def main() -> None:
@@ -71,33 +62,7 @@ def main() -> None:
     configure_console()
 
 
-DSN_HELP = (
-    "PostgreSQL DSN: a postgresql:// URI or libpq key=value pairs (host, port, dbname, user,"
-    " password, sslmode, ...); the login must own the schema. Prefer PGPASSWORD or"
-    " ~/.pgpass to a password on the command line."
-)
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def store_options(state_dir_help: str) -> Callable[[F], F]:
-    """--state-dir (the embedded stores) and --dsn (PostgreSQL instead)."""
-
-    def decorate(func: F) -> F:
-        func = click.option(
-            "--dsn", default=None, help="Use PostgreSQL instead of SQLite. " + DSN_HELP
-        )(func)
-        return click.option(
-            "--state-dir",
-            type=click.Path(file_okay=False, path_type=Path),
-            default=Path(".cutter"),
-            show_default=True,
-            help=state_dir_help,
-        )(func)
-
-    return decorate
-
-
-@main.command()
+@click.command()
 @click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -112,12 +77,12 @@ def demo(state_dir: Path, live: bool, dsn: str | None) -> None:
     from cutter.demo import run_demo
 
     configure_transitions()
-    sidecar, ledger_ok = _run(run_demo, state_dir, live, dsn)
+    sidecar, ledger_ok = run_command(run_demo, state_dir, live, dsn)
     if sidecar.stop_code is not None or not ledger_ok:
         sys.exit(1)
 
 
-@main.command()
+@click.command()
 @store_options("The embedded database cutter.sqlite3 (without --dsn) and daemon.sock.")
 @click.option("--stdio", is_flag=True, help="Serve frames on stdin/stdout instead of a socket.")
 @click.option(
@@ -256,7 +221,7 @@ def daemon(
         raise failed(exc) from None
 
 
-@main.group()
+@click.group()
 def db() -> None:
     """Manage the PostgreSQL schema, roles and source documents."""
 
@@ -268,8 +233,8 @@ def migrate(dsn: str) -> None:
     from cutter.pg.migrate import migrate as run_migrations
     from cutter.pg.migrate import schema_version
 
-    applied = _run(run_migrations, dsn)
-    version = _run(schema_version, dsn)
+    applied = run_command(run_migrations, dsn)
+    version = run_command(schema_version, dsn)
     click.echo(f"applied {applied or 'nothing'}; schema version {version}")
 
 
@@ -283,14 +248,14 @@ def roles(dsn: str, writer: str, reader: str, login: bool) -> None:
     trusts), the reader and the reviewer group, or re-grant them exactly."""
     from cutter.pg.roles import CONTROL, REVIEWER, create_roles
 
-    _run(lambda: create_roles(dsn, writer=writer, reader=reader, login=login))
+    run_command(lambda: create_roles(dsn, writer=writer, reader=reader, login=login))
     click.echo(
         f"roles {writer} (writer), {CONTROL} (control), {reader} (reader) and {REVIEWER}"
         " (reviewers) hold exactly their grants"
     )
 
 
-@main.command("add-document")
+@click.command("add-document")
 @store_options("The embedded stores' directory (ignored with --dsn).")
 @click.argument("doc_id")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -320,37 +285,28 @@ def add_document(state_dir: Path, dsn: str | None, doc_id: str, path: Path) -> N
             async with open_state_dir(state_dir, create=True) as db:
                 return (await SqliteSources(db).publish(checked, data)).sv_id
         from cutter.pg.connect import connect
-        from cutter.pg.target import publish
+        from cutter.pg.target import PgSourceRepository
 
         conn = await connect(dsn)
         try:
-            return (await publish(conn, checked, data)).sv_id
+            return (await PgSourceRepository(conn).publish(checked, data)).sv_id
         finally:
             await conn.close()
 
-    click.echo(f"{doc_id} is now at version {_run(add)} ({len(data)} bytes)")
+    click.echo(f"{doc_id} is now at version {run_command(add)} ({len(data)} bytes)")
 
 
-T = TypeVar("T")
+COMMANDS: tuple[click.Command, ...] = (demo, daemon, db, add_document)
 
-
-def _run(func: Callable[..., Awaitable[T]], *args: object) -> T:
-    """Run ``func`` and turn a CutterError into a one-line error and exit code 1 (3 when
-    the state directory is owned by another process)."""
-    try:
-        return anyio.run(func, *args)
-    except CutterError as exc:
-        raise failed(exc) from None
-
-
-from cutter.cli_client import register  # noqa: E402  (the subcommands that talk to a daemon)
-from cutter.cli_doctor import register as register_doctor  # noqa: E402
-from cutter.cli_ledger import register as register_ledger  # noqa: E402
-from cutter.cli_plan import register as register_plan  # noqa: E402
-from cutter.cli_policy import register as register_policy  # noqa: E402
-
-register(main)
-register_ledger(main)
-register_doctor(main)
-register_plan(main)
-register_policy(main)
+# One registration style: every module of commands exposes COMMANDS, added here.
+for _command in (
+    *COMMANDS,
+    *CLIENT_COMMANDS,
+    *REVIEW_COMMANDS,
+    *RUNS_COMMANDS,
+    *POLICY_COMMANDS,
+    *DOCTOR_COMMANDS,
+    *LEDGER_COMMANDS,
+    *PLAN_COMMANDS,
+):
+    main.add_command(_command)

@@ -28,7 +28,7 @@ import click
 import msgspec
 
 from cutter.approvals import decision_kb_id
-from cutter.cli_connect import ClientFailure, Target, daemon_options, expect
+from cutter.cli_connect import ClientFailure, Endpoint, daemon_options, expect
 from cutter.cli_outcome import EXIT_STATUS_HELP, finish
 from cutter.cli_render import console, run_table, show_run
 from cutter.client import Client, DaemonUnavailable
@@ -265,7 +265,7 @@ def reviewer_main(
     sign_with: Path | None,
 ) -> None:
     """Show the request RUN_ID waits on at GATE, then send your decision on it."""
-    target = Target(socket_path, as_json)
+    target = Endpoint(socket_path, as_json)
     given = approval_input(
         run_id,
         gate,

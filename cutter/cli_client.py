@@ -8,9 +8,9 @@ socket exits 2. Refusals the client makes itself (``E_RUN_NOT_AT_GATE``,
 ``APPROVAL_WRONG_GATE``, ``APPROVAL_STALE``, ``E_BAD_REQUEST_DIGEST``,
 ``E_REVIEW_DECISION_REQUIRED``, ``E_BAD_REPLY``) look the same as the daemon's.
 
-``register(group)`` attaches them to the ``cutter`` click group. Around them:
+``COMMANDS`` are the ones ``cutter.cli`` adds to the ``cutter`` group. Around them:
 
-- ``cutter.cli_connect``: ``Target`` (one connection, failures as exit codes) and
+- ``cutter.cli_connect``: ``Endpoint`` (one connection, failures as exit codes) and
   the ``--socket``/``--json`` options;
 - ``cutter.cli_render``: the tables and event lines a person reads;
 - ``cutter.cli_approve``: ``approve_gate``, the approval logic ``scripts/approve``
@@ -34,11 +34,9 @@ from cutter.cli_approve import (
     reviewer_main,
     stored_headline,
 )
-from cutter.cli_connect import ClientFailure, Target, daemon_options, expect
+from cutter.cli_connect import ClientFailure, Endpoint, daemon_options, expect
 from cutter.cli_outcome import finish
 from cutter.cli_render import event_line, show_run
-from cutter.cli_review import review
-from cutter.cli_runs import runs
 from cutter.client import Client
 from cutter.errors import CutterError, ErrorCode
 from cutter.ids import check_reason
@@ -56,14 +54,14 @@ from cutter.protocol import (
     RunInfo,
     SetKillSwitch,
     Shutdown,
-    ShuttingDown,
+    ShuttingDownReply,
     Start,
     StatusOf,
     Watch,
 )
 from cutter.states import TERMINAL, RunState
 
-__all__ = ["COMMANDS", "login_name", "register", "reviewer_main"]
+__all__ = ["COMMANDS", "login_name", "reviewer_main"]
 
 
 def login_name() -> str:
@@ -73,7 +71,7 @@ def login_name() -> str:
 
 
 # --- the subcommands ----------------------------------------------------------------------
-def walk(target: Target, command: Start | Resume, doing: str) -> None:
+def walk(target: Endpoint, command: Start | Resume, doing: str) -> None:
     """Send a command that walks a run: with ``wait`` off, say how to follow it;
     otherwise show the run at its next stop."""
     if not command.wait:
@@ -92,7 +90,7 @@ def walk(target: Target, command: Start | Resume, doing: str) -> None:
 @daemon_options
 def ping(socket_path: Path, as_json: bool) -> None:
     """Check that a daemon answers, and which protocol it speaks."""
-    target = Target(socket_path, as_json)
+    target = Endpoint(socket_path, as_json)
     reply = target.request(Ping(), Pong)
     if as_json:
         target.frame(reply)
@@ -110,7 +108,7 @@ def start(
     socket_path: Path, as_json: bool, doc_id: str, live: bool, by: str, no_wait: bool
 ) -> None:
     """Start a run cutting DOC_ID; by default wait for its first stop (a gate)."""
-    target = Target(socket_path, as_json)
+    target = Endpoint(socket_path, as_json)
     command = Start(
         doc_id=doc_id, started_by=by, mode=Mode.LIVE if live else Mode.DRY_RUN, wait=not no_wait
     )
@@ -122,7 +120,7 @@ def start(
 @click.argument("run_id")
 def status(socket_path: Path, as_json: bool, run_id: str) -> None:
     """One run: its state, its stop, and what its gate waits for."""
-    target = Target(socket_path, as_json)
+    target = Endpoint(socket_path, as_json)
     show_run(target, target.request(StatusOf(run_id=run_id), RunInfo))
 
 
@@ -152,7 +150,7 @@ def approve(
     dsn: str | None,
 ) -> None:
     """Approve (or --reject) the request RUN_ID waits on at GATE, and only that one."""
-    target = Target(socket_path, as_json)
+    target = Endpoint(socket_path, as_json)
     given = approval_input(
         run_id,
         gate,
@@ -172,7 +170,7 @@ def approve(
     finish(reply.run, asked_by(given), as_json=as_json)
 
 
-def approve_through_database(target: Target, dsn: str, given: ApprovalInput) -> None:
+def approve_through_database(target: Endpoint, dsn: str, given: ApprovalInput) -> None:
     """``cutter approve --dsn``: the decision stored by the database as the login's."""
     from cutter.pg.approve import approve_in_database  # asyncpg only when asked for
 
@@ -217,7 +215,7 @@ def resume(
     socket_path: Path, as_json: bool, run_id: str, approval_kb_id: str | None, no_wait: bool
 ) -> None:
     """Continue a paused or halted run (at a gate: with a stored approval)."""
-    target = Target(socket_path, as_json)
+    target = Endpoint(socket_path, as_json)
     command = Resume(run_id=run_id, approval_kb_id=approval_kb_id, wait=not no_wait)
     walk(target, command, "resuming")
 
@@ -229,7 +227,7 @@ def resume(
 @click.option("--by", default=login_name, show_default="login name", help="Who ends it.")
 def abort(socket_path: Path, as_json: bool, run_id: str, reason: str, by: str) -> None:
     """End a run (a live run's writes are rolled back)."""
-    target = Target(socket_path, as_json)
+    target = Endpoint(socket_path, as_json)
     reply = target.request(AbortRun(run_id=run_id, reason=reason, by=by), RunInfo)
     show_run(target, reply)
     finish(reply.run, RunState.ABORTED, as_json=as_json)
@@ -253,7 +251,7 @@ def watch(socket_path: Path, as_json: bool, run_id: str | None) -> None:
 
     Given RUN_ID, stop when that run reaches a final state (or is in one already).
     """
-    target = Target(socket_path, as_json)
+    target = Endpoint(socket_path, as_json)
 
     def emit(event: Event) -> None:
         if as_json:
@@ -288,7 +286,7 @@ def kill_switch() -> None:
     """Engage or release the kill switch: live runs halt at their next phase boundary."""
 
 
-def _show_switch(target: Target, reply: KillSwitchState) -> None:
+def _show_switch(target: Endpoint, reply: KillSwitchState) -> None:
     if target.as_json:
         target.frame(reply)
     else:
@@ -300,7 +298,7 @@ def _show_switch(target: Target, reply: KillSwitchState) -> None:
 @click.option("--reason", required=True, help="Why; recorded with the switch.")
 def kill_switch_engage(socket_path: Path, as_json: bool, reason: str) -> None:
     """Halt live runs at their next phase boundary (dry runs go on)."""
-    target = Target(socket_path, as_json)
+    target = Endpoint(socket_path, as_json)
     try:
         check_reason(reason)
     except CutterError as exc:  # refused here too: nothing is sent
@@ -312,7 +310,7 @@ def kill_switch_engage(socket_path: Path, as_json: bool, reason: str) -> None:
 @daemon_options
 def kill_switch_release(socket_path: Path, as_json: bool) -> None:
     """Release the kill switch; halted runs stay halted until resumed."""
-    target = Target(socket_path, as_json)
+    target = Endpoint(socket_path, as_json)
     _show_switch(target, target.request(SetKillSwitch(engage=False), KillSwitchState))
 
 
@@ -320,8 +318,8 @@ def kill_switch_release(socket_path: Path, as_json: bool) -> None:
 @daemon_options
 def shutdown(socket_path: Path, as_json: bool) -> None:
     """Ask the daemon to drain (walks pause at their next phase) and exit."""
-    target = Target(socket_path, as_json)
-    reply = target.request(Shutdown(), ShuttingDown)
+    target = Endpoint(socket_path, as_json)
+    reply = target.request(Shutdown(), ShuttingDownReply)
     if as_json:
         target.frame(reply)
     else:
@@ -332,8 +330,6 @@ COMMANDS: tuple[click.Command, ...] = (
     ping,
     start,
     status,
-    runs,
-    review,
     approve,
     resume,
     abort,
@@ -341,9 +337,3 @@ COMMANDS: tuple[click.Command, ...] = (
     kill_switch,
     shutdown,
 )
-
-
-def register(group: click.Group) -> None:
-    """Attach the client subcommands to the ``cutter`` group."""
-    for command in COMMANDS:
-        group.add_command(command)

@@ -1,6 +1,6 @@
 """Talking to a running daemon from the command line: where it is, and how it fails.
 
-``Target`` runs a piece of client work on one connection and turns every failure
+``Endpoint`` runs a piece of client work on one connection and turns every failure
 into a ``ClientFailure``: a one-line ``CODE: message`` on stderr and exit 1, or
 ``Unreachable`` (exit 2) when no daemon answers. ``daemon_options`` gives every
 subcommand the same ``--socket`` and ``--json``.
@@ -23,8 +23,9 @@ from cutter.client import expect as client_expect
 from cutter.errors import CutterError, ErrorCode
 from cutter.protocol import AnyCommand, AnyReply, Error, Reply, encode
 from cutter.secrets import scrub
+from cutter.state_dir import DEFAULT as DEFAULT_STATE_DIR
 
-DEFAULT_SOCKET = Path(".cutter/daemon.sock")
+DEFAULT_SOCKET = DEFAULT_STATE_DIR.socket
 EXIT_REFUSED = 1  # the daemon (or this client) answered with an error
 EXIT_UNREACHABLE = 2  # no daemon on the socket, or it hung up
 EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
@@ -73,7 +74,7 @@ def expect(reply: AnyReply, kind: type[R]) -> R:
 
 # --- talking to the daemon ---------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
-class Target:
+class Endpoint:
     """Where the daemon is and how to print what it says."""
 
     socket: Path

@@ -15,6 +15,7 @@ import click
 import msgspec
 
 from cutter.anchors import LedgerReport, describe
+from cutter.cli_common import run_command, store_options
 
 
 async def verify_stores(state_dir: Path, dsn: str | None) -> LedgerReport:
@@ -38,22 +39,22 @@ async def verify_stores(state_dir: Path, dsn: str | None) -> LedgerReport:
         await pool.close()
 
 
-def register(group: click.Group) -> None:
-    from cutter.cli import _run, store_options
+@click.command("verify-ledger")
+@store_options("The embedded stores' directory (ignored with --dsn).")
+@click.option("--json", "as_json", is_flag=True, help="The report as one JSON object.")
+def verify_ledger(state_dir: Path, dsn: str | None, as_json: bool) -> None:
+    """Check the ledger's hash chain and, against it, the anchor every live run
+    recorded for its cut and rollback: name each run whose entry is missing or
+    changed. Exit status 1 when anything is wrong."""
+    report = run_command(verify_stores, state_dir, dsn)
+    if as_json:
+        data = {"ok": report.ok, **msgspec.to_builtins(report)}
+        click.echo(msgspec.json.encode(data).decode())
+    else:
+        for line in describe(report):
+            click.echo(line)
+    if not report.ok:
+        raise SystemExit(1)
 
-    @group.command("verify-ledger")
-    @store_options("The embedded stores' directory (ignored with --dsn).")
-    @click.option("--json", "as_json", is_flag=True, help="The report as one JSON object.")
-    def verify_ledger(state_dir: Path, dsn: str | None, as_json: bool) -> None:
-        """Check the ledger's hash chain and, against it, the anchor every live run
-        recorded for its cut and rollback: name each run whose entry is missing or
-        changed. Exit status 1 when anything is wrong."""
-        report = _run(verify_stores, state_dir, dsn)
-        if as_json:
-            data = {"ok": report.ok, **msgspec.to_builtins(report)}
-            click.echo(msgspec.json.encode(data).decode())
-        else:
-            for line in describe(report):
-                click.echo(line)
-        if not report.ok:
-            raise SystemExit(1)
+
+COMMANDS: tuple[click.Command, ...] = (verify_ledger,)

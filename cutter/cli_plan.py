@@ -38,6 +38,7 @@ class PlanReport(msgspec.Struct, frozen=True, kw_only=True):
 def plan_file(path: Path, data: bytes) -> PlanReport:
     from cutter.discovery import TextDiscoverer
     from cutter.discovery.content import require_text
+    from cutter.ids import default_sd_id
     from cutter.plan import build_manifest
 
     require_text(data)  # binary or UTF-16/32: E_DOCUMENT_NOT_TEXT
@@ -45,7 +46,7 @@ def plan_file(path: Path, data: bytes) -> PlanReport:
     doc_id = "plan"
     version = SourceVersion(
         doc_id=doc_id,
-        sd_id=f"sd-{doc_id}",
+        sd_id=default_sd_id(doc_id),
         sv_id="sv-plan",
         sha256=sha256_hex(data),
         size=len(data),
@@ -85,20 +86,22 @@ def show(report: PlanReport) -> None:
         console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
 
 
-def register(group: click.Group) -> None:
-    @group.command()
-    @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-    @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of a table.")
-    def plan(path: Path, as_json: bool) -> None:
-        """Show the units a cut of FILE would make, without starting a run."""
-        from cutter.doc_size import read_document
-        from cutter.errors import CutterError
+@click.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of a table.")
+def plan(path: Path, as_json: bool) -> None:
+    """Show the units a cut of FILE would make, without starting a run."""
+    from cutter.doc_size import read_document
+    from cutter.errors import CutterError
 
-        try:
-            report = plan_file(path, read_document(path))  # E_DOCUMENT_TOO_LARGE
-        except CutterError as exc:
-            raise click.ClickException(f"{exc.code}: {exc.message}") from None
-        if as_json:
-            click.echo(msgspec.json.encode(report).decode())
-        else:
-            show(report)
+    try:
+        report = plan_file(path, read_document(path))  # E_DOCUMENT_TOO_LARGE
+    except CutterError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.message}") from None
+    if as_json:
+        click.echo(msgspec.json.encode(report).decode())
+    else:
+        show(report)
+
+
+COMMANDS: tuple[click.Command, ...] = (plan,)

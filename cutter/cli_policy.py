@@ -14,7 +14,7 @@ from typing import Literal
 import click
 import msgspec
 
-from cutter.cli_connect import ClientFailure, Target, daemon_options
+from cutter.cli_connect import ClientFailure, Endpoint, daemon_options
 from cutter.errors import ErrorCode
 from cutter.protocol import PolicyInfo, SetPolicy, ShowPolicy
 
@@ -26,7 +26,7 @@ def policy() -> None:
     """Who may start runs and approve each gate; who may change that."""
 
 
-def _show(target: Target, reply: PolicyInfo) -> None:
+def _show(target: Endpoint, reply: PolicyInfo) -> None:
     if target.as_json:
         target.frame(reply)
         return
@@ -44,7 +44,7 @@ def _show(target: Target, reply: PolicyInfo) -> None:
 @daemon_options
 def policy_show(socket_path: Path, as_json: bool) -> None:
     """Print the policy in force (JSON, the form `policy set` takes)."""
-    target = Target(socket_path, as_json)
+    target = Endpoint(socket_path, as_json)
     _show(target, target.request(ShowPolicy(), PolicyInfo))
 
 
@@ -59,7 +59,7 @@ def policy_show(socket_path: Path, as_json: bool) -> None:
 )
 def policy_set(socket_path: Path, as_json: bool, path: Path) -> None:
     """Replace the policy (admins only); the change is recorded as a KB doc."""
-    target = Target(socket_path, as_json)
+    target = Endpoint(socket_path, as_json)
     fmt: Literal["toml", "json"] = "json" if path.suffix.lower() == ".json" else "toml"
     data = path.read_bytes()
     if len(data) > MAX_POLICY_BYTES:
@@ -73,5 +73,4 @@ def policy_set(socket_path: Path, as_json: bool, path: Path) -> None:
     _show(target, target.request(SetPolicy(text=text, format=fmt), PolicyInfo))
 
 
-def register(group: click.Group) -> None:
-    group.add_command(policy)
+COMMANDS: tuple[click.Command, ...] = (policy,)

@@ -14,7 +14,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from cutter.cli_connect import Target
+from cutter.cli_connect import Endpoint
 from cutter.protocol import ApprovalStored, Event, RunInfo, RunSummary
 from cutter.walk import Gate
 
@@ -139,7 +139,9 @@ def event_line(event: Event) -> str:
     return f"{at}  {event.run_id}  {event.event:<18} {what}".rstrip()
 
 
-def show_run(target: Target, reply: RunInfo | ApprovalStored, headline: str | None = None) -> None:
+def show_run(
+    target: Endpoint, reply: RunInfo | ApprovalStored, headline: str | None = None
+) -> None:
     if target.as_json:
         target.frame(reply)
         return

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from cutter.cli_connect import Target, daemon_options
+from cutter.cli_connect import Endpoint, daemon_options
 from cutter.cli_render import approve_hint, console, run_table
 from cutter.protocol import MintLink, Review, ReviewLink, ReviewOf
 from cutter.review import GateReview, Region, UnitChange, UnitDiff, UnitView
@@ -138,7 +138,7 @@ def review(
     """What the gate RUN_ID waits at authorises: units, warnings, diff (and at SG_2
     the verify results and the change set). With --web, a link to the review page
     where you may approve or reject it once, as yourself."""
-    target = Target(socket_path, as_json)
+    target = Endpoint(socket_path, as_json)
     if web:
         link = target.request(MintLink(run_id=run_id, ttl_seconds=ttl_seconds), ReviewLink)
         if as_json:
@@ -160,3 +160,6 @@ def review(
     print_review(out, reply.review)
     if hint := approve_hint(reply.run):
         out.print(hint)
+
+
+COMMANDS: tuple[click.Command, ...] = (review,)

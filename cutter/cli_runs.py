@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from cutter.cli_connect import DEFAULT_SOCKET, Target, daemon_options, expect
+from cutter.cli_connect import DEFAULT_SOCKET, Endpoint, daemon_options, expect
 from cutter.cli_render import console, runs_table
 from cutter.client import Client
 from cutter.protocol import RUNS_DEFAULT_LIMIT, RUNS_MAX_LIMIT, ListRuns, RunList
@@ -48,7 +48,7 @@ def runs(
     every: bool,
 ) -> None:
     """The runs the daemon knows, a page at a time: state, waiting gate, stop code."""
-    target = Target(socket_path, as_json)
+    target = Endpoint(socket_path, as_json)
     chosen = None if state is None else RunState(state.upper())
 
     def ask(after: str | None) -> ListRuns:
@@ -95,3 +95,6 @@ def _none(state: RunState | None, doc_id: str | None) -> str:
     where = [f"in state {state.value}"] if state is not None else []
     where += [f"of {doc_id}"] if doc_id is not None else []
     return " ".join(["no runs", *where])
+
+
+COMMANDS: tuple[click.Command, ...] = (runs,)

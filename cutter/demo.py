@@ -14,11 +14,11 @@ sample that no earlier demo cut, on either store."""
 from __future__ import annotations
 
 import shlex
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 import anyio
 import anyio.to_thread
@@ -32,11 +32,12 @@ from cutter.discovery import TextDiscoverer
 from cutter.kbdocs import Approval, Decision
 from cutter.mode import Mode, enable_execution
 from cutter.phases.context import load_manifest
-from cutter.ports import LedgerReader
+from cutter.ports import LedgerReader, SourcePublisher, SourceRepository
 from cutter.runner import Runner, RunnerConfig, utc_now
 from cutter.sidecar import Sidecar
-from cutter.sqlite.config import check_layout, database_path, embedded_config
+from cutter.sqlite.config import check_layout, embedded_config
 from cutter.sqlite.target import SqliteSources
+from cutter.state_dir import StateDir
 from cutter.stores.owner import claim
 from cutter.walk import Gate
 
@@ -58,10 +59,8 @@ async def embedded(state_dir: Path) -> AsyncIterator[tuple[RunnerConfig, str]]:
         async with embedded_config(state_dir) as config:
             sources = config.target.sources
             assert isinstance(sources, SqliteSources)
-            await publish_uncut(
-                lambda data: sources.publish(DOC_ID, data), lambda sv: sources.cut_by(sv)
-            )
-            yield config, str(database_path(state_dir))
+            await publish_uncut(sources)
+            yield config, str(StateDir(state_dir).database)
 
 
 @asynccontextmanager
@@ -75,17 +74,11 @@ async def on_postgres(dsn: str) -> AsyncIterator[tuple[RunnerConfig, str]]:
 
     await migrate(dsn)
     await create_roles(dsn)
-    from cutter.pg.queries import CUT_BY
-    from cutter.pg.target import publish
+    from cutter.pg.target import PgSourceRepository
 
     conn = await connect(dsn)
     try:
-
-        async def cut_by(sv_id: str) -> str | None:
-            value = await conn.fetchval(CUT_BY, sv_id)
-            return None if value is None else str(value)
-
-        await publish_uncut(lambda data: publish(conn, DOC_ID, data), cut_by)
+        await publish_uncut(PgSourceRepository(conn))
     finally:
         await conn.close()
     async with pg_config(dsn, TextDiscoverer()) as config:
@@ -100,17 +93,19 @@ def sample_edition(edition: int) -> bytes:
     return sample_bytes() + f"\n<!-- demo edition {edition} -->\n".encode()
 
 
-async def publish_uncut(
-    publish: Callable[[bytes], Awaitable[Any]], cut_by: Callable[[str], Awaitable[str | None]]
-) -> str:
+class _Sources(SourceRepository, SourcePublisher, Protocol):
+    pass
+
+
+async def publish_uncut(sources: _Sources) -> str:
     """Make the first edition of the sample that no earlier live demo cut the current
     version (a version is cut once: ``STOP_ALREADY_CUT``), so the demo runs again on
     the same database. The version id, as ``publish`` returns it."""
     edition = 1
     while True:
-        version = await publish(sample_edition(edition))
-        if await cut_by(version.sv_id) is None:
-            return str(version.sv_id)
+        version = await sources.publish(DOC_ID, sample_edition(edition))
+        if await sources.cut_by(version.sv_id) is None:
+            return version.sv_id
         edition += 1
 
 

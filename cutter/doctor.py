@@ -229,9 +229,10 @@ async def examine_stores(state_dir: Path, dsn: str | None) -> DoctorReport:
 
 
 async def _embedded(state_dir: Path) -> DoctorReport:
-    from cutter.sqlite.config import database_path, open_state_dir
+    from cutter.sqlite.config import open_state_dir
     from cutter.sqlite.records import SqliteKnowledgeBase, SqliteRunStore
     from cutter.sqlite.target import SqliteLedger
+    from cutter.state_dir import StateDir
 
     try:
         async with open_state_dir(state_dir) as db:
@@ -244,7 +245,7 @@ async def _embedded(state_dir: Path) -> DoctorReport:
                 )
             )
     except StorageCorrupt as exc:  # quick_check at open: the file is the damage
-        where = str(database_path(state_dir))
+        where = str(StateDir(state_dir).database)
         damage = Damage(kind="database", where=where, code=exc.code, reason=exc.message)
         return DoctorReport(
             runs=0, kb_docs=0, requests=0, consumed=0, ledger_entries=0, damage=(damage,)

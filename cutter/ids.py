@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 
+from cutter.canonical import sha256_hex
 from cutter.errors import InvalidIdentifier
 
 MAX_ID_LENGTH = 128
@@ -35,6 +36,17 @@ def check_token(kind: str, value: object) -> str:
 
 def check_doc_id(value: object) -> str:
     return check_token("doc_id", value)
+
+
+def derived_sv_id(doc_id: str, sha256: str) -> str:
+    """The id of the source version of ``doc_id`` whose bytes hash to ``sha256``, when
+    the publisher names none: the same document and bytes are the same version."""
+    return "sv-" + sha256_hex(f"{doc_id}\x00{sha256}".encode())[:24]
+
+
+def default_sd_id(doc_id: str) -> str:
+    """The source document id of ``doc_id`` when the publisher names none."""
+    return f"sd-{doc_id}"
 
 
 def check_run_id(value: object) -> str:

@@ -220,3 +220,8 @@ ANCHORS_PREFIX = "ledger-anchors"
 
 def anchor_doc_id(run_id: str, kind: AnchorKind) -> str:
     return f"{ANCHORS_PREFIX}/{run_id}/{kind}"
+
+
+def under_prefix(kb_id: str, prefix: str) -> bool:
+    """``list`` semantics: the prefix doc itself and every doc below it ("" is all)."""
+    return not prefix or kb_id == prefix or kb_id.startswith(prefix + "/")

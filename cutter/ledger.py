@@ -19,7 +19,7 @@ GENESIS_HASH = "00" * 32
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
-class Envelope(
+class LedgerEnvelopeBase(
     msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="kind"
 ):
     run_id: str
@@ -28,12 +28,12 @@ class Envelope(
     change_set_id: str
 
 
-class CutEnvelope(Envelope, frozen=True, kw_only=True, tag="cut"):
+class CutEnvelope(LedgerEnvelopeBase, frozen=True, kw_only=True, tag="cut"):
     manifest_digest: str
     iu_count: int
 
 
-class RollbackEnvelope(Envelope, frozen=True, kw_only=True, tag="rollback"):
+class RollbackEnvelope(LedgerEnvelopeBase, frozen=True, kw_only=True, tag="rollback"):
     backup_id: str
     reason: str
 

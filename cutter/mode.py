@@ -1,18 +1,20 @@
 """Execution modes and the live-execution switch.
 
-The switch is the package flag ``cutter.__execution_enabled__``: False unless an
+The switch is this module's flag ``live_execution_enabled``: False unless an
 operator turns it on explicitly (``enable_execution()``, or the
 ``--enable-execution`` flag of the CLI). While it is off, asking for
 ``Mode.LIVE`` raises ``ProductionExecutionNotAuthorized`` before anything is
-touched.
+touched. The flag lives here, not on the package root, so that deciding a mode
+imports nothing but the errors (``cutter/__init__`` imports the runner).
 """
 
 from __future__ import annotations
 
 import enum
 
-import cutter
 from cutter.errors import ProductionExecutionNotAuthorized
+
+live_execution_enabled = False
 
 
 class Mode(enum.StrEnum):
@@ -21,11 +23,12 @@ class Mode(enum.StrEnum):
 
 
 def execution_enabled() -> bool:
-    return cutter.__execution_enabled__ is True
+    return live_execution_enabled is True
 
 
 def enable_execution(enabled: bool = True) -> None:
-    cutter.__execution_enabled__ = enabled
+    global live_execution_enabled
+    live_execution_enabled = enabled
 
 
 def require_mode_allowed(mode: Mode) -> None:

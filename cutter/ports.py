@@ -57,6 +57,21 @@ class SourceRepository(Protocol):
     async def cut_by(self, sv_id: str) -> str | None: ...
 
 
+@runtime_checkable
+class SourcePublisher(Protocol):
+    """The ingest step (not the writer's): every sources store implements it, and the
+    CLI's ``add-document``, the demo and the benchmarks publish through it."""
+
+    async def publish(
+        self, doc_id: str, data: bytes, *, sv_id: str | None = None, sd_id: str | None = None
+    ) -> SourceVersion:
+        """Store ``data`` as ``doc_id``'s current version (``cutter.stores.ingest``:
+        the checks and the derived ids). Publishing the same bytes twice is one
+        version; an ``sv_id`` that names another version already is refused
+        (``InvalidIdentifier``), nothing stored."""
+        ...
+
+
 class IUStore(Protocol):
     async def rows(self, doc_id: str) -> list[IURow]:
         """Every IU row of a document, ordered by (sv_id, ordinal)."""

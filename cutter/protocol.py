@@ -258,7 +258,7 @@ class KillSwitchState(Reply, frozen=True, kw_only=True, tag="kill_switch"):
     engaged: bool
 
 
-class ShuttingDown(Reply, frozen=True, kw_only=True, tag="shutting_down"):
+class ShuttingDownReply(Reply, frozen=True, kw_only=True, tag="shutting_down"):
     pass
 
 
@@ -308,7 +308,7 @@ AnyReply = (
     | ApprovalStored
     | Review
     | KillSwitchState
-    | ShuttingDown
+    | ShuttingDownReply
     | PolicyInfo
     | ReviewLink
     | Event

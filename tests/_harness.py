@@ -24,8 +24,9 @@ from cutter.ports import Target
 from cutter.records import IURow, IUState
 from cutter.runner import Runner, RunnerConfig
 from cutter.sidecar import GateRecord, Sidecar
-from cutter.sqlite.database import FILE_NAME, Database, open_now
+from cutter.sqlite.database import Database, open_now
 from cutter.sqlite.records import SqliteKillSwitch, SqliteKnowledgeBase, SqliteRunStore
+from cutter.state_dir import StateDir
 from cutter.states import RunState
 from cutter.stores.memory_target import (
     InMemoryIUStore,
@@ -67,7 +68,7 @@ _OPEN: list[Database] = []
 def open_database_now(state_dir: Path) -> Database:
     """The embedded database of ``state_dir`` (made as needed), closed at teardown."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    db = open_now(state_dir / FILE_NAME)
+    db = open_now(StateDir(state_dir).database)
     _OPEN.append(db)
     return db
 
@@ -188,7 +189,7 @@ def build_runner(
     disc = disc or seed_discoverer(n_candidates)
     if sources is None:
         sources = InMemorySources()
-        sources.publish(DOC_ID, disc.source, sv_id=SV_ID, sd_id=SD_ID)
+        sources.seed(DOC_ID, disc.source, sv_id=SV_ID, sd_id=SD_ID)
     store = store if store is not None else InMemoryIUStore()
     ledger = ledger or InMemoryLedger()
     grants = grants or StaticGrantProbe()

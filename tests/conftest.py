@@ -20,7 +20,7 @@ import pytest
 import structlog
 from hypothesis import HealthCheck, settings
 
-import cutter
+import cutter.mode
 from cutter.walk import Gate
 from tests._harness import Paused, at_gate, build_runner, close_databases
 from tests._process_guard import guarded, require_marker
@@ -92,9 +92,9 @@ def _close_harness_databases() -> Iterator[None]:
 def _execution_flag_restored() -> Iterator[None]:
     """Leave the process-wide execution switch as the test found it: a command run
     in-process (``cutter demo --live`` through click's runner) turns it on for good."""
-    before = cutter.__execution_enabled__
+    before = cutter.mode.live_execution_enabled
     yield
-    cutter.__execution_enabled__ = before
+    cutter.mode.live_execution_enabled = before
 
 
 @pytest.fixture(autouse=True)

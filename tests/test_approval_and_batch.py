@@ -12,7 +12,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-import cutter
+import cutter.mode
 from cutter import Mode, RunState, StopCode
 from cutter.errors import (
     MESSAGE_LIMIT,
@@ -51,7 +51,7 @@ def batch_rig(tmp_path: Path) -> Rig:
     disc = seed_discoverer(12)
     sources = InMemorySources()
     for doc_id in BATCH_DOCS:
-        sources.publish(doc_id, disc.source, sv_id=f"sv-{doc_id}-v1")
+        sources.seed(doc_id, disc.source, sv_id=f"sv-{doc_id}-v1")
     return build_runner(tmp_path, disc=disc, sources=sources)
 
 
@@ -232,7 +232,7 @@ class TestApprovalAndBatch:
     async def test_abort_at_sg2_of_a_live_run_rolls_back(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(cutter, "__execution_enabled__", True)
+        monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
         rig = build_runner(tmp_path, store=InMemoryIUStore([OLD_ROW]))
         async with rig.runner:
             sc = await rig.runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)

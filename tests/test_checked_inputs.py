@@ -9,7 +9,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-import cutter
+import cutter.mode
 from cutter import Mode, RunState
 from cutter.errors import StopVerifyFailed
 from cutter.kbdocs import KBDoc, PhaseDoc
@@ -58,7 +58,7 @@ def count_gets(rig: Rig, kb_id: str) -> list[str]:
 def counting_rig(tmp_path: Path) -> tuple[Rig, CountingSources]:
     """A runner over counting sources holding the seeded document."""
     sources = CountingSources()
-    sources.publish(DOC_ID, seed_discoverer().source, sv_id=SV_ID, sd_id=SD_ID)
+    sources.seed(DOC_ID, seed_discoverer().source, sv_id=SV_ID, sd_id=SD_ID)
     return build_runner(tmp_path, sources=sources), sources
 
 
@@ -66,7 +66,7 @@ class TestOncePerSegment:
     async def test_leg_a_to_write_verify_read_the_plan_and_the_source_once(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(cutter, "__execution_enabled__", True)
+        monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
         rig, sources = counting_rig(tmp_path)
         async with rig.runner:
             sc = await rig.runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)
@@ -86,7 +86,7 @@ class TestCheckedAgainstThePins:
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> tuple[Rig, PhaseContext]:
         """A run paused at SG_1 and a context over its sidecar, as a segment's phase gets."""
-        monkeypatch.setattr(cutter, "__execution_enabled__", True)
+        monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
         rig, _ = counting_rig(tmp_path)
         async with rig.runner:
             sc = await rig.runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)

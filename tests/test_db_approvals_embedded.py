@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from cutter.approval_proof import prove
+from cutter.codec import encode_kb_doc
 from cutter.errors import ApprovalSignatureRequired, InvalidIdentifier
 from cutter.kbdocs import Approval, Decision
 from cutter.policy import parse_policy
 from cutter.runner import utc_now
 from cutter.sqlite.records import SqliteKnowledgeBase
-from cutter.stores.encoding import encode_kb_doc
 from cutter.stores.memory_records import InMemoryKnowledgeBase
 from cutter.walk import Gate
 from tests._harness import hand_edit, open_database_now, stored_rows

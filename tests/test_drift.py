@@ -12,7 +12,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-import cutter
+import cutter.mode
 from cutter.drift import LABEL_CHARS, compare, drift_message
 from cutter.kbdocs import PhaseDoc
 from cutter.mode import Mode
@@ -138,7 +138,7 @@ Change = Callable[[Rig, Sidecar], Awaitable[None]]
 
 
 async def publish_new_version(rig: Rig, _run: Sidecar) -> None:
-    rig.sources.publish(DOC_ID, rig.disc.source + b"\nArticle 99. Late.\n", sv_id="sv-late")
+    rig.sources.seed(DOC_ID, rig.disc.source + b"\nArticle 99. Late.\n", sv_id="sv-late")
 
 
 async def change_bytes_in_place(rig: Rig, run: Sidecar) -> None:
@@ -204,7 +204,7 @@ OBSERVE_ROWS = [
 async def test_observe_feeds_compare_the_pin_a_change_moves(
     row: ObserveRow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cutter, "__execution_enabled__", True)
+    monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
     rig = build_runner(tmp_path)
     async with rig.runner:
         run = await at_gate(rig, row.gate, Mode.LIVE)

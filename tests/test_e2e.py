@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-import cutter
+import cutter.mode
 from cutter import Mode, RunState, StopCode
 from cutter.errors import (
     ApprovalConsumedAlready,
@@ -42,7 +42,7 @@ async def kb_texts(rig: Rig) -> list[str]:
 
 class TestKillSwitchOff:
     def test_kill_switch_remains_off_by_default(self) -> None:
-        assert cutter.__execution_enabled__ is False
+        assert cutter.mode.live_execution_enabled is False
 
     async def test_live_mode_refused(self, tmp_path: Path) -> None:
         rig = build_runner(tmp_path)
@@ -57,10 +57,10 @@ class TestKillSwitchOff:
     ) -> None:
         rig = build_runner(tmp_path)
         async with rig.runner:
-            monkeypatch.setattr(cutter, "__execution_enabled__", True)
+            monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
             sc = await rig.runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)
             approval = await write_sg1_approval(rig, sc.run_id)
-            monkeypatch.setattr(cutter, "__execution_enabled__", False)
+            monkeypatch.setattr(cutter.mode, "live_execution_enabled", False)
             with pytest.raises(ProductionExecutionNotAuthorized):
                 await rig.runner.resume(sc.run_id, approval)
             assert await rig.runner.status(sc.run_id) == sc
@@ -226,7 +226,7 @@ class TestStopDriftOnResume:
             sc = await rig.runner.cut(DOC_ID, started_by=OPERATOR)
             docs_at_pause = await rig.kb.list(f"runs/{sc.run_id}/phases")
             # a new edit of the document during the pause: a new version id
-            rig.sources.publish(DOC_ID, rig.disc.source, sv_id="sv-charter-001-v2")
+            rig.sources.seed(DOC_ID, rig.disc.source, sv_id="sv-charter-001-v2")
             sc = await rig.runner.resume(sc.run_id, await write_sg1_approval(rig, sc.run_id))
         assert sc.state is RunState.FAILED
         assert sc.stop_code == "STOP_DRIFT"
@@ -288,7 +288,7 @@ class TestAlreadyCutStop:
     async def test_a_version_already_cut_stops_at_source_pin_before_any_gate(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(cutter, "__execution_enabled__", True)
+        monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
         rig = build_runner(tmp_path)
         async with rig.runner:
             sc = await rig.runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)

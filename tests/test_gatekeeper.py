@@ -127,7 +127,7 @@ def make_world(policy: GatePolicy) -> World:
         InMemorySources(),
         InMemoryIUStore(),
     )
-    sources.publish(DOC_ID, b"Article 1. One.\nArticle 2. Two.\n", sv_id="sv-1")
+    sources.seed(DOC_ID, b"Article 1. One.\nArticle 2. Two.\n", sv_id="sv-1")
     clock = FakeClock()
     services = Services(
         target=Target(sources=sources, ius=ius, ledger=InMemoryLedger()),
@@ -303,7 +303,7 @@ async def test_two_approvers_are_needed_and_one_may_not_count_twice() -> None:
 
 async def test_a_rejection_is_consumed_without_a_drift_check_and_keeps_the_pause() -> None:
     async with at_gate() as at:
-        at.world.sources.publish(DOC_ID, b"Article 1. Changed.\n", sv_id="sv-2")
+        at.world.sources.seed(DOC_ID, b"Article 1. Changed.\n", sv_id="sv-2")
         kb_id = await approve(at.world, at.run, decision=Decision.REJECT)
         reply = await consume(at.ref, at.run, kb_id)
         assert isinstance(reply, ApprovalConsumed)
@@ -315,7 +315,7 @@ async def test_a_rejection_is_consumed_without_a_drift_check_and_keeps_the_pause
 async def test_drift_is_answered_and_the_approval_is_left_unused() -> None:
     async with at_gate() as at:
         kb_id = await approve(at.world, at.run)
-        at.world.sources.publish(DOC_ID, b"Article 1. Changed.\n", sv_id="sv-2")
+        at.world.sources.seed(DOC_ID, b"Article 1. Changed.\n", sv_id="sv-2")
         before = at.world.stored()
         reply = await consume(at.ref, at.run, kb_id)
         assert isinstance(reply, DriftDetected)

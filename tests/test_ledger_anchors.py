@@ -24,7 +24,7 @@ import msgspec
 import pytest
 from click.testing import CliRunner
 
-import cutter
+import cutter.mode
 from cutter.anchoring import read_anchors
 from cutter.anchors import AnchorStatus, LedgerReport, anchor_of
 from cutter.approvals import GatePolicy
@@ -38,9 +38,10 @@ from cutter.mode import Mode
 from cutter.ports import KnowledgeBase
 from cutter.runner import Runner
 from cutter.sidecar import Sidecar
-from cutter.sqlite.config import database_path, embedded_config
+from cutter.sqlite.config import embedded_config
 from cutter.sqlite.database import open_database
 from cutter.sqlite.target import SqliteLedger
+from cutter.state_dir import StateDir
 from cutter.states import RunState
 from cutter.walk import Pin
 from tests._harness import OPERATOR
@@ -81,7 +82,7 @@ async def build(state: Path) -> tuple[Sidecar, Sidecar, Sidecar]:
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
     state = tmp_path_factory.mktemp("anchors") / "state"
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(cutter, "__execution_enabled__", True)
+        patch.setattr(cutter.mode, "live_execution_enabled", True)
         a, b, c = anyio.run(build, state)
     assert (a.state, b.state, c.state) == (
         RunState.CLOSEOUT_REPORTED,
@@ -104,7 +105,7 @@ def tampering(state: Path) -> Iterator[sqlite3.Connection]:
     """A connection to the state directory's database with the ledger's append-only
     triggers out of the way, put back (as they were) on exit, the change committed:
     what an attacker with the file and the code can do."""
-    with closing(sqlite3.connect(database_path(state))) as conn:
+    with closing(sqlite3.connect(StateDir(state).database)) as conn:
         triggers = conn.execute(
             "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'ledger'"
         ).fetchall()
@@ -124,7 +125,7 @@ def drop_entries_from(state: Path, seq: int) -> None:
 
 
 def envelopes_of(state: Path) -> list[LedgerEnvelope]:
-    with closing(sqlite3.connect(database_path(state))) as conn:
+    with closing(sqlite3.connect(StateDir(state).database)) as conn:
         rows = conn.execute("SELECT envelope FROM ledger ORDER BY seq").fetchall()
     return [decode_envelope(bytes(envelope)) for (envelope,) in rows]
 
@@ -149,7 +150,7 @@ def rewrite_chain(state: Path, envelopes: list[LedgerEnvelope]) -> None:
 
 async def chain_alone_holds(state: Path) -> None:
     """The check that existed before anchors: it accepts every damage below."""
-    async with open_database(database_path(state), create=False) as db:
+    async with open_database(StateDir(state).database, create=False) as db:
         await SqliteLedger(db).verify()
 
 
@@ -299,7 +300,7 @@ async def test_an_entry_edited_in_place_breaks_the_chain_and_its_anchor(
 async def test_a_run_whose_cut_vanished_before_closeout_does_not_report_closed(
     state: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cutter, "__execution_enabled__", True)
+    monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
     async with embedded_config(state, policy=GatePolicy()) as config, Runner(config) as runner:
         kb = config.kb
         sc = await runner.cut("doc-d", Mode.LIVE, started_by=OPERATOR)

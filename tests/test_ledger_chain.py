@@ -202,7 +202,7 @@ class TestTamperIsFound:
 class TestGoldenVector:
     """Golden values derived by hand from the documented encoding (msgspec JSON,
     no whitespace, UTF-8, tag field "kind" first, then the fields in declaration
-    order: Envelope's run_id, doc_id, sv_id, change_set_id, then the subclass's).
+    order: LedgerEnvelopeBase's run_id, doc_id, sv_id, change_set_id, then the subclass's).
     Deliberately literal: a change here changes every ledger hash ever stored."""
 
     def test_cut_envelope_canonical_bytes_and_chain_hash(self) -> None:

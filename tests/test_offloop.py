@@ -38,9 +38,9 @@ from cutter.principals import Caller
 from cutter.protocol import ListRuns, Ping, Pong, RunList
 from cutter.records import Candidate
 from cutter.sidecar import Sidecar
-from cutter.sqlite.config import database_path
 from cutter.sqlite.database import open_database
 from cutter.sqlite.target import SqliteSources
+from cutter.state_dir import StateDir
 from cutter.states import RunState
 from cutter.stores.memory_target import InMemorySources
 from cutter.stores.seeded import InMemoryDiscoverer
@@ -136,7 +136,7 @@ async def _collect(into: list[int], work: object) -> None:
 async def test_a_store_refuses_a_document_over_the_limit_and_stores_nothing(
     tmp_path: Path,
 ) -> None:
-    async with open_database(database_path(tmp_path)) as db:
+    async with open_database(StateDir(tmp_path).database) as db:
         sources = SqliteSources(db)
         with pytest.raises(DocumentTooLarge) as refused:
             await sources.publish("big-doc", b"x" * (MAX_DOCUMENT_BYTES + 1))
@@ -166,7 +166,7 @@ def test_add_document_and_plan_refuse_an_oversized_file_in_one_line(tmp_path: Pa
     assert "E_DOCUMENT_TOO_LARGE" in output
     assert "Traceback" not in output
     assert len(output.strip().splitlines()) == 1
-    assert not database_path(state).exists()  # refused before the store was opened
+    assert not StateDir(state).database.exists()  # refused before the store was opened
     planned = CliRunner().invoke(main, ["plan", str(big)])
     assert planned.exit_code == 1
     assert "E_DOCUMENT_TOO_LARGE" in planned.output
@@ -176,7 +176,7 @@ def test_add_document_and_plan_refuse_an_oversized_file_in_one_line(tmp_path: Pa
 async def test_a_stored_version_over_the_limit_stops_at_source_pin_unread(tmp_path: Path) -> None:
     sources = InMemorySources()  # as a store written before the limit, or by another tool
     disc = InMemoryDiscoverer.seeded()
-    sources.publish(DOC_ID, b"x" * (MAX_DOCUMENT_BYTES + 1), sv_id="sv-big")
+    sources.seed(DOC_ID, b"x" * (MAX_DOCUMENT_BYTES + 1), sv_id="sv-big")
     rig = build_runner(tmp_path, disc=disc, sources=sources)
     async with rig.runner:
         sidecar = await rig.runner.cut(DOC_ID, started_by=OPERATOR)

@@ -36,7 +36,7 @@ def rig_on(tmp_path: Path, store: str) -> Rig:
     disc = seed_discoverer(12)
     sources = InMemorySources()
     for doc_id in (DOC_ID, OTHER_DOC):
-        sources.publish(doc_id, disc.source, sv_id=f"sv-{doc_id}-v1")
+        sources.seed(doc_id, disc.source, sv_id=f"sv-{doc_id}-v1")
     rig = build_runner(tmp_path, disc=disc, sources=sources)
     if store == "file":
         return rig

@@ -69,7 +69,7 @@ async def test_a_run_paused_at_either_gate_holds_no_actor_task_or_mailbox(tmp_pa
 async def test_runs_paused_together_hold_nothing_either(tmp_path: Path) -> None:
     rig = build_runner(tmp_path)
     for doc_id in ("doc-b", "doc-c"):
-        rig.sources.publish(doc_id, rig.disc.source, sv_id=f"sv-{doc_id}")
+        rig.sources.seed(doc_id, rig.disc.source, sv_id=f"sv-{doc_id}")
     async with rig.runner:
         before = await held(rig.runner)
         paused = await rig.runner.cut_batch([DOC_ID, "doc-b", "doc-c"])

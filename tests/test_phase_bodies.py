@@ -156,7 +156,7 @@ def make_bench(
 ) -> Bench:
     disc = disc or seed_discoverer(n_candidates)
     sources = InMemorySources()
-    sources.publish(DOC_ID, disc.source, sv_id=SV_ID, sd_id=SD_ID)
+    sources.seed(DOC_ID, disc.source, sv_id=SV_ID, sd_id=SD_ID)
     clock = FakeClock()
     now = clock()
     sidecar = Sidecar(
@@ -232,7 +232,7 @@ class TestSourcePinPhase:
     async def test_pins_the_newest_version_after_an_edit(self) -> None:
         bench = make_bench()
         edited = bench.disc.source + b"Article 13\n\nAdded later.\n"
-        bench.sources.publish(DOC_ID, edited, sv_id="sv-charter-001-v2")
+        bench.sources.seed(DOC_ID, edited, sv_id="sv-charter-001-v2")
         out = await bench.run(Phase.SOURCE_PIN)
         assert out.pins[Pin.SOURCE_VERSION_ID] == "sv-charter-001-v2"
         assert out.pins[Pin.SOURCE_SHA] == hashlib.sha256(edited).hexdigest()
@@ -368,7 +368,7 @@ class TestCutplanPhase:
     async def test_refuses_a_document_that_changed_version_since_source_pin(self) -> None:
         bench = make_bench()
         await bench.run_through(Phase.MARK)
-        bench.sources.publish(DOC_ID, bench.disc.source, sv_id="sv-charter-001-v2")
+        bench.sources.seed(DOC_ID, bench.disc.source, sv_id="sv-charter-001-v2")
         with pytest.raises(StopPlanInvalid, match="changed version"):
             await bench.run(Phase.CUTPLAN)
 

@@ -232,7 +232,7 @@ async def pins_each_body_reads() -> dict[Phase, set[Pin]]:
     """Walk the eleven bodies over in-memory stores, noting the pins each reads."""
     disc = seed_discoverer(12)
     sources = InMemorySources()
-    sources.publish(DOC_ID, disc.source, sv_id=SV_ID, sd_id=SD_ID)
+    sources.seed(DOC_ID, disc.source, sv_id=SV_ID, sd_id=SD_ID)
     kb = InMemoryKnowledgeBase()
     clock = FakeClock()
     services = Services(

@@ -16,7 +16,7 @@ import pytest
 from anyio.abc import TaskGroup
 from structlog.testing import capture_logs
 
-import cutter
+import cutter.mode
 from cutter import Mode, RunState, StopCode
 from cutter.errors import ShuttingDown
 from cutter.ledger import CutEnvelope, LedgerEntry, LedgerEnvelope, RollbackEnvelope
@@ -84,7 +84,7 @@ def held_rig(tmp_path: Path, hold: Hold, *, at: str = "source_pin", old_rows: bo
     leg B is the first to call; a dry run's goes to its sandbox)."""
     disc = seed_discoverer()
     sources = HeldSources(hold if at == "source_pin" else Hold())
-    sources.publish(DOC_ID, disc.source, sv_id=SV_ID, sd_id=SD_ID)
+    sources.seed(DOC_ID, disc.source, sv_id=SV_ID, sd_id=SD_ID)
     ledger = HeldLedger(hold if at == "leg_b_record" else Hold())
     store = InMemoryIUStore([OLD_ROW] if old_rows else [])
     return build_runner(tmp_path, disc=disc, sources=sources, ledger=ledger, store=store)
@@ -106,7 +106,7 @@ async def walk_in_background(
 
 @pytest.fixture
 def live(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cutter, "__execution_enabled__", True)
+    monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
 
 
 class TestDrain:

@@ -154,14 +154,14 @@ class Source:
 def sample_source() -> Source:
     data = resources.files("cutter").joinpath("samples/garden-charter.md").read_bytes()
     sources = InMemorySources()
-    version = sources.publish("garden-charter", data, sv_id="garden-charter-v1")
+    version = sources.seed("garden-charter", data, sv_id="garden-charter-v1")
     return Source("garden-charter", version, data, TextDiscoverer(), sources)
 
 
 def seeded_source() -> Source:
     disc = InMemoryDiscoverer.seeded(12)
     sources = InMemorySources()
-    version = sources.publish(DOC_ID, disc.source, sv_id=SV_ID, sd_id=SD_ID)
+    version = sources.seed(DOC_ID, disc.source, sv_id=SV_ID, sd_id=SD_ID)
     return Source("seeded-12", version, disc.source, disc, sources)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import cutter
+import cutter.mode
 from cutter.canonical import sha256_hex
 from cutter.errors import StopCode
 from cutter.mode import Mode
@@ -36,7 +36,7 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture(autouse=True)
 def live(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cutter, "__execution_enabled__", True)
+    monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
 
 
 async def on_embedded_sources(tmp_path: Path) -> tuple[Rig, SqliteSources, bytes]:

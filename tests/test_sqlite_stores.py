@@ -36,9 +36,10 @@ from cutter.kbdocs import StopDoc
 from cutter.ledger import GENESIS_HASH, ChainBroken, verify_chain
 from cutter.records import IUState, SourceVersion
 from cutter.sidecar import Sidecar
-from cutter.sqlite.database import FILE_NAME, Database
+from cutter.sqlite.database import Database
 from cutter.sqlite.records import SqliteKillSwitch, SqliteKnowledgeBase, SqliteRunStore
 from cutter.sqlite.target import SqliteIUStore, SqliteLedger, SqliteSources
+from cutter.state_dir import StateDir
 from tests._harness import hand_edit, open_database_now, paused_sidecar, stored_rows
 from tests.pg._stores import article_source, nth_envelope, populate
 
@@ -172,7 +173,7 @@ db.close()
 
 @pytest.mark.subprocess
 def test_processes_racing_for_approvals_consume_each_exactly_once(tmp_path: Path) -> None:
-    path = tmp_path / FILE_NAME
+    path = StateDir(tmp_path).database
     open_database_now(tmp_path)  # made and migrated before the racers start
     env = {
         **os.environ,
@@ -288,7 +289,7 @@ def test_a_kill_9_mid_write_leaves_a_readable_store(tmp_path: Path) -> None:
     at some instruction of a later one. Everything acknowledged is there, the rest
     reads whole or not at all, and the stores carry on."""
     child = subprocess.Popen(
-        [sys.executable, "-c", KILLED_WRITER, str(tmp_path / FILE_NAME)],
+        [sys.executable, "-c", KILLED_WRITER, str(StateDir(tmp_path).database)],
         stdout=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(REPO)},
         text=True,

@@ -16,26 +16,27 @@ from pathlib import Path
 import pytest
 
 from cutter.errors import StateDirBusy, StateDirUnusable
-from cutter.stores.owner import LOCK_FILE, claim
+from cutter.state_dir import StateDir
+from cutter.stores.owner import claim
 
 
 def test_a_second_claim_is_refused_naming_the_owner_and_leaves_its_pid(tmp_path: Path) -> None:
     state = tmp_path / "state"
     with claim(state, "cutter daemon --stdio") as owner:
         assert owner.held
-        written = (state / LOCK_FILE).read_bytes()
+        written = (StateDir(state).owner_lock).read_bytes()
         assert written == f"{os.getpid()}\ncutter daemon --stdio\n".encode()
         with pytest.raises(StateDirBusy) as refused:
             claim(state, "cutter demo")
         assert refused.value.code == "E_STATE_DIR_BUSY"
         assert (refused.value.pid, refused.value.holder) == (os.getpid(), "cutter daemon --stdio")
-        assert refused.value.held == str(state / LOCK_FILE)
+        assert refused.value.held == str(StateDir(state).owner_lock)
         assert refused.value.message == (
             f"state directory {state} is owned by pid {os.getpid()} (cutter daemon --stdio), "
-            f"which holds {state / LOCK_FILE}"
+            f"which holds {StateDir(state).owner_lock}"
         )
         # The refused claimant opened the file without truncating it.
-        assert (state / LOCK_FILE).read_bytes() == written
+        assert (StateDir(state).owner_lock).read_bytes() == written
 
 
 def test_release_empties_the_file_and_frees_the_directory(tmp_path: Path) -> None:
@@ -43,10 +44,10 @@ def test_release_empties_the_file_and_frees_the_directory(tmp_path: Path) -> Non
     owner = claim(state, "cutter demo")
     owner.release()
     assert not owner.held
-    assert (state / LOCK_FILE).read_bytes() == b""
+    assert (StateDir(state).owner_lock).read_bytes() == b""
     owner.release()  # twice is harmless
     with claim(state, "cutter daemon --stdio"):
-        assert (state / LOCK_FILE).read_text().splitlines()[0] == str(os.getpid())
+        assert (StateDir(state).owner_lock).read_text().splitlines()[0] == str(os.getpid())
 
 
 @pytest.mark.subprocess
@@ -59,15 +60,15 @@ def test_a_dead_owners_pid_file_does_not_block(tmp_path: Path) -> None:
         text=True,
         check=True,
     )
-    (state / LOCK_FILE).write_text(f"{dead.stdout.strip()}\ncutter daemon on x\n")
+    (StateDir(state).owner_lock).write_text(f"{dead.stdout.strip()}\ncutter daemon on x\n")
     with claim(state, "cutter demo"):
-        assert (state / LOCK_FILE).read_text() == f"{os.getpid()}\ncutter demo\n"
+        assert (StateDir(state).owner_lock).read_text() == f"{os.getpid()}\ncutter demo\n"
 
 
 def test_an_owner_that_has_not_written_its_pid_yet_is_named_as_unknown(tmp_path: Path) -> None:
     state = tmp_path / "state"
     state.mkdir()
-    fd = os.open(state / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(StateDir(state).owner_lock, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # locked, nothing written yet
         with pytest.raises(StateDirBusy) as refused:
@@ -81,7 +82,7 @@ def test_an_owner_that_has_not_written_its_pid_yet_is_named_as_unknown(tmp_path:
 def test_a_garbled_pid_file_under_a_live_lock_names_no_pid(tmp_path: Path) -> None:
     state = tmp_path / "state"
     state.mkdir()
-    fd = os.open(state / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(StateDir(state).owner_lock, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         os.write(fd, "٣٣\nx\n".encode())  # Arabic-Indic digits: int() takes them, a pid not
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -111,7 +112,7 @@ def test_a_lock_file_that_is_a_symlink_is_not_followed(tmp_path: Path) -> None:
     state.mkdir()
     elsewhere = tmp_path / "elsewhere"
     elsewhere.write_bytes(b"keep me")
-    (state / LOCK_FILE).symlink_to(elsewhere)
+    (StateDir(state).owner_lock).symlink_to(elsewhere)
     with pytest.raises(StateDirUnusable):
         claim(state, "cutter demo")
     assert elsewhere.read_bytes() == b"keep me"

@@ -10,7 +10,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-import cutter
+import cutter.mode
 from cutter.errors import CutterError, StopCode
 from cutter.mode import Mode
 from cutter.sidecar import Sidecar, StopInfo, amend, transition
@@ -188,7 +188,7 @@ class TestTheRunnerStaysOnTheTable:
         # whose resume fails to save (say, a full disk) must end cleanly too:
         # FAILED with STOP_PHASE_FAILED, or still HALTED and resumable -- never
         # a raw IllegalTransition out of resume().
-        monkeypatch.setattr(cutter, "__execution_enabled__", True)
+        monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
         rig = build_runner(tmp_path)
         await rig.kill_switch.engage("maintenance window")
         save = rig.run_store.save

@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from cutter.errors import StorageFull, StorageReadOnly, UnknownDocument
-from cutter.sqlite.config import config_on, database_path
+from cutter.sqlite.config import config_on
 from cutter.sqlite.database import open_database
 from cutter.sqlite.target import SqliteSources
+from cutter.state_dir import StateDir
 from cutter.stores.storage_errors import typed_storage_errors
 
 SAMPLE = Path(__file__).resolve().parent.parent / "cutter" / "samples" / "garden-charter.md"
@@ -29,7 +30,7 @@ SAMPLE = Path(__file__).resolve().parent.parent / "cutter" / "samples" / "garden
 async def test_a_database_write_with_no_room_is_typed_rolled_back_and_retried(
     tmp_path: Path,
 ) -> None:
-    path = database_path(tmp_path)
+    path = StateDir(tmp_path).database
     async with open_database(path) as db:
         sources = config_on(db).target.sources
         assert isinstance(sources, SqliteSources)

@@ -239,7 +239,7 @@ async def test_the_recorder_publishes_typed_transitions(tmp_path: Path, no_log: 
         with pytest.raises(SelfApprovalRefused):
             await runner.resume(sc.run_id, own)
         sc = await runner.resume(sc.run_id, await write_sg1_approval(rig, sc.run_id))
-        rig.sources.publish(DOC_ID, rig.disc.source, sv_id="sv-charter-001-v2")
+        rig.sources.seed(DOC_ID, rig.disc.source, sv_id="sv-charter-001-v2")
         stopped = await runner.resume(sc.run_id, await write_sg2_approval(rig, sc.run_id))
     assert stopped.state is RunState.FAILED
     assert {(t.run_id, t.doc_id) for t in got} == {(sc.run_id, DOC_ID)}

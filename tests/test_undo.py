@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-import cutter
+import cutter.mode
 import cutter.supervisor
 from cutter import RunState, StopCode
 from cutter.kbdocs import StopDoc, stop_doc_id
@@ -46,7 +46,7 @@ async def world_on(kind: str, root: Path, monkeypatch: pytest.MonkeyPatch) -> As
     serial = iter(range(1, 100))
 
     async def publish(data: bytes) -> str:
-        return memory.publish(DOC_ID, data, sv_id=f"sv-{next(serial)}").sv_id
+        return memory.seed(DOC_ID, data, sv_id=f"sv-{next(serial)}").sv_id
 
     async with embedded_config(root, discoverer=DISCOVERER) as embedded:
         target = Target(sources=memory, ius=InMemoryIUStore(), ledger=InMemoryLedger())
@@ -62,7 +62,7 @@ async def test_a_live_run_stopping_after_leg_a(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(cutter, "__execution_enabled__", True)
+    monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
     async with world_on(kind, tmp_path, monkeypatch) as world:
         await scenario(world)
 

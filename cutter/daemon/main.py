@@ -50,6 +50,7 @@ from cutter.offloop import use_worker_processes
 from cutter.ports import KillSwitchControl
 from cutter.runner import Runner, RunnerConfig
 from cutter.sqlite.config import check_layout
+from cutter.state_dir import StateDir
 from cutter.stores.owner import claim
 from cutter.stores.storage_errors import typed_storage_errors
 from cutter.web.address import bind, parse_address
@@ -76,7 +77,7 @@ class DaemonOptions:
 
     @property
     def socket_path(self) -> Path:
-        return self.state_dir / "daemon.sock"
+        return StateDir(self.state_dir).socket
 
     @property
     def holder(self) -> str:
@@ -139,7 +140,7 @@ def private_state_dir(state_dir: Path, gid: int | None) -> None:
         os.chmod(state_dir, 0o700 if gid is None else 0o710)
         with os.scandir(state_dir) as entries:
             for entry in entries:
-                if entry.name == "daemon.sock" or entry.is_symlink():
+                if entry.name == StateDir.SOCKET or entry.is_symlink():
                     continue
                 mode = entry.stat(follow_symlinks=False).st_mode & 0o7777
                 if mode & 0o077:

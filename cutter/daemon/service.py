@@ -74,7 +74,7 @@ from cutter.protocol import (
     SetPolicy,
     ShowPolicy,
     Shutdown,
-    ShuttingDown,
+    ShuttingDownReply,
     Start,
     StatusOf,
     SubmitApproval,
@@ -301,7 +301,7 @@ class Daemon:
                 self.require_admin((await self.policy()).policy, caller, "shut the daemon down")
                 # The transport sets stop_requested once this reply is on its way.
                 self.log.info("shutdown_requested", peer=peer)
-                return ShuttingDown(id=command.id)
+                return ShuttingDownReply(id=command.id)
             case ShowPolicy():
                 return self._policy_info(command.id, await self.policy(), caller)
             case MintLink():

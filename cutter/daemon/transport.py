@@ -38,7 +38,7 @@ from cutter.protocol import (
     BadFrame,
     Error,
     Frame,
-    ShuttingDown,
+    ShuttingDownReply,
     Watch,
     decode_command,
     encode,
@@ -119,7 +119,7 @@ async def serve_stream(
                 return
             reply = await daemon.handle(command, caller)
             sent = await send(stream, reply)
-            if isinstance(reply, ShuttingDown):
+            if isinstance(reply, ShuttingDownReply):
                 daemon.stop_requested.set()  # after the answer, so the client gets it
                 return
             if not sent:

@@ -19,8 +19,8 @@ from datetime import datetime
 
 import asyncpg
 
-from cutter import codec
 from cutter.cli_approve import ApprovalInput, approval_for
+from cutter.codec import decode_sidecar
 from cutter.db_approvals import kb_id_of
 from cutter.errors import AccessDenied, PrincipalMismatch, UnknownRun
 from cutter.ids import check_run_id
@@ -53,7 +53,7 @@ async def approve_in_database(dsn: str, given: ApprovalInput) -> StoredInDatabas
                 raise _not_reviewer(login) from None
             if data is None:
                 raise UnknownRun(run_id)
-            run = RunSummary.of(codec.decode_sidecar(bytes(data), f"runs/{run_id}"))
+            run = RunSummary.of(decode_sidecar(bytes(data), f"runs/{run_id}"))
             command = approval_for(run, replace(given, approver=login))
             approval_id = f"{command.gate.value}-{secrets.token_hex(16)}"
             try:

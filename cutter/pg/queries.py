@@ -22,6 +22,7 @@ INSERT_VERSION = """
 INSERT INTO source_versions (sv_id, doc_id, sha256, size, content)
 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (sv_id) DO NOTHING
 """
+VERSION_OWNER = "SELECT doc_id, sha256 FROM source_versions WHERE sv_id = $1"
 SET_CURRENT = "UPDATE documents SET current_sv_id = $2 WHERE doc_id = $1"
 
 # --- IUs --------------------------------------------------------------------

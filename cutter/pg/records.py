@@ -22,7 +22,7 @@ from collections import OrderedDict
 import asyncpg
 import msgspec
 
-from cutter import codec
+from cutter.codec import decode_kb_doc, decode_stored_sidecar, encode_kb_doc, encode_sidecar
 from cutter.control_docs import is_controlled
 from cutter.db_approvals import is_database_approval, reserved
 from cutter.errors import ApprovalConsumedAlready, CorruptRecord, DocumentBusy, UnknownRun, one_line
@@ -34,7 +34,6 @@ from cutter.quarantine import UnreadableRun, unreadable
 from cutter.run_pages import RunFilter
 from cutter.run_revision import revision_refusal
 from cutter.sidecar import ApprovalUse, Sidecar
-from cutter.stores.encoding import encode_kb_doc, encode_sidecar
 from cutter.walk import Gate
 
 # A doc this large that ``get`` decoded is kept, with the sha256 of the bytes it was
@@ -87,7 +86,7 @@ class PgKnowledgeBase:
         if data is None:
             raise KeyError(kb_id)
         data = bytes(data)
-        doc = codec.decode_kb_doc(data, f"kb_docs/{kb_id}")
+        doc = decode_kb_doc(data, f"kb_docs/{kb_id}")
         if len(data) < CACHE_MIN_BYTES:
             return doc
         self._decoded[kb_id] = (hashlib.sha256(data).digest(), doc)
@@ -149,7 +148,7 @@ class PgRunStore:
             data = await self.pool.fetchval(q.RUN_LOAD, run_id)
         if data is None:
             raise UnknownRun(run_id)
-        return codec.decode_stored_sidecar(bytes(data), run_id, f"runs/{run_id}")
+        return decode_stored_sidecar(bytes(data), run_id, f"runs/{run_id}")
 
     async def create(self, sidecar: Sidecar) -> None:
         """One ``INSERT``: the partial unique index ``runs_one_open_per_document``
@@ -231,7 +230,7 @@ class PgRunStore:
         for r in rows:
             try:
                 stored, run_id = bytes(r["sidecar"]), r["run_id"]
-                found.append(codec.decode_stored_sidecar(stored, run_id, f"runs/{run_id}"))
+                found.append(decode_stored_sidecar(stored, run_id, f"runs/{run_id}"))
             except CorruptRecord as exc:  # set aside, named (cutter.quarantine)
                 found.append(unreadable(r["run_id"], exc))
         return found

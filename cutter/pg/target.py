@@ -8,7 +8,7 @@ import asyncpg
 import msgspec
 
 from cutter.canonical import canonical, sha256_hex
-from cutter.doc_size import check_document_size
+from cutter.codec import row_from_record, row_values
 from cutter.errors import CorruptRecord, StopVerifyFailed, UnknownDocument
 from cutter.ledger import (
     LedgerEntry,
@@ -18,7 +18,6 @@ from cutter.ledger import (
     next_entry,
     verify_stored,
 )
-from cutter.offloop import off_loop
 from cutter.pg import queries as q
 from cutter.pg.connect import domain_errors
 from cutter.records import (
@@ -29,15 +28,33 @@ from cutter.records import (
     SourceVersion,
     WriterGrants,
 )
-from cutter.stores.encoding import row_from_record, row_values
+from cutter.stores.ingest import new_version, version_taken
 
 _backup_decoder = msgspec.json.Decoder(Backup)
 _encoder = msgspec.json.Encoder()
 
 
 class PgSourceRepository:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    """``SourceRepository`` and ``SourcePublisher`` on a pool, or on one connection
+    (the CLI's ``add-document`` and the demo publish as the admin login)."""
+
+    def __init__(self, pool: asyncpg.Pool | asyncpg.Connection) -> None:
         self.pool = pool
+
+    async def publish(
+        self, doc_id: str, data: bytes, *, sv_id: str | None = None, sd_id: str | None = None
+    ) -> SourceVersion:
+        """``SourcePublisher.publish``, in one transaction."""
+        data = bytes(data)
+        version = await new_version(doc_id, data, sv_id=sv_id, sd_id=sd_id)
+        with domain_errors("publish source version"):
+            if isinstance(self.pool, asyncpg.Connection):
+                async with self.pool.transaction():
+                    await _publish_on(self.pool, version, data)
+            else:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    await _publish_on(conn, version, data)
+        return version
 
     async def current(self, doc_id: str) -> SourceVersion:
         with domain_errors("source lookup"):
@@ -80,25 +97,17 @@ class PgSourceRepository:
         return None if value is None else str(value)
 
 
-async def publish(
-    conn: asyncpg.Connection | asyncpg.Pool, doc_id: str, data: bytes, *, sd_id: str | None = None
-) -> SourceVersion:
-    """Store ``data`` as the document's current version (an ingest step, not the writer's).
-
-    The version id is derived from the document and the bytes, so publishing the
-    same bytes twice is one version; a document over the size limit is refused
-    (``E_DOCUMENT_TOO_LARGE``), nothing stored."""
-    check_document_size(len(data))
-    sha = await off_loop(sha256_hex, data, size=len(data))
-    sv_id = "sv-" + sha256_hex(f"{doc_id}\x00{sha}".encode())[:24]
-    version = SourceVersion(
-        doc_id=doc_id, sd_id=sd_id or f"sd-{doc_id}", sv_id=sv_id, sha256=sha, size=len(data)
+async def _publish_on(
+    conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy, version: SourceVersion, data: bytes
+) -> None:
+    await conn.execute(q.UPSERT_DOCUMENT, version.doc_id, version.sd_id)
+    await conn.execute(
+        q.INSERT_VERSION, version.sv_id, version.doc_id, version.sha256, version.size, data
     )
-    with domain_errors("publish source version"):
-        await conn.execute(q.UPSERT_DOCUMENT, doc_id, version.sd_id)
-        await conn.execute(q.INSERT_VERSION, sv_id, doc_id, sha, len(data), data)
-        await conn.execute(q.SET_CURRENT, doc_id, sv_id)
-    return version
+    held = await conn.fetchrow(q.VERSION_OWNER, version.sv_id)
+    if held is not None and (held["doc_id"], held["sha256"]) != (version.doc_id, version.sha256):
+        raise version_taken(version.sv_id, held["doc_id"])
+    await conn.execute(q.SET_CURRENT, version.doc_id, version.sv_id)
 
 
 # Records per round trip of a read-back: fewer than CPython's young-generation

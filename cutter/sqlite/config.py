@@ -28,24 +28,19 @@ from cutter.discovery import TextDiscoverer
 from cutter.errors import InputError, StateDirUnusable
 from cutter.ports import Discoverer, Target
 from cutter.runner import RunnerConfig
-from cutter.sqlite.database import FILE_NAME, Database, open_database
+from cutter.sqlite.database import Database, open_database
 from cutter.sqlite.records import SqliteKillSwitch, SqliteKnowledgeBase, SqliteRunStore
 from cutter.sqlite.target import SqliteIUStore, SqliteLedger, SqliteSources
+from cutter.state_dir import StateDir
 from cutter.stores.memory_target import StaticGrantProbe
-
-# What the file stores of earlier cutters left in a state directory.
-OLD_LAYOUT = ("kb", "runs", "target", "kill-switch")
-
-
-def database_path(state_dir: Path) -> Path:
-    return Path(state_dir) / FILE_NAME
 
 
 def check_layout(state_dir: Path) -> None:
     """Refuse a state directory the file stores of an earlier cutter wrote."""
-    if database_path(state_dir).exists():
+    layout = StateDir(Path(state_dir))
+    if layout.database.exists():
         return
-    old = [name for name in OLD_LAYOUT if (Path(state_dir) / name).exists()]
+    old = [path.name for path in layout.old_layout if path.exists()]
     if old:
         raise StateDirUnusable(
             str(state_dir),
@@ -86,7 +81,7 @@ async def embedded_config(
     state_dir = Path(state_dir)
     await anyio.to_thread.run_sync(lambda: state_dir.mkdir(parents=True, exist_ok=True))
     check_layout(state_dir)
-    async with open_database(database_path(state_dir)) as db:
+    async with open_database(StateDir(state_dir).database) as db:
         yield config_on(db, policy=policy, discoverer=discoverer)
         await db.durable()
 
@@ -103,7 +98,7 @@ async def open_state_dir(state_dir: Path, *, create: bool = False) -> AsyncItera
     from cutter.stores.owner import make_state_dir
 
     state_dir = Path(state_dir)
-    path = database_path(state_dir)
+    path = StateDir(state_dir).database
     if create:
         await anyio.to_thread.run_sync(make_state_dir, state_dir)  # typed, one line
     elif not await anyio.Path(state_dir).is_dir():

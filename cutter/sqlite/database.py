@@ -69,7 +69,6 @@ from cutter.failpoints import failpoint
 
 T = TypeVar("T")
 
-FILE_NAME = "cutter.sqlite3"
 BUSY_TIMEOUT_MS = 10_000  # another process (add-document) holding the write lock
 OPEN_RETRY_S = 0.005  # between tries to switch a new file to WAL while another opens it
 QUICK_CHECK_LINES = 5  # problems named in a StorageCorrupt

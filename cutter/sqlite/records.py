@@ -19,7 +19,7 @@ import sqlite3
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from cutter import codec
+from cutter.codec import decode_kb_doc, decode_stored_sidecar, encode_kb_doc, encode_sidecar
 from cutter.db_approvals import is_database_approval, reserved
 from cutter.errors import ApprovalConsumedAlready, CorruptRecord, DocumentBusy, UnknownRun, one_line
 from cutter.ids import check_kb_id, check_run_id
@@ -29,7 +29,6 @@ from cutter.run_pages import RunFilter
 from cutter.run_revision import revision_refusal
 from cutter.sidecar import ApprovalUse, Sidecar
 from cutter.sqlite.database import Database
-from cutter.stores.encoding import encode_kb_doc, encode_sidecar
 
 ONE_OPEN_RUN_INDEX = "runs.doc_id"  # how SQLite names the partial unique index's column
 _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
@@ -62,7 +61,7 @@ class SqliteKnowledgeBase:
         )
         if data is None:
             raise KeyError(kb_id)
-        return codec.decode_kb_doc(bytes(data), f"kb_docs/{kb_id}")
+        return decode_kb_doc(bytes(data), f"kb_docs/{kb_id}")
 
     async def list(self, prefix: str) -> builtins.list[str]:
         """Sorted ids of the doc ``prefix`` and the docs below it; ``""`` lists all. The
@@ -129,7 +128,7 @@ class SqliteRunStore:
         data = self.db.value("SELECT sidecar FROM runs WHERE run_id = ?", (run_id,))
         if data is None:
             raise UnknownRun(run_id)
-        return codec.decode_stored_sidecar(bytes(data), run_id, f"runs/{run_id}")
+        return decode_stored_sidecar(bytes(data), run_id, f"runs/{run_id}")
 
     async def create(self, sidecar: Sidecar) -> None:
         """One insert: the index refuses a second open run of the document."""
@@ -210,7 +209,7 @@ class SqliteRunStore:
         found: builtins.list[Sidecar | UnreadableRun] = []
         for run_id, data in rows:
             try:
-                found.append(codec.decode_stored_sidecar(bytes(data), run_id, f"runs/{run_id}"))
+                found.append(decode_stored_sidecar(bytes(data), run_id, f"runs/{run_id}"))
             except CorruptRecord as exc:  # set aside, named (cutter.quarantine)
                 found.append(unreadable(run_id, exc))
         return found

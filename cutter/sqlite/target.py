@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from cutter.canonical import canonical, sha256_hex
-from cutter.doc_size import check_document_size
-from cutter.errors import CorruptRecord, InvalidIdentifier, StopVerifyFailed, UnknownDocument
+from cutter.codec import row_from_record, row_values
+from cutter.errors import CorruptRecord, StopVerifyFailed, UnknownDocument
 from cutter.ids import check_doc_id, check_token
 from cutter.ledger import (
     LedgerEntry,
@@ -31,22 +31,13 @@ from cutter.ledger import (
 from cutter.offloop import off_loop
 from cutter.records import Backup, IURow, SourceVersion
 from cutter.sqlite.database import Database
-from cutter.stores.encoding import row_from_record, row_values
+from cutter.stores.ingest import new_version, version_taken
 
 _backup_decoder = msgspec.json.Decoder(Backup)
 _IU_COLUMNS = (
     "doc_id, sv_id, ordinal, iu_id, label, kind, start_byte, end_byte, region_sha, body, "
     "state, change_set_id"
 )
-
-
-def derived_sv_id(doc_id: str, data: bytes) -> str:
-    """The version id ``cutter.pg.target.publish`` gives: same document and bytes, same id."""
-    return _sv_of(doc_id, sha256_hex(data))
-
-
-def _sv_of(doc_id: str, sha: str) -> str:
-    return "sv-" + sha256_hex(f"{doc_id}\x00{sha}".encode())[:24]
 
 
 async def _sha256(data: bytes) -> str:
@@ -58,7 +49,7 @@ def _sv_id(sv_id: object) -> str:
 
 
 class SqliteSources:
-    """``SourceRepository`` (plus ``publish``, the ingest step)."""
+    """``SourceRepository`` and ``SourcePublisher``."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -66,19 +57,10 @@ class SqliteSources:
     async def publish(
         self, doc_id: str, data: bytes, *, sv_id: str | None = None, sd_id: str | None = None
     ) -> SourceVersion:
-        """Store ``data`` as the document's current version, in one transaction.
-
-        Without ``sv_id`` the id is derived from the document and the bytes, so
-        publishing the same bytes twice is one version. An ``sv_id`` that names
-        another version already is refused (``InvalidIdentifier``)."""
-        doc_id = check_doc_id(doc_id)
+        """``SourcePublisher.publish``, in one transaction."""
         data = bytes(data)
-        check_document_size(len(data))
-        sha = await _sha256(data)
-        sv_id = _sv_id(sv_id if sv_id is not None else _sv_of(doc_id, sha))
-        version = SourceVersion(
-            doc_id=doc_id, sd_id=sd_id or f"sd-{doc_id}", sv_id=sv_id, sha256=sha, size=len(data)
-        )
+        version = await new_version(doc_id, data, sv_id=sv_id, sd_id=sd_id)
+        doc_id, sv_id, sha = version.doc_id, version.sv_id, version.sha256
 
         def publish(conn: sqlite3.Connection) -> SourceVersion:
             conn.execute(
@@ -95,9 +77,7 @@ class SqliteSources:
                     (sv_id, doc_id, sha, len(data), data),
                 )
             elif tuple(held) != (doc_id, sha):
-                raise InvalidIdentifier(
-                    "sv_id", f"{sv_id} names another version (of {held[0]}) already"
-                )
+                raise version_taken(sv_id, held[0])
             conn.execute("UPDATE documents SET current_sv_id = ? WHERE doc_id = ?", (sv_id, doc_id))
             return version
 

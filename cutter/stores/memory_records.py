@@ -15,17 +15,16 @@ from typing import TYPE_CHECKING
 
 from anyio.lowlevel import checkpoint
 
-from cutter import codec
+from cutter.codec import decode_kb_doc, decode_stored_sidecar, encode_kb_doc, encode_sidecar
 from cutter.db_approvals import reserved
 from cutter.errors import ApprovalConsumedAlready, CorruptRecord, DocumentBusy, UnknownRun
 from cutter.ids import check_kb_id, check_run_id
-from cutter.kbdocs import KBDoc
+from cutter.kbdocs import KBDoc, under_prefix
 from cutter.quarantine import UnreadableRun, unreadable
 from cutter.run_pages import RunFilter, fill_page
 from cutter.run_revision import check_revision
 from cutter.sidecar import ApprovalUse, Sidecar
 from cutter.states import TERMINAL
-from cutter.stores.encoding import encode_kb_doc, encode_sidecar, under_prefix
 
 
 class InMemoryKnowledgeBase:
@@ -44,7 +43,7 @@ class InMemoryKnowledgeBase:
             data = self._docs[kb_id]
         except KeyError:
             raise KeyError(kb_id) from None
-        return codec.decode_kb_doc(data, f"memory:{kb_id}")
+        return decode_kb_doc(data, f"memory:{kb_id}")
 
     async def list(self, prefix: str) -> builtins.list[str]:
         """Sorted ids of the doc ``prefix`` and the docs below it; ``""`` lists all."""
@@ -68,7 +67,7 @@ class InMemoryRunStore:
             data = self._sidecars[run_id]
         except KeyError:
             raise UnknownRun(run_id) from None
-        return codec.decode_stored_sidecar(data, run_id, f"memory:runs/{run_id}")
+        return decode_stored_sidecar(data, run_id, f"memory:runs/{run_id}")
 
     async def create(self, sidecar: Sidecar) -> None:
         await checkpoint()
@@ -130,7 +129,7 @@ class InMemoryRunStore:
         for run_id in run_ids:
             try:
                 data = self._sidecars[run_id]
-                yield codec.decode_stored_sidecar(data, run_id, f"memory:runs/{run_id}")
+                yield decode_stored_sidecar(data, run_id, f"memory:runs/{run_id}")
             except CorruptRecord as exc:
                 yield unreadable(run_id, exc)
 

@@ -12,8 +12,10 @@ import msgspec
 
 from cutter.canonical import canonical, sha256_hex
 from cutter.errors import CorruptRecord, StopVerifyFailed, UnknownDocument
+from cutter.ids import default_sd_id
 from cutter.ledger import LedgerEntry, LedgerEnvelope, StoredEntry, next_entry
 from cutter.records import REQUIRED_GRANTS, Backup, IURow, IUState, SourceVersion, WriterGrants
+from cutter.stores.ingest import new_version, version_taken
 
 
 class InMemorySources:
@@ -21,20 +23,37 @@ class InMemorySources:
         self._current: dict[str, SourceVersion] = {}
         self._content: dict[str, bytes] = {}
         self._cut_by: dict[str, str] = {}
+        self._doc_of: dict[str, str] = {}
 
-    def publish(
+    async def publish(
+        self, doc_id: str, data: bytes, *, sv_id: str | None = None, sd_id: str | None = None
+    ) -> SourceVersion:
+        """``SourcePublisher.publish``."""
+        data = bytes(data)
+        version = await new_version(doc_id, data, sv_id=sv_id, sd_id=sd_id)
+        held = self._content.get(version.sv_id)
+        if held is not None and (held, self._doc_of[version.sv_id]) != (data, version.doc_id):
+            raise version_taken(version.sv_id, self._doc_of[version.sv_id])
+        return self._store(version, data)
+
+    def seed(
         self, doc_id: str, data: bytes, *, sv_id: str, sd_id: str | None = None
     ) -> SourceVersion:
-        """Store ``data`` as the document's new current version."""
+        """Store ``data`` as the document's new current version at once, unchecked:
+        the synchronous set-up of tests and benchmarks (ingest is ``publish``)."""
         version = SourceVersion(
             doc_id=doc_id,
-            sd_id=sd_id or f"sd-{doc_id}",
+            sd_id=sd_id or default_sd_id(doc_id),
             sv_id=sv_id,
             sha256=sha256_hex(data),
             size=len(data),
         )
-        self._current[doc_id] = version
-        self._content[sv_id] = bytes(data)
+        return self._store(version, bytes(data))
+
+    def _store(self, version: SourceVersion, data: bytes) -> SourceVersion:
+        self._current[version.doc_id] = version
+        self._content[version.sv_id] = data
+        self._doc_of[version.sv_id] = version.doc_id
         return version
 
     async def current(self, doc_id: str) -> SourceVersion:

@@ -37,15 +37,11 @@ from pathlib import Path
 from types import TracebackType
 
 from cutter.errors import StateDirBusy, StateDirUnusable, one_line
+from cutter.state_dir import StateDir
 from cutter.stores.storage_errors import storage_error
 
-LOCK_FILE = "owner.pid"
 _OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC  # no O_TRUNC: see above
 _HOLDER_LIMIT = 120  # the holder's description, as read back from the file
-
-
-def lock_path(state_dir: Path) -> Path:
-    return state_dir / LOCK_FILE
 
 
 class StateDirOwner:
@@ -97,7 +93,7 @@ def claim(state_dir: Path, holder: str) -> StateDirOwner:
     owner is (``cutter daemon --stdio``) to whoever is refused. ``StateDirBusy`` when
     a live process owns it; ``StateDirUnusable`` when it cannot be made or locked."""
     make_state_dir(state_dir)
-    path = lock_path(state_dir)
+    path = StateDir(state_dir).owner_lock
     try:
         fd = os.open(path, _OPEN_FLAGS, 0o600)
     except OSError as exc:  # a read-only or full state directory says so (typed)

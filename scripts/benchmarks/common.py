@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cutter.ports import SourcePublisher
+
 if TYPE_CHECKING:
     from cutter.runner import RunnerConfig
 
@@ -39,8 +41,10 @@ async def embedded(state_dir: Path) -> AsyncIterator[RunnerConfig]:
 
 async def publish(config: RunnerConfig, doc_id: str, data: bytes) -> None:
     """Store ``data`` as ``doc_id``'s current version in ``config``'s sources (an
-    ingest step: every embedded sources store has ``publish``)."""
-    await config.target.sources.publish(doc_id, data)  # type: ignore[attr-defined]
+    ingest step: every sources store is a ``SourcePublisher``)."""
+    sources = config.target.sources
+    assert isinstance(sources, SourcePublisher)
+    await sources.publish(doc_id, data)
 
 
 @dataclass

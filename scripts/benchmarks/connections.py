@@ -35,6 +35,7 @@ from typing import Any
 
 from benchmarks.common import Figure, Sample
 from benchmarks.daemon import cpu_seconds, daemon_process, ready
+from cutter.state_dir import StateDir
 
 IDLE = 2000
 HALF_SENT = 300
@@ -94,7 +95,7 @@ def one_repetition() -> dict[str, float]:
         with daemon_process(
             Path(tmp), state_dir, "--max-connections", str(MAX_CONNECTIONS)
         ) as daemon:
-            return asyncio.run(measure(daemon, state_dir / "daemon.sock"))
+            return asyncio.run(measure(daemon, StateDir(state_dir).socket))
 
 
 async def measure(daemon: subprocess.Popen[bytes], socket: Path) -> dict[str, float]:

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from benchmarks.common import ROOT, Figure, absolute
+from cutter.state_dir import StateDir
 
 CLIENTS = 8
 COMMANDS = 500  # per client and repetition
@@ -43,7 +44,7 @@ def run(repetitions: int, quick: bool) -> Figure:
         for doc_id in DOC_IDS:
             cutter(["add-document", "--state-dir", str(state_dir), doc_id, str(SAMPLE)])
         with daemon_process(Path(tmp), state_dir) as daemon:
-            rates, cpu_rates = asyncio.run(measure(daemon, state_dir / "daemon.sock", repetitions))
+            rates, cpu_rates = asyncio.run(measure(daemon, StateDir(state_dir).socket, repetitions))
         logged = log_path.read_bytes().count(b'"event":"command_received"')
     sent = CLIENTS * (WARM_UP + COMMANDS * repetitions)
     if logged < sent:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from benchmarks.common import CORPUS, ROOT, Figure, Sample, embedded, publish
 from benchmarks.daemon import cpu_seconds, daemon_process, ready
+from cutter.state_dir import StateDir
 
 RUNS = 200
 QUICK_RUNS = 200  # the figure is stated for 200 runs; --quick only repeats less
@@ -54,7 +55,7 @@ def run(repetitions: int, quick: bool) -> list[Figure]:
         state_dir = Path(tmp) / "state"
         asyncio.run(publish_all(state_dir, SAMPLE.read_bytes(), big.read_bytes(), reps))
         with daemon_process(Path(tmp), state_dir) as daemon:
-            rounds = asyncio.run(measure(daemon, state_dir / "daemon.sock", reps))
+            rounds = asyncio.run(measure(daemon, StateDir(state_dir).socket, reps))
     idle50 = [r["idle"][0] for r in rounds]
     idle99 = [r["idle"][1] for r in rounds]
     busy50 = [r["busy"][0] for r in rounds]

@@ -74,7 +74,7 @@ def memory_config() -> RunnerConfig:
 
     disc = InMemoryDiscoverer.seeded(IUS)
     sources = InMemorySources()
-    sources.publish("doc", disc.source, sv_id="sv-1")
+    sources.seed("doc", disc.source, sv_id="sv-1")
     return RunnerConfig(
         target=Target(sources=sources, ius=InMemoryIUStore(), ledger=InMemoryLedger()),
         kb=InMemoryKnowledgeBase(),

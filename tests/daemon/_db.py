@@ -15,8 +15,9 @@ from typing import NamedTuple, TypeVar
 import anyio
 
 from cutter.runner import RunnerConfig
-from cutter.sqlite.config import config_on, database_path
+from cutter.sqlite.config import config_on
 from cutter.sqlite.database import open_database
+from cutter.state_dir import StateDir
 
 T = TypeVar("T")
 
@@ -29,7 +30,7 @@ class Consumed(NamedTuple):
 @asynccontextmanager
 async def stores(state_dir: Path) -> AsyncIterator[RunnerConfig]:
     """Every store of the state directory's database (which must exist)."""
-    async with open_database(database_path(state_dir), create=False) as db:
+    async with open_database(StateDir(state_dir).database, create=False) as db:
         yield config_on(db)
 
 
@@ -45,7 +46,7 @@ def read(state_dir: Path, fn: Callable[[RunnerConfig], Awaitable[T]]) -> T:
 
 def query(state_dir: Path, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
     """Rows of ``sql`` on a connection of its own (read-only); [] without a database."""
-    path = database_path(state_dir)
+    path = StateDir(state_dir).database
     if not path.exists():
         return []
     with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
@@ -54,7 +55,7 @@ def query(state_dir: Path, sql: str, args: tuple[object, ...] = ()) -> list[tupl
 
 def execute(state_dir: Path, sql: str, args: tuple[object, ...] = ()) -> None:
     """One committed write behind the daemon's back (a test's damage)."""
-    with closing(sqlite3.connect(database_path(state_dir))) as conn, conn:
+    with closing(sqlite3.connect(StateDir(state_dir).database)) as conn, conn:
         conn.execute(sql, args)
 
 
@@ -81,7 +82,7 @@ def write_lock(state_dir: Path) -> Iterator[None]:
     """Hold the database's write lock, as another process may (``add-document``):
     the daemon's next durable write waits for it (SQLite's busy timeout) until the
     block ends. Nothing is written."""
-    path = database_path(state_dir)
+    path = StateDir(state_dir).database
     with closing(sqlite3.connect(path, isolation_level=None)) as conn:
         conn.execute("BEGIN IMMEDIATE")
         try:

@@ -34,7 +34,7 @@ from cutter.protocol import (
     RunInfo,
     RunList,
     RunSummary,
-    ShuttingDown,
+    ShuttingDownReply,
     decode_reply,
     encode,
 )
@@ -422,6 +422,6 @@ def test_shutdown_is_answered(daemon: DaemonProcess) -> None:
     result = cli(daemon.socket, "shutdown", "--json")
     assert daemon.process.wait(timeout=TIMEOUT) == 0
     assert result.exit_code == 0, result.output
-    expect(frame(result), ShuttingDown)
+    expect(frame(result), ShuttingDownReply)
     gone = cli(daemon.socket, "shutdown")  # the daemon has exited: nobody answers
     assert gone.exit_code == 2

@@ -26,7 +26,7 @@ from click.testing import CliRunner
 
 from cutter.cli import main
 from cutter.mode import Mode
-from cutter.sqlite.config import database_path
+from cutter.state_dir import StateDir
 from cutter.states import RunState
 from tests.daemon._db import execute, query
 from tests.daemon._drive import add_document, approve, launch, start_run
@@ -209,7 +209,7 @@ def test_an_overwritten_page_names_the_database_file(
     """A damaged page is found when the doctor opens the file (``quick_check``) and
     reported, not raised: one line naming the file, exit 1."""
     state_dir = copy(walked, tmp_path)
-    path = database_path(state_dir)
+    path = StateDir(state_dir).database
     assert not path.with_name(path.name + "-wal").exists()  # checkpointed at close
     [(page_size,)] = query(state_dir, "PRAGMA page_size")
     [(root,)] = query(state_dir, "SELECT rootpage FROM sqlite_master WHERE name = 'runs'")
@@ -230,7 +230,7 @@ def test_an_index_that_no_longer_matches_its_table_is_named(
     """``quick_check`` passes (every page reads); ``integrity_check`` compares the
     index with its table and the doctor names the file."""
     state_dir = copy(walked, tmp_path)
-    path = database_path(state_dir)
+    path = StateDir(state_dir).database
     with closing(sqlite3.connect(path)) as conn:
         conn.execute("PRAGMA writable_schema = ON")
         conn.execute(

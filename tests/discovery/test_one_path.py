@@ -90,7 +90,7 @@ async def _mark_and_cutplan(data: bytes) -> tuple[tuple[Candidate, ...], Manifes
     """The candidates mark records and the manifest cutplan records for ``data``,
     over in-memory stores and the ``TextDiscoverer`` every run uses."""
     sources = InMemorySources()
-    sources.publish("doc", data, sv_id="sv-1")
+    sources.seed("doc", data, sv_id="sv-1")
     clock = FakeClock()
     services = Services(
         target=Target(sources=sources, ius=InMemoryIUStore(), ledger=InMemoryLedger()),

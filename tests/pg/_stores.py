@@ -24,14 +24,13 @@ from typing import Any, Protocol
 import asyncpg
 import pytest
 
-from cutter.canonical import sha256_hex
 from cutter.kbdocs import Approval, Decision, PhaseDoc
 from cutter.ledger import CutEnvelope, LedgerEnvelope, RollbackEnvelope
 from cutter.mode import Mode
 from cutter.pg.connect import create_pool
 from cutter.pg.records import PgKnowledgeBase, PgRunStore
-from cutter.pg.target import PgIUStore, PgLedger, PgSourceRepository, publish
-from cutter.ports import IUStore, KnowledgeBase, Ledger, RunStore, SourceRepository
+from cutter.pg.target import PgIUStore, PgLedger, PgSourceRepository
+from cutter.ports import IUStore, KnowledgeBase, Ledger, RunStore, SourcePublisher, SourceRepository
 from cutter.records import Backup, IURow, IUState, SourceVersion
 from cutter.sidecar import ApprovalUse
 from cutter.sqlite.database import open_database
@@ -110,12 +109,15 @@ class TargetUnderTest:
     sources: SourceRepository
     ius: IUStore
     ledger: Ledger
-    publish: Callable[[str, bytes], Awaitable[SourceVersion]]
+    publisher: SourcePublisher  # the ingest port (on PostgreSQL: as the admin login)
     db: PgDatabase | None
     # Everything stored, by table: "nothing was written" is equality.
     stored: Callable[[], Awaitable[object]]
     # The same stores opened again (a restart): a new connection, pool or handle.
     reopen: Callable[[], Awaitable[TargetUnderTest]]
+
+    async def publish(self, doc_id: str, data: bytes) -> SourceVersion:
+        return await self.publisher.publish(doc_id, data)
 
 
 async def everything_stored(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
@@ -134,10 +136,6 @@ async def open_target(backend: Backend) -> AsyncIterator[TargetUnderTest]:
     if backend.kind == "memory":
         sources = InMemorySources()
 
-        async def publish_memory(doc_id: str, data: bytes) -> SourceVersion:
-            sv_id = f"sv-{doc_id}-{sha256_hex(data)[:16]}"
-            return sources.publish(doc_id, data, sv_id=sv_id)
-
         ius, ledger = InMemoryIUStore(), InMemoryLedger()
 
         async def stored_memory() -> object:
@@ -154,7 +152,7 @@ async def open_target(backend: Backend) -> AsyncIterator[TargetUnderTest]:
             return opened  # one process: the same objects
 
         opened = TargetUnderTest(
-            "memory", sources, ius, ledger, publish_memory, None, stored_memory, reopen_memory
+            "memory", sources, ius, ledger, sources, None, stored_memory, reopen_memory
         )
         yield opened
         return
@@ -162,9 +160,6 @@ async def open_target(backend: Backend) -> AsyncIterator[TargetUnderTest]:
         with tempfile.TemporaryDirectory(prefix="cutter-target-") as tmp:
             async with open_database(Path(tmp) / "cutter.sqlite3") as database:
                 embedded = SqliteSources(database)
-
-                async def publish_sqlite(doc_id: str, data: bytes) -> SourceVersion:
-                    return await embedded.publish(doc_id, data)
 
                 async def stored_sqlite() -> object:
                     return stored_rows(database.path)
@@ -176,7 +171,7 @@ async def open_target(backend: Backend) -> AsyncIterator[TargetUnderTest]:
                         SqliteSources(again),
                         SqliteIUStore(again),
                         SqliteLedger(again),
-                        publish_sqlite,
+                        SqliteSources(again),
                         None,
                         stored_sqlite,
                         reopen_sqlite,
@@ -187,7 +182,7 @@ async def open_target(backend: Backend) -> AsyncIterator[TargetUnderTest]:
                     embedded,
                     SqliteIUStore(database),
                     SqliteLedger(database),
-                    publish_sqlite,
+                    embedded,
                     None,
                     stored_sqlite,
                     reopen_sqlite,
@@ -199,10 +194,6 @@ async def open_target(backend: Backend) -> AsyncIterator[TargetUnderTest]:
     pools = [pool, admin]
     try:
 
-        async def publish_pg(doc_id: str, data: bytes) -> SourceVersion:
-            # Publishing is an ingest step: the writer may not insert source versions.
-            return await publish(admin, doc_id, data)
-
         async def stored_pg() -> object:
             return await everything_stored(db.admin_dsn)
 
@@ -212,7 +203,8 @@ async def open_target(backend: Backend) -> AsyncIterator[TargetUnderTest]:
                 PgSourceRepository(writer),
                 PgIUStore(writer),
                 PgLedger(writer),
-                publish_pg,
+                # Publishing is an ingest step: the writer may not insert source versions.
+                PgSourceRepository(admin),
                 db,
                 stored_pg,
                 reopen_pg,

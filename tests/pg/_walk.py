@@ -14,7 +14,7 @@ import asyncpg
 import msgspec
 
 from cutter.kbdocs import Approval, Decision
-from cutter.pg.target import publish
+from cutter.pg.target import PgSourceRepository
 from cutter.ports import KnowledgeBase
 from cutter.records import Candidate, SourceVersion
 from cutter.runner import utc_now
@@ -82,7 +82,7 @@ async def publish_source(admin_dsn: str, doc_id: str, data: bytes) -> SourceVers
     """Publish a version as the ingest would: with the superuser, not the writer."""
     conn = await asyncpg.connect(admin_dsn)
     try:
-        return await publish(conn, doc_id, data)
+        return await PgSourceRepository(conn).publish(doc_id, data)
     finally:
         await conn.close()
 

@@ -22,6 +22,7 @@ import msgspec
 import pytest
 
 from cutter.canonical import canonical
+from cutter.codec import encode_sidecar
 from cutter.errors import (
     ApprovalConsumedAlready,
     CorruptRecord,
@@ -32,20 +33,20 @@ from cutter.errors import (
     UnknownDocument,
     UnknownRun,
 )
+from cutter.ids import derived_sv_id
 from cutter.kbdocs import PhaseDoc
 from cutter.ledger import GENESIS_HASH, chain_hash, next_entry, verify_chain
 from cutter.pg.connect import StoreUnavailable, create_pool
 from cutter.pg.locks import PgDocumentLocks
 from cutter.pg.records import PgKillSwitch
 from cutter.pg.target import PgGrantProbe, PgLedger
-from cutter.ports import LedgerReader, Target
+from cutter.ports import LedgerReader, SourcePublisher, Target
 from cutter.quarantine import UnreadableRun
 from cutter.records import REQUIRED_GRANTS, Backup, IURow, IUState
 from cutter.run_pages import RunFilter
 from cutter.sidecar import Sidecar
 from cutter.sqlite.target import SqliteLedger
 from cutter.states import RunState
-from cutter.stores.encoding import encode_sidecar
 from cutter.stores.locks import InProcessDocumentLocks
 from cutter.stores.memory_target import StaticGrantProbe
 from cutter.stores.sandbox import sandbox
@@ -123,6 +124,38 @@ async def test_current_is_the_published_version(target: TargetUnderTest) -> None
     assert (current.doc_id, current.sd_id) == ("doc-1", "sd-doc-1")
     assert current.sha256 == hashlib.sha256(data).hexdigest()
     assert current.size == len(data)
+
+
+async def test_every_sources_store_publishes_through_the_one_port(
+    target: TargetUnderTest,
+) -> None:
+    """One ingest port, one id rule: the same document and bytes are one version with
+    the derived id on every store; a named ``sv_id`` is kept."""
+    assert isinstance(target.sources, SourcePublisher)
+    data = article_source()
+    first = await target.publisher.publish("doc-1", data)
+    again = await target.publisher.publish("doc-1", data)
+    assert first == again
+    assert first.sv_id == derived_sv_id("doc-1", hashlib.sha256(data).hexdigest())
+    named = await target.publisher.publish("doc-2", data, sv_id="sv-named", sd_id="sd-x")
+    assert (named.sv_id, named.sd_id) == ("sv-named", "sd-x")
+    assert await target.sources.current("doc-2") == named
+
+
+async def test_every_sources_store_refuses_alike(target: TargetUnderTest) -> None:
+    """A bad document id, and an ``sv_id`` that names another version already, are
+    ``InvalidIdentifier`` on every store, and change nothing."""
+    kept = await target.publisher.publish("doc-1", b"one")
+    for bad_call in (
+        lambda: target.publisher.publish("../doc", b"two"),
+        lambda: target.publisher.publish("doc-1", b"two", sv_id=kept.sv_id),
+        lambda: target.publisher.publish("doc-1", b"two", sv_id="bad id"),
+    ):
+        with pytest.raises(InvalidIdentifier) as caught:
+            await bad_call()
+        assert caught.value.code == "E_INVALID_ID"
+    assert await target.sources.current("doc-1") == kept
+    assert await target.sources.content(kept.sv_id) == b"one"
 
 
 async def test_current_of_an_unknown_document_is_unknown_document(

@@ -22,13 +22,13 @@ import pytest
 from click.testing import CliRunner
 
 from cutter.cli import main
+from cutter.codec import row_from_record
 from cutter.errors import CorruptRecord, CutterError, InvalidIdentifier
 from cutter.pg.connect import RecordRefused, StoreUnavailable, connect, create_pool
 from cutter.pg.locks import PgDocumentLocks
 from cutter.pg.records import PgKillSwitch, PgKnowledgeBase, PgRunStore
 from cutter.pg.target import PgSourceRepository
 from cutter.records import IURow, IUState
-from cutter.stores.encoding import row_from_record
 from tests._harness import paused_sidecar as sidecar
 from tests.pg._stores import (
     BACKENDS,

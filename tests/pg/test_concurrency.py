@@ -19,7 +19,7 @@ import pytest
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-import cutter
+import cutter.mode
 from cutter.errors import ApprovalConsumedAlready, DocumentBusy
 from cutter.ledger import CutEnvelope
 from cutter.mode import Mode
@@ -159,7 +159,7 @@ async def race(
 async def test_processes_racing_on_one_approval_advance_the_run_exactly_once(
     pg_db: PgDatabase, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, locks: str
 ) -> None:
-    monkeypatch.setattr(cutter, "__execution_enabled__", True)
+    monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
     disc = InMemoryDiscoverer.seeded(N_IUS)
     async with (
         pg_config(pg_db.writer_dsn, disc, control_dsn=pg_db.control_dsn) as config,

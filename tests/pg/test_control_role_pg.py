@@ -30,10 +30,11 @@ import msgspec
 import pytest
 from click.testing import CliRunner
 
-import cutter
+import cutter.mode
 from cutter import codec
 from cutter.approvals import GatePolicy
 from cutter.cli import main
+from cutter.codec import encode_kb_doc, encode_sidecar
 from cutter.errors import CutterError, StopCode
 from cutter.kbdocs import (
     POLICY_CURRENT,
@@ -52,7 +53,6 @@ from cutter.policy_book import current, default_policy, replace
 from cutter.runner import Runner, RunnerConfig, utc_now
 from cutter.sidecar import ApprovalUse, Sidecar, replace_gate
 from cutter.states import RunState
-from cutter.stores.encoding import encode_kb_doc, encode_sidecar
 from cutter.stores.seeded import InMemoryDiscoverer
 from cutter.walk import Gate
 from tests._harness import OPERATOR, REVIEWER, REVIEWER_2
@@ -78,7 +78,7 @@ LAX = 'admins = ["mallory"]\n[sg_1]\nrequired_approvals = 1\n[sg_2]\nrequired_ap
 
 @pytest.fixture(autouse=True)
 def live(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cutter, "__execution_enabled__", True)
+    monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
 
 
 # -- the writer's own connection --------------------------------------------------------

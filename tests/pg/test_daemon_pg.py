@@ -14,6 +14,7 @@ import asyncpg
 import pytest
 
 from cutter import codec
+from cutter.codec import row_from_record
 from cutter.discovery import TextDiscoverer
 from cutter.failpoints import ENV as FAILPOINT_ENV
 from cutter.kbdocs import ApprovalRefusal, PhaseDoc
@@ -34,7 +35,6 @@ from cutter.protocol import (
 )
 from cutter.records import IUState
 from cutter.states import RunState
-from cutter.stores.encoding import row_from_record
 from cutter.walk import PHASES, Phase, Pin
 from tests.daemon._drive import (
     DOC_ID,

@@ -13,7 +13,7 @@ import msgspec
 import pytest
 from click.testing import CliRunner
 
-import cutter
+import cutter.mode
 from cutter.approvals import GatePolicy
 from cutter.cli import main
 from cutter.cli_approve import ApprovalInput
@@ -54,7 +54,7 @@ VALUES ('plain', 'run-x', 'SG_1', 'd', 'n', 'approve', 'r')
 
 @pytest.fixture(autouse=True)
 def live(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cutter, "__execution_enabled__", True)
+    monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
 
 
 def login_dsn(db: PgDatabase, login: str) -> str:

@@ -7,7 +7,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-import cutter
+import cutter.mode
+from cutter.codec import encode_sidecar
 from cutter.errors import StopCode
 from cutter.kbdocs import Decision
 from cutter.mode import Mode
@@ -15,7 +16,6 @@ from cutter.pg.stores import pg_config
 from cutter.runner import Runner, utc_now
 from cutter.sidecar import ApprovalUse, Sidecar, replace_gate
 from cutter.states import RunState
-from cutter.stores.encoding import encode_sidecar
 from cutter.stores.seeded import InMemoryDiscoverer
 from tests._harness import OPERATOR, REVIEWER
 from tests.pg._walk import DOC_ID, N_IUS, admin_execute, admin_fetch, publish_source, write_approval
@@ -29,7 +29,7 @@ ZERO = """UPDATE runs SET sidecar = convert_to(replace(convert_from(sidecar, 'UT
 
 @pytest.fixture(autouse=True)
 def live(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cutter, "__execution_enabled__", True)
+    monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
 
 
 async def iu_states(admin_dsn: str) -> list[str]:

@@ -20,7 +20,7 @@ import msgspec
 import pytest
 from click.testing import CliRunner
 
-import cutter
+import cutter.mode
 from cutter.anchors import AnchorStatus, LedgerReport
 from cutter.canonical import canonical, sha256_hex
 from cutter.cli import main
@@ -66,7 +66,7 @@ async def walk(runner: Runner, kb: KnowledgeBase, doc_id: str, sg2: Decision) ->
 
 @pytest.fixture
 async def runs(pg_db: PgDatabase, monkeypatch: pytest.MonkeyPatch) -> Runs:
-    monkeypatch.setattr(cutter, "__execution_enabled__", True)
+    monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
     disc = InMemoryDiscoverer.seeded(N_IUS)
     for doc_id in DOCS:
         await publish_source(pg_db.admin_dsn, doc_id, disc.source)

@@ -29,8 +29,9 @@ from cutter.pg.records import PgRunStore
 from cutter.ports import RunStore
 from cutter.sidecar import Sidecar
 from cutter.sqlite import records as sqlite_records
-from cutter.sqlite.database import FILE_NAME, open_now
+from cutter.sqlite.database import open_now
 from cutter.sqlite.records import SqliteRunStore
+from cutter.state_dir import StateDir
 from cutter.states import TERMINAL, RunState
 from cutter.stores.memory_records import InMemoryRunStore
 from tests._harness import hand_edit, paused_sidecar
@@ -74,10 +75,10 @@ async def stores(kind: tuple[str, PgDatabase | None], tmp_path: Path) -> AsyncIt
         memory = InMemoryRunStore()
         yield Stores("memory", memory, lambda: memory)
     elif name == "sqlite":
-        opened = [open_now(tmp_path / FILE_NAME)]
+        opened = [open_now(StateDir(tmp_path).database)]
 
         def other() -> RunStore:  # another open database on the same file
-            opened.append(open_now(tmp_path / FILE_NAME))
+            opened.append(open_now(StateDir(tmp_path).database))
             return SqliteRunStore(opened[-1])
 
         try:
@@ -182,7 +183,7 @@ async def test_a_run_whose_record_cannot_be_read_still_holds_its_document(
 ) -> None:
     """The index is over the run's document column, not its record: a damaged
     sidecar neither frees the document nor hides who holds it."""
-    database = open_now(tmp_path / FILE_NAME)
+    database = open_now(StateDir(tmp_path).database)
     try:
         await SqliteRunStore(database).create(run("run-a"))
         sql = "UPDATE runs SET sidecar = ? WHERE run_id = ?"

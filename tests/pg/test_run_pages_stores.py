@@ -23,8 +23,9 @@ from cutter.run_pages import (
     page_of,
 )
 from cutter.sidecar import Sidecar
-from cutter.sqlite.database import FILE_NAME, open_database
+from cutter.sqlite.database import open_database
 from cutter.sqlite.records import SqliteRunStore
+from cutter.state_dir import StateDir
 from cutter.states import RunState
 from cutter.stores.memory_records import InMemoryRunStore
 from tests._many_runs import many_runs, no_fsync, nth_run, run_id_of, store_runs
@@ -50,7 +51,7 @@ async def store(kind: tuple[str, PgDatabase | None], tmp_path: Path) -> AsyncIte
     if name == "memory":
         yield InMemoryRunStore()
     elif name == "sqlite":
-        async with open_database(tmp_path / FILE_NAME) as database:
+        async with open_database(StateDir(tmp_path).database) as database:
             yield SqliteRunStore(database)
     else:
         assert db is not None

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import anyio
 import pytest
 
-import cutter
+import cutter.mode
 from cutter import codec
 from cutter.canonical import sha256_hex
 from cutter.errors import ProductionExecutionNotAuthorized, StopCode
@@ -49,7 +49,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.subprocess]
 
 @pytest.fixture
 def live(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cutter, "__execution_enabled__", True)
+    monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
 
 
 async def walk_to_closeout(runner: Runner, kb: KnowledgeBase, doc_id: str, mode: Mode) -> Sidecar:
@@ -218,7 +218,7 @@ def listener() -> Iterator[LoopbackListener]:
 async def test_live_is_refused_before_any_connection_while_execution_is_off(
     listener: LoopbackListener,
 ) -> None:
-    assert cutter.__execution_enabled__ is False
+    assert cutter.mode.live_execution_enabled is False
     dsn = f"postgresql://cutter_writer@127.0.0.1:{listener.port}/nowhere"
     async with pg_config(dsn, InMemoryDiscoverer.seeded(N_IUS)) as config, Runner(config) as runner:
         with pytest.raises(ProductionExecutionNotAuthorized):

@@ -22,8 +22,9 @@ import anyio
 import pytest
 
 from cutter.errors import CutterError, InvalidIdentifier, StorageError
-from cutter.sqlite.database import FILE_NAME, Database, open_database
+from cutter.sqlite.database import Database, open_database
 from cutter.sqlite.records import SqliteKnowledgeBase
+from cutter.state_dir import StateDir
 from tests.sqlite._procs import child
 
 pytestmark = pytest.mark.anyio
@@ -31,7 +32,7 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    async with open_database(tmp_path / FILE_NAME) as opened:
+    async with open_database(StateDir(tmp_path).database) as opened:
         yield opened
 
 
@@ -105,7 +106,7 @@ async def test_a_write_returns_only_once_its_batch_is_committed(db: Database) ->
 
 @pytest.mark.subprocess
 def test_an_acknowledged_write_survives_kill_9(tmp_path: Path) -> None:
-    path = tmp_path / FILE_NAME
+    path = StateDir(tmp_path).database
     with child("acks", str(path)) as proc:
         acked = [proc.line() for _ in range(30)]
         proc.kill()
@@ -116,7 +117,7 @@ def test_an_acknowledged_write_survives_kill_9(tmp_path: Path) -> None:
 
 @pytest.mark.subprocess
 def test_kill_9_mid_batch_leaves_the_batch_absent_and_the_database_whole(tmp_path: Path) -> None:
-    path = tmp_path / FILE_NAME
+    path = StateDir(tmp_path).database
     with child("midbatch", str(path), "5") as proc:
         proc.expect("kept")
         proc.expect("in-batch")  # the batch's row is inserted, its COMMIT not reached

@@ -22,8 +22,9 @@ from cutter.errors import StorageCorrupt, StorageFull, StorageReadOnly, UnknownR
 from cutter.kbdocs import KBDoc
 from cutter.sidecar import Sidecar
 from cutter.sqlite import database
-from cutter.sqlite.database import FILE_NAME, open_database, open_now
+from cutter.sqlite.database import open_database, open_now
 from cutter.sqlite.records import SqliteKnowledgeBase, SqliteRunStore
+from cutter.state_dir import StateDir
 from tests._harness import paused_sidecar
 from tests._mounts import fill, read_only, tmpfs
 from tests.pg._stores import phase_doc
@@ -64,7 +65,7 @@ async def test_a_full_disk_is_storage_full_nothing_half_applied_and_recovers(
     tmp_path: Path,
 ) -> None:
     with tmpfs(tmp_path / "mnt", size="2m") as mount:
-        path = mount / FILE_NAME
+        path = StateDir(mount).database
         async with open_database(path) as db:
             kb = SqliteKnowledgeBase(db)
             for n in range(3):
@@ -89,7 +90,7 @@ async def test_a_full_disk_is_storage_full_nothing_half_applied_and_recovers(
 
 async def test_a_full_disk_fails_a_batch_whole_with_an_error_per_caller(tmp_path: Path) -> None:
     with tmpfs(tmp_path / "mnt", size="2m") as mount:
-        path = mount / FILE_NAME
+        path = StateDir(mount).database
         async with open_database(path) as db:
             kb = SqliteKnowledgeBase(db)
             await kb.put("docs/0", doc(0))
@@ -131,7 +132,7 @@ async def test_a_checkpoint_that_finds_no_space_fails_no_caller_raw_nor_hangs_on
     waits for ever."""
     monkeypatch.setattr(database, "CHECKPOINT_COMMITS", 10)
     with tmpfs(tmp_path / "mnt", size="16m") as mount:
-        path = mount / FILE_NAME
+        path = StateDir(mount).database
         async with open_database(path) as db:
             kb = SqliteKnowledgeBase(db)
             for n in range(10):  # ~5 MB of new pages in the WAL, none copied yet
@@ -169,7 +170,7 @@ async def test_a_read_only_state_dir_is_storage_read_only_and_changes_nothing(
 ) -> None:
     state = tmp_path / "state"
     state.mkdir()
-    path = state / FILE_NAME
+    path = StateDir(state).database
     await seed(path, 3)
     before, files = digest(path), sorted(p.name for p in state.iterdir())
     with read_only(state):
@@ -207,7 +208,7 @@ def flip(path: Path, offset: int, count: int) -> None:
 
 
 async def test_a_damaged_table_page_is_named_at_open_and_a_copy_recovers(tmp_path: Path) -> None:
-    path = tmp_path / FILE_NAME
+    path = StateDir(tmp_path).database
     await seed(path, 200)
     copy = tmp_path / "copy.sqlite3"
     shutil.copyfile(path, copy)
@@ -225,7 +226,7 @@ async def test_a_damaged_table_page_is_named_at_open_and_a_copy_recovers(tmp_pat
 
 
 def test_a_damaged_file_header_is_not_a_database_typed(tmp_path: Path) -> None:
-    path = tmp_path / FILE_NAME
+    path = StateDir(tmp_path).database
     open_now(path).close()
     flip(path, 0, 16)  # "SQLite format 3\0"
     with pytest.raises(StorageCorrupt) as caught:
@@ -235,7 +236,7 @@ def test_a_damaged_file_header_is_not_a_database_typed(tmp_path: Path) -> None:
 
 
 async def test_damage_found_after_open_is_typed_and_half_applies_nothing(tmp_path: Path) -> None:
-    path = tmp_path / FILE_NAME
+    path = StateDir(tmp_path).database
     await seed(path, 200)
     async with open_database(path) as db:  # quick_check passed: the damage comes after
         kb = SqliteKnowledgeBase(db)

@@ -19,10 +19,11 @@ import pytest
 from cutter.errors import StateDirUnusable, StorageBusy
 from cutter.ledger import verify_stored
 from cutter.sqlite import database
-from cutter.sqlite.database import FILE_NAME, open_database, open_now
+from cutter.sqlite.database import open_database, open_now
 from cutter.sqlite.migrate import migrations
 from cutter.sqlite.records import SqliteKnowledgeBase, SqliteRunStore
 from cutter.sqlite.target import SqliteLedger
+from cutter.state_dir import StateDir
 from tests.pg._stores import phase_doc
 from tests.sqlite._procs import Child, child
 
@@ -43,7 +44,7 @@ def start_together(path: Path, *commands: tuple[str, ...]) -> list[Child]:
 
 @pytest.mark.subprocess
 async def test_two_processes_consuming_one_approval_exactly_one_wins(tmp_path: Path) -> None:
-    path = tmp_path / FILE_NAME
+    path = StateDir(tmp_path).database
     open_now(path).close()
     with ExitStack() as stack:
         procs = start_together(path, ("consume", "run-a", APPROVAL), ("consume", "run-b", APPROVAL))
@@ -62,7 +63,7 @@ async def test_two_processes_consuming_one_approval_exactly_one_wins(tmp_path: P
 
 @pytest.mark.subprocess
 async def test_two_processes_appending_to_the_ledger_keep_one_chain(tmp_path: Path) -> None:
-    path = tmp_path / FILE_NAME
+    path = StateDir(tmp_path).database
     open_now(path).close()
     with ExitStack() as stack:
         procs = start_together(path, ("append", "a", "25"), ("append", "b", "25"))
@@ -82,7 +83,7 @@ async def test_two_processes_appending_to_the_ledger_keep_one_chain(tmp_path: Pa
 async def test_a_writer_kept_past_the_busy_timeout_gets_a_typed_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / FILE_NAME
+    path = StateDir(tmp_path).database
     monkeypatch.setattr(database, "BUSY_TIMEOUT_MS", 50)  # read when a connection opens
     async with open_database(path) as db:
         kb = SqliteKnowledgeBase(db)
@@ -104,7 +105,7 @@ async def test_a_writer_kept_past_the_busy_timeout_gets_a_typed_error(
 def test_processes_opening_a_new_database_at_once_apply_each_migration_once(
     tmp_path: Path,
 ) -> None:
-    path = tmp_path / FILE_NAME
+    path = StateDir(tmp_path).database
     with ExitStack() as stack:
         procs = start_together(path, *[("open",)] * 4)
         for proc in procs:
@@ -117,7 +118,7 @@ def test_processes_opening_a_new_database_at_once_apply_each_migration_once(
 
 
 def test_a_database_newer_than_this_cutter_is_refused_clearly(tmp_path: Path) -> None:
-    path = tmp_path / FILE_NAME
+    path = StateDir(tmp_path).database
     open_now(path).close()
     newer = len(migrations()) + 1
     with closing(sqlite3.connect(path)) as conn, conn:
