@@ -1,9 +1,10 @@
 """iu-cutter: cut long knowledge-base documents into addressable information units.
 
-The live-execution switch is ``cutter.mode.live_execution_enabled``: False unless
+The live-execution switch is ``cutter.mode.__execution_enabled__``: False unless
 an operator turns it on (``cutter.mode.enable_execution()`` or the CLI's
 ``--enable-execution``). While it is off, ``Mode.LIVE`` is refused before
-anything is touched.
+anything is touched. ``cutter.__execution_enabled__`` reads that one flag (the
+design's name for it); setting it here changes nothing, use ``enable_execution``.
 """
 
 from cutter.approvals import GatePolicy
@@ -16,6 +17,7 @@ from cutter.errors import (
     StopCode,
 )
 from cutter.mode import Mode
+from cutter.mode import execution_enabled as _execution_enabled
 from cutter.quiet_logs import quiet_unless_configured
 from cutter.runner import Runner, RunnerConfig
 from cutter.sidecar import Sidecar
@@ -39,3 +41,10 @@ __all__ = [
 ]
 
 quiet_unless_configured()
+
+
+def __getattr__(name: str) -> bool:
+    """``cutter.__execution_enabled__``: the live-execution flag, read from its one home."""
+    if name == "__execution_enabled__":
+        return _execution_enabled()
+    raise AttributeError(f"module 'cutter' has no attribute {name!r}")

@@ -1,6 +1,6 @@
 """Execution modes and the live-execution switch.
 
-The switch is this module's flag ``live_execution_enabled``: False unless an
+The switch is this module's flag ``__execution_enabled__``: False unless an
 operator turns it on explicitly (``enable_execution()``, or the
 ``--enable-execution`` flag of the CLI). While it is off, asking for
 ``Mode.LIVE`` raises ``ProductionExecutionNotAuthorized`` before anything is
@@ -14,7 +14,7 @@ import enum
 
 from cutter.errors import ProductionExecutionNotAuthorized
 
-live_execution_enabled = False
+__execution_enabled__ = False
 
 
 class Mode(enum.StrEnum):
@@ -23,12 +23,12 @@ class Mode(enum.StrEnum):
 
 
 def execution_enabled() -> bool:
-    return live_execution_enabled is True
+    return __execution_enabled__ is True
 
 
 def enable_execution(enabled: bool = True) -> None:
-    global live_execution_enabled
-    live_execution_enabled = enabled
+    global __execution_enabled__
+    __execution_enabled__ = enabled
 
 
 def require_mode_allowed(mode: Mode) -> None:

@@ -92,9 +92,9 @@ def _close_harness_databases() -> Iterator[None]:
 def _execution_flag_restored() -> Iterator[None]:
     """Leave the process-wide execution switch as the test found it: a command run
     in-process (``cutter demo --live`` through click's runner) turns it on for good."""
-    before = cutter.mode.live_execution_enabled
+    before = cutter.mode.__execution_enabled__
     yield
-    cutter.mode.live_execution_enabled = before
+    cutter.mode.__execution_enabled__ = before
 
 
 @pytest.fixture(autouse=True)

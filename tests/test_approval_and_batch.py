@@ -232,7 +232,7 @@ class TestApprovalAndBatch:
     async def test_abort_at_sg2_of_a_live_run_rolls_back(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
+        monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
         rig = build_runner(tmp_path, store=InMemoryIUStore([OLD_ROW]))
         async with rig.runner:
             sc = await rig.runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)

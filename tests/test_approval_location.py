@@ -43,7 +43,7 @@ async def test_an_approval_outside_approvals_is_not_consumed(tmp_path: Path, whe
 async def test_a_recorded_use_of_one_stops_the_run_before_a_row(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
+    monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
     rig = build_runner(tmp_path)
     async with rig.runner:
         before = await rig.store.rows(DOC_ID)

@@ -66,7 +66,7 @@ class TestOncePerSegment:
     async def test_leg_a_to_write_verify_read_the_plan_and_the_source_once(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
+        monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
         rig, sources = counting_rig(tmp_path)
         async with rig.runner:
             sc = await rig.runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)
@@ -86,7 +86,7 @@ class TestCheckedAgainstThePins:
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> tuple[Rig, PhaseContext]:
         """A run paused at SG_1 and a context over its sidecar, as a segment's phase gets."""
-        monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
+        monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
         rig, _ = counting_rig(tmp_path)
         async with rig.runner:
             sc = await rig.runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)

@@ -204,7 +204,7 @@ OBSERVE_ROWS = [
 async def test_observe_feeds_compare_the_pin_a_change_moves(
     row: ObserveRow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
+    monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
     rig = build_runner(tmp_path)
     async with rig.runner:
         run = await at_gate(rig, row.gate, Mode.LIVE)

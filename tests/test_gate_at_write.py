@@ -35,7 +35,7 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture(autouse=True)
 def live(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
+    monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
 
 
 def edit_sidecar(rig: Rig, run_id: str, old: bytes, new: bytes) -> None:

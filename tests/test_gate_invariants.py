@@ -371,7 +371,7 @@ class TestGateInvariants:
     async def test_reject_at_sg1_ends_the_run_and_leaves_the_store_untouched(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
+        monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
         rig = build_runner(tmp_path, store=InMemoryIUStore([OLD_ROW]))
         async with rig.runner:
             sc = await at_sg1(rig, Mode.LIVE)
@@ -389,7 +389,7 @@ class TestGateInvariants:
     async def test_reject_at_sg2_of_a_live_run_rolls_back(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
+        monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
         rig = build_runner(tmp_path, store=InMemoryIUStore([OLD_ROW]))
         before = await rig.store.rows(DOC_ID)
         async with rig.runner:
@@ -416,7 +416,7 @@ class TestGateInvariants:
     async def test_drift_in_writer_grants_stops_the_run(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
+        monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
         rig = build_runner(tmp_path)
         async with rig.runner:
             sc = await at_sg1(rig, Mode.LIVE)
@@ -440,7 +440,7 @@ class TestGateInvariants:
     async def test_drift_in_the_manifest_stops_the_run(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
+        monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
         rig = build_runner(tmp_path)
         async with rig.runner:
             sc = await at_sg1(rig, Mode.LIVE)
@@ -467,7 +467,7 @@ class TestGateInvariants:
     async def test_drift_at_sg2_in_a_staged_row_stops_the_run(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
+        monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
         rig = build_runner(tmp_path)
         async with rig.runner:
             sc = await at_sg2(rig, Mode.LIVE)
@@ -502,7 +502,7 @@ class TestGateInvariants:
     async def test_after_a_drift_stop_nothing_further_is_written(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
+        monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
         rig = build_runner(tmp_path, store=InMemoryIUStore([OLD_ROW]))
         async with rig.runner:
             sc = await at_sg1(rig, Mode.LIVE)

@@ -76,7 +76,8 @@ def test_cutter_exports_the_seed_surface() -> None:
         "RunState",
     ]:
         assert name in cutter.__all__
-    assert cutter.mode.live_execution_enabled is False
+    assert cutter.mode.__execution_enabled__ is False
+    assert cutter.__execution_enabled__ is False  # the design's name, read from mode
 
 
 def imports_package_root(path: Path) -> bool:

@@ -82,7 +82,7 @@ async def build(state: Path) -> tuple[Sidecar, Sidecar, Sidecar]:
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
     state = tmp_path_factory.mktemp("anchors") / "state"
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(cutter.mode, "live_execution_enabled", True)
+        patch.setattr(cutter.mode, "__execution_enabled__", True)
         a, b, c = anyio.run(build, state)
     assert (a.state, b.state, c.state) == (
         RunState.CLOSEOUT_REPORTED,
@@ -300,7 +300,7 @@ async def test_an_entry_edited_in_place_breaks_the_chain_and_its_anchor(
 async def test_a_run_whose_cut_vanished_before_closeout_does_not_report_closed(
     state: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
+    monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
     async with embedded_config(state, policy=GatePolicy()) as config, Runner(config) as runner:
         kb = config.kb
         sc = await runner.cut("doc-d", Mode.LIVE, started_by=OPERATOR)

@@ -133,7 +133,7 @@ class TestRunner:
 
     # --- modes ----------------------------------------------------------------------------
     def test_execution_is_disabled_by_default(self) -> None:
-        assert cutter.mode.live_execution_enabled is False
+        assert cutter.mode.__execution_enabled__ is False
 
     async def test_live_mode_with_execution_off_is_refused_before_anything(
         self, tmp_path: Path
@@ -153,7 +153,7 @@ class TestRunner:
     async def test_live_walk_commits_twelve_active_ius_and_a_verifiable_ledger(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
+        monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
         rig = build_runner(tmp_path)
         async with rig.runner:
             sc = await rig.runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)
@@ -202,7 +202,7 @@ class TestRunner:
     async def test_kill_switch_halts_a_live_run_at_the_next_phase_boundary(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
+        monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
         rig = build_runner(tmp_path)
         async with rig.runner:
             sc = await rig.runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)
@@ -237,7 +237,7 @@ class TestRunner:
     async def test_kill_switch_engaged_before_a_live_cut_halts_before_the_first_phase(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
+        monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
         rig = build_runner(tmp_path)
         await rig.kill_switch.engage("maintenance")
         async with rig.runner:

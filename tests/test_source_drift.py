@@ -36,7 +36,7 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture(autouse=True)
 def live(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
+    monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
 
 
 async def on_embedded_sources(tmp_path: Path) -> tuple[Rig, SqliteSources, bytes]:

@@ -188,7 +188,7 @@ class TestTheRunnerStaysOnTheTable:
         # whose resume fails to save (say, a full disk) must end cleanly too:
         # FAILED with STOP_PHASE_FAILED, or still HALTED and resumable -- never
         # a raw IllegalTransition out of resume().
-        monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
+        monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
         rig = build_runner(tmp_path)
         await rig.kill_switch.engage("maintenance window")
         save = rig.run_store.save

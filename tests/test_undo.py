@@ -62,7 +62,7 @@ async def test_a_live_run_stopping_after_leg_a(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
+    monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
     async with world_on(kind, tmp_path, monkeypatch) as world:
         await scenario(world)
 

@@ -62,7 +62,7 @@ class TestOneReadBack:
     async def test_the_verify_phases_of_one_segment_read_the_change_set_back_once(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
+        monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
         store = CountingIUStore()
         sc = await walk_to_sg2(tmp_path, store)
         assert sc.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION
@@ -72,7 +72,7 @@ class TestOneReadBack:
     async def test_write_verify_checks_the_stored_rows_not_what_leg_a_sent(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
+        monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
         sc = await walk_to_sg2(tmp_path, RelabellingIUStore())
         assert sc.state is RunState.FAILED
         assert sc.stop is not None

@@ -159,7 +159,7 @@ async def race(
 async def test_processes_racing_on_one_approval_advance_the_run_exactly_once(
     pg_db: PgDatabase, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, locks: str
 ) -> None:
-    monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
+    monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
     disc = InMemoryDiscoverer.seeded(N_IUS)
     async with (
         pg_config(pg_db.writer_dsn, disc, control_dsn=pg_db.control_dsn) as config,

@@ -78,7 +78,7 @@ LAX = 'admins = ["mallory"]\n[sg_1]\nrequired_approvals = 1\n[sg_2]\nrequired_ap
 
 @pytest.fixture(autouse=True)
 def live(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
+    monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
 
 
 # -- the writer's own connection --------------------------------------------------------

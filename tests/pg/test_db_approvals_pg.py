@@ -54,7 +54,7 @@ VALUES ('plain', 'run-x', 'SG_1', 'd', 'n', 'approve', 'r')
 
 @pytest.fixture(autouse=True)
 def live(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
+    monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
 
 
 def login_dsn(db: PgDatabase, login: str) -> str:

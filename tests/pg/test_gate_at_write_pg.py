@@ -29,7 +29,7 @@ ZERO = """UPDATE runs SET sidecar = convert_to(replace(convert_from(sidecar, 'UT
 
 @pytest.fixture(autouse=True)
 def live(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
+    monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
 
 
 async def iu_states(admin_dsn: str) -> list[str]:

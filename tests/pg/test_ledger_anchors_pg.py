@@ -66,7 +66,7 @@ async def walk(runner: Runner, kb: KnowledgeBase, doc_id: str, sg2: Decision) ->
 
 @pytest.fixture
 async def runs(pg_db: PgDatabase, monkeypatch: pytest.MonkeyPatch) -> Runs:
-    monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
+    monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
     disc = InMemoryDiscoverer.seeded(N_IUS)
     for doc_id in DOCS:
         await publish_source(pg_db.admin_dsn, doc_id, disc.source)

@@ -23,7 +23,7 @@ async def test_a_live_run_stopping_after_leg_a_on_postgresql(
     pg_db: PgDatabase,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
+    monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
 
     async def publish(data: bytes) -> str:
         return (await publish_source(pg_db.admin_dsn, DOC_ID, data)).sv_id

@@ -49,7 +49,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.subprocess]
 
 @pytest.fixture
 def live(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
+    monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
 
 
 async def walk_to_closeout(runner: Runner, kb: KnowledgeBase, doc_id: str, mode: Mode) -> Sidecar:
@@ -218,7 +218,7 @@ def listener() -> Iterator[LoopbackListener]:
 async def test_live_is_refused_before_any_connection_while_execution_is_off(
     listener: LoopbackListener,
 ) -> None:
-    assert cutter.mode.live_execution_enabled is False
+    assert cutter.mode.__execution_enabled__ is False
     dsn = f"postgresql://cutter_writer@127.0.0.1:{listener.port}/nowhere"
     async with pg_config(dsn, InMemoryDiscoverer.seeded(N_IUS)) as config, Runner(config) as runner:
         with pytest.raises(ProductionExecutionNotAuthorized):

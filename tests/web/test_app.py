@@ -361,7 +361,7 @@ LIVE_SIGNED = WEB_POLICY.replace(
 async def test_live_proofs_let_a_policy_take_the_page_for_dry_runs_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cutter.mode, "live_execution_enabled", True)
+    monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
     async with page(tmp_path / "dry", LIVE_SIGNED) as dry:
         await dry.mint()  # a dry run's gate takes the page
     async with page(tmp_path / "live", LIVE_SIGNED, Mode.LIVE) as live:
