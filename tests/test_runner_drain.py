@@ -121,7 +121,7 @@ class TestDrain:
             async with rig.runner, anyio.create_task_group() as tg:
                 await walk_in_background(tg, results, rig, None)
                 await hold.entered.wait()  # source_pin is running
-                rig.runner.drain()
+                await rig.runner.drain()
                 assert rig.runner.draining
                 hold.release.set()
         [paused] = results
@@ -163,7 +163,7 @@ class TestDrain:
         async with rig.runner, anyio.create_task_group() as tg:
             await walk_in_background(tg, results, rig, None)
             await hold.entered.wait()
-            rig.runner.drain()
+            await rig.runner.drain()
             hold.release.set()
         fresh = rig.reopen()
         async with fresh.runner:
@@ -189,7 +189,7 @@ class TestDrain:
             async with anyio.create_task_group() as tg:
                 await walk_in_background(tg, results, rig, at_sg1.run_id, approval_kb_id=sg1)
                 await hold.entered.wait()  # leg_b_record is appending to the ledger
-                rig.runner.drain()
+                await rig.runner.drain()
                 hold.release.set()
         [paused] = results
         assert paused.state is RunState.RUNNING
@@ -220,7 +220,7 @@ class TestDrain:
             at_sg1 = await rig.runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)
             sg1 = await write_sg1_approval(rig, at_sg1.run_id)
             before = rig.stored()
-            rig.runner.drain()
+            await rig.runner.drain()
             with pytest.raises(ShuttingDown) as info:
                 await rig.runner.cut("doc-other", started_by=OPERATOR)
             assert info.value.code == "E_SHUTTING_DOWN"
@@ -243,7 +243,7 @@ class TestDrain:
         not an exception group of one refusal per document."""
         rig = build_runner(tmp_path)
         async with rig.runner:
-            rig.runner.drain()
+            await rig.runner.drain()
             with pytest.raises(ShuttingDown):
                 await rig.runner.cut_batch([DOC_ID, "doc-other"], started_by=OPERATOR)
             assert await rig.runner.runs() == []
