@@ -196,7 +196,7 @@ class TestWalk:
         assert await world.run_store.consumed_by(kb_id) == paused.run_id
         assert await world.run_store.load(paused.run_id) == at_sg2
 
-    async def test_a_walk_of_a_paused_run_without_an_approval_changes_nothing(
+    async def test_a_walk_of_a_paused_run_without_an_approval_leaves_it_paused(
         self, world: World
     ) -> None:
         paused = await at_sg1(world)
