@@ -143,11 +143,7 @@ class Gatekeeper(Actor[GatekeeperCommand, GatekeeperReply]):
         return GateOpened(sidecar=after)
 
     async def _consume(self, message: ConsumeApproval, ctx: Context) -> GatekeeperReply:
-        sidecar = message.sidecar
-        gate = sidecar.pending_gate
-        kb_id = message.approval_kb_id
-        if gate is None:
-            raise RuntimeError(f"run {sidecar.run_id} is {sidecar.state}, not at a gate")
+        sidecar, gate, kb_id = message.sidecar, message.gate, message.approval_kb_id
         try:
             if kb_id is None:
                 raise StopApprovalRequired(sidecar.run_id, f"{gate.gate} needs an approval kb_id")

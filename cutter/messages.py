@@ -10,7 +10,7 @@ import msgspec
 
 from actors import Request
 from cutter.errors import ErrorCode, RefusalInfo, StopCode
-from cutter.sidecar import DriftItem, Sidecar
+from cutter.sidecar import DriftItem, GateRecord, Sidecar
 from cutter.walk import Gate, Phase, Pin, PinValue
 
 
@@ -29,11 +29,18 @@ class Walk(Message, Request["SupervisorReply"], frozen=True, kw_only=True, tag="
 
 
 class Abort(Message, Request["SupervisorReply"], frozen=True, kw_only=True, tag="abort"):
+    """End the run ABORTED: a paused run at once, a walking one at its next phase boundary."""
+
     reason: str
     by: str
 
 
-SupervisorCommand = Walk | Abort
+class Drain(Message, frozen=True, kw_only=True, tag="drain"):
+    """Pause the walk at its next phase boundary (still RUNNING: the next runner
+    continues it), and any later walk of this supervisor before its first phase. Told."""
+
+
+SupervisorCommand = Walk | Abort | Drain
 
 
 class WalkStopped(Message, frozen=True, kw_only=True, tag="walk_stopped"):
@@ -89,7 +96,10 @@ class ConsumeApproval(
     kw_only=True,
     tag="consume_approval",
 ):
+    """Use the approval at ``gate``, the gate ``sidecar`` waits at (``Sidecar.pending_gate``)."""
+
     sidecar: Sidecar
+    gate: GateRecord
     approval_kb_id: str | None
     peer: str | None = None
 

@@ -11,15 +11,17 @@ an approval; both return the run's sidecar. A refused resume raises the typed
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
+from typing import assert_never
 
 import anyio
 
-from actors import ActorCrashed, ActorSystem, AskTimeout
+from actors import ActorCrashed, ActorError, ActorStopped, ActorSystem
 from cutter.approvals import GatePolicy
 from cutter.errors import (
     CorruptRecord,
@@ -27,7 +29,6 @@ from cutter.errors import (
     RunNotResumable,
     ShuttingDown,
     StopCode,
-    new_error_id,
     raise_refusal,
 )
 from cutter.gate_check import PolicyGateVerifier
@@ -41,7 +42,14 @@ from cutter.ids import (
     new_run_id,
 )
 from cutter.logs import get_logger
-from cutter.messages import Abort, Refused, SupervisorCommand, Walk, WalkStopped
+from cutter.messages import (
+    Abort,
+    Drain,
+    Refused,
+    SupervisorReply,
+    Walk,
+    WalkStopped,
+)
 from cutter.mode import Mode, require_mode_allowed
 from cutter.phases import Services
 from cutter.phases.context import Clock
@@ -63,7 +71,7 @@ from cutter.states import AWAITING, RECOVERABLE, TERMINAL, RunState
 from cutter.stopping import RunStops
 from cutter.stores.locks import InProcessDocumentLocks
 from cutter.stores.sandbox import sandbox
-from cutter.supervisor import RunDeps, RunSupervisor
+from cutter.supervisor import RunDeps, RunSupervisor, SupervisorRef
 from cutter.transitions import NO_TRANSITIONS, Transitions
 
 MAX_WALKING = 32
@@ -88,6 +96,40 @@ class _RunLock:
 
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     users: int = 0
+
+
+@dataclass(slots=True)
+class _Walker:
+    """The supervisor of a segment in flight: where an abort or a drain of its run is
+    told. At most one ``Abort`` and one ``Drain`` wait in its mailbox at a time, so
+    the step the supervisor sends itself never waits for room."""
+
+    ref: SupervisorRef
+    aborting: anyio.Event | None = None  # set once the abort in its mailbox is answered
+    drained: bool = False
+
+    async def abort(self, command: Abort) -> SupervisorReply | None:
+        """Its answer; None when the supervisor ended before it took the abort. The
+        abort is in its mailbox before this first yields, unless another is."""
+        while self.aborting is not None:
+            await self.aborting.wait()
+        self.aborting = done = anyio.Event()
+        try:
+            # Honoured at the walk's next phase boundary: every step is bounded
+            # (docs/architecture.md, "A walk segment").
+            return await self.ref.ask(command, timeout=math.inf)
+        except ActorError:
+            return None
+        finally:
+            self.aborting = None
+            done.set()
+
+    async def drain(self) -> None:
+        if self.drained:
+            return
+        self.drained = True
+        with suppress(ActorStopped):  # its segment ended: nothing left to pause
+            await self.ref.tell(Drain())
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +170,7 @@ class Runner:
         self._system: ActorSystem | None = None
         self._locks: dict[str, _RunLock] = {}
         self._walking: anyio.CapacityLimiter | None = None
-        self._aborts: dict[str, Abort] = {}
+        self._walkers: dict[str, _Walker] = {}
         self._draining = False
 
     async def __aenter__(self) -> Runner:
@@ -275,18 +317,27 @@ class Runner:
         sidecar = await self.status(run_id)
         require_mode_allowed(sidecar.mode)
         command = Abort(reason=check_reason(reason), by=check_token("by", by))
-        # A walking run sees the request at its next phase boundary; a paused one
-        # is aborted as soon as this call holds it.
-        self._aborts[sidecar.run_id] = command
-        try:
-            return await self._drive(sidecar, command)
-        finally:
-            self._aborts.pop(sidecar.run_id, None)
+        walker = self._walkers.get(sidecar.run_id)
+        if walker is not None and not self._draining:
+            # A walking run: its supervisor ends it at its next phase boundary.
+            match await walker.abort(command):
+                case None:
+                    pass  # its segment ended before the abort came
+                case Refused() if self._draining:
+                    raise ShuttingDown()  # the walk paused for the drain before the abort came
+                case WalkStopped() | Refused() as reply:
+                    await self.config.durable()
+                    return _walked(sidecar.run_id, reply)
+        # A paused run (or one whose segment ended meanwhile): aborted once this call
+        # holds it.
+        return await self._drive(sidecar, command)
 
-    def drain(self) -> None:
+    async def drain(self) -> None:
         """Stop at the next phase boundary: walks pause (still RUNNING) and new
         commands are refused. The next runner on the same stores continues them."""
         self._draining = True
+        for walker in list(self._walkers.values()):
+            await walker.drain()
 
     @property
     def draining(self) -> bool:
@@ -349,9 +400,7 @@ class Runner:
         return await scan_runs(self.config.run_store)
 
     # --- driving a segment ----------------------------------------------------
-    async def _drive(
-        self, known: Sidecar, command: SupervisorCommand, *, new: bool = False
-    ) -> Sidecar:
+    async def _drive(self, known: Sidecar, command: Walk | Abort, *, new: bool = False) -> Sidecar:
         """Walk one segment of a run, at most ``max_walking`` at once, while holding
         the run and its document; ``new`` runs are created (``RunStore.create``, one
         open run per document) only once the walk holds the document, so a busy
@@ -385,7 +434,7 @@ class Runner:
                 del self._locks[run_id]
 
     async def _walk_segment(
-        self, system: ActorSystem, known: Sidecar, command: SupervisorCommand, *, new: bool
+        self, system: ActorSystem, known: Sidecar, command: Walk | Abort, *, new: bool
     ) -> Sidecar:
         run_id = known.run_id
         async with self.config.locks.hold(known.doc_id, run_id):
@@ -400,25 +449,24 @@ class Runner:
                 return sidecar  # the walking segment honoured this abort
             supervisor = RunSupervisor(sidecar, self._deps(sidecar))
             ref = await system.spawn(supervisor, run_id)
+            walker = self._walkers[run_id] = _Walker(ref)
             try:
-                reply = await ref.ask(command, timeout=self.config.phase_timeout * 16)
+                if self._draining:  # drained while this segment started
+                    await walker.drain()
+                # No deadline of the runner's own: every step of the walk is bounded
+                # (docs/architecture.md, "A walk segment").
+                reply = await ref.ask(command, timeout=math.inf)
             except ActorCrashed as exc:
                 await ref.stop()
                 return await self._crashed(run_id, exc.error_type, exc.error_id)
-            except AskTimeout:
-                await ref.stop(timeout=0)  # cancelled, children and all, before any undo
-                return await self._crashed(run_id, "AskTimeout", new_error_id())
             finally:
+                if self._walkers.get(run_id) is walker:
+                    del self._walkers[run_id]
                 await ref.stop()
-        match reply:
-            case WalkStopped():
-                return reply.sidecar
-            case Refused():
-                raise_refusal(run_id, reply.refusal)
+        return _walked(run_id, reply)
 
     def _deps(self, sidecar: Sidecar) -> RunDeps:
         c = self.config
-        run_id = sidecar.run_id
         target = sandbox(c.target) if sidecar.mode is Mode.DRY_RUN else c.target
         return RunDeps(
             services=Services(
@@ -437,13 +485,11 @@ class Runner:
             kill_switch=c.kill_switch,
             policy=c.policy,
             phase_timeout=c.phase_timeout,
-            pause_requested=lambda: self._draining,
-            abort_requested=lambda: self._aborts.get(run_id),
             transitions=c.transitions,
         )
 
     async def _crashed(self, run_id: str, error_type: str, error_id: str) -> Sidecar:
-        """The supervisor itself failed (a bug) or hung: end the run with a clean stop,
+        """The supervisor itself failed (a bug): end the run with a clean stop,
         the same way the supervisor stops one (``RunStops``: recorded, logged, a stop
         doc, a live run's writes undone)."""
         sidecar = await self.config.run_store.load(run_id)
@@ -462,3 +508,14 @@ class Runner:
             StopInfo(code=StopCode.PHASE_FAILED, message=message, error_id=error_id),
             reason=f"{StopCode.PHASE_FAILED.value}: {message}",
         )
+
+
+def _walked(run_id: str, reply: SupervisorReply) -> Sidecar:
+    """The run as the supervisor left it, or the typed refusal it answered."""
+    match reply:
+        case WalkStopped():
+            return reply.sidecar
+        case Refused():
+            raise_refusal(run_id, reply.refusal)
+        case _:
+            assert_never(reply)

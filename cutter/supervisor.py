@@ -2,6 +2,19 @@
 phase and one gatekeeper, walks the run to its next stop, and ends the run with a
 clean stop code when a child fails — the process never crashes.
 
+It walks one step per message. ``Walk`` takes its reply slot (``reply_later``) and
+the supervisor tells itself a ``_Step``; each step does one thing — enter the walk
+(pass the gate the run waits at, resume a halted run, finish an undo), run one
+phase, open a gate, or finish — and then either tells itself the next step or
+answers the ``Walk``. Abort and drain are ordinary messages, so they are handled
+between steps in mailbox order: ``Drain`` and an ``Abort`` of a walking run are
+honoured at the next phase boundary; an ``Abort`` of a run not walking at once.
+Only a step ends a walk, so no step is ever left over in the mailbox.
+
+The mailbox holds at most one step of the supervisor's own; the runner keeps at
+most one ``Abort`` per supervisor in it at a time (``Runner.abort``) and tells
+``Drain`` at most once, so a self-sent step never waits for room behind them.
+
 Children are spawned when the segment first needs them (a phase's actor when the
 walk reaches the phase, the gatekeeper at the first gate command), so a segment
 pays only for the phases it walks. A segment ends at every stop (a gate, a halt,
@@ -11,11 +24,10 @@ its sidecar and nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TypeVar, assert_never
+from dataclasses import dataclass, field
+from typing import TypeAlias, TypeVar, assert_never
 
-from actors import Actor, ActorCrashed, ActorRef, AskTimeout, ChildFailed, Context, Request
+from actors import Actor, ActorCrashed, ActorRef, AskTimeout, ChildFailed, Context, Later, Request
 from cutter.approvals import GatePolicy
 from cutter.drift import drift_message
 from cutter.errors import (
@@ -37,6 +49,7 @@ from cutter.messages import (
     ApprovalConsumed,
     ApprovalRefused,
     ConsumeApproval,
+    Drain,
     DriftDetected,
     GatekeeperCommand,
     GatekeeperReply,
@@ -82,31 +95,45 @@ T = TypeVar("T")
 ABORTABLE = frozenset({*AWAITING, RunState.HALTED, RunState.ROLLBACK_PENDING})
 
 
-def _never() -> bool:
-    return False
-
-
-def _no_abort() -> Abort | None:
-    return None
-
-
 @dataclass(frozen=True, slots=True)
 class RunDeps:
     """Everything one walk segment needs; ``services.target`` is already a sandbox
-    for a dry run. ``pause_requested`` and ``abort_requested`` are asked at every
-    phase boundary (a draining daemon; an operator aborting a walking run)."""
+    for a dry run."""
 
     services: Services
     run_store: RunStore
     kill_switch: KillSwitch
     policy: GatePolicy
     phase_timeout: float
-    pause_requested: Callable[[], bool] = _never
-    abort_requested: Callable[[], Abort | None] = _no_abort
     transitions: Transitions = NO_TRANSITIONS  # where the recorder publishes transitions
 
 
-class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
+@dataclass(slots=True)
+class _Walking:
+    """The walk in progress: the ``Walk`` it answers, and the aborts asked meanwhile
+    (honoured at the next phase boundary, answered when the walk ends)."""
+
+    command: Walk
+    reply: Later[SupervisorReply]
+    aborts: list[tuple[Abort, Later[SupervisorReply]]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """The supervisor's note to itself: take the next step of ``walking``."""
+
+    walking: _Walking
+    enter: bool = False  # the walk's first step
+
+
+Step: TypeAlias = SupervisorReply | None
+"""What a step returns: the walk's reply when it stopped, None to take the next step."""
+
+SupervisorMessage: TypeAlias = SupervisorCommand | _Step
+SupervisorRef: TypeAlias = ActorRef[SupervisorMessage, SupervisorReply | None]
+
+
+class RunSupervisor(Actor[SupervisorMessage, SupervisorReply | None]):
     def __init__(self, sidecar: Sidecar, deps: RunDeps) -> None:
         self.sidecar = sidecar
         self.deps = deps
@@ -116,6 +143,9 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
         self.phases: dict[Phase, ActorRef[RunPhase, PhaseReply]] = {}
         self.gatekeeper: ActorRef[GatekeeperCommand, GatekeeperReply] | None = None
         self.ctx: Context | None = None
+        self.walking: _Walking | None = None
+        self.draining = False  # a Drain came: walks pause at their next phase boundary
+        self.aborted = False  # this supervisor aborted the run: a later Abort is answered
 
     async def started(self, ctx: Context) -> None:
         self.ctx = ctx  # for spawning children on demand
@@ -130,80 +160,107 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
             error_type=failure.error_type,
         )
 
-    async def receive(self, message: SupervisorCommand, ctx: Context) -> SupervisorReply:
+    async def receive(self, message: SupervisorMessage, ctx: Context) -> SupervisorReply | None:
+        match message:
+            case Walk():
+                if self.walking is not None:  # the runner walks a run once at a time
+                    return refused(code=RunChanged.code, message="the run is walking already")
+                self.walking = _Walking(message, ctx.reply_later(message))
+                await ctx.ref.tell(_Step(self.walking, enter=True))
+                return None
+            case Abort():
+                if self.walking is not None:
+                    self.walking.aborts.append((message, ctx.reply_later(message)))
+                    return None
+                return await self._answer_abort(message)
+            case Drain():
+                self.draining = True
+                return None
+            case _Step():
+                await self._step(message, ctx)
+                return None
+            case _:
+                assert_never(message)
+
+    async def _step(self, step: _Step, ctx: Context) -> None:
+        """Take one step of the walk; then the next, or answer the walk and the aborts
+        that came while it walked."""
+        walking = step.walking
         try:
-            match message:
-                case Walk():
-                    return await self._walk(message)
-                case Abort():
-                    return await self._abort(message)
-                case _:
-                    assert_never(message)
+            reply = await (self._enter(walking.command) if step.enter else self._advance(walking))
         except RunChanged as exc:
-            self.log.warning("walk_refused", code=exc.code, reason=exc.message)
-            kb_id = message.approval_kb_id if isinstance(message, Walk) else None
-            if kb_id is not None and await self.deps.run_store.consumed_by(kb_id) is not None:
-                # Raced by another resumer that used this approval first.
-                return refused(
-                    code=ApprovalConsumedAlready.code,
-                    message=f"approval {kb_id} was consumed already",
-                    approval_kb_id=kb_id,
-                )
-            return refused(code=exc.code, message=exc.message)
+            reply = await self._refused(exc, walking.command.approval_kb_id)
+        if reply is None:
+            await ctx.ref.tell(_Step(walking))
+            return
+        self.walking = None
+        walking.reply.reply(reply)
+        for abort, later in walking.aborts:
+            later.reply(await self._answer_abort(abort))
+
+    async def _refused(self, exc: RunChanged, kb_id: str | None) -> Refused:
+        self.log.warning("walk_refused", code=exc.code, reason=exc.message)
+        # Raced by another resumer that used this approval first?
+        used = None if kb_id is None else await self._used_already(kb_id)
+        return used or refused(code=exc.code, message=exc.message)
+
+    async def _used_already(self, kb_id: str) -> Refused | None:
+        if await self.deps.run_store.consumed_by(kb_id) is None:
+            return None
+        return refused(
+            code=ApprovalConsumedAlready.code,
+            message=f"approval {kb_id} was consumed already",
+            approval_kb_id=kb_id,
+        )
+
+    def _stopped(self) -> WalkStopped:
+        return WalkStopped(sidecar=self.sidecar)
 
     # --- the walk -----------------------------------------------------------
-    async def _walk(self, message: Walk) -> SupervisorReply:
+    async def _enter(self, message: Walk) -> Step:
+        """The walk's first step: from where the run stands to RUNNING."""
         sc = self.sidecar
         if message.approval_kb_id is not None and sc.state not in AWAITING:
             # An approval only ever releases a waiting gate. Refusing it here also
             # keeps a second resumer from walking a run another process advanced.
             kb_id = message.approval_kb_id
-            if await self.deps.run_store.consumed_by(kb_id) is not None:
-                return refused(
-                    code=ApprovalConsumedAlready.code,
-                    message=f"approval {kb_id} was consumed already",
-                    approval_kb_id=kb_id,
-                )
-            return refused(
+            return await self._used_already(kb_id) or refused(
                 code=RunNotAtGate.code,
                 message=f"run is {sc.state}, not waiting at a gate; approval {kb_id} not used",
             )
         if sc.state is RunState.ROLLBACK_PENDING:
             # A resume (or a restart's recovery) of a run whose undo was interrupted.
             self.sidecar = await self.stops.finish(sc)
-            return WalkStopped(sidecar=self.sidecar)
+            return self._stopped()
         if sc.mode is Mode.DRY_RUN and not await self._replay_sandbox():
-            return WalkStopped(sidecar=self.sidecar)
+            return self._stopped()
         sc = self.sidecar
         if sc.state is RunState.CREATED:
-            sc = await self.recorder.move(sc, RunState.RUNNING)
+            self.sidecar = await self.recorder.move(sc, RunState.RUNNING)
         elif sc.state in AWAITING:
             reply = await self._pass_gate(sc, message)
             if reply is not None:
                 return reply
-            sc = self.sidecar
-            if sc.state is not RunState.RUNNING:
-                return WalkStopped(sidecar=sc)
+            if self.sidecar.state is not RunState.RUNNING:
+                return self._stopped()
         elif sc.state is RunState.HALTED:
             if await self.deps.kill_switch.engaged():
                 return refused(code=KillSwitchEngaged.code, message="the kill switch is engaged")
-            sc = await self.recorder.move(sc, RunState.RUNNING, stop=None)
-        self.sidecar = sc
-        await self._advance()
-        return WalkStopped(sidecar=self.sidecar)
+            self.sidecar = await self.recorder.move(sc, RunState.RUNNING, stop=None)
+        return None
 
-    async def _pass_gate(self, sc: Sidecar, message: Walk) -> SupervisorReply | None:
+    async def _pass_gate(self, sc: Sidecar, message: Walk) -> Step:
         gate = sc.pending_gate
-        assert gate is not None
+        assert gate is not None, "a run waiting at a gate has its record"
         if not (gate.satisfied or gate.rejected):
             reply = await self._ask_gatekeeper(
                 ConsumeApproval(
-                    sidecar=sc, approval_kb_id=message.approval_kb_id, peer=message.peer
+                    sidecar=sc, gate=gate, approval_kb_id=message.approval_kb_id, peer=message.peer
                 )
             )
             match reply:
                 case None:
-                    return WalkStopped(sidecar=self.sidecar)
+                    return self._stopped()
                 case ApprovalRefused():
                     return Refused(refusal=reply.refusal)
                 case DriftDetected():
@@ -213,7 +270,7 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
                         drift_message(reply.items),
                         drift=reply.items,
                     )
-                    return WalkStopped(sidecar=self.sidecar)
+                    return self._stopped()
                 case ApprovalConsumed():
                     sc = self.sidecar = reply.sidecar
                 case _:
@@ -231,37 +288,36 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
             self.sidecar = await self.recorder.move(sc, RunState.RUNNING, stop=None)
         return None
 
-    async def _advance(self) -> None:
-        """Walk phase by phase. Before every phase, the gates behind the run must have
-        been passed: a gate whose phase passed but which was never opened (a crash
-        between the two) is opened now — never walked past."""
-        while True:
-            try:
-                due = gate_due(self.sidecar)
-            except StopContractViolated as exc:
-                await self._stop(
-                    RunState.FAILED, exc.stop_code, exc.message, error_id=new_error_id()
-                )
-                return
-            if due is not None:
-                await self._open_gate(due)
-                return
-            phase = next_phase(self.sidecar.phases_passed)
-            if phase is None:
-                break
-            abort = self.deps.abort_requested()
-            if abort is not None:
-                await self._aborted(abort)
-                return
-            if self.deps.pause_requested():
-                self.log.info("walk_paused", phase=phase.value, reason="draining")
-                return  # still RUNNING: the next start of the runner continues it
-            if self.sidecar.mode is Mode.LIVE and await self.deps.kill_switch.engaged():
-                await self._stop(RunState.HALTED, StopCode.KILL_SWITCH, "kill switch engaged")
-                return
-            if not await self._run_phase(phase):
-                return
-        self.sidecar = await self.recorder.move(self.sidecar, RunState.CLOSEOUT_REPORTED)
+    async def _advance(self, walking: _Walking) -> Step:
+        """One step: open the gate due, finish, or run the next phase. Before every
+        phase, the gates behind the run must have been passed: a gate whose phase
+        passed but which was never opened (a crash between the two) is opened now —
+        never walked past. Aborts and a drain are honoured here, at a phase boundary."""
+        try:
+            due = gate_due(self.sidecar)
+        except StopContractViolated as exc:
+            await self._stop(RunState.FAILED, exc.stop_code, exc.message, error_id=new_error_id())
+            return self._stopped()
+        if due is not None:
+            await self._open_gate(due)
+            return self._stopped()
+        phase = next_phase(self.sidecar.phases_passed)
+        if phase is None:
+            self.sidecar = await self.recorder.move(self.sidecar, RunState.CLOSEOUT_REPORTED)
+            return self._stopped()
+        if walking.aborts:
+            abort, _ = walking.aborts[0]
+            await self._aborted(abort)
+            return self._stopped()
+        if self.draining:
+            self.log.info("walk_paused", phase=phase.value, reason="draining")
+            return self._stopped()  # still RUNNING: the next start of the runner continues it
+        if self.sidecar.mode is Mode.LIVE and await self.deps.kill_switch.engaged():
+            await self._stop(RunState.HALTED, StopCode.KILL_SWITCH, "kill switch engaged")
+            return self._stopped()
+        if not await self._run_phase(phase):
+            return self._stopped()
+        return None
 
     async def _open_gate(self, gate: Gate) -> None:
         reply = await self._ask_gatekeeper(OpenGate(sidecar=self.sidecar, gate=gate))
@@ -278,12 +334,19 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
         failpoint(f"before:{phase.value}")
         self.recorder.announce(sc, StartedPhase(phase=phase))
         reply = await self._ask_phase(phase, RunPhase(sidecar=sc))
-        if isinstance(reply, PhaseFailed):
-            self.recorder.announce(
-                sc, FailedPhase(phase=phase, code=reply.code.value, error_id=reply.error_id)
-            )
-            await self._stop(RunState.FAILED, reply.code, reply.message, error_id=reply.error_id)
-            return False
+        match reply:
+            case PhaseFailed():
+                self.recorder.announce(
+                    sc, FailedPhase(phase=phase, code=reply.code.value, error_id=reply.error_id)
+                )
+                await self._stop(
+                    RunState.FAILED, reply.code, reply.message, error_id=reply.error_id
+                )
+                return False
+            case PhasePassed():
+                pass
+            case _:
+                assert_never(reply)
         try:
             check_outputs(phase, sc.pins, reply.pins)
         except StopContractViolated as exc:
@@ -312,10 +375,15 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
             if phase in SANDBOX_REPLAY and phase in self.sidecar.phases_passed:
                 reply = await self._ask_phase(phase, RunPhase(sidecar=self.sidecar, replay=True))
                 pins = self.sidecar.pins
-                if isinstance(reply, PhasePassed) and all(
-                    p in pins and same_pin(pins[p], v) for p, v in reply.pins.items()
-                ):
-                    continue
+                match reply:
+                    case PhasePassed() if all(
+                        p in pins and same_pin(pins[p], v) for p, v in reply.pins.items()
+                    ):
+                        continue
+                    case PhasePassed() | PhaseFailed():
+                        pass
+                    case _:
+                        assert_never(reply)
                 await self._stop(
                     RunState.FAILED,
                     StopCode.VERIFY_FAILED,
@@ -376,19 +444,26 @@ class RunSupervisor(Actor[SupervisorCommand, SupervisorReply]):
         return await self.ctx.spawn(actor, name)
 
     # --- stops ----------------------------------------------------------------
-    async def _abort(self, message: Abort) -> SupervisorReply:
+    async def _answer_abort(self, message: Abort) -> SupervisorReply:
+        """Abort the run as it stands (no walk in progress)."""
         state = self.sidecar.state
+        if self.aborted:
+            return self._stopped()  # this supervisor aborted it: the same answer again
         if state not in ABORTABLE:
             return refused(
                 code=RunNotAbortable.code,
                 message=f"run is {state}; only a paused run or one rolling back can be aborted",
             )
-        await self._aborted(message)
-        return WalkStopped(sidecar=self.sidecar)
+        try:
+            await self._aborted(message)
+        except RunChanged as exc:
+            return await self._refused(exc, None)
+        return self._stopped()
 
     async def _aborted(self, abort: Abort) -> None:
         why = f"aborted by {abort.by}: {abort.reason}"
         await self._stop(RunState.ABORTED, StopCode.OPERATOR_ABORT, why, reason=why)
+        self.aborted = self.sidecar.state is RunState.ABORTED
 
     async def _stop(
         self,

@@ -94,7 +94,11 @@ async def consume(
     approval_kb_id: str | None,
     peer: str | None = "reviewer@host",
 ) -> GatekeeperReply:
-    return await ask(ref, ConsumeApproval(sidecar=run, approval_kb_id=approval_kb_id, peer=peer))
+    gate = run.pending_gate
+    assert gate is not None, "the gatekeeper is asked to consume only at a gate"
+    return await ask(
+        ref, ConsumeApproval(sidecar=run, gate=gate, approval_kb_id=approval_kb_id, peer=peer)
+    )
 
 
 def code_of(reply: object) -> str:

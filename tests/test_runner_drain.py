@@ -121,7 +121,7 @@ class TestDrain:
             async with rig.runner, anyio.create_task_group() as tg:
                 await walk_in_background(tg, results, rig, None)
                 await hold.entered.wait()  # source_pin is running
-                rig.runner.drain()
+                await rig.runner.drain()
                 assert rig.runner.draining
                 hold.release.set()
         [paused] = results
@@ -163,7 +163,7 @@ class TestDrain:
         async with rig.runner, anyio.create_task_group() as tg:
             await walk_in_background(tg, results, rig, None)
             await hold.entered.wait()
-            rig.runner.drain()
+            await rig.runner.drain()
             hold.release.set()
         fresh = rig.reopen()
         async with fresh.runner:
@@ -189,7 +189,7 @@ class TestDrain:
             async with anyio.create_task_group() as tg:
                 await walk_in_background(tg, results, rig, at_sg1.run_id, approval_kb_id=sg1)
                 await hold.entered.wait()  # leg_b_record is appending to the ledger
-                rig.runner.drain()
+                await rig.runner.drain()
                 hold.release.set()
         [paused] = results
         assert paused.state is RunState.RUNNING
@@ -220,7 +220,7 @@ class TestDrain:
             at_sg1 = await rig.runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)
             sg1 = await write_sg1_approval(rig, at_sg1.run_id)
             before = rig.stored()
-            rig.runner.drain()
+            await rig.runner.drain()
             with pytest.raises(ShuttingDown) as info:
                 await rig.runner.cut("doc-other", started_by=OPERATOR)
             assert info.value.code == "E_SHUTTING_DOWN"
@@ -243,7 +243,7 @@ class TestDrain:
         not an exception group of one refusal per document."""
         rig = build_runner(tmp_path)
         async with rig.runner:
-            rig.runner.drain()
+            await rig.runner.drain()
             with pytest.raises(ShuttingDown):
                 await rig.runner.cut_batch([DOC_ID, "doc-other"], started_by=OPERATOR)
             assert await rig.runner.runs() == []
@@ -326,3 +326,47 @@ class TestAbortWhileWalking:
             RollbackEnvelope,
         ]
         assert await rig.sources.cut_by(SV_ID) is None
+
+    async def test_two_aborts_of_a_walking_run_both_answer_with_its_end(
+        self, tmp_path: Path
+    ) -> None:
+        """The runner keeps one abort at a time in the supervisor's mailbox; the second
+        is answered by the supervisor that aborted the run, or after its segment ended."""
+        hold = Hold()
+        rig = held_rig(tmp_path, hold)
+        walked: list[Sidecar] = []
+        aborted: list[Sidecar] = []
+        both_asked = anyio.Event()
+        load = rig.run_store.load
+        loads_while_held = 0
+
+        async def load_then_count(wanted: str) -> Sidecar:
+            nonlocal loads_while_held
+            sidecar = await load(wanted)
+            if hold.entered.is_set():
+                # abort() asks the supervisor right after this load, before it yields
+                loads_while_held += 1
+                if loads_while_held == 2:
+                    both_asked.set()
+            return sidecar
+
+        hold.arm()
+        async with rig.runner, anyio.create_task_group() as tg:
+            await walk_in_background(tg, walked, rig, None)
+            await hold.entered.wait()
+            [run] = await rig.runner.runs()
+            rig.run_store.load = load_then_count  # type: ignore[method-assign]
+
+            async def abort(by: str) -> None:
+                aborted.append(await rig.runner.abort(run.run_id, reason="wrong document", by=by))
+
+            tg.start_soon(abort, "op-z")
+            tg.start_soon(abort, "op-y")
+            await both_asked.wait()
+            rig.run_store.load = load  # type: ignore[method-assign]
+            hold.release.set()
+        [end] = walked
+        assert end.state is RunState.ABORTED
+        assert end.phases_passed == (Phase.SOURCE_PIN,)
+        assert aborted == [end, end]
+        assert await rig.run_store.load(end.run_id) == end

@@ -233,7 +233,7 @@ async def _serve_claimed(
                 store="postgresql" if options.dsn else "sqlite",
             )
             await daemon.stop_requested.wait()
-            runner.drain()
+            await runner.drain()
             intake.cancel_scope.cancel()
         log.info("daemon_draining")
 
