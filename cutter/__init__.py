@@ -1,14 +1,15 @@
 """iu-cutter: cut long knowledge-base documents into addressable information units.
 
-The live-execution switch is ``cutter.mode.__execution_enabled__``: False unless
-an operator turns it on (``cutter.mode.enable_execution()`` or the CLI's
+The live-execution switch is ``cutter.core.mode.__execution_enabled__``: False unless
+an operator turns it on (``cutter.core.mode.enable_execution()`` or the CLI's
 ``--enable-execution``). While it is off, ``Mode.LIVE`` is refused before
 anything is touched. ``cutter.__execution_enabled__`` reads that one flag (the
 design's name for it); setting it here changes nothing, use ``enable_execution``.
 """
 
-from cutter.approvals import GatePolicy
-from cutter.errors import (
+from cutter.assembly.embedded import embedded_config
+from cutter.core.approvals import GatePolicy
+from cutter.core.errors import (
     ApprovalConsumedAlready,
     CutterError,
     GateRefusal,
@@ -16,13 +17,12 @@ from cutter.errors import (
     StopApprovalRequired,
     StopCode,
 )
-from cutter.mode import Mode
-from cutter.mode import execution_enabled as _execution_enabled
-from cutter.quiet_logs import quiet_unless_configured
-from cutter.runner import Runner, RunnerConfig
-from cutter.sidecar import Sidecar
-from cutter.sqlite.config import embedded_config
-from cutter.states import RunState
+from cutter.core.mode import Mode
+from cutter.core.mode import execution_enabled as _execution_enabled
+from cutter.core.sidecar import Sidecar
+from cutter.core.states import RunState
+from cutter.runtime.quiet_logs import quiet_unless_configured
+from cutter.walk.runner import Runner, RunnerConfig
 
 __all__ = [
     "ApprovalConsumedAlready",

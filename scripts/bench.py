@@ -75,7 +75,7 @@ def main() -> int:
     parser.add_argument("--only", choices=FIGURES, action="append", help="repeatable")
     args = parser.parse_args()
     repetitions = 5 if args.quick else 15
-    from cutter.logs import configure_json
+    from cutter.runtime.logs import configure_json
 
     configure_json(io.StringIO())  # every figure renders its JSON log events, into memory
     figures: list[Figure] = []

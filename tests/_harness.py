@@ -17,25 +17,25 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from cutter.approvals import GatePolicy
-from cutter.kbdocs import Approval, Decision, phase_doc_id, request_doc_id
-from cutter.mode import Mode
-from cutter.ports import Target
-from cutter.records import IURow, IUState
-from cutter.runner import Runner, RunnerConfig
-from cutter.sidecar import GateRecord, Sidecar
-from cutter.sqlite.database import Database, open_now
-from cutter.sqlite.records import SqliteKillSwitch, SqliteKnowledgeBase, SqliteRunStore
-from cutter.state_dir import StateDir
-from cutter.states import RunState
-from cutter.stores.memory_target import (
+from cutter.core.approvals import GatePolicy
+from cutter.core.kbdocs import Approval, Decision, phase_doc_id, request_doc_id
+from cutter.core.mode import Mode
+from cutter.core.ports import Target
+from cutter.core.records import IURow, IUState
+from cutter.core.route import GATE_STATE, Gate, Phase, Pin
+from cutter.core.sidecar import GateRecord, Sidecar
+from cutter.core.state_dir import StateDir
+from cutter.core.states import RunState
+from cutter.stores.memory.seeded import InMemoryDiscoverer
+from cutter.stores.memory.target import (
     InMemoryIUStore,
     InMemoryLedger,
     InMemorySources,
     StaticGrantProbe,
 )
-from cutter.stores.seeded import InMemoryDiscoverer
-from cutter.walk import GATE_STATE, Gate, Phase, Pin
+from cutter.stores.sqlite.database import Database, open_now
+from cutter.stores.sqlite.records import SqliteKillSwitch, SqliteKnowledgeBase, SqliteRunStore
+from cutter.walk.runner import Runner, RunnerConfig
 
 DOC_ID = "doc-charter-001"
 SD_ID = "sd-charter-001"

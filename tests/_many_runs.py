@@ -17,9 +17,9 @@ from datetime import timedelta
 import anyio
 import msgspec
 
-from cutter.ports import RunStore
-from cutter.sidecar import Sidecar
-from cutter.states import RunState
+from cutter.core.ports import RunStore
+from cutter.core.sidecar import Sidecar
+from cutter.core.states import RunState
 from tests._harness import PAUSED_AT, paused_sidecar
 
 ENDED = (RunState.FAILED, RunState.ABORTED, RunState.REJECTED, RunState.CLOSEOUT_REPORTED)

@@ -1,4 +1,4 @@
-"""Saving runs in tests past the stores' compare-and-save (``cutter.run_revision``).
+"""Saving runs in tests past the stores' compare-and-save (``cutter.core.run_revision``).
 
 A store saves a sidecar only over the revision before it, so a test that puts a run
 back to an earlier record (a crash), forges one, or saves the same run twice names
@@ -10,8 +10,8 @@ from typing import Any
 
 import msgspec
 
-from cutter.ports import RunStore
-from cutter.sidecar import Sidecar
+from cutter.core.ports import RunStore
+from cutter.core.sidecar import Sidecar
 
 
 def next_revision(sidecar: Sidecar, **changes: Any) -> Sidecar:

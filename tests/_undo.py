@@ -29,20 +29,20 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
-import cutter.phases
-import cutter.supervisor
-from cutter.errors import StopCode, StopVerifyFailed
-from cutter.gatekeeper import Gatekeeper
-from cutter.kbdocs import Approval, Decision, StopDoc, stop_doc_id
-from cutter.ledger import CutEnvelope, LedgerEnvelope, RollbackEnvelope, verify_chain
-from cutter.mode import Mode
-from cutter.phases import PhaseContext, PhaseOutput
-from cutter.records import Candidate, IURow, IUState
-from cutter.runner import Runner, RunnerConfig
-from cutter.sidecar import Sidecar
-from cutter.states import Rollback, RunState
-from cutter.stores.seeded import InMemoryDiscoverer
-from cutter.walk import Gate, Phase, Pin, PinValue
+import cutter.walk.phases
+import cutter.walk.supervisor
+from cutter.core.errors import StopCode, StopVerifyFailed
+from cutter.core.kbdocs import Approval, Decision, StopDoc, stop_doc_id
+from cutter.core.ledger import CutEnvelope, LedgerEnvelope, RollbackEnvelope, verify_chain
+from cutter.core.mode import Mode
+from cutter.core.records import Candidate, IURow, IUState
+from cutter.core.route import Gate, Phase, Pin, PinValue
+from cutter.core.sidecar import Sidecar
+from cutter.core.states import Rollback, RunState
+from cutter.stores.memory.seeded import InMemoryDiscoverer
+from cutter.walk.gatekeeper import Gatekeeper
+from cutter.walk.phases import PhaseContext, PhaseOutput
+from cutter.walk.runner import Runner, RunnerConfig
 from tests._harness import OPERATOR, REVIEWER
 
 DOC_ID = "doc-charter-001"
@@ -177,7 +177,7 @@ def body_raising(exc: Exception) -> Callable[[PhaseContext], Awaitable[PhaseOutp
 
 
 def replace_body(world: World, phase: Phase, body: Callable[..., Awaitable[PhaseOutput]]) -> None:
-    world.monkeypatch.setitem(cutter.phases.BODIES, phase, body)
+    world.monkeypatch.setitem(cutter.walk.phases.BODIES, phase, body)
 
 
 # --- the scenarios ----------------------------------------------------------------------
@@ -307,7 +307,7 @@ async def gatekeeper_crash_at_sg2(world: World) -> None:
 async def supervisor_crash_after_leg_a(world: World) -> None:
     """Part 5: the runner ends a crashed supervisor's run the way the supervisor ends
     one — through the recorder (``run_state_changed``), with a stop doc — and undoes it."""
-    check_inputs = cutter.supervisor.check_inputs
+    check_inputs = cutter.walk.supervisor.check_inputs
 
     def crashing(phase: Phase, pins: object) -> None:
         if phase is Phase.STRUCTURAL_VERIFY:
@@ -318,7 +318,7 @@ async def supervisor_crash_after_leg_a(world: World) -> None:
         before = await earlier_cut(world, runner)
         sc = await runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)
         approval = await approve(world, sc)
-        world.monkeypatch.setattr(cutter.supervisor, "check_inputs", crashing)
+        world.monkeypatch.setattr(cutter.walk.supervisor, "check_inputs", crashing)
         with capture_logs() as logs:
             failed = await runner.resume(sc.run_id, approval)
     await assert_undone(world, failed, before, StopCode.PHASE_FAILED, RunState.FAILED)

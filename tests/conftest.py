@@ -20,8 +20,8 @@ import pytest
 import structlog
 from hypothesis import HealthCheck, settings
 
-import cutter.mode
-from cutter.walk import Gate
+import cutter.core.mode
+from cutter.core.route import Gate
 from tests._harness import Paused, at_gate, build_runner, close_databases
 from tests._process_guard import guarded, require_marker
 from tests.inputs import under_ci
@@ -92,9 +92,9 @@ def _close_harness_databases() -> Iterator[None]:
 def _execution_flag_restored() -> Iterator[None]:
     """Leave the process-wide execution switch as the test found it: a command run
     in-process (``cutter demo --live`` through click's runner) turns it on for good."""
-    before = cutter.mode.__execution_enabled__
+    before = cutter.core.mode.__execution_enabled__
     yield
-    cutter.mode.__execution_enabled__ = before
+    cutter.core.mode.__execution_enabled__ = before
 
 
 @pytest.fixture(autouse=True)

@@ -11,18 +11,18 @@ from pathlib import Path
 import anyio
 import pytest
 
+from cutter.assembly.embedded import embedded_config
+from cutter.core.errors import StorageFull
+from cutter.core.principals import Caller
+from cutter.core.protocol import Error, ListRuns, RunList, SetKillSwitch
+from cutter.core.quarantine import UnreadableRun
+from cutter.core.run_pages import RunFilter
+from cutter.core.states import RunState
 from cutter.daemon.bus import EventBus
 from cutter.daemon.service import Daemon
-from cutter.errors import StorageFull
-from cutter.principals import Caller
-from cutter.protocol import Error, ListRuns, RunList, SetKillSwitch
-from cutter.quarantine import UnreadableRun
-from cutter.run_pages import RunFilter
-from cutter.runner import Runner, RunnerConfig
-from cutter.sqlite.config import embedded_config
-from cutter.sqlite.records import SqliteKillSwitch
-from cutter.states import RunState
-from cutter.stores.seeded import InMemoryDiscoverer
+from cutter.stores.memory.seeded import InMemoryDiscoverer
+from cutter.stores.sqlite.records import SqliteKillSwitch
+from cutter.walk.runner import Runner, RunnerConfig
 
 pytestmark = pytest.mark.anyio
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from cutter.anchoring import read_anchors
-from cutter.anchors import anchor_of
-from cutter.errors import StopVerifyFailed
-from cutter.kbdocs import CloseoutReport, KBDoc, LedgerAnchor, anchor_doc_id, closeout_doc_id
-from cutter.ledger import CutEnvelope, RollbackEnvelope, next_entry
-from cutter.mode import Mode
-from cutter.phases import rollback
-from cutter.walk import Phase, Pin
+from cutter.core.anchors import anchor_of
+from cutter.core.errors import StopVerifyFailed
+from cutter.core.kbdocs import CloseoutReport, KBDoc, LedgerAnchor, anchor_doc_id, closeout_doc_id
+from cutter.core.ledger import CutEnvelope, RollbackEnvelope, next_entry
+from cutter.core.mode import Mode
+from cutter.core.route import Phase, Pin
+from cutter.walk.anchoring import read_anchors
+from cutter.walk.phases import rollback
 from tests.test_phase_bodies import RUN_ID, Bench, make_bench, older_row
 
 pytestmark = pytest.mark.anyio

@@ -12,9 +12,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-import cutter.mode
+import cutter.core.mode
 from cutter import Mode, RunState, StopCode
-from cutter.errors import (
+from cutter.core.errors import (
     MESSAGE_LIMIT,
     ApprovalConsumedAlready,
     ApprovalWrongRun,
@@ -22,13 +22,13 @@ from cutter.errors import (
     RunNotAbortable,
     RunNotResumable,
 )
-from cutter.kbdocs import ApprovalRefusal, Decision, StopDoc, stop_doc_id
-from cutter.ledger import CutEnvelope, RollbackEnvelope, verify_chain
-from cutter.records import WriterGrants
-from cutter.runner import Runner
-from cutter.sidecar import Sidecar
-from cutter.stores.memory_target import InMemoryIUStore, InMemorySources, StaticGrantProbe
-from cutter.walk import Gate, Pin
+from cutter.core.kbdocs import ApprovalRefusal, Decision, StopDoc, stop_doc_id
+from cutter.core.ledger import CutEnvelope, RollbackEnvelope, verify_chain
+from cutter.core.records import WriterGrants
+from cutter.core.route import Gate, Pin
+from cutter.core.sidecar import Sidecar
+from cutter.stores.memory.target import InMemoryIUStore, InMemorySources, StaticGrantProbe
+from cutter.walk.runner import Runner
 from tests._harness import (
     DOC_ID,
     OLD_ROW,
@@ -232,7 +232,7 @@ class TestApprovalAndBatch:
     async def test_abort_at_sg2_of_a_live_run_rolls_back(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
+        monkeypatch.setattr(cutter.core.mode, "__execution_enabled__", True)
         rig = build_runner(tmp_path, store=InMemoryIUStore([OLD_ROW]))
         async with rig.runner:
             sc = await rig.runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)

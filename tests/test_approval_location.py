@@ -1,5 +1,5 @@
 """The gate reads approvals only from ``approvals/`` and ``db-approvals/``
-(``cutter.control_docs``): on PostgreSQL the IU writer's login can write every other KB
+(``cutter.core.control_docs``): on PostgreSQL the IU writer's login can write every other KB
 doc, so an ``Approval`` anywhere else proves nothing. The same approval, copied
 anywhere else, is refused APPROVAL_NOT_FOUND and never consumed; at the write, a use
 of one recorded in the sidecar stops the run."""
@@ -11,13 +11,13 @@ from pathlib import Path
 import msgspec
 import pytest
 
-import cutter.mode
+import cutter.core.mode
 from cutter import Mode, RunState, StopCode
-from cutter.errors import ApprovalNotFound
-from cutter.kbdocs import Approval
-from cutter.runner import utc_now
-from cutter.sidecar import ApprovalUse, replace_gate
-from cutter.walk import Gate
+from cutter.core.errors import ApprovalNotFound
+from cutter.core.kbdocs import Approval
+from cutter.core.route import Gate
+from cutter.core.sidecar import ApprovalUse, replace_gate
+from cutter.walk.runner import utc_now
 from tests._harness import DOC_ID, OPERATOR, REVIEWER, build_runner, write_approval
 from tests._revision import next_revision
 from tests.test_gate_invariants import assert_refused, at_sg1
@@ -43,7 +43,7 @@ async def test_an_approval_outside_approvals_is_not_consumed(tmp_path: Path, whe
 async def test_a_recorded_use_of_one_stops_the_run_before_a_row(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
+    monkeypatch.setattr(cutter.core.mode, "__execution_enabled__", True)
     rig = build_runner(tmp_path)
     async with rig.runner:
         before = await rig.store.rows(DOC_ID)

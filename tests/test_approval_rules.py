@@ -1,5 +1,5 @@
-"""The approval rules of a sovereign gate, one row per branch (``cutter.approvals``
-and ``cutter.approval_proof``): each row takes a valid approval for a run paused at
+"""The approval rules of a sovereign gate, one row per branch (``cutter.core.approvals``
+and ``cutter.walk.approval_proof``): each row takes a valid approval for a run paused at
 a gate, changes one thing, and names the refusal that must follow (or the use that
 must be recorded). The rules are pure; nothing here starts an actor or a store."""
 
@@ -12,9 +12,8 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 
-from cutter.approval_proof import prove
-from cutter.approvals import GatePolicy, check_approval, decision_kb_id
-from cutter.errors import (
+from cutter.core.approvals import GatePolicy, check_approval, decision_kb_id
+from cutter.core.errors import (
     ApprovalExpired,
     ApprovalInvalid,
     ApprovalSignatureInvalid,
@@ -28,10 +27,11 @@ from cutter.errors import (
     SelfApprovalRefused,
     StopApprovalRequired,
 )
-from cutter.kbdocs import Approval, Decision, request_doc_id
-from cutter.mode import Mode
-from cutter.sidecar import ApprovalUse, GateRecord, Sidecar
-from cutter.walk import GATE_STATE, Gate
+from cutter.core.kbdocs import Approval, Decision, request_doc_id
+from cutter.core.mode import Mode
+from cutter.core.route import GATE_STATE, Gate
+from cutter.core.sidecar import ApprovalUse, GateRecord, Sidecar
+from cutter.walk.approval_proof import prove
 
 RUN = "run-a"
 OPENED = datetime(2026, 5, 20, 9, 0, tzinfo=UTC)

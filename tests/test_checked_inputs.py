@@ -1,5 +1,5 @@
 """The cut plan and the source bytes are read and checked against the pins once per
-walk segment (``cutter.phases.checked``): later phases of the segment act on the
+walk segment (``cutter.walk.phases.checked``): later phases of the segment act on the
 same checked objects; another segment reads and checks again."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ from pathlib import Path
 import msgspec
 import pytest
 
-import cutter.mode
+import cutter.core.mode
 from cutter import Mode, RunState
-from cutter.errors import StopVerifyFailed
-from cutter.kbdocs import KBDoc, PhaseDoc
-from cutter.phases import PhaseContext, Services
-from cutter.stores.memory_target import InMemorySources
-from cutter.walk import Phase
+from cutter.core.errors import StopVerifyFailed
+from cutter.core.kbdocs import KBDoc, PhaseDoc
+from cutter.core.route import Phase
+from cutter.stores.memory.target import InMemorySources
+from cutter.walk.phases import PhaseContext, Services
 from tests._gates import UncheckedGates
 from tests._harness import (
     DOC_ID,
@@ -66,7 +66,7 @@ class TestOncePerSegment:
     async def test_leg_a_to_write_verify_read_the_plan_and_the_source_once(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
+        monkeypatch.setattr(cutter.core.mode, "__execution_enabled__", True)
         rig, sources = counting_rig(tmp_path)
         async with rig.runner:
             sc = await rig.runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)
@@ -86,7 +86,7 @@ class TestCheckedAgainstThePins:
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> tuple[Rig, PhaseContext]:
         """A run paused at SG_1 and a context over its sidecar, as a segment's phase gets."""
-        monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
+        monkeypatch.setattr(cutter.core.mode, "__execution_enabled__", True)
         rig, _ = counting_rig(tmp_path)
         async with rig.runner:
             sc = await rig.runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from cutter.cli import main
+from cutter.cli.main import main
 from tests.discovery.corpus import CORPUS, document
 
 SAMPLE = Path(__file__).resolve().parents[1] / "cutter" / "samples" / "garden-charter.md"

@@ -1,5 +1,5 @@
 """One registration style for the ``cutter`` subcommands: each module of commands
-defines them at module level and lists them in ``COMMANDS``; ``cutter.cli`` adds
+defines them at module level and lists them in ``COMMANDS``; ``cutter.cli.main`` adds
 every list to the group, and nothing else attaches a command."""
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ from pathlib import Path
 
 import click
 
-from cutter.cli import main
+from cutter.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
-CLI_MODULES = sorted(p for p in (ROOT / "cutter").glob("cli*.py"))
+CLI_MODULES = sorted(p for p in (ROOT / "cutter" / "cli").glob("*.py") if p.stem != "__init__")
 # Commands of their own, not subcommands: ``scripts/approve`` runs reviewer_main; main
 # is the group.
-STANDALONE = {"cutter.cli_approve": {"reviewer_main"}, "cutter.cli": {"main"}}
+STANDALONE = {"cutter.cli.approve": {"reviewer_main"}, "cutter.cli.main": {"main"}}
 
 
 def attaching_calls(path: Path) -> list[str]:
@@ -38,14 +38,14 @@ def attaching_calls(path: Path) -> list[str]:
 
 def test_no_module_attaches_commands_its_own_way() -> None:
     offenders = {p.name: calls for p in CLI_MODULES if (calls := attaching_calls(p))}
-    # cutter/cli.py adds the table once, in one loop.
-    assert offenders == {"cli.py": ["main.add_command"]}
+    # cutter/cli/main.py adds the table once, in one loop.
+    assert offenders == {"main.py": ["main.add_command"]}
 
 
 def test_the_group_is_the_union_of_the_tables() -> None:
     tabled: list[str] = []
     for path in CLI_MODULES:
-        module = importlib.import_module(f"cutter.{path.stem}")
+        module = importlib.import_module(f"cutter.cli.{path.stem}")
         commands = getattr(module, "COMMANDS", ())
         tabled += [c.name for c in commands if c.name is not None]
         defined = {

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from cutter.codec import decode_kb_doc, decode_sidecar
-from cutter.errors import CorruptRecord, InvalidIdentifier
-from cutter.ledger import ChainBroken, StoredEntry, verify_stored
+from cutter.core.codec import decode_kb_doc, decode_sidecar
+from cutter.core.errors import CorruptRecord, InvalidIdentifier
+from cutter.core.ledger import ChainBroken, StoredEntry, verify_stored
 from tests._harness import DOC_ID, OPERATOR, build_runner
 
 BAD_UTF8 = [

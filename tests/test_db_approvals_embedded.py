@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from cutter.approval_proof import prove
-from cutter.codec import encode_kb_doc
-from cutter.errors import ApprovalSignatureRequired, InvalidIdentifier
-from cutter.kbdocs import Approval, Decision
-from cutter.policy import parse_policy
-from cutter.runner import utc_now
-from cutter.sqlite.records import SqliteKnowledgeBase
-from cutter.stores.memory_records import InMemoryKnowledgeBase
-from cutter.walk import Gate
+from cutter.core.codec import encode_kb_doc
+from cutter.core.errors import ApprovalSignatureRequired, InvalidIdentifier
+from cutter.core.kbdocs import Approval, Decision
+from cutter.core.policy import parse_policy
+from cutter.core.route import Gate
+from cutter.stores.memory.records import InMemoryKnowledgeBase
+from cutter.stores.sqlite.records import SqliteKnowledgeBase
+from cutter.walk.approval_proof import prove
+from cutter.walk.runner import utc_now
 from tests._harness import hand_edit, open_database_now, stored_rows
 
 pytestmark = pytest.mark.anyio

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cutter.cli import main
+from cutter.cli.main import main
 
 
 def printed_queries(output: str) -> list[tuple[Path, str]]:

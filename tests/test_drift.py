@@ -1,5 +1,5 @@
-"""Drift, table by table: ``cutter.drift.compare`` (pure: which pins moved), its
-one-line message, and ``cutter.observe.observe`` — what the gatekeeper feeds the
+"""Drift, table by table: ``cutter.core.drift.compare`` (pure: which pins moved), its
+one-line message, and ``cutter.walk.observe.observe`` — what the gatekeeper feeds the
 comparison — on a real run paused at each gate: unchanged stores show no drift, and
 each change of the world shows as exactly the pin it moves."""
 
@@ -12,14 +12,14 @@ from pathlib import Path
 import msgspec
 import pytest
 
-import cutter.mode
-from cutter.drift import LABEL_CHARS, compare, drift_message
-from cutter.kbdocs import PhaseDoc
-from cutter.mode import Mode
-from cutter.observe import MISSING, observe
-from cutter.phases import Services
-from cutter.sidecar import DriftItem, DriftUnit, Sidecar
-from cutter.walk import Gate, Phase, Pin, PinValue
+import cutter.core.mode
+from cutter.core.drift import LABEL_CHARS, compare, drift_message
+from cutter.core.kbdocs import PhaseDoc
+from cutter.core.mode import Mode
+from cutter.core.route import Gate, Phase, Pin, PinValue
+from cutter.core.sidecar import DriftItem, DriftUnit, Sidecar
+from cutter.walk.observe import MISSING, observe
+from cutter.walk.phases import Services
 from tests._gates import UncheckedGates
 from tests._harness import DOC_ID, OLD_ROW, Paused, Rig, at_gate, build_runner
 
@@ -204,7 +204,7 @@ OBSERVE_ROWS = [
 async def test_observe_feeds_compare_the_pin_a_change_moves(
     row: ObserveRow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
+    monkeypatch.setattr(cutter.core.mode, "__execution_enabled__", True)
     rig = build_runner(tmp_path)
     async with rig.runner:
         run = await at_gate(rig, row.gate, Mode.LIVE)

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import structlog
 
-import cutter.mode
+import cutter.core.mode
 from cutter import Mode, RunState, StopCode
-from cutter.errors import (
+from cutter.core.errors import (
     ApprovalConsumedAlready,
     ApprovalStale,
     ApprovalWrongGate,
@@ -17,9 +17,9 @@ from cutter.errors import (
     RunNotResumable,
     StopApprovalRequired,
 )
-from cutter.kbdocs import PhaseDoc, RunsIndexEntry, SovereignRequest, StopDoc
-from cutter.logs import TRANSITION_EVENTS
-from cutter.walk import PHASES, Gate, Pin
+from cutter.core.kbdocs import PhaseDoc, RunsIndexEntry, SovereignRequest, StopDoc
+from cutter.core.route import PHASES, Gate, Pin
+from cutter.runtime.logs import TRANSITION_EVENTS
 from tests._harness import (
     DOC_ID,
     OPERATOR,
@@ -42,7 +42,7 @@ async def kb_texts(rig: Rig) -> list[str]:
 
 class TestKillSwitchOff:
     def test_kill_switch_remains_off_by_default(self) -> None:
-        assert cutter.mode.__execution_enabled__ is False
+        assert cutter.core.mode.__execution_enabled__ is False
 
     async def test_live_mode_refused(self, tmp_path: Path) -> None:
         rig = build_runner(tmp_path)
@@ -57,10 +57,10 @@ class TestKillSwitchOff:
     ) -> None:
         rig = build_runner(tmp_path)
         async with rig.runner:
-            monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
+            monkeypatch.setattr(cutter.core.mode, "__execution_enabled__", True)
             sc = await rig.runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)
             approval = await write_sg1_approval(rig, sc.run_id)
-            monkeypatch.setattr(cutter.mode, "__execution_enabled__", False)
+            monkeypatch.setattr(cutter.core.mode, "__execution_enabled__", False)
             with pytest.raises(ProductionExecutionNotAuthorized):
                 await rig.runner.resume(sc.run_id, approval)
             assert await rig.runner.status(sc.run_id) == sc
@@ -288,7 +288,7 @@ class TestAlreadyCutStop:
     async def test_a_version_already_cut_stops_at_source_pin_before_any_gate(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
+        monkeypatch.setattr(cutter.core.mode, "__execution_enabled__", True)
         rig = build_runner(tmp_path)
         async with rig.runner:
             sc = await rig.runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)

@@ -20,9 +20,7 @@ import msgspec
 import pytest
 
 import cutter
-from cutter.client import expect, raised
-from cutter.daemon.service import error_reply
-from cutter.errors import (
+from cutter.core.errors import (
     ApprovalConsumedAlready,
     CutterError,
     ErrorCode,
@@ -35,10 +33,12 @@ from cutter.errors import (
     raise_refusal,
     registered,
 )
-from cutter.kbdocs import ApprovalRefusal
-from cutter.messages import Refused, SupervisorReply
-from cutter.protocol import Error, Pong, decode_reply, encode
-from cutter.walk import Gate
+from cutter.core.kbdocs import ApprovalRefusal
+from cutter.core.protocol import Error, Pong, decode_reply, encode
+from cutter.core.route import Gate
+from cutter.daemon.client import expect, raised
+from cutter.daemon.service import error_reply
+from cutter.walk.messages import Refused, SupervisorReply
 from tests._harness import (
     DOC_ID,
     OPERATOR,
@@ -82,10 +82,10 @@ def test_every_class_code_is_a_member_held_by_that_class_alone() -> None:
 
 @pytest.mark.subprocess
 def test_every_member_has_a_class_once_error_classes_is_imported() -> None:
-    # In a fresh interpreter: importing cutter.error_classes alone (what the client
+    # In a fresh interpreter: importing cutter.daemon.error_classes alone (what the client
     # does) must register every member, not whatever this test session imported.
     script = (
-        "import cutter.error_classes, cutter.errors as e\n"
+        "import cutter.daemon.error_classes, cutter.core.errors as e\n"
         "print(sorted(set(e.ErrorCode) - set(e.registered())))\n"
     )
     out = subprocess.run(

@@ -19,9 +19,9 @@ import pytest
 from click.testing import CliRunner
 
 import cutter
-from cutter.cli import main
-from cutter.mode import Mode
-from cutter.states import RunState
+from cutter.cli.main import main
+from cutter.core.mode import Mode
+from cutter.core.states import RunState
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "cutter" / "samples" / "garden-charter.md"

@@ -10,14 +10,14 @@ from pathlib import Path
 import msgspec
 import pytest
 
-import cutter.mode
-from cutter.codec import encode_sidecar
-from cutter.errors import StopCode
-from cutter.kbdocs import Decision
-from cutter.mode import Mode
-from cutter.records import IUState
-from cutter.sidecar import ApprovalUse, Sidecar, replace_gate
-from cutter.states import RunState
+import cutter.core.mode
+from cutter.core.codec import encode_sidecar
+from cutter.core.errors import StopCode
+from cutter.core.kbdocs import Decision
+from cutter.core.mode import Mode
+from cutter.core.records import IUState
+from cutter.core.sidecar import ApprovalUse, Sidecar, replace_gate
+from cutter.core.states import RunState
 from tests._harness import (
     DOC_ID,
     OPERATOR,
@@ -35,7 +35,7 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture(autouse=True)
 def live(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
+    monkeypatch.setattr(cutter.core.mode, "__execution_enabled__", True)
 
 
 def edit_sidecar(rig: Rig, run_id: str, old: bytes, new: bytes) -> None:

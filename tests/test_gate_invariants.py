@@ -14,9 +14,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-import cutter.mode
+import cutter.core.mode
 from cutter import GatePolicy, Mode, RunState, StopCode
-from cutter.errors import (
+from cutter.core.errors import (
     ApprovalConsumedAlready,
     ApprovalExpired,
     ApprovalInvalid,
@@ -31,12 +31,12 @@ from cutter.errors import (
     SelfApprovalRefused,
     StopApprovalRequired,
 )
-from cutter.kbdocs import ApprovalRefusal, Decision, PhaseDoc, SovereignRequest, request_doc_id
-from cutter.ledger import CutEnvelope, RollbackEnvelope, verify_chain
-from cutter.records import REQUIRED_GRANTS, Backup, IUState
-from cutter.sidecar import DriftUnit
-from cutter.stores.memory_target import InMemoryIUStore
-from cutter.walk import PHASES, Gate, Phase, Pin
+from cutter.core.kbdocs import ApprovalRefusal, Decision, PhaseDoc, SovereignRequest, request_doc_id
+from cutter.core.ledger import CutEnvelope, RollbackEnvelope, verify_chain
+from cutter.core.records import REQUIRED_GRANTS, Backup, IUState
+from cutter.core.route import PHASES, Gate, Phase, Pin
+from cutter.core.sidecar import DriftUnit
+from cutter.stores.memory.target import InMemoryIUStore
 from tests._harness import (
     DOC_ID,
     OLD_ROW,
@@ -277,7 +277,7 @@ class TestGateInvariants:
     async def test_approval_kb_id_the_kb_cannot_store_is_refused_and_the_run_survives(
         self, tmp_path: Path
     ) -> None:
-        # An inner segment ending in ".json" is refused (cutter.ids.check_kb_id): bad
+        # An inner segment ending in ".json" is refused (cutter.core.ids.check_kb_id): bad
         # input must be a typed error, the run unchanged.
         rig = build_runner(tmp_path)
         async with rig.runner:
@@ -371,7 +371,7 @@ class TestGateInvariants:
     async def test_reject_at_sg1_ends_the_run_and_leaves_the_store_untouched(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
+        monkeypatch.setattr(cutter.core.mode, "__execution_enabled__", True)
         rig = build_runner(tmp_path, store=InMemoryIUStore([OLD_ROW]))
         async with rig.runner:
             sc = await at_sg1(rig, Mode.LIVE)
@@ -389,7 +389,7 @@ class TestGateInvariants:
     async def test_reject_at_sg2_of_a_live_run_rolls_back(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
+        monkeypatch.setattr(cutter.core.mode, "__execution_enabled__", True)
         rig = build_runner(tmp_path, store=InMemoryIUStore([OLD_ROW]))
         before = await rig.store.rows(DOC_ID)
         async with rig.runner:
@@ -416,7 +416,7 @@ class TestGateInvariants:
     async def test_drift_in_writer_grants_stops_the_run(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
+        monkeypatch.setattr(cutter.core.mode, "__execution_enabled__", True)
         rig = build_runner(tmp_path)
         async with rig.runner:
             sc = await at_sg1(rig, Mode.LIVE)
@@ -440,7 +440,7 @@ class TestGateInvariants:
     async def test_drift_in_the_manifest_stops_the_run(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
+        monkeypatch.setattr(cutter.core.mode, "__execution_enabled__", True)
         rig = build_runner(tmp_path)
         async with rig.runner:
             sc = await at_sg1(rig, Mode.LIVE)
@@ -467,7 +467,7 @@ class TestGateInvariants:
     async def test_drift_at_sg2_in_a_staged_row_stops_the_run(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
+        monkeypatch.setattr(cutter.core.mode, "__execution_enabled__", True)
         rig = build_runner(tmp_path)
         async with rig.runner:
             sc = await at_sg2(rig, Mode.LIVE)
@@ -502,7 +502,7 @@ class TestGateInvariants:
     async def test_after_a_drift_stop_nothing_further_is_written(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
+        monkeypatch.setattr(cutter.core.mode, "__execution_enabled__", True)
         rig = build_runner(tmp_path, store=InMemoryIUStore([OLD_ROW]))
         async with rig.runner:
             sc = await at_sg1(rig, Mode.LIVE)

@@ -20,8 +20,8 @@ import msgspec
 import pytest
 
 from actors import ActorRef, ActorSystem
-from cutter.approvals import GatePolicy
-from cutter.errors import (
+from cutter.core.approvals import GatePolicy
+from cutter.core.errors import (
     ApprovalConsumedAlready,
     ApprovalNotFound,
     GateRefusal,
@@ -30,16 +30,28 @@ from cutter.errors import (
     StopApprovalRequired,
     StopCode,
 )
-from cutter.gatekeeper import Gatekeeper
-from cutter.kbdocs import (
+from cutter.core.kbdocs import (
     Approval,
     ApprovalRefusal,
     Decision,
     SovereignRequest,
     request_doc_id,
 )
-from cutter.logs import get_logger
-from cutter.messages import (
+from cutter.core.mode import Mode
+from cutter.core.ports import Target
+from cutter.core.route import GATE_STATE, Gate, Pin
+from cutter.core.sidecar import Sidecar
+from cutter.core.states import RunState
+from cutter.runtime.logs import get_logger
+from cutter.stores.memory.records import InMemoryKnowledgeBase, InMemoryRunStore
+from cutter.stores.memory.target import (
+    InMemoryIUStore,
+    InMemoryLedger,
+    InMemorySources,
+    StaticGrantProbe,
+)
+from cutter.walk.gatekeeper import Gatekeeper
+from cutter.walk.messages import (
     ApprovalConsumed,
     ApprovalRefused,
     ConsumeApproval,
@@ -49,21 +61,9 @@ from cutter.messages import (
     GateOpened,
     OpenGate,
 )
-from cutter.mode import Mode
-from cutter.observe import observe
-from cutter.phases import Services
-from cutter.ports import Target
-from cutter.recorder import RunRecorder
-from cutter.sidecar import Sidecar
-from cutter.states import RunState
-from cutter.stores.memory_records import InMemoryKnowledgeBase, InMemoryRunStore
-from cutter.stores.memory_target import (
-    InMemoryIUStore,
-    InMemoryLedger,
-    InMemorySources,
-    StaticGrantProbe,
-)
-from cutter.walk import GATE_STATE, Gate, Pin
+from cutter.walk.observe import observe
+from cutter.walk.phases import Services
+from cutter.walk.recorder import RunRecorder
 from tests._gates import UncheckedGates
 from tests._harness import OPERATOR, REVIEWER, REVIEWER_2, FakeClock
 

@@ -24,26 +24,26 @@ import msgspec
 import pytest
 from click.testing import CliRunner
 
-import cutter.mode
-from cutter.anchoring import read_anchors
-from cutter.anchors import AnchorStatus, LedgerReport, anchor_of
-from cutter.approvals import GatePolicy
-from cutter.canonical import canonical, sha256_hex
-from cutter.cli import main
-from cutter.cli_ledger import verify_stores
-from cutter.errors import StopCode
-from cutter.kbdocs import CloseoutReport, Decision, closeout_doc_id
-from cutter.ledger import CutEnvelope, LedgerEntry, LedgerEnvelope, decode_envelope, next_entry
-from cutter.mode import Mode
-from cutter.ports import KnowledgeBase
-from cutter.runner import Runner
-from cutter.sidecar import Sidecar
-from cutter.sqlite.config import embedded_config
-from cutter.sqlite.database import open_database
-from cutter.sqlite.target import SqliteLedger
-from cutter.state_dir import StateDir
-from cutter.states import RunState
-from cutter.walk import Pin
+import cutter.core.mode
+from cutter.assembly.embedded import embedded_config
+from cutter.cli.ledger import verify_stores
+from cutter.cli.main import main
+from cutter.core.anchors import AnchorStatus, LedgerReport, anchor_of
+from cutter.core.approvals import GatePolicy
+from cutter.core.canonical import canonical, sha256_hex
+from cutter.core.errors import StopCode
+from cutter.core.kbdocs import CloseoutReport, Decision, closeout_doc_id
+from cutter.core.ledger import CutEnvelope, LedgerEntry, LedgerEnvelope, decode_envelope, next_entry
+from cutter.core.mode import Mode
+from cutter.core.ports import KnowledgeBase
+from cutter.core.route import Pin
+from cutter.core.sidecar import Sidecar
+from cutter.core.state_dir import StateDir
+from cutter.core.states import RunState
+from cutter.stores.sqlite.database import open_database
+from cutter.stores.sqlite.target import SqliteLedger
+from cutter.walk.anchoring import read_anchors
+from cutter.walk.runner import Runner
 from tests._harness import OPERATOR
 from tests.pg._walk import write_approval
 
@@ -82,7 +82,7 @@ async def build(state: Path) -> tuple[Sidecar, Sidecar, Sidecar]:
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
     state = tmp_path_factory.mktemp("anchors") / "state"
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(cutter.mode, "__execution_enabled__", True)
+        patch.setattr(cutter.core.mode, "__execution_enabled__", True)
         a, b, c = anyio.run(build, state)
     assert (a.state, b.state, c.state) == (
         RunState.CLOSEOUT_REPORTED,
@@ -300,7 +300,7 @@ async def test_an_entry_edited_in_place_breaks_the_chain_and_its_anchor(
 async def test_a_run_whose_cut_vanished_before_closeout_does_not_report_closed(
     state: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
+    monkeypatch.setattr(cutter.core.mode, "__execution_enabled__", True)
     async with embedded_config(state, policy=GatePolicy()) as config, Runner(config) as runner:
         kb = config.kb
         sc = await runner.cut("doc-d", Mode.LIVE, started_by=OPERATOR)

@@ -1,7 +1,7 @@
 """Ledger v2: envelopes, their canonical bytes, and the hash chain.
 
 ``entry_hash = sha256(prev_hash ‖ canonical(envelope))``, ``prev_hash`` taken as
-32 raw bytes, 32 zero bytes before the first entry (cutter/ledger.py,
+32 raw bytes, 32 zero bytes before the first entry (cutter/core/ledger.py,
 docs/storage.md).
 """
 
@@ -13,8 +13,8 @@ import itertools
 import msgspec
 import pytest
 
-from cutter.canonical import canonical
-from cutter.ledger import (
+from cutter.core.canonical import canonical
+from cutter.core.ledger import (
     GENESIS_HASH,
     ChainBroken,
     CutEnvelope,

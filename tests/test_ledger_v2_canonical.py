@@ -27,8 +27,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from cutter.canonical import canonical, digest
-from cutter.ledger import (
+from cutter.core.canonical import canonical, digest
+from cutter.core.ledger import (
     GENESIS_HASH,
     ChainBroken,
     CutEnvelope,

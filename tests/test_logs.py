@@ -8,7 +8,7 @@ import json
 import pytest
 
 from actors import Actor, ActorSystem, Context
-from cutter.logs import configure_json, get_logger
+from cutter.runtime.logs import configure_json, get_logger
 
 pytestmark = pytest.mark.anyio
 

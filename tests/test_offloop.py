@@ -20,13 +20,19 @@ import anyio.to_process
 import pytest
 from click.testing import CliRunner
 
-from cutter.cli import main
+from cutter.cli.main import main
+from cutter.core.doc_size import MAX_DOCUMENT_BYTES
+from cutter.core.errors import DocumentTooLarge, StopCode
+from cutter.core.principals import Caller
+from cutter.core.protocol import ListRuns, Ping, Pong, RunList
+from cutter.core.records import Candidate
+from cutter.core.sidecar import Sidecar
+from cutter.core.state_dir import StateDir
+from cutter.core.states import RunState
 from cutter.daemon.bus import EventBus
 from cutter.daemon.service import Daemon
 from cutter.discovery import TextDiscoverer
-from cutter.doc_size import MAX_DOCUMENT_BYTES
-from cutter.errors import DocumentTooLarge, StopCode
-from cutter.offloop import (
+from cutter.runtime.offloop import (
     CPU_WORKERS,
     cpu_limiter,
     discover_off_loop,
@@ -34,16 +40,10 @@ from cutter.offloop import (
     off_loop,
     use_worker_processes,
 )
-from cutter.principals import Caller
-from cutter.protocol import ListRuns, Ping, Pong, RunList
-from cutter.records import Candidate
-from cutter.sidecar import Sidecar
-from cutter.sqlite.database import open_database
-from cutter.sqlite.target import SqliteSources
-from cutter.state_dir import StateDir
-from cutter.states import RunState
-from cutter.stores.memory_target import InMemorySources
-from cutter.stores.seeded import InMemoryDiscoverer
+from cutter.stores.memory.seeded import InMemoryDiscoverer
+from cutter.stores.memory.target import InMemorySources
+from cutter.stores.sqlite.database import open_database
+from cutter.stores.sqlite.target import SqliteSources
 from tests._harness import DOC_ID, OPERATOR, build_runner
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -202,7 +202,7 @@ async def test_discovery_in_a_worker_process_is_the_same_cut() -> None:
 
 @pytest.mark.anyio
 async def test_small_work_stays_on_the_loop_and_large_work_leaves_it() -> None:
-    from cutter.offloop import ON_LOOP_BYTES, off_loop
+    from cutter.runtime.offloop import ON_LOOP_BYTES, off_loop
 
     here = threading.get_ident()
     assert await off_loop(threading.get_ident, size=ON_LOOP_BYTES) == here
@@ -214,7 +214,7 @@ async def test_small_work_stays_on_the_loop_and_large_work_leaves_it() -> None:
 @pytest.mark.anyio
 async def test_the_daemon_discovers_even_a_small_document_in_a_worker_process() -> None:
     from cutter.discovery import TextDiscoverer
-    from cutter.offloop import explain_off_loop, use_worker_processes
+    from cutter.runtime.offloop import explain_off_loop, use_worker_processes
 
     calls: list[object] = []
     real = anyio.to_process.run_sync

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from cutter import Mode, RunState
-from cutter.errors import DocumentBusy
-from cutter.runner import Runner
-from cutter.stores.memory_records import InMemoryRunStore
-from cutter.stores.memory_target import InMemorySources
+from cutter.core.errors import DocumentBusy
+from cutter.stores.memory.records import InMemoryRunStore
+from cutter.stores.memory.target import InMemorySources
+from cutter.walk.runner import Runner
 from tests._harness import (
     DOC_ID,
     OPERATOR,

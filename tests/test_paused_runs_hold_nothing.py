@@ -15,8 +15,8 @@ import pytest
 
 from actors.cell import ActorCell
 from actors.mailbox import Mailbox
-from cutter.runner import Runner
-from cutter.states import RunState
+from cutter.core.states import RunState
+from cutter.walk.runner import Runner
 from tests._harness import DOC_ID, build_runner, write_sg1_approval
 
 pytestmark = pytest.mark.anyio

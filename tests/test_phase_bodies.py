@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import msgspec
 import pytest
 
-from cutter.errors import (
+from cutter.core.errors import (
     CorruptRecord,
     StopCode,
     StopDocumentUnknown,
@@ -24,7 +24,7 @@ from cutter.errors import (
     StopPlanInvalid,
     StopVerifyFailed,
 )
-from cutter.kbdocs import (
+from cutter.core.kbdocs import (
     CloseoutReport,
     PhaseDoc,
     RunsIndexEntry,
@@ -32,23 +32,23 @@ from cutter.kbdocs import (
     phase_doc_id,
     runs_index_id,
 )
-from cutter.ledger import CutEnvelope, verify_chain
-from cutter.mode import Mode
-from cutter.phases import BODIES, PhaseContext, PhaseOutput, Services
-from cutter.ports import Target
-from cutter.records import REQUIRED_GRANTS, Candidate, IURow, IUState, Manifest, WriterGrants
-from cutter.sidecar import Sidecar, amend
-from cutter.states import RunState
-from cutter.stores.memory_records import InMemoryKnowledgeBase
-from cutter.stores.memory_target import (
+from cutter.core.ledger import CutEnvelope, verify_chain
+from cutter.core.mode import Mode
+from cutter.core.ports import Target
+from cutter.core.records import REQUIRED_GRANTS, Candidate, IURow, IUState, Manifest, WriterGrants
+from cutter.core.route import PHASES, Phase, Pin, check_inputs, check_outputs, next_phase
+from cutter.core.sidecar import Sidecar, amend
+from cutter.core.states import RunState
+from cutter.stores.memory.records import InMemoryKnowledgeBase
+from cutter.stores.memory.seeded import InMemoryDiscoverer
+from cutter.stores.memory.target import (
     InMemoryIUStore,
     InMemoryLedger,
     InMemorySources,
     StaticGrantProbe,
 )
-from cutter.stores.sandbox import sandbox
-from cutter.stores.seeded import InMemoryDiscoverer
-from cutter.walk import PHASES, Phase, Pin, check_inputs, check_outputs, next_phase
+from cutter.walk.phases import BODIES, PhaseContext, PhaseOutput, Services
+from cutter.walk.sandbox import sandbox
 from tests._gates import UncheckedGates
 from tests._harness import DOC_ID, SD_ID, SV_ID, FakeClock, seed_discoverer
 

@@ -10,22 +10,11 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from cutter.errors import StopCode, StopContractViolated
-from cutter.kbdocs import PhaseDoc, StopDoc, phase_doc_id, stop_doc_id
-from cutter.mode import Mode
-from cutter.phases import BODIES, PhaseContext, Services
-from cutter.ports import Target
-from cutter.sidecar import Sidecar, amend
-from cutter.states import RunState
-from cutter.stores.memory_records import InMemoryKnowledgeBase
-from cutter.stores.memory_target import (
-    InMemoryIUStore,
-    InMemoryLedger,
-    InMemorySources,
-    StaticGrantProbe,
-)
-from cutter.stores.seeded import InMemoryDiscoverer
-from cutter.walk import (
+from cutter.core.errors import StopCode, StopContractViolated
+from cutter.core.kbdocs import PhaseDoc, StopDoc, phase_doc_id, stop_doc_id
+from cutter.core.mode import Mode
+from cutter.core.ports import Target
+from cutter.core.route import (
     CONTRACTS,
     GATE_AFTER,
     GATE_STATE,
@@ -38,6 +27,17 @@ from cutter.walk import (
     check_outputs,
     next_phase,
 )
+from cutter.core.sidecar import Sidecar, amend
+from cutter.core.states import RunState
+from cutter.stores.memory.records import InMemoryKnowledgeBase
+from cutter.stores.memory.seeded import InMemoryDiscoverer
+from cutter.stores.memory.target import (
+    InMemoryIUStore,
+    InMemoryLedger,
+    InMemorySources,
+    StaticGrantProbe,
+)
+from cutter.walk.phases import BODIES, PhaseContext, Services
 from tests._gates import UncheckedGates
 from tests._harness import DOC_ID, SD_ID, SV_ID, FakeClock, build_runner, seed_discoverer
 

@@ -9,22 +9,22 @@ from pathlib import Path
 import anyio
 import pytest
 
-from cutter.approvals import GatePolicy
-from cutter.daemon.bus import EventBus
-from cutter.daemon.service import Daemon
-from cutter.errors import (
+from cutter.core.approvals import GatePolicy
+from cutter.core.errors import (
     ApproverNotAllowed,
     PolicyInvalid,
     PolicyUnreadable,
     PrincipalMismatch,
     PrincipalUnknown,
 )
-from cutter.kbdocs import POLICY_CURRENT, ApprovalRefusal, PolicyVersion, policy_change_id
-from cutter.policy import parse_policy
-from cutter.policy_book import current, default_policy, replace
-from cutter.principals import Caller, acting, principal_of_uid
-from cutter.protocol import Error, ListRuns, Ping, PolicyInfo, Pong, ShowPolicy, StatusOf
-from cutter.walk import Gate
+from cutter.core.kbdocs import POLICY_CURRENT, ApprovalRefusal, PolicyVersion, policy_change_id
+from cutter.core.policy import parse_policy
+from cutter.core.principals import Caller, acting, principal_of_uid
+from cutter.core.protocol import Error, ListRuns, Ping, PolicyInfo, Pong, ShowPolicy, StatusOf
+from cutter.core.route import Gate
+from cutter.daemon.bus import EventBus
+from cutter.daemon.service import Daemon
+from cutter.walk.policy_book import current, default_policy, replace
 from tests._harness import DOC_ID, OPERATOR, REVIEWER, REVIEWER_2, build_runner
 from tests._harness import write_sg1_approval as write_approval
 

@@ -1,4 +1,4 @@
-"""Listing runs sets aside what it cannot read (``cutter.quarantine``, issue 12 §4).
+"""Listing runs sets aside what it cannot read (``cutter.core.quarantine``, issue 12 §4).
 
 Any byte of one stored sidecar among several (the embedded database's ``runs``
 rows), flipped any way: listing never raises, every
@@ -21,13 +21,13 @@ import anyio
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from cutter import codec
-from cutter.mode import Mode
-from cutter.quarantine import scan_runs
-from cutter.sidecar import Sidecar
-from cutter.sqlite.database import Database, open_now
-from cutter.sqlite.records import SqliteRunStore
-from cutter.states import RunState
+from cutter.core import codec
+from cutter.core.mode import Mode
+from cutter.core.quarantine import scan_runs
+from cutter.core.sidecar import Sidecar
+from cutter.core.states import RunState
+from cutter.stores.sqlite.database import Database, open_now
+from cutter.stores.sqlite.records import SqliteRunStore
 
 AT = datetime(2026, 12, 6, tzinfo=UTC)
 

@@ -8,15 +8,15 @@ from datetime import datetime, timedelta
 import anyio
 import pytest
 
-from cutter.errors import RunChanged
-from cutter.kbdocs import Decision
-from cutter.logs import get_logger
-from cutter.ports import RunStore
-from cutter.recorder import RunRecorder
-from cutter.sidecar import ApprovalUse, Sidecar
-from cutter.states import RunState
-from cutter.stores.memory_records import InMemoryRunStore
-from cutter.walk import Phase
+from cutter.core.errors import RunChanged
+from cutter.core.kbdocs import Decision
+from cutter.core.ports import RunStore
+from cutter.core.route import Phase
+from cutter.core.sidecar import ApprovalUse, Sidecar
+from cutter.core.states import RunState
+from cutter.runtime.logs import get_logger
+from cutter.stores.memory.records import InMemoryRunStore
+from cutter.walk.recorder import RunRecorder
 from tests._harness import PAUSED_AT, paused_sidecar
 
 pytestmark = pytest.mark.anyio

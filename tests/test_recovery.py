@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import structlog
 
-import cutter.mode
+import cutter.core.mode
 from cutter import Mode, RunState
-from cutter.errors import ApprovalConsumedAlready, ApprovalRecoveryPending
-from cutter.kbdocs import Decision
-from cutter.sidecar import ApprovalUse, Sidecar
-from cutter.walk import Phase
+from cutter.core.errors import ApprovalConsumedAlready, ApprovalRecoveryPending
+from cutter.core.kbdocs import Decision
+from cutter.core.route import Phase
+from cutter.core.sidecar import ApprovalUse, Sidecar
 from tests._harness import (
     DOC_ID,
     OPERATOR,
@@ -102,7 +102,7 @@ async def test_another_approval_waits_until_the_cut_short_consumption_is_finishe
 async def test_walk_resumes_from_the_last_persisted_phase_with_the_same_result(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
+    monkeypatch.setattr(cutter.core.mode, "__execution_enabled__", True)
     rig = build_runner(tmp_path)
     saved: list[Sidecar] = []
     original_save = rig.run_store.save
@@ -142,7 +142,7 @@ async def test_a_crash_between_a_gate_phase_and_its_gate_never_walks_past_the_ga
 ) -> None:
     """grant_probe's pins persisted, the process died before SG_1 opened: recovery
     must open SG_1, not run leg A without an approval."""
-    monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
+    monkeypatch.setattr(cutter.core.mode, "__execution_enabled__", True)
     rig = build_runner(tmp_path)
     saved: list[Sidecar] = []
     original_save = rig.run_store.save

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from cutter.errors import GateRefusal, GateRequestDamaged
-from cutter.states import RunState
+from cutter.core.errors import GateRefusal, GateRequestDamaged
+from cutter.core.states import RunState
 from tests._harness import OPERATOR, Rig, build_runner, write_sg1_approval
 
 pytestmark = pytest.mark.anyio

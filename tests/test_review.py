@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import msgspec
 
-from cutter.canonical import sha256_hex
-from cutter.plan import build_manifest, staged_rows
-from cutter.records import Candidate, Manifest, SourceVersion
-from cutter.review import (
+from cutter.core.canonical import sha256_hex
+from cutter.core.plan import build_manifest, staged_rows
+from cutter.core.records import Candidate, Manifest, SourceVersion
+from cutter.core.review import (
     DriftChange,
     Region,
     UnitChange,

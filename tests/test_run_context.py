@@ -10,13 +10,13 @@ from typing import Any
 import msgspec
 import pytest
 
-from cutter import codec
-from cutter.errors import CorruptRecord, StopCode
-from cutter.kbdocs import Decision
-from cutter.mode import Mode
-from cutter.sidecar import ApprovalUse, DriftItem, GateRecord, Sidecar, StopInfo
-from cutter.states import RunState
-from cutter.walk import Gate, Phase, Pin, PinValue
+from cutter.core import codec
+from cutter.core.errors import CorruptRecord, StopCode
+from cutter.core.kbdocs import Decision
+from cutter.core.mode import Mode
+from cutter.core.route import Gate, Phase, Pin, PinValue
+from cutter.core.sidecar import ApprovalUse, DriftItem, GateRecord, Sidecar, StopInfo
+from cutter.core.states import RunState
 from tests._harness import DOC_ID, OPERATOR, REVIEWER, REVIEWER_2, SV_ID
 
 T0 = datetime(2026, 5, 20, 9, 0, tzinfo=UTC)

@@ -15,11 +15,11 @@ import anyio
 import pytest
 from click.testing import CliRunner
 
-from cutter.cli import main
-from cutter.client import Client, ReplyTooLarge
-from cutter.mode import Mode
-from cutter.protocol import MAX_FRAME_BYTES, GateWait, Ping, RunList, RunSummary, encode
-from cutter.run_pages import (
+from cutter.cli.main import main
+from cutter.core.mode import Mode
+from cutter.core.protocol import MAX_FRAME_BYTES, GateWait, Ping, RunList, RunSummary, encode
+from cutter.core.route import Gate
+from cutter.core.run_pages import (
     MAX_LIMIT,
     PAGE_BYTES,
     RunFilter,
@@ -27,8 +27,8 @@ from cutter.run_pages import (
     encode_cursor,
     fit_page,
 )
-from cutter.states import RunState
-from cutter.walk import Gate
+from cutter.core.states import RunState
+from cutter.daemon.client import Client, ReplyTooLarge
 
 LONGEST_ID = "r" * 128  # MAX_ID_LENGTH
 AT = datetime(2026, 12, 6, tzinfo=UTC)

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-import cutter.mode
-import cutter.phases
+import cutter.core.mode
+import cutter.walk.phases
 from cutter import Mode, RunState, StopCode
-from cutter.errors import (
+from cutter.core.errors import (
     InvalidIdentifier,
     KillSwitchEngaged,
     ProductionExecutionNotAuthorized,
@@ -19,12 +19,12 @@ from cutter.errors import (
     StopApprovalRequired,
     UnknownRun,
 )
-from cutter.kbdocs import PhaseDoc, StopDoc, stop_doc_id
-from cutter.ledger import CutEnvelope, verify_chain
-from cutter.phases import PhaseContext, PhaseOutput
-from cutter.records import IUState
-from cutter.runner import Runner
-from cutter.walk import PHASES, Gate, Phase, Pin
+from cutter.core.kbdocs import PhaseDoc, StopDoc, stop_doc_id
+from cutter.core.ledger import CutEnvelope, verify_chain
+from cutter.core.records import IUState
+from cutter.core.route import PHASES, Gate, Phase, Pin
+from cutter.walk.phases import PhaseContext, PhaseOutput
+from cutter.walk.runner import Runner
 from tests._harness import (
     DOC_ID,
     OPERATOR,
@@ -133,7 +133,7 @@ class TestRunner:
 
     # --- modes ----------------------------------------------------------------------------
     def test_execution_is_disabled_by_default(self) -> None:
-        assert cutter.mode.__execution_enabled__ is False
+        assert cutter.core.mode.__execution_enabled__ is False
 
     async def test_live_mode_with_execution_off_is_refused_before_anything(
         self, tmp_path: Path
@@ -153,7 +153,7 @@ class TestRunner:
     async def test_live_walk_commits_twelve_active_ius_and_a_verifiable_ledger(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
+        monkeypatch.setattr(cutter.core.mode, "__execution_enabled__", True)
         rig = build_runner(tmp_path)
         async with rig.runner:
             sc = await rig.runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)
@@ -202,7 +202,7 @@ class TestRunner:
     async def test_kill_switch_halts_a_live_run_at_the_next_phase_boundary(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
+        monkeypatch.setattr(cutter.core.mode, "__execution_enabled__", True)
         rig = build_runner(tmp_path)
         async with rig.runner:
             sc = await rig.runner.cut(DOC_ID, Mode.LIVE, started_by=OPERATOR)
@@ -237,7 +237,7 @@ class TestRunner:
     async def test_kill_switch_engaged_before_a_live_cut_halts_before_the_first_phase(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
+        monkeypatch.setattr(cutter.core.mode, "__execution_enabled__", True)
         rig = build_runner(tmp_path)
         await rig.kill_switch.engage("maintenance")
         async with rig.runner:
@@ -254,7 +254,7 @@ class TestRunner:
         rig = build_runner(tmp_path)
         async with rig.runner:
             with monkeypatch.context() as m:
-                m.setitem(cutter.phases.BODIES, Phase.MARK, boom)
+                m.setitem(cutter.walk.phases.BODIES, Phase.MARK, boom)
                 with capture_logs() as logs:
                     sc = await rig.runner.cut(DOC_ID, started_by=OPERATOR)
             assert sc.state is RunState.FAILED
@@ -285,7 +285,7 @@ class TestRunner:
     async def test_a_typed_refusal_leaves_the_runner_context_unwrapped(
         self, tmp_path: Path
     ) -> None:
-        # "A refused resume raises the typed GateRefusal" (cutter/runner.py docstring):
+        # "A refused resume raises the typed GateRefusal" (cutter/walk/runner.py docstring):
         # a caller catching it around `async with Runner(...)` must get it as such,
         # not wrapped in an ExceptionGroup by the runner's task group.
         rig = build_runner(tmp_path)

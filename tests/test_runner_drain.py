@@ -16,14 +16,14 @@ import pytest
 from anyio.abc import TaskGroup
 from structlog.testing import capture_logs
 
-import cutter.mode
+import cutter.core.mode
 from cutter import Mode, RunState, StopCode
-from cutter.errors import ShuttingDown
-from cutter.ledger import CutEnvelope, LedgerEntry, LedgerEnvelope, RollbackEnvelope
-from cutter.records import IUState, SourceVersion
-from cutter.sidecar import Sidecar
-from cutter.stores.memory_target import InMemoryIUStore, InMemoryLedger, InMemorySources
-from cutter.walk import PHASES, Gate, Phase
+from cutter.core.errors import ShuttingDown
+from cutter.core.ledger import CutEnvelope, LedgerEntry, LedgerEnvelope, RollbackEnvelope
+from cutter.core.records import IUState, SourceVersion
+from cutter.core.route import PHASES, Gate, Phase
+from cutter.core.sidecar import Sidecar
+from cutter.stores.memory.target import InMemoryIUStore, InMemoryLedger, InMemorySources
 from tests._harness import (
     DOC_ID,
     OLD_ROW,
@@ -106,7 +106,7 @@ async def walk_in_background(
 
 @pytest.fixture
 def live(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
+    monkeypatch.setattr(cutter.core.mode, "__execution_enabled__", True)
 
 
 class TestDrain:

@@ -14,8 +14,8 @@ import asyncpg.connect_utils
 import pytest
 import structlog
 
-from cutter.logs import configure_console, configure_json, get_logger, open_private_log
-from cutter.secrets import DsnInvalid, parse_key_value, redact_dsn, scrub, to_asyncpg
+from cutter.core.secrets import DsnInvalid, parse_key_value, redact_dsn, scrub, to_asyncpg
+from cutter.runtime.logs import configure_console, configure_json, get_logger, open_private_log
 
 SECRET = "Pl4nted-S3cret"
 

@@ -15,25 +15,25 @@ import anyio
 import msgspec
 import pytest
 
-from cutter.approval_proof import signed_payload
-from cutter.daemon.bus import EventBus
-from cutter.daemon.service import Daemon
-from cutter.errors import (
+from cutter.core.errors import (
     ApprovalSignatureInvalid,
     ApprovalSignatureRequired,
     GateRefusal,
     PolicyInvalid,
     SignatureMalformed,
 )
-from cutter.kbdocs import Approval, ApprovalRefusal, Decision
-from cutter.policy import parse_policy
-from cutter.policy_book import current, default_policy, replace
-from cutter.principals import Caller
-from cutter.protocol import ApprovalStored, Error, Ping, Pong, SubmitApproval
-from cutter.signing import NAMESPACE, allowed_signers, approval_payload
-from cutter.sshsig import sign
-from cutter.states import RunState
-from cutter.walk import Gate
+from cutter.core.kbdocs import Approval, ApprovalRefusal, Decision
+from cutter.core.policy import parse_policy
+from cutter.core.principals import Caller
+from cutter.core.protocol import ApprovalStored, Error, Ping, Pong, SubmitApproval
+from cutter.core.route import Gate
+from cutter.core.signing import NAMESPACE, allowed_signers, approval_payload
+from cutter.core.states import RunState
+from cutter.daemon.bus import EventBus
+from cutter.daemon.service import Daemon
+from cutter.runtime.sshsig import sign
+from cutter.walk.approval_proof import signed_payload
+from cutter.walk.policy_book import current, default_policy, replace
 from tests._harness import DOC_ID, OPERATOR, REVIEWER, REVIEWER_2, Rig, build_runner
 from tests._harness import write_sg1_approval as write_unsigned
 

@@ -38,32 +38,32 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from cutter.canonical import canonical, sha256_hex
-from cutter.discovery import TextDiscoverer
-from cutter.kbdocs import PhaseDoc, phase_doc_id
-from cutter.mode import Mode
-from cutter.phases import BODIES, PhaseContext, PhaseOutput, Services
-from cutter.plan import (
+from cutter.core.canonical import canonical, sha256_hex
+from cutter.core.kbdocs import PhaseDoc, phase_doc_id
+from cutter.core.mode import Mode
+from cutter.core.plan import (
     build_manifest,
     change_set_id_for,
     regions_digest,
     staged_rows,
     structural_problems,
 )
-from cutter.ports import Discoverer, Target
-from cutter.records import IURow, IUState, Manifest, SourceVersion
-from cutter.sidecar import Sidecar, amend
-from cutter.states import RunState
-from cutter.stores.memory_records import InMemoryKnowledgeBase
-from cutter.stores.memory_target import (
+from cutter.core.ports import Discoverer, Target
+from cutter.core.records import IURow, IUState, Manifest, SourceVersion
+from cutter.core.route import PHASES, Phase, Pin, check_inputs, check_outputs
+from cutter.core.sidecar import Sidecar, amend
+from cutter.core.states import RunState
+from cutter.discovery import TextDiscoverer
+from cutter.stores.memory.records import InMemoryKnowledgeBase
+from cutter.stores.memory.seeded import InMemoryDiscoverer
+from cutter.stores.memory.target import (
     InMemoryIUStore,
     InMemoryLedger,
     InMemorySources,
     StaticGrantProbe,
 )
-from cutter.stores.sandbox import sandbox
-from cutter.stores.seeded import InMemoryDiscoverer
-from cutter.walk import PHASES, Phase, Pin, check_inputs, check_outputs
+from cutter.walk.phases import BODIES, PhaseContext, PhaseOutput, Services
+from cutter.walk.sandbox import sandbox
 from tests._gates import UncheckedGates
 from tests._harness import DOC_ID, SD_ID, SV_ID, FakeClock
 

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-import cutter.mode
-from cutter.canonical import sha256_hex
-from cutter.errors import StopCode
-from cutter.mode import Mode
-from cutter.sidecar import DriftUnit, Sidecar
-from cutter.sqlite.target import SqliteSources
-from cutter.states import RunState
-from cutter.walk import Gate, Phase, Pin
+import cutter.core.mode
+from cutter.core.canonical import sha256_hex
+from cutter.core.errors import StopCode
+from cutter.core.mode import Mode
+from cutter.core.route import Gate, Phase, Pin
+from cutter.core.sidecar import DriftUnit, Sidecar
+from cutter.core.states import RunState
+from cutter.stores.sqlite.target import SqliteSources
 from tests._harness import (
     DOC_ID,
     SD_ID,
@@ -36,7 +36,7 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture(autouse=True)
 def live(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
+    monkeypatch.setattr(cutter.core.mode, "__execution_enabled__", True)
 
 
 async def on_embedded_sources(tmp_path: Path) -> tuple[Rig, SqliteSources, bytes]:

@@ -24,22 +24,22 @@ import anyio
 import msgspec
 import pytest
 
-from cutter import codec
-from cutter.canonical import sha256_hex
-from cutter.errors import (
+from cutter.core import codec
+from cutter.core.canonical import sha256_hex
+from cutter.core.errors import (
     CorruptRecord,
     InvalidIdentifier,
     StopCode,
     UnknownDocument,
 )
-from cutter.kbdocs import StopDoc
-from cutter.ledger import GENESIS_HASH, ChainBroken, verify_chain
-from cutter.records import IUState, SourceVersion
-from cutter.sidecar import Sidecar
-from cutter.sqlite.database import Database
-from cutter.sqlite.records import SqliteKillSwitch, SqliteKnowledgeBase, SqliteRunStore
-from cutter.sqlite.target import SqliteIUStore, SqliteLedger, SqliteSources
-from cutter.state_dir import StateDir
+from cutter.core.kbdocs import StopDoc
+from cutter.core.ledger import GENESIS_HASH, ChainBroken, verify_chain
+from cutter.core.records import IUState, SourceVersion
+from cutter.core.sidecar import Sidecar
+from cutter.core.state_dir import StateDir
+from cutter.stores.sqlite.database import Database
+from cutter.stores.sqlite.records import SqliteKillSwitch, SqliteKnowledgeBase, SqliteRunStore
+from cutter.stores.sqlite.target import SqliteIUStore, SqliteLedger, SqliteSources
 from tests._harness import hand_edit, open_database_now, paused_sidecar, stored_rows
 from tests.pg._stores import article_source, nth_envelope, populate
 
@@ -132,13 +132,13 @@ from pathlib import Path
 import anyio
 import msgspec
 
-from cutter.errors import ApprovalConsumedAlready
-from cutter.kbdocs import Decision
-from cutter.mode import Mode
-from cutter.sidecar import ApprovalUse, Sidecar
-from cutter.sqlite.database import open_now
-from cutter.sqlite.records import SqliteRunStore
-from cutter.states import RunState
+from cutter.core.errors import ApprovalConsumedAlready
+from cutter.core.kbdocs import Decision
+from cutter.core.mode import Mode
+from cutter.core.sidecar import ApprovalUse, Sidecar
+from cutter.stores.sqlite.database import open_now
+from cutter.stores.sqlite.records import SqliteRunStore
+from cutter.core.states import RunState
 
 path, run_id, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 now = datetime.now(UTC)
@@ -334,10 +334,10 @@ from pathlib import Path
 
 import anyio
 
-from cutter.ledger import CutEnvelope
-from cutter.records import IURow, IUState
-from cutter.sqlite.database import open_now
-from cutter.sqlite.target import SqliteIUStore, SqliteLedger, SqliteSources
+from cutter.core.ledger import CutEnvelope
+from cutter.core.records import IURow, IUState
+from cutter.stores.sqlite.database import open_now
+from cutter.stores.sqlite.target import SqliteIUStore, SqliteLedger, SqliteSources
 
 db = open_now(Path(sys.argv[1]))
 sources, ius, ledger = SqliteSources(db), SqliteIUStore(db), SqliteLedger(db)

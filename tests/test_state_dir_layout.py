@@ -1,4 +1,4 @@
-"""The state directory's layout has one home (``cutter.state_dir.StateDir``): no other
+"""The state directory's layout has one home (``cutter.core.state_dir.StateDir``): no other
 module of the program or the benchmarks spells one of its names."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cutter.state_dir import DEFAULT, StateDir
+from cutter.core.state_dir import DEFAULT, StateDir
 
 ROOT = Path(__file__).resolve().parent.parent
 # (The old layout's names, "kb" and "runs", are ordinary words elsewhere.)
@@ -35,7 +35,7 @@ def test_the_layout_is_the_documented_one() -> None:
 
 @pytest.mark.parametrize("top", ["cutter", "scripts"])
 def test_no_other_module_spells_the_layout(top: str) -> None:
-    home = ROOT / "cutter" / "state_dir.py"
+    home = ROOT / "cutter" / "core" / "state_dir.py"
     spelled = {
         str(path.relative_to(ROOT)): names
         for path in sorted((ROOT / top).rglob("*.py"))

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from cutter.errors import StateDirBusy, StateDirUnusable
-from cutter.state_dir import StateDir
+from cutter.core.errors import StateDirBusy, StateDirUnusable
+from cutter.core.state_dir import StateDir
 from cutter.stores.owner import claim
 
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import msgspec
 import pytest
 
-import cutter.mode
-from cutter.errors import CutterError, StopCode
-from cutter.mode import Mode
-from cutter.sidecar import Sidecar, StopInfo, amend, transition
-from cutter.states import (
+import cutter.core.mode
+from cutter.core.errors import CutterError, StopCode
+from cutter.core.mode import Mode
+from cutter.core.sidecar import Sidecar, StopInfo, amend, transition
+from cutter.core.states import (
     AWAITING,
     TERMINAL,
     TRANSITIONS,
@@ -26,7 +26,7 @@ from tests._harness import DOC_ID, build_runner
 
 S = RunState
 
-# The table as the design draws it (DESIGN.md §3-§5, cutter/states.py): the
+# The table as the design draws it (DESIGN.md §3-§5, cutter/core/states.py): the
 # happy path through both gates, a phase stop or drift ends FAILED, the kill
 # switch HALTS a running run, a paused run may be rejected or aborted.
 LEGAL: frozenset[tuple[RunState, RunState]] = frozenset(
@@ -188,7 +188,7 @@ class TestTheRunnerStaysOnTheTable:
         # whose resume fails to save (say, a full disk) must end cleanly too:
         # FAILED with STOP_PHASE_FAILED, or still HALTED and resumable -- never
         # a raw IllegalTransition out of resume().
-        monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
+        monkeypatch.setattr(cutter.core.mode, "__execution_enabled__", True)
         rig = build_runner(tmp_path)
         await rig.kill_switch.engage("maintenance window")
         save = rig.run_store.save

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from cutter.errors import StorageFull, StorageReadOnly, UnknownDocument
-from cutter.sqlite.config import config_on
-from cutter.sqlite.database import open_database
-from cutter.sqlite.target import SqliteSources
-from cutter.state_dir import StateDir
+from cutter.assembly.embedded import config_on
+from cutter.core.errors import StorageFull, StorageReadOnly, UnknownDocument
+from cutter.core.state_dir import StateDir
+from cutter.stores.sqlite.database import open_database
+from cutter.stores.sqlite.target import SqliteSources
 from cutter.stores.storage_errors import typed_storage_errors
 
 SAMPLE = Path(__file__).resolve().parent.parent / "cutter" / "samples" / "garden-charter.md"

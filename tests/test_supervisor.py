@@ -19,29 +19,29 @@ from anyio import TASK_STATUS_IGNORED
 from anyio.abc import TaskStatus
 from structlog.testing import capture_logs
 
-import cutter.phases
+import cutter.walk.phases
 from actors import ActorSystem
-from cutter.approvals import GatePolicy
-from cutter.errors import RunNotAbortable, StopApprovalRequired
-from cutter.gate_check import PolicyGateVerifier
-from cutter.kbdocs import Approval, Decision
-from cutter.messages import Abort, Drain, Refused, Walk, WalkStopped
-from cutter.mode import Mode
-from cutter.phases import PhaseContext, PhaseOutput, Services
-from cutter.policy_book import default_policy
-from cutter.ports import Target
-from cutter.sidecar import Sidecar
-from cutter.states import RunState
-from cutter.stores.memory_records import InMemoryKnowledgeBase, InMemoryRunStore
-from cutter.stores.memory_target import (
+from cutter.core.approvals import GatePolicy
+from cutter.core.errors import RunNotAbortable, StopApprovalRequired
+from cutter.core.kbdocs import Approval, Decision
+from cutter.core.mode import Mode
+from cutter.core.ports import Target
+from cutter.core.route import PHASES, Gate, Phase
+from cutter.core.sidecar import Sidecar
+from cutter.core.states import RunState
+from cutter.stores.memory.records import InMemoryKnowledgeBase, InMemoryRunStore
+from cutter.stores.memory.target import (
     InMemoryIUStore,
     InMemoryLedger,
     InMemorySources,
     StaticGrantProbe,
 )
-from cutter.stores.sandbox import sandbox
-from cutter.supervisor import RunDeps, RunSupervisor, SupervisorRef
-from cutter.walk import PHASES, Gate, Phase
+from cutter.walk.gate_check import PolicyGateVerifier
+from cutter.walk.messages import Abort, Drain, Refused, Walk, WalkStopped
+from cutter.walk.phases import PhaseContext, PhaseOutput, Services
+from cutter.walk.policy_book import default_policy
+from cutter.walk.sandbox import sandbox
+from cutter.walk.supervisor import RunDeps, RunSupervisor, SupervisorRef
 from tests._harness import (
     DOC_ID,
     OPERATOR,
@@ -155,14 +155,14 @@ class Held:
     def __init__(self, monkeypatch: pytest.MonkeyPatch, phase: Phase) -> None:
         self.entered = anyio.Event()
         self.release = anyio.Event()
-        body: Body = cutter.phases.BODIES[phase]
+        body: Body = cutter.walk.phases.BODIES[phase]
 
         async def held(ctx: PhaseContext) -> PhaseOutput:
             self.entered.set()
             await self.release.wait()
             return await body(ctx)
 
-        monkeypatch.setitem(cutter.phases.BODIES, phase, held)
+        monkeypatch.setitem(cutter.walk.phases.BODIES, phase, held)
 
 
 async def walk(ref: SupervisorRef, command: Walk) -> WalkStopped:

@@ -16,16 +16,13 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from cutter.daemon.bus import WATCH_BUFFER, EventBus, Subscription
-from cutter.daemon.service import Daemon
-from cutter.errors import SelfApprovalRefused, StopCode
-from cutter.kbdocs import Decision
-from cutter.logs import TRANSITION_EVENTS
-from cutter.principals import Caller
-from cutter.protocol import Event, Watch
-from cutter.runner import Runner
-from cutter.states import RunState
-from cutter.transitions import (
+from cutter.core.errors import SelfApprovalRefused, StopCode
+from cutter.core.kbdocs import Decision
+from cutter.core.principals import Caller
+from cutter.core.protocol import Event, Watch
+from cutter.core.route import PHASES, Gate, Phase, Pin
+from cutter.core.states import RunState
+from cutter.core.transitions import (
     AnyChange,
     ChangedState,
     ClosedGate,
@@ -38,7 +35,10 @@ from cutter.transitions import (
     Transition,
     Transitions,
 )
-from cutter.walk import PHASES, Gate, Phase, Pin
+from cutter.daemon.bus import WATCH_BUFFER, EventBus, Subscription
+from cutter.daemon.service import Daemon
+from cutter.runtime.logs import TRANSITION_EVENTS
+from cutter.walk.runner import Runner
 from tests._harness import (
     DOC_ID,
     OPERATOR,

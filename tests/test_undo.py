@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-import cutter.mode
-import cutter.supervisor
+import cutter.core.mode
+import cutter.walk.supervisor
 from cutter import RunState, StopCode
-from cutter.kbdocs import StopDoc, stop_doc_id
-from cutter.ports import Target
-from cutter.sqlite.config import embedded_config
-from cutter.stores.memory_target import InMemoryIUStore, InMemoryLedger, InMemorySources
-from cutter.walk import Phase
+from cutter.assembly.embedded import embedded_config
+from cutter.core.kbdocs import StopDoc, stop_doc_id
+from cutter.core.ports import Target
+from cutter.core.route import Phase
+from cutter.stores.memory.target import InMemoryIUStore, InMemoryLedger, InMemorySources
 from tests._harness import DOC_ID, OPERATOR, build_runner, write_sg1_approval
 from tests._undo import DISCOVERER, SCENARIOS, World
 
@@ -62,7 +62,7 @@ async def test_a_live_run_stopping_after_leg_a(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
+    monkeypatch.setattr(cutter.core.mode, "__execution_enabled__", True)
     async with world_on(kind, tmp_path, monkeypatch) as world:
         await scenario(world)
 
@@ -77,7 +77,7 @@ async def test_a_dry_run_stopping_after_leg_a_has_nothing_to_undo(
 
     async with rig.runner:
         sc = await rig.runner.cut(DOC_ID, started_by=OPERATOR)
-        monkeypatch.setitem(cutter.phases.BODIES, Phase.STRUCTURAL_VERIFY, crash)
+        monkeypatch.setitem(cutter.walk.phases.BODIES, Phase.STRUCTURAL_VERIFY, crash)
         failed = await rig.runner.resume(sc.run_id, await write_sg1_approval(rig, sc.run_id))
     assert (failed.state, failed.stop_code) == (RunState.FAILED, StopCode.PHASE_FAILED.value)
     assert failed.phases_passed[-1] is Phase.CUT_LEG_A  # leg A wrote, into its sandbox
@@ -99,7 +99,7 @@ async def test_a_supervisor_crash_is_recorded_like_any_other_stop(
     def crashing(phase: Phase, pins: object) -> None:
         raise RuntimeError("a bug in the supervisor")
 
-    monkeypatch.setattr(cutter.supervisor, "check_inputs", crashing)
+    monkeypatch.setattr(cutter.walk.supervisor, "check_inputs", crashing)
     async with rig.runner:
         with capture_logs() as logs:
             failed = await rig.runner.cut(DOC_ID, started_by=OPERATOR)

@@ -1,5 +1,5 @@
 """One read-back of the change set serves both verify phases of a walk segment
-(``cutter.phases.readback``), and each verify still checks what the store holds,
+(``cutter.walk.phases.readback``), and each verify still checks what the store holds,
 not what leg A sent."""
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from pathlib import Path
 import msgspec
 import pytest
 
-import cutter.mode
+import cutter.core.mode
 from cutter import Mode, RunState, StopCode
-from cutter.phases.readback import ReadBacks
-from cutter.plan import verify_result_id
-from cutter.records import IURow, IUState
-from cutter.sidecar import Sidecar
-from cutter.stores.memory_target import InMemoryIUStore
-from cutter.walk import Phase
+from cutter.core.plan import verify_result_id
+from cutter.core.records import IURow, IUState
+from cutter.core.route import Phase
+from cutter.core.sidecar import Sidecar
+from cutter.stores.memory.target import InMemoryIUStore
+from cutter.walk.phases.readback import ReadBacks
 from tests._harness import DOC_ID, OPERATOR, build_runner, write_sg1_approval
 
 pytestmark = pytest.mark.anyio
@@ -62,7 +62,7 @@ class TestOneReadBack:
     async def test_the_verify_phases_of_one_segment_read_the_change_set_back_once(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
+        monkeypatch.setattr(cutter.core.mode, "__execution_enabled__", True)
         store = CountingIUStore()
         sc = await walk_to_sg2(tmp_path, store)
         assert sc.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION
@@ -72,7 +72,7 @@ class TestOneReadBack:
     async def test_write_verify_checks_the_stored_rows_not_what_leg_a_sent(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
+        monkeypatch.setattr(cutter.core.mode, "__execution_enabled__", True)
         sc = await walk_to_sg2(tmp_path, RelabellingIUStore())
         assert sc.state is RunState.FAILED
         assert sc.stop is not None

@@ -14,13 +14,13 @@ from pathlib import Path
 import anyio
 import pytest
 
-import cutter.phases
+import cutter.walk.phases
 from cutter import RunState, StopCode
-from cutter.phases import PhaseContext, PhaseOutput
-from cutter.runner import Runner
-from cutter.sidecar import Sidecar
-from cutter.sqlite.records import SqliteRunStore
-from cutter.walk import Phase
+from cutter.core.route import Phase
+from cutter.core.sidecar import Sidecar
+from cutter.stores.sqlite.records import SqliteRunStore
+from cutter.walk.phases import PhaseContext, PhaseOutput
+from cutter.walk.runner import Runner
 from tests._harness import DOC_ID, OPERATOR, build_runner
 
 pytestmark = pytest.mark.anyio
@@ -45,7 +45,7 @@ async def test_a_hung_phase_ends_the_run_at_phase_timeout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rig = build_runner(tmp_path)
-    monkeypatch.setitem(cutter.phases.BODIES, Phase.SOURCE_PIN, hangs)
+    monkeypatch.setitem(cutter.walk.phases.BODIES, Phase.SOURCE_PIN, hangs)
     async with Runner(dataclasses.replace(rig.runner.config, phase_timeout=0.5)) as runner:
         failed = await runner.cut(DOC_ID, started_by=OPERATOR)
     assert failed.state is RunState.FAILED

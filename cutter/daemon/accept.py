@@ -19,10 +19,10 @@ from typing import Protocol
 import anyio
 from anyio.abc import ByteStream
 
+from cutter.core.errors import ErrorCode
+from cutter.core.protocol import Error, encode
 from cutter.daemon.limits import Connections
-from cutter.errors import ErrorCode
-from cutter.logs import Logger
-from cutter.protocol import Error, encode
+from cutter.runtime.logs import Logger
 
 ACCEPT_BACKOFF = 0.1  # seconds; a back-off, not a synchronisation
 REFUSE_SECONDS = 1.0  # a fresh connection's send buffer is empty: this is a safety net

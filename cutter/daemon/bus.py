@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from cutter.protocol import Event
-from cutter.transitions import Transition
+from cutter.core.protocol import Event
+from cutter.core.transitions import Transition
 
 WATCH_BUFFER = 256
 

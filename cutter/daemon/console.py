@@ -19,7 +19,7 @@ from typing import Any, TextIO
 import structlog
 from structlog.typing import Processor
 
-from cutter.logs import TRANSITION_EVENTS
+from cutter.runtime.logs import TRANSITION_EVENTS
 
 # Not run transitions, but what a person at the terminal must see of the daemon itself.
 DAEMON_EVENTS = frozenset(
@@ -126,7 +126,7 @@ def configure(sinks: Sinks) -> None:
     """The daemon's structlog: the short line first (when a person reads one), then
     the JSON line (when a JSON sink was chosen). Watchers are fed by the run
     recorder, not by the log (``cutter.daemon.bus``)."""
-    from cutter.logs import configure_json
+    from cutter.runtime.logs import configure_json
 
     human = sinks.human
     if human is None:

@@ -15,9 +15,9 @@ from __future__ import annotations
 import anyio
 from anyio.abc import ByteReceiveStream
 
+from cutter.core.errors import ErrorCode
+from cutter.core.protocol import MAX_FRAME_BYTES, Error
 from cutter.daemon.limits import BufferBudget, ConnectionLimits
-from cutter.errors import ErrorCode
-from cutter.protocol import MAX_FRAME_BYTES, Error
 
 FIRST_READ = 4096
 CHUNK = 65536

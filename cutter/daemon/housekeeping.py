@@ -12,7 +12,7 @@ from pathlib import Path
 
 import anyio.to_thread
 
-from cutter.logs import Logger
+from cutter.runtime.logs import Logger
 from cutter.stores.storage_errors import storage_error
 
 

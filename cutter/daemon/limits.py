@@ -24,7 +24,7 @@ from __future__ import annotations
 import resource
 from dataclasses import dataclass, replace
 
-from cutter.protocol import MAX_FRAME_BYTES
+from cutter.core.protocol import MAX_FRAME_BYTES
 
 MIB = 1 << 20
 DEFAULT_MAX_CONNECTIONS = 512

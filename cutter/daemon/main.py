@@ -7,7 +7,7 @@ database ``<state_dir>/cutter.sqlite3``, opened once for the process's life, or
 PostgreSQL), finish what a previous process left half-done (runs mid-walk,
 ``Runner.unfinished``), then serve. A state directory the file stores of an
 earlier cutter wrote is refused before anything is claimed or opened
-(``cutter.sqlite.config.check_layout``). SIGTERM, SIGINT and the ``shutdown``
+(``cutter.assembly.embedded.check_layout``). SIGTERM, SIGINT and the ``shutdown``
 command take the same path: stop taking commands, let each walk finish the
 phase it is in and persist (it stays RUNNING, so the next start continues it),
 close, exit 0. One log line says started, one stopped.
@@ -35,7 +35,12 @@ from pathlib import Path
 
 import anyio
 
-from cutter.approvals import GatePolicy
+from cutter.assembly.embedded import check_layout
+from cutter.core.approvals import GatePolicy
+from cutter.core.errors import StateDirUnusable
+from cutter.core.mode import enable_execution
+from cutter.core.ports import KillSwitchControl
+from cutter.core.state_dir import StateDir
 from cutter.daemon.bus import EventBus
 from cutter.daemon.console import Sinks, choose_sinks, configure
 from cutter.daemon.housekeeping import remove_socket
@@ -43,16 +48,11 @@ from cutter.daemon.limits import ConnectionLimits, fit_to_open_files
 from cutter.daemon.service import Daemon
 from cutter.daemon.transport import claim_socket, serve_socket, serve_stdio, socket_gid
 from cutter.discovery import TextDiscoverer
-from cutter.errors import StateDirUnusable
-from cutter.logs import Logger, get_logger, open_private_log
-from cutter.mode import enable_execution
-from cutter.offloop import use_worker_processes
-from cutter.ports import KillSwitchControl
-from cutter.runner import Runner, RunnerConfig
-from cutter.sqlite.config import check_layout
-from cutter.state_dir import StateDir
+from cutter.runtime.logs import Logger, get_logger, open_private_log
+from cutter.runtime.offloop import use_worker_processes
 from cutter.stores.owner import claim
 from cutter.stores.storage_errors import typed_storage_errors
+from cutter.walk.runner import Runner, RunnerConfig
 from cutter.web.address import bind, parse_address
 from cutter.web.links import LinkBook
 from cutter.web.server import serve_http
@@ -95,15 +95,15 @@ async def open_stores(
         approval_ttl=timedelta(seconds=options.approval_ttl_seconds),
     )
     if options.dsn is None:
-        from cutter.sqlite.config import embedded_config
-        from cutter.sqlite.records import SqliteKillSwitch
+        from cutter.assembly.embedded import embedded_config
+        from cutter.stores.sqlite.records import SqliteKillSwitch
 
         async with embedded_config(options.state_dir, policy=policy) as config:
             assert isinstance(config.kill_switch, SqliteKillSwitch)
             yield config, config.kill_switch
         return
-    from cutter.pg.records import PgKillSwitch
-    from cutter.pg.stores import pg_config
+    from cutter.assembly.postgres import pg_config
+    from cutter.stores.pg.records import PgKillSwitch
 
     async with pg_config(
         options.dsn,

@@ -15,10 +15,8 @@ from typing import Literal, TypeVar, assert_never
 import anyio
 from anyio.abc import TaskGroup
 
-from cutter.approvals import decision_kb_id
-from cutter.daemon.bus import EventBus, Subscription
-from cutter.daemon.logid import logged_id
-from cutter.errors import (
+from cutter.core.approvals import decision_kb_id
+from cutter.core.errors import (
     AccessDenied,
     ApprovalConsumedAlready,
     ApprovalInvalid,
@@ -34,21 +32,19 @@ from cutter.errors import (
     SignatureMalformed,
     new_error_id,
 )
-from cutter.ids import (
+from cutter.core.ids import (
     check_doc_id,
     check_kb_id,
     check_reason,
     check_run_id,
     new_run_id,
 )
-from cutter.kbdocs import Approval, PolicyVersion
-from cutter.logs import Logger, get_logger
-from cutter.mode import require_mode_allowed
-from cutter.policy import GateRule, Policy, listed, parse_policy
-from cutter.policy_book import current, default_policy, gate_policy, replace
-from cutter.ports import KillSwitchControl
-from cutter.principals import Caller, acting, own_principal
-from cutter.protocol import (
+from cutter.core.kbdocs import Approval, PolicyVersion
+from cutter.core.mode import require_mode_allowed
+from cutter.core.policy import GateRule, Policy, listed, parse_policy
+from cutter.core.ports import KillSwitchControl
+from cutter.core.principals import Caller, acting, own_principal
+from cutter.core.protocol import (
     MAX_FRAME_BYTES,
     AbortRun,
     Accepted,
@@ -81,11 +77,15 @@ from cutter.protocol import (
     Watch,
     encode,
 )
-from cutter.run_pages import check_filter, page_of
-from cutter.runner import Runner
-from cutter.secrets import scrub
-from cutter.sidecar import GateRecord, Sidecar
-from cutter.signing import check_signature
+from cutter.core.run_pages import check_filter, page_of
+from cutter.core.secrets import scrub
+from cutter.core.sidecar import GateRecord, Sidecar
+from cutter.core.signing import check_signature
+from cutter.daemon.bus import EventBus, Subscription
+from cutter.daemon.logid import logged_id
+from cutter.runtime.logs import Logger, get_logger
+from cutter.walk.policy_book import current, default_policy, gate_policy, replace
+from cutter.walk.runner import Runner
 from cutter.web.errors import HttpNotServing, WebProofNotAccepted
 from cutter.web.links import LinkBook
 

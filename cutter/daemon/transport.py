@@ -1,7 +1,7 @@
 """Byte streams to the daemon: a Unix socket (owner-only, or owner and one group)
 and stdin/stdout.
 
-Each connection carries the principal the transport proved (``cutter.principals``):
+Each connection carries the principal the transport proved (``cutter.core.principals``):
 on the socket the peer's uid from the kernel (``SO_PEERCRED``), on stdio the
 daemon's own.
 
@@ -27,13 +27,9 @@ import anyio.to_thread
 import msgspec
 from anyio.abc import ByteStream, SocketAttribute, TaskStatus
 
-from cutter.daemon.accept import accept_loop
-from cutter.daemon.frames import FrameReader, FrameRefused
-from cutter.daemon.limits import STDIO_LIMITS, ConnectionLimits, Connections
-from cutter.daemon.service import Daemon
-from cutter.errors import CutterError, ErrorCode, StateDirBusy, StateDirUnusable
-from cutter.principals import Caller, own_principal, principal_of_uid
-from cutter.protocol import (
+from cutter.core.errors import CutterError, ErrorCode, StateDirBusy, StateDirUnusable
+from cutter.core.principals import Caller, own_principal, principal_of_uid
+from cutter.core.protocol import (
     MAX_FRAME_BYTES,
     BadFrame,
     Error,
@@ -43,6 +39,10 @@ from cutter.protocol import (
     decode_command,
     encode,
 )
+from cutter.daemon.accept import accept_loop
+from cutter.daemon.frames import FrameReader, FrameRefused
+from cutter.daemon.limits import STDIO_LIMITS, ConnectionLimits, Connections
+from cutter.daemon.service import Daemon
 
 _GONE = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
 

@@ -52,7 +52,7 @@ def content_warnings(data: bytes) -> list[str]:
 
 def require_text(data: bytes) -> None:
     """``DocumentNotText`` when ``data`` is not text (see ``not_text_reason``)."""
-    from cutter.errors import DocumentNotText
+    from cutter.core.errors import DocumentNotText
 
     reason = not_text_reason(data)
     if reason is not None:

@@ -7,6 +7,7 @@ from functools import lru_cache
 
 import msgspec
 
+from cutter.core.records import Candidate
 from cutter.discovery.combine import Scanner, combine
 from cutter.discovery.content import content_warnings
 from cutter.discovery.infer import infer
@@ -14,7 +15,6 @@ from cutter.discovery.profiles import Profile
 from cutter.discovery.scan import Scans
 from cutter.discovery.structure import outline
 from cutter.discovery.text import Source
-from cutter.records import Candidate
 
 
 class Discovery(msgspec.Struct, frozen=True, kw_only=True):
@@ -75,7 +75,7 @@ def _trailer_scanner(profile: Profile) -> Scanner | None:
 
 
 class TextDiscoverer:
-    """The ``cutter.ports.Discoverer`` of every run: ``discover(data)``, the inferred
+    """The ``cutter.core.ports.Discoverer`` of every run: ``discover(data)``, the inferred
     profile, and nothing to configure, so the cut a run records is the cut
     ``cutter plan`` shows for the same bytes."""
 

@@ -3,12 +3,12 @@ version, so the memory, SQLite and PostgreSQL stores refuse and name alike."""
 
 from __future__ import annotations
 
-from cutter.canonical import sha256_hex
-from cutter.doc_size import check_document_size
-from cutter.errors import InvalidIdentifier
-from cutter.ids import check_doc_id, check_token, default_sd_id, derived_sv_id
-from cutter.offloop import off_loop
-from cutter.records import SourceVersion
+from cutter.core.canonical import sha256_hex
+from cutter.core.doc_size import check_document_size
+from cutter.core.errors import InvalidIdentifier
+from cutter.core.ids import check_doc_id, check_token, default_sd_id, derived_sv_id
+from cutter.core.records import SourceVersion
+from cutter.runtime.offloop import off_loop
 
 
 async def new_version(

@@ -36,8 +36,8 @@ import os
 from pathlib import Path
 from types import TracebackType
 
-from cutter.errors import StateDirBusy, StateDirUnusable, one_line
-from cutter.state_dir import StateDir
+from cutter.core.errors import StateDirBusy, StateDirUnusable, one_line
+from cutter.core.state_dir import StateDir
 from cutter.stores.storage_errors import storage_error
 
 _OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC  # no O_TRUNC: see above

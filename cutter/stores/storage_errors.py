@@ -5,7 +5,7 @@ mount or a directory this process may not write (``EROFS``, ``EACCES``,
 ``EPERM``) is ``StorageReadOnly``. Every other ``OSError`` stays what it is (a
 bug or a race the caller handles). The files the daemon writes outside its
 database (the owner lock, its log, the socket) use them; the database's own
-errors are typed by ``cutter.sqlite.database.storage_error``.
+errors are typed by ``cutter.stores.sqlite.database.storage_error``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from cutter.errors import StorageError, StorageFull, StorageReadOnly
+from cutter.core.errors import StorageError, StorageFull, StorageReadOnly
 
 FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 READ_ONLY = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})

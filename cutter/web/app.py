@@ -2,7 +2,7 @@
 
 - ``GET /``: the inbox of runs waiting at a gate.
 - ``GET /runs/<run_id>``: what the open gate authorises (the ``cutter review``
-  value, ``cutter.gate_review``) and the source text with each unit's byte range
+  value, ``cutter.walk.gate_review``) and the source text with each unit's byte range
   marked. Read-only: whoever reaches the loopback port may read it.
 - ``GET /runs/<run_id>/link/<token>``: the same page with approve and reject forms,
   for a link minted by ``cutter review RUN --web`` (``cutter.web.links``).
@@ -31,13 +31,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
+from cutter.core.errors import CorruptRecord, CutterError, InvalidIdentifier, new_error_id
+from cutter.core.ids import check_run_id, check_text, check_token
+from cutter.core.kbdocs import Decision
+from cutter.core.principals import Caller
+from cutter.core.protocol import SubmitApproval
+from cutter.core.route import Gate
 from cutter.daemon.service import Daemon
-from cutter.errors import CorruptRecord, CutterError, InvalidIdentifier, new_error_id
-from cutter.ids import check_run_id, check_text, check_token
-from cutter.kbdocs import Decision
-from cutter.principals import Caller
-from cutter.protocol import SubmitApproval
-from cutter.walk import Gate
 from cutter.web.errors import (
     FormInvalid,
     FormTooLarge,

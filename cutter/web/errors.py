@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from cutter.errors import AccessDenied, CutterError, ErrorCode, InputError, Refusal, UnknownRun
+from cutter.core.errors import AccessDenied, CutterError, ErrorCode, InputError, Refusal, UnknownRun
 
 
 class WebRefusal(CutterError):

@@ -9,11 +9,11 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 
-from cutter.policy import Policy
-from cutter.ports import RunStore
-from cutter.quarantine import UnreadableRun
-from cutter.run_pages import RunFilter
-from cutter.states import AWAITING
+from cutter.core.policy import Policy
+from cutter.core.ports import RunStore
+from cutter.core.quarantine import UnreadableRun
+from cutter.core.run_pages import RunFilter
+from cutter.core.states import AWAITING
 from cutter.web.pages import InboxRow, inbox_row
 
 INBOX_ROWS = 200

@@ -22,7 +22,7 @@ import secrets
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from cutter.walk import Gate
+from cutter.core.route import Gate
 from cutter.web.errors import CsrfInvalid, LinkExpired, LinkInvalid, LinkUsed, LinkWrongRun
 
 TOKEN_BYTES = 32

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from cutter.policy import ANYONE, GateRule
-from cutter.review import UnitView
-from cutter.sidecar import Sidecar
+from cutter.core.policy import ANYONE, GateRule
+from cutter.core.review import UnitView
+from cutter.core.sidecar import Sidecar
 
 MAX_SOURCE_BYTES = 4 << 20  # beyond this the page shows the units, not the text
 

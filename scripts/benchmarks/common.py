@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cutter.ports import SourcePublisher
+from cutter.core.ports import SourcePublisher
 
 if TYPE_CHECKING:
-    from cutter.runner import RunnerConfig
+    from cutter.walk.runner import RunnerConfig
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 CORPUS = ROOT / "tests" / "corpus"
@@ -33,7 +33,7 @@ async def embedded(state_dir: Path) -> AsyncIterator[RunnerConfig]:
     """The embedded default's stores under ``state_dir`` (made as needed), as the
     daemon and the Python API get them. Every figure on the embedded stores takes
     them from here, so a change of the embedded default is one edit."""
-    from cutter.sqlite.config import embedded_config
+    from cutter.assembly.embedded import embedded_config
 
     async with embedded_config(state_dir) as config:
         yield config

@@ -35,7 +35,7 @@ from typing import Any
 
 from benchmarks.common import Figure, Sample
 from benchmarks.daemon import cpu_seconds, daemon_process, ready
-from cutter.state_dir import StateDir
+from cutter.core.state_dir import StateDir
 
 IDLE = 2000
 HALF_SENT = 300
@@ -159,7 +159,7 @@ def ping_p99(socket: Path, until: Any) -> float:
     in flight: ``PINGS`` of them, and on until ``until`` (an Event) is set."""
     import socket as sockets
 
-    from cutter.protocol import Ping, Pong, decode_reply, encode
+    from cutter.core.protocol import Ping, Pong, decode_reply, encode
 
     out: list[float] = []
     with sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM) as conn:

@@ -8,7 +8,7 @@ client does. The figure is commands answered per wall second. There is no floor:
 the target is absolute.
 
 The clients run in this process on plain asyncio streams with the protocol's own
-codec (``cutter.protocol``), so that they cost less than the daemon they measure.
+codec (``cutter.core.protocol``), so that they cost less than the daemon they measure.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from benchmarks.common import ROOT, Figure, absolute
-from cutter.state_dir import StateDir
+from cutter.core.state_dir import StateDir
 
 CLIENTS = 8
 COMMANDS = 500  # per client and repetition
@@ -131,8 +131,8 @@ async def measure(
 
 async def ready(daemon: subprocess.Popen[bytes], socket: Path) -> None:
     """Until a ping over the socket is answered (or the daemon exits, or a deadline)."""
-    from cutter.client import Client, DaemonUnavailable
-    from cutter.protocol import Ping, Pong
+    from cutter.core.protocol import Ping, Pong
+    from cutter.daemon.client import Client, DaemonUnavailable
 
     deadline = time.monotonic() + START_TIMEOUT
     while True:
@@ -152,9 +152,9 @@ async def ready(daemon: subprocess.Popen[bytes], socket: Path) -> None:
 
 async def start_runs(socket: Path) -> list[str]:
     """``RUNS`` dry runs, each walked to SG_1, so ``status`` loads a real sidecar."""
-    from cutter.client import Client
-    from cutter.protocol import RunInfo, Start
-    from cutter.states import RunState
+    from cutter.core.protocol import RunInfo, Start
+    from cutter.core.states import RunState
+    from cutter.daemon.client import Client
 
     run_ids = []
     async with Client(socket) as client:
@@ -171,7 +171,7 @@ async def start_runs(socket: Path) -> list[str]:
 async def burst(socket: Path, run_ids: list[str], count: int) -> float:
     """``CLIENTS`` connections, opened first, each sending ``count`` status commands;
     commands answered per second of the slowest connection."""
-    from cutter.protocol import MAX_FRAME_BYTES
+    from cutter.core.protocol import MAX_FRAME_BYTES
 
     streams = [
         await asyncio.open_unix_connection(socket, limit=MAX_FRAME_BYTES + 1)
@@ -198,7 +198,7 @@ async def statuses(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, run_id: str, count: int, tag: str
 ) -> None:
     """One client: ``count`` status commands, each answered before the next is sent."""
-    from cutter.protocol import RunInfo, StatusOf, decode_reply, encode
+    from cutter.core.protocol import RunInfo, StatusOf, decode_reply, encode
 
     for i in range(count):
         command_id = f"{tag}-{i}"

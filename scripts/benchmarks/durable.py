@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from benchmarks.common import Clocked
 
 if TYPE_CHECKING:
-    from cutter.runner import RunnerConfig
+    from cutter.walk.runner import RunnerConfig
 
 WRITES = {
     "sources": ("publish", "mark_cut"),

@@ -28,13 +28,13 @@ from benchmarks.durable import counting_acknowledgements, counting_writes, descr
 from benchmarks.walk import IUS, memory_config, walk_once, walk_through
 
 if TYPE_CHECKING:
-    from cutter.mode import Mode
-    from cutter.runner import RunnerConfig
+    from cutter.core.mode import Mode
+    from cutter.walk.runner import RunnerConfig
 
 
 def source() -> bytes:
     """A document of ``IUS`` articles, which ``TextDiscoverer`` cuts into ``IUS`` units."""
-    from cutter.stores.seeded import InMemoryDiscoverer
+    from cutter.stores.memory.seeded import InMemoryDiscoverer
 
     return InMemoryDiscoverer.seeded(IUS).source
 
@@ -47,7 +47,7 @@ async def publish_all(config: RunnerConfig, doc_ids: Sequence[str]) -> None:
 
 async def checked_walk(config: RunnerConfig, doc_id: str, mode: Mode, units: int = IUS) -> None:
     """One walk of ``doc_id``, its manifest checked afterwards: the walk is the one meant."""
-    from cutter.phases.context import load_manifest
+    from cutter.walk.phases.context import load_manifest
 
     _, sc = await walk_through(config, doc_id, mode)
     manifest = await load_manifest(config.kb, sc)
@@ -67,7 +67,7 @@ def filesystem(path: Path) -> str:
 
 
 async def measure(base: Path, repetitions: int) -> dict[str, Any]:
-    from cutter.mode import Mode, enable_execution
+    from cutter.core.mode import Mode, enable_execution
 
     enable_execution()  # the walk is live: leg A, enact and the ledger are written
     counted, acknowledged = counting_acknowledgements(memory_config())

@@ -42,7 +42,7 @@ from benchmarks.embedded import publish_all
 from benchmarks.walk import approve_and_resume, one_walk, walk_once
 
 if TYPE_CHECKING:
-    from cutter.runner import Runner
+    from cutter.walk.runner import Runner
 
 RUNS = 1000
 QUICK_RUNS = 150  # --quick: the figure's shape within the minute; the full run is 1,000
@@ -119,8 +119,8 @@ def site(trace: tracemalloc.Statistic) -> str:
 async def fleet(state: Path, runs: int) -> dict[str, Any]:
     import anyio
 
-    from cutter.runner import Runner
-    from cutter.states import RunState
+    from cutter.core.states import RunState
+    from cutter.walk.runner import Runner
 
     async with embedded(state) as config:
         await walk_once(config, "warm-up")
@@ -287,7 +287,7 @@ def run(repetitions: int, quick: bool) -> list[Figure]:
 def main(argv: list[str]) -> None:
     import anyio
 
-    from cutter.logs import configure_json
+    from cutter.runtime.logs import configure_json
 
     state, runs = Path(argv[1]), int(argv[2])
     with open(os.devnull, "w") as sink:

@@ -27,7 +27,7 @@ from benchmarks.embedded import checked_walk
 from benchmarks.walk import walk_once
 
 if TYPE_CHECKING:
-    from cutter.runner import RunnerConfig
+    from cutter.walk.runner import RunnerConfig
 
 UNITS = 1000
 HISTORIES = (0, 1000, 10000)
@@ -38,16 +38,16 @@ QUICK_BUILD_SECONDS = 90.0
 
 def document(units: int) -> bytes:
     """A document of ``units`` articles, which ``TextDiscoverer`` cuts into ``units`` units."""
-    from cutter.stores.seeded import InMemoryDiscoverer
+    from cutter.stores.memory.seeded import InMemoryDiscoverer
 
     return InMemoryDiscoverer.seeded(units).source
 
 
 async def earlier_cut(config: RunnerConfig, i: int) -> None:
     """What a live cut writes to the target, for a one-unit document of its own."""
-    from cutter.canonical import sha256_hex
-    from cutter.ledger import CutEnvelope
-    from cutter.records import IURow, IUState
+    from cutter.core.canonical import sha256_hex
+    from cutter.core.ledger import CutEnvelope
+    from cutter.core.records import IURow, IUState
 
     doc_id, run_id, change_set_id = f"earlier-{i}", f"run-earlier-{i}", f"cs-earlier-{i}"
     data = f"# Article 1\n\nEarlier document {i}.\n".encode()
@@ -108,7 +108,7 @@ async def build_history(config: RunnerConfig, count: int, seconds: float) -> int
 async def measure(
     base: Path, repetitions: int, histories: tuple[int, ...], seconds: float
 ) -> dict[str, Any]:
-    from cutter.mode import Mode, enable_execution
+    from cutter.core.mode import Mode, enable_execution
 
     enable_execution()
     big = document(UNITS)

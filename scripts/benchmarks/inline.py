@@ -1,7 +1,7 @@
 """The actor runtime bypassed: the same actors, their hooks called directly.
 
 The in-memory walk's floor (``benchmarks.walk``) runs the very walk the runner
-runs, with ``actors.ActorSystem`` swapped for ``InlineSystem`` in ``cutter.runner``:
+runs, with ``actors.ActorSystem`` swapped for ``InlineSystem`` in ``cutter.walk.runner``:
 ``spawn`` awaits the actor's ``started`` and hands back a ref, ``ask`` awaits its
 ``receive`` in the asker's own task, ``tell`` queues the message and handles it
 once the actor is idle (at once if it is), ``stop`` stops the children and awaits
@@ -15,7 +15,7 @@ stores. It counts the messages, so the floor can add one honest request/reply
 Only the public actor API is provided (what ``actors.Context`` and
 ``actors.ActorRef`` offer); failures are not supervised (a benchmark walk has
 none: an exception propagates and the figure fails loudly). Swapping the name in
-``cutter.runner`` is the one coupling to the runner's internals, and ``bypassed``
+``cutter.walk.runner`` is the one coupling to the runner's internals, and ``bypassed``
 fails loudly if the runner stops using it.
 """
 
@@ -214,17 +214,17 @@ def bypassed() -> Iterator[Counts]:
     """Within the block, runners made anew run their actors inline; yields the
     counts of what they did. Raises if nothing went through the inline runtime
     (the runner no longer makes its system where this swaps it)."""
-    import cutter.runner
+    import cutter.walk.runner
 
-    original = cutter.runner.ActorSystem
+    original = cutter.walk.runner.ActorSystem
     InlineSystem.counts = counts = Counts()
-    cutter.runner.ActorSystem = InlineSystem  # type: ignore[misc,assignment]
+    cutter.walk.runner.ActorSystem = InlineSystem  # type: ignore[misc,assignment]
     try:
         yield counts
     finally:
-        cutter.runner.ActorSystem = original  # type: ignore[misc]
+        cutter.walk.runner.ActorSystem = original  # type: ignore[misc]
     if counts.spawns == 0:
         raise RuntimeError(
-            "the walk floor bypassed nothing: cutter.runner no longer makes its "
+            "the walk floor bypassed nothing: cutter.walk.runner no longer makes its "
             "ActorSystem by that name; update benchmarks/inline.py"
         )

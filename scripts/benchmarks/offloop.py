@@ -1,7 +1,7 @@
 """``ping`` latency of a real daemon while the largest corpus document is planned and
 200 runs walk, beside ``ping`` on the same daemon idle (the floor); and, in process,
 how long the event loop stalls while that document is discovered on the loop, in a
-worker thread (``cutter.offloop``) or in a worker process.
+worker thread (``cutter.runtime.offloop``) or in a worker process.
 
 The daemon is a ``cutter daemon`` subprocess on the embedded file stores. Each
 repetition publishes fresh documents (one open run per document): the largest
@@ -31,7 +31,7 @@ from pathlib import Path
 
 from benchmarks.common import CORPUS, ROOT, Figure, Sample, embedded, publish
 from benchmarks.daemon import cpu_seconds, daemon_process, ready
-from cutter.state_dir import StateDir
+from cutter.core.state_dir import StateDir
 
 RUNS = 200
 QUICK_RUNS = 200  # the figure is stated for 200 runs; --quick only repeats less
@@ -134,7 +134,7 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
 async def pings(socket: Path, count: int | None, done: asyncio.Event | None) -> list[float]:
     """Latencies (s) of pings on one connection, one in flight: ``count`` of them, or
     until ``done`` is set."""
-    from cutter.protocol import MAX_FRAME_BYTES, Ping, Pong, decode_reply, encode
+    from cutter.core.protocol import MAX_FRAME_BYTES, Ping, Pong, decode_reply, encode
 
     reader, writer = await asyncio.open_unix_connection(socket, limit=MAX_FRAME_BYTES + 1)
     out: list[float] = []
@@ -156,8 +156,8 @@ async def pings(socket: Path, count: int | None, done: asyncio.Event | None) -> 
 
 
 async def start(socket: Path, doc_id: str) -> None:
-    from cutter.protocol import MAX_FRAME_BYTES, RunInfo, Start, decode_reply, encode
-    from cutter.states import RunState
+    from cutter.core.protocol import MAX_FRAME_BYTES, RunInfo, Start, decode_reply, encode
+    from cutter.core.states import RunState
 
     reader, writer = await asyncio.open_unix_connection(socket, limit=MAX_FRAME_BYTES + 1)
     try:
@@ -196,7 +196,7 @@ def stalls(big: Path, reps: int) -> list[Figure]:
     import anyio
 
     from cutter.discovery import TextDiscoverer
-    from cutter.offloop import discover_off_loop, use_worker_processes
+    from cutter.runtime.offloop import discover_off_loop, use_worker_processes
 
     data = big.read_bytes()
     discoverer = TextDiscoverer()

@@ -132,7 +132,7 @@ async def floor_table(conn: Any) -> None:
 async def floor(conn: Any, records: list[tuple[object, ...]], change_set_id: str) -> float:
     """COPY ``records`` into the fresh floor table, then read them back once, as one
     ``fetch`` of the very statement the stores' read-back runs. Seconds."""
-    from cutter.pg import queries as q
+    from cutter.stores.pg import queries as q
 
     read_back = q.CHANGE_SET_ROWS.replace(" FROM ius ", f" FROM {FLOOR_SCHEMA}.ius ")
     assert read_back != q.CHANGE_SET_ROWS
@@ -154,13 +154,13 @@ async def repetition(
     import asyncpg
 
     from benchmarks.walk import approve
+    from cutter.assembly.postgres import pg_config
+    from cutter.core.mode import Mode
+    from cutter.core.route import Pin
+    from cutter.core.states import RunState
     from cutter.discovery import TextDiscoverer
-    from cutter.mode import Mode
-    from cutter.pg import queries as q
-    from cutter.pg.stores import pg_config
-    from cutter.runner import Runner
-    from cutter.states import RunState
-    from cutter.walk import Pin
+    from cutter.stores.pg import queries as q
+    from cutter.walk.runner import Runner
     from tests.pg._walk import publish_source
 
     async with database(pg, template) as name:
@@ -200,8 +200,8 @@ async def repetition(
 async def measure(repetitions: int) -> list[tuple[float, float, Cpu, Cpu]]:
     import structlog
 
-    from cutter.logs import configure_json
-    from cutter.mode import enable_execution, execution_enabled
+    from cutter.core.mode import enable_execution, execution_enabled
+    from cutter.runtime.logs import configure_json
     from tests.pg.conftest import migrate_with_roles
 
     data = document()

@@ -1,4 +1,4 @@
-"""The run list of 5,000 stored runs, a page at a time (``cutter.run_pages``), on the
+"""The run list of 5,000 stored runs, a page at a time (``cutter.core.run_pages``), on the
 embedded run store: the first page of 100, and every page of 100 in turn, each
 built and encoded as the ``runs`` reply the daemon sends.
 
@@ -30,9 +30,9 @@ AT = datetime(2026, 12, 6, tzinfo=UTC)
 
 
 def sidecars() -> list[Any]:
-    from cutter.mode import Mode
-    from cutter.sidecar import Sidecar
-    from cutter.states import RunState
+    from cutter.core.mode import Mode
+    from cutter.core.sidecar import Sidecar
+    from cutter.core.states import RunState
 
     ended = (RunState.FAILED, RunState.ABORTED, RunState.REJECTED, RunState.CLOSEOUT_REPORTED)
     return [
@@ -66,7 +66,7 @@ async def measured_async(
 def least_read(store: Any, count: int) -> Callable[[], None]:
     """Read and decode the first ``count`` sidecars in run-id order, as bare as the
     store allows."""
-    from cutter import codec
+    from cutter.core import codec
 
     db = store.db
 
@@ -79,8 +79,8 @@ def least_read(store: Any, count: int) -> Callable[[], None]:
 
 
 async def measure(state: Path, repetitions: int) -> list[tuple[Any, ...]]:
-    from cutter.protocol import RunList, encode
-    from cutter.run_pages import RunFilter, page_of
+    from cutter.core.protocol import RunList, encode
+    from cutter.core.run_pages import RunFilter, page_of
 
     async with embedded(state) as config:
         store = config.run_store

@@ -12,10 +12,10 @@ from benchmarks.honest import honest_round_trips
 from benchmarks.inline import Counts, bypassed
 
 if TYPE_CHECKING:
-    from cutter.mode import Mode
-    from cutter.ports import KnowledgeBase
-    from cutter.runner import Runner, RunnerConfig
-    from cutter.sidecar import Sidecar
+    from cutter.core.mode import Mode
+    from cutter.core.ports import KnowledgeBase
+    from cutter.core.sidecar import Sidecar
+    from cutter.walk.runner import Runner, RunnerConfig
 
 IUS = 12
 
@@ -28,9 +28,9 @@ class KillSwitchOff:
 async def approve(kb: KnowledgeBase, sc: Sidecar) -> str:
     """What a scripted reviewer does at a gate: approve exactly the pending request
     as a second person. Returns the approval's kb_id."""
-    from cutter.kbdocs import Approval, Decision
-    from cutter.runner import utc_now
-    from cutter.walk import Gate
+    from cutter.core.kbdocs import Approval, Decision
+    from cutter.core.route import Gate
+    from cutter.walk.runner import utc_now
 
     pending = sc.pending_gate
     assert pending is not None, f"run {sc.run_id} is {sc.state}, not at a gate"
@@ -61,16 +61,16 @@ async def approve_and_resume(runner: Runner, config: RunnerConfig, sc: Sidecar) 
 
 
 def memory_config() -> RunnerConfig:
-    from cutter.ports import Target
-    from cutter.runner import RunnerConfig
-    from cutter.stores.memory_records import InMemoryKnowledgeBase, InMemoryRunStore
-    from cutter.stores.memory_target import (
+    from cutter.core.ports import Target
+    from cutter.stores.memory.records import InMemoryKnowledgeBase, InMemoryRunStore
+    from cutter.stores.memory.seeded import InMemoryDiscoverer
+    from cutter.stores.memory.target import (
         InMemoryIUStore,
         InMemoryLedger,
         InMemorySources,
         StaticGrantProbe,
     )
-    from cutter.stores.seeded import InMemoryDiscoverer
+    from cutter.walk.runner import RunnerConfig
 
     disc = InMemoryDiscoverer.seeded(IUS)
     sources = InMemorySources()
@@ -89,10 +89,10 @@ async def walk_through(
     config: RunnerConfig, doc_id: str, mode: Mode | None = None
 ) -> tuple[Clocked, Sidecar]:
     """Wall and CPU seconds for one cut of ``doc_id`` and its resumes to closeout
-    (a live ``mode`` needs ``cutter.mode.enable_execution()``), and the run at its end."""
-    from cutter.mode import Mode
-    from cutter.runner import Runner
-    from cutter.states import RunState
+    (a live ``mode`` needs ``cutter.core.mode.enable_execution()``), and the run at its end."""
+    from cutter.core.mode import Mode
+    from cutter.core.states import RunState
+    from cutter.walk.runner import Runner
 
     async with Runner(config) as runner:
         with clocked() as clock:

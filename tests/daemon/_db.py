@@ -14,10 +14,10 @@ from typing import NamedTuple, TypeVar
 
 import anyio
 
-from cutter.runner import RunnerConfig
-from cutter.sqlite.config import config_on
-from cutter.sqlite.database import open_database
-from cutter.state_dir import StateDir
+from cutter.assembly.embedded import config_on
+from cutter.core.state_dir import StateDir
+from cutter.stores.sqlite.database import open_database
+from cutter.walk.runner import RunnerConfig
 
 T = TypeVar("T")
 

@@ -3,7 +3,7 @@
 - ``launch`` starts ``python -m cutter daemon`` like ``conftest.start_daemon`` and
   returns a ``WatchedDaemon``, whose ``wait_event`` blocks on the daemon's own JSON
   log lines (a condition variable fed by the reader thread, never a timer).
-- ``ask`` sends one command over the Unix socket with ``cutter.client.Client``;
+- ``ask`` sends one command over the Unix socket with ``cutter.daemon.client.Client``;
   ``start_run``/``approve``/``status`` are the typed shorthands the walks use.
 - ``StdioDaemon`` is the daemon on ``--stdio``: frames on its stdin, replies on its
   stdout, closing stdin drains it.
@@ -28,16 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cutter.anchoring import verify_ledger
-from cutter.anchors import describe
-from cutter.canonical import sha256_hex
-from cutter.client import Client, DaemonUnavailable
-from cutter.discovery import TextDiscoverer
-from cutter.failpoints import ENV as FAILPOINT_ENV
-from cutter.kbdocs import ApprovalRefusal, Decision, PhaseDoc
-from cutter.ledger import CutEnvelope
-from cutter.mode import Mode
-from cutter.protocol import (
+from cutter.core.anchors import describe
+from cutter.core.canonical import sha256_hex
+from cutter.core.kbdocs import ApprovalRefusal, Decision, PhaseDoc
+from cutter.core.ledger import CutEnvelope
+from cutter.core.mode import Mode
+from cutter.core.protocol import (
     AnyCommand,
     AnyReply,
     ApprovalStored,
@@ -53,11 +49,15 @@ from cutter.protocol import (
     decode_reply,
     encode,
 )
-from cutter.records import IURow, IUState, Manifest
-from cutter.runner import RunnerConfig
-from cutter.sqlite.target import SqliteLedger, SqliteSources
-from cutter.states import RunState
-from cutter.walk import PHASES, Gate, Phase, Pin
+from cutter.core.records import IURow, IUState, Manifest
+from cutter.core.route import PHASES, Gate, Phase, Pin
+from cutter.core.states import RunState
+from cutter.daemon.client import Client, DaemonUnavailable
+from cutter.discovery import TextDiscoverer
+from cutter.runtime.failpoints import ENV as FAILPOINT_ENV
+from cutter.stores.sqlite.target import SqliteLedger, SqliteSources
+from cutter.walk.anchoring import verify_ledger
+from cutter.walk.runner import RunnerConfig
 from tests.daemon._db import consumed_approvals, stores
 from tests.daemon.conftest import ROOT, START_TIMEOUT, DaemonProcess
 

@@ -1,7 +1,7 @@
 """The operator's client: ``cutter`` subcommands and ``scripts/approve`` against the real
 daemon (a subprocess on the embedded file stores), driven only through the command line.
 
-Every step goes through ``click.testing.CliRunner`` invoking ``cutter.cli.main`` with
+Every step goes through ``click.testing.CliRunner`` invoking ``cutter.cli.main.main`` with
 ``--socket``; the watcher and the reviewer's script run as subprocesses, synchronised on
 the lines they print, never on a timer.
 """
@@ -19,9 +19,9 @@ from typing import TypeVar
 import pytest
 from click.testing import CliRunner, Result
 
-from cutter.cli import main
-from cutter.cli_client import login_name
-from cutter.protocol import (
+from cutter.cli.main import main
+from cutter.cli.remote import login_name
+from cutter.core.protocol import (
     PROTOCOL_VERSION,
     Accepted,
     AnyReply,
@@ -38,8 +38,8 @@ from cutter.protocol import (
     decode_reply,
     encode,
 )
-from cutter.states import RunState
-from cutter.walk import Gate
+from cutter.core.route import Gate
+from cutter.core.states import RunState
 from tests.daemon.conftest import ROOT, DaemonProcess, start_daemon
 
 DOC_ID = "doc-1"

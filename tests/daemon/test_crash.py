@@ -33,14 +33,14 @@ import anyio.to_thread
 import pytest
 from click.testing import CliRunner
 
-from cutter.cli import main
-from cutter.client import DaemonUnavailable
-from cutter.failpoints import ENV as FAILPOINT_ENV
-from cutter.kbdocs import Decision, StopDoc, stop_doc_id
-from cutter.ledger import RollbackEnvelope
-from cutter.protocol import Accepted, ApprovalStored, Error, Resume, RunSummary
-from cutter.states import Rollback, RunState
-from cutter.walk import PHASES, Phase
+from cutter.cli.main import main
+from cutter.core.kbdocs import Decision, StopDoc, stop_doc_id
+from cutter.core.ledger import RollbackEnvelope
+from cutter.core.protocol import Accepted, ApprovalStored, Error, Resume, RunSummary
+from cutter.core.route import PHASES, Phase
+from cutter.core.states import Rollback, RunState
+from cutter.daemon.client import DaemonUnavailable
+from cutter.runtime.failpoints import ENV as FAILPOINT_ENV
 from tests.daemon._db import consumed_approvals, stores, write_lock
 from tests.daemon._drive import (
     DOC_ID,

@@ -24,10 +24,10 @@ import anyio
 import pytest
 from click.testing import CliRunner
 
-from cutter.cli import main
-from cutter.mode import Mode
-from cutter.state_dir import StateDir
-from cutter.states import RunState
+from cutter.cli.main import main
+from cutter.core.mode import Mode
+from cutter.core.state_dir import StateDir
+from cutter.core.states import RunState
 from tests.daemon._db import execute, query
 from tests.daemon._drive import add_document, approve, launch, start_run
 

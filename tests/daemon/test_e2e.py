@@ -1,5 +1,5 @@
 """End to end: the real daemon as a subprocess, driven only through its socket (with
-``cutter.client.Client`` and ``scripts/approve``) or its stdin/stdout, walking runs
+``cutter.daemon.client.Client`` and ``scripts/approve``) or its stdin/stdout, walking runs
 through both sovereign gates to closeout on the embedded SQLite database."""
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import anyio.to_thread
 import msgspec
 import pytest
 
-from cutter.kbdocs import Decision
-from cutter.mode import Mode
-from cutter.protocol import (
+from cutter.core.kbdocs import Decision
+from cutter.core.mode import Mode
+from cutter.core.protocol import (
     PROTOCOL_VERSION,
     Accepted,
     ApprovalStored,
@@ -35,8 +35,8 @@ from cutter.protocol import (
     StatusOf,
     decode_reply,
 )
-from cutter.states import RunState
-from cutter.walk import PHASES, Gate, Phase
+from cutter.core.route import PHASES, Gate, Phase
+from cutter.core.states import RunState
 from tests.daemon._db import consumed_approvals, read, stores, write_lock
 from tests.daemon._drive import (
     DOC_ID,

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from cutter.cli_render import DIGEST_PREFIX
-from cutter.protocol import Error, PolicyInfo, RunInfo, decode_reply
-from cutter.states import RunState
+from cutter.cli.render import DIGEST_PREFIX
+from cutter.core.protocol import Error, PolicyInfo, RunInfo, decode_reply
+from cutter.core.states import RunState
 from tests.daemon._db import read
 from tests.daemon.conftest import ROOT, START_TIMEOUT, DaemonProcess, start_daemon
 from tests.daemon.test_cli import (

@@ -27,12 +27,12 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from cutter.client import Client
-from cutter.errors import InvalidIdentifier
-from cutter.ids import check_run_id
-from cutter.kbdocs import Decision
-from cutter.mode import Mode
-from cutter.protocol import (
+from cutter.assembly.embedded import embedded_config
+from cutter.core.errors import InvalidIdentifier
+from cutter.core.ids import check_run_id
+from cutter.core.kbdocs import Decision
+from cutter.core.mode import Mode
+from cutter.core.protocol import (
     MAX_FRAME_BYTES,
     AbortRun,
     Accepted,
@@ -59,10 +59,10 @@ from cutter.protocol import (
     decode_reply,
     encode,
 )
-from cutter.sqlite.config import embedded_config
-from cutter.sqlite.target import SqliteSources
-from cutter.states import RunState
-from cutter.walk import Gate
+from cutter.core.route import Gate
+from cutter.core.states import RunState
+from cutter.daemon.client import Client
+from cutter.stores.sqlite.target import SqliteSources
 from tests.daemon._db import consumed_approvals, contents, query, sidecars_stored
 from tests.daemon.conftest import ROOT, DaemonProcess, start_daemon
 

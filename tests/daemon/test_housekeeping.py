@@ -8,8 +8,8 @@ from pathlib import Path
 import anyio
 import pytest
 
+from cutter.core.protocol import Error, StatusOf
 from cutter.daemon.logid import LOGGED_ID_CHARS
-from cutter.protocol import Error, StatusOf
 from tests.daemon._drive import ask, launch
 
 pytestmark = pytest.mark.subprocess

@@ -16,7 +16,7 @@ import pytest
 from anyio.abc import SocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from cutter.protocol import (
+from cutter.core.protocol import (
     MAX_FRAME_BYTES,
     AbortRun,
     AnyReply,

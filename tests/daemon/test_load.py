@@ -17,11 +17,9 @@ from anyio.abc import SocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from cutter import Mode, RunState
-from cutter.client import Client
-from cutter.kbdocs import Decision
-from cutter.ledger import CutEnvelope
-from cutter.logs import TRANSITION_EVENTS
-from cutter.protocol import (
+from cutter.core.kbdocs import Decision
+from cutter.core.ledger import CutEnvelope
+from cutter.core.protocol import (
     MAX_FRAME_BYTES,
     ApprovalStored,
     Error,
@@ -38,10 +36,12 @@ from cutter.protocol import (
     decode_reply,
     encode,
 )
-from cutter.records import IUState
-from cutter.runner import RunnerConfig
-from cutter.sqlite.target import SqliteLedger, SqliteSources
-from cutter.walk import Gate
+from cutter.core.records import IUState
+from cutter.core.route import Gate
+from cutter.daemon.client import Client
+from cutter.runtime.logs import TRANSITION_EVENTS
+from cutter.stores.sqlite.target import SqliteLedger, SqliteSources
+from cutter.walk.runner import RunnerConfig
 from tests.daemon._db import Consumed, consumed_approvals, query, stores
 from tests.daemon.conftest import ROOT, DaemonProcess, start_daemon
 

@@ -25,10 +25,10 @@ from pathlib import Path
 import anyio
 import pytest
 
-from cutter.failpoints import ENV as FAILPOINT_ENV
-from cutter.mode import Mode
-from cutter.protocol import Ping, Pong, decode_reply, encode
-from cutter.states import RunState
+from cutter.core.mode import Mode
+from cutter.core.protocol import Ping, Pong, decode_reply, encode
+from cutter.core.states import RunState
+from cutter.runtime.failpoints import ENV as FAILPOINT_ENV
 from tests.daemon._db import consumed_approvals, query
 from tests.daemon._drive import (
     DOC_ID,

@@ -25,10 +25,10 @@ import anyio
 import msgspec
 import pytest
 
-from cutter.kbdocs import Approval, PolicyVersion, policy_change_id
-from cutter.mode import Mode
-from cutter.principals import own_principal
-from cutter.protocol import (
+from cutter.core.kbdocs import Approval, PolicyVersion, policy_change_id
+from cutter.core.mode import Mode
+from cutter.core.principals import own_principal
+from cutter.core.protocol import (
     AbortRun,
     AnyCommand,
     AnyReply,
@@ -46,8 +46,8 @@ from cutter.protocol import (
     decode_reply,
     encode,
 )
-from cutter.states import RunState
-from cutter.walk import Gate
+from cutter.core.route import Gate
+from cutter.core.states import RunState
 from tests.daemon._db import kb_get, kb_list, query, read
 from tests.daemon._drive import (
     DOC_ID,

@@ -18,10 +18,10 @@ from pathlib import Path
 import anyio
 import pytest
 
-from cutter.mode import Mode
-from cutter.protocol import Error, ListRuns, ReviewOf, RunInfo, RunList, StatusOf
-from cutter.states import RunState
-from cutter.walk import Gate
+from cutter.core.mode import Mode
+from cutter.core.protocol import Error, ListRuns, ReviewOf, RunInfo, RunList, StatusOf
+from cutter.core.route import Gate
+from cutter.core.states import RunState
 from tests.daemon._db import consumed_approvals, execute, query
 from tests.daemon._drive import (
     ROOT,

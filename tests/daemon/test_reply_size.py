@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from cutter.core.mode import Mode
+from cutter.core.protocol import MAX_FRAME_BYTES, Error, Pong, RunInfo, RunSummary, decode_reply
+from cutter.core.states import RunState
 from cutter.daemon.transport import send
-from cutter.mode import Mode
-from cutter.protocol import MAX_FRAME_BYTES, Error, Pong, RunInfo, RunSummary, decode_reply
-from cutter.states import RunState
 
 pytestmark = pytest.mark.anyio
 

@@ -14,12 +14,12 @@ import anyio.to_thread
 import pytest
 from click.testing import CliRunner, Result
 
-from cutter.cli import main
+from cutter.cli.main import main
+from cutter.core.mode import Mode
+from cutter.core.protocol import Error, Review, ReviewOf, decode_reply
+from cutter.core.route import Gate
+from cutter.core.states import RunState
 from cutter.discovery import discover
-from cutter.mode import Mode
-from cutter.protocol import Error, Review, ReviewOf, decode_reply
-from cutter.states import RunState
-from cutter.walk import Gate
 from tests.daemon._drive import (
     ROOT,
     WatchedDaemon,

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Dialog, Page, sync_playwright
 
-from cutter.protocol import ReviewLink, RunInfo, decode_reply
-from cutter.states import RunState
-from cutter.walk import Gate
+from cutter.core.protocol import ReviewLink, RunInfo, decode_reply
+from cutter.core.route import Gate
+from cutter.core.states import RunState
 from tests.daemon.conftest import ROOT, DaemonProcess, start_daemon
 from tests.inputs import input_file
 

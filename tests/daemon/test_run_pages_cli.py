@@ -14,10 +14,10 @@ import anyio
 import pytest
 from click.testing import CliRunner, Result
 
-from cutter.cli import main
-from cutter.protocol import MAX_FRAME_BYTES, RunList, decode_reply, encode
-from cutter.sqlite.config import embedded_config
-from cutter.states import RunState
+from cutter.assembly.embedded import embedded_config
+from cutter.cli.main import main
+from cutter.core.protocol import MAX_FRAME_BYTES, RunList, decode_reply, encode
+from cutter.core.states import RunState
 from tests._many_runs import many_runs, store_runs
 from tests.daemon.conftest import DaemonProcess, start_daemon
 

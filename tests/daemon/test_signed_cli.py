@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from cutter.cli_client import login_name
-from cutter.protocol import RunInfo
-from cutter.states import RunState
+from cutter.cli.remote import login_name
+from cutter.core.protocol import RunInfo
+from cutter.core.states import RunState
 from tests.daemon.conftest import DaemonProcess
 from tests.daemon.test_cli import (
     cli,

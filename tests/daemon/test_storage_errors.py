@@ -17,9 +17,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from cutter.mode import Mode
-from cutter.protocol import AbortRun, Error, RunInfo, Start
-from cutter.states import RunState
+from cutter.core.mode import Mode
+from cutter.core.protocol import AbortRun, Error, RunInfo, Start
+from cutter.core.states import RunState
 from tests._mounts import fill, read_only, tmpfs
 from tests.daemon._db import contents, sidecars_stored
 from tests.daemon._drive import OPERATOR, SAMPLE, add_document, ask, launch, start_run, status

@@ -10,10 +10,10 @@ from pathlib import Path
 import anyio
 import pytest
 
-from cutter.mode import Mode
-from cutter.sqlite.config import embedded_config
-from cutter.sqlite.target import SqliteSources
-from cutter.states import RunState
+from cutter.assembly.embedded import embedded_config
+from cutter.core.mode import Mode
+from cutter.core.states import RunState
+from cutter.stores.sqlite.target import SqliteSources
 from tests.daemon._drive import add_document, launch, start_run
 from tests.daemon.conftest import ROOT
 from tests.daemon.test_owner import EXIT_ERROR, _env, cutter

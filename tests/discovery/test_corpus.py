@@ -8,8 +8,8 @@ from functools import cache
 
 import pytest
 
+from cutter.core.records import Candidate
 from cutter.discovery import Discovery, discover
-from cutter.records import Candidate
 from tests.discovery.corpus import (
     CPC,
     GDPR,

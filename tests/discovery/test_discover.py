@@ -6,6 +6,8 @@ import msgspec
 import pytest
 
 import cutter.discovery
+from cutter.core.ports import Discoverer
+from cutter.core.records import Candidate
 from cutter.discovery import (
     PROFILES,
     Discovery,
@@ -16,8 +18,6 @@ from cutter.discovery import (
     markdown_profile,
     plain_profile,
 )
-from cutter.ports import Discoverer
-from cutter.records import Candidate
 
 
 def units(data: bytes, profile: Profile | None = None) -> list[Candidate]:

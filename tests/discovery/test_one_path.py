@@ -17,24 +17,24 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from cutter.cli_plan import plan_file
+from cutter.cli.plan import plan_file
+from cutter.core.errors import DocumentNotText, StopPlanInvalid
+from cutter.core.mode import Mode
+from cutter.core.ports import Target
+from cutter.core.records import Candidate, Manifest
+from cutter.core.route import Phase
+from cutter.core.sidecar import Sidecar, amend
+from cutter.core.states import RunState
 from cutter.discovery import TextDiscoverer, discover, infer_profile, markdown_profile
 from cutter.discovery.content import not_text_reason
-from cutter.errors import DocumentNotText, StopPlanInvalid
-from cutter.mode import Mode
-from cutter.phases import BODIES, PhaseContext, PhaseOutput, Services
-from cutter.ports import Target
-from cutter.records import Candidate, Manifest
-from cutter.sidecar import Sidecar, amend
-from cutter.states import RunState
-from cutter.stores.memory_records import InMemoryKnowledgeBase
-from cutter.stores.memory_target import (
+from cutter.stores.memory.records import InMemoryKnowledgeBase
+from cutter.stores.memory.target import (
     InMemoryIUStore,
     InMemoryLedger,
     InMemorySources,
     StaticGrantProbe,
 )
-from cutter.walk import Phase
+from cutter.walk.phases import BODIES, PhaseContext, PhaseOutput, Services
 from tests._gates import UncheckedGates
 from tests._harness import FakeClock
 

@@ -10,11 +10,11 @@ from dataclasses import dataclass, replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cutter.canonical import sha256_hex
+from cutter.core.canonical import sha256_hex
+from cutter.core.plan import build_manifest, tiling_problems
+from cutter.core.records import Manifest, SourceVersion
 from cutter.discovery import discover
 from cutter.discovery.content import content_warnings
-from cutter.plan import build_manifest, tiling_problems
-from cutter.records import Manifest, SourceVersion
 
 STYLES = ("plain", "plain-title", "markdown", "vietnamese")
 TRAILERS = {

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from cutter.canonical import sha256_hex
+from cutter.core.canonical import sha256_hex
+from cutter.core.plan import build_manifest, tiling_problems
+from cutter.core.records import Candidate, SourceVersion
 from cutter.discovery import Discovery, discover
-from cutter.plan import build_manifest, tiling_problems
-from cutter.records import Candidate, SourceVersion
 from tests.discovery.corpus import ALL, FR, STGB, VN_CONSTITUTION, crlf_bom, document
 
 

@@ -24,21 +24,28 @@ from typing import Any, Protocol
 import asyncpg
 import pytest
 
-from cutter.kbdocs import Approval, Decision, PhaseDoc
-from cutter.ledger import CutEnvelope, LedgerEnvelope, RollbackEnvelope
-from cutter.mode import Mode
-from cutter.pg.connect import create_pool
-from cutter.pg.records import PgKnowledgeBase, PgRunStore
-from cutter.pg.target import PgIUStore, PgLedger, PgSourceRepository
-from cutter.ports import IUStore, KnowledgeBase, Ledger, RunStore, SourcePublisher, SourceRepository
-from cutter.records import Backup, IURow, IUState, SourceVersion
-from cutter.sidecar import ApprovalUse
-from cutter.sqlite.database import open_database
-from cutter.sqlite.records import SqliteKnowledgeBase, SqliteRunStore
-from cutter.sqlite.target import SqliteIUStore, SqliteLedger, SqliteSources
-from cutter.stores.memory_records import InMemoryKnowledgeBase, InMemoryRunStore
-from cutter.stores.memory_target import InMemoryIUStore, InMemoryLedger, InMemorySources
-from cutter.walk import Gate, Phase, Pin
+from cutter.core.kbdocs import Approval, Decision, PhaseDoc
+from cutter.core.ledger import CutEnvelope, LedgerEnvelope, RollbackEnvelope
+from cutter.core.mode import Mode
+from cutter.core.ports import (
+    IUStore,
+    KnowledgeBase,
+    Ledger,
+    RunStore,
+    SourcePublisher,
+    SourceRepository,
+)
+from cutter.core.records import Backup, IURow, IUState, SourceVersion
+from cutter.core.route import Gate, Phase, Pin
+from cutter.core.sidecar import ApprovalUse
+from cutter.stores.memory.records import InMemoryKnowledgeBase, InMemoryRunStore
+from cutter.stores.memory.target import InMemoryIUStore, InMemoryLedger, InMemorySources
+from cutter.stores.pg.connect import create_pool
+from cutter.stores.pg.records import PgKnowledgeBase, PgRunStore
+from cutter.stores.pg.target import PgIUStore, PgLedger, PgSourceRepository
+from cutter.stores.sqlite.database import open_database
+from cutter.stores.sqlite.records import SqliteKnowledgeBase, SqliteRunStore
+from cutter.stores.sqlite.target import SqliteIUStore, SqliteLedger, SqliteSources
 from tests._harness import open_database_now, stored_rows
 from tests.pg.conftest import PgDatabase
 

@@ -13,14 +13,14 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
-from cutter.kbdocs import Approval, Decision
-from cutter.pg.target import PgSourceRepository
-from cutter.ports import KnowledgeBase
-from cutter.records import Candidate, SourceVersion
-from cutter.runner import utc_now
-from cutter.sidecar import Sidecar
-from cutter.stores.seeded import InMemoryDiscoverer
-from cutter.walk import Gate
+from cutter.core.kbdocs import Approval, Decision
+from cutter.core.ports import KnowledgeBase
+from cutter.core.records import Candidate, SourceVersion
+from cutter.core.route import Gate
+from cutter.core.sidecar import Sidecar
+from cutter.stores.memory.seeded import InMemoryDiscoverer
+from cutter.stores.pg.target import PgSourceRepository
+from cutter.walk.runner import utc_now
 from tests._harness import REVIEWER
 
 DOC_ID = "doc-charter-001"

@@ -98,8 +98,8 @@ async def migrate_with_roles(dsn: str) -> None:
     """Migrate the database at ``dsn`` (a superuser's) and create or re-grant the writer
     and reader login roles: what every test database holds. ``scripts/benchmarks/pg.py``
     prepares its databases with it too."""
-    from cutter.pg.migrate import migrate
-    from cutter.pg.roles import create_roles
+    from cutter.stores.pg.migrate import migrate
+    from cutter.stores.pg.roles import create_roles
 
     await migrate(dsn)
     await create_roles(dsn, writer=WRITER, reader=READER, login=True)

@@ -21,9 +21,9 @@ import asyncpg
 import msgspec
 import pytest
 
-from cutter.canonical import canonical
-from cutter.codec import encode_sidecar
-from cutter.errors import (
+from cutter.core.canonical import canonical
+from cutter.core.codec import encode_sidecar
+from cutter.core.errors import (
     ApprovalConsumedAlready,
     CorruptRecord,
     DocumentBusy,
@@ -33,24 +33,24 @@ from cutter.errors import (
     UnknownDocument,
     UnknownRun,
 )
-from cutter.ids import derived_sv_id
-from cutter.kbdocs import PhaseDoc
-from cutter.ledger import GENESIS_HASH, chain_hash, next_entry, verify_chain
-from cutter.pg.connect import StoreUnavailable, create_pool
-from cutter.pg.locks import PgDocumentLocks
-from cutter.pg.records import PgKillSwitch
-from cutter.pg.target import PgGrantProbe, PgLedger
-from cutter.ports import LedgerReader, SourcePublisher, Target
-from cutter.quarantine import UnreadableRun
-from cutter.records import REQUIRED_GRANTS, Backup, IURow, IUState
-from cutter.run_pages import RunFilter
-from cutter.sidecar import Sidecar
-from cutter.sqlite.target import SqliteLedger
-from cutter.states import RunState
-from cutter.stores.locks import InProcessDocumentLocks
-from cutter.stores.memory_target import StaticGrantProbe
-from cutter.stores.sandbox import sandbox
-from cutter.walk import Pin
+from cutter.core.ids import derived_sv_id
+from cutter.core.kbdocs import PhaseDoc
+from cutter.core.ledger import GENESIS_HASH, chain_hash, next_entry, verify_chain
+from cutter.core.ports import LedgerReader, SourcePublisher, Target
+from cutter.core.quarantine import UnreadableRun
+from cutter.core.records import REQUIRED_GRANTS, Backup, IURow, IUState
+from cutter.core.route import Pin
+from cutter.core.run_pages import RunFilter
+from cutter.core.sidecar import Sidecar
+from cutter.core.states import RunState
+from cutter.stores.memory.target import StaticGrantProbe
+from cutter.stores.pg.connect import StoreUnavailable, create_pool
+from cutter.stores.pg.locks import PgDocumentLocks
+from cutter.stores.pg.records import PgKillSwitch
+from cutter.stores.pg.target import PgGrantProbe, PgLedger
+from cutter.stores.sqlite.target import SqliteLedger
+from cutter.walk.locks import InProcessDocumentLocks
+from cutter.walk.sandbox import sandbox
 from tests._harness import paused_sidecar
 from tests._revision import next_revision
 from tests.pg._stores import (
@@ -269,7 +269,7 @@ async def test_a_row_of_another_change_set_refuses_the_whole_batch(
 async def test_a_changed_row_of_the_same_change_set_is_refused_not_skipped(
     target: TargetUnderTest,
 ) -> None:
-    """ "Rows already present unchanged are skipped" (cutter/ports.py): a row present
+    """ "Rows already present unchanged are skipped" (cutter/core/ports.py): a row present
     with another region under the same change set is a conflict, not a replay."""
     data = article_source(6)
     version = await target.publish("doc-1", data)

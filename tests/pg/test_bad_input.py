@@ -21,14 +21,14 @@ import msgspec
 import pytest
 from click.testing import CliRunner
 
-from cutter.cli import main
-from cutter.codec import row_from_record
-from cutter.errors import CorruptRecord, CutterError, InvalidIdentifier
-from cutter.pg.connect import RecordRefused, StoreUnavailable, connect, create_pool
-from cutter.pg.locks import PgDocumentLocks
-from cutter.pg.records import PgKillSwitch, PgKnowledgeBase, PgRunStore
-from cutter.pg.target import PgSourceRepository
-from cutter.records import IURow, IUState
+from cutter.cli.main import main
+from cutter.core.codec import row_from_record
+from cutter.core.errors import CorruptRecord, CutterError, InvalidIdentifier
+from cutter.core.records import IURow, IUState
+from cutter.stores.pg.connect import RecordRefused, StoreUnavailable, connect, create_pool
+from cutter.stores.pg.locks import PgDocumentLocks
+from cutter.stores.pg.records import PgKillSwitch, PgKnowledgeBase, PgRunStore
+from cutter.stores.pg.target import PgSourceRepository
 from tests._harness import paused_sidecar as sidecar
 from tests.pg._stores import (
     BACKENDS,

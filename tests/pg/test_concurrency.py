@@ -19,19 +19,19 @@ import pytest
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-import cutter.mode
-from cutter.errors import ApprovalConsumedAlready, DocumentBusy
-from cutter.ledger import CutEnvelope
-from cutter.mode import Mode
-from cutter.pg.stores import pg_config
-from cutter.ports import GrantProbe, RunStore
-from cutter.records import WriterGrants
-from cutter.runner import Runner
-from cutter.sidecar import ApprovalUse, Sidecar
-from cutter.states import RunState
-from cutter.stores.locks import InProcessDocumentLocks
-from cutter.stores.seeded import InMemoryDiscoverer
-from cutter.walk import Gate, Phase, Pin
+import cutter.core.mode
+from cutter.assembly.postgres import pg_config
+from cutter.core.errors import ApprovalConsumedAlready, DocumentBusy
+from cutter.core.ledger import CutEnvelope
+from cutter.core.mode import Mode
+from cutter.core.ports import GrantProbe, RunStore
+from cutter.core.records import WriterGrants
+from cutter.core.route import Gate, Phase, Pin
+from cutter.core.sidecar import ApprovalUse, Sidecar
+from cutter.core.states import RunState
+from cutter.stores.memory.seeded import InMemoryDiscoverer
+from cutter.walk.locks import InProcessDocumentLocks
+from cutter.walk.runner import Runner
 from tests._harness import OPERATOR
 from tests.pg._walk import DOC_ID, N_IUS, admin_fetch, kb_ids, publish_source, write_approval
 from tests.pg.conftest import PgDatabase
@@ -50,13 +50,13 @@ from dataclasses import replace
 
 import anyio
 
-from cutter.errors import CutterError
-from cutter.logs import configure_json
-from cutter.mode import enable_execution
-from cutter.pg.stores import pg_config
-from cutter.runner import Runner
-from cutter.stores.locks import InProcessDocumentLocks
-from cutter.stores.seeded import InMemoryDiscoverer
+from cutter.core.errors import CutterError
+from cutter.runtime.logs import configure_json
+from cutter.core.mode import enable_execution
+from cutter.assembly.postgres import pg_config
+from cutter.walk.runner import Runner
+from cutter.walk.locks import InProcessDocumentLocks
+from cutter.stores.memory.seeded import InMemoryDiscoverer
 
 
 async def main(dsn: str, control_dsn: str, run_id: str, approval: str, locks: str) -> int:
@@ -159,7 +159,7 @@ async def race(
 async def test_processes_racing_on_one_approval_advance_the_run_exactly_once(
     pg_db: PgDatabase, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, locks: str
 ) -> None:
-    monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
+    monkeypatch.setattr(cutter.core.mode, "__execution_enabled__", True)
     disc = InMemoryDiscoverer.seeded(N_IUS)
     async with (
         pg_config(pg_db.writer_dsn, disc, control_dsn=pg_db.control_dsn) as config,

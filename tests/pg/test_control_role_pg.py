@@ -30,13 +30,14 @@ import msgspec
 import pytest
 from click.testing import CliRunner
 
-import cutter.mode
-from cutter import codec
-from cutter.approvals import GatePolicy
-from cutter.cli import main
-from cutter.codec import encode_kb_doc, encode_sidecar
-from cutter.errors import CutterError, StopCode
-from cutter.kbdocs import (
+import cutter.core.mode
+from cutter.assembly.postgres import pg_config
+from cutter.cli.main import main
+from cutter.core import codec
+from cutter.core.approvals import GatePolicy
+from cutter.core.codec import encode_kb_doc, encode_sidecar
+from cutter.core.errors import CutterError, StopCode
+from cutter.core.kbdocs import (
     POLICY_CURRENT,
     Approval,
     Decision,
@@ -45,16 +46,15 @@ from cutter.kbdocs import (
     SovereignRequest,
     policy_change_id,
 )
-from cutter.mode import Mode
-from cutter.pg.logins import LoginLacksRole, check_logins
-from cutter.pg.stores import pg_config
-from cutter.policy import parse_policy
-from cutter.policy_book import current, default_policy, replace
-from cutter.runner import Runner, RunnerConfig, utc_now
-from cutter.sidecar import ApprovalUse, Sidecar, replace_gate
-from cutter.states import RunState
-from cutter.stores.seeded import InMemoryDiscoverer
-from cutter.walk import Gate
+from cutter.core.mode import Mode
+from cutter.core.policy import parse_policy
+from cutter.core.route import Gate
+from cutter.core.sidecar import ApprovalUse, Sidecar, replace_gate
+from cutter.core.states import RunState
+from cutter.stores.memory.seeded import InMemoryDiscoverer
+from cutter.stores.pg.logins import LoginLacksRole, check_logins
+from cutter.walk.policy_book import current, default_policy, replace
+from cutter.walk.runner import Runner, RunnerConfig, utc_now
 from tests._harness import OPERATOR, REVIEWER, REVIEWER_2
 from tests.pg._walk import DOC_ID, N_IUS, admin_execute, admin_fetch, publish_source, write_approval
 from tests.pg.conftest import PgDatabase
@@ -78,7 +78,7 @@ LAX = 'admins = ["mallory"]\n[sg_1]\nrequired_approvals = 1\n[sg_2]\nrequired_ap
 
 @pytest.fixture(autouse=True)
 def live(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
+    monkeypatch.setattr(cutter.core.mode, "__execution_enabled__", True)
 
 
 # -- the writer's own connection --------------------------------------------------------

@@ -13,15 +13,13 @@ import anyio.to_thread
 import asyncpg
 import pytest
 
-from cutter import codec
-from cutter.codec import row_from_record
-from cutter.discovery import TextDiscoverer
-from cutter.failpoints import ENV as FAILPOINT_ENV
-from cutter.kbdocs import ApprovalRefusal, PhaseDoc
-from cutter.ledger import CutEnvelope, StoredEntry, decode_envelope, verify_stored
-from cutter.mode import Mode
-from cutter.principals import own_principal
-from cutter.protocol import (
+from cutter.core import codec
+from cutter.core.codec import row_from_record
+from cutter.core.kbdocs import ApprovalRefusal, PhaseDoc
+from cutter.core.ledger import CutEnvelope, StoredEntry, decode_envelope, verify_stored
+from cutter.core.mode import Mode
+from cutter.core.principals import own_principal
+from cutter.core.protocol import (
     AbortRun,
     Error,
     KillSwitchState,
@@ -33,9 +31,11 @@ from cutter.protocol import (
     SetPolicy,
     Start,
 )
-from cutter.records import IUState
-from cutter.states import RunState
-from cutter.walk import PHASES, Phase, Pin
+from cutter.core.records import IUState
+from cutter.core.route import PHASES, Phase, Pin
+from cutter.core.states import RunState
+from cutter.discovery import TextDiscoverer
+from cutter.runtime.failpoints import ENV as FAILPOINT_ENV
 from tests.daemon._drive import (
     DOC_ID,
     OPERATOR,

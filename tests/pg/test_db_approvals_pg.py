@@ -13,26 +13,26 @@ import msgspec
 import pytest
 from click.testing import CliRunner
 
-import cutter.mode
-from cutter.approvals import GatePolicy
-from cutter.cli import main
-from cutter.cli_approve import ApprovalInput
-from cutter.errors import (
+import cutter.core.mode
+from cutter.assembly.postgres import pg_config
+from cutter.cli.approve import ApprovalInput
+from cutter.cli.approve_pg import approve_in_database
+from cutter.cli.main import main
+from cutter.core.approvals import GatePolicy
+from cutter.core.errors import (
     AccessDenied,
     ApprovalSignatureRequired,
     InvalidIdentifier,
     PrincipalMismatch,
 )
-from cutter.kbdocs import Approval
-from cutter.mode import Mode
-from cutter.pg.approve import approve_in_database
-from cutter.pg.records import PgKnowledgeBase
-from cutter.pg.stores import pg_config
-from cutter.policy_book import current, default_policy, replace
-from cutter.runner import Runner, utc_now
-from cutter.states import RunState
-from cutter.stores.seeded import InMemoryDiscoverer
-from cutter.walk import Gate
+from cutter.core.kbdocs import Approval
+from cutter.core.mode import Mode
+from cutter.core.route import Gate
+from cutter.core.states import RunState
+from cutter.stores.memory.seeded import InMemoryDiscoverer
+from cutter.stores.pg.records import PgKnowledgeBase
+from cutter.walk.policy_book import current, default_policy, replace
+from cutter.walk.runner import Runner, utc_now
 from tests._harness import OPERATOR
 from tests.pg._walk import DOC_ID, N_IUS, admin_execute, admin_fetch, publish_source, write_approval
 from tests.pg.conftest import PgDatabase
@@ -54,7 +54,7 @@ VALUES ('plain', 'run-x', 'SG_1', 'd', 'n', 'approve', 'r')
 
 @pytest.fixture(autouse=True)
 def live(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
+    monkeypatch.setattr(cutter.core.mode, "__execution_enabled__", True)
 
 
 def login_dsn(db: PgDatabase, login: str) -> str:
@@ -122,7 +122,7 @@ async def test_the_writer_role_cannot_insert_or_forge_a_database_approval(
             gate=Gate.SG_1,
             request_digest="d",
             nonce="n",
-            decision=cutter.kbdocs.Decision.APPROVE,
+            decision=cutter.core.kbdocs.Decision.APPROVE,
             approver="ann",
             principal="ann",
             reason="r",

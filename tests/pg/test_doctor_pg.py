@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from cutter.doctor import examine_stores
-from cutter.mode import Mode
-from cutter.pg.stores import pg_config
-from cutter.runner import Runner
-from cutter.states import RunState
-from cutter.stores.seeded import InMemoryDiscoverer
+from cutter.assembly.postgres import pg_config
+from cutter.cli.doctor import examine_stores
+from cutter.core.mode import Mode
+from cutter.core.states import RunState
+from cutter.stores.memory.seeded import InMemoryDiscoverer
+from cutter.walk.runner import Runner
 from tests._harness import OPERATOR
 from tests.pg._walk import DOC_ID, N_IUS, admin_execute, publish_source
 from tests.pg.conftest import PgDatabase

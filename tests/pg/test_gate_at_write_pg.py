@@ -7,16 +7,16 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-import cutter.mode
-from cutter.codec import encode_sidecar
-from cutter.errors import StopCode
-from cutter.kbdocs import Decision
-from cutter.mode import Mode
-from cutter.pg.stores import pg_config
-from cutter.runner import Runner, utc_now
-from cutter.sidecar import ApprovalUse, Sidecar, replace_gate
-from cutter.states import RunState
-from cutter.stores.seeded import InMemoryDiscoverer
+import cutter.core.mode
+from cutter.assembly.postgres import pg_config
+from cutter.core.codec import encode_sidecar
+from cutter.core.errors import StopCode
+from cutter.core.kbdocs import Decision
+from cutter.core.mode import Mode
+from cutter.core.sidecar import ApprovalUse, Sidecar, replace_gate
+from cutter.core.states import RunState
+from cutter.stores.memory.seeded import InMemoryDiscoverer
+from cutter.walk.runner import Runner, utc_now
 from tests._harness import OPERATOR, REVIEWER
 from tests.pg._walk import DOC_ID, N_IUS, admin_execute, admin_fetch, publish_source, write_approval
 from tests.pg.conftest import PgDatabase
@@ -29,7 +29,7 @@ ZERO = """UPDATE runs SET sidecar = convert_to(replace(convert_from(sidecar, 'UT
 
 @pytest.fixture(autouse=True)
 def live(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
+    monkeypatch.setattr(cutter.core.mode, "__execution_enabled__", True)
 
 
 async def iu_states(admin_dsn: str) -> list[str]:

@@ -20,22 +20,22 @@ import msgspec
 import pytest
 from click.testing import CliRunner
 
-import cutter.mode
-from cutter.anchors import AnchorStatus, LedgerReport
-from cutter.canonical import canonical, sha256_hex
-from cutter.cli import main
-from cutter.cli_ledger import verify_stores
-from cutter.kbdocs import Decision
-from cutter.ledger import CutEnvelope, LedgerEntry, LedgerEnvelope, decode_envelope, next_entry
-from cutter.mode import Mode
-from cutter.pg.connect import create_pool
-from cutter.pg.stores import pg_config
-from cutter.pg.target import PgLedger
-from cutter.ports import KnowledgeBase
-from cutter.runner import Runner
-from cutter.sidecar import Sidecar
-from cutter.states import RunState
-from cutter.stores.seeded import InMemoryDiscoverer
+import cutter.core.mode
+from cutter.assembly.postgres import pg_config
+from cutter.cli.ledger import verify_stores
+from cutter.cli.main import main
+from cutter.core.anchors import AnchorStatus, LedgerReport
+from cutter.core.canonical import canonical, sha256_hex
+from cutter.core.kbdocs import Decision
+from cutter.core.ledger import CutEnvelope, LedgerEntry, LedgerEnvelope, decode_envelope, next_entry
+from cutter.core.mode import Mode
+from cutter.core.ports import KnowledgeBase
+from cutter.core.sidecar import Sidecar
+from cutter.core.states import RunState
+from cutter.stores.memory.seeded import InMemoryDiscoverer
+from cutter.stores.pg.connect import create_pool
+from cutter.stores.pg.target import PgLedger
+from cutter.walk.runner import Runner
 from tests._harness import OPERATOR
 from tests.pg._walk import N_IUS, admin_execute, publish_source, write_approval
 from tests.pg.conftest import PgDatabase
@@ -66,7 +66,7 @@ async def walk(runner: Runner, kb: KnowledgeBase, doc_id: str, sg2: Decision) ->
 
 @pytest.fixture
 async def runs(pg_db: PgDatabase, monkeypatch: pytest.MonkeyPatch) -> Runs:
-    monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
+    monkeypatch.setattr(cutter.core.mode, "__execution_enabled__", True)
     disc = InMemoryDiscoverer.seeded(N_IUS)
     for doc_id in DOCS:
         await publish_source(pg_db.admin_dsn, doc_id, disc.source)

@@ -22,23 +22,23 @@ from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 from click.testing import CliRunner
 
-from cutter import codec
-from cutter.cli import main
-from cutter.errors import RunChanged
-from cutter.ledger import ChainBroken
-from cutter.pg.connect import create_pool
-from cutter.pg.migrate import (
+from cutter.cli.main import main
+from cutter.core import codec
+from cutter.core.errors import RunChanged
+from cutter.core.ledger import ChainBroken
+from cutter.core.records import REQUIRED_GRANTS
+from cutter.core.sidecar import Sidecar
+from cutter.stores.pg.connect import create_pool
+from cutter.stores.pg.migrate import (
     MIGRATION_LOCK,
     MigrationRefused,
     migrate,
     migrations,
     schema_version,
 )
-from cutter.pg.records import PgRunStore
-from cutter.pg.roles import CONTROL, CONTROL_GRANTS, WRITER_GRANTS, create_roles
-from cutter.pg.target import PgGrantProbe, PgLedger
-from cutter.records import REQUIRED_GRANTS
-from cutter.sidecar import Sidecar
+from cutter.stores.pg.records import PgRunStore
+from cutter.stores.pg.roles import CONTROL, CONTROL_GRANTS, WRITER_GRANTS, create_roles
+from cutter.stores.pg.target import PgGrantProbe, PgLedger
 from tests._harness import paused_sidecar
 from tests.pg._stores import (
     ADMIN_TIMEOUT_S,
@@ -226,7 +226,7 @@ async def test_a_run_stored_before_0006_is_revision_0_and_saves_compare_and_save
 CHILD = """
 import json, sys
 import anyio
-from cutter.pg.migrate import migrate
+from cutter.stores.pg.migrate import migrate
 print("ready", flush=True)
 sys.stdin.readline()
 print(json.dumps(anyio.run(migrate, sys.argv[1])), flush=True)

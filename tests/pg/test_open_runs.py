@@ -22,18 +22,18 @@ import asyncpg
 import msgspec
 import pytest
 
-from cutter.errors import DocumentBusy, UnknownRun
-from cutter.pg import queries as q
-from cutter.pg.connect import create_pool
-from cutter.pg.records import PgRunStore
-from cutter.ports import RunStore
-from cutter.sidecar import Sidecar
-from cutter.sqlite import records as sqlite_records
-from cutter.sqlite.database import open_now
-from cutter.sqlite.records import SqliteRunStore
-from cutter.state_dir import StateDir
-from cutter.states import TERMINAL, RunState
-from cutter.stores.memory_records import InMemoryRunStore
+from cutter.core.errors import DocumentBusy, UnknownRun
+from cutter.core.ports import RunStore
+from cutter.core.sidecar import Sidecar
+from cutter.core.state_dir import StateDir
+from cutter.core.states import TERMINAL, RunState
+from cutter.stores.memory.records import InMemoryRunStore
+from cutter.stores.pg import queries as q
+from cutter.stores.pg.connect import create_pool
+from cutter.stores.pg.records import PgRunStore
+from cutter.stores.sqlite import records as sqlite_records
+from cutter.stores.sqlite.database import open_now
+from cutter.stores.sqlite.records import SqliteRunStore
 from tests._harness import hand_edit, paused_sidecar
 from tests.pg.conftest import PgDatabase
 
@@ -47,7 +47,7 @@ DOC = "doc-1"
 def run(
     run_id: str, state: RunState = RunState.CREATED, doc_id: str = DOC, revision: int = 0
 ) -> Sidecar:
-    """``revision``: a save follows the stored revision (``cutter.run_revision``)."""
+    """``revision``: a save follows the stored revision (``cutter.core.run_revision``)."""
     return msgspec.structs.replace(
         paused_sidecar(run_id), state=state, doc_id=doc_id, revision=revision
     )
@@ -169,7 +169,7 @@ def terminal_states_in(text: str) -> set[str]:
 
 def test_the_sqlite_index_and_holder_query_name_exactly_the_terminal_states() -> None:
     sql = (
-        resources.files("cutter.sqlite")
+        resources.files("cutter.stores.sqlite")
         .joinpath("migrations/0001_initial.sql")
         .read_text(encoding="utf-8")
     )
@@ -200,7 +200,7 @@ async def test_a_run_whose_record_cannot_be_read_still_holds_its_document(
 
 def test_the_index_and_the_holder_query_name_exactly_the_terminal_states() -> None:
     sql = (
-        resources.files("cutter.pg")
+        resources.files("cutter.stores.pg")
         .joinpath("migrations/0002_one_open_run_per_document.sql")
         .read_text(encoding="utf-8")
     )

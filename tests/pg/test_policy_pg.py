@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from cutter.approvals import GatePolicy
-from cutter.kbdocs import POLICY_CURRENT, PolicyVersion, policy_change_id
-from cutter.pg.connect import create_pool
-from cutter.pg.records import PgKnowledgeBase
-from cutter.policy import parse_policy
-from cutter.policy_book import current, default_policy, replace
+from cutter.core.approvals import GatePolicy
+from cutter.core.kbdocs import POLICY_CURRENT, PolicyVersion, policy_change_id
+from cutter.core.policy import parse_policy
+from cutter.stores.pg.connect import create_pool
+from cutter.stores.pg.records import PgKnowledgeBase
+from cutter.walk.policy_book import current, default_policy, replace
 from tests.pg._stores import WRITER
 from tests.pg.conftest import PgDatabase
 

@@ -10,12 +10,12 @@ import random
 
 import pytest
 
-from cutter.errors import GateRefusal, GateRequestDamaged
-from cutter.mode import Mode
-from cutter.pg.stores import pg_config
-from cutter.runner import Runner
-from cutter.states import RunState
-from cutter.stores.seeded import InMemoryDiscoverer
+from cutter.assembly.postgres import pg_config
+from cutter.core.errors import GateRefusal, GateRequestDamaged
+from cutter.core.mode import Mode
+from cutter.core.states import RunState
+from cutter.stores.memory.seeded import InMemoryDiscoverer
+from cutter.walk.runner import Runner
 from tests._harness import OPERATOR
 from tests.pg._walk import DOC_ID, N_IUS, admin_fetch, publish_source, write_approval
 from tests.pg.conftest import PgDatabase

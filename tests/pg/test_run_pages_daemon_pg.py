@@ -12,11 +12,11 @@ import anyio
 import pytest
 from click.testing import CliRunner, Result
 
-from cutter.cli import main
-from cutter.pg.connect import create_pool
-from cutter.pg.records import PgRunStore
-from cutter.protocol import RunList, decode_reply
-from cutter.states import RunState
+from cutter.cli.main import main
+from cutter.core.protocol import RunList, decode_reply
+from cutter.core.states import RunState
+from cutter.stores.pg.connect import create_pool
+from cutter.stores.pg.records import PgRunStore
 from tests._many_runs import many_runs, store_runs
 from tests.daemon._drive import launch
 from tests.daemon.conftest import DaemonProcess

@@ -1,4 +1,4 @@
-"""Pages of the run list (``cutter.run_pages``, ``RunStore.page``) on the in-memory,
+"""Pages of the run list (``cutter.core.run_pages``, ``RunStore.page``) on the in-memory,
 embedded SQLite and PostgreSQL run stores, with 5,000 stored runs: the pages of a filter
 cover every run it matches exactly once, in run id order; a run that changes state
 or is created while someone pages is neither lost nor listed twice; a cursor this
@@ -11,10 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cutter.pg.connect import create_pool
-from cutter.pg.records import PgRunStore
-from cutter.ports import RunStore
-from cutter.run_pages import (
+from cutter.core.ports import RunStore
+from cutter.core.run_pages import (
     MAX_LIMIT,
     BadCursor,
     BadLimit,
@@ -22,12 +20,14 @@ from cutter.run_pages import (
     encode_cursor,
     page_of,
 )
-from cutter.sidecar import Sidecar
-from cutter.sqlite.database import open_database
-from cutter.sqlite.records import SqliteRunStore
-from cutter.state_dir import StateDir
-from cutter.states import RunState
-from cutter.stores.memory_records import InMemoryRunStore
+from cutter.core.sidecar import Sidecar
+from cutter.core.state_dir import StateDir
+from cutter.core.states import RunState
+from cutter.stores.memory.records import InMemoryRunStore
+from cutter.stores.pg.connect import create_pool
+from cutter.stores.pg.records import PgRunStore
+from cutter.stores.sqlite.database import open_database
+from cutter.stores.sqlite.records import SqliteRunStore
 from tests._many_runs import many_runs, no_fsync, nth_run, run_id_of, store_runs
 from tests._revision import next_revision
 from tests.pg.conftest import PgDatabase

@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-import cutter.mode
-from cutter.pg.stores import pg_config
+import cutter.core.mode
+from cutter.assembly.postgres import pg_config
 from tests._undo import DISCOVERER, DOC_ID, SCENARIOS, World
 from tests.pg._walk import admin_fetch, publish_source
 from tests.pg.conftest import PgDatabase
@@ -23,7 +23,7 @@ async def test_a_live_run_stopping_after_leg_a_on_postgresql(
     pg_db: PgDatabase,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
+    monkeypatch.setattr(cutter.core.mode, "__execution_enabled__", True)
 
     async def publish(data: bytes) -> str:
         return (await publish_source(pg_db.admin_dsn, DOC_ID, data)).sv_id

@@ -11,23 +11,23 @@ from collections.abc import Iterator
 import anyio
 import pytest
 
-import cutter.mode
-from cutter import codec
-from cutter.canonical import sha256_hex
-from cutter.errors import ProductionExecutionNotAuthorized, StopCode
-from cutter.kbdocs import Decision, PhaseDoc
-from cutter.ledger import CutEnvelope, RollbackEnvelope
-from cutter.mode import Mode
-from cutter.pg.stores import pg_config
-from cutter.phases import Services
-from cutter.phases.context import PhaseContext
-from cutter.phases.writes import cut_leg_a
-from cutter.ports import KnowledgeBase
-from cutter.runner import Runner
-from cutter.sidecar import DriftUnit, Sidecar
-from cutter.states import RunState
-from cutter.stores.seeded import InMemoryDiscoverer
-from cutter.walk import PHASES, Gate, Phase, Pin
+import cutter.core.mode
+from cutter.assembly.postgres import pg_config
+from cutter.core import codec
+from cutter.core.canonical import sha256_hex
+from cutter.core.errors import ProductionExecutionNotAuthorized, StopCode
+from cutter.core.kbdocs import Decision, PhaseDoc
+from cutter.core.ledger import CutEnvelope, RollbackEnvelope
+from cutter.core.mode import Mode
+from cutter.core.ports import KnowledgeBase
+from cutter.core.route import PHASES, Gate, Phase, Pin
+from cutter.core.sidecar import DriftUnit, Sidecar
+from cutter.core.states import RunState
+from cutter.stores.memory.seeded import InMemoryDiscoverer
+from cutter.walk.phases import Services
+from cutter.walk.phases.context import PhaseContext
+from cutter.walk.phases.writes import cut_leg_a
+from cutter.walk.runner import Runner
 from tests._gates import UncheckedGates
 from tests._harness import OPERATOR
 from tests._revision import over_stored
@@ -49,7 +49,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.subprocess]
 
 @pytest.fixture
 def live(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
+    monkeypatch.setattr(cutter.core.mode, "__execution_enabled__", True)
 
 
 async def walk_to_closeout(runner: Runner, kb: KnowledgeBase, doc_id: str, mode: Mode) -> Sidecar:
@@ -218,7 +218,7 @@ def listener() -> Iterator[LoopbackListener]:
 async def test_live_is_refused_before_any_connection_while_execution_is_off(
     listener: LoopbackListener,
 ) -> None:
-    assert cutter.mode.__execution_enabled__ is False
+    assert cutter.core.mode.__execution_enabled__ is False
     dsn = f"postgresql://cutter_writer@127.0.0.1:{listener.port}/nowhere"
     async with pg_config(dsn, InMemoryDiscoverer.seeded(N_IUS)) as config, Runner(config) as runner:
         with pytest.raises(ProductionExecutionNotAuthorized):

@@ -30,11 +30,11 @@ from pathlib import Path
 import anyio
 import msgspec
 
-from cutter.errors import CutterError
-from cutter.ledger import CutEnvelope
-from cutter.sqlite.database import open_database, open_now
-from cutter.sqlite.records import SqliteRunStore
-from cutter.sqlite.target import SqliteLedger
+from cutter.core.errors import CutterError
+from cutter.core.ledger import CutEnvelope
+from cutter.stores.sqlite.database import open_database, open_now
+from cutter.stores.sqlite.records import SqliteRunStore
+from cutter.stores.sqlite.target import SqliteLedger
 from tests._harness import paused_sidecar
 from tests.pg._stores import approval_use
 

@@ -22,7 +22,7 @@ import anyio.lowlevel
 import anyio.to_thread
 import pytest
 
-from cutter.sqlite.database import Database, open_database
+from cutter.stores.sqlite.database import Database, open_database
 
 pytestmark = pytest.mark.anyio
 
@@ -212,7 +212,7 @@ async def test_a_read_does_not_wait_for_a_batch_in_flight(db: Database) -> None:
 def test_every_commit_keeps_the_wal_and_leaves_checkpoints_to_the_thread(
     tmp_path: Path,
 ) -> None:
-    from cutter.sqlite.database import open_now
+    from cutter.stores.sqlite.database import open_now
 
     db = open_now(tmp_path / "cutter.sqlite3")
     try:

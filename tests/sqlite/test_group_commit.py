@@ -1,4 +1,4 @@
-"""Group commit of the embedded database (``cutter.sqlite.database``): what its writes
+"""Group commit of the embedded database (``cutter.stores.sqlite.database``): what its writes
 promise. Concurrent writes share transactions; a caller returns only once its write
 is committed (a ``kill -9`` right after cannot lose it, nor one mid-batch half-apply
 it; surviving a power loss is ``durable()``'s, tested in ``test_barrier.py``); a
@@ -21,10 +21,10 @@ from pathlib import Path
 import anyio
 import pytest
 
-from cutter.errors import CutterError, InvalidIdentifier, StorageError
-from cutter.sqlite.database import Database, open_database
-from cutter.sqlite.records import SqliteKnowledgeBase
-from cutter.state_dir import StateDir
+from cutter.core.errors import CutterError, InvalidIdentifier, StorageError
+from cutter.core.state_dir import StateDir
+from cutter.stores.sqlite.database import Database, open_database
+from cutter.stores.sqlite.records import SqliteKnowledgeBase
 from tests.sqlite._procs import child
 
 pytestmark = pytest.mark.anyio

@@ -18,13 +18,13 @@ import anyio
 import msgspec
 import pytest
 
-from cutter.errors import StorageCorrupt, StorageFull, StorageReadOnly, UnknownRun
-from cutter.kbdocs import KBDoc
-from cutter.sidecar import Sidecar
-from cutter.sqlite import database
-from cutter.sqlite.database import open_database, open_now
-from cutter.sqlite.records import SqliteKnowledgeBase, SqliteRunStore
-from cutter.state_dir import StateDir
+from cutter.core.errors import StorageCorrupt, StorageFull, StorageReadOnly, UnknownRun
+from cutter.core.kbdocs import KBDoc
+from cutter.core.sidecar import Sidecar
+from cutter.core.state_dir import StateDir
+from cutter.stores.sqlite import database
+from cutter.stores.sqlite.database import open_database, open_now
+from cutter.stores.sqlite.records import SqliteKnowledgeBase, SqliteRunStore
 from tests._harness import paused_sidecar
 from tests._mounts import fill, read_only, tmpfs
 from tests.pg._stores import phase_doc

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from cutter.errors import StateDirUnusable, StorageBusy
-from cutter.ledger import verify_stored
-from cutter.sqlite import database
-from cutter.sqlite.database import open_database, open_now
-from cutter.sqlite.migrate import migrations
-from cutter.sqlite.records import SqliteKnowledgeBase, SqliteRunStore
-from cutter.sqlite.target import SqliteLedger
-from cutter.state_dir import StateDir
+from cutter.core.errors import StateDirUnusable, StorageBusy
+from cutter.core.ledger import verify_stored
+from cutter.core.state_dir import StateDir
+from cutter.stores.sqlite import database
+from cutter.stores.sqlite.database import open_database, open_now
+from cutter.stores.sqlite.migrate import migrations
+from cutter.stores.sqlite.records import SqliteKnowledgeBase, SqliteRunStore
+from cutter.stores.sqlite.target import SqliteLedger
 from tests.pg._stores import phase_doc
 from tests.sqlite._procs import Child, child
 

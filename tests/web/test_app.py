@@ -17,17 +17,17 @@ import httpx
 import pytest
 import structlog.testing
 
-import cutter.mode
+import cutter.core.mode
+from cutter.core.errors import StopGateNotPassed
+from cutter.core.kbdocs import Approval, Decision
+from cutter.core.mode import Mode
+from cutter.core.principals import Caller
+from cutter.core.protocol import Error, MintLink, ReviewLink, SubmitApproval
+from cutter.core.route import Gate
+from cutter.core.states import RunState
 from cutter.daemon.bus import EventBus
 from cutter.daemon.service import Daemon
-from cutter.errors import StopGateNotPassed
-from cutter.gate_check import PolicyGateVerifier
-from cutter.kbdocs import Approval, Decision
-from cutter.mode import Mode
-from cutter.principals import Caller
-from cutter.protocol import Error, MintLink, ReviewLink, SubmitApproval
-from cutter.states import RunState
-from cutter.walk import Gate
+from cutter.walk.gate_check import PolicyGateVerifier
 from cutter.web.app import MAX_FORM_BYTES, review_app
 from cutter.web.links import DEFAULT_TTL
 from tests._harness import DOC_ID, OPERATOR, REVIEWER, REVIEWER_2, Rig, build_runner
@@ -361,7 +361,7 @@ LIVE_SIGNED = WEB_POLICY.replace(
 async def test_live_proofs_let_a_policy_take_the_page_for_dry_runs_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cutter.mode, "__execution_enabled__", True)
+    monkeypatch.setattr(cutter.core.mode, "__execution_enabled__", True)
     async with page(tmp_path / "dry", LIVE_SIGNED) as dry:
         await dry.mint()  # a dry run's gate takes the page
     async with page(tmp_path / "live", LIVE_SIGNED, Mode.LIVE) as live:

@@ -8,14 +8,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from cutter.approval_proof import prove
-from cutter.errors import ApprovalSignatureRequired, PolicyInvalid
-from cutter.kbdocs import Approval, Decision
-from cutter.mode import Mode
-from cutter.policy import GateRule, Policy, parse_policy
-from cutter.policy_book import gate_policy
-from cutter.review import UnitView
-from cutter.walk import Gate
+from cutter.core.errors import ApprovalSignatureRequired, PolicyInvalid
+from cutter.core.kbdocs import Approval, Decision
+from cutter.core.mode import Mode
+from cutter.core.policy import GateRule, Policy, parse_policy
+from cutter.core.review import UnitView
+from cutter.core.route import Gate
+from cutter.walk.approval_proof import prove
+from cutter.walk.policy_book import gate_policy
 from cutter.web.address import bind, parse_address
 from cutter.web.errors import HttpAddressRefused, HttpPortBusy
 from cutter.web.pages import may_still_approve, segments
