@@ -4,3 +4,14 @@ rebuilds an ``error`` frame (``cutter.daemon.client.raised``). tests/test_error_
 checks that this import alone registers a class for every member."""
 
 from __future__ import annotations
+
+# Imported for the classes they define (registration happens at definition).
+import cutter.core.run_pages
+import cutter.core.secrets
+import cutter.core.wire_errors
+import cutter.daemon.client
+import cutter.runtime.sshsig
+import cutter.stores.pg.connect
+import cutter.stores.pg.logins
+import cutter.stores.pg.migrate
+import cutter.web.errors  # noqa: F401
