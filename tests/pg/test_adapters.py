@@ -437,22 +437,6 @@ async def db_target(db_backend: Backend) -> AsyncIterator[TargetUnderTest]:
         yield opened
 
 
-def pg_diverges(why: str) -> list[object]:
-    """``db_backend``'s params for a promise the PostgreSQL target does not keep yet:
-    its run is an expected failure (strict: it fails the suite once it passes)."""
-    return [
-        "sqlite",
-        pytest.param(
-            "pg", marks=[pytest.mark.subprocess, pytest.mark.xfail(strict=True, reason=why)]
-        ),
-    ]
-
-
-@pytest.mark.parametrize(
-    "db_backend",
-    pg_diverges("the PostgreSQL target checks no doc id: UnknownDocument, or NUL reaching SQL"),
-    indirect=True,
-)
 @pytest.mark.parametrize("bad", HOSTILE)
 async def test_hostile_ids_are_refused_before_anything_is_stored(
     db_target: TargetUnderTest, bad: str
@@ -490,11 +474,6 @@ async def test_a_refused_batch_writes_nothing(db_target: TargetUnderTest) -> Non
     assert await target.stored() == before  # not even doc-9's rows, which were new
 
 
-@pytest.mark.parametrize(
-    "db_backend",
-    pg_diverges("PgIUStore takes a batch repeating a key with another region"),
-    indirect=True,
-)
 async def test_a_batch_repeating_a_key_with_another_region_is_refused(
     db_target: TargetUnderTest,
 ) -> None:

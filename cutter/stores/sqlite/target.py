@@ -19,7 +19,7 @@ import msgspec
 from cutter.core.canonical import canonical, sha256_hex
 from cutter.core.codec import row_from_record, row_values
 from cutter.core.errors import CorruptRecord, StopVerifyFailed, UnknownDocument
-from cutter.core.ids import check_doc_id, check_token
+from cutter.core.ids import check_doc_id, check_sv_id
 from cutter.core.ledger import (
     LedgerEntry,
     LedgerEnvelope,
@@ -31,6 +31,7 @@ from cutter.core.ledger import (
 from cutter.core.records import Backup, IURow, SourceVersion
 from cutter.runtime.offloop import off_loop
 from cutter.stores.ingest import new_version, version_taken
+from cutter.stores.iu_batch import check_batch, check_restore
 from cutter.stores.sqlite.database import Database
 
 _backup_decoder = msgspec.json.Decoder(Backup)
@@ -42,10 +43,6 @@ _IU_COLUMNS = (
 
 async def _sha256(data: bytes) -> str:
     return await off_loop(sha256_hex, data, size=len(data))
-
-
-def _sv_id(sv_id: object) -> str:
-    return check_token("sv_id", sv_id)
 
 
 class SqliteSources:
@@ -95,7 +92,7 @@ class SqliteSources:
 
     async def content(self, sv_id: str) -> bytes:
         row = self.db.one(
-            "SELECT sha256, content FROM source_versions WHERE sv_id = ?", (_sv_id(sv_id),)
+            "SELECT sha256, content FROM source_versions WHERE sv_id = ?", (check_sv_id(sv_id),)
         )
         if row is None:
             raise CorruptRecord(f"source_versions/{sv_id}", "no such version")
@@ -110,11 +107,11 @@ class SqliteSources:
 
     async def stored_bytes(self, sv_id: str) -> bytes | None:
         query = "SELECT content FROM source_versions WHERE sv_id = ?"
-        data = self.db.value(query, (_sv_id(sv_id),))
+        data = self.db.value(query, (check_sv_id(sv_id),))
         return None if data is None else bytes(data)
 
     async def mark_cut(self, sv_id: str, change_set_id: str) -> None:
-        sv_id = _sv_id(sv_id)
+        sv_id = check_sv_id(sv_id)
         await self.db.write(
             lambda c: c.execute(
                 "UPDATE source_versions SET cut_by = ? WHERE sv_id = ? AND cut_by IS NULL",
@@ -124,7 +121,7 @@ class SqliteSources:
 
     async def cut_by(self, sv_id: str) -> str | None:
         query = "SELECT cut_by FROM source_versions WHERE sv_id = ?"
-        value = self.db.value(query, (_sv_id(sv_id),))
+        value = self.db.value(query, (check_sv_id(sv_id),))
         return None if value is None else str(value)
 
 
@@ -155,9 +152,7 @@ class SqliteIUStore:
         """One write: insert what is new, skip a row already there unchanged, refuse
         (and write nothing of the batch) a row that is there with another change set
         or other bytes."""
-        rows = list(rows)
-        for row in rows:
-            check_doc_id(row.doc_id)
+        rows = check_batch(rows)
         values = [row_values(r) for r in rows]
 
         def write(conn: sqlite3.Connection) -> int:
@@ -241,9 +236,7 @@ class SqliteIUStore:
         return backup
 
     async def restore(self, backup: Backup) -> None:
-        doc_id = check_doc_id(backup.doc_id)
-        if any(row.doc_id != doc_id for row in backup.rows):
-            raise CorruptRecord(f"backup {backup.backup_id}", "holds rows of another document")
+        doc_id = check_restore(backup)
         values = [row_values(r) for r in backup.rows]
 
         def restore(conn: sqlite3.Connection) -> None:
