@@ -8,7 +8,7 @@ import asyncpg
 import msgspec
 
 from cutter.core.canonical import canonical, sha256_hex
-from cutter.core.codec import row_from_record, row_values
+from cutter.core.codec import decode_backup, encode_backup, row_from_record, row_values
 from cutter.core.errors import CorruptRecord, StopVerifyFailed, UnknownDocument
 from cutter.core.ids import check_doc_id, check_sv_id
 from cutter.core.ledger import (
@@ -31,9 +31,6 @@ from cutter.stores.ingest import new_version, version_taken
 from cutter.stores.iu_batch import check_batch, check_restore
 from cutter.stores.pg import queries as q
 from cutter.stores.pg.connect import domain_errors
-
-_backup_decoder = msgspec.json.Decoder(Backup)
-_encoder = msgspec.json.Encoder()
 
 
 class PgSourceRepository:
@@ -199,7 +196,7 @@ class PgIUStore:
     async def save_backup(self, backup: Backup) -> str:
         with domain_errors("save backup"):
             await self.pool.execute(
-                q.INSERT_BACKUP, backup.backup_id, backup.doc_id, _encoder.encode(backup)
+                q.INSERT_BACKUP, backup.backup_id, backup.doc_id, encode_backup(backup)
             )
         return backup.backup_id
 
@@ -208,13 +205,7 @@ class PgIUStore:
             payload = await self.pool.fetchval(q.LOAD_BACKUP, backup_id)
         if payload is None:
             raise CorruptRecord(f"backups/{backup_id}", "no such backup")
-        try:
-            backup = _backup_decoder.decode(payload)
-        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-            raise CorruptRecord(f"backups/{backup_id}", str(exc)) from exc
-        if backup.backup_id != backup_id:
-            raise CorruptRecord(f"backups/{backup_id}", "payload does not match its id")
-        return backup
+        return decode_backup(bytes(payload), backup_id)
 
     async def restore(self, backup: Backup) -> None:
         doc_id = check_restore(backup)

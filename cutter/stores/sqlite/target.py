@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from cutter.core.canonical import canonical, sha256_hex
-from cutter.core.codec import row_from_record, row_values
+from cutter.core.codec import decode_backup, encode_backup, row_from_record, row_values
 from cutter.core.errors import CorruptRecord, StopVerifyFailed, UnknownDocument
 from cutter.core.ids import check_doc_id, check_sv_id
 from cutter.core.ledger import (
@@ -34,7 +34,6 @@ from cutter.stores.ingest import new_version, version_taken
 from cutter.stores.iu_batch import check_batch, check_restore
 from cutter.stores.sqlite.database import Database
 
-_backup_decoder = msgspec.json.Decoder(Backup)
 _IU_COLUMNS = (
     "doc_id, sv_id, ordinal, iu_id, label, kind, start_byte, end_byte, region_sha, body, "
     "state, change_set_id"
@@ -206,7 +205,7 @@ class SqliteIUStore:
 
     async def save_backup(self, backup: Backup) -> str:
         backup_id = backup.backup_id
-        data = canonical(backup)
+        data = encode_backup(backup)
 
         def save(conn: sqlite3.Connection) -> str:
             held = conn.execute(
@@ -227,13 +226,7 @@ class SqliteIUStore:
         payload = self.db.value("SELECT payload FROM backups WHERE backup_id = ?", (backup_id,))
         if payload is None:
             raise CorruptRecord(f"backups/{backup_id}", "no such backup")
-        try:
-            backup = _backup_decoder.decode(payload)
-        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-            raise CorruptRecord(f"backups/{backup_id}", str(exc)) from exc
-        if backup.backup_id != backup_id:
-            raise CorruptRecord(f"backups/{backup_id}", "payload does not match its id")
-        return backup
+        return decode_backup(bytes(payload), backup_id)
 
     async def restore(self, backup: Backup) -> None:
         doc_id = check_restore(backup)
