@@ -29,8 +29,7 @@ from cutter.core.ledger import (
     verify_stored,
 )
 from cutter.core.records import Backup, IURow, SourceVersion
-from cutter.runtime.offloop import off_loop
-from cutter.stores.ingest import new_version, version_taken
+from cutter.stores.ingest import content_sha256, new_version, version_taken
 from cutter.stores.iu_batch import check_batch, check_restore
 from cutter.stores.sqlite.database import Database
 
@@ -38,10 +37,6 @@ _IU_COLUMNS = (
     "doc_id, sv_id, ordinal, iu_id, label, kind, start_byte, end_byte, region_sha, body, "
     "state, change_set_id"
 )
-
-
-async def _sha256(data: bytes) -> str:
-    return await off_loop(sha256_hex, data, size=len(data))
 
 
 class SqliteSources:
@@ -96,13 +91,13 @@ class SqliteSources:
         if row is None:
             raise CorruptRecord(f"source_versions/{sv_id}", "no such version")
         sha, data = row[0], bytes(row[1])
-        if await _sha256(data) != sha:
+        if await content_sha256(data) != sha:
             raise CorruptRecord(f"source_versions/{sv_id}", "does not match the version's sha256")
         return data
 
     async def stored_sha(self, sv_id: str) -> str | None:
         data = await self.stored_bytes(sv_id)
-        return None if data is None else await _sha256(data)
+        return None if data is None else await content_sha256(data)
 
     async def stored_bytes(self, sv_id: str) -> bytes | None:
         query = "SELECT content FROM source_versions WHERE sv_id = ?"
