@@ -23,10 +23,15 @@ def check_batch(rows: Sequence[IURow]) -> list[IURow]:
             (row.doc_id, row.sv_id, row.ordinal), (row.change_set_id, row.region_sha)
         )
         if held != (row.change_set_id, row.region_sha):
-            raise StopVerifyFailed(
-                f"IU {row.doc_id}/{row.sv_id}#{row.ordinal} belongs to change set {held[0]}"
-            )
+            raise taken_row(row, held[0])
     return batch
+
+
+def taken_row(row: IURow, held_by: str) -> StopVerifyFailed:
+    """The refusal of ``row`` whose key holds another region, of change set ``held_by``."""
+    return StopVerifyFailed(
+        f"IU {row.doc_id}/{row.sv_id}#{row.ordinal} belongs to change set {held_by}"
+    )
 
 
 def check_restore(backup: Backup) -> str:

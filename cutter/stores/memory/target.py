@@ -11,11 +11,12 @@ from collections.abc import Iterable, Sequence
 import msgspec
 
 from cutter.core.canonical import canonical, sha256_hex
-from cutter.core.errors import CorruptRecord, StopVerifyFailed, UnknownDocument
+from cutter.core.errors import CorruptRecord, UnknownDocument
 from cutter.core.ids import default_sd_id
 from cutter.core.ledger import LedgerEntry, LedgerEnvelope, StoredEntry, next_entry
 from cutter.core.records import REQUIRED_GRANTS, Backup, IURow, IUState, SourceVersion, WriterGrants
 from cutter.stores.ingest import new_version, version_taken
+from cutter.stores.iu_batch import taken_row
 
 
 class InMemorySources:
@@ -105,10 +106,7 @@ class InMemoryIUStore:
             if held is not None and (
                 held.change_set_id != row.change_set_id or held.region_sha != row.region_sha
             ):
-                raise StopVerifyFailed(
-                    f"IU {row.doc_id}/{row.sv_id}#{row.ordinal} belongs to change set "
-                    f"{held.change_set_id}"
-                )
+                raise taken_row(row, held.change_set_id)
         added = [r for r in rows if _key(r) not in self._rows]
         for row in added:
             self._rows[_key(row)] = row

@@ -18,7 +18,7 @@ import msgspec
 
 from cutter.core.canonical import canonical, sha256_hex
 from cutter.core.codec import decode_backup, encode_backup, row_from_record, row_values
-from cutter.core.errors import CorruptRecord, StopVerifyFailed, UnknownDocument
+from cutter.core.errors import CorruptRecord, UnknownDocument
 from cutter.core.ids import check_doc_id, check_sv_id
 from cutter.core.ledger import (
     LedgerEntry,
@@ -30,7 +30,7 @@ from cutter.core.ledger import (
 )
 from cutter.core.records import Backup, IURow, SourceVersion
 from cutter.stores.ingest import content_sha256, new_version, version_taken
-from cutter.stores.iu_batch import check_batch, check_restore
+from cutter.stores.iu_batch import check_batch, check_restore, taken_row
 from cutter.stores.sqlite.database import Database
 
 _IU_COLUMNS = (
@@ -163,10 +163,7 @@ class SqliteIUStore:
                     if held is None:
                         raise  # a check or a foreign key refused the row itself
                     if tuple(held) != (row.change_set_id, row.region_sha):
-                        raise StopVerifyFailed(
-                            f"IU {row.doc_id}/{row.sv_id}#{row.ordinal} belongs to change set "
-                            f"{held[0]}"
-                        ) from None
+                        raise taken_row(row, held[0]) from None
                 else:
                     added += 1
             return added
