@@ -431,17 +431,16 @@ def db_backend(request: pytest.FixtureRequest) -> Backend:
 
 @pytest.fixture
 async def db_target(db_backend: Backend) -> AsyncIterator[TargetUnderTest]:
-    """The database target stores (the in-memory fake takes any id, lets a batch repeat
-    a key with another region and has no ``verify``)."""
+    """The database target stores (the in-memory fake keeps no bytes to reopen or to
+    read back raw)."""
     async with open_target(db_backend) as opened:
         yield opened
 
 
 @pytest.mark.parametrize("bad", HOSTILE)
 async def test_hostile_ids_are_refused_before_anything_is_stored(
-    db_target: TargetUnderTest, bad: str
+    target: TargetUnderTest, bad: str
 ) -> None:
-    target = db_target
     data = article_source(3)
     good = cut(await target.publish("doc-1", data), data, "cs-a")
     before = await target.stored()
@@ -461,8 +460,7 @@ async def test_hostile_ids_are_refused_before_anything_is_stored(
     assert await target.stored() == before
 
 
-async def test_a_refused_batch_writes_nothing(db_target: TargetUnderTest) -> None:
-    target = db_target
+async def test_a_refused_batch_writes_nothing(target: TargetUnderTest) -> None:
     await populate(target)
     data = article_source(6, tag=" new doc")
     version = await target.publish("doc-9", data)
@@ -475,9 +473,8 @@ async def test_a_refused_batch_writes_nothing(db_target: TargetUnderTest) -> Non
 
 
 async def test_a_batch_repeating_a_key_with_another_region_is_refused(
-    db_target: TargetUnderTest,
+    target: TargetUnderTest,
 ) -> None:
-    target = db_target
     data = article_source(6)
     version = await target.publish("doc-1", data)
     rows = cut(version, data, "cs-a")
