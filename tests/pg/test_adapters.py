@@ -460,6 +460,20 @@ async def test_hostile_ids_are_refused_before_anything_is_stored(
     assert await target.stored() == before
 
 
+async def test_a_backup_holding_rows_of_another_document_is_not_restored(
+    target: TargetUnderTest,
+) -> None:
+    """A restore replaces one document's rows: a backup that would write rows of another
+    document is ``CorruptRecord`` on every store, and changes nothing."""
+    await populate(target)
+    before = await target.stored()
+    stray = Backup(doc_id="doc-2", rows=tuple(await target.ius.rows("doc-1")))
+    assert stray.rows
+    with pytest.raises(CorruptRecord, match="rows of another document"):
+        await target.ius.restore(stray)
+    assert await target.stored() == before
+
+
 async def test_a_refused_batch_writes_nothing(target: TargetUnderTest) -> None:
     await populate(target)
     data = article_source(6, tag=" new doc")
