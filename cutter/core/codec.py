@@ -10,15 +10,17 @@ from typing import Any
 
 import msgspec
 
+from cutter.core.canonical import canonical
 from cutter.core.errors import CorruptRecord, one_line
 from cutter.core.ids import check_run_id
 from cutter.core.kbdocs import KBDoc
-from cutter.core.records import IURow, IUState
+from cutter.core.records import Backup, IURow, IUState
 from cutter.core.sidecar import SIDECAR_SCHEMA, Sidecar
 
 _encoder = msgspec.json.Encoder()
 _kb_decoder: msgspec.json.Decoder[KBDoc] = msgspec.json.Decoder(KBDoc)
 _sidecar_decoder = msgspec.json.Decoder(Sidecar)
+_backup_decoder = msgspec.json.Decoder(Backup)
 
 
 def encode(value: object) -> bytes:
@@ -70,6 +72,26 @@ def encode_sidecar(sidecar: Sidecar) -> bytes:
 
 # IUState(text) costs more than the rest of a row together; verify reads 10,000 rows.
 _STATES: dict[str, IUState] = {s.value: s for s in IUState}
+
+
+def encode_backup(backup: Backup) -> bytes:
+    """The stored bytes of ``backup`` in every database store: its canonical encoding
+    (the bytes its id digests, so one id has one content)."""
+    return canonical(backup)
+
+
+def decode_backup(payload: bytes, backup_id: str) -> Backup:
+    """The backup stored under ``backup_id``: any JSON encoding of it (SQLite wrote the
+    canonical one, PostgreSQL msgspec's plain one, before ``encode_backup``); bytes that
+    are not a backup, or are another backup, are ``CorruptRecord``."""
+    location = f"backups/{backup_id}"
+    try:
+        backup = _backup_decoder.decode(payload)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise CorruptRecord(location, one_line(str(exc))) from exc
+    if backup.backup_id != backup_id:
+        raise CorruptRecord(location, "payload does not match its id")
+    return backup
 
 
 def row_from_record(record: Iterable[Any]) -> IURow:

@@ -38,6 +38,10 @@ def check_doc_id(value: object) -> str:
     return check_token("doc_id", value)
 
 
+def check_sv_id(value: object) -> str:
+    return check_token("sv_id", value)
+
+
 def derived_sv_id(doc_id: str, sha256: str) -> str:
     """The id of the source version of ``doc_id`` whose bytes hash to ``sha256``, when
     the publisher names none: the same document and bytes are the same version."""

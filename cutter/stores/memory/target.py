@@ -11,11 +11,12 @@ from collections.abc import Iterable, Sequence
 import msgspec
 
 from cutter.core.canonical import canonical, sha256_hex
-from cutter.core.errors import CorruptRecord, StopVerifyFailed, UnknownDocument
-from cutter.core.ids import default_sd_id
+from cutter.core.errors import CorruptRecord, UnknownDocument
+from cutter.core.ids import check_doc_id, check_sv_id, default_sd_id
 from cutter.core.ledger import LedgerEntry, LedgerEnvelope, StoredEntry, next_entry
 from cutter.core.records import REQUIRED_GRANTS, Backup, IURow, IUState, SourceVersion, WriterGrants
 from cutter.stores.ingest import new_version, version_taken
+from cutter.stores.iu_batch import check_batch, check_restore, taken_row
 
 
 class InMemorySources:
@@ -58,29 +59,29 @@ class InMemorySources:
 
     async def current(self, doc_id: str) -> SourceVersion:
         try:
-            return self._current[doc_id]
+            return self._current[check_doc_id(doc_id)]
         except KeyError:
             raise UnknownDocument(doc_id) from None
 
     async def content(self, sv_id: str) -> bytes:
         try:
-            return self._content[sv_id]
+            return self._content[check_sv_id(sv_id)]
         except KeyError:
             raise CorruptRecord(f"source_versions/{sv_id}", "no such version") from None
 
     async def stored_sha(self, sv_id: str) -> str | None:
-        data = self._content.get(sv_id)
+        data = self._content.get(check_sv_id(sv_id))
         return None if data is None else sha256_hex(data)
 
     async def stored_bytes(self, sv_id: str) -> bytes | None:
-        return self._content.get(sv_id)
+        return self._content.get(check_sv_id(sv_id))
 
     async def mark_cut(self, sv_id: str, change_set_id: str) -> None:
-        if sv_id in self._content:
+        if check_sv_id(sv_id) in self._content:
             self._cut_by.setdefault(sv_id, change_set_id)
 
     async def cut_by(self, sv_id: str) -> str | None:
-        return self._cut_by.get(sv_id)
+        return self._cut_by.get(check_sv_id(sv_id))
 
 
 def _key(row: IURow) -> tuple[str, str, int]:
@@ -93,6 +94,7 @@ class InMemoryIUStore:
         self._backups: dict[str, Backup] = {}
 
     async def rows(self, doc_id: str) -> list[IURow]:
+        check_doc_id(doc_id)
         return sorted((r for r in self._rows.values() if r.doc_id == doc_id), key=_key)
 
     async def change_set(self, change_set_id: str) -> list[IURow]:
@@ -100,18 +102,15 @@ class InMemoryIUStore:
         return sorted(found, key=lambda r: r.ordinal)
 
     async def write_staged(self, rows: Sequence[IURow]) -> int:
+        rows = check_batch(rows)
         for row in rows:
             held = self._rows.get(_key(row))
             if held is not None and (
                 held.change_set_id != row.change_set_id or held.region_sha != row.region_sha
             ):
-                raise StopVerifyFailed(
-                    f"IU {row.doc_id}/{row.sv_id}#{row.ordinal} belongs to change set "
-                    f"{held.change_set_id}"
-                )
-        added = [r for r in rows if _key(r) not in self._rows]
-        for row in added:
-            self._rows[_key(row)] = row
+                raise taken_row(row, held.change_set_id)
+        added = {_key(r): r for r in rows if _key(r) not in self._rows}  # a repeat is one row
+        self._rows.update(added)
         return len(added)
 
     async def enact(self, change_set_id: str) -> int:
@@ -137,7 +136,8 @@ class InMemoryIUStore:
             raise CorruptRecord(f"backups/{backup_id}", "no such backup") from None
 
     async def restore(self, backup: Backup) -> None:
-        for key in [k for k, r in self._rows.items() if r.doc_id == backup.doc_id]:
+        doc_id = check_restore(backup)
+        for key in [k for k, r in self._rows.items() if r.doc_id == doc_id]:
             del self._rows[key]
         for row in backup.rows:
             self._rows[_key(row)] = row

@@ -7,17 +7,15 @@ version exactly once; running it again applies nothing.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from importlib import resources
 
 import asyncpg
 
 from cutter.core.errors import CutterError, ErrorCode, one_line
+from cutter.stores.migration_files import read_migrations
 from cutter.stores.pg.connect import connect
 
 MIGRATION_LOCK = 0x1C_C0_77E5  # pg_advisory_lock key: "iu-cutter migrate"
-_NAME = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
 
 
 class MigrationRefused(CutterError):
@@ -35,15 +33,7 @@ class Migration:
 
 
 def migrations() -> list[Migration]:
-    found: list[Migration] = []
-    for entry in resources.files("cutter.stores.pg").joinpath("migrations").iterdir():
-        match = _NAME.fullmatch(entry.name)
-        if match:
-            found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
-    found.sort(key=lambda m: m.version)
-    if [m.version for m in found] != list(range(1, len(found) + 1)):
-        raise RuntimeError("migration versions must run 1, 2, 3 … without gaps")
-    return found
+    return [Migration(m.version, m.name, sql) for m, sql in read_migrations("cutter.stores.pg")]
 
 
 async def migrate(dsn: str) -> list[int]:

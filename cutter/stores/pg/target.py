@@ -8,8 +8,9 @@ import asyncpg
 import msgspec
 
 from cutter.core.canonical import canonical, sha256_hex
-from cutter.core.codec import row_from_record, row_values
+from cutter.core.codec import decode_backup, encode_backup, row_from_record, row_values
 from cutter.core.errors import CorruptRecord, StopVerifyFailed, UnknownDocument
+from cutter.core.ids import check_doc_id, check_sv_id
 from cutter.core.ledger import (
     LedgerEntry,
     LedgerEnvelope,
@@ -27,11 +28,9 @@ from cutter.core.records import (
     WriterGrants,
 )
 from cutter.stores.ingest import new_version, version_taken
+from cutter.stores.iu_batch import check_batch, check_restore
 from cutter.stores.pg import queries as q
 from cutter.stores.pg.connect import domain_errors
-
-_backup_decoder = msgspec.json.Decoder(Backup)
-_encoder = msgspec.json.Encoder()
 
 
 class PgSourceRepository:
@@ -57,6 +56,7 @@ class PgSourceRepository:
         return version
 
     async def current(self, doc_id: str) -> SourceVersion:
+        check_doc_id(doc_id)
         with domain_errors("source lookup"):
             row = await self.pool.fetchrow(q.CURRENT_VERSION, doc_id)
         if row is None:
@@ -70,6 +70,7 @@ class PgSourceRepository:
         )
 
     async def content(self, sv_id: str) -> bytes:
+        check_sv_id(sv_id)
         with domain_errors("source content"):
             data = await self.pool.fetchval(q.VERSION_CONTENT, sv_id)
         if data is None:
@@ -78,20 +79,24 @@ class PgSourceRepository:
 
     async def stored_sha(self, sv_id: str) -> str | None:
         # Hashed by the server: the bytes do not cross the wire to be compared.
+        check_sv_id(sv_id)
         with domain_errors("source stored sha"):
             value = await self.pool.fetchval(q.VERSION_STORED_SHA, sv_id)
         return None if value is None else str(value)
 
     async def stored_bytes(self, sv_id: str) -> bytes | None:
+        check_sv_id(sv_id)
         with domain_errors("source stored bytes"):
             data = await self.pool.fetchval(q.VERSION_CONTENT, sv_id)
         return None if data is None else bytes(data)
 
     async def mark_cut(self, sv_id: str, change_set_id: str) -> None:
+        check_sv_id(sv_id)
         with domain_errors("mark source cut"):
             await self.pool.execute(q.MARK_CUT, sv_id, change_set_id)
 
     async def cut_by(self, sv_id: str) -> str | None:
+        check_sv_id(sv_id)
         with domain_errors("source cut_by"):
             value = await self.pool.fetchval(q.CUT_BY, sv_id)
         return None if value is None else str(value)
@@ -120,6 +125,7 @@ class PgIUStore:
         self.pool = pool
 
     async def rows(self, doc_id: str) -> list[IURow]:
+        check_doc_id(doc_id)
         with domain_errors("read IUs"):
             return await self._read(q.DOC_ROWS, doc_id)
 
@@ -150,7 +156,9 @@ class PgIUStore:
         into ``ius`` under a savepoint (no staging table, no ``ON CONFLICT``). A row the
         table refuses (one that is there already, for a replay or a conflict; one a check
         rejects) or a value it cannot take rolls the savepoint back, and the staging path
-        decides exactly as it would have alone."""
+        decides exactly as it would have alone. The ids and the batch itself are checked
+        first (``check_batch``): a refused batch sends no SQL."""
+        rows = check_batch(rows)
         with domain_errors("leg A write"):
             async with self.pool.acquire() as conn, conn.transaction():
                 try:
@@ -188,7 +196,7 @@ class PgIUStore:
     async def save_backup(self, backup: Backup) -> str:
         with domain_errors("save backup"):
             await self.pool.execute(
-                q.INSERT_BACKUP, backup.backup_id, backup.doc_id, _encoder.encode(backup)
+                q.INSERT_BACKUP, backup.backup_id, backup.doc_id, encode_backup(backup)
             )
         return backup.backup_id
 
@@ -197,18 +205,13 @@ class PgIUStore:
             payload = await self.pool.fetchval(q.LOAD_BACKUP, backup_id)
         if payload is None:
             raise CorruptRecord(f"backups/{backup_id}", "no such backup")
-        try:
-            backup = _backup_decoder.decode(payload)
-        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-            raise CorruptRecord(f"backups/{backup_id}", str(exc)) from exc
-        if backup.backup_id != backup_id:
-            raise CorruptRecord(f"backups/{backup_id}", "payload does not match its id")
-        return backup
+        return decode_backup(bytes(payload), backup_id)
 
     async def restore(self, backup: Backup) -> None:
+        doc_id = check_restore(backup)
         with domain_errors("restore backup"):
             async with self.pool.acquire() as conn, conn.transaction():
-                await conn.execute(q.DELETE_DOC_ROWS, backup.doc_id)
+                await conn.execute(q.DELETE_DOC_ROWS, doc_id)
                 if backup.rows:
                     await conn.copy_records_to_table(
                         q.IU_TABLE,

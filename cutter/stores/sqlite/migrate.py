@@ -9,14 +9,11 @@ the ones this cutter knows (written by a newer one) is refused rather than guess
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from dataclasses import dataclass
-from importlib import resources
 
 from cutter.core.errors import StateDirUnusable
-
-_NAME = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
+from cutter.stores.migration_files import read_migrations
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,16 +44,10 @@ def _only_comments(text: str) -> bool:
 
 
 def migrations() -> list[Migration]:
-    found: list[Migration] = []
-    for entry in resources.files("cutter.stores.sqlite").joinpath("migrations").iterdir():
-        match = _NAME.fullmatch(entry.name)
-        if match:
-            text = entry.read_text(encoding="utf-8")
-            found.append(Migration(int(match[1]), match[2], _statements(text)))
-    found.sort(key=lambda m: m.version)
-    if [m.version for m in found] != list(range(1, len(found) + 1)):
-        raise RuntimeError("migration versions must run 1, 2, 3 … without gaps")
-    return found
+    return [
+        Migration(m.version, m.name, _statements(sql))
+        for m, sql in read_migrations("cutter.stores.sqlite")
+    ]
 
 
 def _newest(conn: sqlite3.Connection) -> int:

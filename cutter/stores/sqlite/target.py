@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from cutter.core.canonical import canonical, sha256_hex
-from cutter.core.codec import row_from_record, row_values
-from cutter.core.errors import CorruptRecord, StopVerifyFailed, UnknownDocument
-from cutter.core.ids import check_doc_id, check_token
+from cutter.core.codec import decode_backup, encode_backup, row_from_record, row_values
+from cutter.core.errors import CorruptRecord, UnknownDocument
+from cutter.core.ids import check_doc_id, check_sv_id
 from cutter.core.ledger import (
     LedgerEntry,
     LedgerEnvelope,
@@ -29,23 +29,14 @@ from cutter.core.ledger import (
     verify_stored,
 )
 from cutter.core.records import Backup, IURow, SourceVersion
-from cutter.runtime.offloop import off_loop
-from cutter.stores.ingest import new_version, version_taken
+from cutter.stores.ingest import content_sha256, new_version, version_taken
+from cutter.stores.iu_batch import check_batch, check_restore, taken_row
 from cutter.stores.sqlite.database import Database
 
-_backup_decoder = msgspec.json.Decoder(Backup)
 _IU_COLUMNS = (
     "doc_id, sv_id, ordinal, iu_id, label, kind, start_byte, end_byte, region_sha, body, "
     "state, change_set_id"
 )
-
-
-async def _sha256(data: bytes) -> str:
-    return await off_loop(sha256_hex, data, size=len(data))
-
-
-def _sv_id(sv_id: object) -> str:
-    return check_token("sv_id", sv_id)
 
 
 class SqliteSources:
@@ -95,26 +86,26 @@ class SqliteSources:
 
     async def content(self, sv_id: str) -> bytes:
         row = self.db.one(
-            "SELECT sha256, content FROM source_versions WHERE sv_id = ?", (_sv_id(sv_id),)
+            "SELECT sha256, content FROM source_versions WHERE sv_id = ?", (check_sv_id(sv_id),)
         )
         if row is None:
             raise CorruptRecord(f"source_versions/{sv_id}", "no such version")
         sha, data = row[0], bytes(row[1])
-        if await _sha256(data) != sha:
+        if await content_sha256(data) != sha:
             raise CorruptRecord(f"source_versions/{sv_id}", "does not match the version's sha256")
         return data
 
     async def stored_sha(self, sv_id: str) -> str | None:
         data = await self.stored_bytes(sv_id)
-        return None if data is None else await _sha256(data)
+        return None if data is None else await content_sha256(data)
 
     async def stored_bytes(self, sv_id: str) -> bytes | None:
         query = "SELECT content FROM source_versions WHERE sv_id = ?"
-        data = self.db.value(query, (_sv_id(sv_id),))
+        data = self.db.value(query, (check_sv_id(sv_id),))
         return None if data is None else bytes(data)
 
     async def mark_cut(self, sv_id: str, change_set_id: str) -> None:
-        sv_id = _sv_id(sv_id)
+        sv_id = check_sv_id(sv_id)
         await self.db.write(
             lambda c: c.execute(
                 "UPDATE source_versions SET cut_by = ? WHERE sv_id = ? AND cut_by IS NULL",
@@ -124,7 +115,7 @@ class SqliteSources:
 
     async def cut_by(self, sv_id: str) -> str | None:
         query = "SELECT cut_by FROM source_versions WHERE sv_id = ?"
-        value = self.db.value(query, (_sv_id(sv_id),))
+        value = self.db.value(query, (check_sv_id(sv_id),))
         return None if value is None else str(value)
 
 
@@ -155,9 +146,7 @@ class SqliteIUStore:
         """One write: insert what is new, skip a row already there unchanged, refuse
         (and write nothing of the batch) a row that is there with another change set
         or other bytes."""
-        rows = list(rows)
-        for row in rows:
-            check_doc_id(row.doc_id)
+        rows = check_batch(rows)
         values = [row_values(r) for r in rows]
 
         def write(conn: sqlite3.Connection) -> int:
@@ -174,10 +163,7 @@ class SqliteIUStore:
                     if held is None:
                         raise  # a check or a foreign key refused the row itself
                     if tuple(held) != (row.change_set_id, row.region_sha):
-                        raise StopVerifyFailed(
-                            f"IU {row.doc_id}/{row.sv_id}#{row.ordinal} belongs to change set "
-                            f"{held[0]}"
-                        ) from None
+                        raise taken_row(row, held[0]) from None
                 else:
                     added += 1
             return added
@@ -211,7 +197,7 @@ class SqliteIUStore:
 
     async def save_backup(self, backup: Backup) -> str:
         backup_id = backup.backup_id
-        data = canonical(backup)
+        data = encode_backup(backup)
 
         def save(conn: sqlite3.Connection) -> str:
             held = conn.execute(
@@ -232,18 +218,10 @@ class SqliteIUStore:
         payload = self.db.value("SELECT payload FROM backups WHERE backup_id = ?", (backup_id,))
         if payload is None:
             raise CorruptRecord(f"backups/{backup_id}", "no such backup")
-        try:
-            backup = _backup_decoder.decode(payload)
-        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-            raise CorruptRecord(f"backups/{backup_id}", str(exc)) from exc
-        if backup.backup_id != backup_id:
-            raise CorruptRecord(f"backups/{backup_id}", "payload does not match its id")
-        return backup
+        return decode_backup(bytes(payload), backup_id)
 
     async def restore(self, backup: Backup) -> None:
-        doc_id = check_doc_id(backup.doc_id)
-        if any(row.doc_id != doc_id for row in backup.rows):
-            raise CorruptRecord(f"backup {backup.backup_id}", "holds rows of another document")
+        doc_id = check_restore(backup)
         values = [row_values(r) for r in backup.rows]
 
         def restore(conn: sqlite3.Connection) -> None:
