@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from cutter.core.errors import MESSAGE_LIMIT, StopCode, one_line
+from cutter.core.errors import MESSAGE_LIMIT, RunNotAtGate, StopCode, one_line
 from cutter.core.kbdocs import Decision
 from cutter.core.mode import Mode
 from cutter.core.route import Gate, Phase, Pin, PinValue, gates_due
@@ -160,6 +160,17 @@ class Sidecar(Struct, frozen=True, kw_only=True):
         if self.state in AWAITING and self.gates:
             return self.gates[-1]
         return None
+
+    def waiting_gate(self, consequence: str) -> GateRecord:
+        """The gate this run waits at, or ``RunNotAtGate`` saying what therefore
+        cannot happen (``consequence``: "nothing to review", "no link", ...)."""
+        gate = self.pending_gate
+        if gate is None:
+            raise RunNotAtGate(
+                self.run_id,
+                f"run {self.run_id} is {self.state.value} and waits at no gate: {consequence}",
+            )
+        return gate
 
     @property
     def approvals_used(self) -> frozenset[str]:

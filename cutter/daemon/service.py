@@ -27,7 +27,6 @@ from cutter.core.errors import (
     CutterError,
     DuplicateApprover,
     ErrorCode,
-    RunNotAtGate,
     SelfApprovalRefused,
     SignatureMalformed,
     new_error_id,
@@ -344,11 +343,7 @@ class Daemon:
         principal = caller.require()
         run_id = check_run_id(command.run_id)
         sidecar = await self.runner.status(run_id)
-        gate = sidecar.pending_gate
-        if gate is None:
-            raise RunNotAtGate(
-                run_id, f"run {run_id} is {sidecar.state.value} and waits at no gate: no link"
-            )
+        gate = sidecar.waiting_gate("no link")
         policy = (await self.policy()).policy
         rule = policy.gate_rule(sidecar.doc_id, gate.gate)
         check_may_decide(sidecar, gate, rule, principal)
@@ -507,13 +502,7 @@ def require_open_request(sidecar: Sidecar, command: SubmitApproval) -> None:
     """A new decision answers the request the run waits on now, or it is refused:
     one made for SG_1 is never re-aimed at SG_2, nor one for an earlier opening of
     a gate (its nonce) at the gate as it is now."""
-    gate = sidecar.pending_gate
-    if gate is None:
-        raise RunNotAtGate(
-            sidecar.run_id,
-            f"run {sidecar.run_id} is {sidecar.state.value} and waits at no gate: "
-            f"the {command.gate.value} decision is not stored",
-        )
+    gate = sidecar.waiting_gate(f"the {command.gate.value} decision is not stored")
     if command.gate is not gate.gate:
         raise ApprovalWrongGate(
             sidecar.run_id,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import msgspec
 
-from cutter.core.errors import CorruptRecord, GateRequestDamaged, RunNotAtGate
+from cutter.core.errors import CorruptRecord, GateRequestDamaged
 from cutter.core.kbdocs import PhaseDoc
 from cutter.core.plan import staged_rows
 from cutter.core.review import (
@@ -32,13 +32,7 @@ VERIFY_PHASES = (Phase.STRUCTURAL_VERIFY, Phase.WRITE_VERIFY)
 
 
 async def gate_review(services: Services, sidecar: Sidecar) -> GateReview:
-    gate = sidecar.pending_gate
-    if gate is None:
-        raise RunNotAtGate(
-            sidecar.run_id,
-            f"run {sidecar.run_id} is {sidecar.state.value} and waits at no gate: "
-            "nothing to review",
-        )
+    gate = sidecar.waiting_gate("nothing to review")
     try:
         request: object = await services.kb.get(gate.request_kb_id)
     except (KeyError, CorruptRecord):
