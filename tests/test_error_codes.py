@@ -163,12 +163,6 @@ def test_every_refusal_reply_is_raised_by_the_runner_as_its_class(code: ErrorCod
     assert type(_over_the_wire(exc)) is type(exc)
 
 
-def test_a_code_the_enum_does_not_have_is_not_an_error_frame() -> None:
-    frame = b'{"reply":"error","v":1,"id":null,"code":"E_NO_SUCH_CODE","message":"m"}'
-    with pytest.raises(msgspec.ValidationError):
-        decode_reply(frame)
-
-
 # --- gatekeeper -> runner -> protocol -> client, the refusals a gate produces -----------
 
 Setup = Callable[[Rig, str], Awaitable[str | None]]
@@ -261,3 +255,29 @@ async def test_a_gate_refusal_reaches_the_client_as_the_class_the_gatekeeper_rai
     got = _over_the_wire(exc)
     assert type(got) is type(exc)
     assert (got.code, got.message) == (code, exc.message)
+
+
+def test_an_error_code_this_client_does_not_know_keeps_the_daemons_words() -> None:
+    from cutter.core.wire_errors import UnknownCode
+
+    frame = (
+        b'{"reply":"error","v":1,"id":"7","code":"E_FROM_A_NEWER_DAEMON",'
+        b'"message":"the daemon refused it for a new reason","error_id":"abc123"}'
+    )
+    reply = decode_reply(frame)
+    assert isinstance(reply, Error)
+    assert reply.code is ErrorCode.UNKNOWN_CODE
+    assert reply.id == "7"
+    with pytest.raises(UnknownCode) as refused:
+        expect(reply, Pong)
+    assert refused.value.message == (
+        "E_FROM_A_NEWER_DAEMON: the daemon refused it for a new reason"
+    )
+    assert refused.value.error_id == "abc123"
+
+
+def test_a_reply_of_an_unknown_kind_is_still_refused() -> None:
+    with pytest.raises(msgspec.ValidationError):
+        decode_reply(b'{"reply":"from_the_future","v":1}')
+    with pytest.raises(msgspec.ValidationError):  # an error frame missing its message
+        decode_reply(b'{"reply":"error","v":1,"code":"E_FROM_A_NEWER_DAEMON"}')

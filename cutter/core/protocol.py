@@ -14,7 +14,7 @@ from typing import Literal
 
 import msgspec
 
-from cutter.core.errors import ErrorCode
+from cutter.core.errors import ErrorCode, one_line
 from cutter.core.kbdocs import Decision
 from cutter.core.mode import Mode
 from cutter.core.policy import Policy
@@ -342,8 +342,30 @@ def decode_command(line: bytes) -> AnyCommand:
     return command
 
 
+class _ErrorOfAnyCode(Reply, frozen=True, kw_only=True, tag="error"):
+    code: str
+    message: str
+    error_id: str | None = None
+
+
+_any_code_decoder = msgspec.json.Decoder(_ErrorOfAnyCode)
+
+
 def decode_reply(line: bytes) -> AnyReply:
-    return _reply_decoder.decode(line)
+    """One reply frame. An ``error`` frame with a code this client does not know (a
+    newer daemon's) is ``E_UNKNOWN_CODE`` carrying the daemon's code and message:
+    the codes stay closed, and the operator still reads what the daemon said."""
+    try:
+        return _reply_decoder.decode(line)
+    except msgspec.ValidationError:
+        unknown = _any_code_decoder.decode(line)  # not an error frame either: raises
+        return Error(
+            v=unknown.v,
+            id=unknown.id,
+            code=ErrorCode.UNKNOWN_CODE,
+            message=one_line(f"{unknown.code}: {unknown.message}"),
+            error_id=unknown.error_id,
+        )
 
 
 def encode(frame: Frame) -> bytes:

@@ -66,6 +66,13 @@ class BadReply(CutterError):
     code = ErrorCode.BAD_REPLY
 
 
+class UnknownCode(CutterError):
+    """An ``error`` frame whose code this client does not know (a newer daemon): its
+    message keeps the daemon's code and message, so nothing it said is lost."""
+
+    code = ErrorCode.UNKNOWN_CODE
+
+
 class UsageError(CutterError):
     code = ErrorCode.USAGE
 
