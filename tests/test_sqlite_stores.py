@@ -28,9 +28,7 @@ from cutter.core import codec
 from cutter.core.canonical import sha256_hex
 from cutter.core.errors import (
     CorruptRecord,
-    InvalidIdentifier,
     StopCode,
-    UnknownDocument,
 )
 from cutter.core.kbdocs import StopDoc
 from cutter.core.ledger import GENESIS_HASH, ChainBroken, verify_chain
@@ -494,55 +492,3 @@ async def test_verify_checks_the_stored_bytes_are_canonical(tmp_path: Path) -> N
     assert entry.entry_hash == entry_hash
     with pytest.raises(ChainBroken, match="canonical"):
         await stores.ledger.verify()
-
-
-# -- hostile ids ------------------------------------------------------------------------
-
-HOSTILE = [
-    "../escape",
-    "/etc/passwd",
-    "a/b",
-    "..",
-    ".hidden",
-    "",
-    "nul\x00byte",
-    "sp ace",
-    "x" * 200,
-    "back\\slash",
-    "-leading-dash",
-]
-
-
-def version_of(doc_id: str, sv_id: str) -> SourceVersion:
-    return SourceVersion(doc_id=doc_id, sd_id=f"sd-{doc_id}", sv_id=sv_id, sha256="0", size=0)
-
-
-@pytest.mark.parametrize("bad", HOSTILE)
-async def test_hostile_ids_are_refused_at_publish_before_anything_is_stored(
-    tmp_path: Path, bad: str
-) -> None:
-    """The port operations are refused alike by every store (tests/pg/test_adapters.py);
-    publishing with a chosen id is the embedded database's own ingest."""
-    stores = open_stores(tmp_path)
-    before = stored_rows(stores.db.path)
-    data = article_source(3)
-    calls: list[Callable[[], Awaitable[object]]] = [
-        lambda: stores.sources.publish(bad, data),
-        lambda: stores.sources.publish("doc-1", data, sv_id=bad),
-    ]
-    for call in calls:
-        with pytest.raises(InvalidIdentifier):
-            await call()
-    assert stored_rows(stores.db.path) == before
-
-
-async def test_an_sv_id_naming_another_version_is_refused(tmp_path: Path) -> None:
-    stores = open_stores(tmp_path)
-    await stores.sources.publish("doc-1", b"one", sv_id="sv-fixed")
-    before = stored_rows(stores.db.path)
-    with pytest.raises(InvalidIdentifier, match="sv-fixed"):
-        await stores.sources.publish("doc-2", b"two", sv_id="sv-fixed")
-    assert stored_rows(stores.db.path) == before
-    assert await stores.sources.content("sv-fixed") == b"one"
-    with pytest.raises(UnknownDocument):
-        await stores.sources.current("doc-2")

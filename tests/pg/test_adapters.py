@@ -149,6 +149,7 @@ async def test_every_sources_store_refuses_alike(target: TargetUnderTest) -> Non
     for bad_call in (
         lambda: target.publisher.publish("../doc", b"two"),
         lambda: target.publisher.publish("doc-1", b"two", sv_id=kept.sv_id),
+        lambda: target.publisher.publish("doc-2", b"two", sv_id=kept.sv_id),
         lambda: target.publisher.publish("doc-1", b"two", sv_id="bad id"),
     ):
         with pytest.raises(InvalidIdentifier) as caught:
@@ -156,6 +157,8 @@ async def test_every_sources_store_refuses_alike(target: TargetUnderTest) -> Non
         assert caught.value.code == "E_INVALID_ID"
     assert await target.sources.current("doc-1") == kept
     assert await target.sources.content(kept.sv_id) == b"one"
+    with pytest.raises(UnknownDocument):  # refused under doc-2 too: nothing recorded
+        await target.sources.current("doc-2")
 
 
 async def test_current_of_an_unknown_document_is_unknown_document(
@@ -435,6 +438,24 @@ async def db_target(db_backend: Backend) -> AsyncIterator[TargetUnderTest]:
     read back raw)."""
     async with open_target(db_backend) as opened:
         yield opened
+
+
+@pytest.mark.parametrize("bad", HOSTILE)
+async def test_hostile_ids_are_refused_at_publish_before_anything_is_stored(
+    target: TargetUnderTest, bad: str
+) -> None:
+    """Publishing under a hostile document id, or with a hostile ``sv_id``, is refused
+    by every store's one ingest port before anything is stored."""
+    data = article_source(3)
+    before = await target.stored()
+    calls: list[Callable[[], Awaitable[object]]] = [
+        lambda: target.publisher.publish(bad, data),
+        lambda: target.publisher.publish("doc-1", data, sv_id=bad),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidIdentifier):
+            await call()
+    assert await target.stored() == before
 
 
 @pytest.mark.parametrize("bad", HOSTILE)
