@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from cutter.core.kbdocs import KBDoc
 from cutter.core.ledger import LedgerEntry, LedgerEnvelope, StoredEntry
-from cutter.core.records import Backup, Candidate, IURow, SourceVersion, WriterGrants
+from cutter.core.records import Backup, BackupInfo, Candidate, IURow, SourceVersion, WriterGrants
 from cutter.core.route import Gate
 from cutter.core.sidecar import ApprovalUse, Sidecar
 
@@ -55,6 +55,11 @@ class SourceRepository(Protocol):
         ...
 
     async def cut_by(self, sv_id: str) -> str | None: ...
+
+    async def set_cut(self, sv_id: str, change_set_id: str | None) -> None:
+        """Set which change set a version counts as cut by, whatever it was; None
+        clears it. What a restore does to the version whose rows it puts back."""
+        ...
 
 
 @runtime_checkable
@@ -96,6 +101,10 @@ class IUStore(Protocol):
 
     async def restore(self, backup: Backup) -> None:
         """Put the document's rows back exactly as the backup holds them."""
+        ...
+
+    async def backups(self, doc_id: str) -> list[BackupInfo]:
+        """The document's stored backups, oldest first (then by id)."""
         ...
 
 

@@ -11,6 +11,7 @@ would otherwise count towards the next collection.
 from __future__ import annotations
 
 import enum
+from datetime import datetime
 
 import msgspec
 
@@ -100,6 +101,27 @@ class Backup(Record, frozen=True, kw_only=True):
     @property
     def backup_id(self) -> str:
         return "bk-" + digest(self)[:32]
+
+
+class BackupInfo(Record, frozen=True, kw_only=True):
+    """A stored backup as ``cutter backups`` lists it: its rows counted, not carried."""
+
+    backup_id: str
+    doc_id: str
+    rows: int
+    active: int  # of ``rows``, how many were active: what a restore makes active again
+    saved_at: datetime
+
+    @classmethod
+    def of(cls, backup: Backup, saved_at: datetime) -> BackupInfo:
+        active = sum(1 for r in backup.rows if r.state is IUState.ACTIVE)
+        return cls(
+            backup_id=backup.backup_id,
+            doc_id=backup.doc_id,
+            rows=len(backup.rows),
+            active=active,
+            saved_at=saved_at,
+        )
 
 
 class WriterGrants(Record, frozen=True, kw_only=True):

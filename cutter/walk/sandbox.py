@@ -6,16 +6,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from cutter.core.errors import CorruptRecord
 from cutter.core.ledger import LedgerEntry, LedgerEnvelope, next_entry
 from cutter.core.ports import IUStore, Ledger, SourceRepository, Target
-from cutter.core.records import Backup, IURow, SourceVersion
+from cutter.core.records import Backup, BackupInfo, IURow, SourceVersion
 from cutter.stores.memory.target import InMemoryIUStore
 
 
 class OverlaySources:
     def __init__(self, base: SourceRepository) -> None:
         self._base = base
-        self._cut_by: dict[str, str] = {}
+        self._cut_by: dict[str, str | None] = {}  # None: cleared in the sandbox
 
     async def current(self, doc_id: str) -> SourceVersion:
         return await self._base.current(doc_id)
@@ -30,10 +31,16 @@ class OverlaySources:
         return await self._base.stored_bytes(sv_id)
 
     async def mark_cut(self, sv_id: str, change_set_id: str) -> None:
-        self._cut_by.setdefault(sv_id, change_set_id)
+        if await self.cut_by(sv_id) is None:
+            self._cut_by[sv_id] = change_set_id
 
     async def cut_by(self, sv_id: str) -> str | None:
-        return self._cut_by.get(sv_id) or await self._base.cut_by(sv_id)
+        if sv_id in self._cut_by:
+            return self._cut_by[sv_id]
+        return await self._base.cut_by(sv_id)
+
+    async def set_cut(self, sv_id: str, change_set_id: str | None) -> None:
+        self._cut_by[sv_id] = change_set_id
 
 
 class OverlayIUStore:
@@ -68,7 +75,17 @@ class OverlayIUStore:
         return await self._copy.save_backup(backup)
 
     async def load_backup(self, backup_id: str) -> Backup:
-        return await self._copy.load_backup(backup_id)
+        """One the sandbox saved, else one the target holds (what a restore reads)."""
+        try:
+            return await self._copy.load_backup(backup_id)
+        except CorruptRecord:  # the in-memory copy's "no such backup"
+            return await self._base.load_backup(backup_id)
+
+    async def backups(self, doc_id: str) -> list[BackupInfo]:
+        held = await self._base.backups(doc_id)
+        known = {b.backup_id for b in held}
+        mine = [b for b in await self._copy.backups(doc_id) if b.backup_id not in known]
+        return [*held, *mine]
 
     async def restore(self, backup: Backup) -> None:
         await self._load(backup.doc_id)

@@ -218,6 +218,46 @@ async def test_unknown_versions_read_as_corrupt_and_mark_cut_ignores_them(
     assert await target.sources.cut_by("sv-nobody") is None
 
 
+async def test_set_cut_overwrites_and_clears_one_version_only(target: TargetUnderTest) -> None:
+    version = await target.publish("doc-1", article_source(tag=" v1"))
+    other = await target.publish("doc-1", article_source(tag=" v2"))
+    await target.sources.mark_cut(version.sv_id, "cs-first")
+    await target.sources.mark_cut(other.sv_id, "cs-other")
+    await target.sources.set_cut(version.sv_id, "cs-restored")
+    assert await target.sources.cut_by(version.sv_id) == "cs-restored"
+    await target.sources.set_cut(version.sv_id, None)
+    assert await target.sources.cut_by(version.sv_id) is None
+    await target.sources.mark_cut(version.sv_id, "cs-again")  # cleared: the next cut marks it
+    assert await target.sources.cut_by(version.sv_id) == "cs-again"
+    assert await target.sources.cut_by(other.sv_id) == "cs-other"
+
+
+async def test_backups_lists_a_documents_backups_oldest_first_counted(
+    target: TargetUnderTest,
+) -> None:
+    assert await target.ius.backups("doc-1") == []
+    empty = Backup(doc_id="doc-1", rows=())
+    await target.ius.save_backup(empty)
+    data = article_source(4)
+    await target.ius.write_staged(cut(await target.publish("doc-1", data), data, "cs-a", parts=3))
+    await target.ius.enact("cs-a")
+    cut_rows = Backup(doc_id="doc-1", rows=tuple(await target.ius.rows("doc-1")))
+    await target.ius.save_backup(cut_rows)
+    await target.ius.save_backup(empty)  # saving again lists it once, where it was
+    other = Backup(doc_id="doc-2", rows=())
+    await target.ius.save_backup(Backup(doc_id="doc-2", rows=()))
+
+    listed = await target.ius.backups("doc-1")
+    assert sorted((b.backup_id, b.rows, b.active) for b in listed) == sorted(
+        [(empty.backup_id, 0, 0), (cut_rows.backup_id, 3, 3)]
+    )
+    # Oldest first, then by id: two saves in one clock tick (SQLite keeps milliseconds)
+    # are ordered by id.
+    assert listed == sorted(listed, key=lambda b: (b.saved_at, b.backup_id))
+    assert {b.doc_id for b in listed} == {"doc-1"}
+    assert [b.backup_id for b in await target.ius.backups("doc-2")] == [other.backup_id]
+
+
 async def test_an_unknown_backup_reads_as_corrupt(target: TargetUnderTest) -> None:
     with pytest.raises(CorruptRecord, match="bk-nobody"):
         await target.ius.load_backup("bk-nobody")

@@ -7,6 +7,7 @@ are frozen Structs, so nothing a caller holds can change what is stored.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 
 import msgspec
 
@@ -14,7 +15,15 @@ from cutter.core.canonical import canonical, sha256_hex
 from cutter.core.errors import CorruptRecord, UnknownDocument
 from cutter.core.ids import check_doc_id, check_sv_id, default_sd_id
 from cutter.core.ledger import LedgerEntry, LedgerEnvelope, StoredEntry, next_entry
-from cutter.core.records import REQUIRED_GRANTS, Backup, IURow, IUState, SourceVersion, WriterGrants
+from cutter.core.records import (
+    REQUIRED_GRANTS,
+    Backup,
+    BackupInfo,
+    IURow,
+    IUState,
+    SourceVersion,
+    WriterGrants,
+)
 from cutter.stores.ingest import new_version, version_taken
 from cutter.stores.iu_batch import check_batch, check_restore, taken_row
 
@@ -83,6 +92,14 @@ class InMemorySources:
     async def cut_by(self, sv_id: str) -> str | None:
         return self._cut_by.get(check_sv_id(sv_id))
 
+    async def set_cut(self, sv_id: str, change_set_id: str | None) -> None:
+        if check_sv_id(sv_id) not in self._content:
+            return
+        if change_set_id is None:
+            self._cut_by.pop(sv_id, None)
+        else:
+            self._cut_by[sv_id] = change_set_id
+
 
 def _key(row: IURow) -> tuple[str, str, int]:
     return (row.doc_id, row.sv_id, row.ordinal)
@@ -92,6 +109,7 @@ class InMemoryIUStore:
     def __init__(self, rows: Iterable[IURow] = ()) -> None:
         self._rows: dict[tuple[str, str, int], IURow] = {_key(r): r for r in rows}
         self._backups: dict[str, Backup] = {}
+        self._saved_at: dict[str, datetime] = {}
 
     async def rows(self, doc_id: str) -> list[IURow]:
         check_doc_id(doc_id)
@@ -127,7 +145,17 @@ class InMemoryIUStore:
 
     async def save_backup(self, backup: Backup) -> str:
         self._backups[backup.backup_id] = backup
+        self._saved_at.setdefault(backup.backup_id, datetime.now(UTC))
         return backup.backup_id
+
+    async def backups(self, doc_id: str) -> list[BackupInfo]:
+        check_doc_id(doc_id)
+        found = [
+            BackupInfo.of(backup, self._saved_at[backup_id])
+            for backup_id, backup in self._backups.items()
+            if backup.doc_id == doc_id
+        ]
+        return sorted(found, key=lambda b: (b.saved_at, b.backup_id))
 
     async def load_backup(self, backup_id: str) -> Backup:
         try:

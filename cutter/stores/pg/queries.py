@@ -15,6 +15,7 @@ VERSION_CONTENT = "SELECT content FROM source_versions WHERE sv_id = $1"
 VERSION_STORED_SHA = "SELECT encode(sha256(content), 'hex') FROM source_versions WHERE sv_id = $1"
 MARK_CUT = "UPDATE source_versions SET cut_by = $2 WHERE sv_id = $1 AND cut_by IS NULL"
 CUT_BY = "SELECT cut_by FROM source_versions WHERE sv_id = $1"
+SET_CUT = "UPDATE source_versions SET cut_by = $2 WHERE sv_id = $1"
 UPSERT_DOCUMENT = """
 INSERT INTO documents (doc_id, sd_id) VALUES ($1, $2) ON CONFLICT (doc_id) DO NOTHING
 """
@@ -68,6 +69,10 @@ INSERT INTO backups (backup_id, doc_id, payload) VALUES ($1, $2, $3)
 ON CONFLICT (backup_id) DO NOTHING
 """
 LOAD_BACKUP = "SELECT payload FROM backups WHERE backup_id = $1"
+LIST_BACKUPS = """
+SELECT backup_id, payload, created_at FROM backups WHERE doc_id = $1
+ORDER BY created_at, backup_id COLLATE "C"
+"""
 
 # --- ledger -----------------------------------------------------------------
 # An advisory lock, not LOCK TABLE: that would need privileges an append-only writer lacks.

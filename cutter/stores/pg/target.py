@@ -23,6 +23,7 @@ from cutter.core.records import (
     GRANT_PRIVILEGES,
     GRANT_TABLES,
     Backup,
+    BackupInfo,
     IURow,
     SourceVersion,
     WriterGrants,
@@ -100,6 +101,11 @@ class PgSourceRepository:
         with domain_errors("source cut_by"):
             value = await self.pool.fetchval(q.CUT_BY, sv_id)
         return None if value is None else str(value)
+
+    async def set_cut(self, sv_id: str, change_set_id: str | None) -> None:
+        check_sv_id(sv_id)
+        with domain_errors("set source cut"):
+            await self.pool.execute(q.SET_CUT, sv_id, change_set_id)
 
 
 async def _publish_on(
@@ -206,6 +212,15 @@ class PgIUStore:
         if payload is None:
             raise CorruptRecord(f"backups/{backup_id}", "no such backup")
         return decode_backup(bytes(payload), backup_id)
+
+    async def backups(self, doc_id: str) -> list[BackupInfo]:
+        check_doc_id(doc_id)
+        with domain_errors("list backups"):
+            records = await self.pool.fetch(q.LIST_BACKUPS, doc_id)
+        return [
+            BackupInfo.of(decode_backup(bytes(r["payload"]), r["backup_id"]), r["created_at"])
+            for r in records
+        ]
 
     async def restore(self, backup: Backup) -> None:
         doc_id = check_restore(backup)

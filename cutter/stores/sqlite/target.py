@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -28,7 +29,7 @@ from cutter.core.ledger import (
     next_entry,
     verify_stored,
 )
-from cutter.core.records import Backup, IURow, SourceVersion
+from cutter.core.records import Backup, BackupInfo, IURow, SourceVersion
 from cutter.stores.ingest import content_sha256, new_version, version_taken
 from cutter.stores.iu_batch import check_batch, check_restore, taken_row
 from cutter.stores.sqlite.database import Database
@@ -117,6 +118,14 @@ class SqliteSources:
         query = "SELECT cut_by FROM source_versions WHERE sv_id = ?"
         value = self.db.value(query, (check_sv_id(sv_id),))
         return None if value is None else str(value)
+
+    async def set_cut(self, sv_id: str, change_set_id: str | None) -> None:
+        sv_id = check_sv_id(sv_id)
+        await self.db.write(
+            lambda c: c.execute(
+                "UPDATE source_versions SET cut_by = ? WHERE sv_id = ?", (change_set_id, sv_id)
+            )
+        )
 
 
 _INSERT_IU = f"INSERT INTO ius ({_IU_COLUMNS}) VALUES ({', '.join('?' * 12)})"
@@ -219,6 +228,16 @@ class SqliteIUStore:
         if payload is None:
             raise CorruptRecord(f"backups/{backup_id}", "no such backup")
         return decode_backup(bytes(payload), backup_id)
+
+    async def backups(self, doc_id: str) -> list[BackupInfo]:
+        query = (
+            "SELECT backup_id, payload, created_at FROM backups WHERE doc_id = ?"
+            " ORDER BY created_at, backup_id"
+        )
+        return [
+            BackupInfo.of(decode_backup(bytes(payload), backup_id), datetime.fromisoformat(at))
+            for backup_id, payload, at in self.db.all(query, (check_doc_id(doc_id),))
+        ]
 
     async def restore(self, backup: Backup) -> None:
         doc_id = check_restore(backup)
