@@ -117,14 +117,15 @@ def run_facts(sidecar: Sidecar) -> dict[str, object]:
     }
 
 
-def before_leg_a(sidecar: Sidecar, change_set_id: str) -> dict[str, object]:
+def before_leg_a(sidecar: Sidecar, change_set_id: str, iu_count: int) -> dict[str, object]:
+    """``iu_count`` is the checked manifest's (leg A's contract does not take the pin)."""
     pins = sidecar.pins
     return {
         **run_facts(sidecar),
         "gate": Gate.SG_1.value,
         "source_version_id": str(pins[Pin.SOURCE_VERSION_ID]),
         "manifest_digest": str(pins[Pin.MANIFEST_DIGEST]),
-        "iu_count": pins.get(Pin.IU_COUNT),
+        "iu_count": iu_count,
         "backup_id": str(pins[Pin.BACKUP_ID]),
         "change_set_id": change_set_id,
     }
