@@ -9,6 +9,10 @@ bounded and scrubbed of DSN passwords. ``before`` raises the stop of the first h
 that does not pass and runs no later one; ``notify`` runs them all and raises
 nothing — a notification that fails, hangs or cannot be run is logged
 (``hook_notification_failed``) and the run goes on.
+
+A ``before_*`` hook runs at least once: a crash after it ran (failpoint
+``hook:ran``: recorded, its answer not yet acted on) leaves the step to do again,
+and the recovery runs the hook again and acts on that answer.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from cutter.core.mode import Mode
 from cutter.core.policy import Policy
 from cutter.core.ports import KnowledgeBase
 from cutter.core.secrets import scrub
+from cutter.runtime.failpoints import failpoint
 from cutter.runtime.hook_dir import hook_for
 from cutter.runtime.hooks import run_hook
 from cutter.runtime.logs import Logger, get_logger
@@ -54,6 +59,7 @@ class ProcessHooks:
                 argv, event=event, payload=payload, time_limit=timeout, source=source
             )
             await self._record(result, payload, log)
+            failpoint("hook:ran")  # a crash here runs the hook again on recovery
             stop = stop_for(result, timeout)
             if stop is not None:
                 raise stop
