@@ -91,7 +91,9 @@ class ProcessHooks:
     async def _hooks(self, event: HookEvent, log: Logger) -> tuple[list[_Hook], float]:
         policy = (await current(self.kb, self.fallback)).policy
         found: list[_Hook] = []
-        path = await anyio.to_thread.run_sync(hook_for, self.directory, event, log)
+        path = None
+        if self.directory is not None:  # a few stat calls, off the loop
+            path = await anyio.to_thread.run_sync(hook_for, self.directory, event, log)
         if path is not None:
             found.append(("directory", [str(path)]))
         argv = policy.hooks.get(event)
