@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
@@ -76,13 +77,14 @@ async def embedded_config(
     """A ``RunnerConfig`` whose sources, IUs, ledger, KB, runs and kill switch are the
     database under ``state_dir`` (made as needed), with the text discoverer, a grant
     probe that grants everything the embedded target needs, and ``policy`` (by default
-    one approver per gate, none the run's starter, approvals good for 24 hours). The
-    database closes on exit."""
+    one approver per gate, none the run's starter, approvals good for 24 hours); its
+    hooks directory is ``state_dir/hooks``. The database closes on exit."""
     state_dir = Path(state_dir)
     await anyio.to_thread.run_sync(lambda: state_dir.mkdir(parents=True, exist_ok=True))
     check_layout(state_dir)
-    async with open_database(StateDir(state_dir).database) as db:
-        yield config_on(db, policy=policy, discoverer=discoverer)
+    layout = StateDir(state_dir)
+    async with open_database(layout.database) as db:
+        yield replace(config_on(db, policy=policy, discoverer=discoverer), hooks_dir=layout.hooks)
         await db.durable()
 
 

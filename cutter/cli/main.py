@@ -170,6 +170,13 @@ def demo(state_dir: Path, live: bool, dsn: str | None) -> None:
     show_default=True,
     help="Bytes of unfinished frames held across all connections (E_BUFFER_BUDGET_EXCEEDED).",
 )
+@click.option(
+    "--hooks-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Hooks named for the events they run at (default: STATE_DIR/hooks); "
+    "see docs/operations.md, Hooks.",
+)
 def daemon(
     state_dir: Path,
     dsn: str | None,
@@ -187,6 +194,7 @@ def daemon(
     idle_timeout: float,
     frame_timeout: float,
     buffer_budget: int,
+    hooks_dir: Path | None,
 ) -> None:
     """Run the daemon: commands over a Unix socket (or stdio), many runs at once.
 
@@ -214,6 +222,7 @@ def daemon(
         http=http,
         link_ttl_seconds=link_ttl,
         limits=ConnectionLimits(max_connections, idle_timeout, frame_timeout, buffer_budget),
+        hooks_dir=hooks_dir,
     )
     try:
         sys.exit(run(options))

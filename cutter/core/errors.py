@@ -56,7 +56,12 @@ registers when it is defined, one class per code (a duplicate fails at import), 
         ├── StopGrantMissing
         ├── StopVerifyFailed
         ├── StopContractViolated
-        └── StopGateNotPassed            a write found its gate not passed by the policy
+        ├── StopGateNotPassed            a write found its gate not passed by the policy
+        ├── StopHookVetoed               a before_* hook exited non-zero
+        ├── StopHookTimeout              a before_* hook outlived its timeout (killed)
+        └── StopHookFailed               a before_* hook could not be started or trusted
+
+    HooksDirUnsafe (an InputError)       a hooks directory others could write to
 """
 
 from __future__ import annotations
@@ -85,6 +90,9 @@ class StopCode(enum.StrEnum):
     KILL_SWITCH = "STOP_KILL_SWITCH"
     GATE_NOT_PASSED = "STOP_GATE_NOT_PASSED"
     DOCUMENT_TOO_LARGE = "STOP_DOCUMENT_TOO_LARGE"
+    HOOK_VETOED = "STOP_HOOK_VETOED"
+    HOOK_TIMEOUT = "STOP_HOOK_TIMEOUT"
+    HOOK_FAILED = "STOP_HOOK_FAILED"
 
 
 class ErrorCode(enum.StrEnum):
@@ -149,6 +157,10 @@ class ErrorCode(enum.StrEnum):
     STOP_CONTRACT_VIOLATED = "STOP_CONTRACT_VIOLATED"
     STOP_DOCUMENT_TOO_LARGE = "STOP_DOCUMENT_TOO_LARGE"
     STOP_GATE_NOT_PASSED = "STOP_GATE_NOT_PASSED"
+    STOP_HOOK_VETOED = "STOP_HOOK_VETOED"
+    STOP_HOOK_TIMEOUT = "STOP_HOOK_TIMEOUT"
+    STOP_HOOK_FAILED = "STOP_HOOK_FAILED"
+    HOOKS_DIR_UNSAFE = "E_HOOKS_DIR_UNSAFE"
     # cutter.daemon.client
     DAEMON_UNAVAILABLE = "E_DAEMON_UNAVAILABLE"
     REPLY_TOO_LARGE = "E_REPLY_TOO_LARGE"
@@ -666,3 +678,38 @@ class StopGateNotPassed(PhaseStop):
 
     code = ErrorCode.STOP_GATE_NOT_PASSED
     stop_code = StopCode.GATE_NOT_PASSED
+
+
+class StopHookVetoed(PhaseStop):
+    """A ``before_*`` hook exited non-zero: the step it guards is not taken
+    (``cutter.walk.hooks``); the message names the hook and the first line it printed."""
+
+    code = ErrorCode.STOP_HOOK_VETOED
+    stop_code = StopCode.HOOK_VETOED
+
+
+class StopHookTimeout(PhaseStop):
+    """A ``before_*`` hook ran past its timeout: its process group was killed and the
+    step it guards is not taken."""
+
+    code = ErrorCode.STOP_HOOK_TIMEOUT
+    stop_code = StopCode.HOOK_TIMEOUT
+
+
+class StopHookFailed(PhaseStop):
+    """A ``before_*`` hook could not be run at all (no such file, no permission, a
+    hooks directory others may write to): the step it guards is not taken."""
+
+    code = ErrorCode.STOP_HOOK_FAILED
+    stop_code = StopCode.HOOK_FAILED
+
+
+class HooksDirUnsafe(InputError):
+    """A hooks directory (or a hook in it) that another user could write to, or that is
+    not owned by this process's user (or root): nothing in it is run."""
+
+    code = ErrorCode.HOOKS_DIR_UNSAFE
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        super().__init__(f"hooks directory {path} is not safe to run from: {reason}")

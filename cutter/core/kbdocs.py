@@ -14,6 +14,7 @@ import msgspec
 
 from cutter.core.canonical import digest
 from cutter.core.errors import ErrorCode, StopCode
+from cutter.core.hook_names import HookEvent
 from cutter.core.mode import Mode
 from cutter.core.policy import Policy
 from cutter.core.records import Candidate, Manifest
@@ -167,6 +168,25 @@ class PolicyVersion(
     set_at: datetime
 
 
+class HookRecord(Doc, frozen=True, kw_only=True, tag="hook_record"):
+    """One run of one hook (``cutter.walk.hooks``), what it printed bounded: written in
+    both modes, at ``hook_record_id``. ``exit_code`` None: it was killed at its
+    timeout (``timed_out``) or could not be started (``failure`` says why)."""
+
+    doc_id: str
+    mode: Mode
+    event: HookEvent
+    hook: str
+    source: str  # "directory" or "policy"
+    exit_code: int | None
+    timed_out: bool
+    failure: str | None
+    stdout: str
+    stderr: str
+    duration_ms: int
+    at: datetime
+
+
 KBDoc = (
     PhaseDoc
     | SovereignRequest
@@ -177,6 +197,7 @@ KBDoc = (
     | RunsIndexEntry
     | LedgerAnchor
     | PolicyVersion
+    | HookRecord
 )
 
 
@@ -203,6 +224,18 @@ def closeout_doc_id(run_id: str) -> str:
 
 def runs_index_id(run_id: str) -> str:
     return f"runs-index/{run_id}"
+
+
+HOOKS_PREFIX = "hooks"
+
+
+def hook_records_prefix(run_id: str, event: HookEvent) -> str:
+    return f"{HOOKS_PREFIX}/{run_id}/{event.value}"
+
+
+def hook_record_id(run_id: str, event: HookEvent, n: int) -> str:
+    """The ``n``-th (from 1) hook run of ``event`` for this run."""
+    return f"{hook_records_prefix(run_id, event)}/{n:04d}"
 
 
 POLICY_CURRENT = "policy/current"

@@ -24,6 +24,11 @@ one-time link the daemon minted, over the socket, for the principal it authentic
 for the runs that write production rows, the page for dry runs. A gate whose
 ``proofs`` is ``["signature"]`` takes signed approvals only.
 
+``hooks`` maps a hook event (``cutter.core.hook_names``) to a command, an argv list
+run without a shell (its program an absolute path), beside any hook of the hooks
+directory; each hook run is bounded by ``hook_timeout_seconds`` (docs/operations.md,
+Hooks).
+
 ``parse_policy`` reads TOML or JSON strictly: an unknown key, a bad name, a
 pattern outside the doc_id alphabet, a number out of range is ``PolicyInvalid``.
 """
@@ -38,6 +43,7 @@ from typing import Literal
 import msgspec
 
 from cutter.core.errors import InvalidIdentifier, PolicyInvalid, SignatureMalformed, one_line
+from cutter.core.hook_names import HookEvent
 from cutter.core.ids import check_token
 from cutter.core.mode import Mode
 from cutter.core.route import Gate
@@ -47,6 +53,9 @@ ANYONE = "*"
 MAX_NAMES = 200
 MAX_DOCUMENT_RULES = 200
 _PATTERN = re.compile(r"[A-Za-z0-9_.:*?\[\]!-]{1,128}")
+MAX_HOOK_ARGS = 32
+MAX_HOOK_ARG_LENGTH = 1024
+HOOK_TIMEOUT_RANGE = (1, 120)  # seconds; two hooks of an event stay within a phase's 300 s
 
 Proof = Literal["peer", "signature", "database", "web"]
 
@@ -87,6 +96,9 @@ class Policy(_Strict, frozen=True, kw_only=True):
     documents: tuple[DocumentRule, ...] = ()
     # principal -> its SSH public keys ("ssh-ed25519 AAAA…"): who may sign approvals.
     reviewer_keys: dict[str, tuple[str, ...]] = {}
+    # hook event -> argv run without a shell (after the hooks directory's hook, if any).
+    hooks: dict[HookEvent, tuple[str, ...]] = {}
+    hook_timeout_seconds: int = 10
 
     def _rule(self, doc_id: str) -> DocumentRule | None:
         for rule in self.documents:
@@ -148,6 +160,7 @@ def check_policy(policy: Policy) -> Policy:
     _reviewer_keys(policy.reviewer_keys)
     _gate("sg_1", policy.sg_1, policy.reviewer_keys)
     _gate("sg_2", policy.sg_2, policy.reviewer_keys)
+    _hooks(policy.hooks, policy.hook_timeout_seconds)
     if len(policy.documents) > MAX_DOCUMENT_RULES:
         raise PolicyInvalid(f"more than {MAX_DOCUMENT_RULES} document rules")
     for index, rule in enumerate(policy.documents):
@@ -209,4 +222,21 @@ def _gate(where: str, rule: GateRule, keys: dict[str, tuple[str, ...]]) -> None:
                 raise PolicyInvalid(
                     f"{where} takes signatures only and needs {rule.required_approvals} "
                     f"approvers, but reviewer_keys has keys for {len(signers)} of them"
+                )
+
+
+def _hooks(hooks: dict[HookEvent, tuple[str, ...]], timeout: int) -> None:
+    low, high = HOOK_TIMEOUT_RANGE
+    if not low <= timeout <= high:
+        raise PolicyInvalid(f"hook_timeout_seconds must be {low}..{high}")
+    for event, argv in hooks.items():
+        where = f"hooks.{event.value}"
+        if not argv or len(argv) > MAX_HOOK_ARGS:
+            raise PolicyInvalid(f"{where} must be a command of 1..{MAX_HOOK_ARGS} arguments")
+        if not argv[0].startswith("/"):
+            raise PolicyInvalid(f"{where}: the program {argv[0][:60]!r} is not an absolute path")
+        for arg in argv:
+            if len(arg) > MAX_HOOK_ARG_LENGTH or "\x00" in arg:
+                raise PolicyInvalid(
+                    f"{where}: an argument is over {MAX_HOOK_ARG_LENGTH} characters or holds a NUL"
                 )

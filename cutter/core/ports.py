@@ -8,11 +8,12 @@ run store are the orchestrator's own records and are written in both modes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from cutter.core.hook_names import HookEvent
 from cutter.core.kbdocs import KBDoc
 from cutter.core.ledger import LedgerEntry, LedgerEnvelope, StoredEntry
 from cutter.core.records import Backup, BackupInfo, Candidate, IURow, SourceVersion, WriterGrants
@@ -237,6 +238,22 @@ class KillSwitchControl(KillSwitch, Protocol):
 class DocumentLocks(Protocol):
     def hold(self, doc_id: str, run_id: str) -> AbstractAsyncContextManager[None]:
         """Hold the document for one walk segment; ``DocumentBusy`` names the holder."""
+        ...
+
+
+class Hooks(Protocol):
+    """The hooks of a run's events (docs/operations.md, Hooks; ``cutter.walk.hooks``).
+    ``payload`` names the run (``run_id``, ``doc_id``, ``mode``) and the event's facts
+    (``cutter.core.hook_events``)."""
+
+    async def before(self, event: HookEvent, payload: Mapping[str, object]) -> None:
+        """Run ``event``'s hooks in order, the directory's first; raise the ``PhaseStop``
+        of the first that does not pass (vetoed, timed out, not runnable)."""
+        ...
+
+    async def notify(self, event: HookEvent, payload: Mapping[str, object]) -> None:
+        """Run ``event``'s hooks in order; whatever they do is recorded and logged,
+        never raised: a notification does not stop the run."""
         ...
 
 

@@ -6,6 +6,8 @@ DIR`` (and ``demo``, ``add-document``, ``doctor``, ``verify-ledger``) keep there
 - ``owner.pid``: the owner lock, held by one live process (``cutter.stores.owner``);
 - ``daemon.sock``: the daemon's Unix socket (``cutter.daemon.main``), the one entry a
   shared socket group may reach;
+- ``hooks``: executables run at a run's events (``cutter.runtime.hook_dir``), unless
+  the daemon names another directory (``--hooks-dir``);
 - ``kb``, ``runs``, ``target``, ``kill-switch``: what the file stores of earlier
   cutters left, refused (``cutter.assembly.embedded.check_layout``).
 """
@@ -24,6 +26,7 @@ class StateDir:
     DATABASE: ClassVar[str] = "cutter.sqlite3"
     OWNER_LOCK: ClassVar[str] = "owner.pid"
     SOCKET: ClassVar[str] = "daemon.sock"
+    HOOKS: ClassVar[str] = "hooks"
     OLD_LAYOUT: ClassVar[tuple[str, ...]] = ("kb", "runs", "target", "kill-switch")
 
     @property
@@ -37,6 +40,10 @@ class StateDir:
     @property
     def socket(self) -> Path:
         return self.root / self.SOCKET
+
+    @property
+    def hooks(self) -> Path:
+        return self.root / self.HOOKS
 
     @property
     def old_layout(self) -> tuple[Path, ...]:

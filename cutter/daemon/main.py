@@ -48,6 +48,7 @@ from cutter.daemon.limits import ConnectionLimits, fit_to_open_files
 from cutter.daemon.service import Daemon
 from cutter.daemon.transport import claim_socket, serve_socket, serve_stdio, socket_gid
 from cutter.discovery import TextDiscoverer
+from cutter.runtime.hook_dir import check_hooks_dir
 from cutter.runtime.logs import Logger, get_logger, open_private_log
 from cutter.runtime.offloop import use_worker_processes
 from cutter.stores.owner import claim
@@ -74,6 +75,12 @@ class DaemonOptions:
     # connections, their deadlines, the bytes they buffer (cutter.daemon.limits)
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     approval_ttl_seconds: int = 24 * 3600  # the default policy's ttl_seconds, both gates
+    hooks_dir: Path | None = None  # None: <state_dir>/hooks
+
+    @property
+    def hooks_path(self) -> Path:
+        """The hooks directory (docs/operations.md, Hooks)."""
+        return self.hooks_dir if self.hooks_dir is not None else StateDir(self.state_dir).hooks
 
     @property
     def socket_path(self) -> Path:
@@ -125,6 +132,10 @@ async def serve(options: DaemonOptions, sinks: Sinks) -> int:
     gid = None if options.socket_group is None else socket_gid(options.socket_group)
     os.umask(0o077)
     await anyio.to_thread.run_sync(private_state_dir, options.state_dir, gid)
+    # An unsafe hooks directory refuses the start (HooksDirUnsafe), before anything runs.
+    await anyio.to_thread.run_sync(
+        check_hooks_dir, options.hooks_path, get_logger(component="hooks")
+    )
     # Handlers stay installed until the very end: a second SIGTERM during the drain
     # must not kill the daemon half-way (a supervisor escalates with SIGKILL).
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -188,7 +199,7 @@ async def _serve_claimed(
 ) -> None:
     async with (
         open_stores(options) as (config, kill_switch),
-        Runner(replace(config, transitions=bus)) as runner,
+        Runner(replace(config, transitions=bus, hooks_dir=options.hooks_path)) as runner,
         anyio.create_task_group() as jobs,
     ):
         links = LinkBook(ttl=timedelta(seconds=options.link_ttl_seconds))

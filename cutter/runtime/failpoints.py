@@ -15,7 +15,9 @@ advanced run, the caller not yet told; ``@1`` at SG_1, ``@2`` at SG_2 of a
 one-approver walk);
 undoing a live run's writes (``cutter.walk.stopping``): ``undo:pending``
 (ROLLBACK_PENDING persisted, no row restored), ``undo:restored`` (rows restored,
-rollback envelope not yet appended), ``undo:recorded`` (envelope appended, the run not yet ended).
+rollback envelope not yet appended), ``undo:recorded`` (envelope appended, the run not yet ended);
+``hook:ran`` (a ``before_*`` hook ran and was recorded, its answer not yet acted on:
+``@1`` is leg A's, ``@2`` enact's when each event has one hook).
 """
 
 from __future__ import annotations

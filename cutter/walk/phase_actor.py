@@ -23,7 +23,9 @@ class PhaseActor(Actor[RunPhase, PhaseReply]):
     async def receive(self, message: RunPhase, ctx: Context) -> PhaseReply:
         sidecar = message.sidecar
         try:
-            output = await BODIES[self.phase](PhaseContext(sidecar, self.services))
+            output = await BODIES[self.phase](
+                PhaseContext(sidecar, self.services, replay=message.replay)
+            )
         except CutterError as exc:
             error_id = new_error_id()
             code = exc.stop_code if isinstance(exc, PhaseStop) else StopCode.PHASE_FAILED

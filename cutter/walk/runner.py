@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from types import TracebackType
 from typing import assert_never
 
@@ -57,6 +58,7 @@ from cutter.core.transitions import NO_TRANSITIONS, Transitions
 from cutter.runtime.logs import get_logger
 from cutter.walk.gate_check import PolicyGateVerifier
 from cutter.walk.gate_review import gate_review
+from cutter.walk.hooks import ProcessHooks
 from cutter.walk.locks import InProcessDocumentLocks
 from cutter.walk.messages import (
     Abort,
@@ -162,6 +164,9 @@ class RunnerConfig:
     # Where every run's transitions are published as they are logged (the daemon's
     # watchers: ``cutter.daemon.bus.EventBus``); nowhere by default.
     transitions: Transitions = NO_TRANSITIONS
+    # The hooks directory (``cutter.runtime.hook_dir``; None: none). The policy's hooks
+    # run whatever it is (docs/operations.md, Hooks).
+    hooks_dir: Path | None = None
 
 
 class Runner:
@@ -468,6 +473,7 @@ class Runner:
     def _deps(self, sidecar: Sidecar) -> RunDeps:
         c = self.config
         target = sandbox(c.target) if sidecar.mode is Mode.DRY_RUN else c.target
+        fallback = default_policy(c.policy, owner="-")
         return RunDeps(
             services=Services(
                 target=target,
@@ -475,10 +481,9 @@ class Runner:
                 discoverer=c.discoverer,
                 grants=c.grants,
                 clock=c.clock,
-                gates=PolicyGateVerifier(
-                    kb=c.kb,
-                    consumption=c.run_store,
-                    fallback=default_policy(c.policy, owner="-"),
+                gates=PolicyGateVerifier(kb=c.kb, consumption=c.run_store, fallback=fallback),
+                hooks=ProcessHooks(
+                    kb=c.kb, directory=c.hooks_dir, clock=c.clock, fallback=fallback
                 ),
             ),
             run_store=c.run_store,
@@ -496,11 +501,11 @@ class Runner:
         if sidecar.state in TERMINAL:
             return sidecar
         log = get_logger(run_id=run_id, doc_id=sidecar.doc_id)
-        stops = RunStops(
-            RunRecorder(self.config.run_store, self.config.clock, log, self.config.transitions),
-            self._deps(sidecar).services,
-            log,
+        services = self._deps(sidecar).services
+        recorder = RunRecorder(
+            self.config.run_store, self.config.clock, log, self.config.transitions, services.hooks
         )
+        stops = RunStops(recorder, services, log)
         message = f"run supervisor failed unexpectedly ({error_type})"
         return await stops.stop(
             sidecar,

@@ -9,8 +9,9 @@ from datetime import datetime
 
 from cutter.core.canonical import sha256_hex
 from cutter.core.errors import StopVerifyFailed
+from cutter.core.hook_events import NO_HOOKS
 from cutter.core.kbdocs import PhaseDoc
-from cutter.core.ports import Discoverer, GateVerifier, GrantProbe, KnowledgeBase, Target
+from cutter.core.ports import Discoverer, GateVerifier, GrantProbe, Hooks, KnowledgeBase, Target
 from cutter.core.records import Candidate, Manifest
 from cutter.core.route import Phase, Pin, PinValue
 from cutter.core.sidecar import Sidecar
@@ -30,7 +31,8 @@ class Services:
     ``readbacks`` carries structural_verify's read-back to write_verify within the
     segment (``cutter.walk.phases.readback``), ``checked`` the plan and source bytes a
     phase checked against the pins to the segment's later phases
-    (``cutter.walk.phases.checked``): a segment gets its own ``Services``."""
+    (``cutter.walk.phases.checked``): a segment gets its own ``Services``. ``hooks``
+    runs the hooks of the run's events (``cutter.walk.hooks``)."""
 
     target: Target
     kb: KnowledgeBase
@@ -38,6 +40,7 @@ class Services:
     grants: GrantProbe
     clock: Clock
     gates: GateVerifier
+    hooks: Hooks = NO_HOOKS
     readbacks: ReadBacks = field(default_factory=ReadBacks)
     checked: CheckedInputs = field(default_factory=CheckedInputs)
 
@@ -54,6 +57,7 @@ class PhaseOutput:
 class PhaseContext:
     sidecar: Sidecar
     services: Services
+    replay: bool = False  # a dry run's replay of an earlier segment's write
     _cache: dict[str, object] = field(default_factory=dict)
 
     @property

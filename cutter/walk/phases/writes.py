@@ -1,6 +1,10 @@
 """cut_leg_a, leg_b_record, lifecycle_enact, and rollback: the phases that write.
 
 Each is idempotent: run twice, it writes nothing new and returns the same pins.
+``cut_leg_a`` and ``lifecycle_enact`` run their ``before_*`` hooks once the gate is
+judged again and before their first write (docs/operations.md, Hooks): a veto stops
+the run there, before leg A with nothing written. A dry run's replay of leg A into a
+fresh sandbox runs no hook (it did at the step itself).
 A live run anchors each ledger entry it appends (docs/ledger.md §8): the entry
 first, then its anchor, so a replay after a crash in between finds the entry
 (appends are idempotent) and records the anchor of exactly that entry.
@@ -8,8 +12,10 @@ first, then its anchor, so a replay after a crash in between finds the entry
 
 from __future__ import annotations
 
+from cutter.core import hook_events
 from cutter.core.anchors import anchor_of
 from cutter.core.errors import StopVerifyFailed
+from cutter.core.hook_names import HookEvent
 from cutter.core.kbdocs import LedgerAnchor
 from cutter.core.ledger import CutEnvelope, LedgerEntry, RollbackEnvelope
 from cutter.core.mode import Mode
@@ -29,6 +35,9 @@ async def cut_leg_a(ctx: PhaseContext) -> PhaseOutput:
     manifest = await ctx.manifest()
     data = await ctx.source_bytes()
     change_set_id = change_set_id_for(ctx.run_id, ctx.pin_str(Pin.MANIFEST_DIGEST))
+    if not ctx.replay:  # a veto stops the run here: no backup, no row, no ledger entry
+        payload = hook_events.before_leg_a(ctx.sidecar, change_set_id, len(manifest.ius))
+        await ctx.services.hooks.before(HookEvent.BEFORE_LEG_A, payload)
     ius = ctx.services.target.ius
     if not await ius.change_set(change_set_id):
         # First write of this cut: store the pinned snapshot, still exactly as pinned.
@@ -77,6 +86,8 @@ async def lifecycle_enact(ctx: PhaseContext) -> PhaseOutput:
     change_set_id = ctx.pin_str(Pin.CHANGE_SET_ID)
     target = ctx.services.target
     await ctx.services.gates.verify(ctx.sidecar, Gate.SG_2)  # a stop here undoes leg A
+    payload = hook_events.before_lifecycle_enact(ctx.sidecar)
+    await ctx.services.hooks.before(HookEvent.BEFORE_LIFECYCLE_ENACT, payload)  # so does a veto
     count = await target.ius.enact(change_set_id)
     failpoint("enact:mid")
     planned = int(ctx.sidecar.pins[Pin.IU_COUNT])

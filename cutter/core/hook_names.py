@@ -1,0 +1,21 @@
+"""The events a hook can be named for (pure, imports nothing): the policy's ``hooks``
+table and the hooks directory's file names are these, and nothing else."""
+
+from __future__ import annotations
+
+import enum
+
+
+class HookEvent(enum.StrEnum):
+    """Where hooks run; a hook in the hooks directory is named exactly this."""
+
+    BEFORE_LEG_A = "before_leg_a"
+    BEFORE_LIFECYCLE_ENACT = "before_lifecycle_enact"
+    GATE_OPENED = "gate_opened"
+    APPROVAL_CONSUMED = "approval_consumed"
+    RUN_STOPPED = "run_stopped"
+    CLOSEOUT = "closeout"
+
+
+# The events whose hooks may stop the run: a non-zero exit vetoes the write they guard.
+VETOING = frozenset({HookEvent.BEFORE_LEG_A, HookEvent.BEFORE_LIFECYCLE_ENACT})
