@@ -41,6 +41,7 @@ from cutter.core.run_revision import revision_refusal
 from cutter.core.sidecar import ApprovalUse, Sidecar
 from cutter.stores.pg import queries as q
 from cutter.stores.pg.connect import domain_errors
+from cutter.stores.pg.outbox import PgOutbox, insert_notices
 
 # A doc this large that ``get`` decoded is kept, with the sha256 of the bytes it was
 # decoded from, in a small per-store cache; the cutplan doc of 10,000 IUs is 2.3 MB.
@@ -141,8 +142,10 @@ def _unshared(doc: KBDoc) -> KBDoc:
     return msgspec.structs.replace(doc, **dicts) if dicts else doc
 
 
-class PgRunStore:
-    """Runs in ``runs``; consuming an approval goes through ``control``."""
+class PgRunStore(PgOutbox):
+    """Runs in ``runs``; consuming an approval goes through ``control``. Every save
+    inserts the sidecar's notices into the outbox in its transaction
+    (``cutter.stores.pg.outbox``)."""
 
     def __init__(self, pool: asyncpg.Pool, control: asyncpg.Pool | None = None) -> None:
         self.pool = pool
@@ -162,14 +165,16 @@ class PgRunStore:
         data = encode_sidecar(sidecar)
         with domain_errors("run create"):
             try:
-                await self.pool.execute(
-                    q.RUN_CREATE,
-                    sidecar.run_id,
-                    sidecar.doc_id,
-                    sidecar.state.value,
-                    data,
-                    sidecar.revision,
-                )
+                async with self.pool.acquire() as conn, conn.transaction():
+                    await conn.execute(
+                        q.RUN_CREATE,
+                        sidecar.run_id,
+                        sidecar.doc_id,
+                        sidecar.state.value,
+                        data,
+                        sidecar.revision,
+                    )
+                    await insert_notices(conn, sidecar)
             except asyncpg.UniqueViolationError as exc:
                 raise await self._busy(sidecar, exc) from None
 
@@ -181,7 +186,7 @@ class PgRunStore:
         data = encode_sidecar(sidecar)
         with domain_errors("run save"):
             try:
-                async with self.pool.acquire() as conn:
+                async with self.pool.acquire() as conn, conn.transaction():
                     await _compare_and_save(conn, sidecar, data)
             except asyncpg.UniqueViolationError as exc:
                 raise await self._busy(sidecar, exc) from None
@@ -245,13 +250,15 @@ class PgRunStore:
 async def _compare_and_save(
     conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy, sidecar: Sidecar, data: bytes
 ) -> None:
-    """Save ``sidecar`` only over the revision before it, else raise why not."""
+    """Save ``sidecar`` only over the revision before it, else raise why not; with it,
+    its notices into the outbox. Call it inside a transaction."""
     status = await conn.execute(
         q.RUN_SAVE, sidecar.run_id, sidecar.doc_id, sidecar.state.value, data, sidecar.revision
     )
     if status != "UPDATE 1":
         stored = await conn.fetchval(q.RUN_REVISION, sidecar.run_id)
         raise revision_refusal(sidecar.run_id, stored, sidecar.revision)
+    await insert_notices(conn, sidecar)  # the outbox commits (or rolls back) with the save
 
 
 class PgKillSwitch:

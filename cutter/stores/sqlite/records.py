@@ -35,6 +35,7 @@ from cutter.core.run_pages import RunFilter
 from cutter.core.run_revision import revision_refusal
 from cutter.core.sidecar import ApprovalUse, Sidecar
 from cutter.stores.sqlite.database import Database
+from cutter.stores.sqlite.outbox import SqliteOutbox, insert_notices
 
 ONE_OPEN_RUN_INDEX = "runs.doc_id"  # how SQLite names the partial unique index's column
 _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
@@ -121,10 +122,12 @@ def _save(conn: sqlite3.Connection, sidecar: Sidecar, data: bytes) -> None:
         raise revision_refusal(
             sidecar.run_id, None if stored is None else stored[0], sidecar.revision
         )
+    insert_notices(conn, sidecar)  # the outbox commits (or rolls back) with the save
 
 
-class SqliteRunStore:
-    """``RunStore`` in ``runs`` and ``consumed_approvals``."""
+class SqliteRunStore(SqliteOutbox):
+    """``RunStore`` in ``runs`` and ``consumed_approvals``; its outbox in ``outbox``
+    and ``deliveries`` (``cutter.stores.sqlite.outbox``)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -149,6 +152,7 @@ class SqliteRunStore:
                 )
             except sqlite3.IntegrityError as exc:
                 raise _busy(conn, exc, sidecar.doc_id) from None
+            insert_notices(conn, sidecar)
 
         await self.db.write(create)
 
