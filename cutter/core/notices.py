@@ -16,24 +16,13 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timedelta
-from typing import Literal
 
 import msgspec
 
 from cutter.core.errors import CorruptRecord, one_line
+from cutter.core.notice_events import NoticeEvent
 from cutter.core.sidecar import GateRecord, Sidecar
 from cutter.core.states import TERMINAL, RunState
-
-NoticeEvent = Literal[
-    "gate_opened", "approval_consumed", "run_stopped", "closeout", "approval_reminder"
-]
-EVENTS: tuple[NoticeEvent, ...] = (
-    "gate_opened",
-    "approval_consumed",
-    "run_stopped",
-    "closeout",
-    "approval_reminder",
-)
 
 Detail = dict[str, str | int | None]
 
