@@ -209,7 +209,7 @@ class ErrorCode(enum.StrEnum):
     USAGE = "E_USAGE"
     BAD_REQUEST_DIGEST = "E_BAD_REQUEST_DIGEST"
     REVIEW_DECISION_REQUIRED = "E_REVIEW_DECISION_REQUIRED"
-    # cutter.core.webhooks, cutter.runtime.secret_files: notifications (docs/notifications.md)
+    # cutter.core.outbox, cutter.runtime.secret_files: notifications (docs/notifications.md)
     NOTIFICATION_FILTER = "E_NOTIFICATION_FILTER"
     SECRET_FILE_UNREADABLE = "E_SECRET_FILE_UNREADABLE"
 

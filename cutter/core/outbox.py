@@ -16,14 +16,22 @@ from datetime import datetime, timedelta
 
 import msgspec
 
-from cutter.core.errors import one_line
+from cutter.core.errors import ErrorCode, InputError, one_line
+from cutter.core.ids import check_run_id
 from cutter.core.notices import Notice
 
 BACKOFF_BASE = timedelta(seconds=5)
 BACKOFF_CAP = timedelta(hours=1)
 ERROR_LIMIT = 300
-# How many notices a listing shows at most, newest last.
-LIST_LIMIT = 500
+# How many notices a listing (``cutter notifications``) shows: the newest, oldest first.
+LIST_DEFAULT_LIMIT = 50
+LIST_MAX_LIMIT = 200
+
+
+class NotificationFilterInvalid(InputError):
+    """``cutter notifications`` asked for a run or a count no listing has."""
+
+    code = ErrorCode.NOTIFICATION_FILTER
 
 
 class DeliveryState(enum.StrEnum):
@@ -99,3 +107,15 @@ def with_state(records: Iterable[NoticeRecord], state: DeliveryState | None) -> 
         if kept:
             shown.append(msgspec.structs.replace(record, deliveries=kept))
     return shown
+
+
+def check_listing(run_id: str | None, limit: int) -> tuple[str | None, int]:
+    """The filter of a listing, checked: ``NotificationFilterInvalid`` saying why not."""
+    if not 1 <= limit <= LIST_MAX_LIMIT:
+        raise NotificationFilterInvalid(f"limit must be 1 to {LIST_MAX_LIMIT}, not {limit}")
+    if run_id is not None:
+        try:
+            check_run_id(run_id)
+        except InputError as exc:
+            raise NotificationFilterInvalid(exc.message) from None
+    return run_id, limit

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from cutter.core.errors import ErrorCode, InputError, PolicyInvalid
+from cutter.core.errors import PolicyInvalid
 from cutter.core.notice_events import EVENTS, NoticeEvent
 
 MAX_WEBHOOKS = 20
@@ -86,9 +86,3 @@ def sign(secret: bytes, body: bytes) -> str:
 def verify(secret: bytes, body: bytes, header: str) -> bool:
     """Whether ``header`` is the signature of ``body`` under ``secret`` (constant time)."""
     return hmac.compare_digest(sign(secret, body).encode(), header.encode())
-
-
-class NotificationFilterInvalid(InputError):
-    """``cutter notifications`` asked for a state or run no listing has."""
-
-    code = ErrorCode.NOTIFICATION_FILTER

@@ -30,7 +30,9 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 import pytest
+from click.testing import CliRunner
 
+from cutter.cli.main import main
 from cutter.core.mode import Mode
 from cutter.core.outbox import DeliveryState
 from cutter.core.principals import own_principal
@@ -181,6 +183,15 @@ async def test_kill_9_between_transition_and_delivery_still_delivers_every_event
         run = (await approve(restarted.socket, run)).run
     assert run.state is RunState.CLOSEOUT_REPORTED, (run.stop_code, run.stop_message)
     received.wait_for(len(EVENTS))
+    # What an operator sees through the daemon: every notice delivered, none pending.
+    shown = await anyio.to_thread.run_sync(
+        CliRunner().invoke, main, ["notifications", "--socket", str(restarted.socket)]
+    )
+    assert shown.exit_code == 0, shown.output
+    rows = [line.split("  ") for line in shown.stdout.splitlines()[1:]]
+    assert [(r[1], r[2], r[4], r[5]) for r in rows] == [
+        (event, run.run_id, url, "delivered") for event in EVENTS
+    ]
     assert await anyio.to_thread.run_sync(restarted.stop) == 0
 
     deduped = received.deduped()
