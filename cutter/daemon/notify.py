@@ -100,7 +100,10 @@ class Deliverer:
         hooks = {hook.url: hook for hook in policy.webhooks}
         while batch := await self.store.due(now, BATCH):
             for due in batch:
-                await self._attempt(due, hooks.get(due.delivery.endpoint))
+                # A stop (the drain cancels this task) lets the attempt in flight finish,
+                # within its timeout: a POST answered is recorded, not sent again.
+                with anyio.CancelScope(shield=True):
+                    await self._attempt(due, hooks.get(due.delivery.endpoint))
             if len(batch) < BATCH:
                 break
         next_due = await self.store.next_due()

@@ -183,6 +183,16 @@ async def test_kill_9_between_transition_and_delivery_still_delivers_every_event
         run = (await approve(restarted.socket, run)).run
     assert run.state is RunState.CLOSEOUT_REPORTED, (run.stop_code, run.stop_message)
     received.wait_for(len(EVENTS))
+    closeout = received.posts[-1][0]
+    assert closeout["x-cutter-event"] == "closeout"
+
+    def recorded(e: dict[str, object]) -> bool:  # the last POST's delivery is recorded
+        return (
+            e.get("event") == "notice_delivered"
+            and e.get("notice_id") == closeout["x-cutter-delivery"]
+        )
+
+    await anyio.to_thread.run_sync(restarted.wait_event, recorded, "the closeout delivered")
     # What an operator sees through the daemon: every notice delivered, none pending.
     shown = await anyio.to_thread.run_sync(
         CliRunner().invoke, main, ["notifications", "--socket", str(restarted.socket)]
