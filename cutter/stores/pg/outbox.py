@@ -14,9 +14,8 @@ from datetime import datetime
 import asyncpg
 
 from cutter.core.errors import CorruptRecord
-from cutter.core.notices import Notice, decode_notice, encode_notice, notices_for
+from cutter.core.notices import Notice, decode_notice, encode_notice
 from cutter.core.outbox import Delivery, DeliveryState, DueDelivery, NoticeRecord
-from cutter.core.sidecar import Sidecar
 from cutter.stores.pg.connect import domain_errors
 
 INSERT_NOTICES = """
@@ -54,10 +53,10 @@ ORDER BY notice_id, endpoint COLLATE "C"
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 
-async def insert_notices(conn: Conn, sidecar: Sidecar) -> None:
-    """``notices_for(sidecar)`` into the outbox, each id once, in one statement: call it
-    inside the save's transaction."""
-    await _insert(conn, notices_for(sidecar))
+async def insert_notices(conn: Conn, notices: Sequence[Notice]) -> None:
+    """A saved sidecar's notices (``Enqueued.fresh``) into the outbox, each id once, in
+    one statement: call it inside the save's transaction."""
+    await _insert(conn, notices)
 
 
 async def _insert(conn: Conn, notices: Sequence[Notice]) -> int:

@@ -14,9 +14,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from cutter.core.errors import CorruptRecord
-from cutter.core.notices import Notice, decode_notice, encode_notice, notices_for
+from cutter.core.notices import Notice, decode_notice, encode_notice
 from cutter.core.outbox import Delivery, DeliveryState, DueDelivery, NoticeRecord
-from cutter.core.sidecar import Sidecar
 from cutter.stores.sqlite.database import Database
 
 _INSERT = (
@@ -39,9 +38,10 @@ def _insert(conn: sqlite3.Connection, notice: Notice) -> bool:
     return conn.execute(_INSERT, args).rowcount == 1
 
 
-def insert_notices(conn: sqlite3.Connection, sidecar: Sidecar) -> None:
-    """``notices_for(sidecar)`` into the outbox, each id once: call it in the save's write."""
-    for notice in notices_for(sidecar):
+def insert_notices(conn: sqlite3.Connection, notices: Sequence[Notice]) -> None:
+    """A saved sidecar's notices (``Enqueued.fresh``) into the outbox, each id once: call
+    it in the save's write."""
+    for notice in notices:
         _insert(conn, notice)
 
 
