@@ -20,6 +20,7 @@ from cutter.cli.common import (
 )
 from cutter.cli.doctor_command import COMMANDS as DOCTOR_COMMANDS
 from cutter.cli.ledger import COMMANDS as LEDGER_COMMANDS
+from cutter.cli.notifications import COMMANDS as NOTIFICATION_COMMANDS
 from cutter.cli.outcome import EXIT_STATUS_HELP
 from cutter.cli.plan import COMMANDS as PLAN_COMMANDS
 from cutter.cli.policy import COMMANDS as POLICY_COMMANDS
@@ -317,5 +318,6 @@ for _command in (
     *DOCTOR_COMMANDS,
     *LEDGER_COMMANDS,
     *PLAN_COMMANDS,
+    *NOTIFICATION_COMMANDS,
 ):
     main.add_command(_command)

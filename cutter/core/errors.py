@@ -209,6 +209,9 @@ class ErrorCode(enum.StrEnum):
     USAGE = "E_USAGE"
     BAD_REQUEST_DIGEST = "E_BAD_REQUEST_DIGEST"
     REVIEW_DECISION_REQUIRED = "E_REVIEW_DECISION_REQUIRED"
+    # cutter.core.outbox, cutter.runtime.secret_files: notifications (docs/notifications.md)
+    NOTIFICATION_FILTER = "E_NOTIFICATION_FILTER"
+    SECRET_FILE_UNREADABLE = "E_SECRET_FILE_UNREADABLE"
 
 
 def new_error_id() -> str:

@@ -48,6 +48,7 @@ from cutter.core.ids import check_token
 from cutter.core.mode import Mode
 from cutter.core.route import Gate
 from cutter.core.signing import MAX_KEYS_PER_REVIEWER, public_key
+from cutter.core.webhooks import Webhook, check_webhooks
 
 ANYONE = "*"
 MAX_NAMES = 200
@@ -99,6 +100,10 @@ class Policy(_Strict, frozen=True, kw_only=True):
     # hook event -> argv run without a shell (after the hooks directory's hook, if any).
     hooks: dict[HookEvent, tuple[str, ...]] = {}
     hook_timeout_seconds: int = 10
+    # Where notices are POSTed (cutter.core.webhooks, docs/notifications.md), and how
+    # long before a waiting gate's TTL runs out it is due an approval_reminder (None: never).
+    webhooks: tuple[Webhook, ...] = ()
+    remind_before_seconds: int | None = None
 
     def _rule(self, doc_id: str) -> DocumentRule | None:
         for rule in self.documents:
@@ -161,6 +166,11 @@ def check_policy(policy: Policy) -> Policy:
     _gate("sg_1", policy.sg_1, policy.reviewer_keys)
     _gate("sg_2", policy.sg_2, policy.reviewer_keys)
     _hooks(policy.hooks, policy.hook_timeout_seconds)
+    check_webhooks(policy.webhooks)
+    if policy.remind_before_seconds is not None and not (
+        60 <= policy.remind_before_seconds <= 30 * 24 * 3600
+    ):
+        raise PolicyInvalid("remind_before_seconds must be 60 s .. 30 days")
     if len(policy.documents) > MAX_DOCUMENT_RULES:
         raise PolicyInvalid(f"more than {MAX_DOCUMENT_RULES} document rules")
     for index, rule in enumerate(policy.documents):

@@ -11,11 +11,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from cutter.core.hook_names import HookEvent
 from cutter.core.kbdocs import KBDoc
 from cutter.core.ledger import LedgerEntry, LedgerEnvelope, StoredEntry
+from cutter.core.notices import Notice
+from cutter.core.outbox import Delivery, DueDelivery, NoticeRecord
 from cutter.core.records import Backup, BackupInfo, Candidate, IURow, SourceVersion, WriterGrants
 from cutter.core.route import Gate
 from cutter.core.sidecar import ApprovalUse, Sidecar
@@ -157,7 +160,45 @@ class KnowledgeBase(Protocol):
     async def list(self, prefix: str) -> list[str]: ...
 
 
-class RunStore(Protocol):
+class Outbox(Protocol):
+    """The run store's notification outbox (``cutter.core.outbox``, docs/notifications.md).
+    ``create``, ``save`` and ``save_consuming`` insert ``notices_for`` of the sidecar
+    in the same transaction as the sidecar, each notice_id once: a refused save
+    enqueues nothing, a crash after the save loses nothing."""
+
+    async def enqueue(self, notice: Notice) -> bool:
+        """Insert a notice not made by a save (a reminder); False when its id is there."""
+        ...
+
+    async def undispatched(self, limit: int) -> Sequence[Notice]:
+        """Notices not yet fanned out into deliveries, oldest first."""
+        ...
+
+    async def dispatch(self, notice_id: str, endpoints: Sequence[str], at: datetime) -> None:
+        """One pending delivery (due ``at``) of the notice per endpoint, and the notice
+        marked dispatched, in one transaction; again: nothing more."""
+        ...
+
+    async def due(self, now: datetime, limit: int) -> Sequence[DueDelivery]:
+        """Pending deliveries whose ``next_at`` is not after ``now``, earliest first."""
+        ...
+
+    async def next_due(self) -> datetime | None:
+        """The earliest ``next_at`` of a pending delivery, if any."""
+        ...
+
+    async def record_attempt(self, delivery: Delivery) -> None:
+        """Store where ``delivery`` stands after an attempt (state, attempts, next_at,
+        last_error), keyed by its notice_id and endpoint."""
+        ...
+
+    async def notifications(self, run_id: str | None, limit: int) -> Sequence[NoticeRecord]:
+        """The newest ``limit`` notices (of ``run_id``, if given), oldest first, each
+        with its deliveries."""
+        ...
+
+
+class RunStore(Outbox, Protocol):
     async def load(self, run_id: str) -> Sidecar:
         """Raises ``UnknownRun`` or ``CorruptRecord`` (naming the file or row)."""
         ...

@@ -17,6 +17,7 @@ import msgspec
 from cutter.core.errors import ErrorCode, one_line
 from cutter.core.kbdocs import Decision
 from cutter.core.mode import Mode
+from cutter.core.outbox import LIST_DEFAULT_LIMIT, DeliveryState, NoticeRecord
 from cutter.core.policy import Policy
 from cutter.core.quarantine import UnreadableRun
 from cutter.core.review import GateReview
@@ -137,6 +138,15 @@ class MintLink(Command, frozen=True, kw_only=True, tag="review_link"):
     ttl_seconds: int | None = None
 
 
+class ListNotifications(Command, frozen=True, kw_only=True, tag="notifications"):
+    """The newest ``limit`` notices of the outbox (of ``run_id``), each with its webhook
+    deliveries; with ``state``, only those with a delivery in it (docs/notifications.md)."""
+
+    state: DeliveryState | None = None
+    run_id: str | None = None
+    limit: int = LIST_DEFAULT_LIMIT
+
+
 AnyCommand = (
     Ping
     | Start
@@ -152,6 +162,7 @@ AnyCommand = (
     | ShowPolicy
     | SetPolicy
     | MintLink
+    | ListNotifications
 )
 
 
@@ -300,6 +311,10 @@ class Error(Reply, frozen=True, kw_only=True, tag="error"):
     error_id: str | None = None
 
 
+class NotificationList(Reply, frozen=True, kw_only=True, tag="notifications"):
+    notices: tuple[NoticeRecord, ...]
+
+
 AnyReply = (
     Pong
     | RunInfo
@@ -311,6 +326,7 @@ AnyReply = (
     | ShuttingDownReply
     | PolicyInfo
     | ReviewLink
+    | NotificationList
     | Event
     | Error
 )

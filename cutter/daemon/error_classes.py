@@ -6,10 +6,12 @@ checks that this import alone registers a class for every member."""
 from __future__ import annotations
 
 # Imported for the classes they define (registration happens at definition).
+import cutter.core.outbox
 import cutter.core.run_pages
 import cutter.core.secrets
 import cutter.core.wire_errors
 import cutter.daemon.client
+import cutter.runtime.secret_files
 import cutter.runtime.sshsig
 import cutter.stores.pg.connect
 import cutter.stores.pg.logins

@@ -45,6 +45,7 @@ from cutter.daemon.bus import EventBus
 from cutter.daemon.console import Sinks, choose_sinks, configure
 from cutter.daemon.housekeeping import remove_socket
 from cutter.daemon.limits import ConnectionLimits, fit_to_open_files
+from cutter.daemon.notify import TransitionFanout, open_deliverer
 from cutter.daemon.service import Daemon
 from cutter.daemon.transport import claim_socket, serve_socket, serve_stdio, socket_gid
 from cutter.discovery import TextDiscoverer
@@ -199,7 +200,15 @@ async def _serve_claimed(
 ) -> None:
     async with (
         open_stores(options) as (config, kill_switch),
-        Runner(replace(config, transitions=bus, hooks_dir=options.hooks_path)) as runner,
+        # Notices (docs/notifications.md): woken by every transition, as watchers are.
+        open_deliverer(config) as deliverer,
+        Runner(
+            replace(
+                config,
+                transitions=TransitionFanout((bus, deliverer)),
+                hooks_dir=options.hooks_path,
+            )
+        ) as runner,
         anyio.create_task_group() as jobs,
     ):
         links = LinkBook(ttl=timedelta(seconds=options.link_ttl_seconds))
@@ -210,6 +219,7 @@ async def _serve_claimed(
             if http is not None:
                 await web.start(serve_http, http, daemon)
             intake.start_soon(_signals, daemon, signals)
+            intake.start_soon(deliverer.run)  # cancelled with the intake, after the drain
             if options.stdio:
                 intake.start_soon(_stdio_then_stop, daemon)
             else:

@@ -52,6 +52,7 @@ from cutter.core.protocol import (
     Error,
     Event,
     KillSwitchState,
+    ListNotifications,
     ListRuns,
     MintLink,
     Ping,
@@ -82,6 +83,7 @@ from cutter.core.sidecar import GateRecord, Sidecar
 from cutter.core.signing import check_signature
 from cutter.daemon.bus import EventBus, Subscription
 from cutter.daemon.logid import logged_id
+from cutter.daemon.notifications import list_notifications
 from cutter.runtime.logs import Logger, get_logger
 from cutter.walk.policy_book import current, default_policy, gate_policy, replace
 from cutter.walk.runner import Runner
@@ -307,6 +309,8 @@ class Daemon:
                 return await self._mint(command, caller)
             case SetPolicy():
                 return await self._set_policy(command, caller)
+            case ListNotifications():
+                return await list_notifications(runner.config.run_store, command)
             case Watch():
                 raise RuntimeError("watch is a stream: the transport calls watch()")
             case _:

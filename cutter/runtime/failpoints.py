@@ -18,6 +18,9 @@ undoing a live run's writes (``cutter.walk.stopping``): ``undo:pending``
 rollback envelope not yet appended), ``undo:recorded`` (envelope appended, the run not yet ended);
 ``hook:ran`` (a ``before_*`` hook ran and was recorded, its answer not yet acted on:
 ``@1`` is leg A's, ``@2`` enact's when each event has one hook).
+Notifications (``cutter.daemon.notify``, docs/notifications.md): ``notify:enqueued``
+(a webhook delivery about to be POSTed, its notice committed with the run's save) and
+``notify:posted`` (the endpoint answered 2xx, the delivery not yet recorded).
 """
 
 from __future__ import annotations

@@ -261,7 +261,13 @@ async def open_records(backend: Backend) -> AsyncIterator[RecordsUnderTest]:
             del kb._docs[kb_id]
 
         async def stored_memory() -> object:
-            return (dict(kb._docs), dict(runs._sidecars), dict(runs._consumed))
+            return (
+                dict(kb._docs),
+                dict(runs._sidecars),
+                dict(runs._consumed),
+                dict(runs._outbox),
+                dict(runs._deliveries),
+            )
 
         async def reopen_memory() -> RunStore:
             return runs

@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import anyio
@@ -36,6 +37,8 @@ from cutter.core.errors import (
 from cutter.core.ids import derived_sv_id
 from cutter.core.kbdocs import PhaseDoc
 from cutter.core.ledger import GENESIS_HASH, chain_hash, next_entry, verify_chain
+from cutter.core.notices import notices_for, reminder_for
+from cutter.core.outbox import attempted, backoff
 from cutter.core.ports import LedgerReader, SourcePublisher, Target
 from cutter.core.quarantine import UnreadableRun
 from cutter.core.records import REQUIRED_GRANTS, Backup, IURow, IUState
@@ -55,6 +58,7 @@ from tests._harness import paused_sidecar
 from tests._revision import next_revision
 from tests.pg._stores import (
     BACKENDS,
+    T0,
     TARGET_BACKENDS,
     WRITER,
     Backend,
@@ -1036,6 +1040,117 @@ async def test_a_stale_save_consuming_is_run_changed_and_consumes_nothing(
     await records.runs.save_consuming(current, approval_use(second_approval))
     assert await records.runs.consumed_by(second_approval) == "run-a"
     assert await records.runs.load("run-a") == current
+
+
+# == Outbox (the RunStore's notifications, docs/notifications.md) =========================
+
+
+async def _notice_ids(records: RecordsUnderTest, run_id: str | None = None) -> list[str]:
+    return [r.notice.notice_id for r in await records.runs.notifications(run_id, 100)]
+
+
+async def test_every_save_enqueues_its_sidecars_notices_once(records: RecordsUnderTest) -> None:
+    """create, save and save_consuming each write notices_for(sidecar) into the outbox,
+    and saving the same facts again enqueues nothing new."""
+    held = sidecar("run-a")
+    await records.runs.create(held)
+    assert await _notice_ids(records) == [n.notice_id for n in notices_for(held)]
+    approval = "runs/run-a/gates/SG_1/approvals/alice"
+    use = approval_use(approval)
+    (gate,) = held.gates
+    consumed = next_revision(
+        held, state=RunState.RUNNING, gates=(msgspec.structs.replace(gate, uses=(use,)),)
+    )
+    await records.runs.save_consuming(consumed, use)
+    again = next_revision(consumed, started_by="same facts")
+    await records.runs.save(again)
+    listed = await records.runs.notifications(None, 100)
+    assert [r.notice for r in listed] == notices_for(consumed)
+    assert [r.notice.event for r in listed] == ["gate_opened", "approval_consumed"]
+    assert {r.dispatched for r in listed} == {False}
+    stopped = next_revision(again, state=RunState.ABORTED)
+    await records.runs.save(stopped)
+    assert [r.notice.event for r in await records.runs.notifications("run-a", 100)] == [
+        "gate_opened",
+        "approval_consumed",
+        "run_stopped",
+    ]
+    assert await records.runs.notifications("run-b", 100) == []
+
+
+async def test_a_refused_save_enqueues_nothing(records: RecordsUnderTest) -> None:
+    """The notices are written in the save's transaction: a save refused (RunChanged,
+    ApprovalConsumedAlready, DocumentBusy) leaves the outbox as it was."""
+    held = sidecar("run-a")
+    await records.runs.create(held)
+    first = next_revision(held, started_by="first walker")
+    await records.runs.save(first)
+    before = await records.runs.notifications(None, 100)
+    approval = "runs/run-a/gates/SG_1/approvals/alice"
+    (gate,) = held.gates
+    use = approval_use(approval)
+    stale = next_revision(
+        held, state=RunState.REJECTED, gates=(msgspec.structs.replace(gate, uses=(use,)),)
+    )
+    with pytest.raises(RunChanged):
+        await records.runs.save(stale)
+    with pytest.raises(RunChanged):
+        await records.runs.save_consuming(stale, use)
+    with_use = next_revision(first, gates=stale.gates)
+    await records.runs.save_consuming(with_use, use)
+    after_use = await records.runs.notifications(None, 100)
+    assert len(after_use) == len(before) + 1
+    with pytest.raises(ApprovalConsumedAlready):
+        await records.runs.save_consuming(next_revision(with_use, state=RunState.REJECTED), use)
+    with pytest.raises(DocumentBusy):
+        await records.runs.create(sidecar("run-b", doc_id=held.doc_id))
+    assert await records.runs.notifications(None, 100) == after_use
+    assert [r.notice.event for r in after_use] == ["gate_opened", "approval_consumed"]
+
+
+async def test_deliveries_are_dispatched_once_and_their_attempts_kept(
+    records: RecordsUnderTest,
+) -> None:
+    """A notice fans out into one delivery per endpoint, once; an attempt's count, next
+    time and error are what a restarted store (reopen) reads back."""
+    await records.runs.create(sidecar("run-a"))
+    (notice,) = await records.runs.undispatched(10)
+    a, b = "http://127.0.0.1:9/a", "http://127.0.0.1:9/b"
+    await records.runs.dispatch(notice.notice_id, [a, b], T0)
+    await records.runs.dispatch(notice.notice_id, [a, b, "http://127.0.0.1:9/c"], T0)
+    assert await records.runs.undispatched(10) == []
+    due = sorted(await records.runs.due(T0, 10), key=lambda d: d.delivery.endpoint)
+    assert [(d.notice, d.delivery.endpoint, d.delivery.attempts) for d in due] == [
+        (notice, a, 0),
+        (notice, b, 0),
+    ]
+    assert await records.runs.due(T0 - timedelta(seconds=1), 10) == []
+    first = due[0].delivery
+    failed = attempted(first, ok=False, error="HTTP 503", now=T0, max_attempts=3)
+    await records.runs.record_attempt(failed)
+    reopened = await records.reopen()
+    assert [d.delivery for d in await reopened.due(T0, 10)] == [due[1].delivery]
+    assert await reopened.next_due() == T0
+    done = attempted(due[1].delivery, ok=True, error=None, now=T0, max_attempts=3)
+    await reopened.record_attempt(done)
+    assert await reopened.next_due() == failed.next_at == T0 + backoff(1)
+    (record,) = await reopened.notifications(None, 10)
+    assert record.dispatched
+    kept = {d.endpoint: d for d in record.deliveries}
+    assert kept == {first.endpoint: failed, done.endpoint: done}
+    assert kept[first.endpoint].last_error == "HTTP 503"
+
+
+async def test_a_reminder_is_enqueued_once(records: RecordsUnderTest) -> None:
+    held = sidecar("run-a")
+    await records.runs.create(held)
+    ttl, before = timedelta(hours=1), timedelta(minutes=10)
+    reminder = reminder_for(held, ttl, before, held.gates[0].opened_at + timedelta(minutes=55))
+    assert reminder is not None
+    assert await records.runs.enqueue(reminder)
+    assert not await records.runs.enqueue(reminder)
+    assert [r.notice for r in await records.runs.notifications(None, 10)][-1] == reminder
+    assert len(await records.runs.notifications(None, 10)) == 2
 
 
 async def test_a_consumed_approval_is_refused_before_the_revision_is_compared(

@@ -61,6 +61,7 @@ VERSIONS = [
     (4, "control_role"),
     (5, "run_pages"),
     (6, "run_revision"),
+    (7, "outbox"),
 ]
 TABLES = {
     "documents",
@@ -74,6 +75,8 @@ TABLES = {
     "kill_switch",
     "schema_version",
     "db_approvals",
+    "outbox",
+    "deliveries",
 }
 CHILD_TIMEOUT_S = 60.0
 
@@ -112,13 +115,13 @@ def expected_versions() -> list[tuple[int, str]]:
 @pytest.mark.anyio
 async def test_migrate_applies_everything_once_and_then_nothing(empty_db: str) -> None:
     assert await public_tables(empty_db) == []
-    assert await migrate(empty_db) == [1, 2, 3, 4, 5, 6]
-    assert await schema_version(empty_db) == 6
+    assert await migrate(empty_db) == [1, 2, 3, 4, 5, 6, 7]
+    assert await schema_version(empty_db) == 7
     assert set(await public_tables(empty_db)) == TABLES
     assert await versions(empty_db) == expected_versions() == VERSIONS
 
     assert await migrate(empty_db) == []
-    assert await schema_version(empty_db) == 6
+    assert await schema_version(empty_db) == 7
     assert await versions(empty_db) == VERSIONS
     assert set(await public_tables(empty_db)) == TABLES
     # The kill switch row is seeded once, not again on the second run.
@@ -130,7 +133,7 @@ async def test_migrate_applies_everything_once_and_then_nothing(empty_db: str) -
 @pytest.mark.anyio
 async def test_migrating_the_migrated_template_clone_applies_nothing(pg_db: PgDatabase) -> None:
     assert await migrate(pg_db.admin_dsn) == []
-    assert await schema_version(pg_db.admin_dsn) == 6
+    assert await schema_version(pg_db.admin_dsn) == 7
 
 
 async def _back_to_version_1_with_two_open_runs(dsn: str) -> None:
@@ -274,7 +277,7 @@ async def test_two_processes_migrating_at_once_apply_each_version_once(empty_db:
             results = [json.loads(await _line(out)) for out in outs]
             codes = [await child.wait() for child in children]
     assert codes == [0, 0]
-    assert sorted(results) == [[], [1, 2, 3, 4, 5, 6]]
+    assert sorted(results) == [[], [1, 2, 3, 4, 5, 6, 7]]
     assert await versions(empty_db) == VERSIONS
     assert set(await public_tables(empty_db)) == TABLES
     assert await admin_fetchval(empty_db, "SELECT count(*) FROM kill_switch") == 1
@@ -284,12 +287,12 @@ def test_the_cli_migrates_and_prints_the_schema_version(empty_db: str) -> None:
     runner = CliRunner()
     first = runner.invoke(main, ["db", "migrate", "--dsn", empty_db])
     assert first.exit_code == 0, first.output
-    assert "applied [1, 2, 3, 4, 5, 6]" in first.output
-    assert "schema version 6" in first.output
+    assert "applied [1, 2, 3, 4, 5, 6, 7]" in first.output
+    assert "schema version 7" in first.output
     again = runner.invoke(main, ["db", "migrate", "--dsn", empty_db])
     assert again.exit_code == 0, again.output
     assert "applied nothing" in again.output
-    assert "schema version 6" in again.output
+    assert "schema version 7" in again.output
 
 
 # == roles ============================================================================

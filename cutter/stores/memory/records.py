@@ -10,7 +10,8 @@ cancellation points) as with a store that really waits.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from anyio.lowlevel import checkpoint
@@ -20,6 +21,8 @@ from cutter.core.db_approvals import reserved
 from cutter.core.errors import ApprovalConsumedAlready, CorruptRecord, DocumentBusy, UnknownRun
 from cutter.core.ids import check_kb_id, check_run_id
 from cutter.core.kbdocs import KBDoc, under_prefix
+from cutter.core.notices import Notice, decode_notice, encode_notice, notices_for
+from cutter.core.outbox import Delivery, DeliveryState, DueDelivery, NoticeRecord
 from cutter.core.quarantine import UnreadableRun, unreadable
 from cutter.core.run_pages import RunFilter, fill_page
 from cutter.core.run_revision import check_revision
@@ -59,6 +62,9 @@ class InMemoryRunStore:
         self._consumed: dict[str, str] = {}
         self._open: dict[str, str] = {}  # doc_id -> the open run that holds it
         self._revisions: dict[str, int] = {}  # run_id -> the stored revision, as a column
+        self._outbox: dict[str, bytes] = {}  # notice_id -> the notice, in enqueue order
+        self._dispatched: set[str] = set()
+        self._deliveries: dict[tuple[str, str], Delivery] = {}  # (notice_id, endpoint)
 
     async def load(self, run_id: str) -> Sidecar:
         await checkpoint()
@@ -80,6 +86,7 @@ class InMemoryRunStore:
             self._open[sidecar.doc_id] = sidecar.run_id
         self._sidecars[sidecar.run_id] = data
         self._revisions[sidecar.run_id] = sidecar.revision
+        self._enqueue(sidecar)
 
     async def save(self, sidecar: Sidecar) -> None:
         """Compare-and-save (``cutter.core.run_revision``)."""
@@ -107,6 +114,77 @@ class InMemoryRunStore:
         self._revisions[sidecar.run_id] = sidecar.revision
         if sidecar.state in TERMINAL and self._open.get(sidecar.doc_id) == sidecar.run_id:
             del self._open[sidecar.doc_id]
+        self._enqueue(sidecar)
+
+    def _enqueue(self, sidecar: Sidecar) -> None:
+        """The sidecar's notices into the outbox, with the save (no await between)."""
+        for notice in notices_for(sidecar):
+            self._outbox.setdefault(notice.notice_id, encode_notice(notice))
+
+    def _notice(self, notice_id: str) -> Notice:
+        return decode_notice(self._outbox[notice_id], f"memory:outbox/{notice_id}")
+
+    async def enqueue(self, notice: Notice) -> bool:
+        await checkpoint()
+        if notice.notice_id in self._outbox:
+            return False
+        self._outbox[notice.notice_id] = encode_notice(notice)
+        return True
+
+    async def undispatched(self, limit: int) -> builtins.list[Notice]:
+        await checkpoint()
+        waiting = [n for n in self._outbox if n not in self._dispatched][:limit]
+        return [self._notice(n) for n in waiting]
+
+    async def dispatch(self, notice_id: str, endpoints: Sequence[str], at: datetime) -> None:
+        await checkpoint()
+        if notice_id not in self._outbox or notice_id in self._dispatched:
+            return
+        for endpoint in endpoints:
+            self._deliveries.setdefault(
+                (notice_id, endpoint), Delivery(notice_id=notice_id, endpoint=endpoint, next_at=at)
+            )
+        self._dispatched.add(notice_id)
+
+    async def due(self, now: datetime, limit: int) -> builtins.list[DueDelivery]:
+        await checkpoint()
+        pending = sorted(
+            (d for d in self._deliveries.values() if d.state is DeliveryState.PENDING),
+            key=lambda d: d.next_at,
+        )
+        return [
+            DueDelivery(notice=self._notice(d.notice_id), delivery=d)
+            for d in pending
+            if d.next_at <= now
+        ][:limit]
+
+    async def next_due(self) -> datetime | None:
+        await checkpoint()
+        pending = [d.next_at for d in self._deliveries.values() if d.state is DeliveryState.PENDING]
+        return min(pending, default=None)
+
+    async def record_attempt(self, delivery: Delivery) -> None:
+        await checkpoint()
+        key = (delivery.notice_id, delivery.endpoint)
+        if key in self._deliveries:
+            self._deliveries[key] = delivery
+
+    async def notifications(self, run_id: str | None, limit: int) -> builtins.list[NoticeRecord]:
+        await checkpoint()
+        notices = [self._notice(n) for n in self._outbox]
+        if run_id is not None:
+            notices = [n for n in notices if n.run_id == run_id]
+        return [
+            NoticeRecord(
+                notice=n,
+                dispatched=n.notice_id in self._dispatched,
+                deliveries=tuple(
+                    d for (nid, _), d in sorted(self._deliveries.items()) if nid == n.notice_id
+                ),
+            )
+            for n in notices[-limit:]
+            if limit > 0
+        ]
 
     async def consumed_by(self, approval_kb_id: str) -> str | None:
         await checkpoint()

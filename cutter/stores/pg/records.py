@@ -18,6 +18,7 @@ from __future__ import annotations
 import builtins
 import hashlib
 from collections import OrderedDict
+from contextlib import AbstractAsyncContextManager, nullcontext
 
 import asyncpg
 import msgspec
@@ -34,13 +35,16 @@ from cutter.core.errors import (
 )
 from cutter.core.ids import check_kb_id, check_run_id
 from cutter.core.kbdocs import Approval, Decision, KBDoc
+from cutter.core.notices import Notice
 from cutter.core.quarantine import UnreadableRun, unreadable
 from cutter.core.route import Gate
 from cutter.core.run_pages import RunFilter
 from cutter.core.run_revision import revision_refusal
 from cutter.core.sidecar import ApprovalUse, Sidecar
+from cutter.stores.enqueued import Enqueued
 from cutter.stores.pg import queries as q
 from cutter.stores.pg.connect import domain_errors
+from cutter.stores.pg.outbox import PgOutbox, insert_notices
 
 # A doc this large that ``get`` decoded is kept, with the sha256 of the bytes it was
 # decoded from, in a small per-store cache; the cutplan doc of 10,000 IUs is 2.3 MB.
@@ -141,12 +145,15 @@ def _unshared(doc: KBDoc) -> KBDoc:
     return msgspec.structs.replace(doc, **dicts) if dicts else doc
 
 
-class PgRunStore:
-    """Runs in ``runs``; consuming an approval goes through ``control``."""
+class PgRunStore(PgOutbox):
+    """Runs in ``runs``; consuming an approval goes through ``control``. Every save
+    inserts the sidecar's notices into the outbox in its transaction
+    (``cutter.stores.pg.outbox``)."""
 
     def __init__(self, pool: asyncpg.Pool, control: asyncpg.Pool | None = None) -> None:
         self.pool = pool
         self.control = pool if control is None else control
+        self._enqueued = Enqueued()
 
     async def load(self, run_id: str) -> Sidecar:
         run_id = check_run_id(run_id)
@@ -160,18 +167,22 @@ class PgRunStore:
         """One ``INSERT``: the partial unique index ``runs_one_open_per_document``
         refuses a second open run of the document, in any process."""
         data = encode_sidecar(sidecar)
+        notices = self._enqueued.fresh(sidecar)
         with domain_errors("run create"):
             try:
-                await self.pool.execute(
-                    q.RUN_CREATE,
-                    sidecar.run_id,
-                    sidecar.doc_id,
-                    sidecar.state.value,
-                    data,
-                    sidecar.revision,
-                )
+                async with self.pool.acquire() as conn, _transaction(conn, notices):
+                    await conn.execute(
+                        q.RUN_CREATE,
+                        sidecar.run_id,
+                        sidecar.doc_id,
+                        sidecar.state.value,
+                        data,
+                        sidecar.revision,
+                    )
+                    await insert_notices(conn, notices)
             except asyncpg.UniqueViolationError as exc:
                 raise await self._busy(sidecar, exc) from None
+        self._enqueued.committed(sidecar, notices)
 
     async def save(self, sidecar: Sidecar) -> None:
         """Compare-and-save in one ``UPDATE`` (``cutter.core.run_revision``): no row
@@ -179,12 +190,14 @@ class PgRunStore:
         The index holds here too: reopening a run over another open one of its
         document is ``DocumentBusy``."""
         data = encode_sidecar(sidecar)
+        notices = self._enqueued.fresh(sidecar)
         with domain_errors("run save"):
             try:
-                async with self.pool.acquire() as conn:
-                    await _compare_and_save(conn, sidecar, data)
+                async with self.pool.acquire() as conn, _transaction(conn, notices):
+                    await _compare_and_save(conn, sidecar, data, notices)
             except asyncpg.UniqueViolationError as exc:
                 raise await self._busy(sidecar, exc) from None
+        self._enqueued.committed(sidecar, notices)
 
     async def _busy(self, sidecar: Sidecar, exc: asyncpg.UniqueViolationError) -> Exception:
         if exc.constraint_name != q.ONE_OPEN_RUN_INDEX:
@@ -198,12 +211,14 @@ class PgRunStore:
         consumption back with it."""
         kb_id = check_kb_id(use.approval_kb_id)
         data = encode_sidecar(sidecar)
+        notices = self._enqueued.fresh(sidecar)
         with domain_errors("consume approval"):
             async with self.control.acquire() as conn, conn.transaction():
                 won = await conn.fetchval(q.CONSUME, kb_id, sidecar.run_id, use.consumed_at)
                 if won is None:
                     raise ApprovalConsumedAlready(sidecar.run_id, kb_id)
-                await _compare_and_save(conn, sidecar, data)
+                await _compare_and_save(conn, sidecar, data, notices)
+        self._enqueued.committed(sidecar, notices)
 
     async def consumed_by(self, approval_kb_id: str) -> str | None:
         kb_id = check_kb_id(approval_kb_id)
@@ -242,16 +257,29 @@ class PgRunStore:
         return found
 
 
+def _transaction(
+    conn: asyncpg.pool.PoolConnectionProxy, notices: builtins.list[Notice]
+) -> AbstractAsyncContextManager[object]:
+    """A transaction for a save that also inserts notices; one statement alone (no new
+    notice to insert) is atomic by itself and spares the BEGIN and COMMIT round trips."""
+    return conn.transaction() if notices else nullcontext()
+
+
 async def _compare_and_save(
-    conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy, sidecar: Sidecar, data: bytes
+    conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy,
+    sidecar: Sidecar,
+    data: bytes,
+    notices: builtins.list[Notice],
 ) -> None:
-    """Save ``sidecar`` only over the revision before it, else raise why not."""
+    """Save ``sidecar`` only over the revision before it, else raise why not; with it,
+    its notices into the outbox (then inside a transaction, ``_transaction``)."""
     status = await conn.execute(
         q.RUN_SAVE, sidecar.run_id, sidecar.doc_id, sidecar.state.value, data, sidecar.revision
     )
     if status != "UPDATE 1":
         stored = await conn.fetchval(q.RUN_REVISION, sidecar.run_id)
         raise revision_refusal(sidecar.run_id, stored, sidecar.revision)
+    await insert_notices(conn, notices)  # the outbox commits (or rolls back) with the save
 
 
 class PgKillSwitch:

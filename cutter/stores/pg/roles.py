@@ -31,6 +31,10 @@ WRITER_GRANTS: dict[str, tuple[str, ...]] = {
     "backups": ("SELECT", "INSERT"),
     "kb_docs": ("SELECT", "INSERT", "UPDATE"),
     "runs": ("SELECT", "INSERT", "UPDATE"),
+    # The notification outbox: a save inserts its notices; the deliverer fans them out
+    # and records attempts (migration 0007). Not a target table: a cut writes none.
+    "outbox": ("SELECT", "INSERT", "UPDATE"),
+    "deliveries": ("SELECT", "INSERT", "UPDATE"),
     # Read only: consuming an approval and the kill switch are the control role's.
     "consumed_approvals": ("SELECT",),
     "kill_switch": ("SELECT",),
@@ -49,6 +53,7 @@ CONTROL_GRANTS: dict[str, tuple[str, ...]] = {
     "kb_docs": ("SELECT", "INSERT", "UPDATE"),
     "runs": ("SELECT", "INSERT", "UPDATE"),
     "consumed_approvals": ("SELECT", "INSERT"),
+    "outbox": ("SELECT", "INSERT"),  # the notices of a run saved with a consumption
     "kill_switch": ("SELECT", "UPDATE"),
     "db_approvals": ("SELECT",),
     "schema_version": ("SELECT",),

@@ -30,11 +30,14 @@ from cutter.core.errors import (
 )
 from cutter.core.ids import check_kb_id, check_run_id
 from cutter.core.kbdocs import KBDoc
+from cutter.core.notices import Notice
 from cutter.core.quarantine import UnreadableRun, unreadable
 from cutter.core.run_pages import RunFilter
 from cutter.core.run_revision import revision_refusal
 from cutter.core.sidecar import ApprovalUse, Sidecar
+from cutter.stores.enqueued import Enqueued
 from cutter.stores.sqlite.database import Database
+from cutter.stores.sqlite.outbox import SqliteOutbox, insert_notices
 
 ONE_OPEN_RUN_INDEX = "runs.doc_id"  # how SQLite names the partial unique index's column
 _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
@@ -96,7 +99,9 @@ def _busy(conn: sqlite3.Connection, exc: sqlite3.IntegrityError, doc_id: str) ->
     return DocumentBusy(doc_id, "another run" if holder is None else f"run {holder[0]}")
 
 
-def _save(conn: sqlite3.Connection, sidecar: Sidecar, data: bytes) -> None:
+def _save(
+    conn: sqlite3.Connection, sidecar: Sidecar, data: bytes, notices: builtins.list[Notice]
+) -> None:
     """Compare-and-save (``cutter.core.run_revision``): one ``UPDATE`` over the revision
     before the sidecar's; no row updated is ``RunChanged`` or ``UnknownRun``, and the
     write (with a consumption in it) is undone."""
@@ -121,13 +126,16 @@ def _save(conn: sqlite3.Connection, sidecar: Sidecar, data: bytes) -> None:
         raise revision_refusal(
             sidecar.run_id, None if stored is None else stored[0], sidecar.revision
         )
+    insert_notices(conn, notices)  # the outbox commits (or rolls back) with the save
 
 
-class SqliteRunStore:
-    """``RunStore`` in ``runs`` and ``consumed_approvals``."""
+class SqliteRunStore(SqliteOutbox):
+    """``RunStore`` in ``runs`` and ``consumed_approvals``; its outbox in ``outbox``
+    and ``deliveries`` (``cutter.stores.sqlite.outbox``)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._enqueued = Enqueued()
 
     async def load(self, run_id: str) -> Sidecar:
         run_id = check_run_id(run_id)
@@ -139,6 +147,7 @@ class SqliteRunStore:
     async def create(self, sidecar: Sidecar) -> None:
         """One insert: the index refuses a second open run of the document."""
         data = encode_sidecar(sidecar)
+        notices = self._enqueued.fresh(sidecar)
 
         def create(conn: sqlite3.Connection) -> None:
             try:
@@ -149,17 +158,22 @@ class SqliteRunStore:
                 )
             except sqlite3.IntegrityError as exc:
                 raise _busy(conn, exc, sidecar.doc_id) from None
+            insert_notices(conn, notices)
 
         await self.db.write(create)
+        self._enqueued.committed(sidecar, notices)
 
     async def save(self, sidecar: Sidecar) -> None:
         data = encode_sidecar(sidecar)
-        await self.db.write(lambda c: _save(c, sidecar, data))
+        notices = self._enqueued.fresh(sidecar)
+        await self.db.write(lambda c: _save(c, sidecar, data, notices))
+        self._enqueued.committed(sidecar, notices)
 
     async def save_consuming(self, sidecar: Sidecar, use: ApprovalUse) -> None:
         kb_id = check_kb_id(use.approval_kb_id)
         data = encode_sidecar(sidecar)
         at = use.consumed_at.astimezone(UTC).isoformat()
+        notices = self._enqueued.fresh(sidecar)
 
         def consume(conn: sqlite3.Connection) -> None:
             won = conn.execute(
@@ -169,11 +183,12 @@ class SqliteRunStore:
             ).fetchone()
             if won is None:
                 raise ApprovalConsumedAlready(sidecar.run_id, kb_id)
-            _save(conn, sidecar, data)
+            _save(conn, sidecar, data, notices)
 
         # consume:committed — the consumption and the run's advance are durable, the
         # caller not yet told: the crash point right after an approval is consumed.
         await self.db.write(consume, after_commit="consume:committed")
+        self._enqueued.committed(sidecar, notices)
 
     async def consumed_by(self, approval_kb_id: str) -> str | None:
         kb_id = check_kb_id(approval_kb_id)
