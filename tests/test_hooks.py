@@ -1,6 +1,7 @@
 """Hooks in a walk (issue 15, item 3): a ``before_*`` hook that exits non-zero vetoes
-its write, one that hangs is killed at the policy's timeout and stops the run, a
-notification hook whatever it does never stops it; every hook run is recorded.
+its write, one that hangs is killed at the policy's timeout and stops the run; a
+notification hook is run by the outbox's deliverer once its notice is saved, and
+whatever it does is a delivery attempt, never a stop; every hook run is recorded.
 
 The runs are live on the embedded stores (``embedded_config``: SQLite target, KB and
 runs), with hooks in the state directory's ``hooks/`` or in the stored policy."""
@@ -23,10 +24,12 @@ from cutter.assembly.embedded import embedded_config
 from cutter.core.hook_names import HookEvent
 from cutter.core.kbdocs import HookRecord, hook_records_prefix
 from cutter.core.mode import Mode
+from cutter.core.outbox import DeliveryState
 from cutter.core.policy import Policy
 from cutter.core.route import Pin
 from cutter.core.state_dir import StateDir
 from cutter.core.states import Rollback, RunState
+from cutter.daemon.notify import HOOK_MAX_ATTEMPTS, open_deliverer
 from cutter.walk.policy_book import current, replace
 from tests._harness import OPERATOR, stored_rows
 from tests._undo import DISCOVERER, FIRST, World, approve, earlier_cut, to_sg2
@@ -86,6 +89,13 @@ async def records(world: World, run_id: str, event: HookEvent) -> list[HookRecor
     return found
 
 
+async def deliver(world: World) -> None:
+    """One pass of the daemon's deliverer over the world's outbox: what runs the
+    notification hooks of the notices the runs saved."""
+    async with open_deliverer(world.config) as deliverer:
+        await deliverer.deliver_once()
+
+
 async def set_policy(world: World, **fields: Any) -> None:
     kb = world.config.kb
     before = await current(kb, Policy(admins=("ops",)))
@@ -139,7 +149,9 @@ async def test_a_veto_before_leg_a_stops_a_live_run_with_nothing_written(
         (record,) = await records(world, sc.run_id, HookEvent.BEFORE_LEG_A)
         assert (record.hook, record.source, record.exit_code) == (str(veto), "directory", 1)
         assert record.stderr == "change freeze until Monday\n"
-        # run_stopped told of the stop.
+        # run_stopped is a notice: its hook runs when the deliverer delivers it.
+        assert not (tmp_path / "stopped.json").exists()
+        await deliver(world)
         stopped, stopped_env = told(tmp_path / "stopped")
         assert stopped["stop_code"] == "STOP_HOOK_VETOED"
         assert stopped_env["CUTTER_STOP_CODE"] == "STOP_HOOK_VETOED"
@@ -210,10 +222,11 @@ async def test_a_veto_before_lifecycle_enact_rolls_leg_a_back(
         assert env["CUTTER_EVENT"] == "before_lifecycle_enact"
 
 
-async def test_notification_hooks_that_fail_or_hang_do_not_stop_the_run(
+async def test_notification_hooks_run_from_the_outbox_and_never_stop_the_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A dry run to the end: every notification told and recorded, none stopping it."""
+    """A dry run to the end runs no notification hook; the deliverer's pass runs each
+    notice's hooks, records them, and keeps a failing one to retry."""
     async with live_world(tmp_path, monkeypatch) as (world, hooks):
         script(hooks / "gate_opened", telling(tmp_path / "opened", "exit 1\n"))
         script(hooks / "closeout", telling(tmp_path / "closeout", "sleep 100000\n"))
@@ -223,12 +236,15 @@ async def test_notification_hooks_that_fail_or_hang_do_not_stop_the_run(
             hook_timeout_seconds=1,
         )
         await world.publish(FIRST.source)
-        with capture_logs() as logs:
-            async with world.runner() as runner:
-                sc = await runner.cut(DOC_ID, Mode.DRY_RUN, started_by=OPERATOR)
-                sc = await runner.resume(sc.run_id, await approve(world, sc))
-                sc = await runner.resume(sc.run_id, await approve(world, sc))
+        async with world.runner() as runner:
+            sc = await runner.cut(DOC_ID, Mode.DRY_RUN, started_by=OPERATOR)
+            sc = await runner.resume(sc.run_id, await approve(world, sc))
+            sc = await runner.resume(sc.run_id, await approve(world, sc))
         assert sc.state is RunState.CLOSEOUT_REPORTED, sc.stop
+        for event in (HookEvent.GATE_OPENED, HookEvent.APPROVAL_CONSUMED, HookEvent.CLOSEOUT):
+            assert await records(world, sc.run_id, event) == []  # the walk ran none
+        with capture_logs() as logs:
+            await deliver(world)
         opened = await records(world, sc.run_id, HookEvent.GATE_OPENED)
         assert [r.exit_code for r in opened] == [1, 1]  # SG_1, then SG_2
         consumed = await records(world, sc.run_id, HookEvent.APPROVAL_CONSUMED)
@@ -243,13 +259,44 @@ async def test_notification_hooks_that_fail_or_hang_do_not_stop_the_run(
             "SG_2",
             "DRY_RUN",
         )
-        failed = [e for e in logs if e["event"] == "hook_notification_failed"]
-        assert sorted(e["hook_event"] for e in failed) == sorted(
-            ["gate_opened"] * 2 + ["approval_consumed"] * 2 + ["closeout"]
-        )
         ran = [e for e in logs if e["event"] == "hook_ran"]
         assert len(ran) == 5
         assert {e["run_id"] for e in ran} == {sc.run_id}
+        # Each hook is a delivery of its notice: failed attempts wait for a retry.
+        listed = await world.config.run_store.notifications(None, 100)
+        hooked = sorted(
+            (r.notice.event, d.endpoint, d.state, d.attempts) for r in listed for d in r.deliveries
+        )
+        assert hooked == sorted(
+            [("gate_opened", "hook:directory", DeliveryState.PENDING, 1)] * 2
+            + [("approval_consumed", "hook:policy", DeliveryState.PENDING, 1)] * 2
+            + [("closeout", "hook:directory", DeliveryState.PENDING, 1)]
+        )
+        assert HOOK_MAX_ATTEMPTS > 1
+
+
+async def test_a_notification_hook_that_exits_0_is_delivered_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with live_world(tmp_path, monkeypatch) as (world, hooks):
+        script(hooks / "gate_opened", telling(tmp_path / "opened", "exit 0\n"))
+        await world.publish(FIRST.source)
+        async with world.runner() as runner:
+            sc = await runner.cut(DOC_ID, Mode.DRY_RUN, started_by=OPERATOR)
+        await deliver(world)
+        await deliver(world)  # delivered: not run again
+        (record,) = await records(world, sc.run_id, HookEvent.GATE_OPENED)
+        assert record.exit_code == 0
+        event, env = told(tmp_path / "opened")
+        assert (event["run_id"], event["gate"], env["CUTTER_NOTICE_ID"]) == (
+            sc.run_id,
+            "SG_1",
+            event["notice_id"],
+        )
+        (listed,) = await world.config.run_store.notifications(None, 100)
+        assert [(d.endpoint, d.state) for d in listed.deliveries] == [
+            ("hook:directory", DeliveryState.DELIVERED)
+        ]
 
 
 async def test_a_dry_run_runs_its_before_hooks_once_and_they_can_veto_it(

@@ -64,12 +64,14 @@ def test_each_consumed_approval_and_the_end_are_notices() -> None:
     ]
     assert [n.detail.get("approver") for n in notices[1:3]] == ["alice", "bob"]
     assert notices[3].detail == {
+        "mode": stopped.mode.value,
         "state": "FAILED",
-        "code": StopCode.DRIFT.value,
-        "message": "source changed",
+        "stop_code": StopCode.DRIFT.value,
+        "stop_message": "source changed",
     }
     closed = msgspec.structs.replace(stopped, state=RunState.CLOSEOUT_REPORTED, stop=None)
     assert notices_for(closed)[-1].event == "closeout"
+    assert {n.detail["mode"] for n in notices_for(closed)} == {stopped.mode.value}
 
 
 def test_the_same_facts_give_the_same_ids_and_other_facts_other_ids() -> None:

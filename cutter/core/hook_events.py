@@ -7,8 +7,10 @@ Two kinds of event:
   non-zero vetoes it (``STOP_HOOK_VETOED``), one that outlives its timeout is killed
   and stops the run (``STOP_HOOK_TIMEOUT``), one that cannot be run stops it too
   (``STOP_HOOK_FAILED``);
-- ``gate_opened``, ``approval_consumed``, ``run_stopped`` and ``closeout`` are
-  notifications: whatever their hooks do, the run goes on.
+- ``gate_opened``, ``approval_consumed``, ``run_stopped``, ``closeout`` and
+  ``approval_reminder`` are notices (``cutter.core.notices``): their hooks are run by
+  the outbox's deliverer after the notice is saved, like webhooks, and whatever they
+  do the run goes on (``notice_payload`` is what they are told).
 
 A hook is told the event twice: as one JSON object on its stdin (``payload`` with
 ``event`` added) and as environment variables, ``CUTTER_<KEY>`` for each scalar of
@@ -29,19 +31,12 @@ from cutter.core.errors import (
     one_line,
 )
 from cutter.core.hook_names import HookEvent
+from cutter.core.notices import Notice
 from cutter.core.route import Gate, Pin
 from cutter.core.sidecar import Sidecar
-from cutter.core.states import RunState
-from cutter.core.transitions import AnyChange, ChangedState, ConsumedApproval, OpenedGate
 
 OUTPUT_LIMIT = 4096  # bytes of a hook's stdout, and of its stderr, that are kept
 _MESSAGE_OUTPUT = 200  # characters of a hook's output a stop message quotes
-
-
-# The states a run stops in that ``run_stopped`` tells of (a gate's wait is
-# ``gate_opened``; ``CLOSEOUT_REPORTED`` is ``closeout``; ``ROLLBACK_PENDING`` is told
-# when the undo ends the run in one of these).
-STOPPED = frozenset({RunState.FAILED, RunState.REJECTED, RunState.ABORTED, RunState.HALTED})
 
 
 class HookResult(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -142,46 +137,22 @@ def before_lifecycle_enact(sidecar: Sidecar) -> dict[str, object]:
     }
 
 
-def notification(sidecar: Sidecar, change: AnyChange) -> tuple[HookEvent, dict[str, object]] | None:
-    """The notification a transition of the run ``sidecar`` (as it is after it) is
-    told as, if any: a gate opened, an approval consumed, the run stopped or closed out."""
-    facts = run_facts(sidecar)
-    match change:
-        case OpenedGate():
-            return HookEvent.GATE_OPENED, {
-                **facts,
-                "gate": change.gate.value,
-                "request_kb_id": change.request_kb_id,
-                "request_digest": change.request_digest,
-            }
-        case ConsumedApproval():
-            return HookEvent.APPROVAL_CONSUMED, {
-                **facts,
-                "gate": change.gate.value,
-                "approval_kb_id": change.approval_kb_id,
-                "approver": change.approver,
-                "decision": change.decision.value,
-            }
-        case ChangedState() if change.to_state is RunState.CLOSEOUT_REPORTED:
-            return HookEvent.CLOSEOUT, facts
-        case ChangedState() if change.to_state in STOPPED:
-            stop = sidecar.stop
-            return HookEvent.RUN_STOPPED, {
-                **facts,
-                "stop_code": None if stop is None else stop.code.value,
-                "stop_message": None if stop is None else stop.message,
-            }
-        case _:
-            return None
+def notice_payload(notice: Notice) -> dict[str, object]:
+    """What a notice's hook is told: the notice's id, run, document and time, and its
+    detail (``mode`` among it)."""
+    return {
+        "notice_id": notice.notice_id,
+        "run_id": notice.run_id,
+        "doc_id": notice.doc_id,
+        "at": notice.at.isoformat(),
+        **notice.detail,
+    }
 
 
 class NoHooks:
     """The ``Hooks`` of a runner that runs none."""
 
     async def before(self, event: HookEvent, payload: Mapping[str, object]) -> None:
-        pass
-
-    async def notify(self, event: HookEvent, payload: Mapping[str, object]) -> None:
         pass
 
 

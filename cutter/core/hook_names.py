@@ -15,7 +15,10 @@ class HookEvent(enum.StrEnum):
     APPROVAL_CONSUMED = "approval_consumed"
     RUN_STOPPED = "run_stopped"
     CLOSEOUT = "closeout"
+    APPROVAL_REMINDER = "approval_reminder"
 
 
 # The events whose hooks may stop the run: a non-zero exit vetoes the write they guard.
+# The others are notices (``cutter.core.notices``): the outbox's deliverer runs their
+# hooks, as it POSTs their webhooks, after the run saved them (docs/notifications.md).
 VETOING = frozenset({HookEvent.BEFORE_LEG_A, HookEvent.BEFORE_LIFECYCLE_ENACT})

@@ -45,13 +45,15 @@ def notice_id(run_id: str, event: NoticeEvent, key: str) -> str:
 
 
 def _notice(sidecar: Sidecar, event: NoticeEvent, key: str, at: datetime, detail: Detail) -> Notice:
+    """Every notice's detail says the run's mode: a receiver tells a dry run's from a
+    live one's."""
     return Notice(
         notice_id=notice_id(sidecar.run_id, event, key),
         event=event,
         run_id=sidecar.run_id,
         doc_id=sidecar.doc_id,
         at=at,
-        detail=detail,
+        detail={"mode": sidecar.mode.value, **detail},
     )
 
 
@@ -84,14 +86,14 @@ def notices_for(sidecar: Sidecar) -> list[Notice]:
                 _notice(sidecar, "approval_consumed", use.approval_kb_id, use.consumed_at, detail)
             )
     if sidecar.state is RunState.CLOSEOUT_REPORTED:
-        detail = {"state": sidecar.state.value, "mode": sidecar.mode.value}
+        detail = {"state": sidecar.state.value}
         notices.append(_notice(sidecar, "closeout", "closeout", sidecar.updated_at, detail))
     elif sidecar.state in TERMINAL:
         stop = sidecar.stop
         detail = {
             "state": sidecar.state.value,
-            "code": None if stop is None else stop.code.value,
-            "message": None if stop is None else stop.message,
+            "stop_code": None if stop is None else stop.code.value,
+            "stop_message": None if stop is None else stop.message,
         }
         notices.append(
             _notice(sidecar, "run_stopped", sidecar.state.value, sidecar.updated_at, detail)

@@ -289,12 +289,9 @@ class Hooks(Protocol):
 
     async def before(self, event: HookEvent, payload: Mapping[str, object]) -> None:
         """Run ``event``'s hooks in order, the directory's first; raise the ``PhaseStop``
-        of the first that does not pass (vetoed, timed out, not runnable)."""
-        ...
-
-    async def notify(self, event: HookEvent, payload: Mapping[str, object]) -> None:
-        """Run ``event``'s hooks in order; whatever they do is recorded and logged,
-        never raised: a notification does not stop the run."""
+        of the first that does not pass (vetoed, timed out, not runnable). The walk
+        runs no other hooks: a notification's run after its notice is saved
+        (``cutter.daemon.notify``)."""
         ...
 
 

@@ -199,16 +199,10 @@ async def _serve_claimed(
     log: Logger,
 ) -> None:
     async with (
-        open_stores(options) as (config, kill_switch),
+        open_stores(options) as (stores, kill_switch),
         # Notices (docs/notifications.md): woken by every transition, as watchers are.
-        open_deliverer(config) as deliverer,
-        Runner(
-            replace(
-                config,
-                transitions=TransitionFanout((bus, deliverer)),
-                hooks_dir=options.hooks_path,
-            )
-        ) as runner,
+        open_deliverer(config := replace(stores, hooks_dir=options.hooks_path)) as deliverer,
+        Runner(replace(config, transitions=TransitionFanout((bus, deliverer)))) as runner,
         anyio.create_task_group() as jobs,
     ):
         links = LinkBook(ttl=timedelta(seconds=options.link_ttl_seconds))

@@ -1,20 +1,25 @@
-"""The daemon's deliverer: POSTs the outbox's notices to the policy's webhooks.
+"""The daemon's deliverer: POSTs the outbox's notices to the policy's webhooks and
+runs their notification hooks.
 
 A pass (``deliver_once``) fans every notice not yet dispatched out into one delivery
-per webhook of the policy in force that wants its event, enqueues the reminders that
-are due (``cutter.core.notices.reminder_for``), then POSTs every delivery that is due
-and records the attempt durably (``cutter.core.outbox.attempted``): delivered on a
-2xx, else tried again after an exponential backoff, ``failed`` after the webhook's
-``max_attempts``. ``run`` does a pass when woken (the run recorder published a
-transition: a save enqueued something) and when the next retry or reminder is due —
-no polling. A restarted daemon's first pass picks up whatever the last one left:
-undispatched notices, due deliveries with their attempt counts.
+per webhook of the policy in force that wants its event and one per hook of its event
+(the hooks directory's, ``hook:directory``, and the policy's, ``hook:policy``:
+``cutter.walk.hooks``), enqueues the reminders that are due
+(``cutter.core.notices.reminder_for``), then sends every delivery that is due and
+records the attempt durably (``cutter.core.outbox.attempted``): delivered on a 2xx (a
+hook: on exit 0), else tried again after an exponential backoff, ``failed`` after the
+webhook's ``max_attempts`` (a hook's: ``HOOK_MAX_ATTEMPTS``). ``run`` does a pass
+when woken (the run recorder published a transition: a save enqueued something) and
+when the next retry or reminder is due — no polling. A restarted daemon's first pass
+picks up whatever the last one left: undispatched notices, due deliveries with their
+attempt counts.
 
 Delivery is at least once: a daemon killed after a POST but before recording it
 POSTs it again after the restart, with the same ``X-Cutter-Delivery`` (the notice
-id), on which a receiver dedupes (docs/notifications.md). Failpoints:
-``notify:enqueued`` (a delivery about to be POSTed: the notice durable, nothing sent)
-and ``notify:posted`` (the endpoint answered 2xx, the delivery not yet recorded).
+id), on which a receiver dedupes (docs/notifications.md); a hook is run again.
+Failpoints: ``notify:enqueued`` (a delivery about to be sent: the notice durable,
+nothing sent) and ``notify:posted`` (the endpoint answered 2xx or the hook exited 0,
+the delivery not yet recorded).
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ import anyio
 import anyio.to_thread
 import httpx
 
-from cutter.core.errors import CutterError, new_error_id
+from cutter.core.errors import CutterError, HooksDirUnsafe, new_error_id
+from cutter.core.hook_events import notice_payload
+from cutter.core.hook_names import HookEvent
 from cutter.core.notices import Notice, encode_notice, remind_at, reminder_for
 from cutter.core.outbox import DueDelivery, attempted
 from cutter.core.policy import Policy
@@ -49,11 +56,14 @@ from cutter.core.webhooks import (
 from cutter.runtime.failpoints import failpoint
 from cutter.runtime.logs import Logger, get_logger
 from cutter.runtime.secret_files import read_secret_file
+from cutter.walk.hooks import Hook, ProcessHooks, why
 from cutter.walk.policy_book import current, default_policy
 from cutter.walk.runner import RunnerConfig
 
 BATCH = 100
 USER_AGENT = "iu-cutter-webhooks"
+HOOK_MAX_ATTEMPTS = 3  # a notification hook that fails is run again twice, on the backoff
+_HOOK = "hook:"  # the endpoint of a hook delivery: "hook:directory" or "hook:policy"
 
 
 @dataclass
@@ -62,6 +72,7 @@ class Deliverer:
     policy: Callable[[], Awaitable[Policy]]  # the policy in force, read each pass
     clock: Callable[[], datetime]
     client: httpx.AsyncClient
+    hooks: ProcessHooks | None = None  # None: no notification hooks are run
     log: Logger = field(default_factory=lambda: get_logger(component="notify"))
     _wake: anyio.Event = field(default_factory=anyio.Event)
 
@@ -97,13 +108,16 @@ class Deliverer:
         now = self.clock()
         next_reminder = await self._remind(policy, now)
         await self._dispatch(policy, now)
-        hooks = {hook.url: hook for hook in policy.webhooks}
+        webhooks = {hook.url: hook for hook in policy.webhooks}
         while batch := await self.store.due(now, BATCH):
             for due in batch:
                 # A stop (the drain cancels this task) lets the attempt in flight finish,
                 # within its timeout: a POST answered is recorded, not sent again.
                 with anyio.CancelScope(shield=True):
-                    await self._attempt(due, hooks.get(due.delivery.endpoint))
+                    if due.delivery.endpoint.startswith(_HOOK):
+                        await self._run_hook(due)
+                    else:
+                        await self._attempt(due, webhooks.get(due.delivery.endpoint))
             if len(batch) < BATCH:
                 break
         next_due = await self.store.next_due()
@@ -114,32 +128,52 @@ class Deliverer:
         while notices := await self.store.undispatched(BATCH):
             for notice in notices:
                 endpoints = [h.url for h in policy.webhooks if h.wants(notice.event)]
+                endpoints += [_HOOK + source for source, _ in await self._hooks_of(notice)]
                 await self.store.dispatch(notice.notice_id, endpoints, now)
             if len(notices) < BATCH:
                 break
 
-    async def _attempt(self, due: DueDelivery, hook: Webhook | None) -> None:
+    async def _hooks_of(self, notice: Notice) -> list[Hook]:
+        """The hooks of ``notice``'s event as they are now (none when the hooks
+        directory is unsafe: logged, and the daemon refuses to start on one)."""
+        if self.hooks is None:
+            return []
+        try:
+            return await self.hooks.find(HookEvent(notice.event), notice_payload(notice))
+        except HooksDirUnsafe as exc:
+            self.log.warning("notice_hooks_not_run", notice_id=notice.notice_id, reason=exc.message)
+            return []
+
+    async def _run_hook(self, due: DueDelivery) -> None:
         notice, delivery = due.notice, due.delivery
+        source = delivery.endpoint.removeprefix(_HOOK)
+        hook = next((h for h in await self._hooks_of(notice) if h[0] == source), None)
+        if hook is None or self.hooks is None:
+            await self._record(due, "the hook is no longer configured", max_attempts=1)
+            return
+        failpoint("notify:enqueued")
+        result = await self.hooks.run(hook, HookEvent(notice.event), notice_payload(notice))
+        if result.passed:
+            failpoint("notify:posted")
+        error = None if result.passed else f"{result.hook} {why(result)}"
+        await self._record(due, error, max_attempts=HOOK_MAX_ATTEMPTS)
+
+    async def _attempt(self, due: DueDelivery, hook: Webhook | None) -> None:
         if hook is None:  # the policy no longer lists the endpoint: nothing to send to
-            done = attempted(
-                delivery,
-                ok=False,
-                error="the webhook is no longer in the policy",
-                now=self.clock(),
-                max_attempts=1,
-            )
-        else:
-            failpoint("notify:enqueued")
-            error = await self._post(notice, hook)
-            if error is None:
-                failpoint("notify:posted")
-            done = attempted(
-                delivery,
-                ok=error is None,
-                error=error,
-                now=self.clock(),
-                max_attempts=hook.max_attempts,
-            )
+            await self._record(due, "the webhook is no longer in the policy", max_attempts=1)
+            return
+        failpoint("notify:enqueued")
+        error = await self._post(due.notice, hook)
+        if error is None:
+            failpoint("notify:posted")
+        await self._record(due, error, max_attempts=hook.max_attempts)
+
+    async def _record(self, due: DueDelivery, error: str | None, *, max_attempts: int) -> None:
+        """Record an attempt at ``due``: delivered when ``error`` is None."""
+        notice, delivery = due.notice, due.delivery
+        done = attempted(
+            delivery, ok=error is None, error=error, now=self.clock(), max_attempts=max_attempts
+        )
         await self.store.record_attempt(done)
         fields = {
             "notice_id": notice.notice_id,
@@ -226,12 +260,16 @@ class TransitionFanout:
 
 @asynccontextmanager
 async def open_deliverer(config: RunnerConfig) -> AsyncIterator[Deliverer]:
-    """A deliverer over ``config``'s run store and policy, with its HTTP client (no
-    redirects followed: a 3xx is a failed attempt, never a POST to elsewhere)."""
+    """A deliverer over ``config``'s run store, policy and hooks directory, with its
+    HTTP client (no redirects followed: a 3xx is a failed attempt, never a POST to
+    elsewhere)."""
     fallback = default_policy(config.policy, own_principal())
 
     async def policy() -> Policy:
         return (await current(config.kb, fallback)).policy
 
+    hooks = ProcessHooks(
+        kb=config.kb, directory=config.hooks_dir, clock=config.clock, fallback=fallback
+    )
     async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as client:
-        yield Deliverer(config.run_store, policy, config.clock, client)
+        yield Deliverer(config.run_store, policy, config.clock, client, hooks)

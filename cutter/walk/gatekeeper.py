@@ -137,7 +137,7 @@ class Gatekeeper(Actor[GatekeeperCommand, GatekeeperReply]):
             stop=StopInfo(code=StopCode.APPROVAL_REQUIRED, message=f"waiting for {gate} approval"),
             gates=(*sidecar.gates, record),
         )
-        await self.recorder.tell(
+        self.recorder.announce(
             after, OpenedGate(gate=gate, request_kb_id=kb_id, request_digest=digest)
         )
         return GateOpened(sidecar=after)
@@ -201,7 +201,7 @@ class Gatekeeper(Actor[GatekeeperCommand, GatekeeperReply]):
             if await self.recorder.store.consumed_by(kb_id) is not None:
                 raced = ApprovalConsumedAlready(sidecar.run_id, kb_id)
             return await self._refuse(sidecar, gate.gate, kb_id, raced, message.peer)
-        await self.recorder.tell(
+        self.recorder.announce(
             after,
             ConsumedApproval(
                 gate=gate.gate,

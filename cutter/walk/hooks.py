@@ -1,18 +1,20 @@
-"""The ``Hooks`` a runner runs (docs/operations.md, Hooks): the hooks directory's
+"""The hooks a run's events run (docs/operations.md, Hooks): the hooks directory's
 hook for an event first, then the policy's command for it (``policy/current`` as it
 is at the event, so a policy change applies to the next event), each bounded by the
 policy's ``hook_timeout_seconds`` and run by ``cutter.runtime.hooks.run_hook``.
 
 Every hook run is recorded, in both modes: a ``hook_ran`` log event and a
 ``HookRecord`` KB doc (``hooks/<run_id>/<event>/<n>``) with what it printed,
-bounded and scrubbed of DSN passwords. ``before`` raises the stop of the first hook
-that does not pass and runs no later one; ``notify`` runs them all and raises
-nothing — a notification that fails, hangs or cannot be run is logged
-(``hook_notification_failed``) and the run goes on.
+bounded and scrubbed of DSN passwords.
 
-A ``before_*`` hook runs at least once: a crash after it ran (failpoint
-``hook:ran``: recorded, its answer not yet acted on) leaves the step to do again,
-and the recovery runs the hook again and acts on that answer.
+``before`` is the walk's: it raises the stop of the first ``before_*`` hook that does
+not pass and runs no later one. A ``before_*`` hook runs at least once: a crash after
+it ran (failpoint ``hook:ran``: recorded, its answer not yet acted on) leaves the step
+to do again, and the recovery runs the hook again and acts on that answer.
+
+``find`` and ``run`` are the deliverer's (``cutter.daemon.notify``): the hooks of a
+notice's event are endpoints of the outbox, as webhooks are, so a notification hook
+runs after its notice is saved, off the walk, and a crash before it ran runs it later.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import anyio
 
-from cutter.core.errors import CutterError, HooksDirUnsafe, StopHookFailed
+from cutter.core.errors import HooksDirUnsafe, StopHookFailed
 from cutter.core.hook_events import HookResult, stop_for
 from cutter.core.hook_names import HookEvent
 from cutter.core.kbdocs import HookRecord, hook_record_id, hook_records_prefix
@@ -38,7 +40,7 @@ from cutter.runtime.logs import Logger, get_logger
 from cutter.walk.phases.context import Clock
 from cutter.walk.policy_book import current
 
-_Hook = tuple[str, list[str]]  # its source ("directory" or "policy"), its argv
+Hook = tuple[str, list[str]]  # its source ("directory" or "policy"), its argv
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,33 +66,30 @@ class ProcessHooks:
             if stop is not None:
                 raise stop
 
-    async def notify(self, event: HookEvent, payload: Mapping[str, object]) -> None:
-        log = _log(payload)
-        try:
-            hooks, timeout = await self._hooks(event, log)
-            for source, argv in hooks:
-                result = await run_hook(
-                    argv, event=event, payload=payload, time_limit=timeout, source=source
-                )
-                await self._record(result, payload, log)
-                if not result.passed:
-                    log.warning(
-                        "hook_notification_failed",
-                        hook_event=event.value,
-                        hook=result.hook,
-                        reason=_why(result),
-                    )
-        except CutterError as exc:  # an unsafe directory, an unreadable policy, a KB write
-            log.error(
-                "hook_notification_failed",
-                hook_event=event.value,
-                code=exc.code,
-                reason=exc.message,
-            )
+    async def find(self, event: HookEvent, payload: Mapping[str, object]) -> list[Hook]:
+        """``event``'s hooks as they are now, in the order they run (raises
+        ``HooksDirUnsafe``)."""
+        hooks, _ = await self._hooks(event, _log(payload))
+        return hooks
 
-    async def _hooks(self, event: HookEvent, log: Logger) -> tuple[list[_Hook], float]:
+    async def run(self, hook: Hook, event: HookEvent, payload: Mapping[str, object]) -> HookResult:
+        """Run one hook of ``event`` under the policy's timeout and record it."""
+        log = _log(payload)
         policy = (await current(self.kb, self.fallback)).policy
-        found: list[_Hook] = []
+        source, argv = hook
+        result = await run_hook(
+            argv,
+            event=event,
+            payload=payload,
+            time_limit=float(policy.hook_timeout_seconds),
+            source=source,
+        )
+        await self._record(result, payload, log)
+        return result
+
+    async def _hooks(self, event: HookEvent, log: Logger) -> tuple[list[Hook], float]:
+        policy = (await current(self.kb, self.fallback)).policy
+        found: list[Hook] = []
         path = None
         if self.directory is not None:  # a few stat calls, off the loop
             path = await anyio.to_thread.run_sync(hook_for, self.directory, event, log)
@@ -138,7 +137,8 @@ def _log(payload: Mapping[str, object]) -> Logger:
     return get_logger(component="hooks", run_id=payload.get("run_id"), doc_id=payload.get("doc_id"))
 
 
-def _why(result: HookResult) -> str:
+def why(result: HookResult) -> str:
+    """What went wrong with a hook that did not pass, in a few words."""
     if result.failure is not None:
         return result.failure
     if result.timed_out:

@@ -9,20 +9,13 @@ Every save is compare-and-save (``cutter.core.run_revision``): the sidecar it sa
 one revision after the one this walk holds, and the store saves it only over that
 one. A walker with a stale copy (a second process, a raced resume) is refused by
 the store with ``RunChanged`` instead of writing over another walker's progress,
-with no read before the write.
-
-``tell`` is ``announce`` and then the notification hooks of the transitions that
-are hook events (a gate opened, an approval consumed, the run stopped or closed
-out: ``cutter.core.hook_events.notification``), the one place they are run from.
-They run in the walk's task, each bounded by the policy's hook timeout, and never
-stop the run (``cutter.walk.hooks``)."""
+with no read before the write."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from cutter.core.hook_events import NO_HOOKS, notification
-from cutter.core.ports import Hooks, RunStore
+from cutter.core.ports import RunStore
 from cutter.core.sidecar import ApprovalUse, Sidecar, amend, transition
 from cutter.core.states import RunState
 from cutter.core.transitions import NO_TRANSITIONS, AnyChange, ChangedState, Transition, Transitions
@@ -37,13 +30,11 @@ class RunRecorder:
         clock: Clock,
         log: Logger,
         transitions: Transitions = NO_TRANSITIONS,
-        hooks: Hooks = NO_HOOKS,
     ) -> None:
         self.store = store
         self.clock = clock
         self.log = log
         self.transitions = transitions
-        self.hooks = hooks
 
     def announce(self, sidecar: Sidecar, change: AnyChange) -> None:
         """Log ``change``, a transition of the run ``sidecar``, then publish it to the sink."""
@@ -58,18 +49,11 @@ class RunRecorder:
             Transition(run_id=sidecar.run_id, doc_id=sidecar.doc_id, change=change)
         )
 
-    async def tell(self, sidecar: Sidecar, change: AnyChange) -> None:
-        """``announce`` ``change``, then run the notification hooks it is an event for."""
-        self.announce(sidecar, change)
-        told = notification(sidecar, change)
-        if told is not None:
-            await self.hooks.notify(*told)
-
     async def move(self, sidecar: Sidecar, target: RunState, **changes: Any) -> Sidecar:
         """Transition (checked), persist, then announce ``run_state_changed``."""
         after = transition(sidecar, target, at=self.clock(), **changes)
         await self.store.save(after)
-        await self._logged(sidecar, after)
+        self._logged(sidecar, after)
         return after
 
     async def amend(self, sidecar: Sidecar, **changes: Any) -> Sidecar:
@@ -88,13 +72,13 @@ class RunRecorder:
         else:
             after = transition(sidecar, target, at=at, **changes)
         await self.store.save_consuming(after, use)
-        await self._logged(sidecar, after)
+        self._logged(sidecar, after)
         return after
 
-    async def _logged(self, before: Sidecar, after: Sidecar) -> None:
+    def _logged(self, before: Sidecar, after: Sidecar) -> None:
         if before.state is not after.state:
             stop_code = after.stop.code if after.stop else None
-            await self.tell(
+            self.announce(
                 after,
                 ChangedState(from_state=before.state, to_state=after.state, stop_code=stop_code),
             )

@@ -501,11 +501,11 @@ class Runner:
         if sidecar.state in TERMINAL:
             return sidecar
         log = get_logger(run_id=run_id, doc_id=sidecar.doc_id)
-        services = self._deps(sidecar).services
-        recorder = RunRecorder(
-            self.config.run_store, self.config.clock, log, self.config.transitions, services.hooks
+        stops = RunStops(
+            RunRecorder(self.config.run_store, self.config.clock, log, self.config.transitions),
+            self._deps(sidecar).services,
+            log,
         )
-        stops = RunStops(recorder, services, log)
         message = f"run supervisor failed unexpectedly ({error_type})"
         return await stops.stop(
             sidecar,

@@ -144,9 +144,7 @@ class RunSupervisor(Actor[SupervisorMessage, SupervisorReply | None]):
         self.sidecar = sidecar
         self.deps = deps
         self.log: Logger = get_logger(run_id=sidecar.run_id, doc_id=sidecar.doc_id)
-        self.recorder = RunRecorder(
-            deps.run_store, deps.services.clock, self.log, deps.transitions, deps.services.hooks
-        )
+        self.recorder = RunRecorder(deps.run_store, deps.services.clock, self.log, deps.transitions)
         self.stops = RunStops(self.recorder, deps.services, self.log)
         self.phases: dict[Phase, ActorRef[RunPhase, PhaseReply]] = {}
         self.gatekeeper: ActorRef[GatekeeperCommand, GatekeeperReply] | None = None
