@@ -232,3 +232,47 @@ async def test_kill_9_between_transition_and_delivery_still_delivers_every_event
             DeliveryState.DELIVERED,
             1,
         )
+
+
+@pytest.mark.subprocess
+@pytest.mark.anyio
+async def test_kill_9_before_a_notification_hook_ran_runs_it_once_after_the_restart(
+    published: Path, tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    """A notice's hook is a delivery of the outbox too: the daemon killed just before
+    running it (the notice committed with the run's save) runs it after the restart,
+    once, told the notice."""
+    state = tmp_path / "state"
+    shutil.copytree(published, state)
+    hooks = state / "hooks"
+    hooks.mkdir(mode=0o700)
+    told = tmp_path / "told"
+    hook = hooks / "gate_opened"
+    hook.write_text(f"#!/bin/sh\ncat >> {told}\n")
+    hook.chmod(0o700)
+
+    armed = await _launch(state, daemons, "notify:enqueued")
+    with contextlib.suppress(DaemonUnavailable):  # it dies before the hook runs
+        await start_run(armed.socket, Mode.DRY_RUN)
+    assert await anyio.to_thread.run_sync(functools.partial(armed.process.wait, WAIT_S)) == 137
+    assert await anyio.to_thread.run_sync(armed.kill) == 137  # only reaps it
+    assert not told.exists()
+
+    restarted = await _launch(state, daemons)
+    (run,) = await list_runs(restarted.socket)
+
+    def ran(e: dict[str, object]) -> bool:
+        return e.get("event") == "notice_delivered" and e.get("endpoint") == "hook:directory"
+
+    await anyio.to_thread.run_sync(restarted.wait_event, ran, "the hook delivered")
+    assert await anyio.to_thread.run_sync(restarted.stop) == 0
+    lines = told.read_text().splitlines()
+    assert [json.loads(line)["run_id"] for line in lines] == [run.run_id]
+    (event,) = map(json.loads, lines)
+    assert (event["event"], event["gate"], event["mode"]) == ("gate_opened", "SG_1", "DRY_RUN")
+    async with stores(state) as config:
+        (record,) = await config.run_store.notifications(None, 10)
+    assert record.notice.notice_id == event["notice_id"]
+    assert [(d.endpoint, d.state, d.attempts) for d in record.deliveries] == [
+        ("hook:directory", DeliveryState.DELIVERED, 1)
+    ]
