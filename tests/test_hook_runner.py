@@ -146,6 +146,22 @@ async def test_a_hook_that_cannot_start_is_a_failure_not_an_exception(tmp_path: 
     assert not denied.passed
 
 
+async def test_a_hooks_directory_named_relative_still_runs_its_hooks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``cutter daemon --state-dir st``: the hook is found relative to where the daemon
+    started and run by its absolute path (hooks run in ``/``)."""
+    hooks = tmp_path / "st" / "hooks"
+    hooks.mkdir(parents=True, mode=0o700)
+    script(hooks / "gate_opened", "exit 0\n")
+    monkeypatch.chdir(tmp_path)
+    found = hook_for(Path("st/hooks"), HookEvent.GATE_OPENED, get_logger())
+    assert found == hooks / "gate_opened"
+    assert found is not None
+    result = await run_hook([str(found)], event=HookEvent.GATE_OPENED, payload={}, time_limit=5)
+    assert result.passed, result
+
+
 def test_the_hooks_directory_names_its_hooks_and_warns_of_the_rest(tmp_path: Path) -> None:
     hooks = tmp_path / "hooks"
     hooks.mkdir(mode=0o700)

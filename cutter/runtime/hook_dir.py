@@ -54,11 +54,13 @@ def check_hooks_dir(path: Path, log: Logger) -> bool:
 
 
 def hook_for(directory: Path | None, event: HookEvent, log: Logger) -> Path | None:
-    """The directory's hook for ``event``, checked; None when there is none (or it is
-    not an executable regular file: warned). ``HooksDirUnsafe`` when the directory or
-    the hook could be written by someone else."""
+    """The directory's hook for ``event``, checked, as an absolute path (a hook runs in
+    ``/``, so a directory named relative to where the daemon started still finds it);
+    None when there is none (or it is not an executable regular file: warned).
+    ``HooksDirUnsafe`` when the directory or the hook could be written by someone else."""
     if directory is None:
         return None
+    directory = directory.absolute()
     try:
         dir_st = directory.stat()
     except FileNotFoundError:
