@@ -4,11 +4,12 @@ approvals written as ``tests._harness.write_approval`` writes them."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import anyio
 
 from cutter.core.kbdocs import Decision
 from cutter.core.mode import Mode, enable_execution
@@ -88,5 +89,15 @@ def live() -> None:
     enable_execution()
 
 
-def with_policy(config: RunnerConfig, **changes: Any) -> RunnerConfig:
-    return dataclasses.replace(config, **changes)
+async def _world_do(state_dir: Path, work: Any) -> Any:
+    from cutter.assembly.embedded import embedded_config
+
+    live()
+    async with embedded_config(state_dir) as config, Runner(config) as runner:
+        return await work(World(runner, config))
+
+
+def in_world(state_dir: Path, work: Any) -> Any:
+    """``work(world)`` on the embedded stores of ``state_dir``, from synchronous code
+    (a test that runs a CLI or a child process between two looks at the stores)."""
+    return anyio.run(_world_do, state_dir, work)

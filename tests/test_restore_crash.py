@@ -28,7 +28,6 @@ from typing import Any
 import anyio
 import pytest
 
-from cutter.assembly.embedded import embedded_config
 from cutter.cli.ledger import verify_stores
 from cutter.core.errors import UnknownRun
 from cutter.core.kbdocs import Decision
@@ -39,9 +38,8 @@ from cutter.core.route import PHASES, Gate, Phase, Pin
 from cutter.core.sidecar import Sidecar
 from cutter.core.states import RunState
 from cutter.runtime.failpoints import ENV as FAILPOINT_ENV
-from cutter.walk.runner import Runner
 from tests._harness import OPERATOR, write_approval
-from tests._restore import SAMPLE, World, live
+from tests._restore import SAMPLE, World, in_world
 
 pytestmark = pytest.mark.subprocess
 
@@ -114,16 +112,6 @@ class EndState:
     ledger: list[LedgerEntry]
     cut_by: str | None
     consumed: int
-
-
-async def _world_do(state_dir: Path, work: Any) -> Any:
-    live()
-    async with embedded_config(state_dir) as config, Runner(config) as runner:
-        return await work(World(runner, config))
-
-
-def in_world(state_dir: Path, work: Any) -> Any:
-    return anyio.run(_world_do, state_dir, work)
 
 
 @pytest.fixture(scope="module")
