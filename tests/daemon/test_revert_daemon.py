@@ -1,0 +1,129 @@
+"""``revert``, ``restore`` and ``backups`` through the real daemon (docs/revert.md):
+the frames, the CLI with ``--socket``, the policy's starters, the revert's gates
+refusing its starter, refusals that store nothing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+from click.testing import CliRunner
+
+from cutter.cli.main import main
+from cutter.cli.remote import login_name
+from cutter.core.mode import Mode
+from cutter.core.protocol import (
+    BackupList,
+    Error,
+    ListBackups,
+    PolicyInfo,
+    Restore,
+    Revert,
+    RunInfo,
+    RunSummary,
+    SetPolicy,
+)
+from cutter.core.states import RunState
+from tests._harness import OPERATOR, stored_rows
+from tests.daemon._drive import (
+    DOC_ID,
+    WatchedDaemon,
+    add_document,
+    approval_for,
+    approve,
+    ask,
+    expect,
+    launch,
+    start_run,
+)
+
+pytestmark = pytest.mark.subprocess
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[WatchedDaemon]:
+    state = tmp_path / "state"
+    add_document(state_dir=state)
+    running = launch(state, "--enable-execution")
+    yield running
+    running.stop()
+
+
+async def _through(socket: Path, run: RunSummary) -> RunSummary:
+    assert run.state is RunState.AWAITING_CUT_AUTHORIZATION, run
+    run = (await approve(socket, run)).run
+    assert run.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION, run
+    return (await approve(socket, run)).run
+
+
+def _cli(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_a_revert_through_the_daemon(daemon: WatchedDaemon) -> None:
+    socket = daemon.socket
+
+    async def scenario() -> str:
+        cut = await _through(socket, await start_run(socket, Mode.LIVE))
+        assert cut.state is RunState.CLOSEOUT_REPORTED
+
+        listed = expect(await ask(socket, ListBackups(doc_id=DOC_ID)), BackupList)
+        assert [b.saved_by for b in listed.backups] == [(cut.run_id,)]
+        backup_id = listed.backups[0].backup.backup_id
+
+        for bad in ("bk-" + "f" * 32, "nope"):
+            reply = await ask(
+                socket,
+                Restore(doc_id=DOC_ID, backup_id=bad, started_by=OPERATOR, mode=Mode.LIVE),
+            )
+            assert isinstance(reply, Error), reply
+            assert reply.code in ("E_BACKUP_UNKNOWN", "E_INVALID_ID"), reply
+
+        reply = await ask(socket, Revert(run_id=cut.run_id, started_by=OPERATOR, mode=Mode.LIVE))
+        revert = expect(reply, RunInfo).run
+        assert revert.state is RunState.AWAITING_CUT_AUTHORIZATION
+        refused = await ask(socket, approval_for(revert, approver=OPERATOR))
+        assert isinstance(refused, Error), refused
+        assert refused.code == "APPROVAL_SELF"
+        done = await _through(socket, revert)
+        assert done.state is RunState.CLOSEOUT_REPORTED
+
+        # Reverted already: the cut's rows are gone, so its revert is refused.
+        again = await ask(socket, Revert(run_id=cut.run_id, started_by=OPERATOR, mode=Mode.LIVE))
+        assert isinstance(again, Error), again
+        assert again.code == "E_REVERT_REFUSED"
+        assert done.run_id in again.message
+        assert backup_id in again.message
+        return cut.run_id
+
+    cut_id = anyio.run(scenario)
+    before = stored_rows(daemon.state_dir / "cutter.sqlite3")
+    code, out, err = _cli("backups", DOC_ID, "--socket", str(daemon.socket), "--json")
+    assert code == 0, err
+    assert len(json.loads(out)["backups"]) == 2  # the cut's and the revert's
+    code, _, err = _cli("revert", cut_id, "--live", "--socket", str(daemon.socket))
+    assert code == 1
+    assert err.startswith("E_REVERT_REFUSED: "), err  # the client's one line
+    assert stored_rows(daemon.state_dir / "cutter.sqlite3") == before
+
+
+def test_the_policy_starters_apply_to_a_revert(daemon: WatchedDaemon) -> None:
+    socket = daemon.socket
+    me = login_name()
+
+    async def scenario() -> None:
+        cut = await _through(socket, await start_run(socket, Mode.LIVE))
+        text = f'admins = ["{me}"]\nstarters = ["dan"]\n[sg_1]\napprovers = ["*"]\n'
+        expect(await ask(socket, SetPolicy(text=text)), PolicyInfo)
+        reply = await ask(socket, Revert(run_id=cut.run_id, started_by=me, mode=Mode.LIVE))
+        assert isinstance(reply, Error), reply
+        assert reply.code == "E_NOT_PERMITTED"
+
+    anyio.run(scenario)
+    code, _, err = _cli("revert", "run-x", "--socket", str(socket))
+    assert code == 1
+    assert "E_UNKNOWN_RUN" in err
