@@ -66,6 +66,7 @@ def test_revert_walks_to_sg1_and_restore_refuses_a_bad_backup(tmp_path: Path) ->
     code, out, err = _cli("revert", cut.run_id, "--live", "--state-dir", str(state))
     assert code == 0, err
     assert RunState.AWAITING_CUT_AUTHORIZATION.value in out
+    assert f"reverts {cut.run_id}: rows of backup {cut.pins[Pin.BACKUP_ID]}" in out
 
     async def runs(world: World) -> list[Sidecar]:
         return await world.runner.runs()

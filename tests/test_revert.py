@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from cutter.assembly.embedded import embedded_config
+from cutter.cli.doctor import examine_stores
 from cutter.cli.ledger import verify_stores
 from cutter.core.errors import (
     BackupUnknown,
@@ -71,6 +72,8 @@ async def test_a_reverted_first_cut_leaves_no_rows_and_the_ledger_verifies(
     report = await verify_stores(tmp_path / "state", None)
     assert report.ok, report
     assert sorted(f.kind for f in report.findings) == ["cut", "revert"]
+    doctor = await examine_stores(tmp_path / "state", None)  # every record reads back
+    assert doctor.ok, doctor
 
 
 @pytest.mark.anyio

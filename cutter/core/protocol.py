@@ -20,7 +20,7 @@ from cutter.core.mode import Mode
 from cutter.core.outbox import LIST_DEFAULT_LIMIT, DeliveryState, NoticeRecord
 from cutter.core.policy import Policy
 from cutter.core.quarantine import UnreadableRun
-from cutter.core.restoring import SavedBackup
+from cutter.core.restoring import RestoreOrder, SavedBackup
 from cutter.core.review import GateReview
 from cutter.core.route import Gate
 from cutter.core.sidecar import Sidecar
@@ -221,6 +221,7 @@ class RunSummary(msgspec.Struct, frozen=True, kw_only=True):
     waiting: GateWait | None
     updated_at: datetime
     started_by_principal: str | None = None  # a relay's, when it differs from started_by
+    restore: RestoreOrder | None = None  # a restore run's order (docs/revert.md); None: a cut
 
     @classmethod
     def of(cls, sidecar: Sidecar) -> RunSummary:
@@ -247,6 +248,7 @@ class RunSummary(msgspec.Struct, frozen=True, kw_only=True):
             ),
             updated_at=sidecar.updated_at,
             started_by_principal=sidecar.started_by_principal,
+            restore=sidecar.restore,
         )
 
 
