@@ -23,7 +23,7 @@ from cutter.core.states import RunState
 from cutter.walk.phases.context import PhaseContext, PhaseOutput
 from cutter.walk.runner import Runner
 from tests._harness import OPERATOR, hand_edit
-from tests._restore import DOC, SAMPLE, World, live
+from tests._restore import DOC, SAMPLE, World, edition, live
 
 
 @pytest.fixture
@@ -51,6 +51,24 @@ async def test_the_review_shows_the_rows_the_restore_brings_back(world: World) -
     assert review.change_set is not None
     assert review.change_set.activate == ()
     assert len(review.change_set.retire) == len(await world.rows())
+
+
+@pytest.mark.anyio
+async def test_the_review_of_a_reverted_recut_shows_the_earlier_versions_units(
+    world: World,
+) -> None:
+    await world.publish(SAMPLE)
+    first = await world.cut()
+    first_rows = await world.rows()
+    await world.publish(edition(2))
+    second = await world.cut()
+    sc = await world.runner.revert(second.run_id, Mode.LIVE, started_by=OPERATOR)
+    _, review = await world.runner.review(sc.run_id)
+    assert review.source_version_id == first.pins[Pin.SOURCE_VERSION_ID]
+    assert [u.region_sha for u in review.units] == [r.region_sha for r in first_rows]
+    assert review.source_size == len(SAMPLE)
+    # The request still names the version the document is at.
+    assert sc.pins[Pin.SOURCE_VERSION_ID] == second.pins[Pin.SOURCE_VERSION_ID]
 
 
 @pytest.mark.anyio

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import msgspec
 
+from cutter.core.canonical import sha256_hex
 from cutter.core.errors import CorruptRecord, PhaseStop
 from cutter.core.records import IURow
 from cutter.core.review import (
@@ -58,18 +59,34 @@ async def restore_review(services: Services, sidecar: Sidecar, gate: GateRecord)
         f"{what}: the rows of {plan.doc_id} go back to backup {plan.to_backup} "
         f"({plan.rows} rows, {plan.active} active); now {plan.from_rows}"
     )
+    # The units are shown on the text of the version they cut: a revert of a re-cut
+    # brings back the units of an earlier version than the document's current one.
+    sv_id, sha, size = (
+        plan.sv_id,
+        str(sidecar.pins[Pin.SOURCE_SHA]),
+        int(sidecar.pins[Pin.SOURCE_SIZE]),
+    )
+    notes = [note]
+    versions = {r.sv_id for r in after}
+    if len(versions) == 1 and (older := versions.pop()) != plan.sv_id:
+        data = await services.target.sources.stored_bytes(older)
+        if data is not None:
+            sv_id, sha, size = older, sha256_hex(data), len(data)
+            notes.append(
+                f"the units brought back cut version {older}; the document is at {plan.sv_id}"
+            )
     review = GateReview(
         run_id=sidecar.run_id,
         doc_id=sidecar.doc_id,
         gate=gate.gate.value,
         request_digest=gate.request_digest,
-        source_version_id=plan.sv_id,
-        source_sha=str(sidecar.pins[Pin.SOURCE_SHA]),
-        source_size=int(sidecar.pins[Pin.SOURCE_SIZE]),
+        source_version_id=sv_id,
+        source_sha=sha,
+        source_size=size,
         units=_views(after),
         warnings=(),
         diff=diff_units(regions_of_rows(now), regions_of_rows(after)),
-        notes=(note,),
+        notes=tuple(notes),
     )
     if gate.gate is Gate.SG_1:
         return review
