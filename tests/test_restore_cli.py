@@ -77,6 +77,14 @@ def test_revert_walks_to_sg1_and_restore_refuses_a_bad_backup(tmp_path: Path) ->
     assert revert.started_by == login_name()
 
 
+def test_a_state_directory_without_a_database_is_refused_and_not_made(tmp_path: Path) -> None:
+    missing = tmp_path / "typo"
+    code, _, err = _cli("revert", "run-x", "--state-dir", str(missing))
+    assert code == 1
+    assert err.startswith("Error: E_INPUT: no database"), err
+    assert not missing.exists()
+
+
 def test_revert_after_a_new_version_is_refused_with_its_code(tmp_path: Path) -> None:
     state = tmp_path / "state"
     cut = _cut(state)

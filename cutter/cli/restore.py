@@ -23,7 +23,7 @@ from cutter.cli.connect import Endpoint
 from cutter.cli.outcome import finish
 from cutter.cli.remote import login_name
 from cutter.cli.render import show_run
-from cutter.core.errors import AccessDenied
+from cutter.core.errors import AccessDenied, InputError
 from cutter.core.mode import Mode, enable_execution
 from cutter.core.policy import listed
 from cutter.core.principals import Caller, acting, own_principal
@@ -38,6 +38,7 @@ from cutter.core.protocol import (
 )
 from cutter.core.restoring import SavedBackup
 from cutter.core.state_dir import DEFAULT as DEFAULT_STATE_DIR
+from cutter.core.state_dir import StateDir
 from cutter.walk.runner import Runner
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -74,13 +75,17 @@ def _starting(func: F) -> F:
 async def _embedded(
     state_dir: Path, by: str, doc_of: Callable[[Runner], Awaitable[str]], start: Any
 ) -> RunSummary:
-    """Own the state directory, check the starter against the stored policy, start."""
-    from cutter.assembly.embedded import embedded_config
+    """Own the state directory, check the starter against the stored policy, start.
+    A directory with no database is refused, nothing made (there is nothing to revert)."""
+    from cutter.assembly.embedded import config_on, open_state_dir
     from cutter.stores.owner import claim
     from cutter.walk.policy_book import current, default_policy
 
+    if not StateDir(state_dir).database.is_file():
+        raise InputError(f"no database under {state_dir}: nothing was stored there yet")
     with claim(state_dir, "cutter revert/restore"):
-        async with embedded_config(state_dir) as config, Runner(config) as runner:
+        async with open_state_dir(state_dir) as db, Runner(config_on(db)) as runner:
+            config = runner.config
             owner = own_principal()
             policy = (await current(config.kb, default_policy(config.policy, owner))).policy
             started_by = acting(policy, Caller(principal=owner, peer="embedded"), "by", by)

@@ -108,6 +108,10 @@ def test_a_revert_through_the_daemon(daemon: WatchedDaemon) -> None:
     code, _, err = _cli("revert", cut_id, "--live", "--socket", str(daemon.socket))
     assert code == 1
     assert err.startswith("E_REVERT_REFUSED: "), err  # the client's one line
+    # Embedded on the daemon's own directory: the daemon owns it (exit 3), use --socket.
+    code, _, err = _cli("revert", cut_id, "--live", "--state-dir", str(daemon.state_dir))
+    assert code == 3
+    assert "E_STATE_DIR_BUSY" in err
     assert stored_rows(daemon.state_dir / "cutter.sqlite3") == before
 
 
