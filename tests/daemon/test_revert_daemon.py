@@ -25,6 +25,8 @@ from cutter.core.protocol import (
     RunInfo,
     RunSummary,
     SetPolicy,
+    Start,
+    StatusOf,
 )
 from cutter.core.states import RunState
 from tests._harness import OPERATOR, stored_rows
@@ -131,3 +133,38 @@ def test_the_policy_starters_apply_to_a_revert(daemon: WatchedDaemon) -> None:
     code, _, err = _cli("revert", "run-x", "--socket", str(socket))
     assert code == 1
     assert "E_UNKNOWN_RUN" in err
+
+
+def test_a_restore_without_waiting_is_recorded_before_it_is_accepted(
+    daemon: WatchedDaemon,
+) -> None:
+    socket = daemon.socket
+
+    async def cut() -> str:
+        done = await _through(socket, await start_run(socket, Mode.LIVE))
+        listed = expect(await ask(socket, ListBackups(doc_id=DOC_ID)), BackupList)
+        assert done.state is RunState.CLOSEOUT_REPORTED
+        return listed.backups[0].backup.backup_id
+
+    backup_id = anyio.run(cut)
+    code, out, err = _cli(
+        "restore", DOC_ID, "--backup", backup_id, "--live", "--no-wait", "--json",
+        "--socket", str(socket),
+    )  # fmt: skip
+    assert code == 0, err
+    run_id = json.loads(out)["run_id"]
+    daemon.wait_stopped(run_id)
+
+    async def look() -> tuple[RunSummary, object]:
+        run = expect(await ask(socket, StatusOf(run_id=run_id)), RunInfo).run
+        busy = await ask(socket, Start(doc_id=DOC_ID, started_by=OPERATOR, mode=Mode.LIVE))
+        return run, busy
+
+    run, busy = anyio.run(look)
+    assert run.state is RunState.AWAITING_CUT_AUTHORIZATION
+    assert run.restore is not None
+    assert run.restore.backup_id == backup_id
+    assert run.restore.reverts is None
+    # The restore holds its document as any run does.
+    assert isinstance(busy, Error)
+    assert busy.code == "STOP_DOCUMENT_BUSY"
