@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 
 from cutter.core.kbdocs import Decision
-from cutter.core.mode import Mode, enable_execution
+from cutter.core.mode import Mode, enable_execution, execution_enabled
 from cutter.core.ports import KnowledgeBase, RunStore
 from cutter.core.records import IURow
 from cutter.core.route import Gate
@@ -92,9 +92,15 @@ def live() -> None:
 async def _world_do(state_dir: Path, work: Any) -> Any:
     from cutter.assembly.embedded import embedded_config
 
+    # Called by module-scoped fixtures too, outside the per-test restore of the
+    # switch (tests/conftest.py): leave it as found.
+    before = execution_enabled()
     live()
-    async with embedded_config(state_dir) as config, Runner(config) as runner:
-        return await work(World(runner, config))
+    try:
+        async with embedded_config(state_dir) as config, Runner(config) as runner:
+            return await work(World(runner, config))
+    finally:
+        enable_execution(before)
 
 
 def in_world(state_dir: Path, work: Any) -> Any:
