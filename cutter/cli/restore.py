@@ -111,7 +111,7 @@ def _through_daemon(target: Endpoint, command: Revert | Restore) -> None:
 
 
 def _show(state_dir: Path, as_json: bool, run: RunSummary) -> None:
-    target = Endpoint(state_dir / "daemon.sock", as_json)
+    target = Endpoint(StateDir(state_dir).socket, as_json)  # only prints: no connection
     show_run(target, RunInfo(run=run))
     finish(run, as_json=as_json)
 
