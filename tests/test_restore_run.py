@@ -161,3 +161,32 @@ async def test_a_stop_after_lifecycle_enact_leaves_the_restore_standing(
         isinstance(e.envelope, RollbackEnvelope) for e in await world.config.target.ledger.entries()
     )
     assert msgspec.structs.asdict(sc)["undo"] is None
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize(
+    ("hook", "gate"), [("before_leg_a", Gate.SG_1), ("before_lifecycle_enact", Gate.SG_2)]
+)
+@pytest.mark.anyio
+async def test_a_before_hook_vetoes_a_revert_before_it_writes(
+    world: World, tmp_path: Path, hook: str, gate: Gate
+) -> None:
+    """A revert runs the cut's before_* hooks: a veto stops it, the rows the cut's."""
+    await world.publish(SAMPLE)
+    cut = await world.cut()
+    rows = await world.rows()
+    hooks = tmp_path / "state" / "hooks"
+    hooks.mkdir(mode=0o700)
+    veto = hooks / hook
+    veto.write_text("#!/bin/sh\necho 'no reverts on Fridays' >&2\nexit 1\n")
+    veto.chmod(0o700)
+    sc = await world.runner.revert(cut.run_id, Mode.LIVE, started_by=OPERATOR)
+    if gate is Gate.SG_2:
+        sc = await world.approve(sc, Gate.SG_1)
+    sc = await world.approve(sc, gate)
+    assert (sc.state, sc.stop_code) == (RunState.FAILED, "STOP_HOOK_VETOED")
+    assert sc.stop is not None
+    assert "no reverts on Fridays" in sc.stop.message
+    assert await world.rows() == rows
+    sv_id = str(cut.pins[Pin.SOURCE_VERSION_ID])
+    assert await world.config.target.sources.cut_by(sv_id) == cut.pins[Pin.CHANGE_SET_ID]

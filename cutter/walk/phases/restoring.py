@@ -5,11 +5,13 @@ Nothing is written before SG_1; leg A stores the pre-restore snapshot (what make
 the restore itself revertible, and what a rollback puts back) and writes no rows;
 the rows change only in ``lifecycle_enact``, under SG_2, as a cut's rows become
 visible only there. ``pre_write_backup``, ``grant_probe`` and ``closeout`` are the
-cut's own. Each body is idempotent, as the cut's are.
+cut's own. Each body is idempotent, as the cut's are, and leg A and enact run the
+``before_*`` hooks as the cut's do (a veto stops the run before they write).
 """
 
 from __future__ import annotations
 
+from cutter.core import hook_events
 from cutter.core.anchors import anchor_of
 from cutter.core.doc_size import MAX_DOCUMENT_BYTES
 from cutter.core.errors import (
@@ -20,6 +22,7 @@ from cutter.core.errors import (
     StopVerifyFailed,
     UnknownDocument,
 )
+from cutter.core.hook_names import HookEvent
 from cutter.core.kbdocs import PhaseDoc
 from cutter.core.ledger import RevertEnvelope
 from cutter.core.mode import Mode
@@ -156,14 +159,17 @@ async def cutplan(ctx: PhaseContext) -> PhaseOutput:
 async def cut_leg_a(ctx: PhaseContext) -> PhaseOutput:
     """Store the pre-restore snapshot, exactly as pinned; no row is written."""
     await ctx.services.gates.verify(ctx.sidecar, Gate.SG_1)
-    await pinned_plan(ctx)
+    plan = await pinned_plan(ctx)
+    change_set_id = change_set_id_for(ctx.run_id, ctx.pin_str(Pin.MANIFEST_DIGEST))
+    if not ctx.replay:  # as a cut's: a veto stops the run here, nothing stored
+        payload = hook_events.before_leg_a(ctx.sidecar, change_set_id, plan.active)
+        await ctx.services.hooks.before(HookEvent.BEFORE_LEG_A, payload)
     ius = ctx.services.target.ius
     backup = await snapshot(ctx)
     if backup.backup_id != ctx.pin_str(Pin.BACKUP_ID):
         raise StopVerifyFailed("the document's IU rows changed since they were snapshotted")
     await ius.save_backup(backup)
     failpoint("leg_a:mid")
-    change_set_id = change_set_id_for(ctx.run_id, ctx.pin_str(Pin.MANIFEST_DIGEST))
     return PhaseOutput(
         pins={Pin.CHANGE_SET_ID: change_set_id},
         note=f"pre-restore backup {backup.backup_id} stored ({len(backup.rows)} rows); "
@@ -251,6 +257,8 @@ async def lifecycle_enact(ctx: PhaseContext) -> PhaseOutput:
     sidecar = ctx.sidecar
     target = ctx.services.target
     await ctx.services.gates.verify(sidecar, Gate.SG_2)  # a stop here undoes nothing yet
+    payload = hook_events.before_lifecycle_enact(sidecar)
+    await ctx.services.hooks.before(HookEvent.BEFORE_LIFECYCLE_ENACT, payload)  # so does a veto
     order = order_of(sidecar)
     backup = await checked_backup(target.ius, sidecar.doc_id, order.backup_id)
     await target.ius.restore(backup)
