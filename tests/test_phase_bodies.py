@@ -35,7 +35,15 @@ from cutter.core.kbdocs import (
 from cutter.core.ledger import CutEnvelope, verify_chain
 from cutter.core.mode import Mode
 from cutter.core.ports import Target
-from cutter.core.records import REQUIRED_GRANTS, Candidate, IURow, IUState, Manifest, WriterGrants
+from cutter.core.records import (
+    REQUIRED_GRANTS,
+    Backup,
+    Candidate,
+    IURow,
+    IUState,
+    Manifest,
+    WriterGrants,
+)
 from cutter.core.route import PHASES, Phase, Pin, check_inputs, check_outputs, next_phase
 from cutter.core.sidecar import Sidecar, amend
 from cutter.core.states import RunState
@@ -598,9 +606,15 @@ class TestLifecycleEnactPhase:
     async def test_staged_rows_become_active(self) -> None:
         bench = make_bench()
         out = await bench.run_through(Phase.LIFECYCLE_ENACT)
-        assert out.pins == {Pin.LIFECYCLE_ENACTED: True, Pin.LIFECYCLE_ENACTED_COUNT: 12}
-        assert type(out.pins[Pin.LIFECYCLE_ENACTED_COUNT]) is int
         rows = await bench.ius.change_set(bench.pin(Pin.CHANGE_SET_ID))
+        # rows_after: the snapshot id of the rows the cut left (what a revert checks)
+        after = Backup(doc_id=rows[0].doc_id, rows=tuple(await bench.ius.rows(rows[0].doc_id)))
+        assert out.pins == {
+            Pin.LIFECYCLE_ENACTED: True,
+            Pin.LIFECYCLE_ENACTED_COUNT: 12,
+            Pin.ROWS_AFTER: after.backup_id,
+        }
+        assert type(out.pins[Pin.LIFECYCLE_ENACTED_COUNT]) is int
         assert [r.state for r in rows] == [IUState.ACTIVE] * 12
 
     async def test_supersedes_the_documents_earlier_active_rows_only(self) -> None:

@@ -25,6 +25,7 @@ from cutter.cli.outcome import EXIT_STATUS_HELP
 from cutter.cli.plan import COMMANDS as PLAN_COMMANDS
 from cutter.cli.policy import COMMANDS as POLICY_COMMANDS
 from cutter.cli.remote import COMMANDS as CLIENT_COMMANDS
+from cutter.cli.restore import COMMANDS as RESTORE_COMMANDS
 from cutter.cli.review import COMMANDS as REVIEW_COMMANDS
 from cutter.cli.runs import COMMANDS as RUNS_COMMANDS
 from cutter.core.errors import CutterError
@@ -319,5 +320,6 @@ for _command in (
     *LEDGER_COMMANDS,
     *PLAN_COMMANDS,
     *NOTIFICATION_COMMANDS,
+    *RESTORE_COMMANDS,
 ):
     main.add_command(_command)

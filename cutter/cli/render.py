@@ -57,6 +57,7 @@ def run_table(run: RunSummary, *, full: bool = False) -> Table:
         ("mode", run.mode.value),
         ("state", run.state.value),
         ("started by", run.started_by),
+        *_restoring(run),
         ("phases passed", str(run.phases_passed)),
         ("stop", stop),
         ("updated", f"{_when(run.updated_at)} ({_ago(run.updated_at)})"),
@@ -75,6 +76,15 @@ def run_table(run: RunSummary, *, full: bool = False) -> Table:
     for key, value in rows:
         table.add_row(key, value)
     return table
+
+
+def _restoring(run: RunSummary) -> list[tuple[str, str]]:
+    """A restore run's row: what it puts back (docs/revert.md)."""
+    order = run.restore
+    if order is None:
+        return []
+    what = f"reverts {order.reverts}: " if order.reverts else ""
+    return [("restores", f"{what}rows of backup {order.backup_id}")]
 
 
 def runs_table(runs: tuple[RunSummary, ...]) -> Table:

@@ -23,6 +23,8 @@ from cutter.core.ledger import (
     ChainBroken,
     CutEnvelope,
     LedgerEntry,
+    RevertEnvelope,
+    RollbackEnvelope,
     StoredEntry,
     decode_envelope,
     verify_stored,
@@ -70,7 +72,14 @@ class LedgerReport(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def anchor_kind(entry: LedgerEntry) -> AnchorKind:
-    return "cut" if isinstance(entry.envelope, CutEnvelope) else "rollback"
+    return _KINDS[type(entry.envelope)]
+
+
+_KINDS: dict[type, AnchorKind] = {
+    CutEnvelope: "cut",
+    RollbackEnvelope: "rollback",
+    RevertEnvelope: "revert",
+}
 
 
 def anchor_of(entry: LedgerEntry) -> LedgerAnchor:
@@ -134,7 +143,7 @@ def _describe_envelope(data: bytes) -> tuple[str, str]:
         envelope = decode_envelope(data)
     except (msgspec.DecodeError, UnicodeDecodeError):
         return "?", "undecodable"
-    return envelope.run_id, "cut" if isinstance(envelope, CutEnvelope) else "rollback"
+    return envelope.run_id, _KINDS[type(envelope)]
 
 
 def check_ledger(rows: Sequence[StoredEntry], anchors: Iterable[LedgerAnchor]) -> LedgerReport:

@@ -18,7 +18,10 @@ registers when it is defined, one class per code (a duplicate fails at import), 
     │   ├── DocumentNotText              binary or UTF-16/32 input (add-document, plan)
     │   ├── RunNotResumable
     │   ├── StateDirUnusable             a state directory cannot be created or locked
-    │   └── PolicyInvalid                a policy file does not parse or check
+    │   ├── PolicyInvalid                a policy file does not parse or check
+    │   ├── NotRevertible                a revert of a run that is not a closed-out live run
+    │   ├── RevertRefused                a revert of a run whose document changed since
+    │   └── BackupUnknown                a restore from a backup the document does not have
     ├── DocumentBusy                     another run holds the document
     ├── StateDirBusy                     another process owns the state directory
     ├── StorageError                     a store cannot be written; nothing was half-written
@@ -161,6 +164,9 @@ class ErrorCode(enum.StrEnum):
     STOP_HOOK_TIMEOUT = "STOP_HOOK_TIMEOUT"
     STOP_HOOK_FAILED = "STOP_HOOK_FAILED"
     HOOKS_DIR_UNSAFE = "E_HOOKS_DIR_UNSAFE"
+    NOT_REVERTIBLE = "E_NOT_REVERTIBLE"
+    REVERT_REFUSED = "E_REVERT_REFUSED"
+    BACKUP_UNKNOWN = "E_BACKUP_UNKNOWN"
     # cutter.daemon.client
     DAEMON_UNAVAILABLE = "E_DAEMON_UNAVAILABLE"
     REPLY_TOO_LARGE = "E_REPLY_TOO_LARGE"
@@ -716,3 +722,26 @@ class HooksDirUnsafe(InputError):
     def __init__(self, path: str, reason: str) -> None:
         self.path = path
         super().__init__(f"hooks directory {path} is not safe to run from: {reason}")
+
+
+class NotRevertible(InputError):
+    """``revert`` of a run that changed nothing a revert could undo: not LIVE, not
+    closed out (still open, failed, rejected, aborted), or closed before runs
+    recorded the rows they left. Nothing is started."""
+
+    code = ErrorCode.NOT_REVERTIBLE
+
+
+class RevertRefused(InputError):
+    """``revert`` of a run whose document changed since (a new version, a later cut or
+    restore): the message names what changed and the ``cutter restore`` that goes
+    back anyway. Nothing is started."""
+
+    code = ErrorCode.REVERT_REFUSED
+
+
+class BackupUnknown(InputError):
+    """``restore`` from a backup that is not stored, is another document's, or does
+    not hash to its id. Nothing is started."""
+
+    code = ErrorCode.BACKUP_UNKNOWN

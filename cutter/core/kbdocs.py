@@ -18,6 +18,7 @@ from cutter.core.hook_names import HookEvent
 from cutter.core.mode import Mode
 from cutter.core.policy import Policy
 from cutter.core.records import Candidate, Manifest
+from cutter.core.restoring import RestorePlan
 from cutter.core.route import Gate, Phase, Pin, PinValue
 from cutter.core.states import Rollback
 
@@ -35,6 +36,7 @@ class PhaseDoc(Doc, frozen=True, kw_only=True, tag="phase"):
     note: str = ""
     candidates: tuple[Candidate, ...] = ()
     manifest: Manifest | None = None
+    restore_plan: RestorePlan | None = None  # a restore run's cutplan (docs/revert.md)
 
 
 class RequestSubject(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -112,7 +114,7 @@ class StopDoc(Doc, frozen=True, kw_only=True, tag="stop"):
     rollback: Rollback | None = None
 
 
-AnchorKind = Literal["cut", "rollback"]
+AnchorKind = Literal["cut", "rollback", "revert"]
 
 
 class LedgerAnchor(Doc, frozen=True, kw_only=True, tag="ledger_anchor"):

@@ -38,7 +38,20 @@ class RollbackEnvelope(LedgerEnvelopeBase, frozen=True, kw_only=True, tag="rollb
     reason: str
 
 
-LedgerEnvelope = CutEnvelope | RollbackEnvelope
+class RevertEnvelope(LedgerEnvelopeBase, frozen=True, kw_only=True, tag="revert"):
+    """A restore run's record (docs/revert.md): the document's rows go back to
+    ``backup_id`` (``reverts`` names the run a ``cutter revert`` undoes; None for a
+    ``cutter restore``), from the rows ``pre_restore_backup_id`` holds; ``iu_count``
+    rows active after. ``change_set_id`` is the restore run's own: it names no rows,
+    only what a rollback of the restore undoes."""
+
+    reverts: str | None
+    backup_id: str
+    pre_restore_backup_id: str
+    iu_count: int
+
+
+LedgerEnvelope = CutEnvelope | RollbackEnvelope | RevertEnvelope
 
 
 class LedgerEntry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -20,6 +20,7 @@ from cutter.core.mode import Mode
 from cutter.core.outbox import LIST_DEFAULT_LIMIT, DeliveryState, NoticeRecord
 from cutter.core.policy import Policy
 from cutter.core.quarantine import UnreadableRun
+from cutter.core.restoring import RestoreOrder, SavedBackup
 from cutter.core.review import GateReview
 from cutter.core.route import Gate
 from cutter.core.sidecar import Sidecar
@@ -50,6 +51,32 @@ class Start(Command, frozen=True, kw_only=True, tag="start"):
     started_by: str
     mode: Mode = Mode.DRY_RUN
     wait: bool = True  # answer at the run's first stop, or at once with Accepted
+
+
+class Revert(Command, frozen=True, kw_only=True, tag="revert"):
+    """Start a restore run putting the rows of ``run_id``'s document back as they were
+    before it (docs/revert.md); answered as ``start`` is."""
+
+    run_id: str
+    started_by: str
+    mode: Mode = Mode.DRY_RUN
+    wait: bool = True
+
+
+class Restore(Command, frozen=True, kw_only=True, tag="restore"):
+    """Start a restore run putting ``doc_id``'s rows back as ``backup_id`` holds them."""
+
+    doc_id: str
+    backup_id: str
+    started_by: str
+    mode: Mode = Mode.DRY_RUN
+    wait: bool = True
+
+
+class ListBackups(Command, frozen=True, kw_only=True, tag="backups"):
+    """The document's stored backups, oldest first: answered by ``backups``."""
+
+    doc_id: str
 
 
 class StatusOf(Command, frozen=True, kw_only=True, tag="status"):
@@ -163,6 +190,9 @@ AnyCommand = (
     | SetPolicy
     | MintLink
     | ListNotifications
+    | Revert
+    | Restore
+    | ListBackups
 )
 
 
@@ -191,6 +221,7 @@ class RunSummary(msgspec.Struct, frozen=True, kw_only=True):
     waiting: GateWait | None
     updated_at: datetime
     started_by_principal: str | None = None  # a relay's, when it differs from started_by
+    restore: RestoreOrder | None = None  # a restore run's order (docs/revert.md); None: a cut
 
     @classmethod
     def of(cls, sidecar: Sidecar) -> RunSummary:
@@ -217,6 +248,7 @@ class RunSummary(msgspec.Struct, frozen=True, kw_only=True):
             ),
             updated_at=sidecar.updated_at,
             started_by_principal=sidecar.started_by_principal,
+            restore=sidecar.restore,
         )
 
 
@@ -230,6 +262,13 @@ class Pong(Reply, frozen=True, kw_only=True, tag="pong"):
 
 class RunInfo(Reply, frozen=True, kw_only=True, tag="run"):
     run: RunSummary
+
+
+class BackupList(Reply, frozen=True, kw_only=True, tag="backups"):
+    """A document's stored backups, oldest first, each with the live runs that saved it."""
+
+    doc_id: str
+    backups: tuple[SavedBackup, ...]
 
 
 class Accepted(Reply, frozen=True, kw_only=True, tag="accepted"):
@@ -327,6 +366,7 @@ AnyReply = (
     | PolicyInfo
     | ReviewLink
     | NotificationList
+    | BackupList
     | Event
     | Error
 )

@@ -34,6 +34,9 @@ class Pin(enum.StrEnum):
     VERIFY_RESULT_ID = "verify_result_id"
     LIFECYCLE_ENACTED = "lifecycle_enacted"
     LIFECYCLE_ENACTED_COUNT = "lifecycle_enacted_count"
+    # The snapshot id (``Backup.backup_id``) of the document's rows as lifecycle_enact
+    # left them: what a revert checks the document still holds (cutter.core.revert).
+    ROWS_AFTER = "rows_after"
     ALL_PHASE_DOCS_UPLOADED = "all_phase_docs_uploaded"
     SIDECAR_STATE_FINAL = "sidecar_state_final"
 
@@ -109,7 +112,7 @@ CONTRACTS: Mapping[Phase, Contract] = {
     ),
     Phase.LIFECYCLE_ENACT: _c(
         {Pin.SOURCE_VERSION_ID, Pin.CHANGE_SET_ID, Pin.VERIFY_RESULT_ID, Pin.IU_COUNT},
-        {Pin.LIFECYCLE_ENACTED, Pin.LIFECYCLE_ENACTED_COUNT},
+        {Pin.LIFECYCLE_ENACTED, Pin.LIFECYCLE_ENACTED_COUNT, Pin.ROWS_AFTER},
     ),
     Phase.CLOSEOUT: _c(
         {Pin.CHANGE_SET_ID, Pin.LIFECYCLE_ENACTED, Pin.LIFECYCLE_ENACTED_COUNT},

@@ -14,6 +14,7 @@ import msgspec
 from cutter.core.errors import MESSAGE_LIMIT, RunNotAtGate, StopCode, one_line
 from cutter.core.kbdocs import Decision
 from cutter.core.mode import Mode
+from cutter.core.restoring import RestoreOrder
 from cutter.core.route import Gate, Phase, Pin, PinValue, gates_due
 from cutter.core.states import AWAITING, Rollback, RunState, check_transition
 
@@ -149,6 +150,9 @@ class Sidecar(Struct, frozen=True, kw_only=True):
     # holding a stale copy cannot write over another's progress. Sidecars stored
     # before the field read as revision 0.
     revision: Annotated[int, msgspec.Meta(ge=0)] = 0
+    # A restore run (``cutter revert``, ``cutter restore``): what it puts back. None: a
+    # cut. The phase bodies are chosen by it (``cutter.walk.phases.bodies_for``).
+    restore: RestoreOrder | None = None
 
     @property
     def stop_code(self) -> str | None:

@@ -52,6 +52,7 @@ from cutter.core.protocol import (
     Error,
     Event,
     KillSwitchState,
+    ListBackups,
     ListNotifications,
     ListRuns,
     MintLink,
@@ -59,7 +60,9 @@ from cutter.core.protocol import (
     PolicyInfo,
     Pong,
     Reply,
+    Restore,
     Resume,
+    Revert,
     Review,
     ReviewLink,
     ReviewOf,
@@ -84,6 +87,7 @@ from cutter.core.signing import check_signature
 from cutter.daemon.bus import EventBus, Subscription
 from cutter.daemon.logid import logged_id
 from cutter.daemon.notifications import list_notifications
+from cutter.daemon.restores import list_backups, start_restore
 from cutter.runtime.logs import Logger, get_logger
 from cutter.walk.policy_book import current, default_policy, gate_policy, replace
 from cutter.walk.runner import Runner
@@ -311,6 +315,10 @@ class Daemon:
                 return await self._set_policy(command, caller)
             case ListNotifications():
                 return await list_notifications(runner.config.run_store, command)
+            case Revert() | Restore():
+                return await start_restore(self, command, caller)
+            case ListBackups():
+                return await list_backups(self, command)
             case Watch():
                 raise RuntimeError("watch is a stream: the transport calls watch()")
             case _:

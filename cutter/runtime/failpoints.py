@@ -21,6 +21,8 @@ rollback envelope not yet appended), ``undo:recorded`` (envelope appended, the r
 Notifications (``cutter.daemon.notify``, docs/notifications.md): ``notify:enqueued``
 (a webhook delivery about to be POSTed, its notice committed with the run's save) and
 ``notify:posted`` (the endpoint answered 2xx, the delivery not yet recorded).
+A restore run (docs/revert.md) reaches the same points, but for ``leg_a:written`` (its
+leg A writes no row); its ``enact:mid`` is rows restored, the cut mark not yet set.
 """
 
 from __future__ import annotations

@@ -54,14 +54,15 @@ async def record_anchor(kb: KnowledgeBase, anchor: LedgerAnchor) -> LedgerAnchor
 
 
 async def confirm_cut_anchor(
-    kb: KnowledgeBase, ledger: Ledger, run_id: str, entry_hash: str
+    kb: KnowledgeBase, ledger: Ledger, run_id: str, entry_hash: str, *, kind: AnchorKind = "cut"
 ) -> LedgerAnchor:
-    """The run's cut anchor, checked against the ledger as it stands now.
+    """The run's cut anchor (a restore run's ``revert`` anchor), checked against the
+    ledger as it stands now.
 
     A run whose cut was appended before anchors existed has none yet: its entry
     is found by the pinned ``entry_hash`` and anchored here. Raises
     ``StopVerifyFailed`` when the entry is missing or changed."""
-    anchor = await held_anchor(kb, run_id, "cut")
+    anchor = await held_anchor(kb, run_id, kind)
     if anchor is None:  # a run from before anchors: rare, so the whole ledger is read
         found = [e for e in await ledger.entries() if e.entry_hash == entry_hash]
         if not found:

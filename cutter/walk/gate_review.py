@@ -27,6 +27,7 @@ from cutter.core.sidecar import Sidecar
 from cutter.runtime.offloop import explain_off_loop
 from cutter.walk.gate_check import request_damage
 from cutter.walk.phases.context import Services, load_manifest, manifest_digest
+from cutter.walk.restore_review import restore_review
 
 VERIFY_PHASES = (Phase.STRUCTURAL_VERIFY, Phase.WRITE_VERIFY)
 
@@ -40,6 +41,8 @@ async def gate_review(services: Services, sidecar: Sidecar) -> GateReview:
     why = request_damage(sidecar, gate, request)
     if why is not None:  # what a reviewer would be shown is not what the run recorded
         raise GateRequestDamaged(sidecar.run_id, why)
+    if sidecar.restore is not None:
+        return await restore_review(services, sidecar, gate)
     manifest = await load_manifest(services.kb, sidecar)
     if manifest is None or manifest_digest(manifest) != str(sidecar.pins[Pin.MANIFEST_DIGEST]):
         raise CorruptRecord(

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import msgspec
 
-from cutter.core.errors import CorruptRecord, UnknownDocument
+from cutter.core.errors import CorruptRecord, StopVerifyFailed, UnknownDocument
 from cutter.core.plan import verify_result_id
 from cutter.core.records import Backup
+from cutter.core.restoring import rows_digest, snapshot_id
 from cutter.core.review import (
     Region,
     plan_drift,
@@ -18,6 +19,7 @@ from cutter.core.review import (
 from cutter.core.route import Gate, Pin, PinValue
 from cutter.core.sidecar import DriftItem, DriftUnit, Sidecar
 from cutter.runtime.offloop import discover_off_loop, off_loop
+from cutter.walk.phases import restoring
 from cutter.walk.phases.context import Services, load_manifest, manifest_digest
 
 MISSING = "<missing>"
@@ -35,6 +37,8 @@ async def observe(services: Services, sidecar: Sidecar, gate: Gate) -> dict[Pin,
         observed[Pin.SOURCE_VERSION_ID] = MISSING
     stored_sha = await sources.stored_sha(str(sidecar.pins[Pin.SOURCE_VERSION_ID]))
     observed[Pin.SOURCE_SHA] = MISSING if stored_sha is None else stored_sha
+    if sidecar.restore is not None:
+        return {**observed, **await observe_restore(services, sidecar, gate)}
     manifest = await load_manifest(services.kb, sidecar)
     observed[Pin.MANIFEST_DIGEST] = manifest_digest(manifest) if manifest else MISSING
     observed[Pin.WRITER_DIGEST] = (await services.grants.writer_grants()).writer_digest
@@ -45,6 +49,33 @@ async def observe(services: Services, sidecar: Sidecar, gate: Gate) -> dict[Pin,
         change_set_id = str(sidecar.pins[Pin.CHANGE_SET_ID])
         rows = await services.target.ius.change_set(change_set_id)
         observed[Pin.VERIFY_RESULT_ID] = verify_result_id(change_set_id, rows)
+    return observed
+
+
+async def observe_restore(services: Services, sidecar: Sidecar, gate: Gate) -> dict[Pin, PinValue]:
+    """A restore run's pins read again: its plan, the backup to restore (stored, the
+    document's, unchanged), the writer, at SG_1 the rows it would replace, at SG_2 the
+    verify result (the rows, both backups) taken again."""
+    observed: dict[Pin, PinValue] = {}
+    plan = await restoring.load_plan(services.kb, sidecar)
+    observed[Pin.MANIFEST_DIGEST] = plan.digest if plan else MISSING
+    order = restoring.order_of(sidecar)
+    try:
+        backup = await restoring.checked_backup(
+            services.target.ius, sidecar.doc_id, order.backup_id
+        )
+        observed[Pin.REGION_SHA] = rows_digest(backup.rows)
+    except StopVerifyFailed:
+        observed[Pin.REGION_SHA] = MISSING
+    observed[Pin.WRITER_DIGEST] = (await services.grants.writer_grants()).writer_digest
+    if gate is Gate.SG_1:
+        rows = await services.target.ius.rows(sidecar.doc_id)
+        observed[Pin.BACKUP_ID] = snapshot_id(sidecar.doc_id, rows)
+    if gate is Gate.SG_2:
+        try:
+            observed[Pin.VERIFY_RESULT_ID] = await restoring.verify_id(services.target, sidecar)
+        except StopVerifyFailed:
+            observed[Pin.VERIFY_RESULT_ID] = MISSING
     return observed
 
 

@@ -12,7 +12,7 @@ from cutter.core.errors import CutterError, PhaseStop, StopCode, new_error_id
 from cutter.core.kbdocs import PhaseDoc, phase_doc_id
 from cutter.core.route import PHASES, Phase
 from cutter.walk.messages import PhaseFailed, PhasePassed, PhaseReply, RunPhase
-from cutter.walk.phases import BODIES, PhaseContext, Services
+from cutter.walk.phases import PhaseContext, Services, bodies_for
 
 
 class PhaseActor(Actor[RunPhase, PhaseReply]):
@@ -23,7 +23,7 @@ class PhaseActor(Actor[RunPhase, PhaseReply]):
     async def receive(self, message: RunPhase, ctx: Context) -> PhaseReply:
         sidecar = message.sidecar
         try:
-            output = await BODIES[self.phase](
+            output = await bodies_for(sidecar)[self.phase](
                 PhaseContext(sidecar, self.services, replay=message.replay)
             )
         except CutterError as exc:
@@ -54,6 +54,7 @@ class PhaseActor(Actor[RunPhase, PhaseReply]):
                 note=output.note,
                 candidates=output.candidates,
                 manifest=output.manifest,
+                restore_plan=output.restore_plan,
             ),
         )
         return PhasePassed(phase=self.phase, pins=output.pins, kb_id=kb_id)

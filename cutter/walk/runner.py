@@ -51,6 +51,7 @@ from cutter.core.ports import (
     Target,
 )
 from cutter.core.quarantine import RunScan, scan_runs
+from cutter.core.restoring import RestoreOrder, SavedBackup
 from cutter.core.review import GateReview
 from cutter.core.sidecar import Sidecar, StopInfo
 from cutter.core.states import AWAITING, RECOVERABLE, TERMINAL, RunState
@@ -72,6 +73,7 @@ from cutter.walk.phases import Services
 from cutter.walk.phases.context import Clock
 from cutter.walk.policy_book import default_policy
 from cutter.walk.recorder import RunRecorder
+from cutter.walk.restore_orders import restore_order, revert_of, saved_backups
 from cutter.walk.sandbox import sandbox
 from cutter.walk.stopping import RunStops
 from cutter.walk.supervisor import RunDeps, RunSupervisor, SupervisorRef
@@ -213,6 +215,54 @@ class Runner:
         sidecar = self._new_run(doc_id, mode, started_by, batch_id, run_id, principal)
         return await self._drive(sidecar, Walk(), new=True)
 
+    async def restore(
+        self,
+        doc_id: str,
+        backup_id: str,
+        mode: Mode = Mode.DRY_RUN,
+        *,
+        started_by: str = "operator",
+        run_id: str | None = None,
+        principal: str | None = None,
+    ) -> Sidecar:
+        """Start a restore run putting ``doc_id``'s rows back as backup ``backup_id``
+        holds them, and walk it to its first stop (docs/revert.md). A bad, unknown or
+        another document's backup is ``BackupUnknown`` and nothing is recorded."""
+        require_mode_allowed(mode)
+        order = await self.restore_order(doc_id, backup_id)
+        sidecar = self._new_run(doc_id, mode, started_by, None, run_id, principal, order)
+        return await self._drive(sidecar, Walk(), new=True)
+
+    async def revert(
+        self,
+        reverted: str,
+        mode: Mode = Mode.DRY_RUN,
+        *,
+        started_by: str = "operator",
+        run_id: str | None = None,
+        principal: str | None = None,
+    ) -> Sidecar:
+        """Start a restore run reverting run ``reverted`` (its document's rows back to
+        its pre-write backup), walked to its first stop; ``NotRevertible`` or
+        ``RevertRefused`` (``cutter.core.revert``) and nothing recorded otherwise."""
+        require_mode_allowed(mode)
+        doc_id, order = await self.revert_order(reverted)
+        sidecar = self._new_run(doc_id, mode, started_by, None, run_id, principal, order)
+        return await self._drive(sidecar, Walk(), new=True)
+
+    async def restore_order(self, doc_id: str, backup_id: str) -> RestoreOrder:
+        """What ``restore`` would start with, checked (``BackupUnknown``)."""
+        return await restore_order(self.config.target, doc_id, backup_id)
+
+    async def revert_order(self, reverted: str) -> tuple[str, RestoreOrder]:
+        """The document and the restore ``revert`` would start with, checked."""
+        run = await self.status(reverted)
+        return run.doc_id, await revert_of(self.config.target, run)
+
+    async def backups(self, doc_id: str) -> list[SavedBackup]:
+        """The document's stored backups, oldest first, and the live runs that saved each."""
+        return await saved_backups(self.config.target, await self.runs(), doc_id)
+
     async def open(
         self,
         doc_id: str,
@@ -221,6 +271,7 @@ class Runner:
         started_by: str = "operator",
         run_id: str | None = None,
         principal: str | None = None,
+        restore: RestoreOrder | None = None,
     ) -> Sidecar:
         """Record a new run (CREATED) without walking it: the run holds its document
         from now on, or ``DocumentBusy`` names the open run that does and nothing is
@@ -228,7 +279,7 @@ class Runner:
         start it walks in the background, so that a refusal is the answer."""
         if self._draining:
             raise ShuttingDown()
-        sidecar = self._new_run(doc_id, mode, started_by, None, run_id, principal)
+        sidecar = self._new_run(doc_id, mode, started_by, None, run_id, principal, restore)
         async with self.config.locks.hold(sidecar.doc_id, sidecar.run_id):
             await self.config.run_store.create(sidecar)
         return sidecar
@@ -241,6 +292,7 @@ class Runner:
         batch_id: str | None,
         run_id: str | None,
         principal: str | None,
+        restore: RestoreOrder | None = None,
     ) -> Sidecar:
         require_mode_allowed(mode)
         now = self.config.clock()
@@ -254,6 +306,7 @@ class Runner:
             created_at=now,
             updated_at=now,
             state=RunState.CREATED,
+            restore=restore,
         )
 
     async def cut_batch(

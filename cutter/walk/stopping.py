@@ -53,7 +53,7 @@ from cutter.core.sidecar import Sidecar, StopInfo, Undo, undo_message
 from cutter.core.states import UNDONE_ENDS, Rollback, RunState
 from cutter.runtime.failpoints import failpoint
 from cutter.runtime.logs import Logger
-from cutter.walk.phases import Services, rollback
+from cutter.walk.phases import Services, restoring, rollback
 from cutter.walk.recorder import RunRecorder
 
 COMMITTED = "the cut stands: lifecycle_enact committed it, nothing was undone"
@@ -192,8 +192,10 @@ class RunStops:
         target = self.services.target
         sg2 = sidecar.gate(Gate.SG_2)
         if sg2 is not None and sg2.satisfied:
-            sv_id = str(pins[Pin.SOURCE_VERSION_ID])
-            if await target.sources.cut_by(sv_id) == change_set_id:
+            if sidecar.restore is not None:  # a restore stands once its last write is done
+                if await restoring.committed(target, sidecar):
+                    return _Writes.COMMITTED, change_set_id
+            elif await target.sources.cut_by(str(pins[Pin.SOURCE_VERSION_ID])) == change_set_id:
                 return _Writes.COMMITTED, change_set_id
         if Pin.CHANGE_SET_ID in pins or await target.ius.change_set(change_set_id):
             return _Writes.UNDO, change_set_id

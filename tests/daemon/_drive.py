@@ -417,7 +417,10 @@ def check_rows_against_plan(
 
 
 # Pins whose values are derived from the run id (the change set id and what hashes it).
-RUN_SPECIFIC_PINS = frozenset({Pin.CHANGE_SET_ID, Pin.MANIFEST_ENVELOPE_ID, Pin.VERIFY_RESULT_ID})
+# rows_after: the snapshot id of rows that carry the run's change set id.
+RUN_SPECIFIC_PINS = frozenset(
+    {Pin.CHANGE_SET_ID, Pin.MANIFEST_ENVELOPE_ID, Pin.VERIFY_RESULT_ID, Pin.ROWS_AFTER}
+)
 _APPROVAL_SERIAL = re.compile(r"^(approvals/<run>/SG_[12])-[0-9a-f]+$")
 
 

@@ -31,7 +31,11 @@ async def closeout(ctx: PhaseContext) -> PhaseOutput:
     anchor = None
     if sidecar.mode is Mode.LIVE:
         anchor = await confirm_cut_anchor(
-            kb, ctx.services.target.ledger, sidecar.run_id, ctx.pin_str(Pin.MANIFEST_ENVELOPE_ID)
+            kb,
+            ctx.services.target.ledger,
+            sidecar.run_id,
+            ctx.pin_str(Pin.MANIFEST_ENVELOPE_ID),
+            kind="cut" if sidecar.restore is None else "revert",
         )
     now = ctx.services.clock()
     report_id = closeout_doc_id(sidecar.run_id)

@@ -13,6 +13,7 @@ from cutter.core.hook_events import NO_HOOKS
 from cutter.core.kbdocs import PhaseDoc
 from cutter.core.ports import Discoverer, GateVerifier, GrantProbe, Hooks, KnowledgeBase, Target
 from cutter.core.records import Candidate, Manifest
+from cutter.core.restoring import RestorePlan
 from cutter.core.route import Phase, Pin, PinValue
 from cutter.core.sidecar import Sidecar
 from cutter.runtime.offloop import off_loop
@@ -51,6 +52,7 @@ class PhaseOutput:
     note: str = ""
     candidates: tuple[Candidate, ...] = ()
     manifest: Manifest | None = None
+    restore_plan: RestorePlan | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from cutter.core.ledger import CutEnvelope, LedgerEntry, RollbackEnvelope
 from cutter.core.mode import Mode
 from cutter.core.plan import change_set_id_for, staged_rows
 from cutter.core.ports import KnowledgeBase, Ledger, Target
+from cutter.core.restoring import snapshot_id
 from cutter.core.route import Gate, Pin
 from cutter.core.sidecar import Sidecar
 from cutter.runtime.failpoints import failpoint
@@ -94,8 +95,14 @@ async def lifecycle_enact(ctx: PhaseContext) -> PhaseOutput:
     if count != planned:
         raise StopVerifyFailed(f"{count} IUs enacted, {planned} planned")
     await target.sources.mark_cut(ctx.pin_str(Pin.SOURCE_VERSION_ID), change_set_id)
+    # What the cut left, for a later revert to check the document still holds.
+    rows_after = snapshot_id(ctx.sidecar.doc_id, await target.ius.rows(ctx.sidecar.doc_id))
     return PhaseOutput(
-        pins={Pin.LIFECYCLE_ENACTED: True, Pin.LIFECYCLE_ENACTED_COUNT: count},
+        pins={
+            Pin.LIFECYCLE_ENACTED: True,
+            Pin.LIFECYCLE_ENACTED_COUNT: count,
+            Pin.ROWS_AFTER: rows_after,
+        },
         note=f"{count} IUs active; source version marked as cut",
     )
 
