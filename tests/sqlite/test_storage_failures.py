@@ -88,6 +88,28 @@ async def test_a_full_disk_is_storage_full_nothing_half_applied_and_recovers(
             assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
 
 
+async def test_a_full_disk_still_acknowledges_what_was_committed(tmp_path: Path) -> None:
+    """The durability barrier every daemon reply waits for commits a frame; with no room
+    for it the barrier syncs the files instead: what is committed is acknowledged (a
+    status read is answered), only new writes are refused."""
+    with tmpfs(tmp_path / "mnt", size="2m") as mount:
+        path = StateDir(mount).database
+        async with open_database(path) as db:
+            kb = SqliteKnowledgeBase(db)
+            for n in range(3):
+                await kb.put(f"docs/{n}", doc(n))  # committed, not yet synced
+            before = dump(path)
+            filler = fill(mount)
+            await db.durable()  # no room for a barrier frame: no error either
+            await db.durable()  # and nothing left to sync
+            assert dump(path) == before
+            with pytest.raises(StorageFull):
+                await kb.put("docs/big", doc(99, note_size=200_000))
+            filler.unlink()
+        with closing(sqlite3.connect(path)) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+
+
 async def test_a_full_disk_fails_a_batch_whole_with_an_error_per_caller(tmp_path: Path) -> None:
     with tmpfs(tmp_path / "mnt", size="2m") as mount:
         path = StateDir(mount).database

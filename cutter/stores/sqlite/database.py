@@ -45,6 +45,7 @@ commit.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
@@ -239,7 +240,15 @@ class Database:
         of a walk segment) waits for this first (``RunnerConfig.durable``)."""
         if self._durable_through >= self._committed:
             return
-        await self.write(_mark_durable, bulk=True, durable=True)
+        try:
+            await self.write(_mark_durable, bulk=True, durable=True)
+        except StorageFull:
+            # No room for the barrier's frame (a full disk): sync the files themselves,
+            # which hold every commit, so what is committed is still acknowledged — a
+            # full disk refuses writes, not the answers that read what is there.
+            committed = self._committed
+            await anyio.to_thread.run_sync(_sync_files, self.path)
+            self._durable_through = max(self._durable_through, committed)
 
     def _begin(self) -> bool:
         """Open the loop transaction of this turn; False when another process holds the
@@ -420,6 +429,24 @@ def _mark_durable(conn: sqlite3.Connection) -> None:
     """A barrier's write: a commit under ``synchronous=FULL`` syncs the WAL only when it
     writes a frame."""
     conn.execute("UPDATE durable_mark SET n = n + 1 WHERE id = 1")
+
+
+def _sync_files(path: Path) -> None:
+    """fsync the database's WAL and main file: a barrier that writes nothing. Raises
+    ``StorageFull`` (what made it needed) when a file cannot be synced."""
+    for name in (f"{path}-wal", str(path)):
+        try:
+            fd = os.open(name, os.O_RDONLY)
+        except FileNotFoundError:
+            continue  # no WAL now: every commit is in the main file
+        except OSError as exc:
+            raise StorageFull(str(path), f"cannot sync: {exc.strerror}") from None
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            raise StorageFull(str(path), f"cannot sync: {exc.strerror}") from None
+        finally:
+            os.close(fd)
 
 
 def _connect(path: Path, *, uri_mode: str) -> sqlite3.Connection:
