@@ -11,11 +11,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cutter.core.errors import AccessDenied
-from cutter.core.ids import check_doc_id, check_run_id, new_run_id
+from cutter.core.ids import check_doc_id, check_run_id
 from cutter.core.mode import require_mode_allowed
-from cutter.core.policy import listed
-from cutter.core.principals import Caller, acting
+from cutter.core.principals import Caller
 from cutter.core.protocol import (
     Accepted,
     BackupList,
@@ -23,7 +21,6 @@ from cutter.core.protocol import (
     Restore,
     Revert,
     RunInfo,
-    RunSummary,
 )
 
 if TYPE_CHECKING:
@@ -33,60 +30,21 @@ if TYPE_CHECKING:
 async def start_restore(
     daemon: Daemon, command: Revert | Restore, caller: Caller
 ) -> Accepted | RunInfo:
+    """A revert or restore as ``start`` is answered: the starter checked, then the
+    guard (``NotRevertible``, ``RevertRefused``, ``BackupUnknown``), before anything
+    is recorded."""
     require_mode_allowed(command.mode)
     runner = daemon.runner
     if isinstance(command, Revert):
         doc_id = (await runner.status(check_run_id(command.run_id))).doc_id
     else:
         doc_id = check_doc_id(command.doc_id)
-    policy = (await daemon.policy()).policy
-    started_by = acting(policy, caller, "started_by", command.started_by)
-    if not listed(started_by, policy.starters_for(doc_id)):
-        raise AccessDenied(f"{started_by} may not start runs of {doc_id}")
+    started_by = await daemon.starter(command.started_by, caller, doc_id)
     if isinstance(command, Revert):
         _, order = await runner.revert_order(command.run_id)
     else:
         order = await runner.restore_order(doc_id, command.backup_id)
-    run_id = new_run_id()
-    if not command.wait:
-        await daemon.job(
-            lambda: runner.open(
-                doc_id,
-                command.mode,
-                started_by=started_by,
-                run_id=run_id,
-                principal=caller.principal,
-                restore=order,
-            )
-        )
-
-        async def walk() -> RunSummary:
-            return RunSummary.of(await runner.resume(run_id))
-
-        daemon.background(walk, f"restore {run_id}")
-        return Accepted(id=command.id, run_id=run_id)
-
-    async def start() -> RunSummary:
-        if isinstance(command, Revert):
-            sidecar = await runner.revert(
-                command.run_id,
-                command.mode,
-                started_by=started_by,
-                run_id=run_id,
-                principal=caller.principal,
-            )
-        else:
-            sidecar = await runner.restore(
-                doc_id,
-                command.backup_id,
-                command.mode,
-                started_by=started_by,
-                run_id=run_id,
-                principal=caller.principal,
-            )
-        return RunSummary.of(sidecar)
-
-    return RunInfo(id=command.id, run=await daemon.job(start))
+    return await daemon.start(command, caller, doc_id, started_by, order)
 
 
 async def list_backups(daemon: Daemon, command: ListBackups) -> BackupList:

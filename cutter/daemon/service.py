@@ -80,6 +80,7 @@ from cutter.core.protocol import (
     Watch,
     encode,
 )
+from cutter.core.restoring import RestoreOrder
 from cutter.core.run_pages import check_filter, page_of
 from cutter.core.secrets import scrub
 from cutter.core.sidecar import GateRecord, Sidecar
@@ -150,6 +151,59 @@ class Daemon:
             raise failure[0]
         return outcome[0]
 
+    async def starter(self, declared: str, caller: Caller, doc_id: str) -> str:
+        """Who starts a run of ``doc_id`` for ``caller`` (``AccessDenied`` unless the
+        policy lists them as a starter of it)."""
+        policy = (await self.policy()).policy
+        started_by = acting(policy, caller, "started_by", declared)
+        if not listed(started_by, policy.starters_for(doc_id)):
+            raise AccessDenied(f"{started_by} may not start runs of {doc_id}")
+        return started_by
+
+    async def start(
+        self,
+        command: Start | Revert | Restore,
+        caller: Caller,
+        doc_id: str,
+        started_by: str,
+        restore: RestoreOrder | None = None,
+    ) -> Accepted | RunInfo:
+        """Start a run (a restore run with ``restore``) checked by the caller: everything
+        a background start could refuse is checked before Accepted."""
+        runner, run_id = self.runner, new_run_id()
+        if not command.wait:
+            # The run is recorded, holding its document, before Accepted: a busy
+            # document is the answer (STOP_DOCUMENT_BUSY), not a log line.
+            await self.job(
+                lambda: runner.open(
+                    doc_id,
+                    command.mode,
+                    started_by=started_by,
+                    run_id=run_id,
+                    principal=caller.principal,
+                    restore=restore,
+                )
+            )
+
+            async def walk() -> RunSummary:
+                return RunSummary.of(await runner.resume(run_id))
+
+            self.background(walk, f"start {run_id}")
+            return Accepted(id=command.id, run_id=run_id)
+
+        async def start() -> RunSummary:
+            sidecar = await runner.start(
+                doc_id,
+                command.mode,
+                started_by=started_by,
+                run_id=run_id,
+                principal=caller.principal,
+                restore=restore,
+            )
+            return RunSummary.of(sidecar)
+
+        return RunInfo(id=command.id, run=await self.job(start))
+
     def background(self, work: Callable[[], Awaitable[object]], what: str) -> None:
         """Run ``work`` in the daemon's task group; nobody waits for it."""
 
@@ -199,44 +253,10 @@ class Daemon:
             case Ping():
                 return Pong(id=command.id)
             case Start():
-                # Everything a background start could refuse is checked before Accepted.
                 require_mode_allowed(command.mode)
                 doc_id = check_doc_id(command.doc_id)
-                policy = (await self.policy()).policy
-                started_by = acting(policy, caller, "started_by", command.started_by)
-                if not listed(started_by, policy.starters_for(doc_id)):
-                    raise AccessDenied(f"{started_by} may not start runs of {doc_id}")
-                run_id = new_run_id()
-
-                async def cut() -> RunSummary:
-                    sidecar = await runner.cut(
-                        doc_id,
-                        command.mode,
-                        started_by=started_by,
-                        run_id=run_id,
-                        principal=caller.principal,
-                    )
-                    return RunSummary.of(sidecar)
-
-                if not command.wait:
-                    # The run is recorded, holding its document, before Accepted: a
-                    # busy document is the answer (STOP_DOCUMENT_BUSY), not a log line.
-                    await self.job(
-                        lambda: runner.open(
-                            doc_id,
-                            command.mode,
-                            started_by=started_by,
-                            run_id=run_id,
-                            principal=caller.principal,
-                        )
-                    )
-
-                    async def walk() -> RunSummary:
-                        return RunSummary.of(await runner.resume(run_id))
-
-                    self.background(walk, f"start {run_id}")
-                    return Accepted(id=command.id, run_id=run_id)
-                return RunInfo(id=command.id, run=await self.job(cut))
+                started_by = await self.starter(command.started_by, caller, doc_id)
+                return await self.start(command, caller, doc_id, started_by)
             case StatusOf():
                 return RunInfo(
                     id=command.id, run=RunSummary.of(await runner.status(command.run_id))

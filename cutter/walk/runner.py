@@ -212,7 +212,29 @@ class Runner:
         """Start a run for ``doc_id`` and walk it to its first stop. ``run_id`` lets a
         caller that must name the run before it exists (the daemon) choose it;
         ``principal`` is who the daemon authenticated for ``started_by``."""
-        sidecar = self._new_run(doc_id, mode, started_by, batch_id, run_id, principal)
+        return await self.start(
+            doc_id,
+            mode,
+            started_by=started_by,
+            batch_id=batch_id,
+            run_id=run_id,
+            principal=principal,
+        )
+
+    async def start(
+        self,
+        doc_id: str,
+        mode: Mode = Mode.DRY_RUN,
+        *,
+        started_by: str = "operator",
+        batch_id: str | None = None,
+        run_id: str | None = None,
+        principal: str | None = None,
+        restore: RestoreOrder | None = None,
+    ) -> Sidecar:
+        """Record a new run and walk it to its first stop: a cut, or with ``restore``
+        (from ``restore_order`` or ``revert_order``, which check it) a restore run."""
+        sidecar = self._new_run(doc_id, mode, started_by, batch_id, run_id, principal, restore)
         return await self._drive(sidecar, Walk(), new=True)
 
     async def restore(
@@ -230,8 +252,9 @@ class Runner:
         another document's backup is ``BackupUnknown`` and nothing is recorded."""
         require_mode_allowed(mode)
         order = await self.restore_order(doc_id, backup_id)
-        sidecar = self._new_run(doc_id, mode, started_by, None, run_id, principal, order)
-        return await self._drive(sidecar, Walk(), new=True)
+        return await self.start(
+            doc_id, mode, started_by=started_by, run_id=run_id, principal=principal, restore=order
+        )
 
     async def revert(
         self,
@@ -247,8 +270,9 @@ class Runner:
         ``RevertRefused`` (``cutter.core.revert``) and nothing recorded otherwise."""
         require_mode_allowed(mode)
         doc_id, order = await self.revert_order(reverted)
-        sidecar = self._new_run(doc_id, mode, started_by, None, run_id, principal, order)
-        return await self._drive(sidecar, Walk(), new=True)
+        return await self.start(
+            doc_id, mode, started_by=started_by, run_id=run_id, principal=principal, restore=order
+        )
 
     async def restore_order(self, doc_id: str, backup_id: str) -> RestoreOrder:
         """What ``restore`` would start with, checked (``BackupUnknown``)."""

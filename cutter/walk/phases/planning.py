@@ -28,7 +28,8 @@ def _plan(
     return build_manifest(version, data, candidates)
 
 
-async def source_pin(ctx: PhaseContext) -> PhaseOutput:
+async def current_version(ctx: PhaseContext) -> SourceVersion:
+    """The run's document's current version, within the document size limit."""
     try:
         version = await ctx.services.target.sources.current(ctx.sidecar.doc_id)
     except UnknownDocument as exc:
@@ -38,12 +39,11 @@ async def source_pin(ctx: PhaseContext) -> PhaseOutput:
             f"version {version.sv_id} of {version.doc_id} is {version.size} bytes, over the "
             f"{MAX_DOCUMENT_BYTES}-byte document limit"
         )
-    cut_by = await ctx.services.target.sources.cut_by(version.sv_id)
-    if cut_by is not None:
-        raise StopAlreadyCut(
-            f"version {version.sv_id} of {version.doc_id} was cut by change set {cut_by}; "
-            "publish a new version to cut it again"
-        )
+    return version
+
+
+def version_pinned(version: SourceVersion) -> PhaseOutput:
+    """source_pin's result: the version's id, sha and size."""
     return PhaseOutput(
         pins={
             Pin.SOURCE_VERSION_ID: version.sv_id,
@@ -52,6 +52,17 @@ async def source_pin(ctx: PhaseContext) -> PhaseOutput:
         },
         note=f"document {version.doc_id} at version {version.sv_id}",
     )
+
+
+async def source_pin(ctx: PhaseContext) -> PhaseOutput:
+    version = await current_version(ctx)
+    cut_by = await ctx.services.target.sources.cut_by(version.sv_id)
+    if cut_by is not None:
+        raise StopAlreadyCut(
+            f"version {version.sv_id} of {version.doc_id} was cut by change set {cut_by}; "
+            "publish a new version to cut it again"
+        )
+    return version_pinned(version)
 
 
 async def mark(ctx: PhaseContext) -> PhaseOutput:

@@ -12,20 +12,14 @@ cut's own. Each body is idempotent, as the cut's are, and leg A and enact run th
 from __future__ import annotations
 
 from cutter.core import hook_events
-from cutter.core.anchors import anchor_of
-from cutter.core.doc_size import MAX_DOCUMENT_BYTES
 from cutter.core.errors import (
     CorruptRecord,
-    StopDocumentTooLarge,
-    StopDocumentUnknown,
     StopPlanInvalid,
     StopVerifyFailed,
-    UnknownDocument,
 )
 from cutter.core.hook_names import HookEvent
 from cutter.core.kbdocs import PhaseDoc
 from cutter.core.ledger import RevertEnvelope
-from cutter.core.mode import Mode
 from cutter.core.plan import change_set_id_for
 from cutter.core.ports import IUStore, KnowledgeBase, Target
 from cutter.core.records import Backup
@@ -42,9 +36,10 @@ from cutter.core.restoring import (
 from cutter.core.route import Gate, Phase, Pin
 from cutter.core.sidecar import Sidecar
 from cutter.runtime.failpoints import failpoint
-from cutter.walk.anchoring import record_anchor
 from cutter.walk.phases.context import PhaseContext, PhaseOutput
+from cutter.walk.phases.planning import current_version, version_pinned
 from cutter.walk.phases.safety import snapshot
+from cutter.walk.phases.writes import recorded
 
 
 def order_of(sidecar: Sidecar) -> RestoreOrder:
@@ -89,23 +84,7 @@ async def pinned_plan(ctx: PhaseContext) -> RestorePlan:
 async def source_pin(ctx: PhaseContext) -> PhaseOutput:
     """The document's current version, cut or not: a restore puts rows back whatever
     cut the version."""
-    try:
-        version = await ctx.services.target.sources.current(ctx.sidecar.doc_id)
-    except UnknownDocument as exc:
-        raise StopDocumentUnknown(f"document {ctx.sidecar.doc_id} is not in the KB") from exc
-    if version.size > MAX_DOCUMENT_BYTES:
-        raise StopDocumentTooLarge(
-            f"version {version.sv_id} of {version.doc_id} is {version.size} bytes, over the "
-            f"{MAX_DOCUMENT_BYTES}-byte document limit"
-        )
-    return PhaseOutput(
-        pins={
-            Pin.SOURCE_VERSION_ID: version.sv_id,
-            Pin.SOURCE_SHA: version.sha256,
-            Pin.SOURCE_SIZE: version.size,
-        },
-        note=f"document {version.doc_id} at version {version.sv_id}",
-    )
+    return version_pinned(await current_version(ctx))
 
 
 async def mark(ctx: PhaseContext) -> PhaseOutput:
@@ -211,20 +190,7 @@ async def leg_b_record(ctx: PhaseContext) -> PhaseOutput:
             iu_count=plan.active,
         )
     )
-    failpoint("leg_b:appended")
-    if ctx.sidecar.mode is Mode.LIVE:  # a dry run's entry is in a sandbox thrown away
-        anchor = anchor_of(entry)
-        held = await record_anchor(ctx.services.kb, anchor)
-        if held != anchor:
-            raise StopVerifyFailed(
-                f"this run's restore was anchored at ledger entry {held.seq} "
-                f"({held.entry_hash[:12]}…); the ledger now returns entry {entry.seq} "
-                f"({entry.entry_hash[:12]}…)"
-            )
-    return PhaseOutput(
-        pins={Pin.MANIFEST_ENVELOPE_ID: entry.entry_hash},
-        note=f"ledger entry {entry.seq} recorded",
-    )
+    return await recorded(ctx, entry, "restore")
 
 
 async def verify_id(target: Target, sidecar: Sidecar) -> str:

@@ -67,13 +67,21 @@ async def leg_b_record(ctx: PhaseContext) -> PhaseOutput:
             iu_count=len(manifest.ius),
         )
     )
+    return await recorded(ctx, entry, "cut")
+
+
+async def recorded(ctx: PhaseContext, entry: LedgerEntry, what: str) -> PhaseOutput:
+    """leg_b_record's end, once its envelope is appended as ``entry``: a live run anchors
+    it (a dry run's entry is in a sandbox thrown away), and a different anchor recorded
+    before stops the run; the entry's hash is the pin. ``what`` names the run's write
+    ("cut", "restore") in that stop."""
     failpoint("leg_b:appended")
-    if ctx.sidecar.mode is Mode.LIVE:  # a dry run's entry is in a sandbox thrown away
+    if ctx.sidecar.mode is Mode.LIVE:
         anchor = anchor_of(entry)
         held = await record_anchor(ctx.services.kb, anchor)
         if held != anchor:
             raise StopVerifyFailed(
-                f"this run's cut was anchored at ledger entry {held.seq} "
+                f"this run's {what} was anchored at ledger entry {held.seq} "
                 f"({held.entry_hash[:12]}…); the ledger now returns entry {entry.seq} "
                 f"({entry.entry_hash[:12]}…)"
             )
