@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
+import httpx
 import msgspec
 import pytest
 
@@ -20,8 +22,11 @@ from cutter.core.mode import Mode
 from cutter.core.records import Backup
 from cutter.core.route import Gate, Phase, Pin
 from cutter.core.states import RunState
+from cutter.daemon.bus import EventBus
+from cutter.daemon.service import Daemon
 from cutter.walk.phases.context import PhaseContext, PhaseOutput
 from cutter.walk.runner import Runner
+from cutter.web.app import review_app
 from tests._harness import OPERATOR, hand_edit
 from tests._restore import DOC, SAMPLE, World, edition, live
 
@@ -51,6 +56,34 @@ async def test_the_review_shows_the_rows_the_restore_brings_back(world: World) -
     assert review.change_set is not None
     assert review.change_set.activate == ()
     assert len(review.change_set.retire) == len(await world.rows())
+
+
+@pytest.mark.anyio
+async def test_the_review_page_names_a_revert_a_revert_and_a_restore_a_restore(
+    world: World,
+) -> None:
+    """The reviewer on the page is told what kind of write they approve, not "the cut"."""
+    await world.publish(SAMPLE)
+    cut = await world.cut()
+    async with anyio.create_task_group() as jobs:
+        daemon = Daemon(world.runner, world.config.kill_switch, EventBus(), jobs, owner="root")
+        transport = httpx.ASGITransport(app=review_app(daemon))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+            sc = await world.runner.revert(cut.run_id, Mode.LIVE, started_by=OPERATOR)
+            page = await http.get(f"/runs/{sc.run_id}")
+            assert page.status_code == 200, page.text
+            assert "<h2>What the revert changes</h2>" in page.text
+            await world.runner.abort(sc.run_id, reason="next: a restore", by=OPERATOR)
+            backup = str(cut.pins[Pin.BACKUP_ID])
+            sc = await world.runner.restore(DOC, backup, Mode.LIVE, started_by=OPERATOR)
+            page = await http.get(f"/runs/{sc.run_id}")
+            assert "<h2>What the restore changes</h2>" in page.text
+            await world.runner.abort(sc.run_id, reason="done", by=OPERATOR)
+            await world.publish(edition(2))
+            sc = await world.runner.cut(DOC, Mode.DRY_RUN, started_by=OPERATOR)
+            page = await http.get(f"/runs/{sc.run_id}")
+            assert "<h2>What the cut changes</h2>" in page.text
+        jobs.cancel_scope.cancel()
 
 
 @pytest.mark.anyio
