@@ -44,6 +44,7 @@ FIGURES = (
     "connections",
     "offloop",
     "history",
+    "revert",
 )
 
 
