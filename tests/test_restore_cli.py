@@ -120,3 +120,16 @@ def test_a_daemons_state_directory_is_refused_naming_its_socket(tmp_path: Path) 
             assert err.startswith("Error: E_STATE_DIR_BUSY: "), err
             assert f"add --socket {socket}" in err, err
     assert stored_rows(state / "cutter.sqlite3") == before
+
+
+def test_a_backup_that_is_not_stored_is_not_called_corrupt(tmp_path: Path) -> None:
+    """E_BACKUP_UNKNOWN for a well-formed id nobody stored said "corrupt record
+    backups/bk-…", which sends an operator to `cutter doctor` for nothing."""
+    state = tmp_path / "state"
+    _cut(state)
+    missing = "bk-" + "0" * 32
+    code, _, err = _cli("restore", DOC, "--backup", missing, "--live", "--state-dir", str(state))
+    assert code == 1, err
+    assert err.startswith(f"Error: E_BACKUP_UNKNOWN: backup {missing} cannot be restored: "), err
+    assert "corrupt" not in err, err
+    assert "no such backup" in err, err
