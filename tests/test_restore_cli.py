@@ -14,6 +14,7 @@ from cutter.cli.remote import login_name
 from cutter.core.route import Pin
 from cutter.core.sidecar import Sidecar
 from cutter.core.states import RunState
+from cutter.stores.owner import claim
 from tests._harness import stored_rows
 from tests._restore import DOC, SAMPLE, World, edition, in_world
 
@@ -99,3 +100,36 @@ def test_revert_after_a_new_version_is_refused_with_its_code(tmp_path: Path) -> 
     assert err.startswith("Error: E_REVERT_REFUSED: "), err
     assert f"cutter restore {DOC} --backup {cut.pins[Pin.BACKUP_ID]}" in err
     assert stored_rows(state / "cutter.sqlite3") == before
+
+
+def test_a_daemons_state_directory_is_refused_naming_its_socket(tmp_path: Path) -> None:
+    """README's `cutter revert RUN --live` beside a running daemon: the refusal (exit 3)
+    says how to go through the daemon, and nothing is stored."""
+    state = tmp_path / "state"
+    cut = _cut(state)
+    socket = state / "daemon.sock"
+    before = stored_rows(state / "cutter.sqlite3")
+    with claim(state, f"cutter daemon on {socket}"):
+        socket.touch()  # where a daemon listens; the claim above is what refuses
+        for args in (
+            ("revert", cut.run_id),
+            ("restore", DOC, "--backup", str(cut.pins[Pin.BACKUP_ID])),
+        ):
+            code, _, err = _cli(*args, "--live", "--state-dir", str(state))
+            assert code == 3, (args, err)
+            assert err.startswith("Error: E_STATE_DIR_BUSY: "), err
+            assert f"add --socket {socket}" in err, err
+    assert stored_rows(state / "cutter.sqlite3") == before
+
+
+def test_a_backup_that_is_not_stored_is_not_called_corrupt(tmp_path: Path) -> None:
+    """E_BACKUP_UNKNOWN for a well-formed id nobody stored said "corrupt record
+    backups/bk-…", which sends an operator to `cutter doctor` for nothing."""
+    state = tmp_path / "state"
+    _cut(state)
+    missing = "bk-" + "0" * 32
+    code, _, err = _cli("restore", DOC, "--backup", missing, "--live", "--state-dir", str(state))
+    assert code == 1, err
+    assert err.startswith(f"Error: E_BACKUP_UNKNOWN: backup {missing} cannot be restored: "), err
+    assert "corrupt" not in err, err
+    assert "no such backup" in err, err

@@ -44,7 +44,7 @@ async def verify_stores(state_dir: Path, dsn: str | None) -> LedgerReport:
 @click.option("--json", "as_json", is_flag=True, help="The report as one JSON object.")
 def verify_ledger(state_dir: Path, dsn: str | None, as_json: bool) -> None:
     """Check the ledger's hash chain and, against it, the anchor every live run
-    recorded for its cut and rollback: name each run whose entry is missing or
+    recorded for its cut, revert and rollback: name each run whose entry is missing or
     changed. Exit status 1 when anything is wrong."""
     report = run_command(verify_stores, state_dir, dsn)
     if as_json:

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import click
 import msgspec
 
-from cutter.cli.common import run_command
+from cutter.cli.common import StateDirOwned, run_command
 from cutter.cli.connect import Endpoint
 from cutter.cli.outcome import finish
 from cutter.cli.remote import login_name
@@ -96,6 +96,18 @@ async def _embedded(
             return RunSummary.of(sidecar)
 
 
+def _run_embedded(state_dir: Path, by: str, doc_of: Any, start: Any) -> RunSummary:
+    """``_embedded``; refused because a daemon owns the directory, say how to go
+    through it instead (the refusal alone sends the operator looking)."""
+    try:
+        return run_command(_embedded, state_dir, by, doc_of, start)
+    except StateDirOwned as exc:
+        socket = StateDir(state_dir).socket
+        if not socket.exists():
+            raise
+        raise StateDirOwned(f"{exc.message}; a daemon serves it: add --socket {socket}") from None
+
+
 def _through_daemon(target: Endpoint, command: Revert | Restore) -> None:
     """As ``cutter start`` does: with ``wait`` off, say how to follow the run."""
     if not command.wait:
@@ -145,7 +157,7 @@ def revert(
     async def start(runner: Runner, started_by: str) -> Any:
         return await runner.revert(run_id, mode, started_by=started_by)
 
-    _show(state_dir, as_json, run_command(_embedded, state_dir, by, doc_of, start))
+    _show(state_dir, as_json, _run_embedded(state_dir, by, doc_of, start))
 
 
 @click.command()
@@ -181,7 +193,7 @@ def restore(
     async def start(runner: Runner, started_by: str) -> Any:
         return await runner.restore(doc_id, backup_id, mode, started_by=started_by)
 
-    _show(state_dir, as_json, run_command(_embedded, state_dir, by, doc_of, start))
+    _show(state_dir, as_json, _run_embedded(state_dir, by, doc_of, start))
 
 
 async def _backups(state_dir: Path, doc_id: str) -> list[SavedBackup]:

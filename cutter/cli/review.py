@@ -88,7 +88,9 @@ def print_diff(out: Console, diff: UnitDiff) -> None:
             out.print(_change_line(kind, change))
 
 
-def print_review(out: Console, review: GateReview) -> None:
+def print_review(out: Console, review: GateReview, *, restores: bool = False) -> None:
+    """``restores``: the review of a restore run (docs/revert.md), whose enact puts
+    a backup's rows back: nothing staged, in either mode."""
     out.print(
         f"{review.gate} authorises, for {review.doc_id} at {review.source_version_id} "
         f"({review.source_size} bytes, sha {review.source_sha[:16]}…):"
@@ -107,7 +109,14 @@ def print_review(out: Console, review: GateReview) -> None:
         out.print(f"verify results ({review.verify_result_id}):")
         for result in review.verify:
             out.print(f"  {result.phase}: {escape(result.note)}")
-    if (change_set := review.change_set) is not None:
+    if (change_set := review.change_set) is not None and restores:
+        out.print(
+            f"lifecycle_enact puts back {len(change_set.activate)} active rows from the "
+            f"backup (a restore stages none) and retires {len(change_set.retire)} active rows"
+        )
+        if change_set.retire:
+            out.print(regions_table("retired (superseded)", change_set.retire))
+    elif change_set is not None:
         staged = "staged" if change_set.staged else "dry run: not written, as leg A would stage"
         out.print(
             f"lifecycle_enact makes {len(change_set.activate)} rows of {change_set.change_set_id} "
@@ -157,7 +166,7 @@ def review(
         return
     out = console()
     out.print(run_table(reply.run, full=True))
-    print_review(out, reply.review)
+    print_review(out, reply.review, restores=reply.run.restore is not None)
     if hint := approve_hint(reply.run):
         out.print(hint)
 

@@ -346,6 +346,7 @@ class CorruptRecord(InputError):
 
     def __init__(self, location: str, reason: str) -> None:
         self.location = location
+        self.reason = reason
         super().__init__(f"corrupt record {location}: {reason}")
 
 

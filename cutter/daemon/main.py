@@ -206,7 +206,7 @@ async def _serve_claimed(
         anyio.create_task_group() as jobs,
     ):
         links = LinkBook(ttl=timedelta(seconds=options.link_ttl_seconds))
-        daemon = Daemon(runner, kill_switch, bus, jobs, links=links)
+        daemon = Daemon(runner, kill_switch, bus, jobs, links=links, policy_changed=deliverer.wake)
         bus.on_drop = daemon.watcher_dropped
         # The page stops on stop_requested by itself (gracefully), after the intake.
         async with anyio.create_task_group() as web, anyio.create_task_group() as intake:

@@ -195,8 +195,8 @@ class Deliverer:
         """POST ``notice`` to ``hook``; None when it answered 2xx, else why not."""
         try:
             secret = await anyio.to_thread.run_sync(read_secret_file, hook.secret_file)
-        except CutterError as exc:
-            return exc.message
+        except CutterError as exc:  # E_SECRET_FILE_UNREADABLE: the code, as the docs say
+            return f"{exc.code}: {exc.message}"
         body = encode_notice(notice)
         headers = {
             "Content-Type": "application/json",

@@ -116,6 +116,7 @@ class Daemon:
     policy_lock: anyio.Lock = field(default_factory=anyio.Lock)
     links: LinkBook = field(default_factory=LinkBook)  # the review page's minted links
     web_url: str | None = None  # where the review page listens (None: no --http)
+    policy_changed: Callable[[], None] | None = None  # the deliverer's wake: reminders, hooks
 
     @property
     def fallback_policy(self) -> Policy:
@@ -365,6 +366,8 @@ class Daemon:
                 self.runner.config.kb, before, policy, by=by, at=self.runner.config.clock()
             )
         self.log.info("policy_changed", version=after.version, set_by=by, peer=caller.peer)
+        if self.policy_changed is not None:  # reminders it turns on are due from now
+            self.policy_changed()
         return self._policy_info(command.id, after, caller)
 
     async def _mint(self, command: MintLink, caller: Caller) -> ReviewLink:

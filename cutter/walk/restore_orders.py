@@ -25,7 +25,8 @@ async def restore_order(target: Target, doc_id: str, backup_id: str) -> RestoreO
     try:
         backup = await target.ius.load_backup(backup_id)
     except CorruptRecord as exc:
-        raise BackupUnknown(f"backup {backup_id} cannot be restored: {exc.message}") from exc
+        # the stores' "no such backup" is a CorruptRecord too: say only the reason
+        raise BackupUnknown(f"backup {backup_id} cannot be restored: {exc.reason}") from exc
     if backup.backup_id != backup_id:
         raise BackupUnknown(f"backup {backup_id} does not hash to its id")
     if backup.doc_id != doc_id:

@@ -130,6 +130,8 @@ async def test_a_hook_the_policy_dropped_or_an_unreadable_secret_is_a_failed_att
     assert seen == []  # no secret, nothing sent
     (record,) = await store.notifications(None, 10)
     assert "gone.secret" in (record.deliveries[0].last_error or "")
+    # docs/notifications.md: the code is in last_error, as an operator greps for it
+    assert (record.deliveries[0].last_error or "").startswith("E_SECRET_FILE_UNREADABLE: ")
     dropped, _ = _deliverer(store, Policy(admins=("ann",)), clock, lambda _: httpx.Response(200))
     clock.now = PAUSED_AT + backoff(1)
     assert await dropped.deliver_once() is None

@@ -174,3 +174,29 @@ def test_a_restore_without_waiting_is_recorded_before_it_is_accepted(
     # The restore holds its document as any run does.
     assert isinstance(busy, Error)
     assert busy.code == "STOP_DOCUMENT_BUSY"
+
+
+def test_the_review_of_a_live_revert_at_sg2_says_what_enact_puts_back(
+    daemon: WatchedDaemon,
+) -> None:
+    """`cutter review` of a LIVE revert at SG_2 told the reviewer "dry run: not written,
+    as leg A would stage": a restore stages nothing in either mode, its enact puts the
+    backup's rows back."""
+    socket = daemon.socket
+
+    async def scenario() -> tuple[str, int]:
+        cut = await _through(socket, await start_run(socket, Mode.LIVE))
+        reply = await ask(socket, Revert(run_id=cut.run_id, started_by=OPERATOR, mode=Mode.LIVE))
+        revert = (await approve(socket, expect(reply, RunInfo).run)).run
+        assert revert.state is RunState.AWAITING_LIFECYCLE_AUTHORIZATION, revert
+        rows = stored_rows(daemon.state_dir / "cutter.sqlite3")["ius"]
+        return revert.run_id, len(rows)
+
+    revert_id, active = anyio.run(scenario)
+    code, out, err = _cli("review", revert_id, "--socket", str(socket))
+    assert code == 0, err
+    assert "dry run" not in out, out
+    assert (
+        f"lifecycle_enact puts back 0 active rows from the backup (a restore stages none) "
+        f"and retires {active} active rows"
+    ) in out, out
