@@ -51,15 +51,19 @@ async def run_hook(
     env.update(env_for(event, payload))
     started = time.monotonic()
     try:
-        process = await anyio.open_process(
-            list(argv),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd="/",
-            env=env,
-            start_new_session=True,
-        )
+        # Shielded: a caller cancelled while the process starts would lose the Process
+        # (anyio kills only its leader then), leaving the hook's children running; the
+        # cancellation lands at the next checkpoint, inside the try that kills the group.
+        with anyio.CancelScope(shield=True):
+            process = await anyio.open_process(
+                list(argv),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd="/",
+                env=env,
+                start_new_session=True,
+            )
     except OSError as exc:
         why = exc.strerror or type(exc).__name__
         return HookResult(
