@@ -8,6 +8,7 @@ runs), with hooks in the state directory's ``hooks/`` or in the stored policy.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import select
@@ -297,6 +298,41 @@ async def test_a_notification_hook_that_exits_0_is_delivered_once(
         assert [(d.endpoint, d.state) for d in listed.deliveries] == [
             ("hook:directory", DeliveryState.DELIVERED)
         ]
+
+
+async def test_a_notice_hook_of_an_unsafe_directory_fails_visibly_and_runs_once_made_safe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not skipped in silence: the delivery is there, failed with the reason, and the
+    retry after the directory is made safe runs the hook."""
+    async with live_world(tmp_path, monkeypatch) as (world, hooks):
+        script(hooks / "gate_opened", telling(tmp_path / "opened", "exit 0\n"))
+        await world.publish(FIRST.source)
+        async with world.runner() as runner:
+            sc = await runner.cut(DOC_ID, Mode.DRY_RUN, started_by=OPERATOR)
+        now = [world.config.clock()]
+        config = dataclasses.replace(world.config, clock=lambda: now[0])
+        hooks.chmod(0o777)
+        async with open_deliverer(config) as deliverer:
+            await deliverer.deliver_once()
+        (listed,) = await world.config.run_store.notifications(None, 100)
+        (delivery,) = listed.deliveries
+        assert (delivery.endpoint, delivery.state, delivery.attempts) == (
+            "hook:directory",
+            DeliveryState.PENDING,
+            1,
+        )
+        assert delivery.last_error is not None
+        assert delivery.last_error.startswith("E_HOOKS_DIR_UNSAFE: ")
+        assert not (tmp_path / "opened.json").exists()
+        hooks.chmod(0o700)
+        now[0] = delivery.next_at
+        async with open_deliverer(config) as deliverer:
+            await deliverer.deliver_once()
+        (listed,) = await world.config.run_store.notifications(None, 100)
+        assert [(d.state, d.attempts) for d in listed.deliveries] == [(DeliveryState.DELIVERED, 2)]
+        event, _ = told(tmp_path / "opened")
+        assert (event["run_id"], event["gate"]) == (sc.run_id, "SG_1")
 
 
 async def test_a_dry_run_runs_its_before_hooks_once_and_they_can_veto_it(

@@ -56,7 +56,7 @@ from cutter.core.webhooks import (
 from cutter.runtime.failpoints import failpoint
 from cutter.runtime.logs import Logger, get_logger
 from cutter.runtime.secret_files import read_secret_file
-from cutter.walk.hooks import Hook, ProcessHooks, why
+from cutter.walk.hooks import ProcessHooks, why
 from cutter.walk.policy_book import current, default_policy
 from cutter.walk.runner import RunnerConfig
 
@@ -128,31 +128,27 @@ class Deliverer:
         while notices := await self.store.undispatched(BATCH):
             for notice in notices:
                 endpoints = [h.url for h in policy.webhooks if h.wants(notice.event)]
-                endpoints += [_HOOK + source for source, _ in await self._hooks_of(notice)]
+                if self.hooks is not None:
+                    event, payload = HookEvent(notice.event), notice_payload(notice)
+                    endpoints += [_HOOK + s for s in await self.hooks.sources(event, payload)]
                 await self.store.dispatch(notice.notice_id, endpoints, now)
             if len(notices) < BATCH:
                 break
 
-    async def _hooks_of(self, notice: Notice) -> list[Hook]:
-        """The hooks of ``notice``'s event as they are now (none when the hooks
-        directory is unsafe: logged, and the daemon refuses to start on one)."""
-        if self.hooks is None:
-            return []
-        try:
-            return await self.hooks.find(HookEvent(notice.event), notice_payload(notice))
-        except HooksDirUnsafe as exc:
-            self.log.warning("notice_hooks_not_run", notice_id=notice.notice_id, reason=exc.message)
-            return []
-
     async def _run_hook(self, due: DueDelivery) -> None:
         notice, delivery = due.notice, due.delivery
+        event, payload = HookEvent(notice.event), notice_payload(notice)
         source = delivery.endpoint.removeprefix(_HOOK)
-        hook = next((h for h in await self._hooks_of(notice) if h[0] == source), None)
+        try:
+            hook = None if self.hooks is None else await self.hooks.hook(event, source, payload)
+        except HooksDirUnsafe as exc:  # made safe again before the last attempt, it runs
+            await self._record(due, f"{exc.code}: {exc.message}", max_attempts=HOOK_MAX_ATTEMPTS)
+            return
         if hook is None or self.hooks is None:
             await self._record(due, "the hook is no longer configured", max_attempts=1)
             return
         failpoint("notify:enqueued")
-        result = await self.hooks.run(hook, HookEvent(notice.event), notice_payload(notice))
+        result = await self.hooks.run(hook, event, payload)
         if result.passed:
             failpoint("notify:posted")
         error = None if result.passed else f"{result.hook} {why(result)}"

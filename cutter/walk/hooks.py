@@ -12,7 +12,7 @@ not pass and runs no later one. A ``before_*`` hook runs at least once: a crash 
 it ran (failpoint ``hook:ran``: recorded, its answer not yet acted on) leaves the step
 to do again, and the recovery runs the hook again and acts on that answer.
 
-``find`` and ``run`` are the deliverer's (``cutter.daemon.notify``): the hooks of a
+``sources``, ``hook`` and ``run`` are the deliverer's (``cutter.daemon.notify``): the hooks of a
 notice's event are endpoints of the outbox, as webhooks are, so a notification hook
 runs after its notice is saved, off the walk, and a crash before it ran runs it later.
 """
@@ -66,11 +66,29 @@ class ProcessHooks:
             if stop is not None:
                 raise stop
 
-    async def find(self, event: HookEvent, payload: Mapping[str, object]) -> list[Hook]:
-        """``event``'s hooks as they are now, in the order they run (raises
-        ``HooksDirUnsafe``)."""
-        hooks, _ = await self._hooks(event, _log(payload))
-        return hooks
+    async def sources(self, event: HookEvent, payload: Mapping[str, object]) -> list[str]:
+        """Where ``event`` has a hook now, in the order they run: "directory", "policy".
+        An unsafe hooks directory counts: its hook's delivery then fails, visibly and
+        retried, instead of the notice silently getting none."""
+        found = []
+        try:
+            if await self.hook(event, "directory", payload) is not None:
+                found.append("directory")
+        except HooksDirUnsafe:
+            found.append("directory")
+        if await self.hook(event, "policy", payload) is not None:
+            found.append("policy")
+        return found
+
+    async def hook(
+        self, event: HookEvent, source: str, payload: Mapping[str, object]
+    ) -> Hook | None:
+        """``event``'s hook of ``source`` as it is now, if there is one (the directory's
+        raises ``HooksDirUnsafe``)."""
+        if source == "directory":
+            return await self._directory_hook(event, _log(payload))
+        argv = (await current(self.kb, self.fallback)).policy.hooks.get(event)
+        return ("policy", list(argv)) if argv else None
 
     async def run(self, hook: Hook, event: HookEvent, payload: Mapping[str, object]) -> HookResult:
         """Run one hook of ``event`` under the policy's timeout and record it."""
@@ -90,15 +108,20 @@ class ProcessHooks:
     async def _hooks(self, event: HookEvent, log: Logger) -> tuple[list[Hook], float]:
         policy = (await current(self.kb, self.fallback)).policy
         found: list[Hook] = []
-        path = None
-        if self.directory is not None:  # a few stat calls, off the loop
-            path = await anyio.to_thread.run_sync(hook_for, self.directory, event, log)
-        if path is not None:
-            found.append(("directory", [str(path)]))
+        hook = await self._directory_hook(event, log)
+        if hook is not None:
+            found.append(hook)
         argv = policy.hooks.get(event)
         if argv:
             found.append(("policy", list(argv)))
         return found, float(policy.hook_timeout_seconds)
+
+    async def _directory_hook(self, event: HookEvent, log: Logger) -> Hook | None:
+        if self.directory is None:
+            return None
+        # A few stat calls, off the loop.
+        path = await anyio.to_thread.run_sync(hook_for, self.directory, event, log)
+        return None if path is None else ("directory", [str(path)])
 
     async def _record(self, result: HookResult, payload: Mapping[str, object], log: Logger) -> None:
         log.info(
