@@ -135,3 +135,30 @@ def test_docs_match_the_code() -> None:
     commands = [line for block in blocks for line in block.splitlines()]
     assert commands
     assert not [line for line in commands if re.match(r"cutter\b", line)], commands
+
+
+def test_the_daemon_drops_only_asyncios_reaped_elsewhere_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The one benign asyncio line the daemon printed after daemon_stopped, unformatted,
+    on an operator's terminal (a discovery worker reaped by Popen's poll as anyio killed
+    it at shutdown) is filtered; any other asyncio warning still reaches the log."""
+    import logging
+
+    import structlog
+
+    from cutter.daemon.console import Sinks, configure
+
+    log = logging.getLogger("asyncio")
+    before, config = list(log.filters), structlog.get_config()
+    try:
+        configure(Sinks(json=io.StringIO(), human=None))
+        with caplog.at_level(logging.WARNING, logger="asyncio"):
+            log.warning("Unknown child process pid %d, will report returncode 255", 4242)
+            log.warning("Loop %r that handles pid %r is closed", "loop", 4242)
+        assert [r.getMessage() for r in caplog.records] == [
+            "Loop 'loop' that handles pid 4242 is closed"
+        ]
+    finally:
+        log.filters[:] = before
+        structlog.configure(**config)

@@ -11,6 +11,7 @@ line per run transition. The choice (docs/operations.md, "Logs"):
 
 from __future__ import annotations
 
+import logging
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -122,12 +123,27 @@ def console_processor(stream: TextIO, *, only: bool) -> Processor:
     return write
 
 
+# What CPython's asyncio logs when a child it waits for was reaped by someone else:
+# ``Popen.send_signal`` polls (reaps) a child before it signals it, so anyio killing a
+# discovery worker (``anyio.to_process``) at shutdown that exited by itself the same
+# moment is reaped there, and the watcher's own ``waitpid`` finds nothing. Benign,
+# after ``daemon_stopped``, and not the daemon's to print: an unformatted line on the
+# operator's terminal. (A hook's process is killed with ``killpg``, never polled so.)
+_REAPED_ELSEWHERE = "Unknown child process pid %d, will report returncode 255"
+
+
+class _ReapedElsewhere(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != _REAPED_ELSEWHERE
+
+
 def configure(sinks: Sinks) -> None:
     """The daemon's structlog: the short line first (when a person reads one), then
     the JSON line (when a JSON sink was chosen). Watchers are fed by the run
     recorder, not by the log (``cutter.daemon.bus``)."""
     from cutter.runtime.logs import configure_json
 
+    logging.getLogger("asyncio").addFilter(_ReapedElsewhere())
     human = sinks.human
     if human is None:
         configure_json(sinks.json)
