@@ -21,10 +21,7 @@ import contextlib
 import functools
 import json
 import shutil
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import anyio
@@ -53,66 +50,17 @@ from tests.daemon._drive import (
     start_run,
     status,
 )
+from tests.daemon._webhook import WAIT_S, Received, webhook_endpoint
 from tests.daemon.conftest import DaemonProcess
 
 SECRET = b"a webhook secret"
 EVENTS = ["gate_opened", "approval_consumed", "gate_opened", "approval_consumed", "closeout"]
-WAIT_S = 60.0  # a deadline for the deliveries to arrive, never a measurement
-
-
-@dataclass
-class Received:
-    """What the test's webhook endpoint was sent, in order."""
-
-    posts: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    changed: threading.Condition = field(default_factory=threading.Condition)
-
-    def add(self, headers: dict[str, str], body: bytes) -> None:
-        with self.changed:
-            self.posts.append((headers, body))
-            self.changed.notify_all()
-
-    def deduped(self) -> dict[str, tuple[dict[str, str], bytes]]:
-        """The receiver's view, deduplicated on X-Cutter-Delivery (first one kept)."""
-        seen: dict[str, tuple[dict[str, str], bytes]] = {}
-        with self.changed:
-            for headers, body in self.posts:
-                seen.setdefault(headers["x-cutter-delivery"], (headers, body))
-        return seen
-
-    def wait_for(self, distinct: int) -> None:
-        with self.changed:
-            ok = self.changed.wait_for(
-                lambda: len({h["x-cutter-delivery"] for h, _ in self.posts}) >= distinct,
-                timeout=WAIT_S,
-            )
-        assert ok, f"only {len(self.deduped())} of {distinct} notices arrived"
 
 
 @pytest.fixture
 def endpoint() -> Iterator[tuple[str, Received]]:
-    received = Received()
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.add({k.lower(): v for k, v in self.headers.items()}, body)
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with webhook_endpoint() as served:
+        yield served
 
 
 @pytest.fixture(scope="module")

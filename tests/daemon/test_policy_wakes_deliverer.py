@@ -5,9 +5,7 @@ user whose idle daemon sent the reminder only when another run happened to start
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import anyio
@@ -18,49 +16,15 @@ from cutter.core.principals import own_principal
 from cutter.core.protocol import PolicyInfo, SetPolicy
 from cutter.core.states import RunState
 from tests.daemon._drive import WatchedDaemon, add_document, ask, expect, launch, start_run
+from tests.daemon._webhook import Received, webhook_endpoint
 
 pytestmark = pytest.mark.subprocess
-WAIT_S = 30.0  # a deadline for the reminder to arrive, never a measurement
-
-
-class Events:
-    def __init__(self) -> None:
-        self.seen: list[str] = []
-        self.changed = threading.Condition()
-
-    def add(self, event: str) -> None:
-        with self.changed:
-            self.seen.append(event)
-            self.changed.notify_all()
-
-    def wait_for(self, event: str) -> bool:
-        with self.changed:
-            return self.changed.wait_for(lambda: event in self.seen, timeout=WAIT_S)
 
 
 @pytest.fixture
-def endpoint() -> Iterator[tuple[str, Events]]:
-    events = Events()
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers["Content-Length"]))
-            events.add(self.headers["X-Cutter-Event"])
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hook", events
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+def endpoint() -> Iterator[tuple[str, Received]]:
+    with webhook_endpoint() as served:
+        yield served
 
 
 @pytest.fixture
@@ -73,7 +37,7 @@ def daemon(tmp_path: Path) -> Iterator[WatchedDaemon]:
 
 
 def test_reminders_turned_on_by_a_policy_change_reach_a_waiting_gate(
-    daemon: WatchedDaemon, endpoint: tuple[str, Events], tmp_path: Path
+    daemon: WatchedDaemon, endpoint: tuple[str, Received], tmp_path: Path
 ) -> None:
     url, events = endpoint
     secret = tmp_path / "hook.secret"
@@ -93,4 +57,4 @@ def test_reminders_turned_on_by_a_policy_change_reach_a_waiting_gate(
         expect(await ask(daemon.socket, SetPolicy(text=policy)), PolicyInfo)
 
     anyio.run(scenario)
-    assert events.wait_for("approval_reminder"), events.seen
+    assert events.wait_for_event("approval_reminder"), events.events()
